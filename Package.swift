@@ -1,0 +1,26 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// No package dependencies, on purpose: seqexec wraps every build command a person runs and
+// must start about as fast as flock(1). Release builds link the Swift runtime statically
+// (`make build`, or `swift build -c release --static-swift-stdlib`).
+let package = Package(
+    name: "seqguard",
+    products: [
+        .executable(name: "seqexec", targets: ["seqexec"]),
+        .library(name: "SeqGuard", targets: ["SeqGuard"]),
+    ],
+    targets: [
+        // The few libc entry points Swift cannot call directly (variadic or raw syscalls).
+        .target(name: "CSeqSystem"),
+        // The syscall layer: the only module that calls libc.
+        .target(name: "SeqSystem", dependencies: ["CSeqSystem"]),
+        // Project, lock, queue, supervision: testable Swift over SeqSystem.
+        .target(name: "SeqGuard", dependencies: ["SeqSystem"]),
+        .executableTarget(name: "seqexec", dependencies: ["SeqGuard", "SeqSystem"]),
+        .testTarget(name: "SeqSystemTests", dependencies: ["SeqSystem"]),
+        .testTarget(name: "SeqGuardTests", dependencies: ["SeqGuard", "SeqSystem"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["SeqSystem"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

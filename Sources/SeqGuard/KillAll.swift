@@ -1,0 +1,86 @@
+import Glibc
+import SeqSystem
+
+/// The emergency stop: ends every process recorded in the project's state (holders, their
+/// trees, whatever keeps a lock's flock alive, and every waiter), then clears the state.
+/// Processes are found only from the recorded pid + start time and the lock files: never by name.
+public enum KillAll {
+    public struct Ended: Sendable {
+        public var process: ProcessIdentity
+        public var role: String
+        public var command: String
+    }
+
+    @available(*, noasync)
+    public static func run(_ configuration: GuardConfiguration) throws(GuardFailure) -> [Ended] {
+        let project = try Project.resolve(explicit: configuration.projectPath)
+        let directory = try StateDirectory.open(project: project, base: configuration.stateBase, namespace: configuration.namespace)
+        defer { directory.close() }
+        let lock = ProjectLock(directory: directory)
+        let queue = WaitQueue(directory: directory)
+        let me = Processes.currentPid
+
+        var ended: [ProcessIdentity: Ended] = [:]
+        // Round 0 sends SIGTERM and waits up to the grace; later rounds SIGKILL what is left,
+        // including anything that started meanwhile (a waiter that took the lock).
+        for round in 0..<6 {
+            let (claims, snapshot) = try directory.withMutex { () throws(GuardFailure) in (try lock.inspect(), try queue.read()) }
+            var targets: [ProcessIdentity: Ended] = [:]
+            for entry in snapshot.entries where entry.process.isAlive {
+                targets[entry.process] = Ended(process: entry.process, role: "waiter", command: entry.command)
+            }
+            var roots: [ProcessIdentity: String] = [:]
+            for claim in claims {
+                let command = claim.record?.command ?? "?"
+                if let record = claim.record {
+                    roots[record.holder] = command
+                    if let child = record.child { roots[child] = command }
+                }
+                if let owner = claim.ownerFile {
+                    for process in Processes.holding(device: owner.device, inode: owner.inode) { roots[process] = command }
+                }
+            }
+            let table = Processes.all()
+            for (root, command) in roots where root.pid != me && root.isAlive {
+                targets[root] = Ended(process: root, role: "holder", command: command)
+            }
+            let rootPids = Set(roots.keys.filter(\.isAlive).map(\.pid))
+            for process in Processes.descendants(of: rootPids, in: table) where process.pid != me {
+                let identity = process.identity
+                if targets[identity] == nil {
+                    targets[identity] = Ended(process: identity, role: "holder's tree", command: process.command)
+                }
+            }
+            if targets.isEmpty { break }
+            let signal = round == 0 ? SIGTERM : SIGKILL
+            var watched: [FileDescriptor] = []
+            for (identity, target) in targets where Processes.signal(identity, signal) {
+                if signal == SIGTERM { Processes.signal(identity, SIGCONT) }
+                if ended[identity] == nil { ended[identity] = target }
+                if let fd = Processes.openPidfd(identity) { watched.append(fd) }
+            }
+            waitForExit(watched, seconds: round == 0 ? configuration.killGrace : 1)
+            for fd in watched { fd.close() }
+        }
+        // Whatever is left on disk has no live owner now.
+        try directory.withMutex { () throws(GuardFailure) in
+            for claim in try lock.inspect() where !claim.isLive { try lock.removeStale(claim) }
+            let snapshot = try queue.read()
+            let kept = snapshot.entries.filter(\.process.isAlive)
+            if kept.count != snapshot.entries.count || !snapshot.rejectedLines.isEmpty { try queue.write(kept) }
+        }
+        return ended.values.sorted { $0.process.pid < $1.process.pid }
+    }
+
+    /// Waits until every pidfd is readable (its process has exited) or `seconds` pass.
+    static func waitForExit(_ pidfds: [FileDescriptor], seconds: Double) {
+        var pending = pidfds
+        let deadline = Clock.monotonicNanoseconds() + Int64(seconds * 1e9)
+        while !pending.isEmpty {
+            let left = deadline - Clock.monotonicNanoseconds()
+            if left <= 0 { return }
+            let ready = Set(Poll.readable(pending, timeoutMilliseconds: Int32(clamping: left / 1_000_000 + 1)))
+            pending = pending.enumerated().filter { !ready.contains($0.offset) }.map(\.element)
+        }
+    }
+}

@@ -1,0 +1,268 @@
+import Glibc
+import SeqSystem
+
+/// What a caller asks of the lock.
+public struct AcquireRequest: Sendable {
+    public var command: String
+    public var slots: Int = 1
+    public var priority: Priority = .normal
+    /// Give up after this many seconds of waiting; nil waits for ever.
+    public var waitTimeout: Double?
+    /// Nested-call tokens from the environment (`SEQEXEC_TOKENS`), by state directory name.
+    public var inheritedTokens: [String: String] = [:]
+
+    public init(command: String) { self.command = command }
+}
+
+/// How waiting for the lock ended.
+public enum Acquisition: Sendable {
+    case acquired(HeldClaim, waitedSeconds: Double)
+    /// A guarded command of the live holder called again: run straight through, no lock.
+    case passThrough
+    case gaveUp(waitedSeconds: Double, holder: String?)
+    case interrupted(signal: Int32)
+}
+
+/// Takes a project's lock in queue order. Waiting sleeps on the kernel: a pidfd for each
+/// waiter ahead and each holder, and a thread blocked in flock on each holder's owner file
+/// (it returns when the holder and its whole tree are gone, even after a SIGKILL).
+public struct LockWaiter {
+    public var lock: ProjectLock
+    public var queue: WaitQueue
+    public var reporter: Reporter
+    public var signals: SignalReceiver
+    /// Seconds between status lines when stderr is not a terminal.
+    public var logInterval: Double = 30
+    /// Seconds between full re-checks if no event came (a net under the kernel's wake-ups).
+    public var safetyInterval: Double = 2
+
+    var directory: StateDirectory { lock.directory }
+    var reportedProblems: Set<String> = []
+
+    public init(directory: StateDirectory, reporter: Reporter, signals: SignalReceiver) {
+        self.lock = ProjectLock(directory: directory)
+        self.queue = WaitQueue(directory: directory)
+        self.reporter = reporter
+        self.signals = signals
+    }
+
+    enum Evaluation {
+        case acquired(HeldClaim)
+        case passThrough
+        case waiting(live: [Claim], ahead: [QueueEntry], position: Int, total: Int)
+    }
+
+    /// Waits for a slot, in queue order, and takes it.
+    public mutating func acquire(_ request: AcquireRequest, token: String) throws(GuardFailure) -> Acquisition {
+        let me = ProcessIdentity.current()
+        let host = Processes.hostName()
+        let started = Clock.monotonicNanoseconds()
+        var mine: QueueEntry?
+        func record() -> OwnerRecord {
+            OwnerRecord(holder: me, host: host, since: Clock.wallTime(), command: request.command, token: token)
+        }
+
+        var state = try evaluate(me: me, mine: &mine, request: request, record: record(), firstCall: true)
+        switch state {
+        case .acquired(let held): return .acquired(held, waitedSeconds: 0)
+        case .passThrough: return .passThrough
+        case .waiting: break
+        }
+        reporter.step("queued: \(request.command) (pid \(me.pid))")
+
+        let notify: (read: FileDescriptor, write: FileDescriptor)
+        do { notify = try FileSystem.pipe() } catch {
+            try? removeLine(of: me)
+            throw GuardFailure("cannot create a pipe: \(error)", errno: error)
+        }
+        defer {
+            notify.read.close()
+            // The write end stays open: a watcher thread may still write to it.
+        }
+        var pidfds: [ProcessIdentity: (fd: FileDescriptor, isWaiter: Bool)] = [:]
+        defer { for (_, watch) in pidfds { watch.fd.close() } }
+        var watchedOwners: Set<String> = []
+        let isTerminal = reporter.stderrIsTerminal && !reporter.quiet
+        var lastStatus: Int64 = 0
+        var statusShown = false
+        let safetyNanos = Int64(safetyInterval * 1e9)
+        var lastFull = Clock.monotonicNanoseconds()
+        let deadline = request.waitTimeout.map { started + Int64($0 * 1e9) }
+
+        func waited() -> Double { Double(Clock.monotonicNanoseconds() - started) / 1e9 }
+        func clearStatus() {
+            if statusShown && isTerminal { reporter.write("\r\u{1B}[K") }
+            statusShown = false
+        }
+
+        while true {
+            guard case .waiting(let live, let ahead, let position, let total) = state else { break }
+            // Watch what can end this wait.
+            var recheckNow = false
+            for entry in ahead where pidfds[entry.process] == nil {
+                if let fd = Processes.openPidfd(entry.process) { pidfds[entry.process] = (fd, true) } else { recheckNow = true }
+            }
+            for claim in live {
+                if let holder = claim.record?.holder, pidfds[holder] == nil, let fd = Processes.openPidfd(holder) {
+                    pidfds[holder] = (fd, false)
+                }
+                if let owner = claim.ownerFile {
+                    let key = "\(owner.device):\(owner.inode)"
+                    if !watchedOwners.contains(key) {
+                        if FlockWatcher.start(path: "\(claim.name)/\(ProjectLock.ownerFileName)", relativeTo: directory.descriptor, notify: notify.write) {
+                            watchedOwners.insert(key)
+                        } else {
+                            recheckNow = true
+                        }
+                    }
+                }
+            }
+            // Tell the person (or the log) what we wait for.
+            let now = Clock.monotonicNanoseconds()
+            let statusEvery = Int64((isTerminal ? 1 : logInterval) * 1e9)
+            if !reporter.quiet && (lastStatus == 0 || now - lastStatus >= statusEvery) {
+                let line = statusLine(live: live, ahead: ahead, position: position, total: total)
+                if isTerminal { reporter.write("\r\u{1B}[K\(line)") } else { reporter.write(line + "\n") }
+                statusShown = true
+                lastStatus = now
+            }
+
+            var full = recheckNow
+            var quick = false
+            if !full {
+                var timeout = min(safetyNanos - (now - lastFull), statusEvery - (now - lastStatus))
+                if let deadline { timeout = min(timeout, deadline - now) }
+                let order = Array(pidfds.keys)
+                let fds = [signals.descriptor, notify.read] + order.map { pidfds[$0]!.fd }
+                let ready = Poll.readable(fds, timeoutMilliseconds: Int32(clamping: max(0, timeout) / 1_000_000 + 1))
+                for index in ready {
+                    switch index {
+                    case 0:
+                        for signal in signals.drain() where [SIGINT, SIGTERM, SIGHUP, SIGQUIT].contains(signal.number) {
+                            clearStatus()
+                            try? removeLine(of: me)
+                            reporter.step("interrupted by \(SignalName.of(signal.number)) while waiting; queue line removed")
+                            return .interrupted(signal: signal.number)
+                        }
+                    case 1:
+                        _ = try? notify.read.read(upTo: 256)
+                        quick = true
+                    default:
+                        let identity = order[index - 2]
+                        if let watch = pidfds.removeValue(forKey: identity) {
+                            watch.fd.close()
+                            if watch.isWaiter { full = true } else { quick = true }
+                        }
+                    }
+                }
+                let after = Clock.monotonicNanoseconds()
+                if let deadline, after >= deadline {
+                    clearStatus()
+                    try? removeLine(of: me)
+                    let holder = live.first?.record.map { "'\($0.command)' (pid \($0.holder.pid))" }
+                    return .gaveUp(waitedSeconds: waited(), holder: holder)
+                }
+                if after - lastFull >= safetyNanos { full = true }
+            }
+            if full || (quick && worthChecking(me: me, slots: request.slots)) {
+                lastFull = Clock.monotonicNanoseconds()
+                state = try evaluate(me: me, mine: &mine, request: request, record: record(), firstCall: false)
+            }
+        }
+        clearStatus()
+        guard case .acquired(let held) = state else { return .passThrough }
+        reporter.step("acquired \(held.name) after \(formatSeconds(waited()))")
+        return .acquired(held, waitedSeconds: waited())
+    }
+
+    /// The one place claims and the queue are decided, under the mutex: stale claims and dead
+    /// waiters are removed, garbage is reported and dropped, and a slot is taken if it is our turn.
+    mutating func evaluate(
+        me: ProcessIdentity, mine: inout QueueEntry?, request: AcquireRequest, record: OwnerRecord, firstCall: Bool
+    ) throws(GuardFailure) -> Evaluation {
+        var problems: [String] = []
+        let result = try directory.withMutex { () throws(GuardFailure) -> Evaluation in
+            let claims = try lock.inspect()
+            var live: [Claim] = []
+            for claim in claims {
+                if claim.isLive {
+                    live.append(claim)
+                    if let problem = claim.problem { problems.append("lock \(directory.path)/\(claim.name) is held but has an \(problem)") }
+                    continue
+                }
+                let who = claim.record.map { " (holder pid \($0.holder.pid) '\($0.command)' is gone)" } ?? " (\(claim.problem ?? "no holder"))"
+                problems.append("removed stale lock \(directory.path)/\(claim.name)\(who)")
+                try lock.removeStale(claim)
+            }
+            if firstCall, let token = request.inheritedTokens[directory.name],
+               live.contains(where: { $0.record?.token == token }) {
+                return .passThrough
+            }
+            let snapshot = try queue.read()
+            var changed = !snapshot.rejectedLines.isEmpty
+            for line in snapshot.rejectedLines {
+                problems.append("dropped a malformed line of \(directory.path)/\(WaitQueue.fileName): '\(line)'")
+            }
+            var entries = snapshot.entries.filter { $0.process == me || $0.process.isAlive }
+            if entries.count != snapshot.entries.count { changed = true }
+            if !entries.contains(where: { $0.process == me }) {
+                // First arrival, or our line was lost: (re)add it with its original arrival time.
+                let entry = mine ?? QueueEntry(process: me, queuedAt: Clock.wallTime(), command: request.command, priority: request.priority)
+                mine = entry
+                entries.append(entry)
+                changed = true
+            }
+            let ordered = QueueSnapshot(entries: entries).ordered
+            let rank = ordered.firstIndex { $0.process == me } ?? 0
+            if rank < request.slots - live.count, let held = try lock.claim(slots: request.slots, record: record) {
+                entries.removeAll { $0.process == me }
+                if changed || !firstCall { try queue.write(entries) }
+                return .acquired(held)
+            }
+            if changed { try queue.write(entries) }
+            return .waiting(live: live, ahead: Array(ordered[..<rank]), position: rank + 1, total: ordered.count)
+        }
+        for problem in problems where !reportedProblems.contains(problem) {
+            reportedProblems.insert(problem)
+            reporter.error(problem)
+        }
+        return result
+    }
+
+    /// A lockless look, so that a herd of woken waiters does not queue on the mutex: could it
+    /// be our turn? Only then is the full evaluation worth it.
+    func worthChecking(me: ProcessIdentity, slots: Int) -> Bool {
+        guard let snapshot = try? queue.read(), let claims = try? lock.inspect() else { return true }
+        guard let rank = snapshot.ordered.firstIndex(where: { $0.process == me }) else { return true }
+        return rank < slots - claims.filter(\.isLive).count
+    }
+
+    /// Removes this process's queue line (given up, interrupted).
+    func removeLine(of me: ProcessIdentity) throws(GuardFailure) {
+        try directory.withMutex { () throws(GuardFailure) in
+            let snapshot = try queue.read()
+            let kept = snapshot.entries.filter { $0.process != me }
+            if kept.count != snapshot.entries.count || !snapshot.rejectedLines.isEmpty { try queue.write(kept) }
+        }
+    }
+
+    func statusLine(live: [Claim], ahead: [QueueEntry], position: Int, total: Int) -> String {
+        let tool = reporter.toolName
+        let place = "position \(position) of \(total)"
+        if let record = live.first?.record {
+            let elapsed = formatSeconds(max(0, record.since.seconds(until: Clock.wallTime())))
+            return "\(tool): waiting for '\(record.command)' (pid \(record.holder.pid), \(elapsed)) — \(place)"
+        }
+        if live.first != nil { return "\(tool): waiting for a lock holder with an unreadable record — \(place)" }
+        if let first = ahead.first { return "\(tool): waiting behind '\(first.command)' (pid \(first.process.pid)) — \(place)" }
+        return "\(tool): waiting — \(place)"
+    }
+}
+
+/// `12s`, `3m04s`, `1h02m`.
+public func formatSeconds(_ seconds: Double) -> String {
+    let whole = Int(seconds.rounded(.down))
+    if whole < 60 { return "\(whole)s" }
+    if whole < 3600 { return "\(whole / 60)m\(whole % 60 < 10 ? "0" : "")\(whole % 60)s" }
+    return "\(whole / 3600)h\((whole % 3600) / 60 < 10 ? "0" : "")\((whole % 3600) / 60)m"
+}

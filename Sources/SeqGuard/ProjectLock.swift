@@ -1,0 +1,191 @@
+import Glibc
+import SeqSystem
+
+/// What a claim's `owner` file says: who holds the lock, since when, running what.
+public struct OwnerRecord: Sendable, Equatable {
+    /// The seqexec process holding the claim.
+    public var holder: ProcessIdentity
+    public var host: String
+    public var since: WallTime
+    public var command: String
+    /// Ties nested calls to this holder: its guarded command carries it in SEQEXEC_TOKENS.
+    public var token: String
+    /// The guarded command, once started.
+    public var child: ProcessIdentity?
+
+    public init(holder: ProcessIdentity, host: String, since: WallTime, command: String, token: String, child: ProcessIdentity? = nil) {
+        self.holder = holder
+        self.host = host
+        self.since = since
+        self.command = command
+        self.token = token
+        self.child = child
+    }
+
+    public var text: String {
+        var lines = [
+            "pid=\(holder.pid)", "start=\(holder.startTime)", "host=\(PercentEncoding.encode(host))",
+            "since=\(since)", "token=\(token)",
+        ]
+        if let child { lines += ["child=\(child.pid)", "child_start=\(child.startTime)"] }
+        lines.append("command=\(PercentEncoding.encode(command))")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Parses a record; nil if it is truncated or garbage.
+    public init?(parsing bytes: [UInt8]) {
+        var fields: [Substring: Substring] = [:]
+        let text = String(decoding: bytes, as: UTF8.self)
+        for line in text.split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "=") else { return nil }
+            fields[line[..<equals]] = line[line.index(after: equals)...]
+        }
+        guard let pid = fields["pid"].flatMap({ Int32($0) }), pid > 0,
+              let start = fields["start"].flatMap({ UInt64($0) }),
+              let since = fields["since"].flatMap({ WallTime(parsing: $0) }),
+              let token = fields["token"], !token.isEmpty,
+              let command = fields["command"].flatMap({ PercentEncoding.decode($0) })
+        else { return nil }
+        var child: ProcessIdentity?
+        if let childPid = fields["child"].flatMap({ Int32($0) }),
+           let childStart = fields["child_start"].flatMap({ UInt64($0) }) {
+            child = ProcessIdentity(pid: childPid, startTime: childStart)
+        }
+        self.init(
+            holder: ProcessIdentity(pid: pid, startTime: start),
+            host: fields["host"].flatMap { PercentEncoding.decode($0) } ?? "?",
+            since: since, command: command, token: String(token), child: child)
+    }
+}
+
+/// One claim directory (`executor.lock`, or `executor.lock.N` for slot N) as found on disk.
+public struct Claim: Sendable {
+    public var name: String
+    public var slot: Int
+    /// The record, if it could be read and parsed.
+    public var record: OwnerRecord?
+    /// Whether a process holds the owner file's flock: the kernel's word on liveness.
+    public var isLive: Bool
+    /// The owner file's identity, for watching it and for finding processes that hold it.
+    public var ownerFile: FileStatus?
+    /// Why the claim is not trusted, if it is not.
+    public var problem: String?
+}
+
+/// A claim this process holds. Its `owner` descriptor carries the flock; the guarded command
+/// inherits it, so the lock lives exactly as long as seqexec or any process of the tree.
+public struct HeldClaim: Sendable {
+    public var name: String
+    public var owner: FileDescriptor
+    public var record: OwnerRecord
+}
+
+/// The per-project lock: claim directories made with mkdir(2), each holding an owner record
+/// on which the holder keeps an exclusive flock.
+public struct ProjectLock: Sendable {
+    public static let ownerFileName = "owner"
+    public var directory: StateDirectory
+
+    public init(directory: StateDirectory) { self.directory = directory }
+
+    var baseName: String { directory.namespace.claimName }
+
+    func claimName(slot: Int) -> String { slot == 0 ? baseName : "\(baseName).\(slot)" }
+
+    func slot(ofName name: String) -> Int? {
+        if name == baseName { return 0 }
+        guard name.hasPrefix(baseName + "."), let slot = Int(name.dropFirst(baseName.count + 1)), slot > 0 else { return nil }
+        return slot
+    }
+
+    /// Every claim directory, checked. Call under the mutex.
+    /// - Throws: `GuardFailure` (125) when a claim is a symlink, another user's, or open to others.
+    public func inspect() throws(GuardFailure) -> [Claim] {
+        let names: [String]
+        do { names = try FileSystem.contents(ofDirectoryAt: directory.descriptor) } catch {
+            throw GuardFailure("cannot list \(directory.path): \(error)", errno: error)
+        }
+        var claims: [Claim] = []
+        for name in names {
+            guard let slot = slot(ofName: name) else { continue }
+            claims.append(try inspect(name: name, slot: slot))
+        }
+        return claims.sorted { $0.slot < $1.slot }
+    }
+
+    func inspect(name: String, slot: Int) throws(GuardFailure) -> Claim {
+        let path = "\(directory.path)/\(name)"
+        let status: FileStatus
+        do { status = try FileSystem.status(name, relativeTo: directory.descriptor) } catch {
+            return Claim(name: name, slot: slot, record: nil, isLive: false, ownerFile: nil, problem: "vanished")
+        }
+        try StateDirectory.check(path, status, uid: Processes.userID, fix: "remove it with 'rm -r \(path)' once no guarded command runs")
+        let ownerPath = "\(name)/\(Self.ownerFileName)"
+        let fd: FileDescriptor
+        do { fd = try FileSystem.open(ownerPath, O_RDONLY | O_NOFOLLOW, relativeTo: directory.descriptor) } catch {
+            return Claim(name: name, slot: slot, record: nil, isLive: false, ownerFile: nil, problem: "no owner record")
+        }
+        defer { fd.close() }
+        let ownerStatus = try? fd.status()
+        // A shared lock is granted only when no process holds the exclusive one.
+        let live = !((try? fd.lock(exclusive: false, nonBlocking: true)) ?? true)
+        let bytes = (try? fd.readContents()) ?? []
+        let record = OwnerRecord(parsing: bytes)
+        return Claim(
+            name: name, slot: slot, record: record, isLive: live, ownerFile: ownerStatus,
+            problem: record == nil ? "unreadable owner record (\(bytes.count) bytes)" : nil)
+    }
+
+    /// Removes a claim no process holds. Call under the mutex, after `inspect` said it is not live.
+    public func removeStale(_ claim: Claim) throws(GuardFailure) {
+        let path = "\(directory.path)/\(claim.name)"
+        if let names = try? FileSystem.contents(ofDirectory: path) {
+            for name in names { try? FileSystem.removeFile("\(claim.name)/\(name)", relativeTo: directory.descriptor) }
+        }
+        do { try FileSystem.removeDirectory(claim.name, relativeTo: directory.descriptor) } catch where error == .noSuchFile {
+        } catch {
+            throw GuardFailure("cannot remove stale lock \(path): \(error); remove it with 'rm -r \(path)'", errno: error)
+        }
+    }
+
+    /// Takes the lowest free slot below `slots`. Call under the mutex. Returns nil if none is free.
+    public func claim(slots: Int, record: OwnerRecord) throws(GuardFailure) -> HeldClaim? {
+        for slot in 0..<slots {
+            let name = claimName(slot: slot)
+            do { try FileSystem.makeDirectory(name, mode: 0o700, relativeTo: directory.descriptor) } catch where error == .fileExists {
+                continue
+            } catch {
+                throw GuardFailure("cannot create lock \(directory.path)/\(name): \(error)", errno: error)
+            }
+            do throws(Errno) {
+                let owner = try FileSystem.open(
+                    "\(name)/\(Self.ownerFileName)", O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600,
+                    relativeTo: directory.descriptor)
+                guard try owner.lock(exclusive: true, nonBlocking: true) else {
+                    owner.close()
+                    throw Errno.wouldBlock
+                }
+                try owner.replaceContents(record.text)
+                return HeldClaim(name: name, owner: owner, record: record)
+            } catch {
+                try? FileSystem.removeFile("\(name)/\(Self.ownerFileName)", relativeTo: directory.descriptor)
+                try? FileSystem.removeDirectory(name, relativeTo: directory.descriptor)
+                throw GuardFailure("cannot write lock record \(directory.path)/\(name): \(error)", errno: error)
+            }
+        }
+        return nil
+    }
+
+    /// Rewrites the record of a held claim (to add the command's pid). Call under the mutex.
+    public func update(_ held: inout HeldClaim, record: OwnerRecord) {
+        held.record = record
+        try? held.owner.replaceContents(record.text)
+    }
+
+    /// Gives a claim up: record and directory removed, then the flock dropped. Call under the mutex.
+    public func release(_ held: HeldClaim) {
+        try? FileSystem.removeFile("\(held.name)/\(Self.ownerFileName)", relativeTo: directory.descriptor)
+        try? FileSystem.removeDirectory(held.name, relativeTo: directory.descriptor)
+        held.owner.close()
+    }
+}

@@ -1,0 +1,112 @@
+import Glibc
+import SeqSystem
+
+/// A project's state directory, `<base>/seq-exec-<hash>/`, opened safely: never through a
+/// symlink, owned by this user, not writable by anyone else. Everything inside is reached
+/// relative to its descriptor.
+public struct StateDirectory: Sendable {
+    public var path: String
+    /// `seq-exec-<hash>`: also the key of this lock's nested-call token.
+    public var name: String
+    public var descriptor: FileDescriptor
+    public var namespace: LockNamespace
+
+    /// The default base: a fixed path, so a shell, cron, an IDE and an agent all agree on it.
+    public static func defaultBase(userID: UInt32 = Processes.userID) -> String {
+        "/tmp/seqguard-\(userID)"
+    }
+
+    /// Opens (creating as needed) the state directory of `project`.
+    /// - Parameter base: the base directory, or nil for the default.
+    /// - Throws: `GuardFailure` (125) naming the path and the fix when the state is unsafe.
+    public static func open(
+        project: Project, base: String?, namespace: LockNamespace, create: Bool = true
+    ) throws(GuardFailure) -> StateDirectory {
+        let uid = Processes.userID
+        let basePath = base ?? defaultBase(userID: uid)
+        let fix = base == nil
+            ? "remove it, or set SEQEXEC_STATE_DIR to a private directory"
+            : "pass a private directory to --state-dir / SEQEXEC_STATE_DIR"
+        if create { try makeDirectories(basePath) }
+        // Only the default base lives in a shared, world-writable /tmp; a base the user named
+        // is theirs to choose, so it is used as given.
+        if base == nil {
+            let status: FileStatus
+            do { status = try FileSystem.status(basePath) } catch {
+                throw GuardFailure("cannot use state directory \(basePath): \(error); \(fix)", errno: error)
+            }
+            try check(basePath, status, uid: uid, fix: fix)
+        }
+        let baseDescriptor: FileDescriptor
+        do { baseDescriptor = try FileSystem.open(basePath, O_RDONLY | O_DIRECTORY) } catch {
+            throw GuardFailure("cannot open state directory \(basePath): \(error); \(fix)", errno: error)
+        }
+        defer { baseDescriptor.close() }
+        let name = namespace.directoryPrefix + project.hash
+        let path = basePath.hasSuffix("/") ? basePath + name : basePath + "/" + name
+        if create {
+            do { try FileSystem.makeDirectory(name, mode: 0o700, relativeTo: baseDescriptor) } catch where error == .fileExists {
+            } catch {
+                throw GuardFailure("cannot create state directory \(path): \(error); \(fix)", errno: error)
+            }
+        }
+        let descriptor: FileDescriptor
+        do { descriptor = try FileSystem.openDirectory(name, relativeTo: baseDescriptor) } catch {
+            if error == .tooManySymlinks || error == .notDirectory {
+                throw GuardFailure("unsafe state directory \(path): it is a symlink or not a directory; \(fix)", errno: error)
+            }
+            throw GuardFailure("cannot open state directory \(path): \(error); \(fix)", errno: error)
+        }
+        do {
+            try check(path, try descriptor.status(), uid: uid, fix: fix)
+        } catch let failure as GuardFailure {
+            descriptor.close()
+            throw failure
+        } catch {
+            descriptor.close()
+            throw GuardFailure("cannot stat state directory \(path): \(error)", errno: error as? Errno)
+        }
+        return StateDirectory(path: path, name: name, descriptor: descriptor, namespace: namespace)
+    }
+
+    /// Refuses a directory that is a symlink, another user's, or writable by group or others.
+    static func check(_ path: String, _ status: FileStatus, uid: UInt32, fix: String) throws(GuardFailure) {
+        if status.isSymlink {
+            throw GuardFailure("unsafe state \(path): it is a symlink; \(fix)")
+        }
+        if !status.isDirectory {
+            throw GuardFailure("unsafe state \(path): not a directory; \(fix)")
+        }
+        if status.owner != uid {
+            throw GuardFailure("unsafe state \(path): owned by uid \(status.owner), not \(uid); \(fix)")
+        }
+        if status.isWritableByOthers {
+            let mode = String(status.permissions, radix: 8)
+            throw GuardFailure("unsafe state \(path): mode \(mode) lets others write it; run 'chmod 700 \(path)' or \(fix)")
+        }
+    }
+
+    /// mkdir -p with mode 0700 for each directory it creates.
+    static func makeDirectories(_ path: String) throws(GuardFailure) {
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            do { try FileSystem.makeDirectory(prefix, mode: 0o700) } catch where error == .fileExists {
+            } catch {
+                throw GuardFailure("cannot create state directory \(prefix): \(error); pass a writable directory to --state-dir", errno: error)
+            }
+        }
+    }
+
+    public func close() { descriptor.close() }
+
+    /// Runs `body` holding the state directory's mutex: flock on the directory itself. Every
+    /// decision about claims and the queue is made under it, for microseconds at a time.
+    public func withMutex<T>(_ body: () throws(GuardFailure) -> T) throws(GuardFailure) -> T {
+        do { _ = try descriptor.lock(exclusive: true) } catch {
+            throw GuardFailure("cannot lock state directory \(path): \(error)", errno: error)
+        }
+        defer { try? descriptor.unlock() }
+        return try body()
+    }
+}

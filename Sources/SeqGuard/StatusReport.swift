@@ -1,0 +1,87 @@
+import SeqSystem
+
+/// What `--status` shows: who holds the project, who waits, and what is stale. Read-only.
+public struct StatusReport {
+    public var project: Project
+    public var statePath: String
+    public var claims: [Claim]
+    public var queue: QueueSnapshot
+    public var now: WallTime
+
+    /// Reads the state under the mutex, changing nothing.
+    public static func read(_ configuration: GuardConfiguration) throws(GuardFailure) -> StatusReport {
+        let project = try Project.resolve(explicit: configuration.projectPath)
+        let directory = try StateDirectory.open(project: project, base: configuration.stateBase, namespace: configuration.namespace)
+        defer { directory.close() }
+        let (claims, queue) = try directory.withMutex { () throws(GuardFailure) in
+            (try ProjectLock(directory: directory).inspect(), try WaitQueue(directory: directory).read())
+        }
+        return StatusReport(project: project, statePath: directory.path, claims: claims, queue: queue, now: Clock.wallTime())
+    }
+
+    public var text: String {
+        var lines = [
+            "project:  \(project.root)",
+            "hash:     \(project.hash)",
+            "state:    \(statePath)",
+        ]
+        if claims.isEmpty { lines.append("holder:   none (free)") }
+        for claim in claims {
+            let slot = claim.slot == 0 ? "" : " [slot \(claim.slot)]"
+            guard let record = claim.record else {
+                lines.append("holder:   \(claim.isLive ? "live" : "STALE"), \(claim.problem ?? "no record")\(slot)")
+                continue
+            }
+            let elapsed = formatSeconds(max(0, record.since.seconds(until: now)))
+            let child = record.child.map { ", command pid \($0.pid)" } ?? ""
+            lines.append("holder:   pid \(record.holder.pid)\(child), '\(record.command)', since \(Clock.localClockTime(record.since)) (\(elapsed))\(slot)\(claim.isLive ? "" : " STALE: holder and its tree are gone")")
+        }
+        let ordered = queue.ordered
+        lines.append("queue:    \(ordered.isEmpty ? "empty" : "\(ordered.count) waiting")")
+        for (index, entry) in ordered.enumerated() {
+            let waited = formatSeconds(max(0, entry.queuedAt.seconds(until: now)))
+            let priority = entry.priority == .normal ? "" : " [\(entry.priority.rawValue)]"
+            let stale = entry.process.isAlive ? "" : " STALE: process gone"
+            lines.append("  \(index + 1). pid \(entry.process.pid), '\(entry.command)', waiting \(waited)\(priority)\(stale)")
+        }
+        for line in queue.rejectedLines { lines.append("  malformed queue line: '\(line)'") }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    public var json: String {
+        let holders: [JSON.Value] = claims.map { claim in
+            var fields: [(String, JSON.Value)] = [("lock", .string(claim.name)), ("slot", .integer(Int64(claim.slot))), ("live", .bool(claim.isLive))]
+            if let record = claim.record {
+                fields += [
+                    ("pid", .integer(Int64(record.holder.pid))),
+                    ("command_pid", record.child.map { .integer(Int64($0.pid)) } ?? .null),
+                    ("command", .string(record.command)),
+                    ("host", .string(record.host)),
+                    ("since", .string(Clock.isoUTC(record.since))),
+                    ("elapsed_seconds", .number(max(0, record.since.seconds(until: now)))),
+                ]
+            }
+            fields.append(("problem", claim.problem.map { .string($0) } ?? .null))
+            return .object(fields)
+        }
+        let waiters: [JSON.Value] = queue.ordered.enumerated().map { index, entry in
+            .object([
+                ("position", .integer(Int64(index + 1))),
+                ("pid", .integer(Int64(entry.process.pid))),
+                ("command", .string(entry.command)),
+                ("priority", .string(entry.priority.rawValue)),
+                ("queued_at", .string(Clock.isoUTC(entry.queuedAt))),
+                ("waited_seconds", .number(max(0, entry.queuedAt.seconds(until: now)))),
+                ("stale", .bool(!entry.process.isAlive)),
+            ])
+        }
+        return JSON.encode(.object([
+            ("project", .string(project.root)),
+            ("hash", .string(project.hash)),
+            ("state_dir", .string(statePath)),
+            ("holders", .array(holders)),
+            ("queue", .array(waiters)),
+            ("malformed_queue_lines", .array(queue.rejectedLines.map { .string($0) })),
+        ])) + "\n"
+    }
+}

@@ -1,0 +1,183 @@
+import Glibc
+import SeqSystem
+
+/// Queue order: priority first, then arrival.
+public enum Priority: String, Sendable, CaseIterable, Comparable {
+    case high, normal, low
+
+    var rank: Int {
+        switch self {
+        case .high: return 0
+        case .normal: return 1
+        case .low: return 2
+        }
+    }
+
+    public static func < (lhs: Priority, rhs: Priority) -> Bool { lhs.rank < rhs.rank }
+}
+
+/// One waiter: a line `PID:TIMESTAMP:COMMAND:start=TICKS:prio=P` of `queue.txt`.
+/// The command is percent-encoded (`%`, `:`, CR, LF) so the line splits unambiguously;
+/// further `key=value` fields may follow and are kept.
+public struct QueueEntry: Sendable, Equatable {
+    public var process: ProcessIdentity
+    public var queuedAt: WallTime
+    public var command: String
+    public var priority: Priority
+    public var extra: [String] = []
+
+    public init(process: ProcessIdentity, queuedAt: WallTime, command: String, priority: Priority) {
+        self.process = process
+        self.queuedAt = queuedAt
+        self.command = command
+        self.priority = priority
+    }
+
+    public var line: String {
+        ([String(process.pid), queuedAt.description, PercentEncoding.encode(command),
+          "start=\(process.startTime)", "prio=\(priority.rawValue)"] + extra).joined(separator: ":")
+    }
+
+    /// Parses one line; nil for garbage, a truncated line, or a foreign line with no start time
+    /// (a pid alone cannot be trusted).
+    public init?(line: Substring) {
+        let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+        guard fields.count >= 4, let pid = Int32(fields[0]), pid > 0,
+              let queuedAt = WallTime(parsing: fields[1]),
+              let command = PercentEncoding.decode(fields[2]) else { return nil }
+        var start: UInt64?
+        var priority = Priority.normal
+        var extra: [String] = []
+        for field in fields[3...] {
+            if field.hasPrefix("start=") {
+                start = UInt64(field.dropFirst(6))
+                if start == nil { return nil }
+            } else if field.hasPrefix("prio=") {
+                guard let value = Priority(rawValue: String(field.dropFirst(5))) else { return nil }
+                priority = value
+            } else if field.contains("=") {
+                extra.append(String(field))
+            } else {
+                return nil
+            }
+        }
+        guard let start else { return nil }
+        self.init(process: ProcessIdentity(pid: pid, startTime: start), queuedAt: queuedAt,
+                  command: command, priority: priority)
+        self.extra = extra
+    }
+}
+
+/// The parsed queue: entries in file order, and the lines that could not be trusted.
+public struct QueueSnapshot: Sendable {
+    public var entries: [QueueEntry] = []
+    public var rejectedLines: [String] = []
+
+    public init(entries: [QueueEntry] = [], rejectedLines: [String] = []) {
+        self.entries = entries
+        self.rejectedLines = rejectedLines
+    }
+
+    public init(parsing bytes: [UInt8]) {
+        let text = String(decoding: bytes, as: UTF8.self)
+        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
+            if let entry = QueueEntry(line: line) {
+                entries.append(entry)
+            } else {
+                rejectedLines.append(String(line.prefix(200)))
+            }
+        }
+    }
+
+    /// Entries in the order they may start: priority, then arrival, then file order.
+    public var ordered: [QueueEntry] {
+        entries.enumerated().sorted { a, b in
+            (a.element.priority.rank, a.element.queuedAt, a.offset) < (b.element.priority.rank, b.element.queuedAt, b.offset)
+        }.map(\.element)
+    }
+
+    public var text: String { entries.map { $0.line + "\n" }.joined() }
+}
+
+/// `queue.txt` inside a state directory. Readers need no lock: writers replace the whole file
+/// with rename(2), so a reader sees the old queue or the new one, never half of one.
+public struct WaitQueue: Sendable {
+    public static let fileName = "queue.txt"
+    public var directory: StateDirectory
+
+    public init(directory: StateDirectory) { self.directory = directory }
+
+    public func read() throws(GuardFailure) -> QueueSnapshot {
+        do {
+            return QueueSnapshot(parsing: try FileSystem.readFile(Self.fileName, relativeTo: directory.descriptor))
+        } catch where error == .noSuchFile {
+            return QueueSnapshot()
+        } catch where error == .tooManySymlinks {
+            throw GuardFailure("unsafe state \(directory.path)/\(Self.fileName): it is a symlink; remove it")
+        } catch {
+            throw GuardFailure("cannot read \(directory.path)/\(Self.fileName): \(error)", errno: error)
+        }
+    }
+
+    /// Replaces the queue (under the state directory's mutex). An empty queue removes the file.
+    public func write(_ entries: [QueueEntry]) throws(GuardFailure) {
+        let dir = directory.descriptor
+        if entries.isEmpty {
+            do { try FileSystem.removeFile(Self.fileName, relativeTo: dir) } catch where error == .noSuchFile {
+            } catch {
+                throw GuardFailure("cannot remove \(directory.path)/\(Self.fileName): \(error)", errno: error)
+            }
+            return
+        }
+        let temporary = "\(Self.fileName).\(Processes.currentPid).tmp"
+        do throws(Errno) {
+            try? FileSystem.removeFile(temporary, relativeTo: dir)
+            let fd = try FileSystem.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600, relativeTo: dir)
+            do {
+                try fd.writeAll(QueueSnapshot(entries: entries).text)
+                fd.close()
+            } catch {
+                fd.close()
+                throw error
+            }
+            try FileSystem.rename(temporary, to: Self.fileName, relativeTo: dir)
+        } catch {
+            try? FileSystem.removeFile(temporary, relativeTo: dir)
+            throw GuardFailure("cannot write \(directory.path)/\(Self.fileName): \(error); check free space and permissions", errno: error)
+        }
+    }
+}
+
+/// Percent-encoding of the few bytes that would break a one-line, colon-separated record.
+public enum PercentEncoding {
+    public static func encode(_ text: String) -> String {
+        var result = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "%": result += "%25"
+            case ":": result += "%3A"
+            case "\n": result += "%0A"
+            case "\r": result += "%0D"
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+
+    public static func decode(_ text: Substring) -> String? {
+        var bytes: [UInt8] = []
+        var iterator = Array(text.utf8)[...]
+        while let byte = iterator.popFirst() {
+            if byte == UInt8(ascii: "%") {
+                guard iterator.count >= 2,
+                      let value = UInt8(String(decoding: iterator.prefix(2), as: UTF8.self), radix: 16)
+                else { return nil }
+                bytes.append(value)
+                iterator = iterator.dropFirst(2)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,91 @@
+import Glibc
+
+/// Wall-clock and monotonic time, in the forms the state files and wait loops use.
+public enum Clock {
+    /// Seconds since the epoch, with nanoseconds: for records a person or another process reads.
+    public static func wallTime() -> WallTime {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return WallTime(seconds: Int64(spec.tv_sec), nanoseconds: Int64(spec.tv_nsec))
+    }
+
+    /// Monotonic nanoseconds: for deadlines and durations inside one process.
+    public static func monotonicNanoseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
+    }
+
+    /// Seconds since boot, as the kernel counts process start times (CLOCK_BOOTTIME).
+    public static func secondsSinceBoot() -> Double {
+        var spec = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
+
+    /// Clock ticks per second, for /proc start times.
+    public static let ticksPerSecond: Int64 = Int64(sysconf(Int32(_SC_CLK_TCK)))
+
+    /// Formats a wall time as local `HH:MM:SS`.
+    public static func localClockTime(_ time: WallTime) -> String {
+        var seconds = time_t(time.seconds)
+        var parts = tm()
+        localtime_r(&seconds, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
+    }
+
+    /// Formats a wall time as ISO 8601 in UTC, e.g. `2026-11-22T10:01:02Z`.
+    public static func isoUTC(_ time: WallTime) -> String {
+        var seconds = time_t(time.seconds)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))"
+            + "T\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))Z"
+    }
+}
+
+/// A point in wall-clock time, ordered, written as `SECONDS.NANOSECONDS` in state files.
+public struct WallTime: Comparable, Hashable, Sendable, CustomStringConvertible {
+    public var seconds: Int64
+    public var nanoseconds: Int64
+
+    public init(seconds: Int64, nanoseconds: Int64) {
+        self.seconds = seconds
+        self.nanoseconds = nanoseconds
+    }
+
+    /// Parses `1732312345.123456789` or a bare `1732312345`.
+    public init?(parsing text: Substring) {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 1 || parts.count == 2,
+              let seconds = Int64(parts[0]), seconds >= 0 else { return nil }
+        var nanoseconds: Int64 = 0
+        if parts.count == 2 {
+            let digits = parts[1]
+            guard !digits.isEmpty, digits.count <= 9, let value = Int64(digits), value >= 0
+            else { return nil }
+            nanoseconds = value
+            for _ in digits.count..<9 { nanoseconds *= 10 }
+        }
+        self.init(seconds: seconds, nanoseconds: nanoseconds)
+    }
+
+    public var description: String {
+        let fraction = String(nanoseconds)
+        return "\(seconds)." + String(repeating: "0", count: 9 - fraction.count) + fraction
+    }
+
+    public var asDouble: Double { Double(seconds) + Double(nanoseconds) / 1e9 }
+
+    /// Seconds from self to `later`.
+    public func seconds(until later: WallTime) -> Double { later.asDouble - asDouble }
+
+    public static func < (lhs: WallTime, rhs: WallTime) -> Bool {
+        (lhs.seconds, lhs.nanoseconds) < (rhs.seconds, rhs.nanoseconds)
+    }
+}

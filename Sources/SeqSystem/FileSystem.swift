@@ -1,0 +1,263 @@
+import CSeqSystem
+import Glibc
+
+/// An open file descriptor. Closing is explicit: lock files must stay open exactly as long as
+/// the code says, not as long as a value happens to live.
+public struct FileDescriptor: Hashable, Sendable {
+    public let rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+
+    public static let standardInput = FileDescriptor(rawValue: 0)
+    public static let standardOutput = FileDescriptor(rawValue: 1)
+    public static let standardError = FileDescriptor(rawValue: 2)
+
+    /// Closes the descriptor. Never retried on EINTR: on Linux the descriptor is gone anyway,
+    /// and a retry could close a descriptor another thread just opened.
+    public func close() {
+        let result = Glibc.close(rawValue)
+        if result == -1 {
+            let error = Errno.current
+            precondition(error != .badFileDescriptor, "close of a descriptor that was not open")
+        }
+    }
+
+    /// Reads up to `count` bytes; an empty result means end of file.
+    public func read(upTo count: Int) throws(Errno) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: count)
+        let n = try valueOrErrno { buffer.withUnsafeMutableBytes { raw in Glibc.read(rawValue, raw.baseAddress, count) } }
+        buffer.removeLast(count - n)
+        return buffer
+    }
+
+    /// Reads everything up to end of file.
+    public func readAll() throws(Errno) -> [UInt8] {
+        var result: [UInt8] = []
+        while true {
+            let chunk = try read(upTo: 65536)
+            if chunk.isEmpty { return result }
+            result += chunk
+        }
+    }
+
+    /// Writes all of `bytes`, continuing after short writes.
+    public func writeAll(_ bytes: [UInt8]) throws(Errno) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = try valueOrErrno {
+                bytes.withUnsafeBytes { raw in Glibc.write(rawValue, raw.baseAddress! + offset, bytes.count - offset) }
+            }
+            offset += n
+        }
+    }
+
+    public func writeAll(_ text: String) throws(Errno) { try writeAll(Array(text.utf8)) }
+
+    /// Replaces the file's whole content (for small records rewritten in place).
+    public func replaceContents(_ text: String) throws(Errno) {
+        let bytes = Array(text.utf8)
+        _ = try valueOrErrno { ftruncate(rawValue, 0) }
+        var offset = 0
+        while offset < bytes.count {
+            let n = try valueOrErrno {
+                bytes.withUnsafeBytes { raw in pwrite(rawValue, raw.baseAddress! + offset, bytes.count - offset, off_t(offset)) }
+            }
+            offset += n
+        }
+    }
+
+    /// Reads the whole file from offset 0, whatever the current position.
+    public func readContents() throws(Errno) -> [UInt8] {
+        var result: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let offset = off_t(result.count)
+            let n = try valueOrErrno { buffer.withUnsafeMutableBytes { raw in pread(rawValue, raw.baseAddress, raw.count, offset) } }
+            if n == 0 { return result }
+            result += buffer[0..<n]
+        }
+    }
+
+    public func status() throws(Errno) -> FileStatus {
+        var st = stat()
+        _ = try valueOrErrno { fstat(rawValue, &st) }
+        return FileStatus(st)
+    }
+
+    /// flock(2). Returns false when `nonBlocking` and another descriptor holds a conflicting lock.
+    public func lock(exclusive: Bool, nonBlocking: Bool = false) throws(Errno) -> Bool {
+        let operation = (exclusive ? LOCK_EX : LOCK_SH) | (nonBlocking ? LOCK_NB : 0)
+        do {
+            _ = try valueOrErrno { flock(rawValue, operation) }
+            return true
+        } catch where error == .wouldBlock && nonBlocking {
+            return false
+        }
+    }
+
+    public func unlock() throws(Errno) {
+        _ = try valueOrErrno { flock(rawValue, LOCK_UN) }
+    }
+
+    /// Lets the descriptor survive exec, so a spawned command inherits it.
+    public func clearCloseOnExec() throws(Errno) {
+        _ = try valueOrErrno { cseq_fd_clear_cloexec(rawValue) }
+    }
+
+    public var isTerminal: Bool { isatty(rawValue) == 1 }
+}
+
+/// The fields of stat(2) this toolkit decides on.
+public struct FileStatus: Sendable, Equatable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var mode: UInt32
+    public var owner: UInt32
+    public var size: Int64
+
+    init(_ st: stat) {
+        device = UInt64(st.st_dev)
+        inode = UInt64(st.st_ino)
+        mode = UInt32(st.st_mode)
+        owner = UInt32(st.st_uid)
+        size = Int64(st.st_size)
+    }
+
+    public var isDirectory: Bool { mode & 0o170000 == 0o040000 }
+    public var isSymlink: Bool { mode & 0o170000 == 0o120000 }
+    public var isRegularFile: Bool { mode & 0o170000 == 0o100000 }
+    public var permissions: UInt32 { mode & 0o7777 }
+    /// Group or others may write it.
+    public var isWritableByOthers: Bool { mode & 0o022 != 0 }
+}
+
+/// Path-level file operations. Everything inside a state directory goes through the `at`
+/// forms with a directory descriptor, so a symlink swapped in mid-way is never followed.
+public enum FileSystem {
+    public static let readOnly = O_RDONLY
+    public static let readWrite = O_RDWR
+
+    /// open(2) with O_CLOEXEC always added: a descriptor reaches a child only on purpose.
+    public static func open(
+        _ path: String, _ flags: Int32, mode: mode_t = 0o600, relativeTo directory: FileDescriptor? = nil
+    ) throws(Errno) -> FileDescriptor {
+        let raw = try valueOrErrno {
+            if let directory {
+                return cseq_openat(directory.rawValue, path, flags | O_CLOEXEC, mode)
+            }
+            return cseq_open(path, flags | O_CLOEXEC, mode)
+        }
+        return FileDescriptor(rawValue: raw)
+    }
+
+    /// Opens a directory without following a symlink in its last component.
+    public static func openDirectory(
+        _ path: String, relativeTo directory: FileDescriptor? = nil
+    ) throws(Errno) -> FileDescriptor {
+        try open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, relativeTo: directory)
+    }
+
+    public static func makeDirectory(
+        _ path: String, mode: mode_t = 0o700, relativeTo directory: FileDescriptor? = nil
+    ) throws(Errno) {
+        _ = try valueOrErrno {
+            if let directory { return mkdirat(directory.rawValue, path, mode) }
+            return mkdir(path, mode)
+        }
+    }
+
+    /// lstat(2) (or fstatat with AT_SYMLINK_NOFOLLOW): a symlink is reported as one.
+    public static func status(
+        _ path: String, relativeTo directory: FileDescriptor? = nil
+    ) throws(Errno) -> FileStatus {
+        var st = stat()
+        _ = try valueOrErrno {
+            fstatat(directory?.rawValue ?? AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW)
+        }
+        return FileStatus(st)
+    }
+
+    public static func removeFile(_ path: String, relativeTo directory: FileDescriptor? = nil) throws(Errno) {
+        _ = try valueOrErrno { unlinkat(directory?.rawValue ?? AT_FDCWD, path, 0) }
+    }
+
+    public static func removeDirectory(_ path: String, relativeTo directory: FileDescriptor? = nil) throws(Errno) {
+        _ = try valueOrErrno { unlinkat(directory?.rawValue ?? AT_FDCWD, path, AT_REMOVEDIR) }
+    }
+
+    /// rename(2): atomically replaces `to` with `from`, both inside `directory`.
+    public static func rename(_ from: String, to: String, relativeTo directory: FileDescriptor) throws(Errno) {
+        _ = try valueOrErrno { renameat(directory.rawValue, from, directory.rawValue, to) }
+    }
+
+    public static func changeMode(_ path: String, _ mode: mode_t, relativeTo directory: FileDescriptor? = nil) throws(Errno) {
+        _ = try valueOrErrno { fchmodat(directory?.rawValue ?? AT_FDCWD, path, mode, 0) }
+    }
+
+    /// Names in a directory, without `.` and `..`.
+    public static func contents(ofDirectory path: String) throws(Errno) -> [String] {
+        guard let dir = opendir(path) else { throw Errno.current }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) { pointer in
+                pointer.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Names in the directory open at `descriptor`, without `.` and `..`.
+    public static func contents(ofDirectoryAt descriptor: FileDescriptor) throws(Errno) -> [String] {
+        let copy = try valueOrErrno { fcntl(descriptor.rawValue, F_DUPFD_CLOEXEC, 0) }
+        guard let dir = fdopendir(copy) else {
+            let error = Errno.current
+            Glibc.close(copy)
+            throw error
+        }
+        defer { closedir(dir) }
+        rewinddir(dir)
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) { pointer in
+                pointer.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Reads a whole small file (a /proc file, a record).
+    public static func readFile(_ path: String, relativeTo directory: FileDescriptor? = nil) throws(Errno) -> [UInt8] {
+        let fd = try open(path, O_RDONLY | O_NOFOLLOW, relativeTo: directory)
+        defer { fd.close() }
+        return try fd.readAll()
+    }
+
+    /// realpath(3).
+    public static func realPath(_ path: String) throws(Errno) -> String {
+        guard let resolved = realpath(path, nil) else { throw Errno.current }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    public static func currentDirectory() throws(Errno) -> String {
+        guard let cwd = getcwd(nil, 0) else { throw Errno.current }
+        defer { free(cwd) }
+        return String(cString: cwd)
+    }
+
+    /// access(path, X_OK) for an executable search.
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    /// A pipe whose ends are both close-on-exec and non-blocking on the read side.
+    public static func pipe() throws(Errno) -> (read: FileDescriptor, write: FileDescriptor) {
+        var fds: [Int32] = [0, 0]
+        _ = try valueOrErrno { cseq_pipe_cloexec(&fds) }
+        _ = try valueOrErrno { fcntl(fds[0], F_SETFL, O_NONBLOCK) }
+        return (FileDescriptor(rawValue: fds[0]), FileDescriptor(rawValue: fds[1]))
+    }
+}

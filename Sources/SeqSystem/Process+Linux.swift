@@ -1,0 +1,198 @@
+import CSeqSystem
+import Glibc
+
+/// A process as the kernel knows it: pid plus start time (clock ticks since boot).
+/// A pid alone is never an identity; pids are reused.
+public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
+    public var pid: Int32
+    public var startTime: UInt64
+
+    public init(pid: Int32, startTime: UInt64) {
+        self.pid = pid
+        self.startTime = startTime
+    }
+
+    /// This process.
+    public static func current() -> ProcessIdentity {
+        let pid = getpid()
+        return ProcessIdentity(pid: pid, startTime: (try? ProcStat.read(pid).startTime) ?? 0)
+    }
+
+    /// True while the same process (not a reuse of its pid) is alive and not a zombie.
+    public var isAlive: Bool {
+        guard let stat = try? ProcStat.read(pid) else { return false }
+        return stat.startTime == startTime && stat.state != "Z" && stat.state != "X"
+    }
+
+    public var description: String { "\(pid)@\(startTime)" }
+}
+
+/// The fields of /proc/PID/stat that this toolkit reads.
+public struct ProcStat: Sendable, Equatable {
+    public var pid: Int32
+    public var command: String
+    public var state: Character
+    public var parent: Int32
+    public var processGroup: Int32
+    public var startTime: UInt64
+    public var residentPages: Int64
+
+    /// Reads /proc/PID/stat.
+    /// - Throws: `Errno.noSuchFile` once the process is gone.
+    public static func read(_ pid: Int32) throws(Errno) -> ProcStat {
+        let bytes = try FileSystem.readFile("/proc/\(pid)/stat")
+        guard let stat = parse(bytes) else { throw Errno.noSuchFile }
+        return stat
+    }
+
+    /// Parses the stat line. The command sits in parentheses and may itself contain spaces
+    /// and parentheses, so the fields after it are found from the last `)`.
+    public static func parse(_ bytes: [UInt8]) -> ProcStat? {
+        guard let open = bytes.firstIndex(of: UInt8(ascii: "(")),
+              let close = bytes.lastIndex(of: UInt8(ascii: ")")), open < close,
+              let pid = Int32(String(decoding: bytes[..<open], as: UTF8.self)
+                  .trimmingCharacters(in: " "))
+        else { return nil }
+        let command = String(decoding: bytes[(open + 1)..<close], as: UTF8.self)
+        let rest = bytes[(close + 1)...].split(separator: UInt8(ascii: " "))
+        // rest[0] is field 3 (state); start time is field 22, rss field 24.
+        guard rest.count > 21, let stateByte = rest[0].first,
+              let parent = Int32(String(decoding: rest[1], as: UTF8.self)),
+              let group = Int32(String(decoding: rest[2], as: UTF8.self)),
+              let start = UInt64(String(decoding: rest[19], as: UTF8.self)),
+              let rss = Int64(String(decoding: rest[21], as: UTF8.self))
+        else { return nil }
+        return ProcStat(
+            pid: pid, command: command, state: Character(UnicodeScalar(stateByte)),
+            parent: parent, processGroup: group, startTime: start, residentPages: rss)
+    }
+
+    public var identity: ProcessIdentity { ProcessIdentity(pid: pid, startTime: startTime) }
+}
+
+extension String {
+    func trimmingCharacters(in character: Character) -> String {
+        var text = Substring(self)
+        while text.first == character { text.removeFirst() }
+        while text.last == character { text.removeLast() }
+        return String(text)
+    }
+}
+
+/// Process-level calls: listing, signalling, identity.
+public enum Processes {
+    /// Every process's stat line. This kernel may lack /proc/PID/task/TID/children, so a tree
+    /// is found from parent links over all of /proc.
+    public static func all() -> [ProcStat] {
+        guard let names = try? FileSystem.contents(ofDirectory: "/proc") else { return [] }
+        var result: [ProcStat] = []
+        result.reserveCapacity(names.count)
+        for name in names {
+            guard let first = name.utf8.first, first >= UInt8(ascii: "0"), first <= UInt8(ascii: "9"),
+                  let pid = Int32(name), let stat = try? ProcStat.read(pid) else { continue }
+            result.append(stat)
+        }
+        return result
+    }
+
+    /// All live descendants of the given roots (not the roots themselves), deepest first.
+    public static func descendants(of roots: Set<Int32>, in table: [ProcStat]? = nil) -> [ProcStat] {
+        let table = table ?? all()
+        var children: [Int32: [ProcStat]] = [:]
+        for stat in table where stat.state != "Z" {
+            children[stat.parent, default: []].append(stat)
+        }
+        var found: [ProcStat] = []
+        var frontier = Array(roots)
+        var seen = roots
+        while let pid = frontier.popLast() {
+            for child in children[pid] ?? [] where !seen.contains(child.pid) {
+                seen.insert(child.pid)
+                found.append(child)
+                frontier.append(child.pid)
+            }
+        }
+        return found.reversed()
+    }
+
+    /// Sends `signal` to exactly `identity`: through a pidfd checked against the start time,
+    /// so a reused pid is never hit. Returns false if that process is already gone.
+    @discardableResult
+    public static func signal(_ identity: ProcessIdentity, _ signal: Int32) -> Bool {
+        let pidfd = cseq_pidfd_open(identity.pid)
+        if pidfd >= 0 {
+            defer { Glibc.close(pidfd) }
+            // The pidfd pins this process; if its start time matches now, it is the one we mean.
+            guard let stat = try? ProcStat.read(identity.pid), stat.startTime == identity.startTime
+            else { return false }
+            return cseq_pidfd_send_signal(pidfd, signal) == 0
+        }
+        // No pidfd (old kernel): check, then kill, accepting the narrow window between them.
+        guard identity.isAlive else { return false }
+        return kill(identity.pid, signal) == 0
+    }
+
+    /// kill(2) for our own unreaped child, whose pid cannot be reused until we reap it.
+    @discardableResult
+    public static func signalChild(_ pid: Int32, _ signal: Int32) -> Bool {
+        kill(pid, signal) == 0
+    }
+
+    /// A pidfd for `identity`, readable once it exits; nil if it is gone or pidfds are missing.
+    public static func openPidfd(_ identity: ProcessIdentity) -> FileDescriptor? {
+        let raw = cseq_pidfd_open(identity.pid)
+        guard raw >= 0 else { return nil }
+        guard let stat = try? ProcStat.read(identity.pid), stat.startTime == identity.startTime else {
+            Glibc.close(raw)
+            return nil
+        }
+        _ = fcntl(raw, F_SETFD, FD_CLOEXEC)
+        return FileDescriptor(rawValue: raw)
+    }
+
+    /// Processes (readable by this user) with a descriptor open on the file `device`/`inode`:
+    /// the ones keeping a lock file's flock alive.
+    public static func holding(device: UInt64, inode: UInt64) -> [ProcessIdentity] {
+        guard let names = try? FileSystem.contents(ofDirectory: "/proc") else { return [] }
+        var result: [ProcessIdentity] = []
+        for name in names {
+            guard let pid = Int32(name), let fds = try? FileSystem.contents(ofDirectory: "/proc/\(pid)/fd") else { continue }
+            for fd in fds {
+                var st = stat()
+                guard fstatat(AT_FDCWD, "/proc/\(pid)/fd/\(fd)", &st, 0) == 0,
+                      UInt64(st.st_dev) == device, UInt64(st.st_ino) == inode else { continue }
+                if let stat = try? ProcStat.read(pid) { result.append(stat.identity) }
+                break
+            }
+        }
+        return result
+    }
+
+    /// Makes this process a child subreaper: orphaned descendants are reparented to it.
+    public static func becomeChildSubreaper() throws(Errno) {
+        _ = try valueOrErrno { cseq_set_child_subreaper() }
+    }
+
+    public static var currentPid: Int32 { getpid() }
+    public static var userID: UInt32 { getuid() }
+
+    public static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Random bytes as lowercase hex (tokens that tie a nested call to its holder).
+    public static func randomHex(bytes count: Int) -> String {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let n = bytes.withUnsafeMutableBytes { getrandom($0.baseAddress! + filled, count - filled, 0) }
+            if n > 0 { filled += n } else if Errno.current != .interrupted { break }
+        }
+        return bytes.map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
+    }
+}

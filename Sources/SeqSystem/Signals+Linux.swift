@@ -1,0 +1,88 @@
+import CSeqSystem
+import Glibc
+
+/// A signal as read from a signalfd: which one, and who sent it.
+public struct ReceivedSignal: Sendable, Equatable {
+    public var number: Int32
+    /// si_code: SI_USER for kill(2), SI_KERNEL (0x80) when a terminal sent it to its foreground group.
+    public var code: Int32
+    public var senderPid: Int32
+
+    /// Sent by the terminal driver to the whole foreground process group (Ctrl-C, Ctrl-\),
+    /// so the command already has its own copy.
+    public var cameFromTerminal: Bool { code == 0x80 }
+}
+
+/// Signals taken out of asynchronous delivery and read from a descriptor instead, so the
+/// wait loop and the supervisor handle them in one place with no handler code.
+public struct SignalReceiver: Sendable {
+    public let descriptor: FileDescriptor
+    public let signals: [Int32]
+
+    /// Blocks `signals` for this thread and opens a signalfd for them. Call before any other
+    /// thread starts, so every thread inherits the mask.
+    public init(signals: [Int32]) throws(Errno) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in signals { sigaddset(&set, signal) }
+        let rc = pthread_sigmask(SIG_BLOCK, &set, nil)
+        if rc != 0 { throw Errno(rawValue: rc) }
+        let fd = try valueOrErrno { signalfd(-1, &set, Int32(SFD_CLOEXEC | SFD_NONBLOCK)) }
+        self.descriptor = FileDescriptor(rawValue: fd)
+        self.signals = signals
+    }
+
+    /// Unblocks the signals again (before exec'ing another program in this process).
+    public func restoreMask() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in signals { sigaddset(&set, signal) }
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    }
+
+    /// Every signal pending now; empty if none.
+    public func drain() -> [ReceivedSignal] {
+        var result: [ReceivedSignal] = []
+        var info = signalfd_siginfo()
+        while true {
+            let n = withUnsafeMutableBytes(of: &info) { raw in
+                Glibc.read(descriptor.rawValue, raw.baseAddress, raw.count)
+            }
+            if n == MemoryLayout<signalfd_siginfo>.size {
+                result.append(ReceivedSignal(
+                    number: Int32(info.ssi_signo), code: info.ssi_code, senderPid: Int32(info.ssi_pid)))
+                continue
+            }
+            if n == -1 && Errno.current == .interrupted { continue }
+            return result
+        }
+    }
+
+    /// Which of `signals` a child should get reset to the default action: those not ignored
+    /// by whoever started us (an ignored SIGHUP under nohup must stay ignored).
+    public func signalsToReset() -> [Int32] {
+        signals.filter { cseq_signal_is_ignored($0) == 0 }
+    }
+}
+
+/// Names of the signals a person sees in messages.
+public enum SignalName {
+    public static func of(_ signal: Int32) -> String {
+        switch signal {
+        case SIGHUP: return "SIGHUP"
+        case SIGINT: return "SIGINT"
+        case SIGQUIT: return "SIGQUIT"
+        case SIGKILL: return "SIGKILL"
+        case SIGTERM: return "SIGTERM"
+        case SIGSEGV: return "SIGSEGV"
+        case SIGABRT: return "SIGABRT"
+        case SIGPIPE: return "SIGPIPE"
+        case SIGUSR1: return "SIGUSR1"
+        case SIGUSR2: return "SIGUSR2"
+        case SIGCHLD: return "SIGCHLD"
+        case SIGCONT: return "SIGCONT"
+        case SIGSTOP: return "SIGSTOP"
+        default: return "signal \(signal)"
+        }
+    }
+}

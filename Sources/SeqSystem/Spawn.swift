@@ -1,0 +1,130 @@
+import CSeqSystem
+import Glibc
+
+/// How a child ended, decoded once from waitid's siginfo_t.
+public enum TerminationStatus: Sendable, Equatable {
+    case exited(Int32)
+    case signaled(Int32)
+
+    /// The shell's convention: the exit code, or 128+N for death by signal N.
+    public var shellExitCode: Int32 {
+        switch self {
+        case .exited(let code): return code
+        case .signaled(let signal): return 128 + signal
+        }
+    }
+}
+
+/// Starting and reaping child processes.
+public enum Spawn {
+    /// posix_spawnp(3): runs `arguments[0]` found on PATH, with `arguments` as argv and
+    /// `environment` as envp. The child's signal mask is emptied and `resetSignals` go back to
+    /// their default action. Descriptors pass through unless they are close-on-exec.
+    /// - Throws: the errno of the failed exec (ENOENT: not found; EACCES/ENOEXEC: not runnable).
+    public static func spawn(
+        _ arguments: [String], environment: [String], resetSignals: [Int32]
+    ) throws(Errno) -> Int32 {
+        precondition(!arguments.isEmpty, "spawn needs a program")
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var emptyMask = sigset_t()
+        sigemptyset(&emptyMask)
+        posix_spawnattr_setsigmask(&attributes, &emptyMask)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in resetSignals { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        defer {
+            for pointer in argv { free(pointer) }
+            for pointer in envp { free(pointer) }
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawnp(&pid, arguments[0], nil, &attributes, argv, envp)
+        if rc != 0 { throw Errno(rawValue: rc) }
+        return pid
+    }
+
+    /// execvp(3): replaces this process. Returns only on failure, with the errno.
+    public static func replaceProcess(_ arguments: [String], environment: [String]) -> Errno {
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        cseq_execvpe(arguments[0], argv, envp)
+        return Errno.current
+    }
+
+    /// Reaps one child that has ended, if any. Returns nil when children exist but none has
+    /// ended yet. - Throws: `Errno.noChildProcesses` when this process has no children at all.
+    public static func reapAny() throws(Errno) -> (pid: Int32, status: TerminationStatus)? {
+        var info = siginfo_t()
+        _ = try valueOrErrno { waitid(P_ALL, 0, &info, WEXITED | WNOHANG) }
+        let pid = cseq_siginfo_pid(&info)
+        if pid == 0 { return nil }
+        return (pid, decode(&info))
+    }
+
+    static func decode(_ info: inout siginfo_t) -> TerminationStatus {
+        let code = cseq_siginfo_code(&info)
+        let status = cseq_siginfo_status(&info)
+        if code == CLD_EXITED { return .exited(status) }
+        return .signaled(status)
+    }
+
+    /// The current environment as `NAME=value` strings.
+    public static func currentEnvironment() -> [String] {
+        var result: [String] = []
+        var pointer = environ
+        while let entry = pointer.pointee {
+            result.append(String(cString: entry))
+            pointer += 1
+        }
+        return result
+    }
+
+    /// getenv(3).
+    public static func environmentValue(_ name: String) -> String? {
+        guard let value = getenv(name) else { return nil }
+        return String(cString: value)
+    }
+}
+
+/// poll(2) over a few descriptors.
+public enum Poll {
+    /// Waits until one of `descriptors` is readable or `timeoutMilliseconds` pass (-1: forever).
+    /// Returns the indices of the readable ones (empty on timeout). EINTR counts as a timeout.
+    public static func readable(_ descriptors: [FileDescriptor], timeoutMilliseconds: Int32) -> [Int] {
+        var fds = descriptors.map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
+        let n = Glibc.poll(&fds, nfds_t(fds.count), timeoutMilliseconds)
+        guard n > 0 else { return [] }
+        return fds.indices.filter { fds[$0].revents != 0 }
+    }
+
+    /// Sleeps for `milliseconds` (used only where no event exists to wait on).
+    public static func sleep(milliseconds: Int32) {
+        _ = Glibc.poll(nil, 0, milliseconds)
+    }
+}
+
+/// Watches a lock file from a helper thread: see `cseq_start_flock_watcher`.
+public enum FlockWatcher {
+    /// Opens `path` in `directory` and starts a thread that writes a byte to `notify` once no
+    /// exclusive flock on it is held. Returns false if the file is gone or no thread started.
+    public static func start(path: String, relativeTo directory: FileDescriptor, notify: FileDescriptor) -> Bool {
+        guard let fd = try? FileSystem.open(path, O_RDONLY | O_NOFOLLOW, relativeTo: directory) else { return false }
+        if cseq_start_flock_watcher(fd.rawValue, notify.rawValue) != 0 {
+            fd.close()
+            return false
+        }
+        return true
+    }
+}
+
+/// Ending this process.
+public enum ProcessExit {
+    /// exit(3): flushes stdio and ends the process with `code`.
+    public static func now(_ code: Int32) -> Never { Glibc.exit(code) }
+}
