@@ -8,6 +8,12 @@ struct watch { int lock_fd; int notify_fd; };
 static void *flock_watcher(void *arg) {
     struct watch w = *(struct watch *)arg;
     free(arg);
+    // The waiter may have stopped listening by the time the lock goes: then the write below
+    // fails with EPIPE instead of killing the whole process with SIGPIPE (a thread-directed
+    // signal pending on a blocked mask is discarded when the thread ends).
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
     while (flock(w.lock_fd, LOCK_SH) != 0 && errno == EINTR) {}
     char byte = 1;
     while (write(w.notify_fd, &byte, 1) < 0 && errno == EINTR) {}

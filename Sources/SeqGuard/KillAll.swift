@@ -26,6 +26,7 @@ public enum KillAll {
         for round in 0..<6 {
             let (claims, snapshot) = try directory.withMutex { () throws(GuardFailure) in (try lock.inspect(), try queue.read()) }
             var targets: [ProcessIdentity: Ended] = [:]
+            let waiters = Set(snapshot.entries.map(\.process))
             for entry in snapshot.entries where entry.process.isAlive {
                 targets[entry.process] = Ended(process: entry.process, role: "waiter", command: entry.command)
             }
@@ -36,8 +37,11 @@ public enum KillAll {
                     roots[record.holder] = command
                     if let child = record.child { roots[child] = command }
                 }
+                // Waiters watching the lock hold its file open too; they are ended as waiters.
                 if let owner = claim.ownerFile {
-                    for process in Processes.holding(device: owner.device, inode: owner.inode) { roots[process] = command }
+                    for process in Processes.holding(device: owner.device, inode: owner.inode) where !waiters.contains(process) {
+                        roots[process] = command
+                    }
                 }
             }
             let table = Processes.all()

@@ -97,12 +97,16 @@ public struct LockWaiter {
 
         while true {
             guard case .waiting(let live, let ahead, let position, let total) = state else { break }
-            // Watch what can end this wait.
+            // Watch only what can end this wait, so one release wakes one waiter, not a herd.
+            // With N slots, only the N waiters nearest ahead matter: if one further ahead goes,
+            // our rank stays at N or more and we still cannot start. A waiter that moves on to
+            // hold the lock keeps its pidfd here, which fires when it exits after releasing.
             var recheckNow = false
-            for entry in ahead where pidfds[entry.process] == nil {
+            for entry in ahead.suffix(request.slots) where pidfds[entry.process] == nil {
                 if let fd = Processes.openPidfd(entry.process) { pidfds[entry.process] = (fd, true) } else { recheckNow = true }
             }
-            for claim in live {
+            // Holders matter only to the waiters a freed slot would let in.
+            for claim in live where ahead.count < request.slots {
                 if let holder = claim.record?.holder, pidfds[holder] == nil, let fd = Processes.openPidfd(holder) {
                     pidfds[holder] = (fd, false)
                 }
@@ -130,7 +134,8 @@ public struct LockWaiter {
             var full = recheckNow
             var quick = false
             if !full {
-                var timeout = min(safetyNanos - (now - lastFull), statusEvery - (now - lastStatus))
+                var timeout = safetyNanos - (now - lastFull)
+                if !reporter.quiet { timeout = min(timeout, statusEvery - (now - lastStatus)) }
                 if let deadline { timeout = min(timeout, deadline - now) }
                 let order = Array(pidfds.keys)
                 let fds = [signals.descriptor, notify.read] + order.map { pidfds[$0]!.fd }

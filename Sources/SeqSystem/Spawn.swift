@@ -67,6 +67,14 @@ public enum Spawn {
         return (pid, decode(&info))
     }
 
+    /// Reaps `pid` if it has ended; nil while it runs.
+    public static func reap(_ pid: Int32) throws(Errno) -> TerminationStatus? {
+        var info = siginfo_t()
+        _ = try valueOrErrno { waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG) }
+        if cseq_siginfo_pid(&info) == 0 { return nil }
+        return decode(&info)
+    }
+
     static func decode(_ info: inout siginfo_t) -> TerminationStatus {
         let code = cseq_siginfo_code(&info)
         let status = cseq_siginfo_status(&info)

@@ -1,0 +1,177 @@
+import Foundation
+import Glibc
+import SeqSystem
+import Testing
+
+/// The seqexec under test: $SEQEXEC_BIN, else the one built beside this test bundle.
+let seqexecPath: String = {
+    if let path = ProcessInfo.processInfo.environment["SEQEXEC_BIN"], !path.isEmpty { return path }
+    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    if directory.lastPathComponent.hasSuffix(".xctest") { directory.deleteLastPathComponent() }
+    return directory.appendingPathComponent("seqexec").path
+}()
+
+/// Polls `condition` until it holds or `seconds` pass: waiting on a file or a process, never a
+/// guessed sleep. Returns whether it held.
+@discardableResult
+func waitUntil(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(5_000)
+    }
+    return condition()
+}
+
+/// One process started by a test, with its output in files. Reaped by pid with waitid, so
+/// an orphaned grandchild holding an inherited descriptor never hides its parent's exit.
+final class Child {
+    let pid: Int32
+    let stdoutPath: String
+    let stderrPath: String
+    private var status: TerminationStatus?
+
+    init(_ executable: String, _ arguments: [String], environment: [String: String], directory: String, outputPrefix: String) throws {
+        stdoutPath = outputPrefix + ".out"
+        stderrPath = outputPrefix + ".err"
+        let redirect = "cd \"$0\" && out=$1 && err=$2 && shift 2 && exec \"$@\" </dev/null >\"$out\" 2>\"$err\""
+        pid = try Spawn.spawn(
+            ["/bin/sh", "-c", redirect, directory, stdoutPath, stderrPath, executable] + arguments,
+            environment: environment.map { "\($0.key)=\($0.value)" }, resetSignals: [])
+    }
+
+    var isRunning: Bool {
+        if status == nil { status = try? Spawn.reap(pid) }
+        return status == nil
+    }
+
+    var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    /// The exit status as a shell reports it (128+N for a signal), or nil if still running after `seconds`.
+    func wait(_ seconds: Double = 30) -> Int32? {
+        guard waitUntil(seconds, { !isRunning }) else { return nil }
+        return status?.shellExitCode
+    }
+
+    func signal(_ signal: Int32) {
+        if isRunning { kill(pid, signal) }
+    }
+}
+
+/// A private project and state directory for one test, removed afterwards with every
+/// process the test started, whether the test passed or not.
+final class Sandbox {
+    let root: String
+    let project: String
+    let state: String
+    private(set) var children: [Child] = []
+    private var counter = 0
+
+    init() throws {
+        var template = Array("/tmp/seqexec-e2e-XXXXXX".utf8CString)
+        root = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        project = root + "/project"
+        state = root + "/state"
+        try FileManager.default.createDirectory(atPath: project, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        for child in children where child.isRunning { kill(child.pid, SIGKILL) }
+        for pid in extraPids where isAlive(pid) { kill(pid, SIGKILL) }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    /// Pids a test learnt from files (a command's own pid) and must end if the test fails.
+    var extraPids: [Int32] = []
+
+    var environment: [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        environment["SEQEXEC_STATE_DIR"] = state
+        environment["SEQEXEC_PROJECT"] = nil
+        environment["SEQEXEC_TOKENS"] = nil
+        environment["VERBOSE"] = nil
+        environment["SEQEXEC_VERBOSE"] = nil
+        environment["TIMEOUT"] = nil
+        return environment
+    }
+
+    /// Starts `seqexec ARGS` in the project directory.
+    @discardableResult
+    func seqexec(_ arguments: [String], environment extra: [String: String] = [:]) throws -> Child {
+        counter += 1
+        let child = try Child(seqexecPath, arguments, environment: environment.merging(extra) { $1 }, directory: project,
+                              outputPrefix: "\(root)/child-\(counter)")
+        children.append(child)
+        return child
+    }
+
+    /// Starts any program (a bystander, a helper).
+    func start(_ executable: String, _ arguments: [String]) throws -> Child {
+        counter += 1
+        let child = try Child(executable, arguments, environment: environment, directory: project, outputPrefix: "\(root)/child-\(counter)")
+        children.append(child)
+        return child
+    }
+
+    /// Runs seqexec to completion and returns (status, stdout, stderr).
+    func run(_ arguments: [String], environment extra: [String: String] = [:], seconds: Double = 30) throws -> (Int32?, String, String) {
+        let child = try seqexec(arguments, environment: extra)
+        let status = child.wait(seconds)
+        return (status, child.stdout, child.stderr)
+    }
+
+    func path(_ name: String) -> String { project + "/" + name }
+
+    func read(_ name: String) -> String { (try? String(contentsOfFile: path(name), encoding: .utf8)) ?? "" }
+
+    func lines(_ name: String) -> [String] { read(name).split(separator: "\n").map(String.init) }
+
+    /// The project's state directory (`<state>/seq-exec-<hash>`), once it exists.
+    var projectState: String? {
+        (try? FileManager.default.contentsOfDirectory(atPath: state))?.first { $0.hasPrefix("seq-exec-") }.map { state + "/" + $0 }
+    }
+
+    var queueLines: [String] {
+        guard let dir = projectState, let text = try? String(contentsOfFile: dir + "/queue.txt", encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").map(String.init)
+    }
+
+    var lockExists: Bool {
+        guard let dir = projectState else { return false }
+        return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).contains { $0.hasPrefix("executor.lock") }
+    }
+
+    /// No lock and no queue line left.
+    var stateIsClean: Bool { !lockExists && queueLines.isEmpty }
+
+    func isAlive(_ pid: Int32) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        // A zombie is dead for our purposes.
+        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        guard let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)]
+        return state != "Z" && state != "X"
+    }
+
+    /// A script in the project directory.
+    func script(_ name: String, _ body: String) throws -> String {
+        let file = path(name)
+        try ("#!/bin/sh\n" + body).write(toFile: file, atomically: true, encoding: .utf8)
+        chmod(file, 0o755)
+        return file
+    }
+
+    /// A FIFO the test writes to release a blocked command: a handshake, not a sleep.
+    func fifo(_ name: String) -> String {
+        let file = path(name)
+        mkfifo(file, 0o600)
+        return file
+    }
+
+    /// Opens `fifo` for writing and closes it: a command blocked in `read < fifo` goes on.
+    func release(_ fifo: String) {
+        let fd = open(fifo, O_WRONLY)
+        if fd >= 0 { _ = write(fd, "go\n", 3); close(fd) }
+    }
+}

@@ -1,0 +1,210 @@
+import Foundation
+import Glibc
+import Testing
+
+/// A guarded job: fails loudly if another job of the project is inside at the same time,
+/// records its label in `order`, and optionally blocks on a FIFO until the test releases it.
+func jobScript(_ sandbox: Sandbox) throws -> String {
+    try sandbox.script("job.sh", """
+    P="\(sandbox.project)"
+    mkdir "$P/inside" 2>/dev/null || echo "OVERLAP $1" >> "$P/overlap"
+    echo "$1" >> "$P/order"
+    echo $$ > "$P/pid-$1"
+    if [ -n "$2" ]; then read line < "$2"; fi
+    if [ -n "$3" ]; then sleep "$3"; fi
+    rmdir "$P/inside"
+    echo "$1" >> "$P/done"
+    """)
+}
+
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct LockAndQueueTests {
+    @Test func thirtyTwoConcurrentClientsNeverOverlap() throws {
+        let sandbox = try Sandbox()
+        let job = try jobScript(sandbox)
+        let clients = try (1...32).map { try sandbox.seqexec(["-q", job, "c\($0)", "", "0.01"]) }
+        for client in clients { #expect(client.wait(120) == 0, "\(client.stderr)") }
+        #expect(sandbox.read("overlap") == "")
+        #expect(Set(sandbox.lines("order")).count == 32)
+        #expect(sandbox.stateIsClean)
+    }
+
+    @Test func waitersStartInArrivalOrder() throws {
+        let sandbox = try Sandbox()
+        let job = try jobScript(sandbox)
+        let hold = sandbox.fifo("hold")
+        let holder = try sandbox.seqexec(["-q", job, "holder", hold])
+        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        var waiters: [Child] = []
+        for index in 1...20 {
+            waiters.append(try sandbox.seqexec(["-q", job, "w\(index)"]))
+            // Handshake: the next client starts only once this one's line is in the queue.
+            #expect(waitUntil { sandbox.queueLines.count == index })
+        }
+        sandbox.release(hold)
+        #expect(holder.wait() == 0)
+        for waiter in waiters { #expect(waiter.wait() == 0) }
+        #expect(sandbox.lines("order") == ["holder"] + (1...20).map { "w\($0)" })
+        #expect(sandbox.read("overlap") == "")
+        #expect(sandbox.stateIsClean)
+    }
+
+    @Test func priorityComesBeforeArrival() throws {
+        let sandbox = try Sandbox()
+        let job = try jobScript(sandbox)
+        let hold = sandbox.fifo("hold")
+        let holder = try sandbox.seqexec(["-q", job, "holder", hold])
+        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        var waiters: [Child] = []
+        for (index, (label, priority)) in [("low", "low"), ("n1", "normal"), ("high", "high"), ("n2", "normal")].enumerated() {
+            waiters.append(try sandbox.seqexec(["-q", "--priority", priority, job, label]))
+            #expect(waitUntil { sandbox.queueLines.count == index + 1 })
+        }
+        sandbox.release(hold)
+        #expect(holder.wait() == 0)
+        for waiter in waiters { #expect(waiter.wait() == 0) }
+        #expect(sandbox.lines("order") == ["holder", "high", "n1", "n2", "low"])
+    }
+
+    @Test func slotsLetNRunAtOnceButNoMore() throws {
+        let sandbox = try Sandbox()
+        let script = try sandbox.script("slot.sh", """
+        P="\(sandbox.project)"
+        echo "$1" >> "$P/started"
+        read line < "$P/hold-$1"
+        """)
+        let fifos = (1...3).map { sandbox.fifo("hold-s\($0)") }
+        let clients = try (1...3).map { index -> Child in
+            let client = try sandbox.seqexec(["-q", "--slots", "2", script, "s\(index)"])
+            #expect(waitUntil { sandbox.lines("started").count + sandbox.queueLines.count == index })
+            return client
+        }
+        #expect(waitUntil { sandbox.lines("started") == ["s1", "s2"] })
+        #expect(sandbox.queueLines.count == 1)
+        sandbox.release(fifos[0])
+        #expect(clients[0].wait() == 0)
+        #expect(waitUntil { sandbox.lines("started") == ["s1", "s2", "s3"] })
+        sandbox.release(fifos[1])
+        sandbox.release(fifos[2])
+        for client in clients.dropFirst() { #expect(client.wait() == 0, "\(client.stderr)") }
+        #expect(sandbox.stateIsClean)
+    }
+
+    @Test func holderSIGKILLedAloneKeepsTheLockUntilItsTreeEnds() throws {
+        let sandbox = try Sandbox()
+        let job = try jobScript(sandbox)
+        let hold = sandbox.fifo("hold")
+        let holder = try sandbox.seqexec(["-q", job, "holder", hold])
+        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let waiter = try sandbox.seqexec(["-q", job, "waiter"])
+        #expect(waitUntil { sandbox.queueLines.count == 1 })
+        holder.signal(SIGKILL)
+        #expect(holder.wait() == 137)
+        let commandPid = try #require(Int32(sandbox.read("pid-holder").trimmingCharacters(in: .whitespacesAndNewlines)))
+        sandbox.extraPids.append(commandPid)
+        #expect(sandbox.isAlive(commandPid))
+        // The orphaned command still holds the lock: a newcomer gives up, the waiter waits.
+        let (probe, _, _) = try sandbox.run(["-q", "-w", "0.3", "true"])
+        #expect(probe == 75)
+        #expect(sandbox.lines("order") == ["holder"])
+        let released = Date()
+        sandbox.release(hold)
+        #expect(waiter.wait() == 0)
+        let takeover = Date().timeIntervalSince(released)
+        #expect(takeover < 10, "takeover took \(takeover)s")
+        #expect(sandbox.lines("order") == ["holder", "waiter"])
+        #expect(sandbox.read("overlap") == "")
+        #expect(sandbox.stateIsClean)
+    }
+
+    @Test func holderSIGKILLedWithItsTreeIsTakenOverWithoutCleanup() throws {
+        let sandbox = try Sandbox()
+        let job = try jobScript(sandbox)
+        let hold = sandbox.fifo("hold")
+        let holder = try sandbox.seqexec(["-q", job, "holder", hold])
+        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let waiter = try sandbox.seqexec(["-q", job, "waiter"])
+        #expect(waitUntil { sandbox.queueLines.count == 1 })
+        let commandPid = try #require(Int32(sandbox.read("pid-holder").trimmingCharacters(in: .whitespacesAndNewlines)))
+        sandbox.extraPids.append(commandPid)
+        try? FileManager.default.removeItem(atPath: sandbox.path("inside"))  // the killed job cannot clean it
+        holder.signal(SIGKILL)
+        kill(commandPid, SIGKILL)
+        let killed = Date()
+        #expect(waiter.wait() == 0)
+        #expect(Date().timeIntervalSince(killed) < 10)
+        #expect(sandbox.lines("order") == ["holder", "waiter"])
+        #expect(waiter.stderr.contains("removed stale lock"))
+        #expect(sandbox.stateIsClean)
+    }
+
+    @Test func waitersSIGKILLedArePrunedAndTheRestKeepTheirOrder() throws {
+        let sandbox = try Sandbox()
+        let job = try jobScript(sandbox)
+        let hold = sandbox.fifo("hold")
+        let holder = try sandbox.seqexec(["-q", job, "holder", hold])
+        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        var waiters: [Child] = []
+        for index in 1...5 {
+            waiters.append(try sandbox.seqexec(["-q", job, "w\(index)"]))
+            #expect(waitUntil { sandbox.queueLines.count == index })
+        }
+        waiters[0].signal(SIGKILL)
+        waiters[3].signal(SIGKILL)
+        #expect(waiters[0].wait() == 137 && waiters[3].wait() == 137)
+        sandbox.release(hold)
+        #expect(holder.wait() == 0)
+        for index in [1, 2, 4] { #expect(waiters[index].wait() == 0) }
+        #expect(sandbox.lines("order") == ["holder", "w2", "w3", "w5"])
+        #expect(sandbox.stateIsClean)
+    }
+
+    @Test func waitTimeoutGivesUpWithSeventyFiveAndRemovesItsLine() throws {
+        let sandbox = try Sandbox()
+        let job = try jobScript(sandbox)
+        let hold = sandbox.fifo("hold")
+        let holder = try sandbox.seqexec(["-q", job, "holder", hold])
+        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let (status, _, stderr) = try sandbox.run(["-w", "0.2", "echo", "never"])
+        #expect(status == 75)
+        #expect(stderr.contains("gave up after") && stderr.contains("'echo never' was not run"))
+        #expect(sandbox.queueLines.isEmpty)
+        sandbox.release(hold)
+        #expect(holder.wait() == 0)
+        #expect(sandbox.stateIsClean)
+    }
+
+    @Test func randomKillsUnderLoadLeaveNothingBehind() throws {
+        let sandbox = try Sandbox()
+        let job = try sandbox.script("bg.sh", """
+        P="\(sandbox.project)"
+        mkdir "$P/inside" 2>/dev/null || echo "OVERLAP $1" >> "$P/overlap"
+        sleep 0.3 &
+        echo $! >> "$P/pids"
+        echo $$ >> "$P/pids"
+        echo "$1" >> "$P/order"
+        rmdir "$P/inside"
+        sleep 0.05
+        """)
+        var generator = SystemRandomNumberGenerator()
+        let clients = try (1...16).map { try sandbox.seqexec(["-q", "--kill-grace", "0.5", job, "c\($0)"]) }
+        var killed = Set<Int32>()
+        // Each time a job starts, send a random signal to a random live client.
+        var seen = 0
+        while seen < 10, waitUntil(30, { sandbox.lines("order").count > seen || clients.allSatisfy { !$0.isRunning } }) {
+            seen = sandbox.lines("order").count
+            let live = clients.filter(\.isRunning)
+            guard let victim = live.randomElement(using: &generator) else { break }
+            victim.signal([SIGTERM, SIGINT, SIGKILL, SIGHUP].randomElement(using: &generator)!)
+            killed.insert(victim.pid)
+        }
+        for client in clients { #expect(client.wait(60) != nil) }
+        #expect(!killed.isEmpty)
+        let pids = sandbox.lines("pids").compactMap { Int32($0) }
+        sandbox.extraPids += pids
+        // Jobs orphaned by a SIGKILLed seqexec end on their own; none may be left after that.
+        #expect(waitUntil(20) { pids.allSatisfy { !sandbox.isAlive($0) } })
+        #expect(waitUntil(10) { sandbox.stateIsClean })
+        #expect(sandbox.read("overlap") == "")
+    }
+}

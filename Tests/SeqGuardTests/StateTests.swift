@@ -1,0 +1,217 @@
+import Glibc
+@testable import SeqGuard
+import SeqSystem
+import Testing
+
+/// A temporary directory removed when the test ends, pass or fail.
+final class TemporaryDirectory {
+    let path: String
+    init() {
+        var template = Array("/tmp/seqguard-test-XXXXXX".utf8CString)
+        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    }
+    deinit { _ = system("rm -rf '\(path)'") }
+}
+
+@Suite struct HashAndEncodingTests {
+    @Test func hashMatchesSha1sumOfRootAndNewline() {
+        // printf '%s\n' /work/main | sha1sum | cut -c1-8
+        #expect(Project(root: "/work/main").hash == "081e9be4")
+        #expect(SHA1.hexDigest(Array("abc".utf8)) == "a9993e364706816aba3e25717850c26c9cd0d89d")
+        #expect(SHA1.hexDigest([]) == "da39a3ee5e6b4b0d3255bfef95601890afd80709")
+    }
+
+    @Test func percentEncodingRoundTripsSeparators() {
+        let text = "make test: a%b\nline"
+        let encoded = PercentEncoding.encode(text)
+        #expect(!encoded.contains(":") && !encoded.contains("\n"))
+        #expect(PercentEncoding.decode(Substring(encoded)) == text)
+        #expect(PercentEncoding.decode("bad%zz") == nil)
+        #expect(PercentEncoding.decode("bad%2") == nil)
+    }
+
+    @Test func displayCommandQuotesWhatAShellWouldSplit() {
+        #expect(GuardedCommand.displayCommand(["make", "test"]) == "make test")
+        #expect(GuardedCommand.displayCommand(["echo", "a b", "it's", "*"]) == "echo 'a b' 'it'\\''s' '*'")
+    }
+
+    @Test func tokensParse() {
+        #expect(GuardedCommand.parseTokens("seq-exec-1=a,make-lock-1=b,junk") == ["seq-exec-1": "a", "make-lock-1": "b"])
+    }
+}
+
+@Suite struct QueueTests {
+    let me = ProcessIdentity(pid: 4121, startTime: 99)
+
+    @Test func entryRoundTripsWithColonsInCommand() throws {
+        var entry = QueueEntry(process: me, queuedAt: WallTime(seconds: 5, nanoseconds: 7), command: "sh -c 'a:b'", priority: .high)
+        entry.extra = ["future=1"]
+        let parsed = try #require(QueueEntry(line: Substring(entry.line)))
+        #expect(parsed == entry)
+        #expect(entry.line.hasPrefix("4121:5.000000007:"))
+    }
+
+    @Test func garbageTruncatedAndForeignLinesAreRejectedNotFatal() {
+        let text = """
+        4121:5.0:make test:start=99:prio=normal
+        this is not a line
+        77:12:legacy without start time
+        88:1.0:cmd:start=zz
+        99:1.0:cmd:start=5:prio=urgent
+        4122:6.0:make lint:start=100
+
+        """
+        let snapshot = QueueSnapshot(parsing: Array(text.utf8) + [0xFF, 0xFE])
+        #expect(snapshot.entries.map(\.process.pid) == [4121, 4122])
+        #expect(snapshot.rejectedLines.count == 5)
+    }
+
+    @Test func orderIsPriorityThenArrivalThenFileOrder() {
+        func entry(_ pid: Int32, _ second: Int64, _ priority: Priority) -> QueueEntry {
+            QueueEntry(process: ProcessIdentity(pid: pid, startTime: 1), queuedAt: WallTime(seconds: second, nanoseconds: 0), command: "c", priority: priority)
+        }
+        let snapshot = QueueSnapshot(entries: [
+            entry(1, 10, .normal), entry(2, 5, .low), entry(3, 20, .high), entry(4, 10, .normal), entry(5, 1, .normal),
+        ])
+        #expect(snapshot.ordered.map(\.process.pid) == [3, 5, 1, 4, 2])
+    }
+
+    @Test func ownerRecordRoundTripsAndRejectsTruncation() throws {
+        let record = OwnerRecord(holder: me, host: "box", since: WallTime(seconds: 3, nanoseconds: 0), command: "make\ntest", token: "abc",
+                                 child: ProcessIdentity(pid: 5, startTime: 6))
+        #expect(OwnerRecord(parsing: Array(record.text.utf8)) == record)
+        let truncated = Array(record.text.utf8.prefix(20))
+        #expect(OwnerRecord(parsing: truncated) == nil)
+        #expect(OwnerRecord(parsing: Array("\u{0}\u{1}garbage".utf8)) == nil)
+    }
+}
+
+@Suite struct StateDirectoryTests {
+    @Test func createsPrivateDirectoriesAndReusesThem() throws {
+        let temp = TemporaryDirectory()
+        let project = Project(root: "/some/where")
+        let base = temp.path + "/a/b"
+        let directory = try StateDirectory.open(project: project, base: base, namespace: .seqexec)
+        directory.close()
+        let status = try FileSystem.status(directory.path)
+        #expect(status.permissions == 0o700)
+        #expect(directory.path == base + "/seq-exec-\(project.hash)")
+        try StateDirectory.open(project: project, base: base, namespace: .seqexec).close()
+    }
+
+    @Test func refusesASymlinkedProjectDirectory() throws {
+        let temp = TemporaryDirectory()
+        let project = Project(root: "/x")
+        try FileSystem.makeDirectory(temp.path + "/elsewhere")
+        #expect(symlink(temp.path + "/elsewhere", temp.path + "/seq-exec-\(project.hash)") == 0)
+        let error = #expect(throws: GuardFailure.self) { try StateDirectory.open(project: project, base: temp.path, namespace: .seqexec) }
+        #expect(error?.exitCode == 125)
+        #expect(error?.message.contains("symlink") == true)
+    }
+
+    @Test func refusesADirectoryOthersCanWrite() throws {
+        let temp = TemporaryDirectory()
+        let project = Project(root: "/y")
+        let path = temp.path + "/seq-exec-\(project.hash)"
+        try FileSystem.makeDirectory(path)
+        try FileSystem.changeMode(path, 0o777)
+        let error = #expect(throws: GuardFailure.self) { try StateDirectory.open(project: project, base: temp.path, namespace: .seqexec) }
+        #expect(error?.message.contains("chmod 700") == true)
+    }
+
+    @Test(.enabled(if: getuid() == 0, "needs root to give a directory to another user"))
+    func refusesAnotherUsersDirectory() throws {
+        let temp = TemporaryDirectory()
+        let project = Project(root: "/z")
+        let path = temp.path + "/seq-exec-\(project.hash)"
+        try FileSystem.makeDirectory(path)
+        #expect(chown(path, 65534, 65534) == 0)
+        let error = #expect(throws: GuardFailure.self) { try StateDirectory.open(project: project, base: temp.path, namespace: .seqexec) }
+        #expect(error?.message.contains("owned by uid 65534") == true)
+    }
+
+    @Test func projectRootIsTheNearestGitAncestor() throws {
+        let temp = TemporaryDirectory()
+        let root = try FileSystem.realPath(temp.path)
+        try FileSystem.makeDirectory(root + "/.git")
+        try FileSystem.makeDirectory(root + "/sub")
+        try FileSystem.makeDirectory(root + "/sub/deeper")
+        let saved = try FileSystem.currentDirectory()
+        defer { _ = chdir(saved) }
+        #expect(chdir(root + "/sub/deeper") == 0)
+        #expect(try Project.resolve(explicit: nil).root == root)
+        #expect(try Project.resolve(explicit: root + "/sub").root == root + "/sub")
+        #expect(throws: GuardFailure.self) { try Project.resolve(explicit: root + "/missing") }
+    }
+}
+
+@Suite struct ProjectLockTests {
+    func makeLock(_ temp: TemporaryDirectory) throws -> ProjectLock {
+        ProjectLock(directory: try StateDirectory.open(project: Project(root: temp.path), base: temp.path, namespace: .seqexec))
+    }
+
+    func record(_ token: String = "t") -> OwnerRecord {
+        OwnerRecord(holder: .current(), host: "h", since: Clock.wallTime(), command: "cmd", token: token)
+    }
+
+    @Test func aHeldClaimIsLiveAndASecondClaimIsRefused() throws {
+        let temp = TemporaryDirectory()
+        let lock = try makeLock(temp)
+        defer { lock.directory.close() }
+        let held = try #require(try lock.claim(slots: 1, record: record()))
+        #expect(try lock.claim(slots: 1, record: record()) == nil)
+        let claims = try lock.inspect()
+        #expect(claims.count == 1 && claims[0].isLive && claims[0].record?.token == "t")
+        lock.release(held)
+        #expect(try lock.inspect().isEmpty)
+    }
+
+    @Test func slotsAreTakenLowestFirst() throws {
+        let temp = TemporaryDirectory()
+        let lock = try makeLock(temp)
+        defer { lock.directory.close() }
+        let a = try #require(try lock.claim(slots: 2, record: record()))
+        let b = try #require(try lock.claim(slots: 2, record: record()))
+        #expect([a.name, b.name] == ["executor.lock", "executor.lock.1"])
+        #expect(try lock.claim(slots: 2, record: record()) == nil)
+        lock.release(a)
+        lock.release(b)
+    }
+
+    @Test func aClaimWhoseFlockIsGoneIsStaleEvenWithAValidRecord() throws {
+        let temp = TemporaryDirectory()
+        let lock = try makeLock(temp)
+        defer { lock.directory.close() }
+        let held = try #require(try lock.claim(slots: 1, record: record()))
+        held.owner.close()  // as if the holder and its whole tree were SIGKILLed
+        let claims = try lock.inspect()
+        #expect(claims.count == 1 && !claims[0].isLive)
+        try lock.removeStale(claims[0])
+        #expect(try lock.inspect().isEmpty)
+    }
+
+    @Test func garbageClaimsAreStaleNotFatal() throws {
+        let temp = TemporaryDirectory()
+        let lock = try makeLock(temp)
+        defer { lock.directory.close() }
+        let dir = lock.directory.path
+        try FileSystem.makeDirectory(dir + "/executor.lock")
+        let fd = try FileSystem.open(dir + "/executor.lock/owner", O_WRONLY | O_CREAT, mode: 0o600)
+        try fd.writeAll("pid=12\ngarb")
+        fd.close()
+        try FileSystem.makeDirectory(dir + "/executor.lock.3")
+        let claims = try lock.inspect()
+        #expect(claims.map(\.isLive) == [false, false])
+        #expect(claims.allSatisfy { $0.problem != nil })
+        for claim in claims { try lock.removeStale(claim) }
+        #expect(try lock.inspect().isEmpty)
+    }
+
+    @Test func aSymlinkedClaimIsRefused() throws {
+        let temp = TemporaryDirectory()
+        let lock = try makeLock(temp)
+        defer { lock.directory.close() }
+        #expect(symlink("/tmp", lock.directory.path + "/executor.lock") == 0)
+        #expect(throws: GuardFailure.self) { try lock.inspect() }
+    }
+}
