@@ -156,9 +156,12 @@ final class Sandbox {
 
     /// A script in the project directory.
     func script(_ name: String, _ body: String) throws -> String {
+        // Written through a close-on-exec descriptor: a child spawned meanwhile by another
+        // test must not inherit it, or exec'ing the script fails with ETXTBSY.
         let file = path(name)
-        try ("#!/bin/sh\n" + body).write(toFile: file, atomically: true, encoding: .utf8)
-        chmod(file, 0o755)
+        let fd = try FileSystem.open(file, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o755)
+        defer { fd.close() }
+        try fd.writeAll("#!/bin/sh\n" + body)
         return file
     }
 

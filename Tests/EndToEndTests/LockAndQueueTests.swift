@@ -204,7 +204,16 @@ struct LockAndQueueTests {
         sandbox.extraPids += pids
         // Jobs orphaned by a SIGKILLed seqexec end on their own; none may be left after that.
         #expect(waitUntil(20) { pids.allSatisfy { !sandbox.isAlive($0) } })
-        #expect(waitUntil(10) { sandbox.stateIsClean })
+        // A client SIGKILLed last has nobody left to prune its line or claim: nothing live may
+        // remain, and the next run clears what is stale.
+        let (_, status, _) = try sandbox.run(["--status", "--json"])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(status.utf8)) as? [String: Any])
+        let holders = (object["holders"] as? [[String: Any]]) ?? []
+        let waiters = (object["queue"] as? [[String: Any]]) ?? []
+        #expect(holders.allSatisfy { $0["live"] as? Bool == false }, "\(status)")
+        #expect(waiters.allSatisfy { $0["stale"] as? Bool == true }, "\(status)")
+        #expect(try sandbox.run(["-q", "true"]).0 == 0)
+        #expect(sandbox.stateIsClean, "\(status)")
         #expect(sandbox.read("overlap") == "")
     }
 }
