@@ -20,6 +20,12 @@ public struct GuardConfiguration: Sendable {
     public init() {}
 
     public var reporter: Reporter { Reporter(toolName: toolName, verbose: verbose, quiet: quiet) }
+
+    /// The project and its state directory, as every mode of the tool finds them.
+    public func openState() throws(GuardFailure) -> (Project, StateDirectory) {
+        let project = try Project.resolve(explicit: projectPath)
+        return (project, try StateDirectory.open(project: project, base: stateBase, namespace: namespace))
+    }
 }
 
 /// The environment variable that carries nested-call tokens: `seq-exec-<hash>=<token>,…`.
@@ -49,8 +55,7 @@ public enum GuardedCommand {
     }
 
     static func run(_ configuration: GuardConfiguration, signals: SignalReceiver, reporter: Reporter) throws(GuardFailure) -> Int32 {
-        let project = try Project.resolve(explicit: configuration.projectPath)
-        let directory = try StateDirectory.open(project: project, base: configuration.stateBase, namespace: configuration.namespace)
+        let (project, directory) = try configuration.openState()
         defer { directory.close() }
         let command = displayCommand(configuration.arguments)
         reporter.step("project \(project.root) (\(project.hash)), state \(directory.path)")

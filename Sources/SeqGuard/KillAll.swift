@@ -13,8 +13,7 @@ public enum KillAll {
 
     @available(*, noasync)
     public static func run(_ configuration: GuardConfiguration) throws(GuardFailure) -> [Ended] {
-        let project = try Project.resolve(explicit: configuration.projectPath)
-        let directory = try StateDirectory.open(project: project, base: configuration.stateBase, namespace: configuration.namespace)
+        let (_, directory) = try configuration.openState()
         defer { directory.close() }
         let lock = ProjectLock(directory: directory)
         let queue = WaitQueue(directory: directory)

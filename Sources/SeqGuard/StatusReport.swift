@@ -10,8 +10,7 @@ public struct StatusReport {
 
     /// Reads the state under the mutex, changing nothing.
     public static func read(_ configuration: GuardConfiguration) throws(GuardFailure) -> StatusReport {
-        let project = try Project.resolve(explicit: configuration.projectPath)
-        let directory = try StateDirectory.open(project: project, base: configuration.stateBase, namespace: configuration.namespace)
+        let (project, directory) = try configuration.openState()
         defer { directory.close() }
         let (claims, queue) = try directory.withMutex { () throws(GuardFailure) in
             (try ProjectLock(directory: directory).inspect(), try WaitQueue(directory: directory).read())

@@ -195,16 +195,9 @@ public enum FileSystem {
 
     /// Names in a directory, without `.` and `..`.
     public static func contents(ofDirectory path: String) throws(Errno) -> [String] {
-        guard let dir = opendir(path) else { throw Errno.current }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) { pointer in
-                pointer.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
+        let directory = try open(path, O_RDONLY | O_DIRECTORY)
+        defer { directory.close() }
+        return try contents(ofDirectoryAt: directory)
     }
 
     /// Names in the directory open at `descriptor`, without `.` and `..`.

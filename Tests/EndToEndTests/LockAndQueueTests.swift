@@ -17,6 +17,15 @@ func jobScript(_ sandbox: Sandbox) throws -> String {
     """)
 }
 
+/// A holder blocked on a FIFO until the test releases it, already running.
+func blockedHolder(_ sandbox: Sandbox) throws -> (job: String, hold: String, holder: Child) {
+    let job = try jobScript(sandbox)
+    let hold = sandbox.fifo("hold")
+    let holder = try sandbox.seqexec(["-q", job, "holder", hold])
+    #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+    return (job, hold, holder)
+}
+
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct LockAndQueueTests {
     @Test func thirtyTwoConcurrentClientsNeverOverlap() throws {
@@ -31,10 +40,7 @@ struct LockAndQueueTests {
 
     @Test func waitersStartInArrivalOrder() throws {
         let sandbox = try Sandbox()
-        let job = try jobScript(sandbox)
-        let hold = sandbox.fifo("hold")
-        let holder = try sandbox.seqexec(["-q", job, "holder", hold])
-        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let (job, hold, holder) = try blockedHolder(sandbox)
         var waiters: [Child] = []
         for index in 1...20 {
             waiters.append(try sandbox.seqexec(["-q", job, "w\(index)"]))
@@ -51,10 +57,7 @@ struct LockAndQueueTests {
 
     @Test func priorityComesBeforeArrival() throws {
         let sandbox = try Sandbox()
-        let job = try jobScript(sandbox)
-        let hold = sandbox.fifo("hold")
-        let holder = try sandbox.seqexec(["-q", job, "holder", hold])
-        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let (job, hold, holder) = try blockedHolder(sandbox)
         var waiters: [Child] = []
         for (index, (label, priority)) in [("low", "low"), ("n1", "normal"), ("high", "high"), ("n2", "normal")].enumerated() {
             waiters.append(try sandbox.seqexec(["-q", "--priority", priority, job, label]))
@@ -92,10 +95,7 @@ struct LockAndQueueTests {
 
     @Test func holderSIGKILLedAloneKeepsTheLockUntilItsTreeEnds() throws {
         let sandbox = try Sandbox()
-        let job = try jobScript(sandbox)
-        let hold = sandbox.fifo("hold")
-        let holder = try sandbox.seqexec(["-q", job, "holder", hold])
-        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let (job, hold, holder) = try blockedHolder(sandbox)
         let waiter = try sandbox.seqexec(["-q", job, "waiter"])
         #expect(waitUntil { sandbox.queueLines.count == 1 })
         holder.signal(SIGKILL)
@@ -119,10 +119,7 @@ struct LockAndQueueTests {
 
     @Test func holderSIGKILLedWithItsTreeIsTakenOverWithoutCleanup() throws {
         let sandbox = try Sandbox()
-        let job = try jobScript(sandbox)
-        let hold = sandbox.fifo("hold")
-        let holder = try sandbox.seqexec(["-q", job, "holder", hold])
-        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let (job, _, holder) = try blockedHolder(sandbox)
         let waiter = try sandbox.seqexec(["-q", job, "waiter"])
         #expect(waitUntil { sandbox.queueLines.count == 1 })
         let commandPid = try #require(Int32(sandbox.read("pid-holder").trimmingCharacters(in: .whitespacesAndNewlines)))
@@ -140,10 +137,7 @@ struct LockAndQueueTests {
 
     @Test func waitersSIGKILLedArePrunedAndTheRestKeepTheirOrder() throws {
         let sandbox = try Sandbox()
-        let job = try jobScript(sandbox)
-        let hold = sandbox.fifo("hold")
-        let holder = try sandbox.seqexec(["-q", job, "holder", hold])
-        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let (job, hold, holder) = try blockedHolder(sandbox)
         var waiters: [Child] = []
         for index in 1...5 {
             waiters.append(try sandbox.seqexec(["-q", job, "w\(index)"]))
@@ -161,10 +155,7 @@ struct LockAndQueueTests {
 
     @Test func waitTimeoutGivesUpWithSeventyFiveAndRemovesItsLine() throws {
         let sandbox = try Sandbox()
-        let job = try jobScript(sandbox)
-        let hold = sandbox.fifo("hold")
-        let holder = try sandbox.seqexec(["-q", job, "holder", hold])
-        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let (_, hold, holder) = try blockedHolder(sandbox)
         let (status, _, stderr) = try sandbox.run(["-w", "0.2", "echo", "never"])
         #expect(status == 75)
         #expect(stderr.contains("gave up after") && stderr.contains("'echo never' was not run"))

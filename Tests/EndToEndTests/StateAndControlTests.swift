@@ -81,10 +81,7 @@ struct StateAndControlTests {
 
     @Test func statusJSONShowsHolderAndQueueInOrder() throws {
         let sandbox = try Sandbox()
-        let job = try jobScript(sandbox)
-        let hold = sandbox.fifo("hold")
-        let holder = try sandbox.seqexec(["-q", job, "holder", hold])
-        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let (job, hold, holder) = try blockedHolder(sandbox)
         let first = try sandbox.seqexec(["-q", job, "first"])
         #expect(waitUntil { sandbox.queueLines.count == 1 })
         let second = try sandbox.seqexec(["-q", "--priority", "low", job, "second"])

@@ -103,10 +103,7 @@ struct SupervisionTests {
 
     @Test func aSignalWhileWaitingRemovesTheQueueLine() throws {
         let sandbox = try Sandbox()
-        let job = try jobScript(sandbox)
-        let hold = sandbox.fifo("hold")
-        let holder = try sandbox.seqexec(["-q", job, "holder", hold])
-        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let (job, hold, holder) = try blockedHolder(sandbox)
         let waiter = try sandbox.seqexec(["-q", job, "waiter"])
         #expect(waitUntil { sandbox.queueLines.count == 1 })
         waiter.signal(SIGINT)
@@ -130,10 +127,7 @@ struct SupervisionTests {
 
     @Test func aForgedTokenDoesNotPass() throws {
         let sandbox = try Sandbox()
-        let job = try jobScript(sandbox)
-        let hold = sandbox.fifo("hold")
-        let holder = try sandbox.seqexec(["-q", job, "holder", hold])
-        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let (_, hold, holder) = try blockedHolder(sandbox)
         let name = try #require(sandbox.projectState.map { URL(fileURLWithPath: $0).lastPathComponent })
         let (status, stdout, _) = try sandbox.run(["-q", "-w", "0.3", "echo", "sneaked"], environment: ["SEQEXEC_TOKENS": "\(name)=0123456789abcdef01234567"])
         #expect(status == 75)

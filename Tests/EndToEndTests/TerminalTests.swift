@@ -14,14 +14,15 @@ struct TerminalTests {
         let sandbox = try Sandbox()
         let driver = sandbox.path("ctrlc_driver.py")
         try """
-        import os, pty, sys, time
+        import os, pty, select, sys, time
         pid, fd = pty.fork()
         if pid == 0:
-            os.execv(sys.argv[1], [sys.argv[1], "sh", "-c", "echo ready; trap 'echo got-int >> \\"$0\\"; exit 130' INT; while :; do sleep 0.05; done", sys.argv[2]])
+            os.execv(sys.argv[1], [sys.argv[1], "sh", "-c", "trap 'echo got-int >> \\"$0\\"; exit 130' INT; echo ready; while :; do sleep 0.05; done", sys.argv[2]])
         out = b""
         deadline = time.time() + 20
         while b"ready" not in out and time.time() < deadline:
-            out += os.read(fd, 1024)
+            if select.select([fd], [], [], 0.5)[0]:
+                out += os.read(fd, 1024)
         os.write(fd, b"\\x03")
         _, status = os.waitpid(pid, 0)
         print(os.waitstatus_to_exitcode(status))
@@ -36,10 +37,7 @@ struct TerminalTests {
 
     @Test func aWaiterOffATerminalSaysWhatItWaitsFor() throws {
         let sandbox = try Sandbox()
-        let job = try jobScript(sandbox)
-        let hold = sandbox.fifo("hold")
-        let holder = try sandbox.seqexec(["-q", job, "holder", hold])
-        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let (job, hold, holder) = try blockedHolder(sandbox)
         let waiter = try sandbox.seqexec([job, "waiter"])
         #expect(waitUntil { waiter.stderr.contains("position 1 of 1") })
         #expect(waiter.stderr.hasPrefix("seqexec: waiting for '\(job) holder \(hold)' (pid \(holder.pid), "))
