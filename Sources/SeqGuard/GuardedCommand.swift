@@ -16,14 +16,47 @@ public struct GuardConfiguration: Sendable {
     public var verbose = false
     public var quiet = false
     public var arguments: [String] = []
+    /// MiB; 0 turns the memory monitor off.
+    public var memoryLimitMegabytes = 2048
+    /// Seconds: the longest gap between memory samples.
+    public var checkInterval: Double = 5
+    public var memoryMetric = MemoryMetric.rss
+    public var memoryAction = MemoryAction.tree
+    /// MiB of MemAvailable needed before the command may start.
+    public var minimumAvailableMegabytes: Int?
+    /// Take the user's machine-wide lock instead of the project's.
+    public var machineWide = false
+    public var gitMode = GitMode.auto
+    /// Seconds to wait for another git operation of the repository.
+    public var gitWait: Double = 10
+    public var cleanStaleGitLocks = false
+    public var historyMaximumBytes = History.defaultMaximumBytes
+
+    /// When git safety applies: to git commands (argv[0]'s base name is `git`), always
+    /// (`--git-guard`, for a script that runs git), or never (`--no-git-wait`).
+    public enum GitMode: Sendable { case auto, always, off }
 
     public init() {}
+
+    public var memoryPolicy: MemoryPolicy? {
+        guard memoryLimitMegabytes > 0 else { return nil }
+        return MemoryPolicy(limitBytes: Int64(memoryLimitMegabytes) << 20, interval: checkInterval, metric: memoryMetric, action: memoryAction)
+    }
+
+    /// Whether the command gets git safety.
+    public var guardsGit: Bool {
+        switch gitMode {
+        case .off: return false
+        case .always: return true
+        case .auto: return arguments.first.map { $0.split(separator: "/").last == "git" } ?? false
+        }
+    }
 
     public var reporter: Reporter { Reporter(toolName: toolName, verbose: verbose, quiet: quiet) }
 
     /// The project and its state directory, as every mode of the tool finds them.
     public func openState() throws(GuardFailure) -> (Project, StateDirectory) {
-        let project = try Project.resolve(explicit: projectPath)
+        let project = machineWide ? Project.machine : try Project.resolve(explicit: projectPath)
         return (project, try StateDirectory.open(project: project, base: stateBase, namespace: namespace))
     }
 }
@@ -66,7 +99,20 @@ public enum GuardedCommand {
         request.priority = configuration.priority
         request.waitTimeout = configuration.waitTimeout
         request.inheritedTokens = parseTokens(inherited)
+        request.minimumAvailableBytes = configuration.minimumAvailableMegabytes.map { Int64($0) << 20 }
         let token = Processes.randomHex(bytes: 12)
+        let queuedAt = Clock.wallTime()
+        let history = History(directory: directory, maximumBytes: configuration.historyMaximumBytes)
+        func historyEntry(_ ended: HistoryRecord.Ending, status: Int32, waited: Double) -> HistoryRecord {
+            HistoryRecord(
+                command: command, pid: Processes.currentPid, project: project.root, queuedAt: queuedAt,
+                waitMilliseconds: Int64(waited * 1000), exitStatus: status, ended: ended)
+        }
+        func record(_ ended: HistoryRecord.Ending, status: Int32, waited: Double) {
+            do { try history.record(historyEntry(ended, status: status, waited: waited)) } catch {
+                reporter.error("\(error.message); the run itself is unaffected")
+            }
+        }
 
         var waiter = LockWaiter(directory: directory, reporter: reporter, signals: signals)
         switch try waiter.acquire(request, token: token) {
@@ -78,12 +124,30 @@ public enum GuardedCommand {
             return reportSpawnFailure(error, configuration.arguments, reporter)
         case .gaveUp(let waited, let holder):
             reporter.error("gave up after \(formatSeconds(waited)) waiting\(holder.map { " for \($0)" } ?? ""); '\(command)' was not run")
+            record(.gaveUp, status: ExitCode.gaveUpWaiting, waited: waited)
             return ExitCode.gaveUpWaiting
         case .interrupted(let signal):
             return 128 + signal
-        case .acquired(var held, _):
+        case .acquired(var held, let waited):
             let lock = ProjectLock(directory: directory)
-            defer { try? directory.withMutex { lock.release(held) } }
+            var released = false
+            defer { if !released { try? directory.withMutex { lock.release(held) } } }
+
+            if configuration.guardsGit, let repository = GitGuard.repository(forGitArguments: configuration.arguments) {
+                let gitGuard = GitGuard(
+                    repository: repository, reporter: reporter, signals: signals,
+                    wait: configuration.gitWait, cleanStaleLocks: configuration.cleanStaleGitLocks)
+                switch try gitGuard.waitForQuiet() {
+                case .clear: break
+                case .gaveUp(let message):
+                    reporter.error("\(message); '\(command)' was not run")
+                    record(.gaveUp, status: ExitCode.gaveUpWaiting, waited: waited)
+                    return ExitCode.gaveUpWaiting
+                case .interrupted(let signal):
+                    return 128 + signal
+                }
+            }
+
             do {
                 try Processes.becomeChildSubreaper()
                 try held.owner.clearCloseOnExec()
@@ -93,21 +157,64 @@ public enum GuardedCommand {
             var environment = Spawn.currentEnvironment().filter { !$0.hasPrefix(tokensVariable + "=") }
             let entry = "\(directory.name)=\(token)"
             environment.append("\(tokensVariable)=\(inherited.isEmpty ? entry : inherited + "," + entry)")
-            let supervisor = Supervisor(signals: signals, reporter: reporter, timeout: configuration.timeout, killGrace: configuration.killGrace)
-            let ending = supervisor.run(configuration.arguments, environment: environment) { child in
+            let policy = configuration.memoryPolicy
+            let supervisor = Supervisor(
+                signals: signals, reporter: reporter, timeout: configuration.timeout,
+                killGrace: configuration.killGrace, memory: policy)
+            let run = supervisor.run(configuration.arguments, environment: environment) { child in
                 var record = held.record
                 record.child = child
                 try? directory.withMutex { lock.update(&held, record: record) }
             }
-            switch ending {
-            case .exited(let status):
-                reporter.step("'\(command)' ended: \(describe(status))")
-                return status.shellExitCode
-            case .timedOut:
-                return ExitCode.timedOut
-            case .couldNotStart(let error):
-                return reportSpawnFailure(error, configuration.arguments, reporter)
+            var (ended, status, signalName) = ending(of: run, command: command, oomKillsBefore: run.oomKillsAtStart, reporter: reporter)
+            if case .couldNotStart(let error) = run.ending {
+                status = reportSpawnFailure(error, configuration.arguments, reporter)
+                ended = .notStarted
             }
+            var finished = historyEntry(ended, status: status, waited: waited)
+            if ended != .notStarted {
+                finished.childPid = run.child?.pid
+                finished.runMilliseconds = run.runNanoseconds / 1_000_000
+                finished.signal = signalName
+                finished.peakTreeBytes = run.peakTreeBytes
+                finished.metric = policy?.metric
+                finished.memoryLimitMegabytes = policy == nil ? nil : configuration.memoryLimitMegabytes
+                finished.largestProcessBytes = Processes.reapedChildrenPeakResident()
+            }
+            // One visit to the mutex: the run's history line, then the lock released.
+            released = true
+            var failure: Errno?
+            try? directory.withMutex {
+                do throws(Errno) { try history.append(finished) } catch { failure = error }
+                lock.release(held)
+            }
+            if let failure {
+                reporter.error("cannot write \(directory.path)/\(History.fileName): \(failure); the run itself is unaffected")
+            }
+            return status
+        }
+    }
+
+    /// How a run ended, its exit status, and the signal's name; says on stderr why a command
+    /// died of SIGKILL, since 137 alone could be the OOM killer, `kill -9` or the monitor.
+    static func ending(
+        of run: SupervisedRun, command: String, oomKillsBefore: Int64?, reporter: Reporter
+    ) -> (HistoryRecord.Ending, Int32, String?) {
+        switch run.ending {
+        case .timedOut: return (.timeout, ExitCode.timedOut, nil)
+        case .memoryExceeded: return (.memory, ExitCode.memoryLimit, nil)
+        case .couldNotStart: return (.notStarted, ExitCode.notFound, nil)
+        case .exited(let status):
+            reporter.step("'\(command)' ended: \(describe(status))")
+            guard case .signaled(let number) = status else { return (.exit, status.shellExitCode, nil) }
+            let name = SignalName.of(number)
+            guard number == SIGKILL else { return (.signal, status.shellExitCode, name) }
+            if let before = oomKillsBefore, let after = SystemMemory.oomKillCount(), after > before {
+                reporter.error("'\(command)' was killed by the kernel's OOM killer (the system ran out of memory; see 'dmesg'), not by seqexec's memory monitor")
+                return (.oom, status.shellExitCode, name)
+            }
+            reporter.error("'\(command)' was killed by SIGKILL from outside seqexec (not its memory monitor, not the kernel's OOM killer)")
+            return (.killed, status.shellExitCode, name)
         }
     }
 
@@ -144,6 +251,26 @@ public enum GuardedCommand {
                 scalar.value > 0x20 && scalar.value < 0x7F && !"'\"\\$`;&|<>(){}*?[]#~!".unicodeScalars.contains(scalar)
             }
             if plain { return argument }
+            // Control characters (a script's newlines) shown escaped: messages stay one line.
+            if argument.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+                var escaped = ""
+                for scalar in argument.unicodeScalars {
+                    switch scalar {
+                    case "\n": escaped += "\\n"
+                    case "\t": escaped += "\\t"
+                    case "'": escaped += "\\'"
+                    case "\\": escaped += "\\\\"
+                    default:
+                        if scalar.value < 0x20 || scalar.value == 0x7F {
+                            let hex = String(scalar.value, radix: 16)
+                            escaped += "\\x" + (hex.count == 1 ? "0" : "") + hex
+                        } else {
+                            escaped.unicodeScalars.append(scalar)
+                        }
+                    }
+                }
+                return "$'" + escaped + "'"
+            }
             return "'" + argument.replacingAll("'", with: "'\\''") + "'"
         }.joined(separator: " ")
     }

@@ -10,6 +10,8 @@ public struct AcquireRequest: Sendable {
     public var waitTimeout: Double?
     /// Nested-call tokens from the environment (`SEQEXEC_TOKENS`), by state directory name.
     public var inheritedTokens: [String: String] = [:]
+    /// Admission: start only while the system's MemAvailable is at least this many bytes.
+    public var minimumAvailableBytes: Int64?
 
     public init(command: String) { self.command = command }
 }
@@ -49,7 +51,8 @@ public struct LockWaiter {
     enum Evaluation {
         case acquired(HeldClaim)
         case passThrough
-        case waiting(live: [Claim], ahead: [QueueEntry], position: Int, total: Int)
+        /// `memoryShort` is MemAvailable when it is our turn but memory keeps us queued.
+        case waiting(live: [Claim], ahead: [QueueEntry], position: Int, total: Int, memoryShort: Int64?)
     }
 
     /// Waits for a slot, in queue order, and takes it.
@@ -96,7 +99,7 @@ public struct LockWaiter {
         }
 
         while true {
-            guard case .waiting(let live, let ahead, let position, let total) = state else { break }
+            guard case .waiting(let live, let ahead, let position, let total, let memoryShort) = state else { break }
             // Watch only what can end this wait, so one release wakes one waiter, not a herd.
             // With N slots, only the N waiters nearest ahead matter: if one further ahead goes,
             // our rank stays at N or more and we still cannot start. A waiter that moves on to
@@ -125,7 +128,8 @@ public struct LockWaiter {
             let now = Clock.monotonicNanoseconds()
             let statusEvery = Int64((isTerminal ? 1 : logInterval) * 1e9)
             if !reporter.quiet && (lastStatus == 0 || now - lastStatus >= statusEvery) {
-                let line = statusLine(live: live, ahead: ahead, position: position, total: total)
+                let line = memoryShort.map { "\(reporter.toolName): waiting for memory: \(memoryText($0, request))" }
+                    ?? statusLine(live: live, ahead: ahead, position: position, total: total)
                 if isTerminal { reporter.write("\r\u{1B}[K\(line)") } else { reporter.write(line + "\n") }
                 statusShown = true
                 lastStatus = now
@@ -137,6 +141,8 @@ public struct LockWaiter {
                 var timeout = safetyNanos - (now - lastFull)
                 if !reporter.quiet { timeout = min(timeout, statusEvery - (now - lastStatus)) }
                 if let deadline { timeout = min(timeout, deadline - now) }
+                // Memory recovering sends no event: look again every half second.
+                if memoryShort != nil { timeout = min(timeout, 500_000_000) }
                 let order = Array(pidfds.keys)
                 let fds = [signals.descriptor, notify.read] + order.map { pidfds[$0]!.fd }
                 let ready = Poll.readable(fds, timeoutMilliseconds: Int32(clamping: max(0, timeout) / 1_000_000 + 1))
@@ -164,10 +170,11 @@ public struct LockWaiter {
                 if let deadline, after >= deadline {
                     clearStatus()
                     try? removeLine(of: me)
-                    let holder = live.first?.record.map { "'\($0.command)' (pid \($0.holder.pid))" }
+                    let holder = memoryShort.map { "memory (\(memoryText($0, request)))" }
+                        ?? live.first?.record.map { "'\($0.command)' (pid \($0.holder.pid))" }
                     return .gaveUp(waitedSeconds: waited(), holder: holder)
                 }
-                if after - lastFull >= safetyNanos { full = true }
+                if after - lastFull >= safetyNanos || memoryShort != nil { full = true }
             }
             if full || (quick && worthChecking(me: me, slots: request.slots)) {
                 lastFull = Clock.monotonicNanoseconds()
@@ -219,13 +226,18 @@ public struct LockWaiter {
             }
             let ordered = QueueSnapshot(entries: entries).ordered
             let rank = ordered.firstIndex { $0.process == me } ?? 0
-            if rank < request.slots - live.count, let held = try lock.claim(slots: request.slots, record: record) {
+            var memoryShort: Int64?
+            if rank < request.slots - live.count, let needed = request.minimumAvailableBytes,
+               let available = SystemMemory.available(), available < needed {
+                // Our turn, but starting now would push the machine into swap: stay first in line.
+                memoryShort = available
+            } else if rank < request.slots - live.count, let held = try lock.claim(slots: request.slots, record: record) {
                 entries.removeAll { $0.process == me }
                 if changed || !firstCall { try queue.write(entries) }
                 return .acquired(held)
             }
             if changed { try queue.write(entries) }
-            return .waiting(live: live, ahead: Array(ordered[..<rank]), position: rank + 1, total: ordered.count)
+            return .waiting(live: live, ahead: Array(ordered[..<rank]), position: rank + 1, total: ordered.count, memoryShort: memoryShort)
         }
         for problem in problems where !reportedProblems.contains(problem) {
             reportedProblems.insert(problem)
@@ -249,6 +261,10 @@ public struct LockWaiter {
             let kept = snapshot.entries.filter { $0.process != me }
             if kept.count != snapshot.entries.count || !snapshot.rejectedLines.isEmpty { try queue.write(kept) }
         }
+    }
+
+    func memoryText(_ available: Int64, _ request: AcquireRequest) -> String {
+        "MemAvailable \(formatMegabytes(available)) is below --min-available \(formatMegabytes(request.minimumAvailableBytes ?? 0))"
     }
 
     func statusLine(live: [Claim], ahead: [QueueEntry], position: Int, total: Int) -> String {

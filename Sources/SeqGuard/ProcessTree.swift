@@ -30,7 +30,7 @@ public struct ProcessTree {
     /// Every process that ends is reaped here. Returns how many processes were signalled.
     @available(*, noasync)
     @discardableResult
-    public func end(grace: Double, onReap: (Int32, TerminationStatus) -> Void) -> Int {
+    public func end(grace: Double, escalate: (() -> Bool)? = nil, onReap: (Int32, TerminationStatus) -> Void) -> Int {
         if reapEnded(onReap) { return 0 }
         var signalled = Set<ProcessIdentity>()
         for process in descendants() {
@@ -40,7 +40,7 @@ public struct ProcessTree {
                 signalled.insert(identity)
             }
         }
-        if waitUntilEmpty(seconds: grace, onReap) { return signalled.count }
+        if waitUntilEmpty(seconds: grace, escalate: escalate, onReap) { return signalled.count }
         // Some ignored SIGTERM or spawned more: kill what is there, again, until nothing is.
         for _ in 0..<50 {
             for process in descendants() where Processes.signal(process.identity, SIGKILL) {
@@ -51,16 +51,17 @@ public struct ProcessTree {
         return signalled.count
     }
 
-    /// Waits for SIGCHLD, reaping, until no child is left or `seconds` pass.
-    func waitUntilEmpty(seconds: Double, _ onReap: (Int32, TerminationStatus) -> Void) -> Bool {
+    /// Waits for SIGCHLD, reaping, until no child is left or `seconds` pass, or `escalate`
+    /// (asked every 20 ms) says the grace is over.
+    func waitUntilEmpty(seconds: Double, escalate: (() -> Bool)? = nil, _ onReap: (Int32, TerminationStatus) -> Void) -> Bool {
         let deadline = Clock.monotonicNanoseconds() + Int64(seconds * 1e9)
         while true {
             if reapEnded(onReap) { return true }
             let left = deadline - Clock.monotonicNanoseconds()
-            if left <= 0 { return false }
+            if left <= 0 || escalate?() == true { return false }
             // SIGCHLD arrives for our own children; a grandchild that outlives its parent becomes
             // our child. Wake at least every 100 ms to re-check in case that parent ignored us.
-            if !Poll.readable([signals.descriptor], timeoutMilliseconds: Int32(min(left / 1_000_000 + 1, 100))).isEmpty {
+            if !Poll.readable([signals.descriptor], timeoutMilliseconds: Int32(min(left / 1_000_000 + 1, escalate == nil ? 100 : 20))).isEmpty {
                 _ = signals.drain()
             }
         }
@@ -71,22 +72,42 @@ public struct ProcessTree {
 public enum RunEnding: Sendable, Equatable {
     case exited(TerminationStatus)
     case timedOut
+    /// The memory monitor ended the tree (or, with `--memory-action largest`, the command).
+    case memoryExceeded
     case couldNotStart(Errno)
 }
 
-/// Runs one command and sees it to its end: signals forwarded, a time limit, leftovers ended.
+/// A finished run, as the history records it.
+public struct SupervisedRun: Sendable {
+    public var ending: RunEnding
+    public var child: ProcessIdentity?
+    public var runNanoseconds: Int64 = 0
+    /// The largest tree total the monitor saw; nil when it did not run.
+    public var peakTreeBytes: Int64?
+    /// Processes the monitor ended with `--memory-action largest`.
+    public var memoryVictims = 0
+    /// The kernel's OOM-kill count soon after the start (read 20 ms in, not on the way in:
+    /// a command that ends sooner never pays for it), to tell an OOM kill from a kill -9.
+    public var oomKillsAtStart: Int64?
+}
+
+/// Runs one command and sees it to its end: signals forwarded, a time limit, a memory limit
+/// over the whole tree, leftovers ended.
 public struct Supervisor {
     public var signals: SignalReceiver
     public var reporter: Reporter
     /// Seconds, or nil for no limit.
     public var timeout: Double?
     public var killGrace: Double
+    /// Nil turns the memory monitor off: nothing is read from /proc while the command runs.
+    public var memory: MemoryPolicy?
 
-    public init(signals: SignalReceiver, reporter: Reporter, timeout: Double?, killGrace: Double) {
+    public init(signals: SignalReceiver, reporter: Reporter, timeout: Double?, killGrace: Double, memory: MemoryPolicy? = nil) {
         self.signals = signals
         self.reporter = reporter
         self.timeout = timeout
         self.killGrace = killGrace
+        self.memory = memory
     }
 
     /// Spawns `arguments` (argv as given, never through a shell), calls `onStart` with the
@@ -94,34 +115,100 @@ public struct Supervisor {
     @available(*, noasync)
     public func run(
         _ arguments: [String], environment: [String], onStart: (ProcessIdentity) -> Void
-    ) -> RunEnding {
+    ) -> SupervisedRun {
+        let started = Clock.monotonicNanoseconds()
         let pid: Int32
         do {
             pid = try Spawn.spawn(arguments, environment: environment, resetSignals: signals.signalsToReset())
         } catch {
-            return .couldNotStart(error)
+            return SupervisedRun(ending: .couldNotStart(error))
         }
-        let startTime = (try? ProcStat.read(pid).startTime) ?? 0
-        onStart(ProcessIdentity(pid: pid, startTime: startTime))
-        reporter.step("started pid \(pid): \(arguments.joined(separator: " "))")
+        let child = ProcessIdentity(pid: pid, startTime: (try? ProcStat.read(pid).startTime) ?? 0)
+        onStart(child)
+        let display = GuardedCommand.displayCommand(arguments)
+        reporter.step("started pid \(pid): \(display)")
 
+        var result = SupervisedRun(ending: .timedOut, child: child)
+        func finished() -> SupervisedRun {
+            result.runNanoseconds = Clock.monotonicNanoseconds() - started
+            return result
+        }
         let tree = ProcessTree(signals: signals)
-        let deadline = timeout.map { Clock.monotonicNanoseconds() + Int64($0 * 1e9) }
+        let deadline = timeout.map { started + Int64($0 * 1e9) }
+        var monitor = memory.map { MemoryMonitor(policy: $0) }
+        let firstLook = started + Int64(MemoryMonitor.startupDelay * 1e9)
+        var nextSample = firstLook
+        var oomBaselineDue = true
+        var warned = false
+        // With --memory-action largest: processes sent SIGTERM, and when SIGKILL is due.
+        var victims: [ProcessIdentity: Int64] = [:]
+        var commandEndedForMemory = false
         var status: TerminationStatus?
         let record = { (reaped: Int32, ending: TerminationStatus) in if reaped == pid { status = ending } }
         while status == nil {
             _ = tree.reapEnded(record)
             if status != nil { break }
-            var wait: Int32 = -1
-            if let deadline {
-                let left = deadline - Clock.monotonicNanoseconds()
-                if left <= 0 {
-                    reporter.error("timed out after \(formatDuration(timeout!)): '\(arguments.joined(separator: " "))'; ending its process tree")
-                    tree.end(grace: killGrace, onReap: record)
-                    return .timedOut
-                }
-                wait = Int32(clamping: left / 1_000_000 + 1)
+            var now = Clock.monotonicNanoseconds()
+            if let deadline, deadline <= now {
+                result.peakTreeBytes = monitor?.peak
+                reporter.error("timed out after \(formatDuration(timeout!)): '\(display)'; ending its process tree")
+                tree.end(grace: killGrace, onReap: record)
+                return finished()
             }
+            if oomBaselineDue && firstLook <= now {
+                result.oomKillsAtStart = SystemMemory.oomKillCount()
+                oomBaselineDue = false
+            }
+            if var sampler = monitor, nextSample <= now {
+                let (usage, delay) = sampler.sampleAndSchedule(excluding: Set(victims.keys))
+                monitor = sampler
+                nextSample = now + Int64(delay * 1e9)
+                let limit = sampler.policy.limitBytes
+                if usage.total >= limit {
+                    let biggest = usage.biggest.map { "; biggest \($0.description)" } ?? ""
+                    let measure = "\(formatMegabytes(usage.total)) \(sampler.policy.metric.rawValue) over \(usage.processes.count) process\(usage.processes.count == 1 ? "" : "es")"
+                    switch sampler.policy.action {
+                    case .tree:
+                        reporter.error("memory limit \(formatMegabytes(limit)) reached by '\(display)': \(measure), peak \(formatMegabytes(sampler.peak))\(biggest); ending its process tree (exit 137)")
+                        // The grace is for cleaning up, not for growing: a tree that keeps
+                        // growing past the limit meanwhile gets SIGKILL at once.
+                        var watcher = sampler
+                        tree.end(grace: killGrace, escalate: {
+                            watcher.sample().total > limit + limit / 10
+                        }, onReap: record)
+                        result.ending = .memoryExceeded
+                        result.peakTreeBytes = max(sampler.peak, watcher.peak)
+                        return finished()
+                    case .largest:
+                        if let victim = usage.biggest {
+                            reporter.error("memory limit \(formatMegabytes(limit)) reached by '\(display)': \(measure); ending its largest process, pid \(victim.identity.pid) '\(victim.command)' \(formatMegabytes(victim.bytes))")
+                            if Processes.signal(victim.identity, SIGTERM) {
+                                Processes.signal(victim.identity, SIGCONT)
+                                victims[victim.identity] = now + Int64(killGrace * 1e9)
+                                result.memoryVictims += 1
+                                if victim.identity == child { commandEndedForMemory = true }
+                            }
+                        }
+                    }
+                } else if !warned && usage.total * 2 >= limit {
+                    warned = true
+                    let biggest = usage.biggest.map { "; biggest \($0.description)" } ?? ""
+                    reporter.warning("memory: '\(display)' uses \(formatMegabytes(usage.total)) (\(sampler.policy.metric.rawValue)), over half its \(formatMegabytes(limit)) limit\(biggest)")
+                }
+            }
+            // Victims past their grace get SIGKILL; gone ones are forgotten.
+            for (victim, killAt) in victims {
+                if !victim.isAlive { victims[victim] = nil } else if killAt <= now {
+                    Processes.signal(victim, SIGKILL)
+                    victims[victim] = Int64.max
+                }
+            }
+            now = Clock.monotonicNanoseconds()
+            var wake = deadline ?? Int64.max
+            if monitor != nil { wake = min(wake, nextSample) }
+            if oomBaselineDue { wake = min(wake, firstLook) }
+            for (_, killAt) in victims { wake = min(wake, killAt) }
+            let wait: Int32 = wake == Int64.max ? -1 : Int32(clamping: max(0, wake - now) / 1_000_000 + 1)
             guard !Poll.readable([signals.descriptor], timeoutMilliseconds: wait).isEmpty else { continue }
             for signal in signals.drain() where signal.number != SIGCHLD {
                 // A terminal's Ctrl-C already reached the command, which shares our process group.
@@ -130,15 +217,17 @@ public struct Supervisor {
                 Processes.signalChild(pid, signal.number)
             }
         }
+        result.peakTreeBytes = monitor?.peak
+        result.ending = commandEndedForMemory ? .memoryExceeded : .exited(status!)
         // The command is gone; anything it left behind is still ours to end.
         if !tree.reapEnded({ _, _ in }) {
             let leftovers = tree.descendants()
             if !leftovers.isEmpty {
-                reporter.notice("ending \(leftovers.count) leftover process\(leftovers.count == 1 ? "" : "es") of '\(arguments.joined(separator: " "))'")
+                reporter.notice("ending \(leftovers.count) leftover process\(leftovers.count == 1 ? "" : "es") of '\(display)'")
             }
             tree.end(grace: killGrace, onReap: { _, _ in })
         }
-        return .exited(status!)
+        return finished()
     }
 }
 

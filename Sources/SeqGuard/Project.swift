@@ -12,6 +12,15 @@ public struct Project: Sendable, Equatable {
         self.hash = String(SHA1.hexDigest(Array((root + "\n").utf8)).prefix(8))
     }
 
+    init(root: String, hash: String) {
+        self.root = root
+        self.hash = hash
+    }
+
+    /// The user's machine-wide lane (`--machine`): one lock for every project, state in
+    /// `<base>/seq-exec-machine/`.
+    public static let machine = Project(root: "(machine-wide)", hash: "machine")
+
     /// Resolves the project root: `explicit` if given, else the nearest directory at or above
     /// the current one holding `.git` (a directory, or a file in worktrees and submodules),
     /// else the current directory. Found by walking up, not by running git: start-up matters.

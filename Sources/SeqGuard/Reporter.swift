@@ -23,6 +23,12 @@ public struct Reporter: Sendable {
         if !quiet { write("\(toolName): \(message)\n") }
     }
 
+    /// A warning a person should act on (memory nearing its limit): `[SEQUENTIAL]` in front,
+    /// silenced by --quiet.
+    public func warning(_ message: String) {
+        if !quiet { write("[SEQUENTIAL] \(toolName): warning: \(message)\n") }
+    }
+
     /// One step, with --verbose only.
     public func step(_ message: @autoclosure () -> String) {
         if verbose && !quiet { write("[SEQUENTIAL] \(message())\n") }
@@ -57,4 +63,6 @@ public enum ExitCode {
     public static let cannotExecute: Int32 = 126
     public static let notFound: Int32 = 127
     public static let gaveUpWaiting: Int32 = 75
+    /// The memory monitor ended the command (128 + SIGKILL, as a shell reports a kill -9).
+    public static let memoryLimit: Int32 = 137
 }

@@ -113,8 +113,11 @@ public struct FileStatus: Sendable, Equatable {
     public var mode: UInt32
     public var owner: UInt32
     public var size: Int64
+    /// Last modification, seconds since the epoch.
+    public var modified: Int64
 
     init(_ st: stat) {
+        modified = Int64(st.st_mtim.tv_sec)
         device = UInt64(st.st_dev)
         inode = UInt64(st.st_ino)
         mode = UInt32(st.st_mode)
@@ -252,5 +255,51 @@ public enum FileSystem {
         _ = try valueOrErrno { cseq_pipe_cloexec(&fds) }
         _ = try valueOrErrno { fcntl(fds[0], F_SETFL, O_NONBLOCK) }
         return (FileDescriptor(rawValue: fds[0]), FileDescriptor(rawValue: fds[1]))
+    }
+}
+
+extension FileSystem {
+    /// readlink(2).
+    public static func readLink(_ path: String) throws(Errno) -> String {
+        var buffer = [CChar](repeating: 0, count: 4097)
+        let count = try valueOrErrno { readlink(path, &buffer, 4096) }
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+extension FileSystem {
+    /// Names in a directory with whether each is a directory (from d_type, lstat when the
+    /// file system does not say), without `.` and `..`.
+    public static func entries(ofDirectory path: String) throws(Errno) -> [(name: String, isDirectory: Bool)] {
+        let descriptor = try open(path, O_RDONLY | O_DIRECTORY)
+        guard let dir = fdopendir(descriptor.rawValue) else {
+            let error = Errno.current
+            descriptor.close()
+            throw error
+        }
+        defer { closedir(dir) }
+        var result: [(name: String, isDirectory: Bool)] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) { pointer in
+                pointer.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name == "." || name == ".." { continue }
+            let type = entry.pointee.d_type
+            if type == UInt8(DT_UNKNOWN) {
+                result.append((name, (try? status(path + "/" + name))?.isDirectory ?? false))
+            } else {
+                result.append((name, type == UInt8(DT_DIR)))
+            }
+        }
+        return result
+    }
+}
+
+extension Processes {
+    /// argv of `pid` joined with spaces (/proc/PID/cmdline), or nil if it is gone or unreadable.
+    public static func commandLine(_ pid: Int32) -> [String]? {
+        guard let bytes = try? FileSystem.readFile("/proc/\(pid)/cmdline"), !bytes.isEmpty else { return nil }
+        return bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast(bytes.last == 0 ? 1 : 0)
+            .map { String(decoding: $0, as: UTF8.self) }
     }
 }

@@ -7,10 +7,12 @@ let version = "0.1.0"
 
 let help = """
 OVERVIEW: Run a command under a per-project lock: one at a time, in arrival order,
-leaving no process, lock or queue line behind, however it ends.
+under a memory limit over its whole process tree, after other git operations of the
+repository have finished, leaving no process, lock or queue line behind.
 
 USAGE: seqexec [OPTIONS] [--] COMMAND [ARG...]
        seqexec --status [--json]
+       seqexec --history [-n N] [--json]
        seqexec --kill-all
        seqexec --help | --version
 
@@ -30,12 +32,36 @@ OPTIONS:
                           arrival (default: normal).
   -v, --verbose           Log each step to stderr, prefixed [SEQUENTIAL].
   -q, --quiet             Print nothing but errors.
-  -m, --memory-limit MB   Accepted and checked; enforced once the memory monitor
-                          lands.
-  -i, --check-interval S  Accepted and checked; used by the memory monitor.
-      --git-wait S        Accepted and checked; used by git safety.
+      --machine           Take the user's machine-wide lock instead of the
+                          project's, for commands too heavy to run two at once
+                          anywhere on the machine.
+  -m, --memory-limit MB   End the command's whole tree and exit 137 when it
+                          uses MB MiB together; 0 turns the monitor off
+                          (default: 2048). A warning comes at half of it.
+  -i, --check-interval S  Longest gap between memory samples; they come faster
+                          at start-up and near the limit (default: 5).
+      --memory-metric M   rss (default), or pss for trees of forked workers
+                          that share pages, which rss counts once per process.
+      --memory-action A   tree (default): end the whole tree; largest: end
+                          only its largest process and let the rest run on.
+      --min-available MB  Stay queued, first in line, while the system's
+                          MemAvailable is below MB MiB.
+      --git-wait S        Before a git command, wait up to S seconds while
+                          another git operation of its repository is active
+                          (default: 10); then exit 75 if a lock is still held.
+      --git-guard         Apply git safety to a command that is not git itself
+                          (a script that runs git).
+      --no-git-wait       No git safety.
+      --clean-stale-git-locks
+                          Remove git lock files no live git process holds (a
+                          crash or kill -9 left them), then go on; without it
+                          such a lock is reported and seqexec exits 125.
       --status            Show the project's holder and queue, then exit.
-      --json              With --status: print one JSON object.
+      --history           Show the last runs: waits, run times, peak memory,
+                          how each ended.
+  -n, --lines N           With --history: how many runs (default: 20).
+      --json              With --status: one JSON object; with --history: a
+                          JSON array of runs.
       --kill-all          End the holder's whole tree and every waiter of the
                           project (only processes recorded in its state), clear
                           the lock and the queue, exit 0.
@@ -56,6 +82,13 @@ ENVIRONMENT:
                                     As --memory-limit.
   SEQEXEC_CHECK_INTERVAL, CHECK_INTERVAL
                                     As --check-interval.
+  SEQEXEC_MEMORY_METRIC             As --memory-metric.
+  SEQEXEC_MEMORY_ACTION             As --memory-action.
+  SEQEXEC_MIN_AVAILABLE_MB          As --min-available.
+  SEQEXEC_MACHINE                   1 as --machine.
+  SEQEXEC_GIT_WAIT                  As --git-wait.
+  SEQEXEC_HISTORY_MAX_KB            Rotate history.jsonl past this size
+                                    (default: 1024).
   SEQEXEC_TOKENS                    Set by seqexec for the command it runs, so a
                                     nested seqexec of the same project runs
                                     straight through instead of waiting for itself.
@@ -64,14 +97,18 @@ EXIT STATUS:
   N        the command's own exit status
   128+N    the command died of signal N (130 after Ctrl-C)
   124      the command timed out (--timeout)
-  75       gave up waiting for the lock (--wait-timeout)
-  125      seqexec itself failed: bad usage, or unsafe or unusable state
+  137      the memory monitor ended the command (--memory-limit); a stderr
+           line says so, or says it was the kernel's OOM killer or a kill -9
+  75       gave up waiting for the lock (--wait-timeout), for memory
+           (--min-available), or for another git operation (--git-wait)
+  125      seqexec itself failed: bad usage, unsafe or unusable state, or a
+           stale git lock file
   126      the command could not be executed
   127      the command was not found
 
 """
 
-enum Mode { case run, status, killAll }
+enum Mode { case run, status, killAll, history }
 
 struct UsageError: Error { var message: String }
 
@@ -96,10 +133,30 @@ func environment(_ names: String...) -> (name: String, value: String)? {
     return nil
 }
 
-func parse(_ arguments: [String]) throws(UsageError) -> (Mode, GuardConfiguration, json: Bool) {
+func memoryMetric(_ text: String, _ name: String) throws(UsageError) -> MemoryMetric {
+    guard let metric = MemoryMetric(rawValue: text) else { throw UsageError(message: "invalid \(name) '\(text)': expected rss or pss") }
+    return metric
+}
+
+func memoryAction(_ text: String, _ name: String) throws(UsageError) -> MemoryAction {
+    guard let action = MemoryAction(rawValue: text) else { throw UsageError(message: "invalid \(name) '\(text)': expected tree or largest") }
+    return action
+}
+
+func interval(_ text: String, _ name: String) throws(UsageError) -> Double {
+    let value = try seconds(text, name)
+    guard value >= 0.01 else { throw UsageError(message: "invalid \(name) '\(text)': expected seconds of at least 0.01, e.g. 5") }
+    return value
+}
+
+func flag(_ value: String) -> Bool { !["", "0", "false", "no", "off"].contains(value.lowercased()) }
+
+func parse(_ arguments: [String]) throws(UsageError) -> (Mode, GuardConfiguration, json: Bool, lines: Int) {
     var configuration = GuardConfiguration()
     var mode = Mode.run
     var json = false
+    var lines = 20
+    var linesGiven = false
     // Environment first; flags override below.
     if let (_, value) = environment("SEQEXEC_PROJECT"), !value.isEmpty { configuration.projectPath = value }
     if let (_, value) = environment("SEQEXEC_STATE_DIR"), !value.isEmpty { configuration.stateBase = value }
@@ -117,10 +174,22 @@ func parse(_ arguments: [String]) throws(UsageError) -> (Mode, GuardConfiguratio
         configuration.priority = priority
     }
     if let (_, value) = environment("SEQEXEC_VERBOSE", "VERBOSE") {
-        configuration.verbose = !["", "0", "false", "no", "off"].contains(value.lowercased())
+        configuration.verbose = flag(value)
     }
-    if let (name, value) = environment("SEQEXEC_MEMORY_LIMIT_MB", "MEMORY_LIMIT_MB") { _ = try wholeNumber(value, name, minimum: 0) }
-    if let (name, value) = environment("SEQEXEC_CHECK_INTERVAL", "CHECK_INTERVAL") { _ = try seconds(value, name) }
+    if let (name, value) = environment("SEQEXEC_MEMORY_LIMIT_MB", "MEMORY_LIMIT_MB") {
+        configuration.memoryLimitMegabytes = try wholeNumber(value, name, minimum: 0)
+    }
+    if let (name, value) = environment("SEQEXEC_CHECK_INTERVAL", "CHECK_INTERVAL") { configuration.checkInterval = try interval(value, name) }
+    if let (name, value) = environment("SEQEXEC_MEMORY_METRIC") { configuration.memoryMetric = try memoryMetric(value, name) }
+    if let (name, value) = environment("SEQEXEC_MEMORY_ACTION") { configuration.memoryAction = try memoryAction(value, name) }
+    if let (name, value) = environment("SEQEXEC_MIN_AVAILABLE_MB") {
+        configuration.minimumAvailableMegabytes = try wholeNumber(value, name, minimum: 0)
+    }
+    if let (_, value) = environment("SEQEXEC_MACHINE") { configuration.machineWide = flag(value) }
+    if let (name, value) = environment("SEQEXEC_GIT_WAIT") { configuration.gitWait = try seconds(value, name) }
+    if let (name, value) = environment("SEQEXEC_HISTORY_MAX_KB") {
+        configuration.historyMaximumBytes = Int64(try wholeNumber(value, name, minimum: 1)) * 1024
+    }
 
     var index = 0
     func value(for option: String, attached: String?) throws(UsageError) -> String {
@@ -157,10 +226,21 @@ func parse(_ arguments: [String]) throws(UsageError) -> (Mode, GuardConfiguratio
                 throw UsageError(message: "invalid --priority '\(text)': expected high, normal or low")
             }
             configuration.priority = priority
-        case "-m", "--memory-limit": _ = try wholeNumber(try value(for: name, attached: attached), name, minimum: 0)
-        case "-i", "--check-interval": _ = try seconds(try value(for: name, attached: attached), name)
-        case "--git-wait": _ = try seconds(try value(for: name, attached: attached), name)
-        case "-v", "--verbose", "-q", "--quiet", "--status", "--json", "--kill-all", "-h", "--help", "--version":
+        case "-m", "--memory-limit":
+            configuration.memoryLimitMegabytes = try wholeNumber(try value(for: name, attached: attached), name, minimum: 0)
+        case "-i", "--check-interval": configuration.checkInterval = try interval(try value(for: name, attached: attached), name)
+        case "--memory-metric": configuration.memoryMetric = try memoryMetric(try value(for: name, attached: attached), name)
+        case "--memory-action": configuration.memoryAction = try memoryAction(try value(for: name, attached: attached), name)
+        case "--min-available":
+            configuration.minimumAvailableMegabytes = try wholeNumber(try value(for: name, attached: attached), name, minimum: 0)
+        case "--git-wait":
+            configuration.gitWait = try seconds(try value(for: name, attached: attached), name)
+            if configuration.gitMode == .off { configuration.gitMode = .auto }
+        case "-n", "--lines":
+            lines = try wholeNumber(try value(for: name, attached: attached), name, minimum: 1)
+            linesGiven = true
+        case "-v", "--verbose", "-q", "--quiet", "--status", "--json", "--kill-all", "-h", "--help", "--version",
+             "--machine", "--git-guard", "--no-git-wait", "--clean-stale-git-locks", "--history":
             if attached != nil { throw UsageError(message: "option \(name) takes no value; see 'seqexec --help'") }
             switch name {
             case "-v", "--verbose": configuration.verbose = true
@@ -168,6 +248,11 @@ func parse(_ arguments: [String]) throws(UsageError) -> (Mode, GuardConfiguratio
             case "--status": mode = .status
             case "--json": json = true
             case "--kill-all": mode = .killAll
+            case "--history": mode = .history
+            case "--machine": configuration.machineWide = true
+            case "--git-guard": configuration.gitMode = .always
+            case "--no-git-wait": configuration.gitMode = .off
+            case "--clean-stale-git-locks": configuration.cleanStaleGitLocks = true
             case "--version":
                 print("seqexec \(version)")
                 ProcessExit.now(0)
@@ -185,17 +270,19 @@ func parse(_ arguments: [String]) throws(UsageError) -> (Mode, GuardConfiguratio
         throw UsageError(message: "no command given; usage: seqexec [OPTIONS] [--] COMMAND [ARG...]")
     }
     if mode != .run && !configuration.arguments.isEmpty {
-        throw UsageError(message: "--status and --kill-all take no command; got '\(configuration.arguments[0])'")
+        throw UsageError(message: "--status, --history and --kill-all take no command; got '\(configuration.arguments[0])'")
     }
-    if json && mode != .status { throw UsageError(message: "--json goes with --status") }
-    return (mode, configuration, json)
+    if json && mode != .status && mode != .history { throw UsageError(message: "--json goes with --status or --history") }
+    if linesGiven && mode != .history { throw UsageError(message: "-n/--lines goes with --history") }
+    return (mode, configuration, json, lines)
 }
 
 let mode: Mode
 let configuration: GuardConfiguration
 let json: Bool
+let lines: Int
 do {
-    (mode, configuration, json) = try parse(Array(CommandLine.arguments.dropFirst()))
+    (mode, configuration, json, lines) = try parse(Array(CommandLine.arguments.dropFirst()))
 } catch {
     Reporter(toolName: "seqexec").error(error.message)
     ProcessExit.now(ExitCode.toolFailure)
@@ -208,6 +295,25 @@ case .status:
     do {
         let report = try StatusReport.read(configuration)
         print(json ? report.json : report.text, terminator: "")
+        ProcessExit.now(0)
+    } catch {
+        configuration.reporter.error(error.message)
+        ProcessExit.now(error.exitCode)
+    }
+case .history:
+    do {
+        let (_, directory) = try configuration.openState()
+        let (records, unreadable) = History(directory: directory).read(limit: lines)
+        if unreadable > 0 {
+            configuration.reporter.error("skipped \(unreadable) unreadable line\(unreadable == 1 ? "" : "s") of \(directory.path)/\(History.fileName)")
+        }
+        if json {
+            print(JSON.encode(.array(records.map(\.json))))
+        } else if records.isEmpty {
+            print("seqexec: no runs recorded in \(directory.path)/\(History.fileName)")
+        } else {
+            print(History.table(records), terminator: "")
+        }
         ProcessExit.now(0)
     } catch {
         configuration.reporter.error(error.message)

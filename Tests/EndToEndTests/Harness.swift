@@ -86,13 +86,12 @@ final class Sandbox {
     var extraPids: [Int32] = []
 
     var environment: [String: String] {
-        var environment = ProcessInfo.processInfo.environment
+        // Nothing of the person's own settings leaks in: every SEQEXEC_ name and the legacy ones.
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SEQEXEC_") }
+        for name in ["VERBOSE", "TIMEOUT", "MEMORY_LIMIT_MB", "CHECK_INTERVAL", "GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE"] {
+            environment[name] = nil
+        }
         environment["SEQEXEC_STATE_DIR"] = state
-        environment["SEQEXEC_PROJECT"] = nil
-        environment["SEQEXEC_TOKENS"] = nil
-        environment["VERBOSE"] = nil
-        environment["SEQEXEC_VERBOSE"] = nil
-        environment["TIMEOUT"] = nil
         return environment
     }
 
@@ -142,6 +141,44 @@ final class Sandbox {
         return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).contains { $0.hasPrefix("executor.lock") }
     }
 
+    /// The records of `history.jsonl`, oldest first.
+    var history: [[String: Any]] {
+        guard let dir = projectState, let text = try? String(contentsOfFile: dir + "/history.jsonl", encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
+    }
+
+    /// A python3 helper that allocates and touches memory: `alloc MB READY RELEASE [FORKS]`
+    /// allocates MB MiB, forks FORKS children that share it, writes READY, and holds it until
+    /// the file RELEASE exists; `alloc bomb` allocates 8 MiB every 10 ms for ever.
+    func allocator() throws -> String {
+        try script("alloc.py", """
+        import os, sys, time
+        if sys.argv[1] == "bomb":
+            keep = []
+            while True:
+                keep.append(bytearray(8 << 20))
+                time.sleep(0.01)
+        block = bytearray(int(sys.argv[1]) << 20)
+        for i in range(0, len(block), 4096):
+            block[i] = 1
+        children = []
+        for _ in range(int(sys.argv[4]) if len(sys.argv) > 4 else 0):
+            pid = os.fork()
+            if pid == 0:  # a worker: holds the shared pages until released
+                while not os.path.exists(sys.argv[3]):
+                    time.sleep(0.01)
+                os._exit(0)
+            children.append(pid)
+        open(sys.argv[2], "w").write("ready")
+        while not os.path.exists(sys.argv[3]):
+            time.sleep(0.01)
+        for pid in children:
+            os.waitpid(pid, 0)
+        """, interpreter: "/usr/bin/env python3")
+    }
+
     /// No lock and no queue line left.
     var stateIsClean: Bool { !lockExists && queueLines.isEmpty }
 
@@ -155,13 +192,13 @@ final class Sandbox {
     }
 
     /// A script in the project directory.
-    func script(_ name: String, _ body: String) throws -> String {
+    func script(_ name: String, _ body: String, interpreter: String = "/bin/sh") throws -> String {
         // Written through a close-on-exec descriptor: a child spawned meanwhile by another
         // test must not inherit it, or exec'ing the script fails with ETXTBSY.
         let file = path(name)
         let fd = try FileSystem.open(file, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o755)
         defer { fd.close() }
-        try fd.writeAll("#!/bin/sh\n" + body)
+        try fd.writeAll("#!\(interpreter)\n" + body)
         return file
     }
 

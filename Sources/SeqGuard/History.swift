@@ -1,0 +1,168 @@
+import Glibc
+import SeqSystem
+
+/// One finished (or abandoned) guarded run: a line of `<state>/history.jsonl`.
+public struct HistoryRecord: Sendable {
+    /// How a run ended: `exit` (the command's own status), `signal` (it died of one),
+    /// `timeout`, `memory` (this monitor), `killed` (SIGKILL from outside), `oom` (the
+    /// kernel's OOM killer), `gave_up` and `interrupted` (while waiting), `not_started`.
+    public enum Ending: String, Sendable {
+        case exit, signal, timeout, memory, killed, oom
+        case gaveUp = "gave_up", interrupted, notStarted = "not_started"
+    }
+
+    public var command: String
+    public var pid: Int32
+    public var childPid: Int32?
+    public var project: String
+    public var queuedAt: WallTime
+    public var waitMilliseconds: Int64
+    public var runMilliseconds: Int64?
+    public var exitStatus: Int32
+    public var ended: Ending
+    public var signal: String?
+    /// The largest tree total the monitor saw, by `metric`; nil with the monitor off.
+    public var peakTreeBytes: Int64?
+    public var metric: MemoryMetric?
+    public var memoryLimitMegabytes: Int?
+    /// The peak RSS of the largest single process of the tree (getrusage), always known.
+    public var largestProcessBytes: Int64?
+
+    public init(command: String, pid: Int32, project: String, queuedAt: WallTime, waitMilliseconds: Int64, exitStatus: Int32, ended: Ending) {
+        self.command = command
+        self.pid = pid
+        self.project = project
+        self.queuedAt = queuedAt
+        self.waitMilliseconds = waitMilliseconds
+        self.exitStatus = exitStatus
+        self.ended = ended
+    }
+
+    public var json: JSON.Value {
+        func optional(_ value: Int64?) -> JSON.Value { value.map(JSON.Value.integer) ?? .null }
+        return .object([
+            ("queued_at", .string(Clock.isoUTC(queuedAt))),
+            ("queued_epoch", .number(queuedAt.asDouble)),
+            ("command", .string(command)),
+            ("project", .string(project)),
+            ("pid", .integer(Int64(pid))),
+            ("child_pid", optional(childPid.map(Int64.init))),
+            ("wait_ms", .integer(waitMilliseconds)),
+            ("run_ms", optional(runMilliseconds)),
+            ("exit_status", .integer(Int64(exitStatus))),
+            ("ended", .string(ended.rawValue)),
+            ("signal", signal.map(JSON.Value.string) ?? .null),
+            ("peak_tree_kb", optional(peakTreeBytes.map { $0 / 1024 })),
+            ("metric", metric.map { .string($0.rawValue) } ?? .null),
+            ("memory_limit_mb", optional(memoryLimitMegabytes.map(Int64.init))),
+            ("max_process_kb", optional(largestProcessBytes.map { $0 / 1024 })),
+        ])
+    }
+
+    /// A record read back; nil if the line is not one of ours.
+    public init?(json value: JSON.Value) {
+        guard let command = value["command"]?.string, let pid = value["pid"]?.integer,
+              let wait = value["wait_ms"]?.integer, let status = value["exit_status"]?.integer,
+              let ended = value["ended"]?.string.flatMap(Ending.init(rawValue:))
+        else { return nil }
+        var queued = WallTime(seconds: 0, nanoseconds: 0)
+        if case .number(let epoch) = value["queued_epoch"] ?? .null {
+            queued = WallTime(seconds: Int64(epoch), nanoseconds: Int64((epoch - epoch.rounded(.down)) * 1e9))
+        } else if let epoch = value["queued_epoch"]?.integer {
+            queued = WallTime(seconds: epoch, nanoseconds: 0)
+        }
+        self.init(command: command, pid: Int32(clamping: pid), project: value["project"]?.string ?? "",
+                  queuedAt: queued, waitMilliseconds: wait, exitStatus: Int32(clamping: status), ended: ended)
+        childPid = value["child_pid"]?.integer.map { Int32(clamping: $0) }
+        runMilliseconds = value["run_ms"]?.integer
+        signal = value["signal"]?.string
+        peakTreeBytes = value["peak_tree_kb"]?.integer.map { $0 * 1024 }
+        metric = value["metric"]?.string.flatMap(MemoryMetric.init(rawValue:))
+        memoryLimitMegabytes = value["memory_limit_mb"]?.integer.map { Int($0) }
+        largestProcessBytes = value["max_process_kb"]?.integer.map { $0 * 1024 }
+    }
+}
+
+/// `<state>/history.jsonl`: one JSON line per guarded run, appended under the state mutex,
+/// rotated to `history.jsonl.1` (one old generation) once it passes `maximumBytes`.
+public struct History {
+    public static let fileName = "history.jsonl"
+    public static let rotatedName = "history.jsonl.1"
+    public static let defaultMaximumBytes: Int64 = 1 << 20
+
+    public var directory: StateDirectory
+    public var maximumBytes: Int64
+
+    public init(directory: StateDirectory, maximumBytes: Int64 = History.defaultMaximumBytes) {
+        self.directory = directory
+        self.maximumBytes = maximumBytes
+    }
+
+    /// Appends one line under the state mutex.
+    public func record(_ record: HistoryRecord) throws(GuardFailure) {
+        let result: Errno? = try directory.withMutex { () throws(GuardFailure) -> Errno? in
+            do throws(Errno) { try append(record) } catch { return error }
+            return nil
+        }
+        if let result {
+            throw GuardFailure("cannot write \(directory.path)/\(Self.fileName): \(result)", errno: result)
+        }
+    }
+
+    /// Appends one line; the caller holds the state mutex.
+    public func append(_ record: HistoryRecord) throws(Errno) {
+        if let status = try? FileSystem.status(Self.fileName, relativeTo: directory.descriptor), status.size >= maximumBytes {
+            try FileSystem.rename(Self.fileName, to: Self.rotatedName, relativeTo: directory.descriptor)
+        }
+        let file = try FileSystem.open(Self.fileName, O_WRONLY | O_APPEND | O_CREAT, mode: 0o600, relativeTo: directory.descriptor)
+        defer { file.close() }
+        // One write(2) of a whole line: O_APPEND keeps concurrent appenders' lines apart.
+        try file.writeAll(JSON.encode(record.json) + "\n")
+    }
+
+    /// The last `limit` records, oldest first, and how many lines could not be read.
+    public func read(limit: Int) -> (records: [HistoryRecord], unreadable: Int) {
+        var records: [HistoryRecord] = []
+        var unreadable = 0
+        for name in [Self.rotatedName, Self.fileName] {
+            guard let bytes = try? FileSystem.readFile(name, relativeTo: directory.descriptor) else { continue }
+            for line in bytes.split(separator: UInt8(ascii: "\n")) where !line.isEmpty {
+                if let value = JSON.decode(String(decoding: line, as: UTF8.self)), let record = HistoryRecord(json: value) {
+                    records.append(record)
+                } else {
+                    unreadable += 1
+                }
+            }
+        }
+        return (Array(records.suffix(max(0, limit))), unreadable)
+    }
+
+    /// The table `--history` prints.
+    public static func table(_ records: [HistoryRecord]) -> String {
+        var rows = [["QUEUED", "WAIT", "RUN", "PEAK", "ENDED", "EXIT", "COMMAND"]]
+        for record in records {
+            let run = record.runMilliseconds.map { formatMilliseconds($0) } ?? "-"
+            let peak = (record.peakTreeBytes ?? record.largestProcessBytes).map(formatMegabytes) ?? "-"
+            var ended = record.ended.rawValue
+            if let signal = record.signal, record.ended == .signal || record.ended == .killed { ended += " (\(signal))" }
+            rows.append([
+                Clock.localDateTime(record.queuedAt), formatMilliseconds(record.waitMilliseconds), run, peak,
+                ended, String(record.exitStatus), record.command,
+            ])
+        }
+        var widths = [Int](repeating: 0, count: rows[0].count)
+        for row in rows { for (column, cell) in row.enumerated() { widths[column] = max(widths[column], cell.count) } }
+        return rows.map { row in
+            row.enumerated().map { column, cell in
+                column == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[column] - cell.count)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n") + "\n"
+    }
+}
+
+/// `850ms`, `12.3s`, `3m04s`.
+public func formatMilliseconds(_ milliseconds: Int64) -> String {
+    if milliseconds < 1000 { return "\(milliseconds)ms" }
+    if milliseconds < 60_000 { return "\(Double(milliseconds / 100) / 10)s" }
+    return formatSeconds(Double(milliseconds) / 1000)
+}
