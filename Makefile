@@ -17,6 +17,7 @@ test:
 
 bench: build
 	scripts/bench-guard
+	scripts/bench-memory
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)

@@ -100,6 +100,9 @@ public enum GuardedCommand {
         request.waitTimeout = configuration.waitTimeout
         request.inheritedTokens = parseTokens(inherited)
         request.minimumAvailableBytes = configuration.minimumAvailableMegabytes.map { Int64($0) << 20 }
+        if configuration.machineWide, request.inheritedTokens.keys.contains(where: { $0 != directory.name }) {
+            reporter.notice("taking the machine-wide lock inside a project's lock: this can deadlock against a machine-wide command waiting for that project; take --machine outermost")
+        }
         let token = Processes.randomHex(bytes: 12)
         let queuedAt = Clock.wallTime()
         let history = History(directory: directory, maximumBytes: configuration.historyMaximumBytes)

@@ -106,9 +106,10 @@ final class Sandbox {
     }
 
     /// Starts any program (a bystander, a helper).
-    func start(_ executable: String, _ arguments: [String]) throws -> Child {
+    func start(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:], directory: String? = nil) throws -> Child {
         counter += 1
-        let child = try Child(executable, arguments, environment: environment, directory: project, outputPrefix: "\(root)/child-\(counter)")
+        let child = try Child(executable, arguments, environment: environment.merging(extra) { $1 }, directory: directory ?? project,
+                              outputPrefix: "\(root)/child-\(counter)")
         children.append(child)
         return child
     }

@@ -215,3 +215,75 @@ final class TemporaryDirectory {
         #expect(throws: GuardFailure.self) { try lock.inspect() }
     }
 }
+
+@Suite struct GitRepositoryTests {
+    @Test func aGitFileLeadsToTheModuleDirectory() throws {
+        let temp = TemporaryDirectory()
+        let module = temp.path + "/super/.git/modules/sub"
+        _ = system("mkdir -p '\(module)/objects' '\(module)/refs/tags' '\(temp.path)/super/sub/deep' && echo 'ref: refs/heads/main' > '\(module)/HEAD'")
+        _ = system("printf 'gitdir: ../.git/modules/sub\\n' > '\(temp.path)/super/sub/.git'")
+        let found = try #require(GitRepository.find(from: temp.path + "/super/sub/deep"))
+        #expect(found.worktree == temp.path + "/super/sub")
+        #expect(found.gitDirectory == module)
+        #expect(found.commonDirectory == module)
+        #expect(found.lockFiles().isEmpty)
+        _ = system("touch '\(module)/index.lock' '\(module)/refs/tags/v1.lock' '\(module)/refs/tags/v2'")
+        #expect(Set(found.lockFiles()) == [module + "/index.lock", module + "/refs/tags/v1.lock"])
+    }
+
+    @Test func aWorktreeSharesTheCommonDirectory() throws {
+        let temp = TemporaryDirectory()
+        let main = temp.path + "/main/.git"
+        _ = system("mkdir -p '\(main)/objects' '\(main)/refs' '\(main)/worktrees/wt' '\(temp.path)/wt' && echo x > '\(main)/HEAD' && echo x > '\(main)/worktrees/wt/HEAD'")
+        _ = system("echo ../.. > '\(main)/worktrees/wt/commondir' && echo 'gitdir: \(main)/worktrees/wt' > '\(temp.path)/wt/.git'")
+        let found = try #require(GitRepository.find(from: temp.path + "/wt"))
+        #expect(found.gitDirectory == main + "/worktrees/wt")
+        #expect(found.commonDirectory == main)
+        _ = system("touch '\(main)/packed-refs.lock'")
+        #expect(found.lockFiles() == [main + "/packed-refs.lock"], "a shared lock is seen from every worktree")
+    }
+
+    @Test func gitArgumentsNameTheRepositoryAndTheSubcommand() {
+        #expect(GitGuard.subcommand(["git", "-C", "x", "-c", "a=b", "--no-pager", "commit", "-m", "y"]) == "commit")
+        #expect(GitGuard.subcommand(["git"]) == nil)
+    }
+
+    @Test func isoUTCMatchesTheCalendar() {
+        #expect(Clock.isoUTC(WallTime(seconds: 0, nanoseconds: 0)) == "1970-01-01T00:00:00Z")
+        #expect(Clock.isoUTC(WallTime(seconds: 951_782_400, nanoseconds: 0)) == "2000-02-29T00:00:00Z")
+        #expect(Clock.isoUTC(WallTime(seconds: 1_795_397_147, nanoseconds: 5)) == "2026-11-23T01:25:47Z")
+        #expect(Clock.isoUTC(WallTime(seconds: 4_107_542_399, nanoseconds: 0)) == "2100-02-28T23:59:59Z")
+    }
+
+    @Test func historyLinesRoundTripThroughTheParser() throws {
+        var record = HistoryRecord(command: "make \"t\" \u{1}é", pid: 7, project: "/p", queuedAt: WallTime(seconds: 100, nanoseconds: 500_000_000),
+                                   waitMilliseconds: 12, exitStatus: 137, ended: .memory)
+        record.peakTreeBytes = 300 << 20
+        record.metric = .pss
+        let line = JSON.encode(record.json)
+        let value = try #require(JSON.decode(line))
+        let back = try #require(HistoryRecord(json: value))
+        #expect(back.command == record.command && back.ended == .memory && back.exitStatus == 137)
+        #expect(back.peakTreeBytes == 300 << 20 && back.metric == .pss && back.runMilliseconds == nil)
+        #expect(back.queuedAt.seconds == 100)
+        #expect(JSON.decode("{\"a\":1,") == nil && JSON.decode("[1 2]") == nil && JSON.decode("\"\\ud83d\\ude00\"")?.string == "😀")
+    }
+}
+
+@Suite struct MemoryScheduleTests {
+    @Test func theIntervalIsACeilingNotTheRule() {
+        let mib: Int64 = 1 << 20
+        // Start-up: 20 ms, doubling.
+        #expect(MemoryMonitor.nextDelay(interval: 5, limit: 2048 * mib, usage: 0, bytesPerSecond: 0, samplesTaken: 0) == 0.02)
+        #expect(MemoryMonitor.nextDelay(interval: 5, limit: 2048 * mib, usage: 0, bytesPerSecond: 0, samplesTaken: 3) == 0.16)
+        // Idle and empty: the interval; a little used, a little less.
+        #expect(MemoryMonitor.nextDelay(interval: 5, limit: 2048 * mib, usage: 0, bytesPerSecond: 0, samplesTaken: 20) == 5)
+        #expect(MemoryMonitor.nextDelay(interval: 5, limit: 2048 * mib, usage: 1024 * mib, bytesPerSecond: 0, samplesTaken: 20) == 2.5)
+        // Growing 800 MB/s with 100 MB left: again before half of it is gone.
+        let fast = MemoryMonitor.nextDelay(interval: 1, limit: 300 * mib, usage: 200 * mib, bytesPerSecond: Double(800 * mib), samplesTaken: 20)
+        #expect(abs(fast - 0.0625) < 1e-9)
+        // At or over the limit, and near it: the floor.
+        #expect(MemoryMonitor.nextDelay(interval: 5, limit: 100 * mib, usage: 100 * mib, bytesPerSecond: 0, samplesTaken: 20) == MemoryMonitor.minimumDelay)
+        #expect(MemoryMonitor.nextDelay(interval: 5, limit: 100 * mib, usage: 99 * mib, bytesPerSecond: Double(mib), samplesTaken: 20) == 0.1)
+    }
+}
