@@ -105,6 +105,9 @@ public enum GuardedCommand {
         }
         let token = Processes.randomHex(bytes: 12)
         let queuedAt = Clock.wallTime()
+        let arrival = Clock.monotonicNanoseconds()
+        /// Seconds since arrival: the lock, memory admission and git all count as waiting.
+        func waitedSoFar() -> Double { Double(Clock.monotonicNanoseconds() - arrival) / 1e9 }
         let history = History(directory: directory, maximumBytes: configuration.historyMaximumBytes)
         func historyEntry(_ ended: HistoryRecord.Ending, status: Int32, waited: Double) -> HistoryRecord {
             HistoryRecord(
@@ -130,8 +133,9 @@ public enum GuardedCommand {
             record(.gaveUp, status: ExitCode.gaveUpWaiting, waited: waited)
             return ExitCode.gaveUpWaiting
         case .interrupted(let signal):
+            record(.interrupted, status: 128 + signal, waited: waitedSoFar())
             return 128 + signal
-        case .acquired(var held, let waited):
+        case .acquired(var held, _):
             let lock = ProjectLock(directory: directory)
             var released = false
             defer { if !released { try? directory.withMutex { lock.release(held) } } }
@@ -144,9 +148,10 @@ public enum GuardedCommand {
                 case .clear: break
                 case .gaveUp(let message):
                     reporter.error("\(message); '\(command)' was not run")
-                    record(.gaveUp, status: ExitCode.gaveUpWaiting, waited: waited)
+                    record(.gaveUp, status: ExitCode.gaveUpWaiting, waited: waitedSoFar())
                     return ExitCode.gaveUpWaiting
                 case .interrupted(let signal):
+                    record(.interrupted, status: 128 + signal, waited: waitedSoFar())
                     return 128 + signal
                 }
             }
@@ -174,6 +179,7 @@ public enum GuardedCommand {
                 status = reportSpawnFailure(error, configuration.arguments, reporter)
                 ended = .notStarted
             }
+            let waited = max(0, waitedSoFar() - Double(run.runNanoseconds) / 1e9)
             var finished = historyEntry(ended, status: status, waited: waited)
             if ended != .notStarted {
                 finished.childPid = run.child?.pid

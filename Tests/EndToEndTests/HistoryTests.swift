@@ -44,6 +44,24 @@ struct HistoryTests {
         #expect(parsed?.last?["ended"] as? String == "not_started")
     }
 
+    @Test func aWaiterInterruptedOrGivingUpIsRecordedToo() throws {
+        let sandbox = try Sandbox()
+        let (job, hold, holder) = try blockedHolder(sandbox)
+        let waiter = try sandbox.seqexec([job, "waiter"])
+        #expect(waitUntil { sandbox.queueLines.count == 1 })
+        waiter.signal(SIGTERM)
+        #expect(waiter.wait() == 143)
+        let (gaveUp, _, _) = try sandbox.run(["-w", "0.2", job, "late"])
+        #expect(gaveUp == 75)
+        sandbox.release(hold)
+        #expect(holder.wait() == 0)
+        let endings = sandbox.history.map { $0["ended"] as? String ?? "?" }
+        #expect(endings == ["interrupted", "gave_up", "exit"], "in the order they finished: \(endings)")
+        let interrupted = sandbox.history.first ?? [:]
+        #expect(interrupted["exit_status"] as? Int == 143 && interrupted["run_ms"] is NSNull)
+        #expect((sandbox.history[1]["wait_ms"] as? Int ?? 0) >= 200)
+    }
+
     @Test func historyRotatesAndSkipsACorruptLine() throws {
         let sandbox = try Sandbox()
         for index in 1...12 {
