@@ -29,14 +29,21 @@ public struct FileDescriptor: Hashable, Sendable {
         return buffer
     }
 
-    /// Reads everything up to end of file.
+    /// Reads everything up to end of file, into one buffer that doubles as needed: /proc
+    /// files are read by the hundred per memory sample, so no large buffer per read.
     public func readAll() throws(Errno) -> [UInt8] {
-        var result: [UInt8] = []
+        var result = [UInt8](repeating: 0, count: 4096)
+        var filled = 0
         while true {
-            let chunk = try read(upTo: 65536)
-            if chunk.isEmpty { return result }
-            result += chunk
+            if filled == result.count { result.append(contentsOf: repeatElement(0, count: result.count)) }
+            let n = try valueOrErrno {
+                result.withUnsafeMutableBytes { raw in Glibc.read(rawValue, raw.baseAddress! + filled, raw.count - filled) }
+            }
+            if n == 0 { break }
+            filled += n
         }
+        result.removeLast(result.count - filled)
+        return result
     }
 
     /// Writes all of `bytes`, continuing after short writes.
