@@ -8,6 +8,7 @@ let package = Package(
     name: "seqguard",
     products: [
         .executable(name: "seqexec", targets: ["seqexec"]),
+        .executable(name: "make-seq", targets: ["make-seq"]),
         .library(name: "SeqGuard", targets: ["SeqGuard"]),
     ],
     targets: [
@@ -18,6 +19,7 @@ let package = Package(
         // Project, lock, queue, supervision: testable Swift over SeqSystem.
         .target(name: "SeqGuard", dependencies: ["SeqSystem"]),
         .executableTarget(name: "seqexec", dependencies: ["SeqGuard", "SeqSystem"]),
+        .executableTarget(name: "make-seq", dependencies: ["SeqGuard", "SeqSystem"]),
         .testTarget(name: "SeqSystemTests", dependencies: ["SeqSystem"]),
         .testTarget(name: "SeqGuardTests", dependencies: ["SeqGuard", "SeqSystem"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SeqSystem"]),

@@ -4,8 +4,15 @@ import SeqSystem
 /// Everything one guarded invocation needs, already parsed from flags and environment.
 public struct GuardConfiguration: Sendable {
     public var toolName = "seqexec"
-    public var namespace = LockNamespace.seqexec
     public var projectPath: String?
+    /// Where the project is looked for when none is given (make-seq's `make -C DIR`); nil for
+    /// the current directory.
+    public var searchDirectory: String?
+    /// make-seq: take the project's make lock too, before its executor lock, so that makes of
+    /// the project queue among themselves and each still excludes every guarded command.
+    public var takesMakeLock = false
+    /// Changes to the command's environment: a value sets the variable, nil removes it.
+    public var environmentChanges: [(name: String, value: String?)] = []
     public var stateBase: String?
     /// Seconds; nil for no limit.
     public var timeout: Double? = 3600
@@ -54,10 +61,49 @@ public struct GuardConfiguration: Sendable {
 
     public var reporter: Reporter { Reporter(toolName: toolName, verbose: verbose, quiet: quiet) }
 
-    /// The project and its state directory, as every mode of the tool finds them.
+    /// The project, found from the flags, the environment and the current directory.
+    public func project() throws(GuardFailure) -> Project {
+        try Project.resolve(explicit: projectPath, searchingFrom: searchDirectory)
+    }
+
+    /// The locks a run takes, outermost first; see "Lock order" in the README. The machine
+    /// lane is outermost; a make lock comes before the executor lock it guards.
+    public func lockPlan() throws(GuardFailure) -> [(Project, LockNamespace)] {
+        if machineWide {
+            return takesMakeLock ? [(.machine, .seqexec), (try project(), .make)] : [(.machine, .seqexec)]
+        }
+        let project = try project()
+        return takesMakeLock ? [(project, .make), (project, .seqexec)] : [(project, .seqexec)]
+    }
+
+    /// The lane whose lock runs commands and keeps the history: the machine's with
+    /// `--machine`, else the project's executor lock, with its state directory.
     public func openState() throws(GuardFailure) -> (Project, StateDirectory) {
-        let project = machineWide ? Project.machine : try Project.resolve(explicit: projectPath)
-        return (project, try StateDirectory.open(project: project, base: stateBase, namespace: namespace))
+        let project = machineWide ? Project.machine : try project()
+        return (project, try StateDirectory.open(project: project, base: stateBase, namespace: .seqexec))
+    }
+
+    /// The lanes `--kill-all` clears: the project's make lock and executor lock (a queued
+    /// make-seq would otherwise start the moment the emergency stop is over), or the machine
+    /// lane. Lanes with no state directory yet are left out.
+    public func openKillAllStates() throws(GuardFailure) -> [StateDirectory] {
+        var plan: [(Project, LockNamespace)] = [(.machine, .seqexec)]
+        if !machineWide {
+            let project = try project()
+            plan = [(project, .make), (project, .seqexec)]
+        }
+        var directories: [StateDirectory] = []
+        for (project, namespace) in plan {
+            do {
+                directories.append(try StateDirectory.open(project: project, base: stateBase, namespace: namespace, create: false))
+            } catch where error.errno == .noSuchFile {
+                continue
+            } catch {
+                for directory in directories { directory.close() }
+                throw error
+            }
+        }
+        return directories
     }
 }
 
@@ -87,28 +133,38 @@ public enum GuardedCommand {
         }
     }
 
+    /// One lock of the plan, opened.
+    struct Lane {
+        var project: Project
+        var directory: StateDirectory
+        var held: HeldClaim?
+    }
+
     static func run(_ configuration: GuardConfiguration, signals: SignalReceiver, reporter: Reporter) throws(GuardFailure) -> Int32 {
-        let (project, directory) = try configuration.openState()
-        defer { directory.close() }
+        var lanes: [Lane] = []
+        defer { for lane in lanes { lane.directory.close() } }
+        for (project, namespace) in try configuration.lockPlan() {
+            lanes.append(Lane(project: project, directory: try StateDirectory.open(project: project, base: configuration.stateBase, namespace: namespace), held: nil))
+        }
+        // The lane that runs the command keeps the history: the last executor lock.
+        let home = lanes.lastIndex { $0.directory.namespace == .seqexec } ?? lanes.count - 1
+        let project = lanes[home].project
         let command = displayCommand(configuration.arguments)
-        reporter.step("project \(project.root) (\(project.hash)), state \(directory.path)")
+        reporter.step("project \(project.root) (\(project.hash)), state \(lanes.map(\.directory.path).joined(separator: ", "))")
 
         let inherited = Spawn.environmentValue(tokensVariable) ?? ""
-        var request = AcquireRequest(command: command)
-        request.slots = configuration.slots
-        request.priority = configuration.priority
-        request.waitTimeout = configuration.waitTimeout
-        request.inheritedTokens = parseTokens(inherited)
-        request.minimumAvailableBytes = configuration.minimumAvailableMegabytes.map { Int64($0) << 20 }
-        if configuration.machineWide, request.inheritedTokens.keys.contains(where: { $0 != directory.name }) {
-            reporter.notice("taking the machine-wide lock inside a project's lock: this can deadlock against a machine-wide command waiting for that project; take --machine outermost")
+        let inheritedTokens = parseTokens(inherited)
+        var environment = Spawn.currentEnvironment()
+        for (name, value) in configuration.environmentChanges {
+            environment.removeAll { $0.hasPrefix(name + "=") }
+            if let value { environment.append("\(name)=\(value)") }
         }
         let token = Processes.randomHex(bytes: 12)
         let queuedAt = Clock.wallTime()
         let arrival = Clock.monotonicNanoseconds()
-        /// Seconds since arrival: the lock, memory admission and git all count as waiting.
+        /// Seconds since arrival: the locks, memory admission and git all count as waiting.
         func waitedSoFar() -> Double { Double(Clock.monotonicNanoseconds() - arrival) / 1e9 }
-        let history = History(directory: directory, maximumBytes: configuration.historyMaximumBytes)
+        let history = History(directory: lanes[home].directory, maximumBytes: configuration.historyMaximumBytes)
         func historyEntry(_ ended: HistoryRecord.Ending, status: Int32, waited: Double) -> HistoryRecord {
             HistoryRecord(
                 command: command, pid: Processes.currentPid, project: project.root, queuedAt: queuedAt,
@@ -119,89 +175,147 @@ public enum GuardedCommand {
                 reporter.error("\(error.message); the run itself is unaffected")
             }
         }
+        /// Releases every lock held, innermost first.
+        func releaseAll() {
+            for lane in lanes.reversed() {
+                guard let held = lane.held else { continue }
+                try? lane.directory.withMutex { ProjectLock(directory: lane.directory).release(held) }
+            }
+        }
 
-        var waiter = LockWaiter(directory: directory, reporter: reporter, signals: signals)
-        switch try waiter.acquire(request, token: token) {
-        case .passThrough:
+        // Take the locks in order. A lock an ancestor of this process holds (its token is in
+        // SEQEXEC_TOKENS and its claim is live) is passed through; so is every lock outside
+        // it, since the ancestor's lock already excludes what those would.
+        var released = false
+        defer { if !released { releaseAll() } }
+        let innermostInherited = lanes.lastIndex { lane in
+            inheritedTokens[lane.directory.name].map { LockWaiter.isHeld(by: $0, in: lane.directory) } ?? false
+        }
+        for index in lanes.indices {
+            if let innermostInherited, index < innermostInherited {
+                reporter.step("an ancestor holds \(lanes[innermostInherited].directory.name): not taking \(lanes[index].directory.name)")
+                continue
+            }
+            let directory = lanes[index].directory
+            var request = AcquireRequest(command: command)
+            request.slots = configuration.slots
+            request.priority = configuration.priority
+            request.waitTimeout = configuration.waitTimeout.map { max(0, $0 - waitedSoFar()) }
+            request.inheritedTokens = inheritedTokens
+            // Memory admission comes last, just before the command would start.
+            if index == lanes.count - 1 { request.minimumAvailableBytes = configuration.minimumAvailableMegabytes.map { Int64($0) << 20 } }
+            if lanes[index].project == .machine, inheritedTokens.keys.contains(where: { $0 != directory.name }) {
+                reporter.notice("taking the machine-wide lock inside a project's lock: this can deadlock against a machine-wide command waiting for that project; take --machine outermost")
+            }
+            var waiter = LockWaiter(directory: directory, reporter: reporter, signals: signals)
+            switch try waiter.acquire(request, token: token) {
+            case .passThrough:
+                reporter.step("nested call inside the holder of \(directory.name): not taking it again")
+            case .gaveUp(_, let holder):
+                reporter.error("gave up after \(formatSeconds(waitedSoFar())) waiting\(holder.map { " for \($0)" } ?? ""); '\(command)' was not run")
+                releaseAll()
+                released = true
+                record(.gaveUp, status: ExitCode.gaveUpWaiting, waited: waitedSoFar())
+                return ExitCode.gaveUpWaiting
+            case .interrupted(let signal):
+                releaseAll()
+                released = true
+                record(.interrupted, status: 128 + signal, waited: waitedSoFar())
+                return 128 + signal
+            case .acquired(let held, _):
+                lanes[index].held = held
+            }
+        }
+
+        if lanes.allSatisfy({ $0.held == nil }) {
             reporter.step("nested call inside the holder's command: running straight through")
-            directory.close()
+            for lane in lanes { lane.directory.close() }
+            lanes = []
             signals.restoreMask()
-            let error = Spawn.replaceProcess(configuration.arguments, environment: Spawn.currentEnvironment())
+            let error = Spawn.replaceProcess(configuration.arguments, environment: environment)
             return reportSpawnFailure(error, configuration.arguments, reporter)
-        case .gaveUp(let waited, let holder):
-            reporter.error("gave up after \(formatSeconds(waited)) waiting\(holder.map { " for \($0)" } ?? ""); '\(command)' was not run")
-            record(.gaveUp, status: ExitCode.gaveUpWaiting, waited: waited)
-            return ExitCode.gaveUpWaiting
-        case .interrupted(let signal):
-            record(.interrupted, status: 128 + signal, waited: waitedSoFar())
-            return 128 + signal
-        case .acquired(var held, _):
-            let lock = ProjectLock(directory: directory)
-            var released = false
-            defer { if !released { try? directory.withMutex { lock.release(held) } } }
+        }
 
-            if configuration.guardsGit, let repository = GitGuard.repository(forGitArguments: configuration.arguments) {
-                let gitGuard = GitGuard(
-                    repository: repository, reporter: reporter, signals: signals,
-                    wait: configuration.gitWait, cleanStaleLocks: configuration.cleanStaleGitLocks)
-                switch try gitGuard.waitForQuiet() {
-                case .clear: break
-                case .gaveUp(let message):
-                    reporter.error("\(message); '\(command)' was not run")
-                    record(.gaveUp, status: ExitCode.gaveUpWaiting, waited: waitedSoFar())
-                    return ExitCode.gaveUpWaiting
-                case .interrupted(let signal):
-                    record(.interrupted, status: 128 + signal, waited: waitedSoFar())
-                    return 128 + signal
-                }
+        if configuration.guardsGit, let repository = GitGuard.repository(forGitArguments: configuration.arguments) {
+            let gitGuard = GitGuard(
+                repository: repository, reporter: reporter, signals: signals,
+                wait: configuration.gitWait, cleanStaleLocks: configuration.cleanStaleGitLocks)
+            switch try gitGuard.waitForQuiet() {
+            case .clear: break
+            case .gaveUp(let message):
+                reporter.error("\(message); '\(command)' was not run")
+                record(.gaveUp, status: ExitCode.gaveUpWaiting, waited: waitedSoFar())
+                return ExitCode.gaveUpWaiting
+            case .interrupted(let signal):
+                record(.interrupted, status: 128 + signal, waited: waitedSoFar())
+                return 128 + signal
             }
+        }
 
-            do {
-                try Processes.becomeChildSubreaper()
-                try held.owner.clearCloseOnExec()
-            } catch {
-                throw GuardFailure("cannot prepare to supervise: \(error)", errno: error)
-            }
-            var environment = Spawn.currentEnvironment().filter { !$0.hasPrefix(tokensVariable + "=") }
-            let entry = "\(directory.name)=\(token)"
-            environment.append("\(tokensVariable)=\(inherited.isEmpty ? entry : inherited + "," + entry)")
-            let policy = configuration.memoryPolicy
-            let supervisor = Supervisor(
-                signals: signals, reporter: reporter, timeout: configuration.timeout,
-                killGrace: configuration.killGrace, memory: policy)
-            let run = supervisor.run(configuration.arguments, environment: environment) { child in
+        do {
+            try Processes.becomeChildSubreaper()
+            for lane in lanes { try lane.held?.owner.clearCloseOnExec() }
+        } catch {
+            throw GuardFailure("cannot prepare to supervise: \(error)", errno: error)
+        }
+        // Nested guarded calls find their ancestor's locks by these tokens.
+        var tokens = inherited
+        for lane in lanes where lane.held != nil {
+            let entry = "\(lane.directory.name)=\(token)"
+            tokens = tokens.isEmpty ? entry : tokens + "," + entry
+        }
+        environment.removeAll { $0.hasPrefix(tokensVariable + "=") }
+        environment.append("\(tokensVariable)=\(tokens)")
+        let policy = configuration.memoryPolicy
+        let supervisor = Supervisor(
+            signals: signals, reporter: reporter, timeout: configuration.timeout,
+            killGrace: configuration.killGrace, memory: policy)
+        let run = supervisor.run(configuration.arguments, environment: environment) { child in
+            for index in lanes.indices {
+                guard var held = lanes[index].held else { continue }
                 var record = held.record
                 record.child = child
-                try? directory.withMutex { lock.update(&held, record: record) }
+                let directory = lanes[index].directory
+                try? directory.withMutex { ProjectLock(directory: directory).update(&held, record: record) }
+                lanes[index].held = held
             }
-            var (ended, status, signalName) = ending(of: run, command: command, oomKillsBefore: run.oomKillsAtStart, reporter: reporter)
-            if case .couldNotStart(let error) = run.ending {
-                status = reportSpawnFailure(error, configuration.arguments, reporter)
-                ended = .notStarted
-            }
-            let waited = max(0, waitedSoFar() - Double(run.runNanoseconds) / 1e9)
-            var finished = historyEntry(ended, status: status, waited: waited)
-            if ended != .notStarted {
-                finished.childPid = run.child?.pid
-                finished.runMilliseconds = run.runNanoseconds / 1_000_000
-                finished.signal = signalName
-                finished.peakTreeBytes = run.peakTreeBytes
-                finished.metric = policy?.metric
-                finished.memoryLimitMegabytes = policy == nil ? nil : configuration.memoryLimitMegabytes
-                finished.largestProcessBytes = Processes.reapedChildrenPeakResident()
-            }
-            // One visit to the mutex: the run's history line, then the lock released.
-            released = true
-            var failure: Errno?
-            try? directory.withMutex {
-                do throws(Errno) { try history.append(finished) } catch { failure = error }
-                lock.release(held)
-            }
-            if let failure {
-                reporter.error("cannot write \(directory.path)/\(History.fileName): \(failure); the run itself is unaffected")
-            }
-            return status
         }
+        var (ended, status, signalName) = ending(of: run, command: command, oomKillsBefore: run.oomKillsAtStart, reporter: reporter)
+        if case .couldNotStart(let error) = run.ending {
+            status = reportSpawnFailure(error, configuration.arguments, reporter)
+            ended = .notStarted
+        }
+        let waited = max(0, waitedSoFar() - Double(run.runNanoseconds) / 1e9)
+        var finished = historyEntry(ended, status: status, waited: waited)
+        if ended != .notStarted {
+            finished.childPid = run.child?.pid
+            finished.runMilliseconds = run.runNanoseconds / 1_000_000
+            finished.signal = signalName
+            finished.peakTreeBytes = run.peakTreeBytes
+            finished.metric = policy?.metric
+            finished.memoryLimitMegabytes = policy == nil ? nil : configuration.memoryLimitMegabytes
+            finished.largestProcessBytes = Processes.reapedChildrenPeakResident()
+        }
+        // The history line is written in the same visit to the mutex that releases the lock
+        // it was run under; then the outer locks go, innermost first.
+        released = true
+        var failure: Errno?
+        for (index, lane) in lanes.enumerated().reversed() {
+            guard let held = lane.held else { continue }
+            try? lane.directory.withMutex {
+                if index == home {
+                    do throws(Errno) { try history.append(finished) } catch { failure = error }
+                }
+                ProjectLock(directory: lane.directory).release(held)
+            }
+        }
+        if lanes[home].held == nil {
+            do { try history.record(finished) } catch { reporter.error("\(error.message); the run itself is unaffected") }
+        }
+        if let failure {
+            reporter.error("cannot write \(lanes[home].directory.path)/\(History.fileName): \(failure); the run itself is unaffected")
+        }
+        return status
     }
 
     /// How a run ended, its exit status, and the signal's name; says on stderr why a command

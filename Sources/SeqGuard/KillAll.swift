@@ -11,10 +11,21 @@ public enum KillAll {
         public var command: String
     }
 
+    /// Clears every lane of the project (its make lock, then its executor lock), or the
+    /// machine lane with `--machine`.
     @available(*, noasync)
     public static func run(_ configuration: GuardConfiguration) throws(GuardFailure) -> [Ended] {
-        let (_, directory) = try configuration.openState()
-        defer { directory.close() }
+        let directories = try configuration.openKillAllStates()
+        defer { for directory in directories { directory.close() } }
+        var ended: [Ended] = []
+        for directory in directories {
+            ended += try run(directory, killGrace: configuration.killGrace)
+        }
+        return ended
+    }
+
+    @available(*, noasync)
+    static func run(_ directory: StateDirectory, killGrace: Double) throws(GuardFailure) -> [Ended] {
         let lock = ProjectLock(directory: directory)
         let queue = WaitQueue(directory: directory)
         let me = Processes.currentPid
@@ -62,7 +73,7 @@ public enum KillAll {
                 if ended[identity] == nil { ended[identity] = target }
                 if let fd = Processes.openPidfd(identity) { watched.append(fd) }
             }
-            waitForExit(watched, seconds: round == 0 ? configuration.killGrace : 1)
+            waitForExit(watched, seconds: round == 0 ? killGrace : 1)
             for fd in watched { fd.close() }
         }
         // Whatever is left on disk has no live owner now.

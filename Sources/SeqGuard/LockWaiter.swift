@@ -246,6 +246,13 @@ public struct LockWaiter {
         return result
     }
 
+    /// Whether a live claim of `directory` carries `token`: a process up the tree holds this
+    /// lock, and a nested call must not wait for it.
+    public static func isHeld(by token: String, in directory: StateDirectory) -> Bool {
+        let claims = try? directory.withMutex { () throws(GuardFailure) in try ProjectLock(directory: directory).inspect() }
+        return claims?.contains { $0.isLive && $0.record?.token == token } ?? false
+    }
+
     /// A lockless look, so that a herd of woken waiters does not queue on the mutex: could it
     /// be our turn? Only then is the full evaluation worth it.
     func worthChecking(me: ProcessIdentity, slots: Int) -> Bool {

@@ -22,10 +22,11 @@ public struct Project: Sendable, Equatable {
     public static let machine = Project(root: "(machine-wide)", hash: "machine")
 
     /// Resolves the project root: `explicit` if given, else the nearest directory at or above
-    /// the current one holding `.git` (a directory, or a file in worktrees and submodules),
-    /// else the current directory. Found by walking up, not by running git: start-up matters.
+    /// `searchingFrom` (default: the current directory) holding `.git` (a directory, or a file
+    /// in worktrees and submodules), else that directory itself. Found by walking up, not by
+    /// running git: start-up matters.
     /// - Throws: `GuardFailure` (125) if the directory does not exist.
-    public static func resolve(explicit: String?) throws(GuardFailure) -> Project {
+    public static func resolve(explicit: String?, searchingFrom start: String? = nil) throws(GuardFailure) -> Project {
         if let explicit {
             do {
                 let real = try FileSystem.realPath(explicit)
@@ -40,7 +41,11 @@ public struct Project: Sendable, Equatable {
             }
         }
         let cwd: String
-        do { cwd = try FileSystem.realPath(FileSystem.currentDirectory()) } catch {
+        do throws(Errno) {
+            let directory = if let start { start } else { try FileSystem.currentDirectory() }
+            cwd = try FileSystem.realPath(directory)
+        } catch {
+            if let start { throw GuardFailure("cannot use directory '\(start)': \(error)", errno: error) }
             throw GuardFailure("cannot read the current directory: \(error); cd to the project or pass --project", errno: error)
         }
         var candidate = cwd

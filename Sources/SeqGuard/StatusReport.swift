@@ -12,6 +12,11 @@ public struct StatusReport {
     public static func read(_ configuration: GuardConfiguration) throws(GuardFailure) -> StatusReport {
         let (project, directory) = try configuration.openState()
         defer { directory.close() }
+        return try read(project: project, directory: directory)
+    }
+
+    /// Reads one lane's state under its mutex, changing nothing.
+    public static func read(project: Project, directory: StateDirectory) throws(GuardFailure) -> StatusReport {
         let (claims, queue) = try directory.withMutex { () throws(GuardFailure) in
             (try ProjectLock(directory: directory).inspect(), try WaitQueue(directory: directory).read())
         }

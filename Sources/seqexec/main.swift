@@ -110,92 +110,20 @@ EXIT STATUS:
 
 enum Mode { case run, status, killAll, history }
 
-struct UsageError: Error { var message: String }
-
-/// Reads a number of seconds, >= 0.
-func seconds(_ text: String, _ name: String) throws(UsageError) -> Double {
-    guard let value = Double(text), value >= 0, value.isFinite else {
-        throw UsageError(message: "invalid \(name) '\(text)': expected seconds, e.g. 30 or 2.5")
-    }
-    return value
-}
-
-func wholeNumber(_ text: String, _ name: String, minimum: Int) throws(UsageError) -> Int {
-    guard let value = Int(text), value >= minimum else {
-        throw UsageError(message: "invalid \(name) '\(text)': expected a whole number of at least \(minimum)")
-    }
-    return value
-}
-
-/// The first of `names` set in the environment, with the name it was found under.
-func environment(_ names: String...) -> (name: String, value: String)? {
-    for name in names { if let value = Spawn.environmentValue(name) { return (name, value) } }
-    return nil
-}
-
-func memoryMetric(_ text: String, _ name: String) throws(UsageError) -> MemoryMetric {
-    guard let metric = MemoryMetric(rawValue: text) else { throw UsageError(message: "invalid \(name) '\(text)': expected rss or pss") }
-    return metric
-}
-
-func memoryAction(_ text: String, _ name: String) throws(UsageError) -> MemoryAction {
-    guard let action = MemoryAction(rawValue: text) else { throw UsageError(message: "invalid \(name) '\(text)': expected tree or largest") }
-    return action
-}
-
-func interval(_ text: String, _ name: String) throws(UsageError) -> Double {
-    let value = try seconds(text, name)
-    guard value >= 0.01 else { throw UsageError(message: "invalid \(name) '\(text)': expected seconds of at least 0.01, e.g. 5") }
-    return value
-}
-
-func flag(_ value: String) -> Bool { !["", "0", "false", "no", "off"].contains(value.lowercased()) }
-
-func parse(_ arguments: [String]) throws(UsageError) -> (Mode, GuardConfiguration, json: Bool, lines: Int) {
+func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfiguration, json: Bool, lines: Int) {
     var configuration = GuardConfiguration()
     var mode = Mode.run
     var json = false
     var lines = 20
     var linesGiven = false
     // Environment first; flags override below.
-    if let (_, value) = environment("SEQEXEC_PROJECT"), !value.isEmpty { configuration.projectPath = value }
-    if let (_, value) = environment("SEQEXEC_STATE_DIR"), !value.isEmpty { configuration.stateBase = value }
-    if let (name, value) = environment("SEQEXEC_TIMEOUT", "TIMEOUT") {
-        let limit = try seconds(value, name)
-        configuration.timeout = limit == 0 ? nil : limit
-    }
-    if let (name, value) = environment("SEQEXEC_KILL_GRACE") { configuration.killGrace = try seconds(value, name) }
-    if let (name, value) = environment("SEQEXEC_WAIT_TIMEOUT") { configuration.waitTimeout = try seconds(value, name) }
-    if let (name, value) = environment("SEQEXEC_SLOTS") { configuration.slots = try wholeNumber(value, name, minimum: 1) }
-    if let (name, value) = environment("SEQEXEC_PRIORITY") {
-        guard let priority = Priority(rawValue: value) else {
-            throw UsageError(message: "invalid \(name) '\(value)': expected high, normal or low")
-        }
-        configuration.priority = priority
-    }
-    if let (_, value) = environment("SEQEXEC_VERBOSE", "VERBOSE") {
-        configuration.verbose = flag(value)
-    }
-    if let (name, value) = environment("SEQEXEC_MEMORY_LIMIT_MB", "MEMORY_LIMIT_MB") {
-        configuration.memoryLimitMegabytes = try wholeNumber(value, name, minimum: 0)
-    }
-    if let (name, value) = environment("SEQEXEC_CHECK_INTERVAL", "CHECK_INTERVAL") { configuration.checkInterval = try interval(value, name) }
-    if let (name, value) = environment("SEQEXEC_MEMORY_METRIC") { configuration.memoryMetric = try memoryMetric(value, name) }
-    if let (name, value) = environment("SEQEXEC_MEMORY_ACTION") { configuration.memoryAction = try memoryAction(value, name) }
-    if let (name, value) = environment("SEQEXEC_MIN_AVAILABLE_MB") {
-        configuration.minimumAvailableMegabytes = try wholeNumber(value, name, minimum: 0)
-    }
-    if let (_, value) = environment("SEQEXEC_MACHINE") { configuration.machineWide = flag(value) }
-    if let (name, value) = environment("SEQEXEC_GIT_WAIT") { configuration.gitWait = try seconds(value, name) }
-    if let (name, value) = environment("SEQEXEC_HISTORY_MAX_KB") {
-        configuration.historyMaximumBytes = Int64(try wholeNumber(value, name, minimum: 1)) * 1024
-    }
+    try configuration.applyEnvironment(prefixes: ["SEQEXEC_"])
 
     var index = 0
-    func value(for option: String, attached: String?) throws(UsageError) -> String {
+    func value(for option: String, attached: String?) throws(GuardFailure) -> String {
         if let attached { return attached }
         index += 1
-        guard index < arguments.count else { throw UsageError(message: "option \(option) needs a value; see 'seqexec --help'") }
+        guard index < arguments.count else { throw GuardFailure("option \(option) needs a value; see 'seqexec --help'") }
         return arguments[index]
     }
     while index < arguments.count {
@@ -215,33 +143,29 @@ func parse(_ arguments: [String]) throws(UsageError) -> (Mode, GuardConfiguratio
         case "-p", "--project": configuration.projectPath = try value(for: name, attached: attached)
         case "--state-dir": configuration.stateBase = try value(for: name, attached: attached)
         case "-t", "--timeout":
-            let limit = try seconds(try value(for: name, attached: attached), name)
+            let limit = try Setting.seconds(try value(for: name, attached: attached), name)
             configuration.timeout = limit == 0 ? nil : limit
-        case "--kill-grace": configuration.killGrace = try seconds(try value(for: name, attached: attached), name)
-        case "-w", "--wait-timeout": configuration.waitTimeout = try seconds(try value(for: name, attached: attached), name)
-        case "--slots": configuration.slots = try wholeNumber(try value(for: name, attached: attached), name, minimum: 1)
+        case "--kill-grace": configuration.killGrace = try Setting.seconds(try value(for: name, attached: attached), name)
+        case "-w", "--wait-timeout": configuration.waitTimeout = try Setting.seconds(try value(for: name, attached: attached), name)
+        case "--slots": configuration.slots = try Setting.wholeNumber(try value(for: name, attached: attached), name, minimum: 1)
         case "--priority":
-            let text = try value(for: name, attached: attached)
-            guard let priority = Priority(rawValue: text) else {
-                throw UsageError(message: "invalid --priority '\(text)': expected high, normal or low")
-            }
-            configuration.priority = priority
+            configuration.priority = try Setting.priority(try value(for: name, attached: attached), name)
         case "-m", "--memory-limit":
-            configuration.memoryLimitMegabytes = try wholeNumber(try value(for: name, attached: attached), name, minimum: 0)
-        case "-i", "--check-interval": configuration.checkInterval = try interval(try value(for: name, attached: attached), name)
-        case "--memory-metric": configuration.memoryMetric = try memoryMetric(try value(for: name, attached: attached), name)
-        case "--memory-action": configuration.memoryAction = try memoryAction(try value(for: name, attached: attached), name)
+            configuration.memoryLimitMegabytes = try Setting.wholeNumber(try value(for: name, attached: attached), name, minimum: 0)
+        case "-i", "--check-interval": configuration.checkInterval = try Setting.interval(try value(for: name, attached: attached), name)
+        case "--memory-metric": configuration.memoryMetric = try Setting.memoryMetric(try value(for: name, attached: attached), name)
+        case "--memory-action": configuration.memoryAction = try Setting.memoryAction(try value(for: name, attached: attached), name)
         case "--min-available":
-            configuration.minimumAvailableMegabytes = try wholeNumber(try value(for: name, attached: attached), name, minimum: 0)
+            configuration.minimumAvailableMegabytes = try Setting.wholeNumber(try value(for: name, attached: attached), name, minimum: 0)
         case "--git-wait":
-            configuration.gitWait = try seconds(try value(for: name, attached: attached), name)
+            configuration.gitWait = try Setting.seconds(try value(for: name, attached: attached), name)
             if configuration.gitMode == .off { configuration.gitMode = .auto }
         case "-n", "--lines":
-            lines = try wholeNumber(try value(for: name, attached: attached), name, minimum: 1)
+            lines = try Setting.wholeNumber(try value(for: name, attached: attached), name, minimum: 1)
             linesGiven = true
         case "-v", "--verbose", "-q", "--quiet", "--status", "--json", "--kill-all", "-h", "--help", "--version",
              "--machine", "--git-guard", "--no-git-wait", "--clean-stale-git-locks", "--history":
-            if attached != nil { throw UsageError(message: "option \(name) takes no value; see 'seqexec --help'") }
+            if attached != nil { throw GuardFailure("option \(name) takes no value; see 'seqexec --help'") }
             switch name {
             case "-v", "--verbose": configuration.verbose = true
             case "-q", "--quiet": configuration.quiet = true
@@ -261,19 +185,19 @@ func parse(_ arguments: [String]) throws(UsageError) -> (Mode, GuardConfiguratio
                 ProcessExit.now(0)
             }
         default:
-            throw UsageError(message: "unknown option '\(argument)'; see 'seqexec --help'")
+            throw GuardFailure("unknown option '\(argument)'; see 'seqexec --help'")
         }
         index += 1
     }
     configuration.arguments = Array(arguments[index...])
     if mode == .run && configuration.arguments.isEmpty {
-        throw UsageError(message: "no command given; usage: seqexec [OPTIONS] [--] COMMAND [ARG...]")
+        throw GuardFailure("no command given; usage: seqexec [OPTIONS] [--] COMMAND [ARG...]")
     }
     if mode != .run && !configuration.arguments.isEmpty {
-        throw UsageError(message: "--status, --history and --kill-all take no command; got '\(configuration.arguments[0])'")
+        throw GuardFailure("--status, --history and --kill-all take no command; got '\(configuration.arguments[0])'")
     }
-    if json && mode != .status && mode != .history { throw UsageError(message: "--json goes with --status or --history") }
-    if linesGiven && mode != .history { throw UsageError(message: "-n/--lines goes with --history") }
+    if json && mode != .status && mode != .history { throw GuardFailure("--json goes with --status or --history") }
+    if linesGiven && mode != .history { throw GuardFailure("-n/--lines goes with --history") }
     return (mode, configuration, json, lines)
 }
 

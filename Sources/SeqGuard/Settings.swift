@@ -1,0 +1,85 @@
+import SeqSystem
+
+/// Reading settings from text: the environment and flags share these, so `seqexec` and
+/// `make-seq` accept and reject exactly the same values with the same one-line errors.
+public enum Setting {
+    /// Seconds, >= 0.
+    public static func seconds(_ text: String, _ name: String) throws(GuardFailure) -> Double {
+        guard let value = Double(text), value >= 0, value.isFinite else {
+            throw GuardFailure("invalid \(name) '\(text)': expected seconds, e.g. 30 or 2.5")
+        }
+        return value
+    }
+
+    public static func wholeNumber(_ text: String, _ name: String, minimum: Int) throws(GuardFailure) -> Int {
+        guard let value = Int(text), value >= minimum else {
+            throw GuardFailure("invalid \(name) '\(text)': expected a whole number of at least \(minimum)")
+        }
+        return value
+    }
+
+    /// The gap between memory samples: seconds, at least 0.01.
+    public static func interval(_ text: String, _ name: String) throws(GuardFailure) -> Double {
+        let value = try seconds(text, name)
+        guard value >= 0.01 else { throw GuardFailure("invalid \(name) '\(text)': expected seconds of at least 0.01, e.g. 5") }
+        return value
+    }
+
+    public static func priority(_ text: String, _ name: String) throws(GuardFailure) -> Priority {
+        guard let priority = Priority(rawValue: text) else { throw GuardFailure("invalid \(name) '\(text)': expected high, normal or low") }
+        return priority
+    }
+
+    public static func memoryMetric(_ text: String, _ name: String) throws(GuardFailure) -> MemoryMetric {
+        guard let metric = MemoryMetric(rawValue: text) else { throw GuardFailure("invalid \(name) '\(text)': expected rss or pss") }
+        return metric
+    }
+
+    public static func memoryAction(_ text: String, _ name: String) throws(GuardFailure) -> MemoryAction {
+        guard let action = MemoryAction(rawValue: text) else { throw GuardFailure("invalid \(name) '\(text)': expected tree or largest") }
+        return action
+    }
+
+    /// A yes/no variable: empty, 0, false, no and off are no; anything else is yes.
+    public static func flag(_ value: String) -> Bool { !["", "0", "false", "no", "off"].contains(value.lowercased()) }
+}
+
+extension GuardConfiguration {
+    /// Applies the settings found in the environment. For each setting the first name set
+    /// wins: `prefixes` in order (`SEQEXEC_`, or `MAKE_SEQ_` then `SEQEXEC_` for make-seq), then
+    /// the original tooling's name where it had one (TIMEOUT, VERBOSE, MEMORY_LIMIT_MB,
+    /// CHECK_INTERVAL). Flags, applied afterwards, beat all of them.
+    /// - Throws: `GuardFailure` (125) naming the variable and the value expected.
+    public mutating func applyEnvironment(prefixes: [String]) throws(GuardFailure) {
+        func find(_ setting: String, legacy: String? = nil) -> (name: String, value: String)? {
+            for name in prefixes.map({ $0 + setting }) + (legacy.map { [$0] } ?? []) {
+                if let value = Spawn.environmentValue(name) { return (name, value) }
+            }
+            return nil
+        }
+        if let (_, value) = find("PROJECT"), !value.isEmpty { projectPath = value }
+        if let (_, value) = find("STATE_DIR"), !value.isEmpty { stateBase = value }
+        if let (name, value) = find("TIMEOUT", legacy: "TIMEOUT") {
+            let limit = try Setting.seconds(value, name)
+            timeout = limit == 0 ? nil : limit
+        }
+        if let (name, value) = find("KILL_GRACE") { killGrace = try Setting.seconds(value, name) }
+        if let (name, value) = find("WAIT_TIMEOUT") { waitTimeout = try Setting.seconds(value, name) }
+        if let (name, value) = find("SLOTS") { slots = try Setting.wholeNumber(value, name, minimum: 1) }
+        if let (name, value) = find("PRIORITY") { priority = try Setting.priority(value, name) }
+        if let (_, value) = find("VERBOSE", legacy: "VERBOSE") { verbose = Setting.flag(value) }
+        if let (_, value) = find("QUIET") { quiet = Setting.flag(value) }
+        if let (name, value) = find("MEMORY_LIMIT_MB", legacy: "MEMORY_LIMIT_MB") {
+            memoryLimitMegabytes = try Setting.wholeNumber(value, name, minimum: 0)
+        }
+        if let (name, value) = find("CHECK_INTERVAL", legacy: "CHECK_INTERVAL") { checkInterval = try Setting.interval(value, name) }
+        if let (name, value) = find("MEMORY_METRIC") { memoryMetric = try Setting.memoryMetric(value, name) }
+        if let (name, value) = find("MEMORY_ACTION") { memoryAction = try Setting.memoryAction(value, name) }
+        if let (name, value) = find("MIN_AVAILABLE_MB") { minimumAvailableMegabytes = try Setting.wholeNumber(value, name, minimum: 0) }
+        if let (_, value) = find("MACHINE") { machineWide = Setting.flag(value) }
+        if let (name, value) = find("GIT_WAIT") { gitWait = try Setting.seconds(value, name) }
+        if let (name, value) = find("HISTORY_MAX_KB") {
+            historyMaximumBytes = Int64(try Setting.wholeNumber(value, name, minimum: 1)) * 1024
+        }
+    }
+}
