@@ -11,6 +11,19 @@ let seqexecPath: String = {
     return directory.appendingPathComponent("seqexec").path
 }()
 
+/// A sibling of seqexec in the same build: make-seq.
+let makeSeqPath = (seqexecPath as NSString).deletingLastPathComponent + "/make-seq"
+
+/// The directory holding the built tools, for a PATH that finds them by name (as seq.mk does).
+let toolsDirectory = (seqexecPath as NSString).deletingLastPathComponent
+
+/// The repository checkout, for files it ships (scripts/, man/, README.md).
+let repositoryRoot: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    return url.path
+}()
+
 /// Polls `condition` until it holds or `seconds` pass: waiting on a file or a process, never a
 /// guessed sleep. Returns whether it held.
 @discardableResult
@@ -87,8 +100,10 @@ final class Sandbox {
 
     var environment: [String: String] {
         // Nothing of the person's own settings leaks in: every SEQEXEC_ name and the legacy ones.
-        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SEQEXEC_") }
-        for name in ["VERBOSE", "TIMEOUT", "MEMORY_LIMIT_MB", "CHECK_INTERVAL", "GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE"] {
+        // Nor a make the tests run under (`make test`): its flags, level and jobserver.
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SEQEXEC_") && !$0.key.hasPrefix("MAKE_SEQ") }
+        for name in ["VERBOSE", "TIMEOUT", "MEMORY_LIMIT_MB", "CHECK_INTERVAL", "GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE",
+                     "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEFILES", "MAKE", "SEQ_MK"] {
             environment[name] = nil
         }
         environment["SEQEXEC_STATE_DIR"] = state
@@ -114,6 +129,21 @@ final class Sandbox {
         return child
     }
 
+    /// Starts `make-seq ARGS` in the project directory (or `directory`).
+    @discardableResult
+    func makeSeq(_ arguments: [String], environment extra: [String: String] = [:], directory: String? = nil) throws -> Child {
+        try start(makeSeqPath, arguments, environment: extra, directory: directory)
+    }
+
+    /// The environment with the built seqexec and make-seq first on PATH, as an installed
+    /// seqguard would be.
+    var toolsOnPath: [String: String] { ["PATH": toolsDirectory + ":" + (environment["PATH"] ?? "/usr/bin:/bin")] }
+
+    /// The state directory of `namespace` (`seq-exec-`, `make-lock-`) for `project`, once it exists.
+    func stateDirectory(_ prefix: String) -> String? {
+        (try? FileManager.default.contentsOfDirectory(atPath: state))?.first { $0.hasPrefix(prefix) }.map { state + "/" + $0 }
+    }
+
     /// Runs seqexec to completion and returns (status, stdout, stderr).
     func run(_ arguments: [String], environment extra: [String: String] = [:], seconds: Double = 30) throws -> (Int32?, String, String) {
         let child = try seqexec(arguments, environment: extra)
@@ -132,8 +162,11 @@ final class Sandbox {
         (try? FileManager.default.contentsOfDirectory(atPath: state))?.first { $0.hasPrefix("seq-exec-") }.map { state + "/" + $0 }
     }
 
-    var queueLines: [String] {
-        guard let dir = projectState, let text = try? String(contentsOfFile: dir + "/queue.txt", encoding: .utf8) else { return [] }
+    var queueLines: [String] { queueLines("seq-exec-") }
+
+    /// The queue of the lane whose directory name starts with `prefix` (`make-lock-`).
+    func queueLines(_ prefix: String) -> [String] {
+        guard let dir = stateDirectory(prefix), let text = try? String(contentsOfFile: dir + "/queue.txt", encoding: .utf8) else { return [] }
         return text.split(separator: "\n").map(String.init)
     }
 
@@ -203,6 +236,17 @@ final class Sandbox {
         return file
     }
 
+    /// A plain file in the project directory (a Makefile: recipe lines start with "\t").
+    @discardableResult
+    func write(_ name: String, _ text: String) throws -> String {
+        let file = path(name)
+        try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let fd = try FileSystem.open(file, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        defer { fd.close() }
+        try fd.writeAll(text)
+        return file
+    }
+
     /// A FIFO the test writes to release a blocked command: a handshake, not a sleep.
     func fifo(_ name: String) -> String {
         let file = path(name)
@@ -213,6 +257,6 @@ final class Sandbox {
     /// Opens `fifo` for writing and closes it: a command blocked in `read < fifo` goes on.
     func release(_ fifo: String) {
         let fd = open(fifo, O_WRONLY)
-        if fd >= 0 { _ = write(fd, "go\n", 3); close(fd) }
+        if fd >= 0 { _ = Glibc.write(fd, "go\n", 3); close(fd) }
     }
 }
