@@ -63,8 +63,8 @@ OPTIONS:
       --json              With --status: one JSON object; with --history: a
                           JSON array of runs.
       --kill-all          End the holder's whole tree and every waiter of the
-                          project (only processes recorded in its state), clear
-                          the lock and the queue, exit 0.
+                          project, make-seq's too (only processes recorded in its
+                          state), clear the locks and the queues, exit 0.
   -h, --help              Show this help.
       --version           Show the version.
 
@@ -78,6 +78,7 @@ ENVIRONMENT:
   SEQEXEC_SLOTS                     As --slots.
   SEQEXEC_PRIORITY                  As --priority.
   SEQEXEC_VERBOSE, VERBOSE          1 as --verbose.
+  SEQEXEC_QUIET                     1 as --quiet.
   SEQEXEC_MEMORY_LIMIT_MB, MEMORY_LIMIT_MB
                                     As --memory-limit.
   SEQEXEC_CHECK_INTERVAL, CHECK_INTERVAL

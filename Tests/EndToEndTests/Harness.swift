@@ -17,13 +17,6 @@ let makeSeqPath = (seqexecPath as NSString).deletingLastPathComponent + "/make-s
 /// The directory holding the built tools, for a PATH that finds them by name (as seq.mk does).
 let toolsDirectory = (seqexecPath as NSString).deletingLastPathComponent
 
-/// The repository checkout, for files it ships (scripts/, man/, README.md).
-let repositoryRoot: String = {
-    var url = URL(fileURLWithPath: #filePath)
-    for _ in 0..<3 { url.deleteLastPathComponent() }
-    return url.path
-}()
-
 /// Polls `condition` until it holds or `seconds` pass: waiting on a file or a process, never a
 /// guessed sleep. Returns whether it held.
 @discardableResult

@@ -158,7 +158,7 @@ struct MakeSeqTests {
 /// scripts/seq.mk: a plain `make` of a wired Makefile goes through make-seq.
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct SeqMkTests {
-    let include = "include \(repositoryRoot)/scripts/seq.mk"
+    let include = "include \(packageRoot)/scripts/seq.mk"
 
     func make(_ sandbox: Sandbox, _ arguments: [String], environment: [String: String] = [:], directory: String? = nil) throws -> Child {
         try sandbox.start("/usr/bin/env", ["make"] + arguments, environment: sandbox.toolsOnPath.merging(environment) { $1 }, directory: directory)

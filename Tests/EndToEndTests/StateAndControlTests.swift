@@ -121,26 +121,6 @@ struct StateAndControlTests {
         let (_, json, _) = try sandbox.run(["--status", "--json"])
         #expect(json.contains("\"stale\":true"))
     }
-
-    @Test func helpIsTheDocumentedText() throws {
-        let sandbox = try Sandbox()
-        let (status, stdout, _) = try sandbox.run(["--help"])
-        #expect(status == 0)
-        for section in ["OVERVIEW:", "USAGE:", "OPTIONS:", "ENVIRONMENT:", "EXIT STATUS:"] {
-            #expect(stdout.contains("\n\(section)") || stdout.hasPrefix(section))
-        }
-        let readme = try String(contentsOfFile: packageRoot + "/README.md", encoding: .utf8)
-        #expect(readme.contains(stdout.trimmingCharacters(in: .newlines)), "README.md carries the --help text verbatim")
-        // Every option of --help is in the man page.
-        let manual = try String(contentsOfFile: packageRoot + "/man/seqexec.1", encoding: .utf8).replacingOccurrences(of: "\\-", with: "-")
-        let options = Set(stdout.split(whereSeparator: { " ,|[]();:.\n".contains($0) }).filter { token in
-            token.hasPrefix("-") && token.dropFirst().first?.isLetter == true || token.hasPrefix("--") && token.count > 3
-        })
-        #expect(options.count > 20)
-        for option in options { #expect(manual.contains(option), "man/seqexec.1 documents \(option)") }
-        let (versionStatus, version, _) = try sandbox.run(["--version"])
-        #expect(versionStatus == 0 && version.hasPrefix("seqexec "))
-    }
 }
 
 /// The repository root, found from this source file.

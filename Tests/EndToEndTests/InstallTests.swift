@@ -1,0 +1,111 @@
+import Foundation
+import Glibc
+import Testing
+
+/// `make install` / `make uninstall`, the shell completions and the migration shims.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct InstallTests {
+    /// Every regular file under `root`, relative to it.
+    func files(under root: String) -> [String] {
+        guard let walker = FileManager.default.enumerator(atPath: root) else { return [] }
+        return walker.compactMap { $0 as? String }.filter { path in
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: root + "/" + path, isDirectory: &isDirectory) && !isDirectory.boolValue
+        }.sorted()
+    }
+
+    @Test func installWritesTheListedFilesAndUninstallRemovesExactlyThose() throws {
+        let sandbox = try Sandbox()
+        let prefix = sandbox.root + "/prefix"
+        try sandbox.write("../prefix/bin/someone-else", "not ours\n")
+        // BIN on the command line: install the binaries this test run built, build nothing.
+        let arguments = ["make", "--no-print-directory", "-C", packageRoot, "PREFIX=\(prefix)", "BIN=\(toolsDirectory)", "SEQ_MK=off"]
+        let install = try sandbox.start("/usr/bin/env", arguments + ["install"])
+        #expect(install.wait(60) == 0, "\(install.stderr)")
+        #expect(files(under: prefix) == [
+            "bin/make-seq", "bin/seqexec", "bin/someone-else",
+            "share/bash-completion/completions/make-seq", "share/bash-completion/completions/seqexec",
+            "share/fish/vendor_completions.d/make-seq.fish", "share/fish/vendor_completions.d/seqexec.fish",
+            "share/man/man1/make-seq.1", "share/man/man1/seqexec.1",
+            "share/seqguard/seq.mk",
+            "share/zsh/site-functions/_make-seq", "share/zsh/site-functions/_seqexec",
+        ])
+        let version = try sandbox.start(prefix + "/bin/make-seq", ["--version"])
+        #expect(version.wait() == 0 && version.stdout == "make-seq 0.1.0\n")
+        // The installed seq.mk wires a Makefile.
+        try sandbox.write("Makefile", "include \(prefix)/share/seqguard/seq.mk\na:\n\t@echo a $${SEQEXEC_TOKENS:+guarded}\n")
+        let make = try sandbox.start("/usr/bin/env", ["make", "a"], environment: ["PATH": prefix + "/bin:" + (sandbox.environment["PATH"] ?? "/usr/bin:/bin")])
+        #expect(make.wait() == 0 && make.stdout == "a guarded\n", "\(make.stderr)")
+
+        let uninstall = try sandbox.start("/usr/bin/env", arguments + ["uninstall"])
+        #expect(uninstall.wait(60) == 0, "\(uninstall.stderr)")
+        #expect(files(under: prefix) == ["bin/someone-else"])
+    }
+
+    /// Runs bash with a completion file sourced and COMP_WORDS set; returns COMPREPLY, one a line.
+    func bashCompletion(_ sandbox: Sandbox, _ file: String, _ function: String, _ words: [String]) throws -> [String] {
+        let quoted = words.map { "'\($0)'" }.joined(separator: " ")
+        let script = "source \(packageRoot)/scripts/completions/\(file); COMP_WORDS=(\(quoted)); COMP_CWORD=\(words.count - 1); \(function); printf '%s\\n' \"${COMPREPLY[@]}\""
+        let bash = try sandbox.start("/usr/bin/env", ["bash", "--norc", "-c", script])
+        #expect(bash.wait() == 0, "\(bash.stderr)")
+        return bash.stdout.split(separator: "\n").map(String.init)
+    }
+
+    @Test func completionsOfferEveryOptionAndTheMakefilesTargets() throws {
+        let sandbox = try Sandbox()
+        let help = try sandbox.start(seqexecPath, ["--help"])
+        #expect(help.wait() == 0)
+        let longOptions = Set(help.stdout.split(whereSeparator: { " ,|[]().:;'\n".contains($0) }).filter { $0.hasPrefix("--") && $0.count > 2 }.map(String.init))
+        #expect(longOptions.count > 25)
+        for file in ["seqexec.bash", "_seqexec", "seqexec.fish"] {
+            let text = try String(contentsOfFile: packageRoot + "/scripts/completions/" + file, encoding: .utf8)
+            for option in longOptions {
+                let name = String(option.dropFirst(2))
+                #expect(text.contains(option) || file.hasSuffix(".fish") && text.contains("-l \(name) "), "\(file) offers \(option)")
+            }
+        }
+
+        #expect(try bashCompletion(sandbox, "seqexec.bash", "_seqexec", ["seqexec", "--memory-m"]) == ["--memory-metric"])
+        #expect(try bashCompletion(sandbox, "seqexec.bash", "_seqexec", ["seqexec", "--priority", ""]) == ["high", "normal", "low"])
+        #expect(try bashCompletion(sandbox, "seqexec.bash", "_seqexec", ["seqexec", "-t", "5", "printen"]) == ["printenv"])
+        try sandbox.write("Makefile", "build: lib\n\t@true\nlib:\n\t@true\ntest check: build\n\t@true\n")
+        #expect(try bashCompletion(sandbox, "make-seq.bash", "_make_seq", ["make-seq", ""]) == ["build", "check", "lib", "test"])
+        #expect(try bashCompletion(sandbox, "make-seq.bash", "_make_seq", ["make-seq", "--st"]) == ["--status"])
+
+        // zsh and fish: the files parse, and fish answers as a shell would.
+        for (shell, file) in [("zsh", "_seqexec"), ("zsh", "_make-seq"), ("fish", "seqexec.fish"), ("fish", "make-seq.fish")] {
+            let check = try sandbox.start("/usr/bin/env", [shell, "-n", packageRoot + "/scripts/completions/" + file])
+            #expect(check.wait() == 0, "\(shell) -n \(file): \(check.stderr) (.ci/run installs zsh and fish)")
+        }
+        // Not --no-config: that also leaves out fish's own make completion, which make-seq wraps.
+        let fish = try sandbox.start("/usr/bin/env", ["HOME=\(sandbox.root)", "fish", "-c", """
+            source \(packageRoot)/scripts/completions/seqexec.fish
+            source \(packageRoot)/scripts/completions/make-seq.fish
+            complete -C 'seqexec --memory-ac'; complete -C 'seqexec --memory-action '; complete -C 'make-seq --sta'; complete -C 'make-seq li'
+            """])
+        #expect(fish.wait() == 0, "\(fish.stderr)")
+        let answers = fish.stdout.split(separator: "\n").map { String($0.split(separator: "\t").first ?? "") }
+        #expect(answers == ["--memory-action", "largest", "tree", "--status", "lib"], "\(fish.stdout)")
+    }
+
+    @Test func migrationShimsRunTheSwiftToolsWithTheOriginalNames() throws {
+        let sandbox = try Sandbox()
+        let scripts = packageRoot + "/scripts/"
+        let environment = ["SEQGUARD_BIN": toolsDirectory]
+        try sandbox.write("Makefile", "a:\n\t@echo a $(X)\n")
+        var child = try sandbox.start(scripts + "make-sequential.sh", ["a", "X=1"], environment: environment)
+        #expect(child.wait() == 0 && child.stdout == "a 1\n")
+        child = try sandbox.start(scripts + "sequential-executor.sh", ["sleep", "30"], environment: environment.merging(["TIMEOUT": "0.3"]) { $1 })
+        #expect(child.wait() == 124)
+        child = try sandbox.start(scripts + "sequential-executor.sh", ["-v"], environment: environment.merging(["VERBOSE": "1"]) { $1 })
+        #expect(child.wait() == 127, "the argument is the command, never an option of seqexec")
+        #expect(child.stderr.contains("[SEQUENTIAL]"), "VERBOSE=1 is verbose: \(child.stderr)")
+        child = try sandbox.start(scripts + "memory_monitor.sh", ["true"], environment: environment.merging(["MEMORY_LIMIT_MB": "300", "CHECK_INTERVAL": "1"]) { $1 })
+        #expect(child.wait() == 0)
+        #expect(sandbox.history.last?["memory_limit_mb"] as? Int == 300)
+        child = try sandbox.start(scripts + "memory_monitor.sh", ["true"], environment: environment.merging(["CHECK_INTERVAL": "often"]) { $1 })
+        #expect(child.wait() == 125 && child.stderr == "seqexec: invalid CHECK_INTERVAL 'often': expected seconds, e.g. 30 or 2.5\n")
+        child = try sandbox.start(scripts + "memory_monitor.sh", ["4121"], environment: environment)
+        #expect(child.wait() == 125 && child.stderr.contains("built into seqexec"))
+    }
+}
