@@ -69,11 +69,11 @@ ifeq ($(SEQ_MK_ROUTE),yes)
 %: SHELL := /bin/true
 .SILENT:
 # Whatever goal make picks (the ones given, the default, a .DEFAULT_GOAL set later), it
-# depends on the hand-over first.
-.EXTRA_PREREQS := seq-mk-hand-over
+# depends on the hand-over. `override`: an .EXTRA_PREREQS of the Makefile must not drop it.
+override .EXTRA_PREREQS := seq-mk-hand-over
 .PHONY: seq-mk-hand-over
 seq-mk-hand-over: SHELL := /bin/sh
-seq-mk-hand-over: .EXTRA_PREREQS :=
+seq-mk-hand-over: override .EXTRA_PREREQS :=
 seq-mk-hand-over:
 	+MAKE_SEQ_FROM_SEQ_MK=1 $(MAKE_SEQ) -f $(SEQ_MK_MAKEFILE) $(MAKECMDGOALS)
 .DEFAULT_GOAL :=
