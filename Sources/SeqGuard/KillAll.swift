@@ -11,6 +11,22 @@ public enum KillAll {
         public var command: String
     }
 
+    /// `--kill-all` of either tool: runs it and prints one line per process ended on stdout,
+    /// or the error on stderr. Returns the exit status.
+    @available(*, noasync)
+    public static func runAndReport(_ configuration: GuardConfiguration) -> Int32 {
+        let tool = configuration.toolName
+        do {
+            let ended = try run(configuration)
+            if ended.isEmpty { print("\(tool): nothing to end") }
+            for item in ended { print("\(tool): ended \(item.role) pid \(item.process.pid) '\(item.command)'") }
+            return 0
+        } catch {
+            configuration.reporter.error(error.message)
+            return error.exitCode
+        }
+    }
+
     /// Clears every lane of the project (its make lock, then its executor lock), or the
     /// machine lane with `--machine`.
     @available(*, noasync)

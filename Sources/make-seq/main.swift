@@ -195,13 +195,5 @@ case .status(let json):
         ProcessExit.now(error.exitCode)
     }
 case .killAll:
-    do {
-        let ended = try KillAll.run(configuration)
-        if ended.isEmpty { print("make-seq: nothing to end") }
-        for item in ended { print("make-seq: ended \(item.role) pid \(item.process.pid) '\(item.command)'") }
-        ProcessExit.now(0)
-    } catch {
-        configuration.reporter.error(error.message)
-        ProcessExit.now(error.exitCode)
-    }
+    ProcessExit.now(KillAll.runAndReport(configuration))
 }

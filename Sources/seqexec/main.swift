@@ -245,13 +245,5 @@ case .history:
         ProcessExit.now(error.exitCode)
     }
 case .killAll:
-    do {
-        let ended = try KillAll.run(configuration)
-        if ended.isEmpty { print("seqexec: nothing to end") }
-        for item in ended { print("seqexec: ended \(item.role) pid \(item.process.pid) '\(item.command)'") }
-        ProcessExit.now(0)
-    } catch {
-        configuration.reporter.error(error.message)
-        ProcessExit.now(error.exitCode)
-    }
+    ProcessExit.now(KillAll.runAndReport(configuration))
 }
