@@ -188,7 +188,8 @@ public enum GuardedCommand {
         // it, since the ancestor's lock already excludes what those would.
         var released = false
         defer { if !released { releaseAll() } }
-        let innermostInherited = lanes.lastIndex { lane in
+        // (With one lock there is nothing outside it; the waiter's own check passes it through.)
+        let innermostInherited = lanes.count < 2 ? nil : lanes.lastIndex { lane in
             inheritedTokens[lane.directory.name].map { LockWaiter.isHeld(by: $0, in: lane.directory) } ?? false
         }
         for index in lanes.indices {
