@@ -22,6 +22,9 @@
 #                      unguarded with a warning), ignore (the same, silently), or error
 #   SEQ_MK=off         run this make unguarded
 # `make -n`, `-q` and `-t` run unguarded: they run no recipe of the Makefile.
+# Limits: a target-specific SHELL in the Makefile beats the outer make's no-op shell, so that
+# target's recipe would run outside the guard; a mandatory `include` of a makefile that a
+# rule generates cannot be generated in the outer make (use `-include`).
 
 MAKE_SEQ ?= make-seq
 SEQEXEC ?= seqexec
