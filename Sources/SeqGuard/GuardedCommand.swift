@@ -328,6 +328,7 @@ public enum GuardedCommand {
         case .timedOut: return (.timeout, ExitCode.timedOut, nil)
         case .memoryExceeded: return (.memory, ExitCode.memoryLimit, nil)
         case .couldNotStart: return (.notStarted, ExitCode.notFound, nil)
+        case .stopped: return (.signal, 128 + SIGTERM, "SIGTERM")
         case .exited(let status):
             reporter.step("'\(command)' ended: \(describe(status))")
             guard case .signaled(let number) = status else { return (.exit, status.shellExitCode, nil) }
@@ -351,7 +352,8 @@ public enum GuardedCommand {
         return ExitCode.cannotExecute
     }
 
-    static func describe(_ status: TerminationStatus) -> String {
+    /// `exit 3`, `killed by SIGKILL`.
+    public static func describe(_ status: TerminationStatus) -> String {
         switch status {
         case .exited(let code): return "exit \(code)"
         case .signaled(let signal): return "killed by \(SignalName.of(signal))"

@@ -75,6 +75,8 @@ public enum RunEnding: Sendable, Equatable {
     /// The memory monitor ended the tree (or, with `--memory-action largest`, the command).
     case memoryExceeded
     case couldNotStart(Errno)
+    /// A stop was asked for (`stopGrace` set) and the command outlived the grace.
+    case stopped
 }
 
 /// A finished run, as the history records it.
@@ -89,6 +91,14 @@ public struct SupervisedRun: Sendable {
     /// The kernel's OOM-kill count soon after the start (read 20 ms in, not on the way in:
     /// a command that ends sooner never pays for it), to tell an OOM kill from a kill -9.
     public var oomKillsAtStart: Int64?
+    /// SIGINT, SIGTERM or SIGHUP arrived while it ran, with `stopGrace` set: the caller
+    /// should stop after this command.
+    public var stopRequested = false
+
+    public init(ending: RunEnding, child: ProcessIdentity? = nil) {
+        self.ending = ending
+        self.child = child
+    }
 }
 
 /// Runs one command and sees it to its end: signals forwarded, a time limit, a memory limit
@@ -101,6 +111,16 @@ public struct Supervisor {
     public var killGrace: Double
     /// Nil turns the memory monitor off: nothing is read from /proc while the command runs.
     public var memory: MemoryPolicy?
+    /// Where the command's stdout and stderr go; nil inherits ours.
+    public var output: FileDescriptor?
+    /// Where the command's stdin comes from; nil inherits ours.
+    public var input: FileDescriptor?
+    /// When set, a SIGINT, SIGTERM or SIGHUP sent to this process is not forwarded: the
+    /// command gets this many seconds to finish, then its tree is ended. A caller that runs
+    /// a sequence of commands (a pipeline worker) stops cleanly between them.
+    public var stopGrace: Double?
+    /// Called about every `interval` seconds while the command runs (a heartbeat).
+    public var tick: (interval: Double, action: () -> Void)?
 
     public init(signals: SignalReceiver, reporter: Reporter, timeout: Double?, killGrace: Double, memory: MemoryPolicy? = nil) {
         self.signals = signals
@@ -119,7 +139,9 @@ public struct Supervisor {
         let started = Clock.monotonicNanoseconds()
         let pid: Int32
         do {
-            pid = try Spawn.spawn(arguments, environment: environment, resetSignals: signals.signalsToReset())
+            pid = try Spawn.spawn(
+                arguments, environment: environment, resetSignals: signals.signalsToReset(),
+                input: input, output: output)
         } catch {
             return SupervisedRun(ending: .couldNotStart(error))
         }
@@ -145,6 +167,8 @@ public struct Supervisor {
         var commandEndedForMemory = false
         var status: TerminationStatus?
         let record = { (reaped: Int32, ending: TerminationStatus) in if reaped == pid { status = ending } }
+        var stopDeadline: Int64?
+        var nextTick = tick.map { started + Int64($0.interval * 1e9) }
         while status == nil {
             _ = tree.reapEnded(record)
             if status != nil { break }
@@ -154,6 +178,17 @@ public struct Supervisor {
                 reporter.error("timed out after \(formatDuration(timeout!)): '\(display)'; ending its process tree")
                 tree.end(grace: killGrace, onReap: record)
                 return finished()
+            }
+            if let stopDeadline, stopDeadline <= now {
+                result.peakTreeBytes = monitor?.peak
+                reporter.notice("stop asked for: ending '\(display)' after its \(formatDuration(stopGrace ?? 0)) grace")
+                tree.end(grace: killGrace, onReap: record)
+                result.ending = .stopped
+                return finished()
+            }
+            if let tick, let due = nextTick, due <= now {
+                tick.action()
+                nextTick = Clock.monotonicNanoseconds() + Int64(tick.interval * 1e9)
             }
             if oomBaselineDue && firstLook <= now {
                 result.oomKillsAtStart = SystemMemory.oomKillCount()
@@ -206,11 +241,21 @@ public struct Supervisor {
             now = Clock.monotonicNanoseconds()
             var wake = deadline ?? Int64.max
             if monitor != nil { wake = min(wake, nextSample) }
+            if let stopDeadline { wake = min(wake, stopDeadline) }
+            if let nextTick { wake = min(wake, nextTick) }
             if oomBaselineDue { wake = min(wake, firstLook) }
             for (_, killAt) in victims { wake = min(wake, killAt) }
             let wait: Int32 = wake == Int64.max ? -1 : Int32(clamping: max(0, wake - now) / 1_000_000 + 1)
             guard !Poll.readable([signals.descriptor], timeoutMilliseconds: wait).isEmpty else { continue }
             for signal in signals.drain() where signal.number != SIGCHLD {
+                if let stopGrace, [SIGINT, SIGTERM, SIGHUP].contains(signal.number) {
+                    result.stopRequested = true
+                    if stopDeadline == nil {
+                        stopDeadline = Clock.monotonicNanoseconds() + Int64(stopGrace * 1e9)
+                        reporter.step("\(SignalName.of(signal.number)): letting '\(display)' finish within \(formatDuration(stopGrace))")
+                    }
+                    continue
+                }
                 // A terminal's Ctrl-C already reached the command, which shares our process group.
                 if signal.cameFromTerminal { continue }
                 reporter.step("forwarding \(SignalName.of(signal.number)) to pid \(pid)")

@@ -65,4 +65,6 @@ public struct LockNamespace: Sendable, Equatable {
 
     public static let seqexec = LockNamespace(directoryPrefix: "seq-exec-", claimName: "executor.lock")
     public static let make = LockNamespace(directoryPrefix: "make-lock-", claimName: "executor.lock")
+    /// seqpipe's single-instance lock: one orchestrator per store.
+    public static let pipeline = LockNamespace(directoryPrefix: "seqpipe-", claimName: "orchestrator.lock")
 }

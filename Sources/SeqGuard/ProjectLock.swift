@@ -12,6 +12,10 @@ public struct OwnerRecord: Sendable, Equatable {
     public var token: String
     /// The guarded command, once started.
     public var child: ProcessIdentity?
+    /// A long-lived holder's last sign of life (seqpipe's orchestrator): wall time for people,
+    /// seconds since boot (CLOCK_BOOTTIME, which no clock step moves) for measuring silence.
+    public var heartbeat: WallTime?
+    public var heartbeatBootSeconds: Double?
 
     public init(holder: ProcessIdentity, host: String, since: WallTime, command: String, token: String, child: ProcessIdentity? = nil) {
         self.holder = holder
@@ -28,6 +32,9 @@ public struct OwnerRecord: Sendable, Equatable {
             "since=\(since)", "token=\(token)",
         ]
         if let child { lines += ["child=\(child.pid)", "child_start=\(child.startTime)"] }
+        if let heartbeat, let heartbeatBootSeconds {
+            lines += ["heartbeat=\(heartbeat)", "heartbeat_boot=\(heartbeatBootSeconds)"]
+        }
         lines.append("command=\(PercentEncoding.encode(command))")
         return lines.joined(separator: "\n") + "\n"
     }
@@ -55,6 +62,8 @@ public struct OwnerRecord: Sendable, Equatable {
             holder: ProcessIdentity(pid: pid, startTime: start),
             host: fields["host"].flatMap { PercentEncoding.decode($0) } ?? "?",
             since: since, command: command, token: String(token), child: child)
+        heartbeat = fields["heartbeat"].flatMap { WallTime(parsing: $0) }
+        heartbeatBootSeconds = fields["heartbeat_boot"].flatMap { Double($0) }
     }
 }
 

@@ -23,6 +23,10 @@ public struct Errno: Error, Equatable, Hashable, Sendable, CustomStringConvertib
     public static let directoryNotEmpty = Errno(rawValue: ENOTEMPTY)
     public static let notImplemented = Errno(rawValue: ENOSYS)
     public static let execFormatError = Errno(rawValue: ENOEXEC)
+    public static let timedOut = Errno(rawValue: ETIMEDOUT)
+    public static let connectionRefused = Errno(rawValue: ECONNREFUSED)
+    public static let inProgress = Errno(rawValue: EINPROGRESS)
+    public static let hostUnreachable = Errno(rawValue: EHOSTUNREACH)
 
     /// The calling thread's errno.
     public static var current: Errno { Errno(rawValue: cseq_errno()) }

@@ -175,6 +175,15 @@ public enum FileSystem {
         }
     }
 
+    /// mkdir -p: each missing directory of `path` made with `mode`; existing ones are fine.
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(Errno) {
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            prefix += "/" + part
+            do { try makeDirectory(prefix, mode: mode) } catch where error == .fileExists {}
+        }
+    }
+
     /// lstat(2) (or fstatat with AT_SYMLINK_NOFOLLOW): a symlink is reported as one.
     public static func status(
         _ path: String, relativeTo directory: FileDescriptor? = nil

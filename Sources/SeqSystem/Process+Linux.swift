@@ -173,7 +173,13 @@ public enum Processes {
         _ = try valueOrErrno { cseq_set_child_subreaper() }
     }
 
+    /// Asks the kernel to send `signal` to this process when its parent thread ends.
+    public static func setParentDeathSignal(_ signal: Int32) throws(Errno) {
+        _ = try valueOrErrno { cseq_set_parent_death_signal(signal) }
+    }
+
     public static var currentPid: Int32 { getpid() }
+    public static var parentPid: Int32 { getppid() }
     public static var userID: UInt32 { getuid() }
 
     public static func hostName() -> String {

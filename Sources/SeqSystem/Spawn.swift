@@ -21,8 +21,11 @@ public enum Spawn {
     /// `environment` as envp. The child's signal mask is emptied and `resetSignals` go back to
     /// their default action. Descriptors pass through unless they are close-on-exec.
     /// - Throws: the errno of the failed exec (ENOENT: not found; EACCES/ENOEXEC: not runnable).
+    /// With `output`, the child's stdout and stderr both go to that descriptor, and with
+    /// `input` its stdin comes from that one.
     public static func spawn(
-        _ arguments: [String], environment: [String], resetSignals: [Int32]
+        _ arguments: [String], environment: [String], resetSignals: [Int32],
+        input: FileDescriptor? = nil, output: FileDescriptor? = nil
     ) throws(Errno) -> Int32 {
         precondition(!arguments.isEmpty, "spawn needs a program")
         var attributes = posix_spawnattr_t()
@@ -43,8 +46,16 @@ public enum Spawn {
             for pointer in argv { free(pointer) }
             for pointer in envp { free(pointer) }
         }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if let input { posix_spawn_file_actions_adddup2(&actions, input.rawValue, 0) }
+        if let output {
+            posix_spawn_file_actions_adddup2(&actions, output.rawValue, 1)
+            posix_spawn_file_actions_adddup2(&actions, output.rawValue, 2)
+        }
         var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, arguments[0], nil, &attributes, argv, envp)
+        let rc = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp)
         if rc != 0 { throw Errno(rawValue: rc) }
         return pid
     }

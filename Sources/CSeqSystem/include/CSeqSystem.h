@@ -47,6 +47,18 @@ static inline int cseq_set_child_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 }
 
+static inline int cseq_set_parent_death_signal(int sig) {
+    return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0);
+}
+
+static inline int cseq_fcntl_setfl(int fd, int flags) {
+    return fcntl(fd, F_SETFL, flags);
+}
+
+static inline int cseq_fcntl_getfl(int fd) {
+    return fcntl(fd, F_GETFL);
+}
+
 static inline pid_t cseq_siginfo_pid(const siginfo_t *info) { return info->si_pid; }
 static inline int cseq_siginfo_status(const siginfo_t *info) { return info->si_status; }
 static inline int cseq_siginfo_code(const siginfo_t *info) { return info->si_code; }
