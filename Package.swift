@@ -9,7 +9,9 @@ let package = Package(
     products: [
         .executable(name: "seqexec", targets: ["seqexec"]),
         .executable(name: "make-seq", targets: ["make-seq"]),
+        .executable(name: "seqpipe", targets: ["seqpipe"]),
         .library(name: "SeqGuard", targets: ["SeqGuard"]),
+        .library(name: "SeqPipeline", targets: ["SeqPipeline"]),
     ],
     targets: [
         // The few libc entry points Swift cannot call directly (variadic or raw syscalls).
@@ -18,10 +20,16 @@ let package = Package(
         .target(name: "SeqSystem", dependencies: ["CSeqSystem"]),
         // Project, lock, queue, supervision: testable Swift over SeqSystem.
         .target(name: "SeqGuard", dependencies: ["SeqSystem"]),
+        // The system's libsqlite3; only SeqPipeline's store touches it.
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        // The device pipeline: a client of SeqGuard (its lock, its supervised steps).
+        .target(name: "SeqPipeline", dependencies: ["SeqGuard", "SeqSystem", "CSQLite"]),
+        .executableTarget(name: "seqpipe", dependencies: ["SeqPipeline", "SeqGuard", "SeqSystem"]),
         .executableTarget(name: "seqexec", dependencies: ["SeqGuard", "SeqSystem"]),
         .executableTarget(name: "make-seq", dependencies: ["SeqGuard", "SeqSystem"]),
         .testTarget(name: "SeqSystemTests", dependencies: ["SeqSystem"]),
         .testTarget(name: "SeqGuardTests", dependencies: ["SeqGuard", "SeqSystem"]),
+        .testTarget(name: "SeqPipelineTests", dependencies: ["SeqPipeline", "SeqGuard", "SeqSystem"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SeqSystem"]),
     ],
     swiftLanguageModes: [.v6]

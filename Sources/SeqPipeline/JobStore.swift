@@ -1,0 +1,60 @@
+/// Where jobs, accounts, devices, workers and events live. SQLite today; a PostgreSQL store
+/// for fleets spread over several machines would keep these semantics:
+/// - `claim` is atomic: two workers never hold one job, one account never has two jobs
+///   claimed or running, and the job, its account and the device are leased together.
+/// - Every write about a claimed job carries its token and is refused (`false`) once the
+///   claim was taken back, so a stale worker never overwrites a newer attempt.
+/// - No write transaction is held across a device's I/O: each call is one short transaction.
+public protocol JobStore: AnyObject {
+    /// Brings the schema to the current version.
+    func migrate() throws(StoreError)
+
+    func addDevice(_ device: Device) throws(StoreError)
+    /// Removes a device; false if there was none by that name.
+    func removeDevice(_ name: String) throws(StoreError) -> Bool
+    func devices() throws(StoreError) -> [Device]
+    func addAccount(_ name: String, dailyLimit: Int) throws(StoreError)
+    func accounts() throws(StoreError) -> [Account]
+    /// Unpauses an account and clears its cooldown; false if there is no such account.
+    func resumeAccount(_ name: String) throws(StoreError) -> Bool
+
+    /// Adds jobs in one transaction (accounts are created as needed). Returns their ids.
+    func addJobs(_ jobs: [Job]) throws(StoreError) -> [String]
+    /// Every job, in claim order (priority, then age).
+    func jobs() throws(StoreError) -> [Job]
+    func job(_ id: String) throws(StoreError) -> Job?
+    /// Puts a failed, cancelled or retrying job back to pending with fresh attempts.
+    func retry(_ id: String) throws(StoreError) -> Bool
+    /// Cancels a job that is not running; false if it is running, finished or unknown.
+    func cancel(_ id: String) throws(StoreError) -> Bool
+
+    /// Claims the first eligible job for `worker` on `device`, or nil.
+    func claim(worker: Int, device: String, now: Double, today: String, bootSeconds: Double) throws(StoreError) -> ClaimedJob?
+    func markRunning(_ claim: ClaimedJob, bootSeconds: Double) throws(StoreError) -> Bool
+    /// Records that steps before `progress` are done.
+    func recordProgress(_ claim: ClaimedJob, progress: Int, bootSeconds: Double) throws(StoreError) -> Bool
+    /// Records how the run ended and charges the right budgets.
+    func finish(_ claim: ClaimedJob, outcome: JobOutcome, policy: FailurePolicy, now: Double, today: String) throws(StoreError) -> Bool
+    /// Takes back the claims of `worker` (nil: every claim) after a crash or an outage.
+    /// A crash counts toward poison. Returns the ids requeued.
+    func requeueClaims(worker: Int?, crashed: Bool, policy: FailurePolicy, now: Double) throws(StoreError) -> [String]
+    /// Jobs still to do: claimed or running, or pending/retrying on an account that is not
+    /// paused and not at its daily limit.
+    func remainingWork(today: String) throws(StoreError) -> Int
+    /// Successful jobs per account on `day`, against the daily limits.
+    func successes(on day: String) throws(StoreError) -> [String: Int]
+
+    /// A device's health check result; answers the consecutive failure count. A failure
+    /// marks the device unhealthy (no claims on it) until a check passes.
+    func recordHealth(device: String, ok: Bool, responseMilliseconds: Int?, error: String?, now: Double) throws(StoreError) -> Int
+    /// Marks a device unhealthy until `until` (its restart failed).
+    func holdDevice(_ name: String, until: Double, reason: String) throws(StoreError)
+
+    func setWorker(_ record: WorkerRecord) throws(StoreError)
+    func updateWorker(index: Int, state: String, job: String?, bootSeconds: Double) throws(StoreError)
+    func workers() throws(StoreError) -> [WorkerRecord]
+    func clearWorkers() throws(StoreError)
+
+    func addEvent(_ event: Event) throws(StoreError)
+    func events(limit: Int) throws(StoreError) -> [Event]
+}

@@ -1,0 +1,182 @@
+import SeqGuard
+import SeqSystem
+
+/// A job's place in its life: pending → claimed → running → success | failed | retrying | cancelled.
+public enum JobStatus: String, Sendable, CaseIterable {
+    case pending, claimed, running, success, failed, retrying, cancelled
+}
+
+/// A phone (real or cloud) driven by an Appium-style server, as the store keeps it.
+public struct Device: Sendable {
+    public var name: String
+    /// `http://host:port/status`: its server's status endpoint, for the health check.
+    public var statusURL: String?
+    /// Shell commands (run with /bin/sh -c, placeholders filled in).
+    public var healthCommand: String?
+    public var restartCommand: String?
+    public var stopCommand: String?
+    public var healthy = true
+    public var healthFailures = 0
+    public var infraFailures = 0
+    public var cooldownUntil: Double?
+    public var cooldownLevel = 0
+    public var responseMilliseconds: Int?
+    public var lastCheck: Double?
+    public var lastError: String?
+
+    public init(name: String) { self.name = name }
+}
+
+/// An account jobs post to, with its own limits and failure budget.
+public struct Account: Sendable {
+    public var name: String
+    /// Successful jobs a day; 0 means no limit.
+    public var dailyLimit = 0
+    public var paused = false
+    public var pausedReason: String?
+    public var infraFailures = 0
+    public var cooldownUntil: Double?
+    public var cooldownLevel = 0
+
+    public init(name: String) { self.name = name }
+}
+
+/// A job as stored: its work (payload) and its progress.
+public struct Job: Sendable {
+    public var id: String
+    public var account: String
+    /// Flat string fields (video, caption, …) the steps' placeholders read.
+    public var payload: [(String, String)] = []
+    public var status = JobStatus.pending
+    public var priority = 0
+    public var worker: Int?
+    public var device: String?
+    public var claimedAt: Double?
+    public var completedAt: Double?
+    /// Attempts charged to the job itself (infrastructure failures and stops are not).
+    public var attempts = 0
+    public var maxAttempts = 3
+    /// Every run of the job, whatever ended it: `{attempt}`, unique per run.
+    public var runs = 0
+    /// Steps done, in order: a later run starts after them.
+    public var progress = 0
+    /// Runs that ended with the worker dead or the step over its memory limit.
+    public var crashes = 0
+    /// Infrastructure failures: a separate budget from `attempts`.
+    public var infraAttempts = 0
+    public var retryAt: Double?
+    public var error: String?
+    public var errorType: String?
+
+    public init(id: String, account: String) {
+        self.id = id
+        self.account = account
+    }
+
+    public func field(_ name: String) -> String? { payload.first { $0.0 == name }?.1 }
+}
+
+/// A job a worker holds: every later write carries `token`.
+public struct ClaimedJob: Sendable {
+    public var job: Job
+    public var token: String
+}
+
+/// A worker slot as the orchestrator records it.
+public struct WorkerRecord: Sendable {
+    public var index: Int
+    public var pid: Int32
+    public var startTime: UInt64
+    public var device: String
+    public var state: String
+    public var job: String?
+    public var restarts: Int
+    public var heartbeatBootSeconds: Double?
+}
+
+/// One line of the events table: what happened, to what.
+public struct Event: Sendable {
+    public var at: Double
+    public var kind: String
+    public var job: String?
+    public var account: String?
+    public var device: String?
+    public var worker: Int?
+    public var message: String
+}
+
+/// How a run of a job ended, as the worker reports it to the store.
+public enum JobOutcome: Sendable {
+    case success
+    /// Permanent account trouble: the job fails now and the account is paused.
+    case permanent(type: String, message: String)
+    /// Device or server trouble: the job is retried later without charging it an attempt;
+    /// the account's and the device's infrastructure counters go up.
+    case infrastructure(message: String)
+    /// Anything else: retried with backoff until max_attempts.
+    case retryable(message: String)
+    /// The step's tree hit its memory limit: retried, and counted toward poison.
+    case memory(message: String)
+    /// Stopped before it finished (orchestrator shutting down): back to pending, uncharged.
+    case stopped
+    /// The job cannot run as defined (a placeholder its payload lacks): failed at once, the
+    /// account untouched.
+    case invalid(message: String)
+}
+
+/// Numbers the store needs to turn an outcome into state.
+public struct FailurePolicy: Sendable {
+    public var backoffBaseSeconds: Double = 30
+    public var backoffCapSeconds: Double = 3600
+    public var infraRetrySeconds: Double = 60
+    public var cooldownAfter = 3
+    public var cooldownBaseSeconds: Double = 600
+    public var cooldownCapSeconds: Double = 4 * 3600
+    public var poisonAfter = 3
+    public var maxInfrastructureAttempts = 10
+    public var requeueSpreadSeconds: Double = 30
+
+    public init() {}
+
+    /// Exponential backoff with full jitter: a uniform draw in [0, min(cap, base·2^(n-1))].
+    public func backoff(failures: Int) -> Double {
+        Backoff.fullJitter(attempt: failures, base: backoffBaseSeconds, cap: backoffCapSeconds)
+    }
+
+    /// The cooldown for the level-th cooldown in a row: base·2^level, capped.
+    public func cooldown(level: Int) -> Double {
+        min(cooldownCapSeconds, cooldownBaseSeconds * Double(1 << min(level, 30)))
+    }
+}
+
+/// Backoff arithmetic.
+public enum Backoff {
+    /// A uniform draw in [0, min(cap, base·2^(attempt-1))] (AWS's "full jitter").
+    public static func fullJitter(attempt: Int, base: Double, cap: Double) -> Double {
+        let ceiling = min(cap, base * Double(1 << min(max(attempt - 1, 0), 30)))
+        return ceiling <= 0 ? 0 : Double.random(in: 0...ceiling)
+    }
+}
+
+/// Wall-clock seconds since the epoch, as the store keeps deadlines.
+public func nowSeconds() -> Double {
+    let time = Clock.wallTime()
+    return Double(time.seconds) + Double(time.nanoseconds) / 1e9
+}
+
+/// `2026-11-23T10:01:02Z` for a stored time.
+public func isoTime(_ seconds: Double?) -> String {
+    guard let seconds else { return "" }
+    return Clock.isoUTC(WallTime(seconds: Int64(seconds.rounded(.down)), nanoseconds: 0))
+}
+
+/// A duration for people: `formatSeconds`, but a short one keeps its fraction (tests and
+/// demos configure milliseconds, and "0s" would hide them).
+public func durationText(_ seconds: Double) -> String {
+    if seconds < 10, seconds != seconds.rounded(.down) {
+        let tenths = Int((seconds * 10).rounded())
+        if tenths > 0 { return "\(tenths / 10).\(tenths % 10)s" }
+        return "\(Int((seconds * 1000).rounded()))ms"
+    }
+    return formatSeconds(seconds)
+}

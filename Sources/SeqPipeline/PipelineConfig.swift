@@ -1,0 +1,278 @@
+import SeqGuard
+import SeqSystem
+
+/// A bad configuration: the file, the key and what was expected.
+public struct ConfigError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// One step of a job's pipeline: a program run through the guard.
+public struct StepDefinition: Sendable {
+    public var name: String
+    /// argv, with `{placeholders}`; never run through a shell.
+    public var run: [String]
+    /// A query run before a retry of this step: exit 0 means the step's effect already
+    /// happened, so the step counts as done.
+    public var check: [String]?
+    public var timeoutSeconds: Double
+    public var memoryLimitMegabytes: Int
+    public var attempts: Int
+}
+
+/// The pipeline definition and every policy the workers follow; see seqpipe(1), CONFIGURATION.
+public struct PipelineConfig: Sendable {
+    public var path: String?
+    public var steps: [StepDefinition] = []
+    /// Run between attempts of a step to bring the device back to a known state.
+    public var reset: [String]?
+    // Workers.
+    public var appiumPortBase = 4723
+    public var appiumPortStride = 2
+    public var systemPortBase = 8200
+    public var systemPortStride = 10
+    public var stopGraceSeconds: Double = 30
+    public var killGraceSeconds: Double = 5
+    public var restartDelaySeconds: Double = 1
+    public var idlePollSeconds: Double = 1
+    // Orchestrator.
+    public var heartbeatSeconds: Double = 30
+    public var hungAfterSeconds: Double = 120
+    // Delays between steps.
+    public var preBaseSeconds: Double = 8
+    public var postBaseSeconds: Double = 10
+    public var delayCapSeconds: Double = 8
+    public var delayFactor: Double = 1.5
+    public var preFallbackSeconds: Double = 12
+    public var postFallbackSeconds: Double = 15
+    // Retries.
+    public var stepBackoffBaseSeconds: Double = 2
+    public var stepBackoffCapSeconds: Double = 30
+    public var maxAttempts = 3
+    public var policy = FailurePolicy()
+    // Health.
+    public var healthTimeoutSeconds: Double = 5
+    public var failuresBeforeRestart = 3
+    public var restartWaitSeconds: Double = 60
+    public var healthRetrySeconds: Double = 10
+    // Classification.
+    public var permanentPatterns: [(type: String, pattern: String)] = [
+        ("suspended", "suspended"), ("captcha", "captcha"), ("loggedout", "logged out"),
+        ("actionblocked", "action blocked"), ("banned", "banned"),
+    ]
+    public var infrastructurePatterns = [
+        "adb", "device offline", "appium", "uiautomator", "webdriver", "connection refused", "timeout",
+    ]
+    public var dayZone = "UTC"
+
+    public init() {
+        steps = [StepDefinition(name: "post", run: ["true"], check: nil, timeoutSeconds: 600, memoryLimitMegabytes: 2048, attempts: 3)]
+    }
+
+    /// The file `seqpipe init` writes: every key with its default.
+    public static let defaultText = """
+        {
+          "steps": [
+            {"name": "post", "run": ["echo", "posting {video} to {account} on {device} (job {job_id}, attempt {attempt})"],
+             "timeout_seconds": 600, "memory_limit_mb": 2048, "attempts": 3}
+          ],
+          "reset": null,
+          "workers": {"appium_port_base": 4723, "appium_port_stride": 2, "system_port_base": 8200,
+                      "system_port_stride": 10, "stop_grace_seconds": 30, "kill_grace_seconds": 5,
+                      "restart_delay_seconds": 1, "idle_poll_seconds": 1},
+          "orchestrator": {"heartbeat_seconds": 30, "hung_after_seconds": 120},
+          "delays": {"pre_base_seconds": 8, "post_base_seconds": 10, "cap_seconds": 8, "factor": 1.5,
+                     "pre_fallback_seconds": 12, "post_fallback_seconds": 15},
+          "retries": {"max_attempts": 3, "backoff_base_seconds": 30, "backoff_cap_seconds": 3600,
+                      "step_backoff_base_seconds": 2, "step_backoff_cap_seconds": 30,
+                      "infrastructure_retry_seconds": 60, "requeue_spread_seconds": 30, "poison_after": 3,
+                      "max_infrastructure_attempts": 10},
+          "cooldown": {"after_failures": 3, "base_seconds": 600, "cap_seconds": 14400},
+          "health": {"timeout_seconds": 5, "failures_before_restart": 3, "restart_wait_seconds": 60,
+                     "retry_seconds": 10},
+          "classify": {
+            "permanent": {"suspended": "suspended", "captcha": "captcha", "loggedout": "logged out",
+                          "actionblocked": "action blocked", "banned": "banned"},
+            "infrastructure": ["adb", "device offline", "appium", "uiautomator", "webdriver",
+                               "connection refused", "timeout"]
+          },
+          "day_zone": "UTC"
+        }
+
+        """
+
+    /// Reads `path`; a missing file gives the defaults.
+    /// - Throws: `ConfigError` naming the file, the key and what was expected.
+    public static func load(path: String) throws(ConfigError) -> PipelineConfig {
+        let bytes: [UInt8]
+        do { bytes = try FileSystem.readFile(path) } catch {
+            if error == .noSuchFile {
+                var config = PipelineConfig()
+                config.path = nil
+                return config
+            }
+            throw ConfigError(message: "cannot read config \(path): \(error)")
+        }
+        return try parse(String(decoding: bytes, as: UTF8.self), path: path)
+    }
+
+    public static func parse(_ text: String, path: String) throws(ConfigError) -> PipelineConfig {
+        guard let root = JSON.decode(text) else {
+            throw ConfigError(message: "\(path): not valid JSON; check brackets, quotes and commas (no trailing commas, no comments)")
+        }
+        var reader = ConfigReader(path: path)
+        var config = PipelineConfig()
+        config.path = path
+        try reader.object(root, "(top level)")
+        try reader.known(root, "", ["steps", "reset", "workers", "orchestrator", "delays", "retries", "cooldown", "health", "classify", "day_zone"])
+        guard let steps = root["steps"] else { throw reader.fail("steps", "a list of steps, each {\"name\": …, \"run\": [argv…]}") }
+        guard case .array(let items) = steps, !items.isEmpty else { throw reader.fail("steps", "a non-empty list of steps") }
+        config.steps = []
+        for (index, item) in items.enumerated() {
+            let key = "steps[\(index)]"
+            try reader.object(item, key)
+            try reader.known(item, key, ["name", "run", "check", "timeout_seconds", "memory_limit_mb", "attempts"])
+            let name = try reader.string(item["name"], "\(key).name") ?? "step\(index + 1)"
+            guard let run = try reader.argv(item["run"], "\(key).run") else { throw reader.fail("\(key).run", "a non-empty list of strings (argv)") }
+            config.steps.append(StepDefinition(
+                name: name, run: run, check: try reader.argv(item["check"], "\(key).check"),
+                timeoutSeconds: try reader.number(item["timeout_seconds"], "\(key).timeout_seconds", minimum: 0.001) ?? 600,
+                memoryLimitMegabytes: try reader.integer(item["memory_limit_mb"], "\(key).memory_limit_mb", minimum: 1) ?? 2048,
+                attempts: try reader.integer(item["attempts"], "\(key).attempts", minimum: 1) ?? 3))
+        }
+        config.reset = try reader.argv(root["reset"], "reset")
+        if let workers = try reader.section(root, "workers", ["appium_port_base", "appium_port_stride", "system_port_base", "system_port_stride", "stop_grace_seconds", "kill_grace_seconds", "restart_delay_seconds", "idle_poll_seconds"]) {
+            config.appiumPortBase = try reader.integer(workers["appium_port_base"], "workers.appium_port_base", minimum: 1) ?? config.appiumPortBase
+            config.appiumPortStride = try reader.integer(workers["appium_port_stride"], "workers.appium_port_stride", minimum: 1) ?? config.appiumPortStride
+            config.systemPortBase = try reader.integer(workers["system_port_base"], "workers.system_port_base", minimum: 1) ?? config.systemPortBase
+            config.systemPortStride = try reader.integer(workers["system_port_stride"], "workers.system_port_stride", minimum: 1) ?? config.systemPortStride
+            config.stopGraceSeconds = try reader.number(workers["stop_grace_seconds"], "workers.stop_grace_seconds") ?? config.stopGraceSeconds
+            config.killGraceSeconds = try reader.number(workers["kill_grace_seconds"], "workers.kill_grace_seconds") ?? config.killGraceSeconds
+            config.restartDelaySeconds = try reader.number(workers["restart_delay_seconds"], "workers.restart_delay_seconds") ?? config.restartDelaySeconds
+            config.idlePollSeconds = try reader.number(workers["idle_poll_seconds"], "workers.idle_poll_seconds", minimum: 0.001) ?? config.idlePollSeconds
+        }
+        if let section = try reader.section(root, "orchestrator", ["heartbeat_seconds", "hung_after_seconds"]) {
+            config.heartbeatSeconds = try reader.number(section["heartbeat_seconds"], "orchestrator.heartbeat_seconds", minimum: 0.001) ?? config.heartbeatSeconds
+            config.hungAfterSeconds = try reader.number(section["hung_after_seconds"], "orchestrator.hung_after_seconds", minimum: 0.001) ?? config.hungAfterSeconds
+        }
+        if let section = try reader.section(root, "delays", ["pre_base_seconds", "post_base_seconds", "cap_seconds", "factor", "pre_fallback_seconds", "post_fallback_seconds"]) {
+            config.preBaseSeconds = try reader.number(section["pre_base_seconds"], "delays.pre_base_seconds") ?? config.preBaseSeconds
+            config.postBaseSeconds = try reader.number(section["post_base_seconds"], "delays.post_base_seconds") ?? config.postBaseSeconds
+            config.delayCapSeconds = try reader.number(section["cap_seconds"], "delays.cap_seconds") ?? config.delayCapSeconds
+            config.delayFactor = try reader.number(section["factor"], "delays.factor") ?? config.delayFactor
+            config.preFallbackSeconds = try reader.number(section["pre_fallback_seconds"], "delays.pre_fallback_seconds") ?? config.preFallbackSeconds
+            config.postFallbackSeconds = try reader.number(section["post_fallback_seconds"], "delays.post_fallback_seconds") ?? config.postFallbackSeconds
+        }
+        if let section = try reader.section(root, "retries", ["max_attempts", "backoff_base_seconds", "backoff_cap_seconds", "step_backoff_base_seconds", "step_backoff_cap_seconds", "infrastructure_retry_seconds", "requeue_spread_seconds", "poison_after", "max_infrastructure_attempts"]) {
+            config.maxAttempts = try reader.integer(section["max_attempts"], "retries.max_attempts", minimum: 1) ?? config.maxAttempts
+            config.policy.backoffBaseSeconds = try reader.number(section["backoff_base_seconds"], "retries.backoff_base_seconds") ?? config.policy.backoffBaseSeconds
+            config.policy.backoffCapSeconds = try reader.number(section["backoff_cap_seconds"], "retries.backoff_cap_seconds") ?? config.policy.backoffCapSeconds
+            config.stepBackoffBaseSeconds = try reader.number(section["step_backoff_base_seconds"], "retries.step_backoff_base_seconds") ?? config.stepBackoffBaseSeconds
+            config.stepBackoffCapSeconds = try reader.number(section["step_backoff_cap_seconds"], "retries.step_backoff_cap_seconds") ?? config.stepBackoffCapSeconds
+            config.policy.infraRetrySeconds = try reader.number(section["infrastructure_retry_seconds"], "retries.infrastructure_retry_seconds") ?? config.policy.infraRetrySeconds
+            config.policy.requeueSpreadSeconds = try reader.number(section["requeue_spread_seconds"], "retries.requeue_spread_seconds") ?? config.policy.requeueSpreadSeconds
+            config.policy.poisonAfter = try reader.integer(section["poison_after"], "retries.poison_after", minimum: 1) ?? config.policy.poisonAfter
+            config.policy.maxInfrastructureAttempts = try reader.integer(
+                section["max_infrastructure_attempts"], "retries.max_infrastructure_attempts", minimum: 1) ?? config.policy.maxInfrastructureAttempts
+        }
+        if let section = try reader.section(root, "cooldown", ["after_failures", "base_seconds", "cap_seconds"]) {
+            config.policy.cooldownAfter = try reader.integer(section["after_failures"], "cooldown.after_failures", minimum: 1) ?? config.policy.cooldownAfter
+            config.policy.cooldownBaseSeconds = try reader.number(section["base_seconds"], "cooldown.base_seconds") ?? config.policy.cooldownBaseSeconds
+            config.policy.cooldownCapSeconds = try reader.number(section["cap_seconds"], "cooldown.cap_seconds") ?? config.policy.cooldownCapSeconds
+        }
+        if let section = try reader.section(root, "health", ["timeout_seconds", "failures_before_restart", "restart_wait_seconds", "retry_seconds"]) {
+            config.healthTimeoutSeconds = try reader.number(section["timeout_seconds"], "health.timeout_seconds", minimum: 0.001) ?? config.healthTimeoutSeconds
+            config.failuresBeforeRestart = try reader.integer(section["failures_before_restart"], "health.failures_before_restart", minimum: 1) ?? config.failuresBeforeRestart
+            config.restartWaitSeconds = try reader.number(section["restart_wait_seconds"], "health.restart_wait_seconds") ?? config.restartWaitSeconds
+            config.healthRetrySeconds = try reader.number(section["retry_seconds"], "health.retry_seconds") ?? config.healthRetrySeconds
+        }
+        if let section = try reader.section(root, "classify", ["permanent", "infrastructure"]) {
+            if let permanent = section["permanent"] {
+                guard case .object(let fields) = permanent else { throw reader.fail("classify.permanent", "an object of error type → text to find, e.g. {\"suspended\": \"suspended\"}") }
+                config.permanentPatterns = []
+                for (type, value) in fields {
+                    guard let pattern = value.string, !pattern.isEmpty else { throw reader.fail("classify.permanent.\(type)", "a non-empty string to find in the step's output") }
+                    config.permanentPatterns.append((type, pattern.lowercased()))
+                }
+            }
+            if let patterns = try reader.argv(section["infrastructure"], "classify.infrastructure") {
+                config.infrastructurePatterns = patterns.map { $0.lowercased() }
+            }
+        }
+        if let zone = try reader.string(root["day_zone"], "day_zone") {
+            guard Clock.isKnownZone(zone) else { throw reader.fail("day_zone", "an IANA time zone such as \"UTC\" or \"Europe/Berlin\" (found \"\(zone)\", not in /usr/share/zoneinfo)") }
+            config.dayZone = zone
+        }
+        return config
+    }
+
+    /// Worker k's Appium port.
+    public func appiumPort(worker: Int) -> Int { appiumPortBase + appiumPortStride * worker }
+    /// Worker k's first systemPort; its range is this and the next `systemPortStride - 1`.
+    public func systemPort(worker: Int) -> Int { systemPortBase + systemPortStride * worker }
+}
+
+/// Reads typed values out of the config's JSON, failing with the key's full name.
+struct ConfigReader {
+    var path: String
+
+    func fail(_ key: String, _ expected: String) -> ConfigError {
+        ConfigError(message: "\(path): \(key): expected \(expected)")
+    }
+
+    func object(_ value: JSON.Value, _ key: String) throws(ConfigError) {
+        guard case .object = value else { throw fail(key, "an object {…}") }
+    }
+
+    func known(_ value: JSON.Value, _ prefix: String, _ keys: [String]) throws(ConfigError) {
+        guard case .object(let fields) = value else { return }
+        for (key, _) in fields where !keys.contains(key) {
+            let name = prefix.isEmpty ? key : "\(prefix).\(key)"
+            throw ConfigError(message: "\(path): \(name): unknown key; expected one of \(keys.joined(separator: ", "))")
+        }
+    }
+
+    func section(_ root: JSON.Value, _ key: String, _ keys: [String]) throws(ConfigError) -> JSON.Value? {
+        guard let value = root[key], !isNull(value) else { return nil }
+        try object(value, key)
+        try known(value, key, keys)
+        return value
+    }
+
+    func isNull(_ value: JSON.Value) -> Bool { if case .null = value { return true } else { return false } }
+
+    func string(_ value: JSON.Value?, _ key: String) throws(ConfigError) -> String? {
+        guard let value, !isNull(value) else { return nil }
+        guard let text = value.string else { throw fail(key, "a string") }
+        return text
+    }
+
+    func number(_ value: JSON.Value?, _ key: String, minimum: Double = 0) throws(ConfigError) -> Double? {
+        guard let value, !isNull(value) else { return nil }
+        let number: Double
+        switch value {
+        case .integer(let whole): number = Double(whole)
+        case .number(let real): number = real
+        default: throw fail(key, "a number of seconds ≥ \(minimum)")
+        }
+        guard number.isFinite, number >= minimum else { throw fail(key, "a number ≥ \(minimum) (found \(number))") }
+        return number
+    }
+
+    func integer(_ value: JSON.Value?, _ key: String, minimum: Int) throws(ConfigError) -> Int? {
+        guard let value, !isNull(value) else { return nil }
+        guard case .integer(let whole) = value, whole >= minimum, whole <= Int64(Int32.max) else { throw fail(key, "a whole number ≥ \(minimum)") }
+        return Int(whole)
+    }
+
+    func argv(_ value: JSON.Value?, _ key: String) throws(ConfigError) -> [String]? {
+        guard let value, !isNull(value) else { return nil }
+        guard case .array(let items) = value, !items.isEmpty else { throw fail(key, "a non-empty list of strings") }
+        var result: [String] = []
+        for (index, item) in items.enumerated() {
+            guard let text = item.string else { throw fail("\(key)[\(index)]", "a string") }
+            result.append(text)
+        }
+        return result
+    }
+}

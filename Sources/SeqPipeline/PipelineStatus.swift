@@ -1,0 +1,159 @@
+import SeqGuard
+import SeqSystem
+
+/// What `seqpipe status` shows: counts, workers, accounts, devices, the lock holder, and
+/// for each waiting job why it is not running.
+public struct PipelineStatus {
+    public var database: String
+    public var counts: [(JobStatus, Int)]
+    public var holder: OwnerRecord?
+    public var holderSilentSeconds: Double?
+    public var hung: Bool
+    public var workers: [WorkerRecord]
+    public var accounts: [Account]
+    public var successesToday: [String: Int]
+    public var devices: [Device]
+    public var waiting: [(job: Job, reason: String)]
+    public var now: Double
+    public var config: PipelineConfig
+
+    /// Reads everything from the store and the lock, at one moment.
+    public static func read(store: any JobStore, config: PipelineConfig, paths: PipelinePaths) throws(StoreError) -> PipelineStatus {
+        let now = nowSeconds()
+        let jobs = try store.jobs()
+        var counts: [(JobStatus, Int)] = []
+        for status in JobStatus.allCases { counts.append((status, jobs.filter { $0.status == status }.count)) }
+        let directory = try? paths.lockDirectory(create: false)
+        defer { directory?.close() }
+        let holder = directory.flatMap { InstanceLock(directory: $0).holder() }
+        let silent = holder?.heartbeatBootSeconds.map { Clock.secondsSinceBoot() - $0 }
+        let accounts = try store.accounts()
+        let devices = try store.devices()
+        let today = Clock.day(of: now, zone: config.dayZone)
+        let successes = try store.successes(on: today)
+        let active = jobs.filter { $0.status == .claimed || $0.status == .running }
+        let workers = try store.workers()
+        var waiting: [(Job, String)] = []
+        for job in jobs where job.status == .pending || job.status == .retrying {
+            waiting.append((job, reason(job, accounts: accounts, devices: devices, successes: successes, active: active,
+                                        holder: holder, workers: workers, now: now)))
+        }
+        return PipelineStatus(
+            database: paths.database, counts: counts, holder: holder, holderSilentSeconds: silent,
+            hung: (silent ?? 0) > config.hungAfterSeconds, workers: holder == nil ? [] : workers,
+            accounts: accounts, successesToday: successes, devices: devices, waiting: waiting, now: now, config: config)
+    }
+
+    static func reason(_ job: Job, accounts: [Account], devices: [Device], successes: [String: Int], active: [Job],
+                       holder: OwnerRecord?, workers: [WorkerRecord], now: Double) -> String {
+        if let retryAt = job.retryAt, retryAt > now { return "retry at \(isoTime(retryAt)) (in \(durationText((retryAt - now).rounded(.up))))" }
+        if let account = accounts.first(where: { $0.name == job.account }) {
+            if account.paused { return "account \(account.name) paused: \(account.pausedReason ?? "by hand"); resume with 'seqpipe account resume \(account.name)'" }
+            if let until = account.cooldownUntil, until > now { return "account \(account.name) on cooldown until \(isoTime(until))" }
+            if account.dailyLimit > 0, (successes[account.name] ?? 0) >= account.dailyLimit {
+                return "account \(account.name) at its daily limit (\(account.dailyLimit))"
+            }
+        }
+        if let busy = active.first(where: { $0.account == job.account }) { return "account \(job.account) busy with job \(busy.id)" }
+        let usable = devices.filter { $0.healthy && ($0.cooldownUntil ?? 0) <= now }
+        if devices.isEmpty { return "no device; add one with 'seqpipe device add'" }
+        if usable.isEmpty { return "no healthy device (\(devices.map { "\($0.name): \($0.lastError ?? "on cooldown")" }.joined(separator: "; ")))" }
+        if holder == nil { return "no orchestrator is running; start one with 'seqpipe run'" }
+        return "waiting for a free worker"
+    }
+
+    public var text: String {
+        var lines: [String] = ["store: \(database)"]
+        if let holder {
+            var line = "orchestrator: pid \(holder.holder.pid), since \(Clock.localDateTime(holder.since))"
+            if let silent = holderSilentSeconds {
+                line += hung ? ", HUNG: no heartbeat for \(durationText(silent.rounded()))" : ", heartbeat \(durationText(silent.rounded())) ago"
+            }
+            lines.append(line)
+        } else {
+            lines.append("orchestrator: none running")
+        }
+        lines.append("jobs: " + counts.map { "\($0.0.rawValue) \($0.1)" }.joined(separator: ", "))
+        if !workers.isEmpty {
+            lines.append("workers:")
+            for worker in workers {
+                let alive = ProcessIdentity(pid: worker.pid, startTime: worker.startTime).isAlive
+                let job = worker.job.map { " job \($0)" } ?? ""
+                lines.append("  \(worker.index)  pid \(worker.pid)\(alive ? "" : " (gone)")  device \(worker.device)  \(worker.state)\(job)  appium \(config.appiumPort(worker: worker.index)), ports \(config.systemPort(worker: worker.index))-\(config.systemPort(worker: worker.index) + config.systemPortStride - 1)\(worker.restarts > 0 ? ", \(worker.restarts) restarts" : "")")
+            }
+        }
+        if !accounts.isEmpty {
+            lines.append("accounts:")
+            for account in accounts {
+                var state: [String] = []
+                if account.paused { state.append("PAUSED: \(account.pausedReason ?? "")") }
+                if let until = account.cooldownUntil, until > now { state.append("cooldown until \(isoTime(until))") }
+                if account.infraFailures > 0 { state.append("\(account.infraFailures) infrastructure failures in a row") }
+                let limit = account.dailyLimit > 0 ? "\(successesToday[account.name] ?? 0)/\(account.dailyLimit) today" : "\(successesToday[account.name] ?? 0) today"
+                lines.append("  \(account.name)  \(limit)\(state.isEmpty ? "" : "  " + state.joined(separator: ", "))")
+            }
+        }
+        if !devices.isEmpty {
+            lines.append("devices:")
+            for device in devices {
+                var state = device.healthy ? "healthy" : "UNHEALTHY"
+                if let until = device.cooldownUntil, until > now { state += ", held until \(isoTime(until))" }
+                if let ms = device.responseMilliseconds { state += ", \(ms) ms" }
+                if device.healthFailures > 0 { state += ", \(device.healthFailures) failed checks" }
+                if let error = device.lastError { state += ": \(error)" }
+                lines.append("  \(device.name)  \(state)")
+            }
+        }
+        if !waiting.isEmpty {
+            lines.append("waiting:")
+            for (job, reason) in waiting.prefix(20) { lines.append("  \(job.id)  \(job.account)  \(reason)") }
+            if waiting.count > 20 { lines.append("  … and \(waiting.count - 20) more") }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    public var json: String {
+        func optional(_ value: String?) -> JSON.Value { value.map { .string($0) } ?? .null }
+        func time(_ value: Double?) -> JSON.Value { value.map { .string(isoTime($0)) } ?? .null }
+        let orchestrator: JSON.Value = holder.map { holder in
+            .object([
+                ("pid", .integer(Int64(holder.holder.pid))), ("since", .string(Clock.isoUTC(holder.since))),
+                ("heartbeat_age_seconds", holderSilentSeconds.map { .number($0) } ?? .null), ("hung", .bool(hung)),
+            ])
+        } ?? .null
+        return JSON.encode(.object([
+            ("store", .string(database)),
+            ("orchestrator", orchestrator),
+            ("counts", .object(counts.map { ($0.0.rawValue, .integer(Int64($0.1))) })),
+            ("workers", .array(workers.map { worker in
+                .object([
+                    ("index", .integer(Int64(worker.index))), ("pid", .integer(Int64(worker.pid))),
+                    ("alive", .bool(ProcessIdentity(pid: worker.pid, startTime: worker.startTime).isAlive)),
+                    ("device", .string(worker.device)), ("state", .string(worker.state)), ("job", optional(worker.job)),
+                    ("appium_port", .integer(Int64(config.appiumPort(worker: worker.index)))),
+                    ("system_port", .integer(Int64(config.systemPort(worker: worker.index)))),
+                    ("restarts", .integer(Int64(worker.restarts))),
+                ])
+            })),
+            ("accounts", .array(accounts.map { account in
+                .object([
+                    ("name", .string(account.name)), ("daily_limit", .integer(Int64(account.dailyLimit))),
+                    ("today", .integer(Int64(successesToday[account.name] ?? 0))), ("paused", .bool(account.paused)),
+                    ("paused_reason", optional(account.pausedReason)),
+                    ("cooldown_until", (account.cooldownUntil ?? 0) > now ? time(account.cooldownUntil) : .null),
+                    ("infra_failures", .integer(Int64(account.infraFailures))),
+                ])
+            })),
+            ("devices", .array(devices.map { device in
+                .object([
+                    ("name", .string(device.name)), ("healthy", .bool(device.healthy)),
+                    ("response_ms", device.responseMilliseconds.map { .integer(Int64($0)) } ?? .null),
+                    ("health_failures", .integer(Int64(device.healthFailures))),
+                    ("cooldown_until", (device.cooldownUntil ?? 0) > now ? time(device.cooldownUntil) : .null),
+                    ("last_error", optional(device.lastError)),
+                ])
+            })),
+            ("waiting", .array(waiting.map { .object([("job", .string($0.job.id)), ("account", .string($0.job.account)), ("reason", .string($0.reason))]) })),
+        ])) + "\n"
+    }
+}

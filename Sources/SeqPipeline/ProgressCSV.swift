@@ -1,0 +1,152 @@
+import SeqSystem
+
+/// The progress CSV of the original parallel pipeline (RFC 4180 quoting):
+/// job_id, account, video_path, caption, status, worker_id, claimed_at, completed_at, error,
+/// attempts, max_attempts, retry_at, error_type. Times are ISO 8601, UTC.
+public enum ProgressCSV {
+    public static let header = ["job_id", "account", "video_path", "caption", "status", "worker_id", "claimed_at",
+                                "completed_at", "error", "attempts", "max_attempts", "retry_at", "error_type"]
+
+    public static func export(_ jobs: [Job]) -> String {
+        var text = header.joined(separator: ",") + "\r\n"
+        for job in jobs {
+            let fields = [
+                job.id, job.account, job.field("video") ?? job.field("video_path") ?? "", job.field("caption") ?? "",
+                job.status.rawValue, job.worker.map(String.init) ?? "", isoTime(job.claimedAt), isoTime(job.completedAt),
+                job.error ?? "", String(job.attempts), String(job.maxAttempts), isoTime(job.retryAt), job.errorType ?? "",
+            ]
+            text += fields.map(quote).joined(separator: ",") + "\r\n"
+        }
+        return text
+    }
+
+    static func quote(_ field: String) -> String {
+        guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
+        var result = "\""
+        for character in field { result += character == "\"" ? "\"\"" : String(character) }
+        return result + "\""
+    }
+
+    /// Rows of fields; nil with the line number of an unterminated quote.
+    public static func parse(_ text: String) -> (rows: [[String]], badLine: Int?) {
+        var rows: [[String]] = []
+        var row: [String] = []
+        var field = ""
+        var quoted = false
+        var line = 1
+        var quoteLine = 0
+        var iterator = Array(text.unicodeScalars)[...]
+        var atFieldStart = true
+        while let scalar = iterator.popFirst() {
+            if quoted {
+                if scalar == "\"" {
+                    if iterator.first == "\"" { field.unicodeScalars.append("\""); iterator.removeFirst() } else { quoted = false }
+                } else {
+                    if scalar == "\n" { line += 1 }
+                    field.unicodeScalars.append(scalar)
+                }
+                continue
+            }
+            switch scalar {
+            case "\"" where atFieldStart:
+                quoted = true
+                quoteLine = line
+                atFieldStart = false
+            case ",":
+                row.append(field)
+                field = ""
+                atFieldStart = true
+            case "\r":
+                continue
+            case "\n":
+                row.append(field)
+                rows.append(row)
+                row = []
+                field = ""
+                atFieldStart = true
+                line += 1
+            default:
+                field.unicodeScalars.append(scalar)
+                atFieldStart = false
+            }
+        }
+        if quoted { return (rows, quoteLine) }
+        if !field.isEmpty || !row.isEmpty {
+            row.append(field)
+            rows.append(row)
+        }
+        return (rows, nil)
+    }
+
+    /// Jobs from a progress CSV. A claimed or running row (a run that died) comes back pending.
+    /// - Throws: `ConfigError` naming the line and the column.
+    public static func importJobs(_ text: String, file: String, defaultMaxAttempts: Int) throws(ConfigError) -> [Job] {
+        let (rows, badLine) = parse(text)
+        if let badLine { throw ConfigError(message: "\(file):\(badLine): a quoted field never ends; close its double quote") }
+        guard let first = rows.first else { throw ConfigError(message: "\(file): empty; expected a header line: \(header.joined(separator: ","))") }
+        var column: [String: Int] = [:]
+        for (index, name) in first.enumerated() { column[name.trimmingSpaces] = index }
+        for required in ["job_id", "account"] where column[required] == nil {
+            throw ConfigError(message: "\(file):1: no '\(required)' column; expected a header line: \(header.joined(separator: ","))")
+        }
+        var jobs: [Job] = []
+        for (offset, row) in rows.dropFirst().enumerated() {
+            let line = offset + 2
+            if row.allSatisfy({ $0.isEmpty }) { continue }
+            func value(_ name: String) -> String {
+                guard let index = column[name], index < row.count else { return "" }
+                return row[index]
+            }
+            func time(_ name: String) throws(ConfigError) -> Double? {
+                let text = value(name)
+                if text.isEmpty { return nil }
+                guard let seconds = Clock.parseISO(text) else {
+                    throw ConfigError(message: "\(file):\(line): \(name) '\(text)' is not a time; expected YYYY-MM-DDTHH:MM:SS (UTC)")
+                }
+                return seconds
+            }
+            func number(_ name: String, _ fallback: Int) throws(ConfigError) -> Int {
+                let text = value(name)
+                if text.isEmpty { return fallback }
+                guard let number = Int(text), number >= 0 else {
+                    throw ConfigError(message: "\(file):\(line): \(name) '\(text)' is not a whole number ≥ 0")
+                }
+                return number
+            }
+            let id = value("job_id")
+            let account = value("account")
+            guard !id.isEmpty else { throw ConfigError(message: "\(file):\(line): job_id is empty; every job needs an id") }
+            guard !account.isEmpty else { throw ConfigError(message: "\(file):\(line): account is empty for job \(id)") }
+            var job = Job(id: id, account: account)
+            let statusText = value("status").isEmpty ? "pending" : value("status")
+            guard let status = JobStatus(rawValue: statusText) else {
+                throw ConfigError(message: "\(file):\(line): status '\(statusText)' is not one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            job.status = status == .claimed || status == .running ? .pending : status
+            if !value("video_path").isEmpty { job.payload.append(("video", value("video_path"))) }
+            if !value("caption").isEmpty { job.payload.append(("caption", value("caption"))) }
+            if !value("worker_id").isEmpty {
+                guard let worker = Int(value("worker_id")) else { throw ConfigError(message: "\(file):\(line): worker_id '\(value("worker_id"))' is not a number") }
+                job.worker = worker
+            }
+            job.claimedAt = try time("claimed_at")
+            job.completedAt = try time("completed_at")
+            job.retryAt = try time("retry_at")
+            job.error = value("error").isEmpty ? nil : value("error")
+            job.errorType = value("error_type").isEmpty ? nil : value("error_type")
+            job.attempts = try number("attempts", 0)
+            job.maxAttempts = max(1, try number("max_attempts", defaultMaxAttempts))
+            jobs.append(job)
+        }
+        return jobs
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        var scalars = Substring(self)
+        while scalars.first == " " || scalars.first == "\u{FEFF}" { scalars.removeFirst() }
+        while scalars.last == " " { scalars.removeLast() }
+        return String(scalars)
+    }
+}

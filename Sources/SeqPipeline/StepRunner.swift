@@ -1,0 +1,145 @@
+import Glibc
+import SeqGuard
+import SeqSystem
+
+/// Fills `{placeholders}` in a step's argv from a job and its worker.
+public struct Placeholders: Sendable {
+    public var values: [String: String]
+
+    public init(values: [String: String]) { self.values = values }
+
+    /// Every `{name}` replaced; `{{` and `}}` stand for braces.
+    /// - Throws: `ConfigError` naming the placeholder no value exists for.
+    public func fill(_ text: String) throws(ConfigError) -> String {
+        var result = ""
+        var index = text.startIndex
+        while index < text.endIndex {
+            let character = text[index]
+            let next = text.index(after: index)
+            if character == "{", next < text.endIndex, text[next] == "{" {
+                result.append("{")
+                index = text.index(after: next)
+                continue
+            }
+            if character == "}", next < text.endIndex, text[next] == "}" {
+                result.append("}")
+                index = text.index(after: next)
+                continue
+            }
+            guard character == "{", let close = text[next...].firstIndex(of: "}") else {
+                result.append(character)
+                index = next
+                continue
+            }
+            let name = String(text[next..<close])
+            guard let value = values[name] else {
+                throw ConfigError(message: "placeholder {\(name)} has no value (known: \(values.keys.sorted().joined(separator: ", ")))")
+            }
+            result += value
+            index = text.index(after: close)
+        }
+        return result
+    }
+
+    public func fill(_ argv: [String]) throws(ConfigError) -> [String] {
+        var result: [String] = []
+        for argument in argv { result.append(try fill(argument)) }
+        return result
+    }
+}
+
+/// Which budget a failed step is charged to.
+public enum FailureClass: Equatable, Sendable {
+    case permanent(type: String)
+    case infrastructure
+    case retryable
+}
+
+/// Sorts a failure by the step's output and how it ended, with the configured patterns.
+public struct Classifier: Sendable {
+    public var permanent: [(type: String, pattern: String)]
+    public var infrastructure: [String]
+
+    public init(config: PipelineConfig) {
+        permanent = config.permanentPatterns
+        infrastructure = config.infrastructurePatterns
+    }
+
+    public func classify(output: String, timedOut: Bool) -> (FailureClass, String?) {
+        let text = output.lowercased()
+        for (type, pattern) in permanent where text.contains(pattern) { return (.permanent(type: type), pattern) }
+        if timedOut { return (.infrastructure, "timeout") }
+        for pattern in infrastructure where text.contains(pattern) { return (.infrastructure, pattern) }
+        return (.retryable, nil)
+    }
+}
+
+/// How one guarded command of a worker ended.
+public struct StepResult: Sendable {
+    public var run: SupervisedRun
+    /// The tail of what it printed (stdout and stderr together).
+    public var output: String
+
+    public var succeeded: Bool { run.ending == .exited(.exited(0)) }
+
+    /// The last non-empty line of output, for the job's error column.
+    public var lastLine: String {
+        output.split(separator: "\n").last { !$0.allSatisfy { $0 == " " || $0 == "\t" || $0 == "\r" } }.map(String.init) ?? ""
+    }
+
+    public var endingText: String {
+        switch run.ending {
+        case .exited(.exited(let code)): return "exit \(code)"
+        case .exited(.signaled(let signal)): return "killed by \(SignalName.of(signal))"
+        case .timedOut: return "timed out"
+        case .memoryExceeded: return "memory limit"
+        case .couldNotStart(let error): return "could not start: \(error)"
+        case .stopped: return "stopped"
+        }
+    }
+}
+
+/// Runs a worker's commands through SeqGuard's Supervisor: time limit, memory limit over the
+/// whole tree, leftovers ended; output captured to a file, then copied to the worker's log.
+public struct StepRunner {
+    public var signals: SignalReceiver
+    public var reporter: Reporter
+    public var captureFile: String
+    public var killGrace: Double
+    public var stopGrace: Double
+    public var environment: [String]
+
+    /// Runs `argv` and returns how it ended and the tail of its output.
+    @available(*, noasync)
+    public func run(_ argv: [String], timeout: Double?, memoryLimitMegabytes: Int?, label: String,
+                    tick: (interval: Double, action: () -> Void)? = nil) -> StepResult {
+        let output: FileDescriptor
+        do {
+            output = try FileSystem.open(captureFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)
+        } catch {
+            return StepResult(run: SupervisedRun(ending: .couldNotStart(error)), output: "cannot open \(captureFile): \(error)")
+        }
+        let input = try? FileSystem.open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { input?.close() }
+        var supervisor = Supervisor(
+            signals: signals, reporter: reporter, timeout: timeout, killGrace: killGrace,
+            memory: memoryLimitMegabytes.map { MemoryPolicy(limitBytes: Int64($0) << 20, interval: 0.5) })
+        supervisor.output = output
+        supervisor.input = input
+        supervisor.stopGrace = stopGrace
+        supervisor.tick = tick
+        let run = supervisor.run(argv, environment: environment) { _ in }
+        output.close()
+        let bytes = (try? FileSystem.readFile(captureFile)) ?? []
+        let tail = bytes.count > 65536 ? Array(bytes[(bytes.count - 65536)...]) : bytes
+        let text = String(decoding: tail, as: UTF8.self)
+        let result = StepResult(run: run, output: text)
+        // The step's words go to the worker's log (our stdout), under a header.
+        var log = "--- \(label): \(GuardedCommand.displayCommand(argv))\n"
+        log += text
+        if !text.isEmpty && !text.hasSuffix("\n") { log += "\n" }
+        log += "--- \(label): \(result.endingText) after \(formatMilliseconds(run.runNanoseconds / 1_000_000))\n"
+        try? FileDescriptor.standardOutput.writeAll(log)
+        return result
+    }
+}

@@ -1,0 +1,307 @@
+import Glibc
+import SeqGuard
+import SeqSystem
+
+/// One worker process: owns one device and its ports, claims one job at a time, checks the
+/// device, runs the job's steps through the guard with adaptive delays and per-step retries,
+/// and records the outcome. Stops cleanly between steps on SIGTERM (or its parent's death).
+public struct Worker {
+    public var store: any JobStore
+    public var config: PipelineConfig
+    public var index: Int
+    public var deviceName: String
+    public var signals: SignalReceiver
+    public var reporter: Reporter
+    /// Where each command's output is captured before it is copied to the log.
+    public var captureFile: String
+    var stopping = false
+    var lastResponseSeconds: Double?
+
+    public init(store: any JobStore, config: PipelineConfig, index: Int, deviceName: String,
+                signals: SignalReceiver, reporter: Reporter, captureFile: String) {
+        self.store = store
+        self.config = config
+        self.index = index
+        self.deviceName = deviceName
+        self.signals = signals
+        self.reporter = reporter
+        self.captureFile = captureFile
+    }
+
+    var classifier: Classifier { Classifier(config: config) }
+
+    func log(_ message: String) {
+        try? FileDescriptor.standardOutput.writeAll("[\(Clock.isoUTC(Clock.wallTime()))] worker \(index): \(message)\n")
+    }
+
+    func today() -> String { Clock.day(of: nowSeconds(), zone: config.dayZone) }
+
+    var runner: StepRunner {
+        var environment = Spawn.currentEnvironment()
+        environment.removeAll { $0.hasPrefix("SEQPIPE_WORKER=") }
+        environment.append("SEQPIPE_WORKER=\(index)")
+        return StepRunner(
+            signals: signals, reporter: reporter, captureFile: captureFile,
+            killGrace: config.killGraceSeconds, stopGrace: config.stopGraceSeconds, environment: environment)
+    }
+
+    /// Sleeps up to `seconds`, waking for a stop. Returns false once a stop was asked for.
+    mutating func pause(_ seconds: Double) -> Bool {
+        if stopping { return false }
+        let deadline = Clock.monotonicNanoseconds() + Int64(seconds * 1e9)
+        while true {
+            let left = deadline - Clock.monotonicNanoseconds()
+            if left <= 0 { return true }
+            if !Poll.readable([signals.descriptor], timeoutMilliseconds: Int32(clamping: left / 1_000_000 + 1)).isEmpty {
+                noteSignals()
+                if stopping { return false }
+            }
+        }
+    }
+
+    mutating func noteSignals() {
+        for signal in signals.drain() where [SIGTERM, SIGINT, SIGHUP].contains(signal.number) {
+            if !stopping { log("\(SignalName.of(signal.number)): stopping after the current step") }
+            stopping = true
+        }
+    }
+
+    func placeholders(job: Job?) -> Placeholders {
+        var values: [String: String] = [
+            "worker": String(index), "device": deviceName,
+            "appium_port": String(config.appiumPort(worker: index)),
+            "system_port": String(config.systemPort(worker: index)),
+            "system_port_end": String(config.systemPort(worker: index) + config.systemPortStride - 1),
+        ]
+        if let job {
+            for (key, value) in job.payload { values[key] = value }
+            if let video = values["video"], values["video_path"] == nil { values["video_path"] = video }
+            if let video = values["video_path"], values["video"] == nil { values["video"] = video }
+            values["job_id"] = job.id
+            values["attempt"] = String(job.runs)
+            values["account"] = job.account
+        }
+        return Placeholders(values: values)
+    }
+
+    /// A device shell command (health, restart, stop) through the guard.
+    func runDeviceCommand(_ command: String, label: String, timeout: Double) -> StepResult? {
+        guard let filled = try? placeholders(job: nil).fill(command) else {
+            log("\(label) command '\(command)' has a placeholder with no value; only {device}, {worker}, {appium_port}, {system_port} are known there")
+            return nil
+        }
+        return runner.run(["/bin/sh", "-c", filled], timeout: timeout, memoryLimitMegabytes: nil, label: label)
+    }
+
+    /// Loops until stopped: health check, claim, run.
+    @available(*, noasync)
+    public mutating func run() -> Int32 {
+        log("started: device \(deviceName), appium port \(config.appiumPort(worker: index)), system ports \(config.systemPort(worker: index))-\(config.systemPort(worker: index) + config.systemPortStride - 1)")
+        do {
+            while !stopping {
+                noteSignals()
+                if stopping { break }
+                guard let device = try store.devices().first(where: { $0.name == deviceName }) else {
+                    log("device \(deviceName) is no longer in the store; stopping")
+                    return ExitCode.toolFailure
+                }
+                guard try checkHealth(device) else { continue }
+                try store.updateWorker(index: index, state: "idle", job: nil, bootSeconds: Clock.secondsSinceBoot())
+                guard let claim = try store.claim(worker: index, device: deviceName, now: nowSeconds(), today: today(), bootSeconds: Clock.secondsSinceBoot()) else {
+                    _ = pause(config.idlePollSeconds)
+                    continue
+                }
+                try runJob(claim)
+            }
+            if let device = try? store.devices().first(where: { $0.name == deviceName }), let stop = device.stopCommand {
+                _ = runDeviceCommand(stop, label: "device stop", timeout: 60)
+            }
+            try? store.updateWorker(index: index, state: "stopped", job: nil, bootSeconds: Clock.secondsSinceBoot())
+            log("stopped")
+            return 0
+        } catch {
+            log("store: \(error.message)")
+            reporter.error("worker \(index): store: \(error.message)")
+            return ExitCode.toolFailure
+        }
+    }
+
+    /// The health check before a job. Returns true when the worker may claim.
+    mutating func checkHealth(_ device: Device) throws(StoreError) -> Bool {
+        let now = nowSeconds()
+        if let until = device.cooldownUntil, until > now {
+            try store.updateWorker(index: index, state: device.healthy ? "cooldown" : "unhealthy", job: nil, bootSeconds: Clock.secondsSinceBoot())
+            _ = pause(min(until - now, config.idlePollSeconds))
+            return false
+        }
+        var ok = true
+        var problem: String?
+        lastResponseSeconds = nil
+        let started = Clock.monotonicNanoseconds()
+        if let url = device.statusURL {
+            do {
+                let response = try HTTPProbe.get(url, timeoutMilliseconds: Int(config.healthTimeoutSeconds * 1000))
+                ok = (200..<300).contains(response.status)
+                if !ok { problem = "\(url) answered HTTP \(response.status)" }
+            } catch {
+                ok = false
+                problem = "\(url): \(error == .timedOut ? "no answer within \(durationText(config.healthTimeoutSeconds))" : "\(error)")"
+            }
+        } else if let command = device.healthCommand {
+            if let result = runDeviceCommand(command, label: "health check", timeout: config.healthTimeoutSeconds) {
+                ok = result.succeeded
+                if !ok { problem = "health command: \(result.endingText) \(result.lastLine)" }
+            } else {
+                ok = false
+                problem = "health command has an unknown placeholder"
+            }
+        } else {
+            return true
+        }
+        if ok { lastResponseSeconds = Double(Clock.monotonicNanoseconds() - started) / 1e9 }
+        let failures = try store.recordHealth(
+            device: deviceName, ok: ok, responseMilliseconds: lastResponseSeconds.map { Int($0 * 1000) }, error: problem, now: nowSeconds())
+        if ok { return true }
+        log("health check failed (\(failures) in a row): \(problem ?? "")")
+        guard failures >= config.failuresBeforeRestart else {
+            _ = pause(config.healthRetrySeconds)
+            return false
+        }
+        if let restart = device.restartCommand {
+            log("restarting device after \(failures) failed checks")
+            try store.addEvent(Event(at: nowSeconds(), kind: "device-restart", device: deviceName, worker: index, message: "after \(failures) failed health checks"))
+            if let result = runDeviceCommand(restart, label: "device restart", timeout: max(config.restartWaitSeconds, 60)), result.succeeded {
+                _ = pause(config.healthRetrySeconds)
+                return false
+            }
+        }
+        let reason = device.restartCommand == nil
+            ? "\(failures) failed health checks and no restart command; waiting \(durationText(config.restartWaitSeconds))"
+            : "restart failed after \(failures) failed health checks; waiting \(durationText(config.restartWaitSeconds))"
+        log(reason)
+        try store.holdDevice(deviceName, until: nowSeconds() + config.restartWaitSeconds, reason: reason)
+        _ = pause(config.restartWaitSeconds)
+        return false
+    }
+
+    func delay(pre: Bool) -> Double {
+        guard let response = lastResponseSeconds else { return pre ? config.preFallbackSeconds : config.postFallbackSeconds }
+        return (pre ? config.preBaseSeconds : config.postBaseSeconds) + min(response * config.delayFactor, config.delayCapSeconds)
+    }
+
+    /// Runs the steps not done yet and records how the job ended.
+    mutating func runJob(_ claim: ClaimedJob) throws(StoreError) {
+        let job = claim.job
+        log("claimed job \(job.id) (account \(job.account), run \(job.runs), attempt \(job.attempts) of \(job.maxAttempts))")
+        guard try store.markRunning(claim, bootSeconds: Clock.secondsSinceBoot()) else {
+            log("job \(job.id): claim was taken back before it started")
+            return
+        }
+        let values = placeholders(job: job)
+        var outcome = JobOutcome.success
+        var progress = job.progress
+        steps: while progress < config.steps.count {
+            let step = config.steps[progress]
+            if !pause(delay(pre: true)) { outcome = .stopped; break }
+            let argv: [String]
+            let check: [String]?
+            do {
+                argv = try values.fill(step.run)
+                check = try step.check.map { (list) throws(ConfigError) -> [String] in try values.fill(list) }
+            } catch {
+                outcome = .invalid(message: "step \(step.name): \(error.message)")
+                break
+            }
+            switch runStep(step, argv: argv, check: check, claim: claim, firstRunOfJob: job.runs == 1 && progress == job.progress && job.progress == 0) {
+            case .done:
+                progress += 1
+                guard try store.recordProgress(claim, progress: progress, bootSeconds: Clock.secondsSinceBoot()) else {
+                    log("job \(job.id): claim was taken back; leaving it to its new holder")
+                    return
+                }
+                if stopping && progress < config.steps.count { outcome = .stopped; break steps }
+                if progress < config.steps.count, !pause(delay(pre: false)) { outcome = .stopped; break steps }
+            case .failed(let failure):
+                outcome = failure
+                break steps
+            }
+        }
+        guard try store.finish(claim, outcome: outcome, policy: config.policy, now: nowSeconds(), today: today()) else {
+            log("job \(job.id): claim was taken back; its outcome is not recorded")
+            return
+        }
+        log("job \(job.id): \(describe(outcome))")
+    }
+
+    func describe(_ outcome: JobOutcome) -> String {
+        switch outcome {
+        case .success: return "success"
+        case .permanent(let type, let message): return "failed (\(type)): \(message); its account is paused"
+        case .infrastructure(let message): return "infrastructure failure, will retry: \(message)"
+        case .retryable(let message): return "failed, retryable: \(message)"
+        case .memory(let message): return "memory limit: \(message)"
+        case .stopped: return "stopped; back to pending"
+        case .invalid(let message): return "failed: \(message)"
+        }
+    }
+
+    enum StepOutcome {
+        case done
+        case failed(JobOutcome)
+    }
+
+    /// One step with its retries: a `check` before any retry, the reset step and a
+    /// full-jitter backoff between attempts.
+    mutating func runStep(_ step: StepDefinition, argv: [String], check: [String]?, claim: ClaimedJob, firstRunOfJob: Bool) -> StepOutcome {
+        var last = JobOutcome.retryable(message: "")
+        for attempt in 1...step.attempts {
+            if attempt > 1 || !firstRunOfJob, let check {
+                let result = runner.run(check, timeout: step.timeoutSeconds, memoryLimitMegabytes: step.memoryLimitMegabytes, label: "\(step.name) check")
+                if result.succeeded {
+                    log("job \(claim.job.id): step \(step.name): check says it is already done")
+                    return .done
+                }
+                if result.run.stopRequested { noteSignals(); stopping = true; return .failed(.stopped) }
+            }
+            if attempt > 1 {
+                if let reset = config.reset, let filled = try? placeholders(job: claim.job).fill(reset) {
+                    _ = runner.run(filled, timeout: step.timeoutSeconds, memoryLimitMegabytes: step.memoryLimitMegabytes, label: "reset")
+                }
+                let wait = Backoff.fullJitter(attempt: attempt - 1, base: config.stepBackoffBaseSeconds, cap: config.stepBackoffCapSeconds)
+                if !pause(wait) { return .failed(.stopped) }
+            }
+            let store = store
+            let token = claim
+            let progress = claim.job.progress
+            let result = runner.run(
+                argv, timeout: step.timeoutSeconds, memoryLimitMegabytes: step.memoryLimitMegabytes,
+                label: "job \(claim.job.id) step \(step.name) attempt \(attempt)",
+                tick: (config.heartbeatSeconds, { _ = try? store.recordProgress(token, progress: progress, bootSeconds: Clock.secondsSinceBoot()) }))
+            if result.run.stopRequested { stopping = true }
+            if result.succeeded { return .done }
+            let message = "step \(step.name): \(result.endingText)\(result.lastLine.isEmpty ? "" : ": \(result.lastLine)")"
+            switch result.run.ending {
+            case .stopped:
+                return .failed(.stopped)
+            case .memoryExceeded:
+                return .failed(.memory(message: message))
+            case .couldNotStart:
+                return .failed(.invalid(message: message))
+            default:
+                break
+            }
+            let timedOut = result.run.ending == .timedOut
+            switch classifier.classify(output: result.output, timedOut: timedOut) {
+            case (.permanent(let type), _):
+                return .failed(.permanent(type: type, message: message))
+            case (.infrastructure, _):
+                last = .infrastructure(message: message)
+            case (.retryable, _):
+                last = .retryable(message: message)
+            }
+            if stopping { return .failed(.stopped) }
+            log("job \(claim.job.id): \(message) (attempt \(attempt) of \(step.attempts))")
+        }
+        return .failed(last)
+    }
+}

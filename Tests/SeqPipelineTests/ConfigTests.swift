@@ -1,0 +1,101 @@
+@testable import SeqPipeline
+import SeqSystem
+import Testing
+
+@Suite struct ConfigTests {
+    func error(_ text: String) -> String {
+        do {
+            _ = try PipelineConfig.parse(text, path: "p.json")
+            return "no error"
+        } catch {
+            return error.message
+        }
+    }
+
+    @Test func theDefaultFileParsesToTheDefaults() throws {
+        let config = try PipelineConfig.parse(PipelineConfig.defaultText, path: "p.json")
+        let defaults = PipelineConfig()
+        #expect(config.steps.count == 1 && config.steps[0].attempts == 3)
+        #expect(config.appiumPort(worker: 2) == 4727 && config.systemPort(worker: 2) == 8220)
+        #expect(config.heartbeatSeconds == 30 && config.hungAfterSeconds == 120)
+        #expect(config.preBaseSeconds == defaults.preBaseSeconds && config.postFallbackSeconds == 15)
+        #expect(config.policy.poisonAfter == 3 && config.policy.maxInfrastructureAttempts == 10)
+        #expect(config.infrastructurePatterns == defaults.infrastructurePatterns)
+        #expect(Set(config.permanentPatterns.map(\.type)) == Set(defaults.permanentPatterns.map(\.type)))
+    }
+
+    @Test func badConfigNamesTheFileTheKeyAndWhatWasExpected() {
+        #expect(error("{") == "p.json: not valid JSON; check brackets, quotes and commas (no trailing commas, no comments)")
+        #expect(error(#"{"steps": []}"#).hasPrefix("p.json: steps: expected a non-empty list of steps"))
+        #expect(error(#"{"steps": [{"run": "echo hi"}]}"#).hasPrefix("p.json: steps[0].run: expected"))
+        #expect(error(#"{"steps": [{"run": ["x"], "timeout_seconds": "ten"}]}"#).hasPrefix("p.json: steps[0].timeout_seconds: expected"))
+        #expect(error(#"{"steps": [{"run": ["x"]}], "retries": {"max_attempt": 3}}"#).hasPrefix("p.json: retries.max_attempt:"))
+        #expect(error(#"{"steps": [{"run": ["x"]}], "day_zone": "Mars/Olympus"}"#).contains("day_zone: expected an IANA time zone"))
+        #expect(error(#"{"steps": [{"run": ["x"]}], "workers": {"appium_port_base": 0}}"#).hasPrefix("p.json: workers.appium_port_base: expected"))
+    }
+
+    @Test func placeholdersFillFromTheJobAndRefuseUnknownNames() throws {
+        let placeholders = Placeholders(values: ["job_id": "j1", "video": "/v/a b.mp4"])
+        #expect(try placeholders.fill(["post", "{video}", "--id={job_id}", "{{literal}}"]) == ["post", "/v/a b.mp4", "--id=j1", "{literal}"])
+        #expect(throws: ConfigError.self) { try placeholders.fill("{caption}") }
+    }
+
+    @Test func failuresAreClassedByTheConfiguredPatterns() {
+        let classifier = Classifier(config: PipelineConfig())
+        #expect(classifier.classify(output: "Error: Account SUSPENDED", timedOut: false).0 == .permanent(type: "suspended"))
+        #expect(classifier.classify(output: "adb: device offline", timedOut: false).0 == .infrastructure)
+        #expect(classifier.classify(output: "", timedOut: true).0 == .infrastructure)
+        #expect(classifier.classify(output: "NullPointerException", timedOut: false).0 == .retryable)
+    }
+
+    @Test func durationsKeepTheirFractionWhenShort() {
+        #expect(durationText(0.2) == "0.2s")
+        #expect(durationText(0.01) == "10ms")
+        #expect(durationText(8) == "8s")
+        #expect(durationText(600) == "10m00s")
+    }
+}
+
+@Suite struct ProgressCSVTests {
+    @Test func exportThenImportGivesTheSameRows() throws {
+        let directory = TemporaryDirectory()
+        let store = try makeStore(directory)
+        var tricky = Job(id: "a", account: "alice")
+        tricky.payload = [("video", "/media/one, two.mp4"), ("caption", "say \"hi\"\nsecond line")]
+        var failed = Job(id: "b", account: "bob")
+        failed.status = .failed
+        failed.error = "account suspended"
+        failed.errorType = "suspended"
+        failed.attempts = 2
+        failed.completedAt = 1_795_400_000
+        var running = Job(id: "c", account: "carol")
+        running.status = .running
+        running.worker = 1
+        _ = try store.addJobs([tricky, failed, running])
+        let exported = ProgressCSV.export(try store.jobs())
+        #expect(exported.hasPrefix("job_id,account,video_path,caption,status,worker_id,claimed_at,completed_at,error,attempts,max_attempts,retry_at,error_type\r\n"))
+
+        let imported = try ProgressCSV.importJobs(exported, file: "progress.csv", defaultMaxAttempts: 3)
+        let other = TemporaryDirectory()
+        let copy = try makeStore(other)
+        _ = try copy.addJobs(imported)
+        let again = ProgressCSV.export(try copy.jobs())
+        // A row that was running when exported comes back pending: its run died with the export.
+        let expected = exported.split(separator: "\r\n", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix("c,carol,,,running,1,") ? "c,carol,,,pending,1," + $0.dropFirst("c,carol,,,running,1,".count) : String($0) }
+            .joined(separator: "\r\n")
+        #expect(again == expected)
+        #expect(try copy.job("a")?.field("caption") == "say \"hi\"\nsecond line")
+        #expect(try copy.job("b")?.completedAt == 1_795_400_000)
+    }
+
+    @Test func badRowsNameTheLine() {
+        func error(_ text: String) -> String {
+            do { _ = try ProgressCSV.importJobs(text, file: "in.csv", defaultMaxAttempts: 3); return "no error" } catch { return error.message }
+        }
+        #expect(error("job_id,account\nj1,\n") == "in.csv:2: account is empty for job j1")
+        #expect(error("job_id,account,status\nj1,a,done\n").hasPrefix("in.csv:2: status 'done' is not one of pending"))
+        #expect(error("job_id,account,caption\nj1,a,\"open\n") == "in.csv:2: a quoted field never ends; close its double quote")
+        #expect(error("video,caption\n").hasPrefix("in.csv:1: no 'job_id' column"))
+    }
+}

@@ -1,0 +1,256 @@
+import Glibc
+@testable import SeqPipeline
+import SeqSystem
+import Testing
+
+/// A temporary directory removed when the test ends, pass or fail.
+final class TemporaryDirectory {
+    let path: String
+    init() {
+        var template = Array("/tmp/seqpipe-test-XXXXXX".utf8CString)
+        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    }
+    deinit { _ = system("rm -rf '\(path)'") }
+}
+
+/// A fresh store in its own directory, with devices d0…d(n-1).
+func makeStore(_ directory: TemporaryDirectory, devices: Int = 2) throws -> SQLiteJobStore {
+    let store = try SQLiteJobStore(path: directory.path + "/pipeline.db")
+    try store.migrate()
+    for index in 0..<devices { try store.addDevice(Device(name: "d\(index)")) }
+    return store
+}
+
+func job(_ id: String, _ account: String, maxAttempts: Int = 3) -> Job {
+    var job = Job(id: id, account: account)
+    job.maxAttempts = maxAttempts
+    return job
+}
+
+let day = "2026-11-23"
+
+@Suite struct ClaimTests {
+    @Test func oneAccountNeverHasTwoJobsAtOnceAndOrderIsPriorityThenAge() throws {
+        let directory = TemporaryDirectory()
+        let store = try makeStore(directory)
+        var urgent = job("c", "bob")
+        urgent.priority = 5
+        _ = try store.addJobs([job("a", "alice"), job("b", "alice"), urgent])
+        let first = try #require(try store.claim(worker: 0, device: "d0", now: 100, today: day, bootSeconds: 1))
+        #expect(first.job.id == "c")
+        let second = try #require(try store.claim(worker: 1, device: "d1", now: 100, today: day, bootSeconds: 1))
+        #expect(second.job.id == "a")
+        // Alice is busy with "a" and bob has nothing left: no third claim.
+        #expect(try store.claim(worker: 2, device: "d0", now: 100, today: day, bootSeconds: 1) == nil)
+        #expect(try store.finish(second, outcome: .success, policy: FailurePolicy(), now: 101, today: day))
+        #expect(try store.claim(worker: 2, device: "d0", now: 102, today: day, bootSeconds: 1)?.job.id == "b")
+    }
+
+    @Test func twoConnectionsRacingNeverClaimOneJobTwice() throws {
+        // Separate connections to one file, as separate worker processes have: each claim
+        // is one IMMEDIATE transaction, so a job goes to exactly one of them.
+        let directory = TemporaryDirectory()
+        let store = try makeStore(directory, devices: 4)
+        _ = try store.addJobs((0..<40).map { job("j\($0)", "acct\($0)") })
+        let others = try (1..<4).map { _ in try SQLiteJobStore(path: directory.path + "/pipeline.db") }
+        var claimed: [String] = []
+        for round in 0..<10 {
+            for (worker, connection) in ([store] + others).enumerated() {
+                let claim = try #require(try connection.claim(worker: worker, device: "d\(worker)", now: Double(round), today: day, bootSeconds: 1))
+                claimed.append(claim.job.id)
+                #expect(try connection.finish(claim, outcome: .success, policy: FailurePolicy(), now: Double(round), today: day))
+            }
+        }
+        #expect(Set(claimed).count == 40)
+    }
+
+    @Test func aStaleTokenCannotOverwriteANewerAttempt() throws {
+        let directory = TemporaryDirectory()
+        let store = try makeStore(directory)
+        _ = try store.addJobs([job("a", "alice")])
+        let stale = try #require(try store.claim(worker: 0, device: "d0", now: 1, today: day, bootSeconds: 1))
+        // The claim is taken back (its worker was presumed dead) and claimed again.
+        #expect(try store.requeueClaims(worker: 0, crashed: true, policy: FailurePolicy(), now: 2) == ["a"])
+        let fresh = try #require(try store.claim(worker: 1, device: "d1", now: 100, today: day, bootSeconds: 1))
+        #expect(fresh.token != stale.token)
+        #expect(fresh.job.runs == 2)
+        #expect(try !store.markRunning(stale, bootSeconds: 2))
+        #expect(try !store.recordProgress(stale, progress: 1, bootSeconds: 2))
+        #expect(try !store.finish(stale, outcome: .success, policy: FailurePolicy(), now: 3, today: day))
+        #expect(try store.job("a")?.status == .claimed)
+        #expect(try store.finish(fresh, outcome: .success, policy: FailurePolicy(), now: 101, today: day))
+        #expect(try store.job("a")?.status == .success)
+    }
+
+    @Test func dailyLimitHoldsUntilTheNextDay() throws {
+        let directory = TemporaryDirectory()
+        let store = try makeStore(directory)
+        try store.addAccount("alice", dailyLimit: 1)
+        _ = try store.addJobs([job("a", "alice"), job("b", "alice")])
+        let claim = try #require(try store.claim(worker: 0, device: "d0", now: 1, today: day, bootSeconds: 1))
+        #expect(try store.finish(claim, outcome: .success, policy: FailurePolicy(), now: 2, today: day))
+        #expect(try store.claim(worker: 0, device: "d0", now: 3, today: day, bootSeconds: 1) == nil)
+        #expect(try store.remainingWork(today: day) == 0)
+        #expect(try store.claim(worker: 0, device: "d0", now: 3, today: "2026-11-24", bootSeconds: 1)?.job.id == "b")
+    }
+
+    @Test func anUnhealthyDeviceGetsNoJob() throws {
+        let directory = TemporaryDirectory()
+        let store = try makeStore(directory)
+        _ = try store.addJobs([job("a", "alice")])
+        #expect(try store.recordHealth(device: "d0", ok: false, responseMilliseconds: nil, error: "refused", now: 1) == 1)
+        #expect(try store.claim(worker: 0, device: "d0", now: 2, today: day, bootSeconds: 1) == nil)
+        #expect(try store.recordHealth(device: "d0", ok: true, responseMilliseconds: 12, error: nil, now: 3) == 0)
+        #expect(try store.claim(worker: 0, device: "d0", now: 4, today: day, bootSeconds: 1)?.job.id == "a")
+    }
+}
+
+@Suite struct FailureTests {
+    var policy: FailurePolicy {
+        var policy = FailurePolicy()
+        policy.backoffBaseSeconds = 10
+        policy.backoffCapSeconds = 10
+        policy.infraRetrySeconds = 0
+        policy.cooldownBaseSeconds = 100
+        policy.maxInfrastructureAttempts = 5
+        return policy
+    }
+
+    @Test func retryableFailuresUseTheJobsAttemptsThenFail() throws {
+        let directory = TemporaryDirectory()
+        let store = try makeStore(directory)
+        _ = try store.addJobs([job("a", "alice", maxAttempts: 2)])
+        let first = try #require(try store.claim(worker: 0, device: "d0", now: 0, today: day, bootSeconds: 1))
+        #expect(try store.finish(first, outcome: .retryable(message: "boom"), policy: policy, now: 0, today: day))
+        let retrying = try #require(try store.job("a"))
+        #expect(retrying.status == .retrying && retrying.attempts == 1)
+        #expect(try #require(retrying.retryAt) <= 10)
+        let second = try #require(try store.claim(worker: 0, device: "d0", now: 11, today: day, bootSeconds: 1))
+        #expect(try store.finish(second, outcome: .retryable(message: "boom again"), policy: policy, now: 11, today: day))
+        let failed = try #require(try store.job("a"))
+        #expect(failed.status == .failed && failed.error == "boom again" && failed.errorType == "retryable")
+    }
+
+    @Test func infrastructureFailuresChargeAccountAndDeviceNotTheJob() throws {
+        let directory = TemporaryDirectory()
+        let store = try makeStore(directory, devices: 3)
+        _ = try store.addJobs([job("a", "alice", maxAttempts: 1)])
+        for (round, device) in ["d0", "d1", "d2"].enumerated() {
+            let claim = try #require(try store.claim(worker: 0, device: device, now: Double(round), today: day, bootSeconds: 1))
+            #expect(try store.finish(claim, outcome: .infrastructure(message: "adb: device offline"), policy: policy, now: Double(round), today: day))
+        }
+        let job = try #require(try store.job("a"))
+        // Three infrastructure failures, and the job's single attempt is still unspent.
+        #expect(job.status == .retrying && job.attempts == 0 && job.infraAttempts == 3 && job.errorType == "infrastructure")
+        let account = try #require(try store.accounts().first { $0.name == "alice" })
+        #expect(account.cooldownLevel == 1 && (account.cooldownUntil ?? 0) == 102)
+        // Each device failed once: none is on cooldown.
+        #expect(try store.devices().allSatisfy { $0.cooldownUntil == nil && $0.infraFailures == 1 })
+        #expect(try store.claim(worker: 0, device: "d0", now: 50, today: day, bootSeconds: 1) == nil)
+        let after = try #require(try store.claim(worker: 0, device: "d0", now: 103, today: day, bootSeconds: 1))
+        #expect(try store.finish(after, outcome: .success, policy: policy, now: 104, today: day))
+        #expect(try store.accounts().first { $0.name == "alice" }?.cooldownLevel == 0)
+    }
+
+    @Test func aDeviceFailingThreeTimesInARowCoolsDownLongerEachTime() throws {
+        let directory = TemporaryDirectory()
+        let store = try makeStore(directory, devices: 1)
+        _ = try store.addJobs((0..<6).map { job("j\($0)", "acct\($0)") })
+        var now = 0.0
+        var levels: [Double] = []
+        for _ in 0..<6 {
+            let claim = try #require(try store.claim(worker: 0, device: "d0", now: now, today: day, bootSeconds: 1))
+            #expect(try store.finish(claim, outcome: .infrastructure(message: "appium down"), policy: policy, now: now, today: day))
+            if let until = try store.devices()[0].cooldownUntil, until > now {
+                levels.append(until - now)
+                now = until
+            }
+        }
+        #expect(levels == [100, 200])
+    }
+
+    @Test func aJobThatNeverGetsThroughTheInfrastructureFailsInTheEnd() throws {
+        let directory = TemporaryDirectory()
+        let store = try makeStore(directory, devices: 1)
+        _ = try store.addJobs([job("a", "alice")])
+        var limited = policy
+        limited.cooldownAfter = 100
+        for round in 0..<5 {
+            let claim = try #require(try store.claim(worker: 0, device: "d0", now: Double(round), today: day, bootSeconds: 1))
+            #expect(try store.finish(claim, outcome: .infrastructure(message: "timeout"), policy: limited, now: Double(round), today: day))
+        }
+        let job = try #require(try store.job("a"))
+        #expect(job.status == .failed && job.errorType == "infrastructure" && job.infraAttempts == 5)
+    }
+
+    @Test func aPermanentErrorPausesEveryPendingJobOfTheAccountUntilResumed() throws {
+        let directory = TemporaryDirectory()
+        let store = try makeStore(directory)
+        _ = try store.addJobs([job("a", "alice"), job("b", "alice"), job("c", "alice"), job("x", "bob")])
+        let claim = try #require(try store.claim(worker: 0, device: "d0", now: 0, today: day, bootSeconds: 1))
+        #expect(try store.finish(claim, outcome: .permanent(type: "suspended", message: "account suspended"), policy: policy, now: 0, today: day))
+        #expect(try store.job("a")?.status == .failed)
+        #expect(try store.accounts().first { $0.name == "alice" }?.paused == true)
+        #expect(try store.claim(worker: 0, device: "d0", now: 1, today: day, bootSeconds: 1)?.job.id == "x")
+        #expect(try store.claim(worker: 1, device: "d1", now: 1, today: day, bootSeconds: 1) == nil)
+        #expect(try store.remainingWork(today: day) == 1)  // only bob's running job
+        #expect(try store.resumeAccount("alice"))
+        #expect(try store.claim(worker: 1, device: "d1", now: 2, today: day, bootSeconds: 1)?.job.id == "b")
+    }
+
+    @Test func aJobThatKillsItsWorkerThreeTimesIsQuarantined() throws {
+        let directory = TemporaryDirectory()
+        let store = try makeStore(directory)
+        _ = try store.addJobs([job("a", "alice", maxAttempts: 10)])
+        for round in 0..<2 {
+            _ = try #require(try store.claim(worker: 0, device: "d0", now: Double(round * 100), today: day, bootSeconds: 1))
+            #expect(try store.requeueClaims(worker: 0, crashed: true, policy: policy, now: Double(round * 100)) == ["a"])
+            #expect(try store.job("a")?.status == .retrying)
+        }
+        // The third death is by the memory limit: it counts the same.
+        let claim = try #require(try store.claim(worker: 0, device: "d0", now: 300, today: day, bootSeconds: 1))
+        #expect(try store.finish(claim, outcome: .memory(message: "over 100 MB"), policy: policy, now: 300, today: day))
+        let job = try #require(try store.job("a"))
+        #expect(job.status == .failed && job.errorType == "poison" && job.crashes == 3)
+    }
+
+    @Test func orphanedClaimsGoBackUnchargedAndStoppedRunsToo() throws {
+        let directory = TemporaryDirectory()
+        let store = try makeStore(directory)
+        _ = try store.addJobs([job("a", "alice"), job("b", "bob")])
+        let a = try #require(try store.claim(worker: 0, device: "d0", now: 0, today: day, bootSeconds: 1))
+        _ = try #require(try store.claim(worker: 1, device: "d1", now: 0, today: day, bootSeconds: 1))
+        #expect(try store.finish(a, outcome: .stopped, policy: policy, now: 1, today: day))
+        #expect(try store.requeueClaims(worker: nil, crashed: false, policy: policy, now: 1) == ["b"])
+        for id in ["a", "b"] {
+            let job = try #require(try store.job(id))
+            #expect(job.status == .pending && job.attempts == 0 && job.crashes == 0 && job.runs == 1)
+        }
+    }
+
+    @Test func retryAndCancelByHand() throws {
+        let directory = TemporaryDirectory()
+        let store = try makeStore(directory)
+        _ = try store.addJobs([job("a", "alice", maxAttempts: 1), job("b", "bob")])
+        let claim = try #require(try store.claim(worker: 0, device: "d0", now: 0, today: day, bootSeconds: 1))
+        #expect(try !store.cancel("a"))  // claimed: the worker owns it
+        #expect(try store.finish(claim, outcome: .retryable(message: "x"), policy: policy, now: 0, today: day))
+        #expect(try store.job("a")?.status == .failed)
+        #expect(try store.retry("a"))
+        #expect(try store.job("a")?.status == .pending && store.job("a")?.attempts == 0)
+        #expect(try store.cancel("b"))
+        #expect(try !store.retry("nope"))
+        #expect(try store.job("b")?.status == .cancelled)
+    }
+
+    @Test func migrationsAreVersionedAndIdempotent() throws {
+        let directory = TemporaryDirectory()
+        let store = try makeStore(directory)
+        try store.migrate()
+        let again = try SQLiteJobStore(path: directory.path + "/pipeline.db")
+        try again.migrate()
+        #expect(try again.connection.query("PRAGMA user_version").first?["user_version"].int == Int64(SQLiteJobStore.schemaVersion))
+        #expect(try again.connection.query("PRAGMA journal_mode").first?["journal_mode"].string == "wal")
+        #expect(try again.devices().count == 2)
+    }
+}
