@@ -111,6 +111,15 @@ public struct FileDescriptor: Hashable, Sendable {
     }
 
     public var isTerminal: Bool { isatty(rawValue) == 1 }
+
+    /// Marks every open descriptor above stderr close-on-exec: what a process inherited
+    /// (a lock's owner descriptor) then reaches none of the commands it starts.
+    public static func closeInheritedOnExec() {
+        guard let names = try? FileSystem.contents(ofDirectory: "/proc/self/fd") else { return }
+        for name in names {
+            if let fd = Int32(name), fd > 2 { _ = cseq_fd_set_cloexec(fd) }
+        }
+    }
 }
 
 /// The fields of stat(2) this toolkit decides on.

@@ -342,6 +342,9 @@ case "worker":
     // Started by 'seqpipe run' only: one worker process.
     let options = Options(command, arguments, valued: ["--index", "--device", "--parent"])
     let parent = Int32(options.number("--parent", default: 0))
+    // The lock's owner descriptor keeps the store held while this worker lives; the steps
+    // must not inherit it, or a step left running would hold the store after us.
+    FileDescriptor.closeInheritedOnExec()
     let signals: SignalReceiver
     do {
         signals = try SignalReceiver(signals: [SIGINT, SIGTERM, SIGHUP, SIGCHLD])

@@ -71,6 +71,12 @@ static inline int cseq_fd_clear_cloexec(int fd) {
     return fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
 }
 
+static inline int cseq_fd_set_cloexec(int fd) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0) return -1;
+    return fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
 /// Starts a detached thread that blocks in flock(lock_fd, LOCK_SH) until no process holds an
 /// exclusive lock on that file, then writes one byte to notify_fd and closes lock_fd.
 /// This is how a waiter hears, from the kernel, that a holder and its whole tree are gone.
