@@ -317,7 +317,7 @@ public final class SQLiteJobStore: JobStore {
                 if infraAttempts >= policy.maxInfrastructureAttempts {
                     try connection.run(
                         """
-                        UPDATE jobs SET status = 'failed', completed_at = ?2, claim_token = NULL, infra_attempts = ?3,
+                        UPDATE jobs SET status = 'failed', completed_at = ?2, claim_token = NULL, infra_attempts = ?3, attempts = MAX(attempts - 1, 0),
                             error = ?4, error_type = 'infrastructure' WHERE id = ?1
                         """, [id, .real(now), .integer(Int64(infraAttempts)), .text(message)])
                     try event("job-failed", "after \(infraAttempts) infrastructure failures: \(message)")

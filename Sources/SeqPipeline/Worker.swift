@@ -212,7 +212,7 @@ public struct Worker {
                 outcome = .invalid(message: "step \(step.name): \(error.message)")
                 break
             }
-            switch runStep(step, argv: argv, check: check, claim: claim, firstRunOfJob: job.runs == 1 && progress == job.progress && job.progress == 0) {
+            switch runStep(step, argv: argv, check: check, claim: claim, progress: progress, firstRunOfJob: job.runs == 1 && progress == job.progress && job.progress == 0) {
             case .done:
                 progress += 1
                 guard try store.recordProgress(claim, progress: progress, bootSeconds: Clock.secondsSinceBoot()) else {
@@ -252,7 +252,9 @@ public struct Worker {
 
     /// One step with its retries: a `check` before any retry, the reset step and a
     /// full-jitter backoff between attempts.
-    mutating func runStep(_ step: StepDefinition, argv: [String], check: [String]?, claim: ClaimedJob, firstRunOfJob: Bool) -> StepOutcome {
+    /// `progress` is the steps done before this one, which the heartbeat rewrites as it is.
+    mutating func runStep(_ step: StepDefinition, argv: [String], check: [String]?, claim: ClaimedJob, progress: Int,
+                          firstRunOfJob: Bool) -> StepOutcome {
         var last = JobOutcome.retryable(message: "")
         for attempt in 1...step.attempts {
             if attempt > 1 || !firstRunOfJob, let check {
@@ -272,7 +274,6 @@ public struct Worker {
             }
             let store = store
             let token = claim
-            let progress = claim.job.progress
             let result = runner.run(
                 argv, timeout: step.timeoutSeconds, memoryLimitMegabytes: step.memoryLimitMegabytes,
                 label: "job \(claim.job.id) step \(step.name) attempt \(attempt)",
