@@ -25,7 +25,8 @@ struct MemoryTests {
         #expect(line.contains("memory limit 120 MB reached"), "\(line)")
         #expect(line.contains("peak") && line.contains("biggest pid \(bomb) 'python3'"), "\(line)")
         #expect(line.hasSuffix("(exit 137)"))
-        #expect(stderr.contains("[SEQUENTIAL] seqexec: warning: memory:"), "warned at half: \(stderr)")
+        // No check of the warning at half here: at 800 MB/s a sample on a busy machine can
+        // land past both marks at once. theWarningComesOnceAtHalfTheLimit covers it.
         #expect(sandbox.read("after").isEmpty, "the whole tree was ended, its parent too")
         #expect(sandbox.stateIsClean)
         let record = sandbox.history.last ?? [:]
