@@ -81,7 +81,7 @@ public final class SQLiteConnection {
         }
         handle = db
         self.path = path
-        sqlite3_busy_timeout(db, busyTimeoutMilliseconds)
+        cseq_sqlite_busy_timeout(db, busyTimeoutMilliseconds)
         do {
             // journal_mode answers with a row; WAL lets readers (status) run beside a writer.
             _ = try query("PRAGMA journal_mode=WAL")

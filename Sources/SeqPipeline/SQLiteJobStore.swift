@@ -43,7 +43,7 @@ public final class SQLiteJobStore: JobStore {
             crashes INTEGER NOT NULL DEFAULT 0, infra_attempts INTEGER NOT NULL DEFAULT 0,
             retry_at REAL, error TEXT, error_type TEXT,
             created_at REAL NOT NULL);
-        CREATE INDEX jobs_queue ON jobs(status, priority DESC, seq);
+        CREATE INDEX jobs_waiting ON jobs(priority DESC, seq) WHERE status IN ('pending', 'retrying');
         CREATE UNIQUE INDEX jobs_one_active_per_account ON jobs(account) WHERE status IN ('claimed','running');
         CREATE UNIQUE INDEX jobs_one_active_per_worker ON jobs(worker) WHERE status IN ('claimed','running');
         CREATE INDEX jobs_done_by_day ON jobs(account, completed_day) WHERE status = 'success';
@@ -231,11 +231,14 @@ public final class SQLiteJobStore: JobStore {
 
     // MARK: claims
 
+    /// Walks the waiting jobs in claim order through `jobs_waiting` and stops at the first
+    /// eligible one: a claim costs the jobs it skips, not the whole queue (a sort of every
+    /// waiting job made 2,000 jobs take quadratic time).
     static let claimStatement = """
         UPDATE jobs SET status = 'claimed', worker = ?1, device = ?2, claim_token = ?3, claimed_at = ?4,
             claimed_boot = ?6, heartbeat_boot = ?6, attempts = attempts + 1, runs = runs + 1, retry_at = NULL
         WHERE id = (
-            SELECT j.id FROM jobs j JOIN accounts a ON a.name = j.account
+            SELECT j.id FROM jobs j INDEXED BY jobs_waiting JOIN accounts a ON a.name = j.account
             WHERE j.status IN ('pending', 'retrying')
               AND (j.retry_at IS NULL OR j.retry_at <= ?4)
               AND a.paused = 0

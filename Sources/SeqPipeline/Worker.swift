@@ -16,6 +16,9 @@ public struct Worker {
     public var captureFile: String
     var stopping = false
     var lastResponseSeconds: Double?
+    /// The state last written to the workers table, and when (seconds since boot): an idle
+    /// worker rewrites it once per heartbeat, not once per poll or per job.
+    var recorded: (state: String, at: Double)?
 
     public init(store: any JobStore, config: PipelineConfig, index: Int, deviceName: String,
                 signals: SignalReceiver, reporter: Reporter, captureFile: String) {
@@ -106,12 +109,14 @@ public struct Worker {
                     return ExitCode.toolFailure
                 }
                 guard try checkHealth(device) else { continue }
-                try store.updateWorker(index: index, state: "idle", job: nil, bootSeconds: Clock.secondsSinceBoot())
+                try record("idle")
                 guard let claim = try store.claim(worker: index, device: deviceName, now: nowSeconds(), today: today(), bootSeconds: Clock.secondsSinceBoot()) else {
                     _ = pause(config.idlePollSeconds)
                     continue
                 }
                 try runJob(claim)
+                // finish() left the worker idle in the store.
+                recorded = ("idle", Clock.secondsSinceBoot())
             }
             if let device = try? store.devices().first(where: { $0.name == deviceName }), let stop = device.stopCommand {
                 _ = runDeviceCommand(stop, label: "device stop", timeout: 60)
@@ -126,11 +131,18 @@ public struct Worker {
         }
     }
 
+    mutating func record(_ state: String) throws(StoreError) {
+        let now = Clock.secondsSinceBoot()
+        if let recorded, recorded.state == state, now - recorded.at < config.heartbeatSeconds { return }
+        try store.updateWorker(index: index, state: state, job: nil, bootSeconds: now)
+        recorded = (state, now)
+    }
+
     /// The health check before a job. Returns true when the worker may claim.
     mutating func checkHealth(_ device: Device) throws(StoreError) -> Bool {
         let now = nowSeconds()
         if let until = device.cooldownUntil, until > now {
-            try store.updateWorker(index: index, state: device.healthy ? "cooldown" : "unhealthy", job: nil, bootSeconds: Clock.secondsSinceBoot())
+            try record(device.healthy ? "cooldown" : "unhealthy")
             _ = pause(min(until - now, config.idlePollSeconds))
             return false
         }
