@@ -206,6 +206,13 @@ public struct PipelineConfig: Sendable {
         return config
     }
 
+    /// The pause before (or after) a step, from the device's last measured response time:
+    /// base + min(response × factor, cap), or the fallback when the check measured nothing.
+    public func delay(pre: Bool, responseSeconds: Double?) -> Double {
+        guard let response = responseSeconds else { return pre ? preFallbackSeconds : postFallbackSeconds }
+        return (pre ? preBaseSeconds : postBaseSeconds) + min(response * delayFactor, delayCapSeconds)
+    }
+
     /// Worker k's Appium port.
     public func appiumPort(worker: Int) -> Int { appiumPortBase + appiumPortStride * worker }
     /// Worker k's first systemPort; its range is this and the next `systemPortStride - 1`.

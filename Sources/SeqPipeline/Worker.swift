@@ -196,10 +196,7 @@ public struct Worker {
         return false
     }
 
-    func delay(pre: Bool) -> Double {
-        guard let response = lastResponseSeconds else { return pre ? config.preFallbackSeconds : config.postFallbackSeconds }
-        return (pre ? config.preBaseSeconds : config.postBaseSeconds) + min(response * config.delayFactor, config.delayCapSeconds)
-    }
+    func delay(pre: Bool) -> Double { config.delay(pre: pre, responseSeconds: lastResponseSeconds) }
 
     /// Runs the steps not done yet and records how the job ended.
     mutating func runJob(_ claim: ClaimedJob) throws(StoreError) {

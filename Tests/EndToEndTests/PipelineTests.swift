@@ -364,6 +364,38 @@ extension Clock {
         #expect(pipeline.sandbox.lines("stops.log").count == 6)
     }
 
+    @Test func aStepsCheckPreventsADoublePostAfterACrashBetweenActingAndRecording() throws {
+        let pipeline = try PipelineSandbox(devices: 1)
+        let posts = pipeline.sandbox.path("posts.log")
+        // The step posts, then its worker dies before the store hears of it.
+        try pipeline.configure(step: [
+            "run": ["/bin/sh", "-c", "echo {job_id} >> \(posts); kill -KILL $PPID"],
+            "check": ["/bin/sh", "-c", "grep -qx {job_id} \(posts)"],
+        ])
+        try pipeline.addJobs([("p1", "-", "a1"), ("p2", "-", "a2")])
+        let (status, _, err) = try pipeline.pipe(["run", "--workers", "1", "--once"], seconds: 60)
+        #expect(status == 0, "\(err)")
+        #expect(pipeline.sandbox.lines("posts.log").sorted() == ["p1", "p2"])
+        let jobs = try pipeline.jobs()
+        #expect(jobs["p1"]?.status == "success" && jobs["p2"]?.status == "success")
+        let (_, events, _) = try pipeline.pipe(["events", "--limit", "100"])
+        #expect(events.components(separatedBy: "worker-died").count == 3)
+    }
+
+    @Test func statusCallsASilentOrchestratorHung() throws {
+        let pipeline = try PipelineSandbox(devices: 1)
+        try pipeline.configure(extra: ["orchestrator": ["heartbeat_seconds": 1000, "hung_after_seconds": 0.3]])
+        let run = try pipeline.start(["run", "--workers", "1"])
+        #expect(waitUntil(20) { run.stderr.contains("running 1 worker") })
+        let fresh = try pipeline.status()["orchestrator"] as? [String: Any]
+        #expect(fresh?["pid"] as? Int == Int(run.pid))
+        #expect(waitUntil(20) { ((try? pipeline.status()["orchestrator"] as? [String: Any])?["hung"] as? Bool) == true })
+        let (_, text, _) = try pipeline.pipe(["status"])
+        #expect(text.contains("orchestrator: pid \(run.pid)") && text.contains("HUNG: no heartbeat for"), "\(text)")
+        run.signal(SIGINT)
+        #expect(run.wait(30) == 0, "\(run.stderr)")
+    }
+
     @Test func statusExplainsEveryWaitingJob() throws {
         let pipeline = try PipelineSandbox(devices: 1)
         #expect(try pipeline.pipe(["account", "add", "limited", "--daily-limit", "1"]).0 == 0)

@@ -48,6 +48,15 @@ import Testing
         #expect(classifier.classify(output: "NullPointerException", timedOut: false).0 == .retryable)
     }
 
+    @Test func delaysFollowTheDevicesResponseTime() {
+        let config = PipelineConfig()
+        #expect(config.delay(pre: true, responseSeconds: 2) == 8 + 3)
+        #expect(config.delay(pre: false, responseSeconds: 2) == 10 + 3)
+        #expect(config.delay(pre: true, responseSeconds: 60) == 8 + 8)  // capped
+        #expect(config.delay(pre: true, responseSeconds: nil) == 12)  // nothing measured
+        #expect(config.delay(pre: false, responseSeconds: nil) == 15)
+    }
+
     @Test func durationsKeepTheirFractionWhenShort() {
         #expect(durationText(0.2) == "0.2s")
         #expect(durationText(0.01) == "10ms")
