@@ -25,8 +25,8 @@ RELEASE_FLAGS = -c release -Xswiftc -static-executable
 BIN = $(shell $(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)
 
 # What `make install` writes, and all that `make uninstall` removes.
-INSTALLED = $(BINDIR)/seqexec $(BINDIR)/make-seq \
-	$(MANDIR)/seqexec.1 $(MANDIR)/make-seq.1 \
+INSTALLED = $(BINDIR)/seqexec $(BINDIR)/make-seq $(BINDIR)/seqpipe \
+	$(MANDIR)/seqexec.1 $(MANDIR)/make-seq.1 $(MANDIR)/seqpipe.1 \
 	$(DATADIR)/seq.mk \
 	$(BASHDIR)/seqexec $(BASHDIR)/make-seq \
 	$(ZSHDIR)/_seqexec $(ZSHDIR)/_make-seq \
@@ -46,12 +46,13 @@ bench: build
 	scripts/bench-guard
 	scripts/bench-memory
 	scripts/bench-make
+	scripts/bench-pipeline
 
 install: $(if $(filter command line,$(origin BIN)),,build)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(DATADIR) \
 		$(DESTDIR)$(BASHDIR) $(DESTDIR)$(ZSHDIR) $(DESTDIR)$(FISHDIR)
-	install -m 755 $(BIN)/seqexec $(BIN)/make-seq $(DESTDIR)$(BINDIR)/
-	install -m 644 man/seqexec.1 man/make-seq.1 $(DESTDIR)$(MANDIR)/
+	install -m 755 $(BIN)/seqexec $(BIN)/make-seq $(BIN)/seqpipe $(DESTDIR)$(BINDIR)/
+	install -m 644 man/seqexec.1 man/make-seq.1 man/seqpipe.1 $(DESTDIR)$(MANDIR)/
 	install -m 644 scripts/seq.mk $(DESTDIR)$(DATADIR)/seq.mk
 	install -m 644 scripts/completions/seqexec.bash $(DESTDIR)$(BASHDIR)/seqexec
 	install -m 644 scripts/completions/make-seq.bash $(DESTDIR)$(BASHDIR)/make-seq

@@ -26,7 +26,8 @@ let help = """
               [--priority N] [--max-attempts N]
       add-folder DIR --accounts A [B...] [--priority N] [--max-attempts N]
       import-csv FILE | export-csv [FILE]
-      run [--workers N] [--once]    Run the pipeline (--once: exit when nothing is left).
+      run [--workers N] [--once]    Run N workers (default: one per device); --once: exit
+                                    when nothing is left to do.
       status [--json]               Counts, workers, accounts, devices, and why jobs wait.
       events [--limit N]            The latest events.
       show-config                   Ports per worker, steps and policies.
@@ -326,13 +327,15 @@ case "export-csv":
 case "run":
     let options = Options(command, arguments, valued: ["--workers"], flags: ["--once"])
     options.expect(0, "options only: seqpipe run [--workers N] [--once]")
-    let workers = options.number("--workers", default: 3, minimum: 1)
     let signals: SignalReceiver
     do { signals = try SignalReceiver(signals: [SIGINT, SIGTERM, SIGHUP, SIGCHLD]) } catch {
         fail("cannot set up signal handling: \(error)")
     }
     let config = loadConfig()
     let store = openStore()
+    // One worker per device unless told otherwise.
+    let devices = storeCall { () throws(StoreError) in try store.devices() }.count
+    let workers = options.number("--workers", default: max(devices, 1), minimum: 1)
     let orchestrator = Orchestrator(
         store: store, config: config, paths: paths, workerCount: workers, once: options.flags.contains("--once"),
         signals: signals, reporter: reporter)

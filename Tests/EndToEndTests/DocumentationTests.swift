@@ -34,8 +34,10 @@ struct DocumentationTests {
 
     @Test func makeSeqHelpIsTheDocumentedText() throws { try checkHelp("make-seq", minimumOptions: 6) }
 
+    @Test func seqpipeHelpIsTheDocumentedText() throws { try checkHelp("seqpipe", minimumOptions: 20) }
+
     /// groff's own lint: every warning on (-ww), output thrown away (-z); it must say nothing.
-    @Test(arguments: ["seqexec.1", "make-seq.1"])
+    @Test(arguments: ["seqexec.1", "make-seq.1", "seqpipe.1"])
     func manPageRendersWithoutWarnings(_ page: String) throws {
         let sandbox = try Sandbox()
         let groff = try sandbox.start("/usr/bin/env", ["groff", "-man", "-Tutf8", "-ww", "-z", packageRoot + "/man/" + page])
