@@ -97,6 +97,9 @@ public struct Orchestrator {
         do {
             devices = try store.devices()
         } catch { throw GuardFailure("store \(paths.database): \(error.message)") }
+        guard !devices.isEmpty else {
+            throw GuardFailure("\(paths.database) has no device; add one with 'seqpipe device add NAME --url URL'")
+        }
         guard devices.count >= workerCount else {
             throw GuardFailure(
                 "\(workerCount) worker\(workerCount == 1 ? "" : "s") need as many devices; \(paths.database) has \(devices.count); add one with 'seqpipe device add NAME --url URL' or run with --workers \(devices.count)")

@@ -96,8 +96,14 @@ func absolute(_ path: String) -> String {
 let paths = PipelinePaths(
     database: absolute(databaseOption ?? ".seqpipe/pipeline.db"), config: configOption.map(absolute),
     stateBase: Spawn.environmentValue("SEQEXEC_STATE_DIR").flatMap { $0.isEmpty ? nil : $0 })
+/// The config named by --config or SEQPIPE_CONFIG, which must exist (the default may not).
+let namedConfig = configOption
 
 func loadConfig() -> PipelineConfig {
+    // The default file may be missing (the defaults apply); one named by hand may not.
+    if let namedConfig, !FileSystem.exists(paths.config) {
+        fail("no config at \(namedConfig); create it (seqpipe init writes one with every default) or drop --config")
+    }
     do { return try PipelineConfig.load(path: paths.config) } catch { fail(error.message) }
 }
 

@@ -412,6 +412,25 @@ extension Clock {
         #expect(config.contains("0       d0      4723         8200-8209"))
     }
 
+    @Test func badInputGetsOneLineNamingTheFix() throws {
+        let pipeline = try PipelineSandbox(devices: 0)
+        let missing = pipeline.sandbox.path("missing.json")
+        let cases: [([String], Int32, String)] = [
+            (["frob"], 2, "seqpipe: unknown command 'frob'; see 'seqpipe --help'\n"),
+            (["--config", missing, "status"], 125, "seqpipe: no config at \(missing); create it (seqpipe init writes one with every default) or drop --config\n"),
+            (["run", "--once"], 125, "seqpipe: \(pipeline.sandbox.path(".seqpipe/pipeline.db")) has no device; add one with 'seqpipe device add NAME --url URL'\n"),
+            (["retry", "nope"], 1, "seqpipe: no job 'nope'; see 'seqpipe status'\n"),
+            (["device", "add", "d9", "--url", "ftp://x"], 2, "seqpipe: device add: --url 'ftp://x' must look like http://HOST:PORT/PATH; see 'seqpipe --help'\n"),
+        ]
+        for (arguments, expected, message) in cases {
+            let (status, _, err) = try pipeline.pipe(arguments)
+            #expect(status == expected && err == message, "\(arguments): \(String(describing: status)) \(err)")
+        }
+        try pipeline.sandbox.write(".seqpipe/pipeline.json", #"{"steps": [{"run": ["x"], "attempts": 0}]}"#)
+        let (status, _, err) = try pipeline.pipe(["show-config"])
+        #expect(status == 125 && err.hasPrefix("seqpipe: \(pipeline.sandbox.path(".seqpipe/pipeline.json")): steps[0].attempts: expected"), "\(err)")
+    }
+
     @Test func csvRoundTripsThroughTheCommands() throws {
         let pipeline = try PipelineSandbox(devices: 1)
         let media = pipeline.sandbox.path("media")
