@@ -83,14 +83,19 @@ public enum KillAll {
             }
             if targets.isEmpty { break }
             let signal = round == 0 ? SIGTERM : SIGKILL
-            var watched: [FileDescriptor] = []
-            for (identity, target) in targets where Processes.signal(identity, signal) {
-                if signal == SIGTERM { Processes.signal(identity, SIGCONT) }
-                if ended[identity] == nil { ended[identity] = target }
-                if let fd = Processes.openPidfd(identity) { watched.append(fd) }
+            // Waiters first, and gone before any holder is signalled: a waiter that saw the
+            // holder die before its own signal came would take the lock and start its command.
+            let waiterTargets = targets.filter { $0.value.role == "waiter" }
+            for group in [waiterTargets, targets.filter { $0.value.role != "waiter" }] where !group.isEmpty {
+                var watched: [FileDescriptor] = []
+                for (identity, target) in group where Processes.signal(identity, signal) {
+                    if signal == SIGTERM { Processes.signal(identity, SIGCONT) }
+                    if ended[identity] == nil { ended[identity] = target }
+                    if let fd = Processes.openPidfd(identity) { watched.append(fd) }
+                }
+                waitForExit(watched, seconds: round == 0 ? killGrace : 1)
+                for fd in watched { fd.close() }
             }
-            waitForExit(watched, seconds: round == 0 ? killGrace : 1)
-            for fd in watched { fd.close() }
         }
         // Whatever is left on disk has no live owner now.
         try directory.withMutex { () throws(GuardFailure) in
