@@ -1,3 +1,5 @@
+import SeqSystem
+
 /// Where jobs, accounts, devices, workers and events live. SQLite today; a PostgreSQL store
 /// for fleets spread over several machines would keep these semantics:
 /// - `claim` is atomic: two workers never hold one job, one account never has two jobs
@@ -54,6 +56,16 @@ public protocol JobStore: AnyObject {
     func updateWorker(index: Int, state: String, job: String?, bootSeconds: Double) throws(StoreError)
     func workers() throws(StoreError) -> [WorkerRecord]
     func clearWorkers() throws(StoreError)
+
+    /// A recurring job's run began in `process`.
+    func recordRecurringStart(_ name: String, process: ProcessIdentity, now: Double) throws(StoreError)
+    /// The run waits between attempts ("backoff") or runs again ("running").
+    func recordRecurringState(_ name: String, state: String) throws(StoreError)
+    /// The run ended; a failure counts toward consecutive failures, a success clears them.
+    func recordRecurringEnd(_ name: String, succeeded: Bool, error: String?, now: Double) throws(StoreError)
+    /// A run that was due did not start, and why.
+    func recordRecurringSkip(_ name: String, reason: String, now: Double) throws(StoreError)
+    func heartbeats() throws(StoreError) -> [Heartbeat]
 
     func addEvent(_ event: Event) throws(StoreError)
     func events(limit: Int) throws(StoreError) -> [Event]

@@ -22,6 +22,7 @@ public struct PipelinePaths: Sendable {
     }
 
     public func log(worker: Int) -> String { "\(logs)/worker_\(worker).log" }
+    public var schedulerLog: String { "\(logs)/scheduler.log" }
 
     /// The pipeline's lock directory: one orchestrator per store.
     public func lockDirectory(create: Bool = true) throws(GuardFailure) -> StateDirectory {
@@ -60,6 +61,8 @@ public struct Orchestrator {
         var startedAt: Int64 = 0
         var restartAt: Int64?
         var stoppedCleanly = false
+        /// The scheduler of recurring jobs, not a worker: no device, no claims.
+        var scheduler = false
     }
 
     func say(_ message: String) {
@@ -120,8 +123,12 @@ public struct Orchestrator {
         } catch { throw GuardFailure("store \(paths.database): \(error.message)") }
 
         var slots = (0..<workerCount).map { Slot(index: $0, device: devices[$0]) }
+        if !config.recurring.isEmpty {
+            slots.append(Slot(index: workerCount, device: Device(name: "-"), scheduler: true))
+        }
         for index in slots.indices { spawn(&slots[index]) }
-        say("running \(workerCount) worker\(workerCount == 1 ? "" : "s") on \(paths.database); logs in \(paths.logs)")
+        let recurring = config.recurring.isEmpty ? "" : " and the scheduler of \(config.recurring.count) recurring job\(config.recurring.count == 1 ? "" : "s")"
+        say("running \(workerCount) worker\(workerCount == 1 ? "" : "s")\(recurring) on \(paths.database); logs in \(paths.logs)")
 
         var stopping = false
         var stopDeadline: Int64?
@@ -150,6 +157,10 @@ public struct Orchestrator {
                     continue
                 }
                 let how = GuardedCommand.describe(status)
+                if slots[index].scheduler {
+                    say("the scheduler (pid \(pid)) ended (\(how))")
+                    try? store.addEvent(Event(at: nowSeconds(), kind: "scheduler-died", message: "pid \(pid) ended (\(how))"))
+                } else {
                 do {
                     let requeued = try store.requeueClaims(worker: index, crashed: !stopping, policy: config.policy, now: nowSeconds())
                     try store.addEvent(Event(at: nowSeconds(), kind: "worker-died", job: requeued.first, device: slots[index].device.name, worker: index,
@@ -157,6 +168,7 @@ public struct Orchestrator {
                     say("worker \(index) (pid \(pid)) ended (\(how))\(requeued.isEmpty ? "" : "; its job \(requeued.joined(separator: " ")) is back in the queue")")
                 } catch {
                     reporter.error("store \(paths.database): \(error.message)")
+                }
                 }
                 _ = process
                 // What it left behind was reparented here: end it, the guard's way.
@@ -224,14 +236,14 @@ public struct Orchestrator {
         } catch { reporter.error("store \(paths.database): \(error.message)") }
         ProcessTree(signals: signals).end(grace: config.killGraceSeconds, onReap: { _, _ in })
         // Devices whose worker could not run its own stop command.
-        for slot in slots where !slot.stoppedCleanly {
+        for slot in slots where !slot.stoppedCleanly && !slot.scheduler {
             guard let command = slot.device.stopCommand else { continue }
             let runner = StepRunner(signals: signals, reporter: reporter, captureFile: "\(paths.run)/orchestrator.out",
                                     killGrace: config.killGraceSeconds, stopGrace: 0, environment: Spawn.currentEnvironment())
             _ = runner.run(["/bin/sh", "-c", command], timeout: 60, memoryLimitMegabytes: nil, label: "device \(slot.device.name) stop")
         }
         try? store.addEvent(Event(at: nowSeconds(), kind: "orchestrator-stop", message: "pid \(Processes.currentPid) stopped"))
-        for slot in slots {
+        for slot in slots where !slot.scheduler {
             try? store.updateWorker(index: slot.index, state: "stopped", job: nil, bootSeconds: Clock.secondsSinceBoot())
         }
         say("stopped")
@@ -252,15 +264,16 @@ public struct Orchestrator {
     /// its log, the lock's owner descriptor inherited (the lock lives while any worker does).
     func spawn(_ slot: inout Slot) {
         let executable = (try? FileSystem.readLink("/proc/self/exe")) ?? CommandLine.arguments[0]
-        let argv = [
-            executable, "--db", paths.database, "--config", paths.config, "worker",
-            "--index", String(slot.index), "--device", slot.device.name, "--parent", String(Processes.currentPid),
-        ]
+        let argv = slot.scheduler
+            ? [executable, "--db", paths.database, "--config", paths.config, "scheduler", "--parent", String(Processes.currentPid)]
+            : [executable, "--db", paths.database, "--config", paths.config, "worker",
+               "--index", String(slot.index), "--device", slot.device.name, "--parent", String(Processes.currentPid)]
+        let logPath = slot.scheduler ? paths.schedulerLog : paths.log(worker: slot.index)
         let log: FileDescriptor
         do {
-            log = try FileSystem.open(paths.log(worker: slot.index), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, mode: 0o644)
+            log = try FileSystem.open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, mode: 0o644)
         } catch {
-            reporter.error("cannot open \(paths.log(worker: slot.index)): \(error); worker \(slot.index) not started")
+            reporter.error("cannot open \(logPath): \(error); \(slot.scheduler ? "the scheduler" : "worker \(slot.index)") not started")
             slot.restartAt = Clock.monotonicNanoseconds() + Int64(max(config.restartDelaySeconds, 1) * 1e9)
             return
         }
@@ -276,6 +289,7 @@ public struct Orchestrator {
             slot.process = identity
             slot.startedAt = Clock.monotonicNanoseconds()
             slot.stoppedCleanly = false
+            if slot.scheduler { return }
             try? store.setWorker(WorkerRecord(
                 index: slot.index, pid: pid, startTime: identity.startTime, device: slot.device.name, state: "starting",
                 job: nil, restarts: slot.restarts, heartbeatBootSeconds: Clock.secondsSinceBoot()))

@@ -64,6 +64,9 @@ public struct PipelineConfig: Sendable {
         "adb", "device offline", "appium", "uiautomator", "webdriver", "connection refused", "timeout",
     ]
     public var dayZone = "UTC"
+    // Recurring jobs.
+    public var recurring: [RecurringJob] = []
+    public var scheduler = SchedulerPolicy()
 
     public init() {
         steps = [StepDefinition(name: "post", run: ["true"], check: nil, timeoutSeconds: 600, memoryLimitMegabytes: 2048, attempts: 3)]
@@ -124,7 +127,7 @@ public struct PipelineConfig: Sendable {
         var config = PipelineConfig()
         config.path = path
         try reader.object(root, "(top level)")
-        try reader.known(root, "", ["steps", "reset", "workers", "orchestrator", "delays", "retries", "cooldown", "health", "classify", "day_zone"])
+        try reader.known(root, "", ["steps", "reset", "workers", "orchestrator", "delays", "retries", "cooldown", "health", "classify", "day_zone", "recurring", "scheduler"])
         guard let steps = root["steps"] else { throw reader.fail("steps", "a list of steps, each {\"name\": …, \"run\": [argv…]}") }
         guard case .array(let items) = steps, !items.isEmpty else { throw reader.fail("steps", "a non-empty list of steps") }
         config.steps = []
@@ -203,6 +206,7 @@ public struct PipelineConfig: Sendable {
             guard Clock.isKnownZone(zone) else { throw reader.fail("day_zone", "an IANA time zone such as \"UTC\" or \"Europe/Berlin\" (found \"\(zone)\", not in /usr/share/zoneinfo)") }
             config.dayZone = zone
         }
+        try reader.recurring(root, into: &config)
         return config
     }
 

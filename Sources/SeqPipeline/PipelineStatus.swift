@@ -16,6 +16,8 @@ public struct PipelineStatus {
     public var waiting: [(job: Job, reason: String)]
     public var now: Double
     public var config: PipelineConfig
+    /// The recurring jobs' heartbeats.
+    public var heartbeats: [Heartbeat] = []
 
     /// Reads everything from the store and the lock, at one moment.
     public static func read(store: any JobStore, config: PipelineConfig, paths: PipelinePaths) throws(StoreError) -> PipelineStatus {
@@ -41,7 +43,8 @@ public struct PipelineStatus {
         return PipelineStatus(
             database: paths.database, counts: counts, holder: holder, holderSilentSeconds: silent,
             hung: (silent ?? 0) > config.hungAfterSeconds, workers: holder == nil ? [] : workers,
-            accounts: accounts, successesToday: successes, devices: devices, waiting: waiting, now: now, config: config)
+            accounts: accounts, successesToday: successes, devices: devices, waiting: waiting, now: now, config: config,
+            heartbeats: try store.heartbeats())
     }
 
     static func reason(_ job: Job, accounts: [Account], devices: [Device], successes: [String: Int], active: [Job],
@@ -104,6 +107,18 @@ public struct PipelineStatus {
                 lines.append("  \(device.name)  \(state)")
             }
         }
+        if !heartbeats.isEmpty {
+            lines.append("recurring jobs:")
+            for beat in heartbeats {
+                var parts = ["\(beat.state)", "\(beat.runs) runs"]
+                if let at = beat.lastSuccess { parts.append("last success \(isoTime(at))") }
+                if let at = beat.lastFailure { parts.append("last failure \(isoTime(at))\(beat.lastError.map { ": \($0)" } ?? "")") }
+                if beat.consecutiveFailures > 0 { parts.append("\(beat.consecutiveFailures) failures in a row") }
+                if let at = beat.lastSkip { parts.append("last skip \(isoTime(at)): \(beat.skipReason ?? "")") }
+                if let process = beat.process { parts.append("pid \(process.pid)") }
+                lines.append("  \(beat.name)  " + parts.joined(separator: ", "))
+            }
+        }
         if !waiting.isEmpty {
             lines.append("waiting:")
             for (job, reason) in waiting.prefix(20) { lines.append("  \(job.id)  \(job.account)  \(reason)") }
@@ -151,6 +166,16 @@ public struct PipelineStatus {
                     ("health_failures", .integer(Int64(device.healthFailures))),
                     ("cooldown_until", (device.cooldownUntil ?? 0) > now ? time(device.cooldownUntil) : .null),
                     ("last_error", optional(device.lastError)),
+                ])
+            })),
+            ("recurring", .array(heartbeats.map { beat in
+                .object([
+                    ("name", .string(beat.name)), ("state", .string(beat.state)), ("runs", .integer(Int64(beat.runs))),
+                    ("last_start", time(beat.lastStart)), ("last_success", time(beat.lastSuccess)),
+                    ("last_failure", time(beat.lastFailure)), ("last_error", optional(beat.lastError)),
+                    ("last_skip", time(beat.lastSkip)), ("skip_reason", optional(beat.skipReason)),
+                    ("consecutive_failures", .integer(Int64(beat.consecutiveFailures))),
+                    ("pid", beat.process.map { .integer(Int64($0.pid)) } ?? .null),
                 ])
             })),
             ("waiting", .array(waiting.map { .object([("job", .string($0.job.id)), ("account", .string($0.job.account)), ("reason", .string($0.reason))]) })),

@@ -55,6 +55,15 @@ public final class SQLiteJobStore: JobStore {
             id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, kind TEXT NOT NULL,
             job TEXT, account TEXT, device TEXT, worker INTEGER, message TEXT NOT NULL);
         """,
+        // 2: recurring jobs' heartbeats.
+        """
+        CREATE TABLE heartbeats(
+            name TEXT PRIMARY KEY, state TEXT NOT NULL DEFAULT 'idle',
+            last_start REAL, last_success REAL, last_failure REAL, last_skip REAL,
+            skip_reason TEXT, last_error TEXT,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0, runs INTEGER NOT NULL DEFAULT 0,
+            pid INTEGER, start_time INTEGER);
+        """,
     ]
 
     public static var schemaVersion: Int { migrations.count }
@@ -484,6 +493,73 @@ public final class SQLiteJobStore: JobStore {
                 "UPDATE devices SET healthy = 0, cooldown_until = ?2, last_error = ?3 WHERE name = ?1",
                 [.text(name), .real(until), .text(reason)])
             try insertEvent(Event(at: nowSeconds(), kind: "device-unhealthy", device: name, message: reason))
+        }
+    }
+
+    // MARK: recurring jobs
+
+    public func recordRecurringStart(_ name: String, process: ProcessIdentity, now: Double) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run(
+                """
+                INSERT INTO heartbeats(name, state, last_start, runs, pid, start_time) VALUES (?1, 'running', ?2, 1, ?3, ?4)
+                ON CONFLICT(name) DO UPDATE SET state = 'running', last_start = ?2, runs = runs + 1, pid = ?3, start_time = ?4
+                """, [.text(name), .real(now), .integer(Int64(process.pid)), .integer(Int64(process.startTime))])
+            try insertEvent(Event(at: now, kind: "recurring-start", message: "\(name): run started (pid \(process.pid))"))
+        }
+    }
+
+    public func recordRecurringState(_ name: String, state: String) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run("UPDATE heartbeats SET state = ?2 WHERE name = ?1", [.text(name), .text(state)])
+        }
+    }
+
+    public func recordRecurringEnd(_ name: String, succeeded: Bool, error: String?, now: Double) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            if succeeded {
+                try connection.run(
+                    "UPDATE heartbeats SET state = 'idle', last_success = ?2, consecutive_failures = 0, pid = NULL, start_time = NULL WHERE name = ?1",
+                    [.text(name), .real(now)])
+                try insertEvent(Event(at: now, kind: "recurring-success", message: "\(name): run succeeded"))
+            } else {
+                try connection.run(
+                    """
+                    UPDATE heartbeats SET state = 'idle', last_failure = ?2, last_error = ?3,
+                        consecutive_failures = consecutive_failures + 1, pid = NULL, start_time = NULL WHERE name = ?1
+                    """, [.text(name), .real(now), optional(error)])
+                try insertEvent(Event(at: now, kind: "recurring-failure", message: "\(name): \(error ?? "failed")"))
+            }
+        }
+    }
+
+    public func recordRecurringSkip(_ name: String, reason: String, now: Double) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run(
+                """
+                INSERT INTO heartbeats(name, last_skip, skip_reason) VALUES (?1, ?2, ?3)
+                ON CONFLICT(name) DO UPDATE SET last_skip = ?2, skip_reason = ?3
+                """, [.text(name), .real(now), .text(reason)])
+            try insertEvent(Event(at: now, kind: "recurring-skip", message: "\(name): skipped: \(reason)"))
+        }
+    }
+
+    public func heartbeats() throws(StoreError) -> [Heartbeat] {
+        try connection.query("SELECT * FROM heartbeats ORDER BY name").map { row in
+            var beat = Heartbeat(name: row["name"].string ?? "")
+            beat.state = row["state"].string ?? "idle"
+            beat.lastStart = row["last_start"].double
+            beat.lastSuccess = row["last_success"].double
+            beat.lastFailure = row["last_failure"].double
+            beat.lastSkip = row["last_skip"].double
+            beat.skipReason = row["skip_reason"].string
+            beat.lastError = row["last_error"].string
+            beat.consecutiveFailures = Int(row["consecutive_failures"].int ?? 0)
+            beat.runs = Int(row["runs"].int ?? 0)
+            if let pid = row["pid"].int, let start = row["start_time"].int {
+                beat.process = ProcessIdentity(pid: Int32(pid), startTime: UInt64(start))
+            }
+            return beat
         }
     }
 

@@ -31,6 +31,7 @@ let help = """
       status [--json]               Counts, workers, accounts, devices, and why jobs wait.
       events [--limit N]            The latest events.
       show-config                   Ports per worker, steps and policies.
+      schedule [--minutes N]        The recurring jobs' first runs after start, in order.
       stop-all                      Stop the running orchestrator and its workers cleanly.
       retry JOB | cancel JOB
 
@@ -371,6 +372,46 @@ case "worker":
         reporter: Reporter(toolName: "seqpipe worker \(index)"), captureFile: "\(paths.run)/worker_\(index).out")
     exit(worker.run())
 
+case "scheduler":
+    // Started by 'seqpipe run' only, when the config has recurring jobs.
+    let options = Options(command, arguments, valued: ["--parent"])
+    let parent = Int32(options.number("--parent", default: 0))
+    FileDescriptor.closeInheritedOnExec()
+    let signals = guardedProcessSetUp("scheduler")
+    if parent != 0 && Processes.parentPid != parent { fail("scheduler: its orchestrator (pid \(parent)) is already gone") }
+    let config = loadConfig()
+    let store = openStore()
+    exit(Scheduler(store: store, config: config, paths: paths, signals: signals, reporter: Reporter(toolName: "seqpipe scheduler")).run())
+
+case "recurring-run":
+    // Started by the scheduler only: one run of a recurring job.
+    let options = Options(command, arguments, valued: [])
+    options.expect(1, "the name of a recurring job")
+    FileDescriptor.closeInheritedOnExec()
+    let signals = guardedProcessSetUp("recurring-run")
+    let config = loadConfig()
+    guard let job = config.recurring.first(where: { $0.name == options.positional[0] }) else {
+        fail("no recurring job '\(options.positional[0])' in \(paths.config); see 'seqpipe schedule'", 1)
+    }
+    let store = openStore()
+    let run = RecurringRun(store: store, config: config, job: job, signals: signals, captureFile: "\(paths.run)/recurring_\(job.name).out")
+    exit(storeCall { () throws(StoreError) in try run.run() })
+
+case "schedule":
+    let options = Options(command, arguments, valued: ["--minutes"])
+    options.expect(0, "no arguments but --minutes N")
+    let config = loadConfig()
+    guard !config.recurring.isEmpty else {
+        printOut("no recurring jobs in \(paths.config); add a \"recurring\" list (see 'man seqpipe')\n")
+        exit(0)
+    }
+    let minutes = options.number("--minutes", default: 60, minimum: 1)
+    var text = "the first \(minutes) minute\(minutes == 1 ? "" : "s") after 'seqpipe run' starts (a range interval at its shortest):\n"
+    for (at, job) in Schedule.timeline(config.recurring, horizon: Double(minutes) * 60) {
+        text += "\(Schedule.clock(at).leftPadded(to: 9))  \(job.name)  (P\(job.priority)\(job.critical ? ", critical" : ""), \(job.intervalText))\n"
+    }
+    printOut(text)
+
 case "status":
     let options = Options(command, arguments, valued: [], flags: ["--json"])
     options.expect(0, "no arguments but --json")
@@ -468,4 +509,19 @@ case "retry", "cancel":
 
 default:
     usage("unknown command '\(command)'")
+}
+
+/// Signals as a stop request, the orchestrator's death as SIGTERM, and orphans reparented
+/// here: the set-up every process `seqpipe run` starts shares.
+func guardedProcessSetUp(_ what: String) -> SignalReceiver {
+    do {
+        let signals = try SignalReceiver(signals: [SIGINT, SIGTERM, SIGHUP, SIGCHLD])
+        try Processes.setParentDeathSignal(SIGTERM)
+        try Processes.becomeChildSubreaper()
+        return signals
+    } catch { fail("\(what): cannot set up: \(error)") }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }

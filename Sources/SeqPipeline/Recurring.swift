@@ -1,0 +1,184 @@
+import SeqGuard
+import SeqSystem
+
+/// Work that comes back on its own (post every 5 min, plan every 90–120 min, …): run by the
+/// orchestrator's scheduler process, each run a guarded command.
+public struct RecurringJob: Sendable {
+    public enum Overlap: String, Sendable {
+        /// A run due while the previous one still runs is skipped, and the skip recorded.
+        case skip
+        /// It waits for the previous run and then runs once (at most one waits).
+        case queue
+    }
+
+    public var name: String
+    public var run: [String]
+    /// Seconds between starts: a fixed interval when both are equal, else drawn afresh in
+    /// the range each time.
+    public var intervalMinimum: Double
+    public var intervalMaximum: Double
+    /// Seconds after the scheduler starts before the first run: the stagger.
+    public var offset: Double
+    /// 0 (P0, first) to 3: which of several due runs starts first.
+    public var priority: Int
+    public var critical: Bool
+    public var attempts: Int
+    public var timeoutSeconds: Double
+    public var memoryLimitMegabytes: Int
+    public var overlap: Overlap
+
+    /// The next interval: fixed, or a uniform draw in the range.
+    public func nextInterval() -> Double {
+        intervalMaximum > intervalMinimum ? Double.random(in: intervalMinimum...intervalMaximum) : intervalMinimum
+    }
+
+    public var intervalText: String {
+        intervalMaximum > intervalMinimum
+            ? "every \(durationText(intervalMinimum))–\(durationText(intervalMaximum))"
+            : "every \(durationText(intervalMinimum))"
+    }
+}
+
+/// How the scheduler treats runs and downtime.
+public struct SchedulerPolicy: Sendable {
+    public enum Missed: String, Sendable {
+        /// A job whose run was missed while the scheduler was down runs once at start
+        /// (within `missedJitterSeconds`), not once per missed slot.
+        case once
+        /// Missed runs are dropped; the job waits for its offset as on a fresh start.
+        case skip
+    }
+
+    public var missed = Missed.once
+    public var missedJitterSeconds: Double = 30
+    /// Backoff between attempts of a run: base·2^(n-1) up to the cap, with full jitter.
+    public var backoffBaseSeconds: Double = 2
+    public var backoffCapSeconds: Double = 30
+    /// Attempts of a run when the job does not say: critical jobs, and the others.
+    public var criticalAttempts = 3
+    public var otherAttempts = 1
+
+    public init() {}
+}
+
+/// The next runs of the recurring jobs on a fresh start, for `seqpipe schedule`.
+public enum Schedule {
+    /// (seconds after start, job) for every run within `horizon` seconds, in time order
+    /// (priority first at the same moment). A range interval is taken at its minimum.
+    public static func timeline(_ jobs: [RecurringJob], horizon: Double) -> [(at: Double, job: RecurringJob)] {
+        var runs: [(Double, RecurringJob)] = []
+        for job in jobs {
+            var at = job.offset
+            while at < horizon {
+                runs.append((at, job))
+                guard job.intervalMinimum > 0 else { break }
+                at += job.intervalMinimum
+            }
+        }
+        return runs.sorted { ($0.0, $0.1.priority) < ($1.0, $1.1.priority) }
+    }
+
+    /// `1:02:03` or `2:03` for a moment after start.
+    public static func clock(_ seconds: Double) -> String {
+        let whole = Int(seconds.rounded(.down))
+        let tenths = Int(((seconds - Double(whole)) * 10).rounded(.down))
+        let fraction = seconds < 60 && seconds != Double(whole) ? ".\(tenths)" : ""
+        let (hours, minutes, secs) = (whole / 3600, (whole % 3600) / 60, whole % 60)
+        let two = { (n: Int) in n < 10 ? "0\(n)" : "\(n)" }
+        return hours > 0 ? "\(hours):\(two(minutes)):\(two(secs))\(fraction)" : "\(minutes):\(two(secs))\(fraction)"
+    }
+}
+
+/// One recurring job's record of life, as the store keeps it.
+public struct Heartbeat: Sendable {
+    public var name: String
+    /// idle, running, or backoff (between attempts).
+    public var state: String
+    public var lastStart: Double?
+    public var lastSuccess: Double?
+    public var lastFailure: Double?
+    public var lastSkip: Double?
+    public var skipReason: String?
+    public var lastError: String?
+    public var consecutiveFailures: Int
+    public var runs: Int
+    /// The running instance, while one runs.
+    public var process: ProcessIdentity?
+
+    public init(name: String) {
+        self.name = name
+        state = "idle"
+        consecutiveFailures = 0
+        runs = 0
+    }
+}
+
+extension ConfigReader {
+    /// `recurring` (a list of jobs) and `scheduler` (their policy).
+    mutating func recurring(_ root: JSON.Value, into config: inout PipelineConfig) throws(ConfigError) {
+        if let section = try section(root, "scheduler", ["missed", "missed_jitter_seconds", "backoff_base_seconds", "backoff_cap_seconds", "critical_attempts", "other_attempts"]) {
+            if let missed = try string(section["missed"], "scheduler.missed") {
+                guard let value = SchedulerPolicy.Missed(rawValue: missed) else { throw fail("scheduler.missed", "\"once\" or \"skip\" (found \"\(missed)\")") }
+                config.scheduler.missed = value
+            }
+            config.scheduler.missedJitterSeconds = try number(section["missed_jitter_seconds"], "scheduler.missed_jitter_seconds") ?? config.scheduler.missedJitterSeconds
+            config.scheduler.backoffBaseSeconds = try number(section["backoff_base_seconds"], "scheduler.backoff_base_seconds") ?? config.scheduler.backoffBaseSeconds
+            config.scheduler.backoffCapSeconds = try number(section["backoff_cap_seconds"], "scheduler.backoff_cap_seconds") ?? config.scheduler.backoffCapSeconds
+            config.scheduler.criticalAttempts = try integer(section["critical_attempts"], "scheduler.critical_attempts", minimum: 1) ?? config.scheduler.criticalAttempts
+            config.scheduler.otherAttempts = try integer(section["other_attempts"], "scheduler.other_attempts", minimum: 1) ?? config.scheduler.otherAttempts
+        }
+        guard let list = root["recurring"], !isNull(list) else { return }
+        guard case .array(let items) = list else { throw fail("recurring", "a list of recurring jobs, each {\"name\": …, \"run\": [argv…], \"interval_seconds\": …}") }
+        var names: Set<String> = []
+        for (index, item) in items.enumerated() {
+            let key = "recurring[\(index)]"
+            try object(item, key)
+            try known(item, key, ["name", "run", "interval_seconds", "offset_seconds", "priority", "critical", "attempts", "timeout_seconds", "memory_limit_mb", "overlap"])
+            guard let name = try string(item["name"], "\(key).name"), !name.isEmpty,
+                  name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" })
+            else { throw fail("\(key).name", "a name of letters, digits, _ and - (it names the job in status and events)") }
+            guard names.insert(name).inserted else { throw fail("\(key).name", "a name no other recurring job has (\"\(name)\" is taken)") }
+            guard let run = try argv(item["run"], "\(key).run") else { throw fail("\(key).run", "a non-empty list of strings (argv)") }
+            let (low, high) = try interval(item["interval_seconds"], "\(key).interval_seconds")
+            var priority = 2
+            if let text = try string(item["priority"], "\(key).priority") {
+                guard let level = ["P0", "P1", "P2", "P3"].firstIndex(of: text.uppercased()) else {
+                    throw fail("\(key).priority", "one of \"P0\" (first) … \"P3\" (found \"\(text)\")")
+                }
+                priority = level
+            }
+            var critical = false
+            if let value = item["critical"] {
+                guard case .bool(let flag) = value else { throw fail("\(key).critical", "true or false") }
+                critical = flag
+            }
+            var overlap = RecurringJob.Overlap.skip
+            if let text = try string(item["overlap"], "\(key).overlap") {
+                guard let value = RecurringJob.Overlap(rawValue: text) else { throw fail("\(key).overlap", "\"skip\" or \"queue\" (found \"\(text)\")") }
+                overlap = value
+            }
+            config.recurring.append(RecurringJob(
+                name: name, run: run, intervalMinimum: low, intervalMaximum: high,
+                offset: try number(item["offset_seconds"], "\(key).offset_seconds") ?? 0,
+                priority: priority, critical: critical,
+                attempts: try integer(item["attempts"], "\(key).attempts", minimum: 1)
+                    ?? (critical ? config.scheduler.criticalAttempts : config.scheduler.otherAttempts),
+                timeoutSeconds: try number(item["timeout_seconds"], "\(key).timeout_seconds", minimum: 0.001) ?? 3600,
+                memoryLimitMegabytes: try integer(item["memory_limit_mb"], "\(key).memory_limit_mb", minimum: 1) ?? 2048,
+                overlap: overlap))
+        }
+    }
+
+    /// A number of seconds, or a [low, high] range.
+    func interval(_ value: JSON.Value?, _ key: String) throws(ConfigError) -> (Double, Double) {
+        let expected = "seconds between runs: a number > 0, or a range [low, high] such as [5400, 7200]"
+        guard let value else { throw fail(key, expected) }
+        if case .array(let bounds) = value {
+            guard bounds.count == 2, let low = try number(bounds[0], key, minimum: 0.001), let high = try number(bounds[1], key, minimum: 0.001), low <= high
+            else { throw fail(key, expected) }
+            return (low, high)
+        }
+        guard let seconds = try number(value, key, minimum: 0.001) else { throw fail(key, expected) }
+        return (seconds, seconds)
+    }
+}
