@@ -44,6 +44,25 @@ import Testing
         #expect(recurring.count == 7 && recurring.allSatisfy { ($0["runs"] as? Int ?? 0) >= 1 })
     }
 
+    @Test func aQueuedOverlapRunsRightAfterTheLastRunInsteadOfBeingSkipped() throws {
+        let pipeline = try PipelineSandbox(devices: 1)
+        try pipeline.configure(extra: ["recurring": [
+            job(pipeline, "queued", mode: "slow:0.5", interval: 0.1, offset: 0, extra: ["overlap": "queue"]),
+        ]])
+        let run = try pipeline.start(["run"])
+        #expect(waitUntil(30) { pipeline.startedRuns("queued") >= 3 })
+        run.signal(SIGTERM)
+        #expect(run.wait(30) == 0, "\(run.stderr)")
+        #expect(pipeline.overlaps() == [])
+        let beat = (try pipeline.status()["recurring"] as? [[String: Any]])?.first
+        #expect(beat?["last_skip"] is NSNull, "\(String(describing: beat))")
+        // Back to back: each run starts as the one before it ends.
+        let marks = pipeline.marks
+        for (end, start) in zip(marks.filter { !$0.start }, marks.filter(\.start).dropFirst()) {
+            #expect(start.nanoseconds >= end.nanoseconds)
+        }
+    }
+
     @Test func aRestartAfterDowntimeRunsEachMissedJobOnce() throws {
         let pipeline = try PipelineSandbox(devices: 1)
         try pipeline.configure(extra: [

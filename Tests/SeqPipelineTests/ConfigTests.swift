@@ -34,6 +34,27 @@ import Testing
         #expect(error(#"{"steps": [{"run": ["x"]}], "workers": {"appium_port_base": 0}}"#).hasPrefix("p.json: workers.appium_port_base: expected"))
     }
 
+    @Test func recurringJobsParseWithDefaultsAndNameBadKeys() throws {
+        let config = try PipelineConfig.parse(#"""
+            {"steps": [{"run": ["x"]}],
+             "recurring": [{"name": "posting", "run": ["post"], "interval_seconds": 300, "priority": "P0", "critical": true},
+                           {"name": "plan", "run": ["plan"], "interval_seconds": [5400, 7200], "offset_seconds": 120, "overlap": "queue"}]}
+            """#, path: "p.json")
+        #expect(config.recurring.map(\.name) == ["posting", "plan"])
+        #expect(config.recurring[0].attempts == 3 && config.recurring[1].attempts == 1)  // critical or not
+        #expect(config.recurring[1].intervalMinimum == 5400 && config.recurring[1].intervalMaximum == 7200)
+        #expect((0..<20).allSatisfy { _ in (5400...7200).contains(config.recurring[1].nextInterval()) })
+        let timeline = Schedule.timeline(config.recurring, horizon: 3600).map { "\(Schedule.clock($0.at)) \($0.job.name)" }
+        #expect(timeline.prefix(3) == ["0:00 posting", "2:00 plan", "5:00 posting"])
+        #expect(error(#"{"steps": [{"run": ["x"]}], "recurring": [{"name": "a", "run": ["x"], "interval_seconds": [9, 3]}]}"#)
+            .hasPrefix("p.json: recurring[0].interval_seconds: expected seconds between runs"))
+        #expect(error(#"{"steps": [{"run": ["x"]}], "recurring": [{"name": "a", "run": ["x"], "interval_seconds": 1, "priority": "P9"}]}"#)
+            .hasPrefix("p.json: recurring[0].priority: expected one of \"P0\""))
+        #expect(error(#"{"steps": [{"run": ["x"]}], "recurring": [{"name": "a", "run": ["x"], "interval_seconds": 1}, {"name": "a", "run": ["y"], "interval_seconds": 1}]}"#)
+            .contains("recurring[1].name: expected a name no other recurring job has"))
+        #expect(error(#"{"steps": [{"run": ["x"]}], "scheduler": {"missed": "all"}}"#) == "p.json: scheduler.missed: expected \"once\" or \"skip\" (found \"all\")")
+    }
+
     @Test func placeholdersFillFromTheJobAndRefuseUnknownNames() throws {
         let placeholders = Placeholders(values: ["job_id": "j1", "video": "/v/a b.mp4"])
         #expect(try placeholders.fill(["post", "{video}", "--id={job_id}", "{{literal}}"]) == ["post", "/v/a b.mp4", "--id=j1", "{literal}"])
