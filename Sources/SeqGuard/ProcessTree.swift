@@ -121,6 +121,8 @@ public struct Supervisor {
     public var stopGrace: Double?
     /// Called about every `interval` seconds while the command runs (a heartbeat).
     public var tick: (interval: Double, action: () -> Void)?
+    /// Descriptors open in the command as the numbers given (a progress channel).
+    public var passing: [(descriptor: FileDescriptor, as: Int32)] = []
 
     public init(signals: SignalReceiver, reporter: Reporter, timeout: Double?, killGrace: Double, memory: MemoryPolicy? = nil) {
         self.signals = signals
@@ -141,7 +143,7 @@ public struct Supervisor {
         do {
             pid = try Spawn.spawn(
                 arguments, environment: environment, resetSignals: signals.signalsToReset(),
-                input: input, output: output)
+                input: input, output: output, passing: passing)
         } catch {
             return SupervisedRun(ending: .couldNotStart(error))
         }

@@ -84,6 +84,24 @@ public struct FileDescriptor: Hashable, Sendable {
         }
     }
 
+    /// The last `maximum` bytes of the file (all of a shorter one), and its size.
+    public func readTail(maximum: Int) throws(Errno) -> (bytes: [UInt8], size: Int64) {
+        var st = stat()
+        _ = try valueOrErrno { fstat(rawValue, &st) }
+        let size = Int64(st.st_size)
+        let start = max(0, size - Int64(maximum))
+        var buffer = [UInt8](repeating: 0, count: Int(size - start))
+        var filled = 0
+        while filled < buffer.count {
+            let n = try valueOrErrno {
+                buffer.withUnsafeMutableBytes { raw in pread(rawValue, raw.baseAddress! + filled, raw.count - filled, off_t(start) + off_t(filled)) }
+            }
+            if n == 0 { break }
+            filled += n
+        }
+        return (Array(buffer[0..<filled]), size)
+    }
+
     public func status() throws(Errno) -> FileStatus {
         var st = stat()
         _ = try valueOrErrno { fstat(rawValue, &st) }

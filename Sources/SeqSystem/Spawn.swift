@@ -22,10 +22,11 @@ public enum Spawn {
     /// their default action. Descriptors pass through unless they are close-on-exec.
     /// - Throws: the errno of the failed exec (ENOENT: not found; EACCES/ENOEXEC: not runnable).
     /// With `output`, the child's stdout and stderr both go to that descriptor, and with
-    /// `input` its stdin comes from that one.
+    /// `input` its stdin comes from that one. Each of `passing` is open in the child as the
+    /// descriptor number given.
     public static func spawn(
         _ arguments: [String], environment: [String], resetSignals: [Int32],
-        input: FileDescriptor? = nil, output: FileDescriptor? = nil
+        input: FileDescriptor? = nil, output: FileDescriptor? = nil, passing: [(descriptor: FileDescriptor, as: Int32)] = []
     ) throws(Errno) -> Int32 {
         precondition(!arguments.isEmpty, "spawn needs a program")
         var attributes = posix_spawnattr_t()
@@ -54,6 +55,8 @@ public enum Spawn {
             posix_spawn_file_actions_adddup2(&actions, output.rawValue, 1)
             posix_spawn_file_actions_adddup2(&actions, output.rawValue, 2)
         }
+        // dup2 onto itself clears close-on-exec (glibc 2.29 and later, POSIX 2024).
+        for (descriptor, target) in passing { posix_spawn_file_actions_adddup2(&actions, descriptor.rawValue, target) }
         var pid: pid_t = 0
         let rc = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp)
         if rc != 0 { throw Errno(rawValue: rc) }
