@@ -65,8 +65,28 @@ public protocol JobStore: AnyObject {
     func recordRecurringEnd(_ name: String, succeeded: Bool, error: String?, now: Double) throws(StoreError)
     /// A run that was due did not start, and why.
     func recordRecurringSkip(_ name: String, reason: String, now: Double) throws(StoreError)
+    /// The run ended by a stop (not a failure of the job): no failure is counted.
+    func recordRecurringStopped(_ name: String, reason: String, now: Double) throws(StoreError)
+    /// The running instance is alive; `progress`, when the step reported some, is its latest
+    /// word (and moves `progressAt`, which the watchdog's hung rule reads).
+    func recordRecurringBeat(_ name: String, progress: String?, now: Double) throws(StoreError)
+    /// The scheduler's plan for a job: when it next runs, and what a due run waits for.
+    func recordRecurringPlan(_ name: String, nextDue: Double?, waiting: String?) throws(StoreError)
     func heartbeats() throws(StoreError) -> [Heartbeat]
 
+    /// Raises the alert `key` (or refreshes it); true when it was not already raised.
+    func raiseAlert(_ key: String, kind: String, message: String, now: Double) throws(StoreError) -> Bool
+    /// Clears it; true when it was raised.
+    func clearAlert(_ key: String, now: Double) throws(StoreError) -> Bool
+    /// The alerts raised and not cleared, oldest first.
+    func alerts() throws(StoreError) -> [Alert]
+    /// The latest result of a periodic check (the watchdog, the health check).
+    func recordCheck(_ name: String, ok: Bool, message: String, now: Double) throws(StoreError)
+    func checks() throws(StoreError) -> [Check]
+    /// What the pipeline health check reads.
+    func pipelineHealth(now: Double, claimedLongerThan seconds: Double) throws(StoreError) -> PipelineHealth
+
     func addEvent(_ event: Event) throws(StoreError)
-    func events(limit: Int) throws(StoreError) -> [Event]
+    /// The latest `limit` events at or after `since` (any time when nil), oldest first.
+    func events(since: Double?, limit: Int) throws(StoreError) -> [Event]
 }

@@ -13,6 +13,9 @@ public struct Device: Sendable {
     public var statusURL: String?
     /// Shell commands (run with /bin/sh -c, placeholders filled in).
     public var healthCommand: String?
+    /// Restarts the device's automation server (Appium): the first grade of recovery.
+    public var serverRestartCommand: String?
+    /// Restarts the device itself: the second grade.
     public var restartCommand: String?
     public var stopCommand: String?
     public var healthy = true
@@ -67,6 +70,9 @@ public struct Job: Sendable {
     public var retryAt: Double?
     public var error: String?
     public var errorType: String?
+    /// The device that gave up on this job after its graded recovery: another device takes
+    /// it (this one only when no other is healthy).
+    public var avoidDevice: String?
 
     public init(id: String, account: String) {
         self.id = id
@@ -113,6 +119,9 @@ public enum JobOutcome: Sendable {
     /// Device or server trouble: the job is retried later without charging it an attempt;
     /// the account's and the device's infrastructure counters go up.
     case infrastructure(message: String)
+    /// Infrastructure trouble that outlived the device's recovery (server restart, device
+    /// restart): as `infrastructure`, and the job goes to another device.
+    case handOff(message: String)
     /// Anything else: retried with backoff until max_attempts.
     case retryable(message: String)
     /// The step's tree hit its memory limit: retried, and counted toward poison.

@@ -67,6 +67,9 @@ public struct PipelineConfig: Sendable {
     // Recurring jobs.
     public var recurring: [RecurringJob] = []
     public var scheduler = SchedulerPolicy()
+    public var watchdog = WatchdogPolicy()
+    /// Shared pools by name: how many recurring runs may hold each at once.
+    public var pools: [String: Int] = [:]
 
     public init() {
         steps = [StepDefinition(name: "post", run: ["true"], check: nil, timeoutSeconds: 600, memoryLimitMegabytes: 2048, attempts: 3)]
@@ -99,7 +102,15 @@ public struct PipelineConfig: Sendable {
             "infrastructure": ["adb", "device offline", "appium", "uiautomator", "webdriver",
                                "connection refused", "timeout"]
           },
-          "day_zone": "UTC"
+          "day_zone": "UTC",
+          "recurring": [],
+          "scheduler": {"missed": "once", "missed_jitter_seconds": 30, "backoff_base_seconds": 2,
+                        "backoff_cap_seconds": 30, "critical_attempts": 3, "other_attempts": 1,
+                        "memory_critical_mb": 512},
+          "pools": {},
+          "watchdog": {"interval_seconds": 300, "hung_after_seconds": 900, "health_interval_seconds": 1800,
+                       "health_offset_seconds": 600, "content_max_age_seconds": 10800,
+                       "claim_max_seconds": 1800, "producer": null}
         }
 
         """
@@ -127,7 +138,7 @@ public struct PipelineConfig: Sendable {
         var config = PipelineConfig()
         config.path = path
         try reader.object(root, "(top level)")
-        try reader.known(root, "", ["steps", "reset", "workers", "orchestrator", "delays", "retries", "cooldown", "health", "classify", "day_zone", "recurring", "scheduler"])
+        try reader.known(root, "", ["steps", "reset", "workers", "orchestrator", "delays", "retries", "cooldown", "health", "classify", "day_zone", "recurring", "scheduler", "watchdog", "pools"])
         guard let steps = root["steps"] else { throw reader.fail("steps", "a list of steps, each {\"name\": …, \"run\": [argv…]}") }
         guard case .array(let items) = steps, !items.isEmpty else { throw reader.fail("steps", "a non-empty list of steps") }
         config.steps = []

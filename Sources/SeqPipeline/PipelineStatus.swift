@@ -18,6 +18,9 @@ public struct PipelineStatus {
     public var config: PipelineConfig
     /// The recurring jobs' heartbeats.
     public var heartbeats: [Heartbeat] = []
+    /// Watchdog and health-check alerts not cleared, and the checks' latest results.
+    public var alerts: [Alert] = []
+    public var checks: [Check] = []
 
     /// Reads everything from the store and the lock, at one moment.
     public static func read(store: any JobStore, config: PipelineConfig, paths: PipelinePaths) throws(StoreError) -> PipelineStatus {
@@ -44,7 +47,7 @@ public struct PipelineStatus {
             database: paths.database, counts: counts, holder: holder, holderSilentSeconds: silent,
             hung: (silent ?? 0) > config.hungAfterSeconds, workers: holder == nil ? [] : workers,
             accounts: accounts, successesToday: successes, devices: devices, waiting: waiting, now: now, config: config,
-            heartbeats: try store.heartbeats())
+            heartbeats: try store.heartbeats(), alerts: try store.alerts(), checks: try store.checks())
     }
 
     static func reason(_ job: Job, accounts: [Account], devices: [Device], successes: [String: Int], active: [Job],
@@ -108,9 +111,23 @@ public struct PipelineStatus {
             }
         }
         if !heartbeats.isEmpty {
+            // The plan is the running scheduler's: with no orchestrator there is none.
+            let planned = holder == nil ? [] : heartbeats.filter { $0.nextDue != nil }.sorted { $0.nextDue! < $1.nextDue! }
+            if !planned.isEmpty {
+                lines.append("schedule (next runs):")
+                for beat in planned {
+                    let due = beat.nextDue!
+                    let when = due > now ? "in \(durationText((due - now).rounded(.up)))" : "now"
+                    lines.append("  \(isoTime(due))  \(when)  \(beat.name)\(beat.waiting.map { "  (due run \($0))" } ?? "")")
+                }
+            }
             lines.append("recurring jobs:")
             for beat in heartbeats {
                 var parts = ["\(beat.state)", "\(beat.runs) runs"]
+                if beat.state != "idle", let at = beat.beatAt { parts.append("heartbeat \(durationText(max(0, now - at).rounded())) ago") }
+                if beat.state != "idle", let progress = beat.progress, let at = beat.progressAt {
+                    parts.append("progress \"\(progress)\" \(durationText(max(0, now - at).rounded())) ago")
+                }
                 if let at = beat.lastSuccess { parts.append("last success \(isoTime(at))") }
                 if let at = beat.lastFailure { parts.append("last failure \(isoTime(at))\(beat.lastError.map { ": \($0)" } ?? "")") }
                 if beat.consecutiveFailures > 0 { parts.append("\(beat.consecutiveFailures) failures in a row") }
@@ -118,6 +135,13 @@ public struct PipelineStatus {
                 if let process = beat.process { parts.append("pid \(process.pid)") }
                 lines.append("  \(beat.name)  " + parts.joined(separator: ", "))
             }
+        }
+        for check in checks {
+            lines.append("\(check.name == "health" ? "health check" : check.name): \(check.ok ? "ok" : check.name == "health" ? "FAILED" : "PROBLEMS") at \(isoTime(check.at))\(check.ok && check.message == "ok" ? "" : ": \(check.message)")")
+        }
+        if !alerts.isEmpty {
+            lines.append("alerts:")
+            for alert in alerts { lines.append("  \(alert.kind.uppercased())  since \(isoTime(alert.raisedAt))  \(alert.message)") }
         }
         if !waiting.isEmpty {
             lines.append("waiting:")
@@ -176,7 +200,16 @@ public struct PipelineStatus {
                     ("last_skip", time(beat.lastSkip)), ("skip_reason", optional(beat.skipReason)),
                     ("consecutive_failures", .integer(Int64(beat.consecutiveFailures))),
                     ("pid", beat.process.map { .integer(Int64($0.pid)) } ?? .null),
+                    ("heartbeat", time(beat.beatAt)), ("progress", optional(beat.progress)), ("progress_at", time(beat.progressAt)),
+                    ("next_due", holder == nil ? .null : time(beat.nextDue)), ("waiting", holder == nil ? .null : optional(beat.waiting)),
                 ])
+            })),
+            ("checks", .array(checks.map { check in
+                .object([("name", .string(check.name)), ("at", time(check.at)), ("ok", .bool(check.ok)), ("message", .string(check.message))])
+            })),
+            ("alerts", .array(alerts.map { alert in
+                .object([("key", .string(alert.key)), ("kind", .string(alert.kind)), ("message", .string(alert.message)),
+                         ("since", time(alert.raisedAt)), ("seen", time(alert.seenAt))])
             })),
             ("waiting", .array(waiting.map { .object([("job", .string($0.job.id)), ("account", .string($0.job.account)), ("reason", .string($0.reason))]) })),
         ])) + "\n"

@@ -26,6 +26,21 @@ public struct RecurringJob: Sendable {
     public var timeoutSeconds: Double
     public var memoryLimitMegabytes: Int
     public var overlap: Overlap
+    /// A run with no sign of life (its start, or its step's last progress report) for this
+    /// long is hung: the watchdog ends it and runs the job again.
+    public var hungAfterSeconds: Double
+    /// No success for this long (nil: not watched) makes the watchdog start an emergency run.
+    public var stuckAfterSeconds: Double?
+    /// Shared pools (`pools` in the config) a run holds one slot of each while it runs.
+    public var needs: [String] = []
+    /// Jobs that must have succeeded recently before this one runs.
+    public var after: [Prerequisite] = []
+
+    /// "The reply job needs a harvester run younger than 30 min."
+    public struct Prerequisite: Sendable {
+        public var job: String
+        public var maxAgeSeconds: Double
+    }
 
     /// The next interval: fixed, or a uniform draw in the range.
     public func nextInterval() -> Double {
@@ -57,6 +72,28 @@ public struct SchedulerPolicy: Sendable {
     /// Attempts of a run when the job does not say: critical jobs, and the others.
     public var criticalAttempts = 3
     public var otherAttempts = 1
+    /// MemAvailable (the guard's reading) below this many MiB is critical: non-critical runs
+    /// are skipped, critical ones run with a warning.
+    public var memoryCriticalMegabytes = 512
+
+    public init() {}
+}
+
+/// The scheduler's watchdog and the pipeline health check.
+public struct WatchdogPolicy: Sendable {
+    /// How often the watchdog looks for hung runs and stuck jobs.
+    public var intervalSeconds: Double = 300
+    /// A job's hung threshold when it does not set one.
+    public var hungAfterSeconds: Double = 900
+    /// The pipeline health check: how often, and how long after start the first one is.
+    public var healthIntervalSeconds: Double = 1800
+    public var healthOffsetSeconds: Double = 600
+    /// The newest job older than this: content is not being produced.
+    public var contentMaxAgeSeconds: Double = 10800
+    /// A job claimed or running for longer than this is reported stuck.
+    public var claimMaxSeconds: Double = 1800
+    /// The recurring job that produces jobs: a failed content or queue check runs it now.
+    public var producer: String?
 
     public init() {}
 }
@@ -104,6 +141,13 @@ public struct Heartbeat: Sendable {
     public var runs: Int
     /// The running instance, while one runs.
     public var process: ProcessIdentity?
+    /// When the scheduler will next start it (wall seconds), and what a due run waits for.
+    public var nextDue: Double?
+    public var waiting: String?
+    /// The running instance's last heartbeat, its step's last progress report and when.
+    public var beatAt: Double?
+    public var progress: String?
+    public var progressAt: Double?
 
     public init(name: String) {
         self.name = name
@@ -116,7 +160,26 @@ public struct Heartbeat: Sendable {
 extension ConfigReader {
     /// `recurring` (a list of jobs) and `scheduler` (their policy).
     mutating func recurring(_ root: JSON.Value, into config: inout PipelineConfig) throws(ConfigError) {
-        if let section = try section(root, "scheduler", ["missed", "missed_jitter_seconds", "backoff_base_seconds", "backoff_cap_seconds", "critical_attempts", "other_attempts"]) {
+        if let section = try section(root, "watchdog", ["interval_seconds", "hung_after_seconds", "health_interval_seconds", "health_offset_seconds", "content_max_age_seconds", "claim_max_seconds", "producer"]) {
+            var policy = config.watchdog
+            policy.intervalSeconds = try number(section["interval_seconds"], "watchdog.interval_seconds", minimum: 0.001) ?? policy.intervalSeconds
+            policy.hungAfterSeconds = try number(section["hung_after_seconds"], "watchdog.hung_after_seconds", minimum: 0.001) ?? policy.hungAfterSeconds
+            policy.healthIntervalSeconds = try number(section["health_interval_seconds"], "watchdog.health_interval_seconds", minimum: 0.001) ?? policy.healthIntervalSeconds
+            policy.healthOffsetSeconds = try number(section["health_offset_seconds"], "watchdog.health_offset_seconds") ?? policy.healthOffsetSeconds
+            policy.contentMaxAgeSeconds = try number(section["content_max_age_seconds"], "watchdog.content_max_age_seconds", minimum: 0.001) ?? policy.contentMaxAgeSeconds
+            policy.claimMaxSeconds = try number(section["claim_max_seconds"], "watchdog.claim_max_seconds", minimum: 0.001) ?? policy.claimMaxSeconds
+            policy.producer = try string(section["producer"], "watchdog.producer")
+            config.watchdog = policy
+        }
+        if let value = root["pools"], !isNull(value) {
+            guard case .object(let fields) = value else { throw fail("pools", "an object of pool name → how many runs may hold it at once, e.g. {\"browser\": 3}") }
+            for (name, size) in fields {
+                guard let cap = try integer(size, "pools.\(name)", minimum: 1) else { throw fail("pools.\(name)", "a whole number ≥ 1") }
+                config.pools[name] = cap
+            }
+        }
+        if let section = try section(root, "scheduler", ["missed", "missed_jitter_seconds", "backoff_base_seconds", "backoff_cap_seconds", "critical_attempts", "other_attempts", "memory_critical_mb"]) {
+            config.scheduler.memoryCriticalMegabytes = try integer(section["memory_critical_mb"], "scheduler.memory_critical_mb", minimum: 0) ?? config.scheduler.memoryCriticalMegabytes
             if let missed = try string(section["missed"], "scheduler.missed") {
                 guard let value = SchedulerPolicy.Missed(rawValue: missed) else { throw fail("scheduler.missed", "\"once\" or \"skip\" (found \"\(missed)\")") }
                 config.scheduler.missed = value
@@ -133,7 +196,7 @@ extension ConfigReader {
         for (index, item) in items.enumerated() {
             let key = "recurring[\(index)]"
             try object(item, key)
-            try known(item, key, ["name", "run", "interval_seconds", "offset_seconds", "priority", "critical", "attempts", "timeout_seconds", "memory_limit_mb", "overlap"])
+            try known(item, key, ["name", "run", "interval_seconds", "offset_seconds", "priority", "critical", "attempts", "timeout_seconds", "memory_limit_mb", "overlap", "hung_after_seconds", "stuck_after_seconds", "needs", "after"])
             guard let name = try string(item["name"], "\(key).name"), !name.isEmpty,
                   name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" })
             else { throw fail("\(key).name", "a name of letters, digits, _ and - (it names the job in status and events)") }
@@ -165,8 +228,67 @@ extension ConfigReader {
                     ?? (critical ? config.scheduler.criticalAttempts : config.scheduler.otherAttempts),
                 timeoutSeconds: try number(item["timeout_seconds"], "\(key).timeout_seconds", minimum: 0.001) ?? 3600,
                 memoryLimitMegabytes: try integer(item["memory_limit_mb"], "\(key).memory_limit_mb", minimum: 1) ?? 2048,
-                overlap: overlap))
+                overlap: overlap,
+                hungAfterSeconds: try number(item["hung_after_seconds"], "\(key).hung_after_seconds", minimum: 0.001) ?? config.watchdog.hungAfterSeconds,
+                stuckAfterSeconds: try number(item["stuck_after_seconds"], "\(key).stuck_after_seconds", minimum: 0.001),
+                needs: try needs(item["needs"], "\(key).needs", pools: config.pools),
+                after: try prerequisites(item["after"], "\(key).after")))
         }
+        // Names can be checked once every job is known.
+        let known = Set(config.recurring.map(\.name))
+        for (index, job) in config.recurring.enumerated() {
+            for (rule, prerequisite) in job.after.enumerated() where !known.contains(prerequisite.job) || prerequisite.job == job.name {
+                throw fail("recurring[\(index)].after[\(rule)].job", "the name of another recurring job (found \"\(prerequisite.job)\"; known: \(known.sorted().joined(separator: ", ")))")
+            }
+        }
+        if let cycle = Self.dependencyCycle(config.recurring) {
+            throw fail("recurring", "jobs whose \"after\" rules do not wait on each other in a circle (found \(cycle.joined(separator: " → ")))")
+        }
+        if let producer = config.watchdog.producer, !known.contains(producer) {
+            throw fail("watchdog.producer", "the name of a recurring job that adds jobs (found \"\(producer)\"; known: \(known.sorted().joined(separator: ", ")))")
+        }
+    }
+
+    /// Pool names, each one in `pools`.
+    func needs(_ value: JSON.Value?, _ key: String, pools: [String: Int]) throws(ConfigError) -> [String] {
+        guard let names = try argv(value, key) else { return [] }
+        for (index, name) in names.enumerated() where pools[name] == nil {
+            throw fail("\(key)[\(index)]", "a pool named in \"pools\" (found \"\(name)\"; pools: \(pools.isEmpty ? "none defined" : pools.keys.sorted().joined(separator: ", ")))")
+        }
+        return names
+    }
+
+    /// `[{"job": NAME, "max_age_seconds": N}, …]`
+    func prerequisites(_ value: JSON.Value?, _ key: String) throws(ConfigError) -> [RecurringJob.Prerequisite] {
+        guard let value, !isNull(value) else { return [] }
+        guard case .array(let items) = value else { throw fail(key, "a list of {\"job\": NAME, \"max_age_seconds\": N}") }
+        var rules: [RecurringJob.Prerequisite] = []
+        for (index, item) in items.enumerated() {
+            let rule = "\(key)[\(index)]"
+            try object(item, rule)
+            try known(item, rule, ["job", "max_age_seconds"])
+            guard let job = try string(item["job"], "\(rule).job"), !job.isEmpty else { throw fail("\(rule).job", "the name of another recurring job") }
+            guard let age = try number(item["max_age_seconds"], "\(rule).max_age_seconds", minimum: 0.001) else {
+                throw fail("\(rule).max_age_seconds", "how recent its last success must be, in seconds (> 0)")
+            }
+            rules.append(RecurringJob.Prerequisite(job: job, maxAgeSeconds: age))
+        }
+        return rules
+    }
+
+    /// A circle of `after` rules (a → b → a), if there is one.
+    static func dependencyCycle(_ jobs: [RecurringJob]) -> [String]? {
+        let edges = Dictionary(jobs.map { ($0.name, $0.after.map(\.job)) }, uniquingKeysWith: { $1 })
+        var done: Set<String> = []
+        func visit(_ name: String, _ path: [String]) -> [String]? {
+            if let start = path.firstIndex(of: name) { return Array(path[start...]) + [name] }
+            if done.contains(name) { return nil }
+            for next in edges[name] ?? [] { if let cycle = visit(next, path + [name]) { return cycle } }
+            done.insert(name)
+            return nil
+        }
+        for job in jobs { if let cycle = visit(job.name, []) { return cycle } }
+        return nil
     }
 
     /// A number of seconds, or a [low, high] range.
@@ -181,4 +303,31 @@ extension ConfigReader {
         guard let seconds = try number(value, key, minimum: 0.001) else { throw fail(key, expected) }
         return (seconds, seconds)
     }
+}
+
+/// A condition the watchdog or the health check found, until it clears.
+public struct Alert: Sendable {
+    public var key: String
+    public var kind: String
+    public var message: String
+    public var raisedAt: Double
+    public var seenAt: Double
+}
+
+/// The latest result of a periodic check.
+public struct Check: Sendable {
+    public var name: String
+    public var at: Double
+    public var ok: Bool
+    public var message: String
+}
+
+/// What the pipeline health check looks at.
+public struct PipelineHealth: Sendable {
+    /// When the newest job was added: the content's age.
+    public var newestJobCreatedAt: Double?
+    /// Jobs pending or retrying.
+    public var waiting: Int
+    /// Jobs claimed or running for longer than the limit.
+    public var longClaims: [Job]
 }

@@ -64,6 +64,21 @@ public final class SQLiteJobStore: JobStore {
             consecutive_failures INTEGER NOT NULL DEFAULT 0, runs INTEGER NOT NULL DEFAULT 0,
             pid INTEGER, start_time INTEGER);
         """,
+        // 3: the watchdog, pools and dependencies, graded device recovery.
+        """
+        ALTER TABLE heartbeats ADD COLUMN next_due REAL;
+        ALTER TABLE heartbeats ADD COLUMN beat_at REAL;
+        ALTER TABLE heartbeats ADD COLUMN progress TEXT;
+        ALTER TABLE heartbeats ADD COLUMN progress_at REAL;
+        ALTER TABLE heartbeats ADD COLUMN waiting TEXT;
+        ALTER TABLE devices ADD COLUMN server_restart_command TEXT;
+        ALTER TABLE jobs ADD COLUMN avoid_device TEXT;
+        CREATE TABLE alerts(
+            key TEXT PRIMARY KEY, kind TEXT NOT NULL, message TEXT NOT NULL,
+            raised_at REAL NOT NULL, seen_at REAL NOT NULL, cleared_at REAL);
+        CREATE TABLE checks(name TEXT PRIMARY KEY, at REAL NOT NULL, ok INTEGER NOT NULL, message TEXT NOT NULL);
+        CREATE INDEX events_at ON events(at);
+        """,
     ]
 
     public static var schemaVersion: Int { migrations.count }
@@ -90,12 +105,13 @@ public final class SQLiteJobStore: JobStore {
         try connection.write { () throws(StoreError) in
             try connection.run(
                 """
-                INSERT INTO devices(name, status_url, health_command, restart_command, stop_command, added_at)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                ON CONFLICT(name) DO UPDATE SET status_url = ?2, health_command = ?3, restart_command = ?4, stop_command = ?5
+                INSERT INTO devices(name, status_url, health_command, restart_command, stop_command, added_at, server_restart_command)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                ON CONFLICT(name) DO UPDATE SET status_url = ?2, health_command = ?3, restart_command = ?4, stop_command = ?5,
+                    server_restart_command = ?7
                 """,
                 [.text(device.name), optional(device.statusURL), optional(device.healthCommand),
-                 optional(device.restartCommand), optional(device.stopCommand), .real(nowSeconds())])
+                 optional(device.restartCommand), optional(device.stopCommand), .real(nowSeconds()), optional(device.serverRestartCommand)])
         }
     }
 
@@ -112,6 +128,7 @@ public final class SQLiteJobStore: JobStore {
             device.healthCommand = row["health_command"].string
             device.restartCommand = row["restart_command"].string
             device.stopCommand = row["stop_command"].string
+            device.serverRestartCommand = row["server_restart_command"].string
             device.healthy = row["healthy"].int == 1
             device.healthFailures = Int(row["health_failures"].int ?? 0)
             device.infraFailures = Int(row["infra_failures"].int ?? 0)
@@ -204,6 +221,7 @@ public final class SQLiteJobStore: JobStore {
         job.retryAt = row["retry_at"].double
         job.error = row["error"].string
         job.errorType = row["error_type"].string
+        job.avoidDevice = row["avoid_device"].string
         return job
     }
 
@@ -255,6 +273,9 @@ public final class SQLiteJobStore: JobStore {
               AND (a.daily_limit = 0 OR (SELECT COUNT(*) FROM jobs d
                    WHERE d.account = j.account AND d.status = 'success' AND d.completed_day = ?5) < a.daily_limit)
               AND NOT EXISTS (SELECT 1 FROM jobs b WHERE b.account = j.account AND b.status IN ('claimed', 'running'))
+              AND (j.avoid_device IS NULL OR j.avoid_device != ?2
+                   OR NOT EXISTS (SELECT 1 FROM devices o WHERE o.name != ?2 AND o.healthy = 1
+                                  AND (o.cooldown_until IS NULL OR o.cooldown_until <= ?4)))
               AND EXISTS (SELECT 1 FROM devices v WHERE v.name = ?2 AND v.healthy = 1
                           AND (v.cooldown_until IS NULL OR v.cooldown_until <= ?4))
             ORDER BY j.priority DESC, j.seq
@@ -309,7 +330,7 @@ public final class SQLiteJobStore: JobStore {
                 try connection.run(
                     """
                     UPDATE jobs SET status = 'success', completed_at = ?2, completed_day = ?3, claim_token = NULL,
-                        error = NULL, error_type = NULL, retry_at = NULL WHERE id = ?1
+                        error = NULL, error_type = NULL, retry_at = NULL, avoid_device = NULL WHERE id = ?1
                     """, [id, .real(now), .text(today)])
                 try connection.run("UPDATE accounts SET infra_failures = 0, cooldown_level = 0 WHERE name = ?1", [.text(job.account)])
                 try connection.run("UPDATE devices SET infra_failures = 0, cooldown_level = 0 WHERE name = ?1", [.text(device)])
@@ -321,10 +342,14 @@ public final class SQLiteJobStore: JobStore {
                 try connection.run("UPDATE accounts SET paused = 1, paused_reason = ?2 WHERE name = ?1",
                                    [.text(job.account), .text("\(type) (job \(job.id))")])
                 try event("account-paused", "\(type): \(message); its jobs wait for 'seqpipe account resume \(job.account)'")
-            case .infrastructure(let message):
+            case .infrastructure(let message), .handOff(let message):
                 // Not the job's fault: its attempts stay uncharged, the account's and the
                 // device's counters take it. A separate, larger budget still ends a job that
                 // never gets through, so no job retries forever.
+                if case .handOff = outcome {
+                    try connection.run("UPDATE jobs SET avoid_device = ?2 WHERE id = ?1", [id, .text(device)])
+                    try event("job-handoff", "device \(device) could not run it after its server and device restarts; another device takes it")
+                }
                 let infraAttempts = job.infraAttempts + 1
                 if infraAttempts >= policy.maxInfrastructureAttempts {
                     try connection.run(
@@ -502,8 +527,9 @@ public final class SQLiteJobStore: JobStore {
         try connection.write { () throws(StoreError) in
             try connection.run(
                 """
-                INSERT INTO heartbeats(name, state, last_start, runs, pid, start_time) VALUES (?1, 'running', ?2, 1, ?3, ?4)
-                ON CONFLICT(name) DO UPDATE SET state = 'running', last_start = ?2, runs = runs + 1, pid = ?3, start_time = ?4
+                INSERT INTO heartbeats(name, state, last_start, runs, pid, start_time, beat_at) VALUES (?1, 'running', ?2, 1, ?3, ?4, ?2)
+                ON CONFLICT(name) DO UPDATE SET state = 'running', last_start = ?2, runs = runs + 1, pid = ?3, start_time = ?4,
+                    beat_at = ?2, progress = NULL, progress_at = NULL, waiting = NULL
                 """, [.text(name), .real(now), .integer(Int64(process.pid)), .integer(Int64(process.startTime))])
             try insertEvent(Event(at: now, kind: "recurring-start", message: "\(name): run started (pid \(process.pid))"))
         }
@@ -544,6 +570,91 @@ public final class SQLiteJobStore: JobStore {
         }
     }
 
+    public func recordRecurringStopped(_ name: String, reason: String, now: Double) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run("UPDATE heartbeats SET state = 'idle', pid = NULL, start_time = NULL WHERE name = ?1", [.text(name)])
+            try insertEvent(Event(at: now, kind: "recurring-stopped", message: "\(name): \(reason)"))
+        }
+    }
+
+    public func recordRecurringBeat(_ name: String, progress: String?, now: Double) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            if let progress {
+                try connection.run("UPDATE heartbeats SET beat_at = ?2, progress = ?3, progress_at = ?2 WHERE name = ?1",
+                                   [.text(name), .real(now), .text(progress)])
+            } else {
+                try connection.run("UPDATE heartbeats SET beat_at = ?2 WHERE name = ?1", [.text(name), .real(now)])
+            }
+        }
+    }
+
+    public func recordRecurringPlan(_ name: String, nextDue: Double?, waiting: String?) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run(
+                """
+                INSERT INTO heartbeats(name, next_due, waiting) VALUES (?1, ?2, ?3)
+                ON CONFLICT(name) DO UPDATE SET next_due = ?2, waiting = ?3
+                """, [.text(name), optional(nextDue), optional(waiting)])
+        }
+    }
+
+    // MARK: watchdog
+
+    public func raiseAlert(_ key: String, kind: String, message: String, now: Double) throws(StoreError) -> Bool {
+        try connection.write { () throws(StoreError) -> Bool in
+            let active = try connection.query("SELECT 1 FROM alerts WHERE key = ?1 AND cleared_at IS NULL", [.text(key)]).first != nil
+            if active {
+                try connection.run("UPDATE alerts SET message = ?2, seen_at = ?3 WHERE key = ?1", [.text(key), .text(message), .real(now)])
+                return false
+            }
+            try connection.run(
+                """
+                INSERT INTO alerts(key, kind, message, raised_at, seen_at) VALUES (?1, ?2, ?3, ?4, ?4)
+                ON CONFLICT(key) DO UPDATE SET kind = ?2, message = ?3, raised_at = ?4, seen_at = ?4, cleared_at = NULL
+                """, [.text(key), .text(kind), .text(message), .real(now)])
+            return true
+        }
+    }
+
+    public func clearAlert(_ key: String, now: Double) throws(StoreError) -> Bool {
+        try connection.write { () throws(StoreError) -> Bool in
+            try connection.run("UPDATE alerts SET cleared_at = ?2 WHERE key = ?1 AND cleared_at IS NULL", [.text(key), .real(now)]) == 1
+        }
+    }
+
+    public func alerts() throws(StoreError) -> [Alert] {
+        try connection.query("SELECT * FROM alerts WHERE cleared_at IS NULL ORDER BY raised_at").map { row in
+            Alert(key: row["key"].string ?? "", kind: row["kind"].string ?? "", message: row["message"].string ?? "",
+                  raisedAt: row["raised_at"].double ?? 0, seenAt: row["seen_at"].double ?? 0)
+        }
+    }
+
+    public func recordCheck(_ name: String, ok: Bool, message: String, now: Double) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run(
+                """
+                INSERT INTO checks(name, at, ok, message) VALUES (?1, ?2, ?3, ?4)
+                ON CONFLICT(name) DO UPDATE SET at = ?2, ok = ?3, message = ?4
+                """, [.text(name), .real(now), .integer(ok ? 1 : 0), .text(message)])
+        }
+    }
+
+    public func checks() throws(StoreError) -> [Check] {
+        try connection.query("SELECT * FROM checks ORDER BY name").map { row in
+            Check(name: row["name"].string ?? "", at: row["at"].double ?? 0, ok: row["ok"].int == 1, message: row["message"].string ?? "")
+        }
+    }
+
+    public func pipelineHealth(now: Double, claimedLongerThan seconds: Double) throws(StoreError) -> PipelineHealth {
+        let newest = try connection.query("SELECT MAX(created_at) AS newest FROM jobs").first?["newest"].double
+        let waiting = Int(try connection.query(
+            "SELECT COUNT(*) AS n FROM jobs INDEXED BY jobs_waiting WHERE status IN ('pending', 'retrying')").first?["n"].int ?? 0)
+        let long = try connection.query(
+            "SELECT * FROM jobs WHERE status IN ('claimed', 'running') AND claimed_at < ?1 ORDER BY claimed_at",
+            [.real(now - seconds)]).map(job(from:))
+        return PipelineHealth(newestJobCreatedAt: newest, waiting: waiting, longClaims: long)
+    }
+
     public func heartbeats() throws(StoreError) -> [Heartbeat] {
         try connection.query("SELECT * FROM heartbeats ORDER BY name").map { row in
             var beat = Heartbeat(name: row["name"].string ?? "")
@@ -556,6 +667,11 @@ public final class SQLiteJobStore: JobStore {
             beat.lastError = row["last_error"].string
             beat.consecutiveFailures = Int(row["consecutive_failures"].int ?? 0)
             beat.runs = Int(row["runs"].int ?? 0)
+            beat.nextDue = row["next_due"].double
+            beat.beatAt = row["beat_at"].double
+            beat.progress = row["progress"].string
+            beat.progressAt = row["progress_at"].double
+            beat.waiting = row["waiting"].string
             if let pid = row["pid"].int, let start = row["start_time"].int {
                 beat.process = ProcessIdentity(pid: Int32(pid), startTime: UInt64(start))
             }
@@ -610,8 +726,10 @@ public final class SQLiteJobStore: JobStore {
              event.worker.map { .integer(Int64($0)) } ?? .null, .text(event.message)])
     }
 
-    public func events(limit: Int) throws(StoreError) -> [Event] {
-        try connection.query("SELECT * FROM events ORDER BY id DESC LIMIT ?1", [.integer(Int64(limit))]).reversed().map { row in
+    public func events(since: Double?, limit: Int) throws(StoreError) -> [Event] {
+        try connection.query(
+            "SELECT * FROM events WHERE ?2 IS NULL OR at >= ?2 ORDER BY id DESC LIMIT ?1",
+            [.integer(Int64(limit)), optional(since)]).reversed().map { row in
             Event(at: row["at"].double ?? 0, kind: row["kind"].string ?? "", job: row["job"].string, account: row["account"].string,
                   device: row["device"].string, worker: row["worker"].int.map { Int($0) }, message: row["message"].string ?? "")
         }

@@ -5,8 +5,11 @@ import SeqSystem
 /// The orchestrator's scheduler process: starts each recurring job at its offset, then at
 /// its interval, each run a child process (`seqpipe recurring-run NAME`) that runs the job's
 /// command through the guard. A run due while the previous one still runs is skipped (and
-/// recorded) or queued, by the job's overlap policy. Only the orchestrator holding the
-/// store's lock starts a scheduler, so a restart never doubles the schedule.
+/// recorded) or queued, by the job's overlap policy. A due run waits for its prerequisites
+/// (run first when stale) and for a slot in the pools it needs, most important first; under
+/// critical memory a non-critical run is skipped. The watchdog ends hung runs and starts
+/// emergency runs of stuck jobs; the health check looks at the queue. Only the orchestrator
+/// holding the store's lock starts a scheduler, so a restart never doubles the schedule.
 public struct Scheduler {
     public var store: any JobStore
     public var config: PipelineConfig
@@ -26,11 +29,38 @@ public struct Scheduler {
         try? FileDescriptor.standardOutput.writeAll("[\(Clock.isoUTC(Clock.wallTime()))] scheduler: \(message)\n")
     }
 
+    func event(_ kind: String, _ message: String) {
+        log(message)
+        try? store.addEvent(Event(at: nowSeconds(), kind: kind, message: message))
+    }
+
+    struct Running {
+        var process: ProcessIdentity
+        var startedWall: Double
+        /// Set when the watchdog ended it as hung: why, and when SIGKILL is due.
+        var hung: (message: String, killAt: Int64)?
+        /// It is itself the run again after a hung one.
+        var recovery = false
+    }
+
+    /// A due run that has not started: why it runs, and what it waits for.
+    struct Pending {
+        var since: Int64
+        var reason: String
+        /// The prerequisite it waits on (and asked to run), if any.
+        var prerequisite: String?
+        var waiting: String?
+    }
+
     struct Entry {
         var job: RecurringJob
         var due: Int64
-        var running: ProcessIdentity?
+        var running: Running?
+        var pending: Pending?
         var queued = false
+        var lastEmergency: Int64?
+        /// What `status` was last told: (next due, waiting).
+        var planned: (Int64, String?)?
     }
 
     /// When each job first runs: its offset after start, or, for a run missed while the
@@ -48,6 +78,7 @@ public struct Scheduler {
     @available(*, noasync)
     public func run() -> Int32 {
         let start = Clock.monotonicNanoseconds()
+        let startWall = nowSeconds()
         let beats: [String: Heartbeat]
         do {
             beats = Dictionary(try store.heartbeats().map { ($0.name, $0) }, uniquingKeysWith: { $1 })
@@ -55,44 +86,71 @@ public struct Scheduler {
             reporter.error("scheduler: store: \(error.message)")
             return ExitCode.toolFailure
         }
-        let wallNow = nowSeconds()
         var entries: [Entry] = []
         for job in config.recurring.sorted(by: { ($0.priority, $0.offset) < ($1.priority, $1.offset) }) {
-            let (due, missed) = firstDue(job, last: beats[job.name], start: start, wallNow: wallNow)
+            let (due, missed) = firstDue(job, last: beats[job.name], start: start, wallNow: startWall)
             if missed { log("\(job.name): a run was missed while the scheduler was down; running it once") }
             entries.append(Entry(job: job, due: due))
         }
         log("started: \(entries.map { "\($0.job.name) at +\(Schedule.clock(Double($0.due - start) / 1e9)) \($0.job.intervalText)" }.joined(separator: ", "))")
+        let watchdog = config.watchdog
+        var nextWatchdog = start + Int64(watchdog.intervalSeconds * 1e9)
+        var nextHealth = start + Int64(watchdog.healthOffsetSeconds * 1e9)
 
         var stopping = false
         var stopDeadline: Int64?
         while true {
             while let (pid, status) = (try? Spawn.reapAny()) ?? nil {
-                guard let index = entries.firstIndex(where: { $0.running?.pid == pid }) else { continue }
+                guard let index = entries.firstIndex(where: { $0.running?.process.pid == pid }), let ended = entries[index].running else { continue }
                 entries[index].running = nil
-                if status != .exited(0) && status != .exited(1) {
+                let name = entries[index].job.name
+                var succeeded = status == .exited(0)
+                if let hung = ended.hung {
+                    succeeded = false
+                    try? store.recordRecurringEnd(name, succeeded: false, error: hung.message, now: nowSeconds())
+                    if stopping {
+                    } else if ended.recovery {
+                        // Run again at once only once: a job that hangs every time waits for
+                        // its next due run instead of looping.
+                        event("watchdog-recovery", "\(name): its hung run is ended (\(GuardedCommand.describe(status))); it hung again right after a recovery run, so it waits for its next due run")
+                    } else {
+                        event("watchdog-recovery", "\(name): its hung run is ended (\(GuardedCommand.describe(status))); running it again")
+                        entries[index].pending = Pending(since: Clock.monotonicNanoseconds(), reason: Self.recoveryReason)
+                        entries[index].queued = false
+                    }
+                } else if status != .exited(0) && status != .exited(1) {
                     // The run process itself died (killed): record it, since it could not.
-                    try? store.recordRecurringEnd(entries[index].job.name, succeeded: false,
-                                                  error: "its run process ended (\(GuardedCommand.describe(status)))", now: nowSeconds())
+                    try? store.recordRecurringEnd(name, succeeded: false, error: "its run process ended (\(GuardedCommand.describe(status)))", now: nowSeconds())
                 }
                 if entries[index].queued && !stopping {
                     entries[index].queued = false
-                    entries[index].due = Clock.monotonicNanoseconds()
+                    entries[index].pending = Pending(since: Clock.monotonicNanoseconds(), reason: "queued behind the previous run")
+                }
+                // Runs waiting on this one as their prerequisite: a failure skips them.
+                for other in entries.indices where entries[other].pending?.prerequisite == name {
+                    if succeeded {
+                        entries[other].pending?.prerequisite = nil
+                    } else {
+                        entries[other].pending = nil
+                        try? store.recordRecurringSkip(entries[other].job.name, reason: "its prerequisite \(name) did not succeed", now: nowSeconds())
+                    }
                 }
             }
             if stopping {
                 if entries.allSatisfy({ $0.running == nil }) { break }
                 if let deadline = stopDeadline, Clock.monotonicNanoseconds() >= deadline {
-                    for entry in entries { if let process = entry.running { Processes.signal(process, SIGKILL) } }
+                    for entry in entries { if let running = entry.running { endTree(running.process, SIGKILL) } }
                     stopDeadline = nil
                 }
             } else {
-                let now = Clock.monotonicNanoseconds()
-                // Due runs, the most important first.
+                var now = Clock.monotonicNanoseconds()
                 for index in entries.indices where entries[index].due <= now {
                     let job = entries[index].job
                     entries[index].due = now + Int64(job.nextInterval() * 1e9)
-                    if entries[index].running != nil {
+                    if let pending = entries[index].pending {
+                        log("\(job.name): due, but its last due run still waits (\(pending.waiting ?? pending.reason)); skipped")
+                        try? store.recordRecurringSkip(job.name, reason: "the previous due run was still waiting (\(pending.waiting ?? pending.reason))", now: nowSeconds())
+                    } else if entries[index].running != nil {
                         switch job.overlap {
                         case .skip:
                             log("\(job.name): due, but its last run still runs; skipped")
@@ -100,24 +158,226 @@ public struct Scheduler {
                         case .queue:
                             entries[index].queued = true
                         }
-                        continue
+                    } else {
+                        entries[index].pending = Pending(since: now, reason: "due")
                     }
-                    entries[index].running = spawn(job)
                 }
+                if now >= nextWatchdog {
+                    watch(&entries, startWall: startWall)
+                    nextWatchdog = Clock.monotonicNanoseconds() + Int64(watchdog.intervalSeconds * 1e9)
+                }
+                if now >= nextHealth {
+                    checkHealth(&entries)
+                    nextHealth = Clock.monotonicNanoseconds() + Int64(watchdog.healthIntervalSeconds * 1e9)
+                }
+                now = Clock.monotonicNanoseconds()
+                // Hung runs past their grace: SIGKILL, the run and its tree.
+                for index in entries.indices {
+                    if let running = entries[index].running, let hung = running.hung, hung.killAt <= now {
+                        endTree(running.process, SIGKILL)
+                        entries[index].running?.hung?.killAt = Int64.max
+                    }
+                }
+                startPending(&entries)
+                plan(&entries)
             }
-            var wake = entries.map(\.due).min() ?? Int64.max
+            var wake = min(entries.map(\.due).min() ?? Int64.max, nextWatchdog, nextHealth)
+            for entry in entries { if let killAt = entry.running?.hung?.killAt { wake = min(wake, killAt) } }
             if stopping { wake = stopDeadline ?? (Clock.monotonicNanoseconds() + 100_000_000) }
             let wait = Int32(clamping: max(0, wake - Clock.monotonicNanoseconds()) / 1_000_000 + 1)
             guard !Poll.readable([signals.descriptor], timeoutMilliseconds: min(wait, 1000)).isEmpty else { continue }
             for signal in signals.drain() where [SIGTERM, SIGINT, SIGHUP].contains(signal.number) && !stopping {
                 stopping = true
                 log("\(SignalName.of(signal.number)): stopping; running jobs get \(durationText(config.stopGraceSeconds)) to finish")
-                for entry in entries { if let process = entry.running { Processes.signal(process, SIGTERM) } }
+                for index in entries.indices {
+                    entries[index].pending = nil
+                    if let process = entries[index].running?.process { Processes.signal(process, SIGTERM) }
+                }
                 stopDeadline = Clock.monotonicNanoseconds() + Int64((config.stopGraceSeconds + config.killGraceSeconds + 1) * 1e9)
             }
         }
         log("stopped")
         return 0
+    }
+
+    static let recoveryReason = "recovery after a hung run"
+
+    /// Signals a run process, then every process under it (deepest first, found over /proc):
+    /// the run knows it is being stopped before its step dies, so it records a stop, not a
+    /// failure of its own.
+    func endTree(_ process: ProcessIdentity, _ signal: Int32) {
+        let tree = Processes.descendants(of: [process.pid])
+        Processes.signal(process, signal)
+        for member in tree {
+            if Processes.signal(member.identity, signal), signal != SIGKILL { Processes.signal(member.identity, SIGCONT) }
+        }
+    }
+
+    /// Starts the due runs that may start, most important (then longest waiting) first: a
+    /// stale prerequisite runs first, a full pool keeps its slot for the first in line, and
+    /// critical memory skips a non-critical run.
+    func startPending(_ entries: inout [Entry]) {
+        var beats: [String: Heartbeat]?
+        var reserved: Set<String> = []
+        var again = true
+        while again {
+            again = false
+            let order = entries.indices.filter { entries[$0].pending != nil && entries[$0].running == nil }
+                .sorted { (entries[$0].job.priority, entries[$0].pending!.since) < (entries[$1].job.priority, entries[$1].pending!.since) }
+            for index in order where entries[index].pending != nil && entries[index].running == nil {
+                let job = entries[index].job
+                if entries[index].pending?.prerequisite != nil { continue }
+                // Prerequisites: each must have succeeded within its age.
+                var waitsFor: String?
+                if !job.after.isEmpty {
+                    if beats == nil { beats = Dictionary(((try? store.heartbeats()) ?? []).map { ($0.name, $0) }, uniquingKeysWith: { $1 }) }
+                    let wall = nowSeconds()
+                    for rule in job.after {
+                        let last = beats?[rule.job]?.lastSuccess
+                        if let last, wall - last <= rule.maxAgeSeconds { continue }
+                        guard let other = entries.firstIndex(where: { $0.job.name == rule.job }) else { continue }
+                        waitsFor = rule.job
+                        if entries[other].running == nil && entries[other].pending == nil {
+                            let age = last.map { "is \(durationText(wall - $0)) old" } ?? "never happened"
+                            event("dependency-run", "\(job.name): its prerequisite \(rule.job)'s last success \(age) (max \(durationText(rule.maxAgeSeconds))); running \(rule.job) first")
+                            entries[other].pending = Pending(since: Clock.monotonicNanoseconds(), reason: "prerequisite of \(job.name)")
+                            again = true
+                        }
+                        break
+                    }
+                }
+                if let waitsFor {
+                    entries[index].pending?.prerequisite = waitsFor
+                    entries[index].pending?.waiting = "waiting for its prerequisite \(waitsFor)"
+                    continue
+                }
+                // Pools: one slot of each; a slot a more important run waits for stays its.
+                var inUse: [String: Int] = [:]
+                for entry in entries where entry.running != nil { for pool in entry.job.needs { inUse[pool, default: 0] += 1 } }
+                if let full = job.needs.first(where: { reserved.contains($0) || inUse[$0, default: 0] >= config.pools[$0] ?? Int.max }) {
+                    let waiting = "waiting for pool \(full) (\(inUse[full, default: 0]) of \(config.pools[full] ?? 0) in use)"
+                    if entries[index].pending?.waiting != waiting { log("\(job.name): \(waiting)") }
+                    entries[index].pending?.waiting = waiting
+                    reserved.formUnion(job.needs)
+                    continue
+                }
+                // Memory: the guard's reading of MemAvailable.
+                let critical = Int64(config.scheduler.memoryCriticalMegabytes) << 20
+                if let available = SystemMemory.available(), available < critical {
+                    let reading = "MemAvailable \(formatMegabytes(available)) is below scheduler.memory_critical_mb \(formatMegabytes(critical))"
+                    if !job.critical {
+                        log("\(job.name): memory critical (\(reading)); skipped")
+                        try? store.recordRecurringSkip(job.name, reason: "memory critical: \(reading)", now: nowSeconds())
+                        entries[index].pending = nil
+                        continue
+                    }
+                    event("memory-warning", "\(job.name): memory critical (\(reading)); a critical job, so it runs anyway")
+                }
+                let reason = entries[index].pending?.reason ?? "due"
+                if reason != "due" { log("\(job.name): starting (\(reason))") }
+                entries[index].pending = nil
+                if let process = spawn(job) {
+                    entries[index].running = Running(process: process, startedWall: nowSeconds(), recovery: reason == Self.recoveryReason)
+                }
+            }
+        }
+    }
+
+    /// Tells the store (for `status`) each job's next run and what a due run waits for.
+    func plan(_ entries: inout [Entry]) {
+        let now = Clock.monotonicNanoseconds()
+        let wall = nowSeconds()
+        for index in entries.indices {
+            let waiting = entries[index].pending.map { $0.waiting ?? "starting" }
+            if let planned = entries[index].planned, planned.0 == entries[index].due, planned.1 == waiting { continue }
+            entries[index].planned = (entries[index].due, waiting)
+            try? store.recordRecurringPlan(entries[index].job.name, nextDue: wall + Double(entries[index].due - now) / 1e9, waiting: waiting)
+        }
+    }
+
+    /// The watchdog: ends runs that show no sign of life for longer than their hung
+    /// threshold (the run and its whole tree, SIGTERM then SIGKILL), and starts an emergency
+    /// run of a job with no success for longer than its stuck threshold.
+    func watch(_ entries: inout [Entry], startWall: Double) {
+        let beats = Dictionary(((try? store.heartbeats()) ?? []).map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        let alerts = Dictionary(((try? store.alerts()) ?? []).map { ($0.key, $0) }, uniquingKeysWith: { $1 })
+        let wall = nowSeconds()
+        var problems: [String] = []
+        for index in entries.indices {
+            let job = entries[index].job
+            let beat = beats[job.name]
+            if let running = entries[index].running, running.hung == nil {
+                let lastSign = max(running.startedWall, beat?.progressAt ?? 0)
+                if wall - lastSign > job.hungAfterSeconds {
+                    let message = "hung: no sign of life for \(durationText(wall - lastSign)) (hung after \(durationText(job.hungAfterSeconds))); ended by the watchdog"
+                    problems.append("\(job.name) hung")
+                    if (try? store.raiseAlert("hung:\(job.name)", kind: "hung", message: "\(job.name): \(message)", now: wall)) == true {}
+                    event("watchdog-hung", "\(job.name): run pid \(running.process.pid) \(message)")
+                    endTree(running.process, SIGTERM)
+                    entries[index].running?.hung = (message, Clock.monotonicNanoseconds() + Int64((config.killGraceSeconds + 1) * 1e9))
+                }
+            }
+            if let alert = alerts["hung:\(job.name)"], let success = beat?.lastSuccess, success > alert.raisedAt {
+                if (try? store.clearAlert(alert.key, now: wall)) == true { event("watchdog-cleared", "\(job.name): succeeded since it hung") }
+            }
+            guard let stuck = job.stuckAfterSeconds else { continue }
+            // The clock starts no earlier than this scheduler: a fresh start gets its chance.
+            let reference = max(beat?.lastSuccess ?? 0, startWall)
+            let since = reference > startWall ? "no success for \(durationText(wall - reference))"
+                : "no success since the scheduler started \(durationText(wall - startWall)) ago"
+            if wall - reference > stuck {
+                problems.append("\(job.name) stuck")
+                let message = "\(job.name): stuck: \(since) (stuck after \(durationText(stuck)))"
+                _ = try? store.raiseAlert("stuck:\(job.name)", kind: "stuck", message: message, now: wall)
+                let now = Clock.monotonicNanoseconds()
+                if entries[index].running == nil && entries[index].pending == nil
+                    && (entries[index].lastEmergency.map { now - $0 >= Int64(stuck * 1e9) } ?? true) {
+                    event("watchdog-stuck", "\(message); emergency run")
+                    entries[index].pending = Pending(since: now, reason: "emergency run: \(since)")
+                    entries[index].lastEmergency = now
+                } else {
+                    log("\(message); \(entries[index].running != nil ? "a run is under way" : entries[index].pending != nil ? "a run is due" : "its emergency run was recent")")
+                }
+            } else if alerts["stuck:\(job.name)"] != nil, (try? store.clearAlert("stuck:\(job.name)", now: wall)) == true {
+                event("watchdog-cleared", "\(job.name): no longer stuck (last success \(isoTime(beat?.lastSuccess)))")
+            }
+        }
+        try? store.recordCheck("watchdog", ok: problems.isEmpty, message: problems.isEmpty ? "ok" : problems.joined(separator: ", "), now: wall)
+    }
+
+    /// The pipeline health check: content produced recently, jobs waiting, no job held
+    /// too long. A failed content or queue check runs the producer job now.
+    func checkHealth(_ entries: inout [Entry]) {
+        let policy = config.watchdog
+        let wall = nowSeconds()
+        guard let health = try? store.pipelineHealth(now: wall, claimedLongerThan: policy.claimMaxSeconds) else { return }
+        var failed: [(key: String, message: String)] = []
+        var passed: [String] = []
+        if let newest = health.newestJobCreatedAt, wall - newest <= policy.contentMaxAgeSeconds { passed.append("health:content") } else {
+            failed.append(("health:content", health.newestJobCreatedAt.map { "no new job for \(durationText(wall - $0)) (content_max_age_seconds \(durationText(policy.contentMaxAgeSeconds)))" } ?? "no job was ever added"))
+        }
+        if health.waiting > 0 { passed.append("health:queue") } else { failed.append(("health:queue", "the queue is empty: no job pending or retrying")) }
+        if health.longClaims.isEmpty { passed.append("health:claims") } else {
+            let ids = health.longClaims.prefix(5).map { "\($0.id) (worker \($0.worker.map(String.init) ?? "-"), since \(isoTime($0.claimedAt)))" }
+            failed.append(("health:claims", "\(health.longClaims.count) job\(health.longClaims.count == 1 ? "" : "s") claimed or running for over \(durationText(policy.claimMaxSeconds)): \(ids.joined(separator: ", "))"))
+        }
+        for key in passed where (try? store.clearAlert(key, now: wall)) == true { event("health-cleared", "health check: \(key.dropFirst(7)) ok again") }
+        for problem in failed { _ = try? store.raiseAlert(problem.key, kind: "health", message: problem.message, now: wall) }
+        let summary = failed.isEmpty ? "ok: content \(durationText(wall - (health.newestJobCreatedAt ?? wall))) old, \(health.waiting) waiting" : failed.map(\.message).joined(separator: "; ")
+        try? store.recordCheck("health", ok: failed.isEmpty, message: summary, now: wall)
+        guard !failed.isEmpty else { log("health check: \(summary)"); return }
+        event("health-check-failed", "health check: \(summary)")
+        guard failed.contains(where: { $0.key != "health:claims" }) else { return }
+        guard let producer = policy.producer, let index = entries.firstIndex(where: { $0.job.name == producer }) else {
+            log("health check: no watchdog.producer configured; nothing to run")
+            return
+        }
+        if entries[index].running != nil || entries[index].pending != nil {
+            log("health check: \(producer) is already running or due")
+        } else {
+            event("health-recovery", "health check: emergency run of \(producer)")
+            entries[index].pending = Pending(since: Clock.monotonicNanoseconds(), reason: "emergency run after a failed health check")
+        }
     }
 
     /// Starts one run of `job` as a child process; nil (and a recorded failure) if it cannot.
@@ -149,7 +409,8 @@ public struct RecurringRun {
         self.job = job
         runner = StepRunner(
             signals: signals, reporter: Reporter(toolName: "seqpipe \(job.name)"), captureFile: captureFile,
-            killGrace: config.killGraceSeconds, stopGrace: config.stopGraceSeconds, environment: Spawn.currentEnvironment())
+            killGrace: config.killGraceSeconds, stopGrace: config.stopGraceSeconds, environment: Spawn.currentEnvironment(),
+            progressFile: captureFile + ".progress")
     }
 
     /// 0 when an attempt succeeded, 1 when all failed (or the run was stopped).
@@ -158,24 +419,42 @@ public struct RecurringRun {
         let me = ProcessIdentity(pid: Processes.currentPid, startTime: (try? ProcStat.read(Processes.currentPid).startTime) ?? 0)
         try store.recordRecurringStart(job.name, process: me, now: nowSeconds())
         var error = ""
+        var stopped = false
         for attempt in 1...job.attempts {
             if attempt > 1 {
                 try store.recordRecurringState(job.name, state: "backoff")
                 let wait = Backoff.fullJitter(attempt: attempt - 1, base: config.scheduler.backoffBaseSeconds, cap: config.scheduler.backoffCapSeconds)
-                if !pause(wait) { break }
+                if !pause(wait) { stopped = true; break }
                 try store.recordRecurringState(job.name, state: "running")
             }
+            // While the step runs: a heartbeat, with its progress reports.
+            let (store, name) = (store, job.name)
             let result = runner.run(job.run, timeout: job.timeoutSeconds, memoryLimitMegabytes: job.memoryLimitMegabytes,
-                                    label: "\(job.name) attempt \(attempt) of \(job.attempts)")
+                                    label: "\(job.name) attempt \(attempt) of \(job.attempts)",
+                                    beat: (config.heartbeatSeconds, { progress in try? store.recordRecurringBeat(name, progress: progress, now: nowSeconds()) }))
             if result.succeeded {
                 try store.recordRecurringEnd(job.name, succeeded: true, error: nil, now: nowSeconds())
                 return 0
             }
+            if result.run.stopRequested || result.run.ending == .stopped || stopPending() {
+                try store.recordRecurringStopped(job.name, reason: "run stopped during attempt \(attempt) (\(result.endingText))", now: nowSeconds())
+                return 1
+            }
             error = "attempt \(attempt) of \(job.attempts): \(result.endingText)\(result.lastLine.isEmpty ? "" : ": \(result.lastLine)")"
-            if result.run.stopRequested || result.run.ending == .stopped { error += " (stopped)"; break }
+        }
+        if stopped {
+            try store.recordRecurringStopped(job.name, reason: "run stopped between attempts", now: nowSeconds())
+            return 1
         }
         try store.recordRecurringEnd(job.name, succeeded: false, error: error, now: nowSeconds())
         return 1
+    }
+
+    /// Whether a stop signal is waiting: the watchdog signals the run before its step, so a
+    /// step killed that way is a stop, not a failure.
+    func stopPending() -> Bool {
+        guard !Poll.readable([runner.signals.descriptor], timeoutMilliseconds: 0).isEmpty else { return false }
+        return runner.signals.drain().contains { [SIGTERM, SIGINT, SIGHUP].contains($0.number) }
     }
 
     /// Sleeps up to `seconds`; false if a stop signal came.

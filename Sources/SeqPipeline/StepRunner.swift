@@ -108,11 +108,18 @@ public struct StepRunner {
     public var killGrace: Double
     public var stopGrace: Double
     public var environment: [String]
+    /// Where a step's progress reports land: the step finds it open as descriptor
+    /// `progressDescriptor` (named in SEQPIPE_PROGRESS_FD) and writes a line per report.
+    public var progressFile: String?
+    public static let progressDescriptor: Int32 = 3
 
-    /// Runs `argv` and returns how it ended and the tail of its output.
+    /// Runs `argv` and returns how it ended and the tail of its output. `tick` is called
+    /// about every `interval` seconds while it runs; `beat`, likewise, with the step's latest
+    /// progress line when it reported since the last beat (nil when not).
     @available(*, noasync)
     public func run(_ argv: [String], timeout: Double?, memoryLimitMegabytes: Int?, label: String,
-                    tick: (interval: Double, action: () -> Void)? = nil) -> StepResult {
+                    tick: (interval: Double, action: () -> Void)? = nil,
+                    beat: (interval: Double, action: (String?) -> Void)? = nil) -> StepResult {
         let output: FileDescriptor
         do {
             output = try FileSystem.open(captureFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)
@@ -128,6 +135,27 @@ public struct StepRunner {
         supervisor.input = input
         supervisor.stopGrace = stopGrace
         supervisor.tick = tick
+        var environment = environment
+        var progress: FileDescriptor?
+        if let progressFile, let file = try? FileSystem.open(progressFile, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600) {
+            progress = file
+            supervisor.passing = [(file, Self.progressDescriptor)]
+            environment.removeAll { $0.hasPrefix("SEQPIPE_PROGRESS_FD=") }
+            environment.append("SEQPIPE_PROGRESS_FD=\(Self.progressDescriptor)")
+        }
+        defer { progress?.close() }
+        if let beat {
+            var seen: Int64 = 0
+            supervisor.tick = (beat.interval, {
+                var latest: String?
+                if let progress, let (bytes, size) = try? progress.readTail(maximum: 4096), size != seen {
+                    seen = size
+                    latest = String(decoding: bytes, as: UTF8.self).split(separator: "\n").last { !$0.allSatisfy { $0 == " " || $0 == "\r" } }
+                        .map { String($0.prefix(200)) } ?? ""
+                }
+                beat.action(latest)
+            })
+        }
         let run = supervisor.run(argv, environment: environment) { _ in }
         output.close()
         let bytes = (try? FileSystem.readFile(captureFile)) ?? []

@@ -19,6 +19,10 @@ public struct Worker {
     /// The state last written to the workers table, and when (seconds since boot): an idle
     /// worker rewrites it once per heartbeat, not once per poll or per job.
     var recorded: (state: String, at: Double)?
+    /// Graded recovery after infrastructure trouble: 1 has restarted the device's server, 2
+    /// the device; past 2 the job goes to another device (or, for failed health checks, the
+    /// device is held).
+    var recoveryGrade = 0
 
     public init(store: any JobStore, config: PipelineConfig, index: Int, deviceName: String,
                 signals: SignalReceiver, reporter: Reporter, captureFile: String) {
@@ -179,20 +183,34 @@ public struct Worker {
             _ = pause(config.healthRetrySeconds)
             return false
         }
-        if let restart = device.restartCommand {
-            log("restarting device after \(failures) failed checks")
-            try store.addEvent(Event(at: nowSeconds(), kind: "device-restart", device: deviceName, worker: index, message: "after \(failures) failed health checks"))
-            if let result = runDeviceCommand(restart, label: "device restart", timeout: max(config.restartWaitSeconds, 60)), result.succeeded {
-                _ = pause(config.healthRetrySeconds)
-                return false
-            }
+        if try recoverDevice(device, reason: "after \(failures) failed health checks", job: nil) {
+            _ = pause(config.healthRetrySeconds)
+            return false
         }
-        let reason = device.restartCommand == nil
+        let reason = device.restartCommand == nil && device.serverRestartCommand == nil
             ? "\(failures) failed health checks and no restart command; waiting \(durationText(config.restartWaitSeconds))"
-            : "restart failed after \(failures) failed health checks; waiting \(durationText(config.restartWaitSeconds))"
+            : "\(failures) failed health checks after its server and device restarts; waiting \(durationText(config.restartWaitSeconds))"
         log(reason)
         try store.holdDevice(deviceName, until: nowSeconds() + config.restartWaitSeconds, reason: reason)
+        recoveryGrade = 0
         _ = pause(config.restartWaitSeconds)
+        return false
+    }
+
+    /// The next grade of recovery that the device has a command for: its server's restart,
+    /// then its own. Returns false when no grade is left (a failed restart moves on to the
+    /// next grade at once).
+    mutating func recoverDevice(_ device: Device, reason: String, job: String?) throws(StoreError) -> Bool {
+        while recoveryGrade < 2 {
+            recoveryGrade += 1
+            let server = recoveryGrade == 1
+            guard let command = server ? device.serverRestartCommand : device.restartCommand else { continue }
+            let kind = server ? "device-server-restart" : "device-restart"
+            log("\(server ? "restarting the device's server" : "restarting the device") (recovery grade \(recoveryGrade) of 3): \(reason)")
+            try store.addEvent(Event(at: nowSeconds(), kind: kind, job: job, device: deviceName, worker: index,
+                                     message: "recovery grade \(recoveryGrade) of 3: \(reason)"))
+            if let result = runDeviceCommand(command, label: kind, timeout: max(config.restartWaitSeconds, 60)), result.succeeded { return true }
+        }
         return false
     }
 
@@ -207,6 +225,7 @@ public struct Worker {
             return
         }
         let values = placeholders(job: job)
+        recoveryGrade = 0
         var outcome = JobOutcome.success
         var progress = job.progress
         steps: while progress < config.steps.count {
@@ -247,6 +266,7 @@ public struct Worker {
         case .success: return "success"
         case .permanent(let type, let message): return "failed (\(type)): \(message); its account is paused"
         case .infrastructure(let message): return "infrastructure failure, will retry: \(message)"
+        case .handOff(let message): return "infrastructure failure after the device's recovery; another device takes it: \(message)"
         case .retryable(let message): return "failed, retryable: \(message)"
         case .memory(let message): return "memory limit: \(message)"
         case .stopped: return "stopped; back to pending"
@@ -311,6 +331,17 @@ public struct Worker {
             }
             if stopping { return .failed(.stopped) }
             log("job \(claim.job.id): \(message) (attempt \(attempt) of \(step.attempts))")
+            // Device trouble: the next grade of recovery before the next attempt.
+            if case .infrastructure = last, attempt < step.attempts,
+               let device = try? store.devices().first(where: { $0.name == deviceName }) {
+                _ = try? recoverDevice(device, reason: "job \(claim.job.id): \(message)", job: claim.job.id)
+            }
+        }
+        // Its server and the device were restarted (or could not be) and it still fails:
+        // another device takes the job.
+        if case .infrastructure(let message) = last, step.attempts > 1 || recoveryGrade >= 2 {
+            recoveryGrade = 2
+            return .failed(.handOff(message: message))
         }
         return .failed(last)
     }

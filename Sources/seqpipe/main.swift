@@ -18,7 +18,8 @@ let help = """
 
     COMMANDS:
       init                          Create the store and a default pipeline.json.
-      device add NAME [--url URL] [--health CMD] [--restart CMD] [--stop CMD]
+      device add NAME [--url URL] [--health CMD] [--server-restart CMD] [--restart CMD]
+                 [--stop CMD]
       device list | device remove NAME
       account add NAME [--daily-limit N]
       account list | account resume NAME
@@ -29,7 +30,10 @@ let help = """
       run [--workers N] [--once]    Run N workers (default: one per device); --once: exit
                                     when nothing is left to do.
       status [--json]               Counts, workers, accounts, devices, and why jobs wait.
-      events [--limit N]            The latest events.
+      events [--since T] [--limit N] [--json]
+                                    What happened: the latest N (default 50), or all
+                                    since T (2026-11-23T10:00:00Z, epoch seconds, or an
+                                    age: 90s, 15m, 2h, 1d).
       show-config                   Ports per worker, steps and policies.
       schedule [--minutes N]        The recurring jobs' first runs after start, in order.
       stop-all                      Stop the running orchestrator and its workers cleanly.
@@ -204,7 +208,7 @@ case "init":
 
 case "device":
     guard let sub = arguments.first else { usage("device: expected add, list or remove") }
-    let options = Options(command, Array(arguments.dropFirst()), valued: ["--url", "--health", "--restart", "--stop"])
+    let options = Options(command, Array(arguments.dropFirst()), valued: ["--url", "--health", "--server-restart", "--restart", "--stop"])
     let store = openStore()
     switch sub {
     case "add":
@@ -214,6 +218,7 @@ case "device":
         if let url = device.statusURL, HTTPProbe.parse(url) == nil { usage("device add: --url '\(url)' must look like http://HOST:PORT/PATH") }
         device.healthCommand = options.value("--health")
         device.restartCommand = options.value("--restart")
+        device.serverRestartCommand = options.value("--server-restart")
         device.stopCommand = options.value("--stop")
         storeCall { () throws(StoreError) in try store.addDevice(device) }
         printOut("device \(device.name) added\n")
@@ -421,10 +426,32 @@ case "status":
     printOut(options.flags.contains("--json") ? status.json : status.text)
 
 case "events":
-    let options = Options(command, arguments, valued: ["--limit"])
-    options.expect(0, "no arguments but --limit N")
+    let options = Options(command, arguments, valued: ["--limit", "--since"], flags: ["--json"])
+    options.expect(0, "no arguments but --limit N, --since T and --json")
+    var since: Double?
+    if let text = options.value("--since") {
+        guard let moment = parseSince(text, now: nowSeconds()) else {
+            usage("events: --since '\(text)' must be a time such as 2026-11-23T10:00:00Z, seconds since the epoch, or an age such as 90s, 15m, 2h, 1d")
+        }
+        since = moment
+    }
     let store = openStore()
-    for event in storeCall({ () throws(StoreError) in try store.events(limit: options.number("--limit", default: 50, minimum: 1)) }) {
+    let events = storeCall { () throws(StoreError) in
+        try store.events(since: since, limit: options.number("--limit", default: since == nil ? 50 : 10_000, minimum: 1))
+    }
+    if options.flags.contains("--json") {
+        printOut(JSON.encode(.array(events.map { event in
+            var fields: [(String, JSON.Value)] = [("at", .string(isoTime(event.at))), ("at_seconds", .number(event.at)), ("kind", .string(event.kind))]
+            if let job = event.job { fields.append(("job", .string(job))) }
+            if let account = event.account { fields.append(("account", .string(account))) }
+            if let device = event.device { fields.append(("device", .string(device))) }
+            if let worker = event.worker { fields.append(("worker", .integer(Int64(worker)))) }
+            fields.append(("message", .string(event.message)))
+            return .object(fields)
+        })) + "\n")
+        exit(0)
+    }
+    for event in events {
         var subject: [String] = []
         if let job = event.job { subject.append("job \(job)") }
         if let account = event.account { subject.append("account \(account)") }
@@ -468,6 +495,15 @@ case "show-config":
           days start at midnight \(config.dayZone)
 
         """
+    if !config.recurring.isEmpty {
+        let watchdog = config.watchdog
+        text += """
+            recurring: \(config.recurring.count) jobs (see 'seqpipe schedule'); missed runs: \(config.scheduler.missed.rawValue); memory critical below \(config.scheduler.memoryCriticalMegabytes) MB
+              watchdog every \(durationText(watchdog.intervalSeconds)) (hung after \(durationText(watchdog.hungAfterSeconds)) unless a job says); health check every \(durationText(watchdog.healthIntervalSeconds)), first after \(durationText(watchdog.healthOffsetSeconds)): content within \(durationText(watchdog.contentMaxAgeSeconds)), claims within \(durationText(watchdog.claimMaxSeconds)), producer \(watchdog.producer ?? "none")
+              pools: \(config.pools.isEmpty ? "none" : config.pools.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+
+            """
+    }
     printOut(text)
 
 case "stop-all":
@@ -520,6 +556,15 @@ func guardedProcessSetUp(_ what: String) -> SignalReceiver {
         try Processes.becomeChildSubreaper()
         return signals
     } catch { fail("\(what): cannot set up: \(error)") }
+}
+
+/// `--since`: an ISO time (UTC), seconds since the epoch, or an age (`90s`, `15m`, `2h`, `1d`).
+func parseSince(_ text: String, now: Double) -> Double? {
+    if let moment = Clock.parseISO(text) { return moment }
+    if let seconds = Double(text), seconds.isFinite, seconds >= 0 { return seconds }
+    guard let unit = text.last, let scale = ["s": 1.0, "m": 60, "h": 3600, "d": 86400][String(unit)],
+          let amount = Double(text.dropLast()), amount.isFinite, amount >= 0 else { return nil }
+    return now - amount * scale
 }
 
 extension String {

@@ -3,16 +3,22 @@ import Glibc
 import SeqSystem
 import Testing
 
+/// A recurring job whose command is sim-step in `mode`, logging to the sandbox's steps.log.
+func recurringJob(_ pipeline: PipelineSandbox, _ name: String, mode: String, interval: Any, offset: Double, extra: [String: Any] = [:]) -> [String: Any] {
+    var job: [String: Any] = [
+        "name": name, "interval_seconds": interval, "offset_seconds": offset,
+        "run": [simDirectory + "/sim-step", "--log", pipeline.stepLog, "--job", name, "--account", name,
+                "--state", pipeline.sandbox.project, mode],
+    ]
+    job.merge(extra) { $1 }
+    return job
+}
+
 /// Recurring jobs: the scheduler under `seqpipe run`, with minutes scaled down to tenths of
 /// a second through the config. Each job's command is sim-step logging to steps.log.
 @Suite(.serialized) struct RecurringTests {
     func job(_ pipeline: PipelineSandbox, _ name: String, mode: String, interval: Any, offset: Double, extra: [String: Any] = [:]) -> [String: Any] {
-        var job: [String: Any] = [
-            "name": name, "interval_seconds": interval, "offset_seconds": offset,
-            "run": [simDirectory + "/sim-step", "--log", pipeline.stepLog, "--job", name, "--account", name, mode],
-        ]
-        job.merge(extra) { $1 }
-        return job
+        recurringJob(pipeline, name, mode: mode, interval: interval, offset: offset, extra: extra)
     }
 
     @Test func aStaggeredScheduleStartsInOrderAndNoJobOverlapsItself() throws {

@@ -22,6 +22,9 @@ import Testing
         #expect(config.policy.poisonAfter == 3 && config.policy.maxInfrastructureAttempts == 10)
         #expect(config.infrastructurePatterns == defaults.infrastructurePatterns)
         #expect(Set(config.permanentPatterns.map(\.type)) == Set(defaults.permanentPatterns.map(\.type)))
+        #expect(config.scheduler.memoryCriticalMegabytes == defaults.scheduler.memoryCriticalMegabytes && config.pools.isEmpty)
+        #expect(config.watchdog.intervalSeconds == 300 && config.watchdog.hungAfterSeconds == 900 && config.watchdog.producer == nil)
+        #expect(config.watchdog.healthIntervalSeconds == defaults.watchdog.healthIntervalSeconds && config.watchdog.claimMaxSeconds == 1800)
     }
 
     @Test func badConfigNamesTheFileTheKeyAndWhatWasExpected() {
@@ -53,6 +56,34 @@ import Testing
         #expect(error(#"{"steps": [{"run": ["x"]}], "recurring": [{"name": "a", "run": ["x"], "interval_seconds": 1}, {"name": "a", "run": ["y"], "interval_seconds": 1}]}"#)
             .contains("recurring[1].name: expected a name no other recurring job has"))
         #expect(error(#"{"steps": [{"run": ["x"]}], "scheduler": {"missed": "all"}}"#) == "p.json: scheduler.missed: expected \"once\" or \"skip\" (found \"all\")")
+    }
+
+    @Test func watchdogPoolsAndDependenciesParseAndNameBadReferences() throws {
+        let config = try PipelineConfig.parse(#"""
+            {"steps": [{"run": ["x"]}],
+             "pools": {"browser": 3},
+             "watchdog": {"interval_seconds": 60, "producer": "plan"},
+             "recurring": [{"name": "plan", "run": ["plan"], "interval_seconds": 300, "stuck_after_seconds": 7800, "needs": ["browser"]},
+                           {"name": "reply", "run": ["reply"], "interval_seconds": 300, "hung_after_seconds": 120,
+                            "after": [{"job": "plan", "max_age_seconds": 1800}]}]}
+            """#, path: "p.json")
+        #expect(config.pools == ["browser": 3] && config.watchdog.intervalSeconds == 60 && config.watchdog.producer == "plan")
+        #expect(config.recurring[0].hungAfterSeconds == 900 && config.recurring[0].stuckAfterSeconds == 7800 && config.recurring[0].needs == ["browser"])
+        #expect(config.recurring[1].hungAfterSeconds == 120 && config.recurring[1].stuckAfterSeconds == nil)
+        #expect(config.recurring[1].after.map(\.job) == ["plan"] && config.recurring[1].after[0].maxAgeSeconds == 1800)
+        let job = { (name: String, extra: String) in #"{"name": "\#(name)", "run": ["x"], "interval_seconds": 1\#(extra)}"# }
+        #expect(error(#"{"steps": [{"run": ["x"]}], "recurring": [\#(job("a", #", "needs": ["gpu"]"#))]}"#)
+            == #"p.json: recurring[0].needs[0]: expected a pool named in "pools" (found "gpu"; pools: none defined)"#)
+        #expect(error(#"{"steps": [{"run": ["x"]}], "recurring": [\#(job("a", #", "after": [{"job": "b", "max_age_seconds": 5}]"#))]}"#)
+            .hasPrefix(#"p.json: recurring[0].after[0].job: expected the name of another recurring job (found "b""#))
+        #expect(error(#"{"steps": [{"run": ["x"]}], "recurring": [\#(job("a", #", "after": [{"job": "b"}]"#))]}"#)
+            .hasPrefix("p.json: recurring[0].after[0].max_age_seconds: expected how recent"))
+        #expect(error(#"{"steps": [{"run": ["x"]}], "recurring": [\#(job("a", #", "after": [{"job": "b", "max_age_seconds": 5}]"#)), \#(job("b", #", "after": [{"job": "a", "max_age_seconds": 5}]"#))]}"#)
+            == #"p.json: recurring: expected jobs whose "after" rules do not wait on each other in a circle (found a → b → a)"#)
+        #expect(error(#"{"steps": [{"run": ["x"]}], "watchdog": {"producer": "nobody"}, "recurring": [\#(job("a", ""))]}"#)
+            .hasPrefix(#"p.json: watchdog.producer: expected the name of a recurring job that adds jobs (found "nobody""#))
+        #expect(error(#"{"steps": [{"run": ["x"]}], "pools": {"browser": 0}}"#) == "p.json: pools.browser: expected a whole number ≥ 1")
+        #expect(error(#"{"steps": [{"run": ["x"]}], "watchdog": {"every": 5}}"#).hasPrefix("p.json: watchdog.every: unknown key"))
     }
 
     @Test func placeholdersFillFromTheJobAndRefuseUnknownNames() throws {

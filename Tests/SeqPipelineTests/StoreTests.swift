@@ -253,4 +253,36 @@ let day = "2026-11-23"
         #expect(try again.connection.query("PRAGMA journal_mode").first?["journal_mode"].string == "wal")
         #expect(try again.devices().count == 2)
     }
+
+    @Test func aJobHandedOffByADeviceGoesToAnotherUnlessNoneIsHealthy() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeStore(directory)
+        _ = try store.addJobs([job("a", "alice")])
+        let first = try #require(try store.claim(worker: 0, device: "d0", now: 100, today: day, bootSeconds: 1))
+        #expect(try store.finish(first, outcome: .handOff(message: "device offline"), policy: FailurePolicy(), now: 100, today: day))
+        #expect(try store.job("a")?.avoidDevice == "d0" && store.job("a")?.attempts == 0)
+        // d0 does not get it back while d1 is healthy; d1 does.
+        #expect(try store.claim(worker: 0, device: "d0", now: 1000, today: day, bootSeconds: 1) == nil)
+        #expect(try store.recordHealth(device: "d1", ok: false, responseMilliseconds: nil, error: "down", now: 1000) == 1)
+        let again = try #require(try store.claim(worker: 0, device: "d0", now: 1000, today: day, bootSeconds: 1))
+        #expect(try store.finish(again, outcome: .success, policy: FailurePolicy(), now: 1001, today: day))
+        #expect(try store.job("a")?.avoidDevice == nil)
+    }
+
+    @Test func alertsRaiseOnceRefreshAndClear() throws {
+        let directory = try TemporaryDirectory()
+        let store = try makeStore(directory)
+        #expect(try store.raiseAlert("stuck:plan", kind: "stuck", message: "first", now: 10))
+        #expect(try !store.raiseAlert("stuck:plan", kind: "stuck", message: "still", now: 20))
+        let alert = try #require(try store.alerts().first)
+        #expect(alert.raisedAt == 10 && alert.seenAt == 20 && alert.message == "still")
+        #expect(try store.clearAlert("stuck:plan", now: 30) && !store.clearAlert("stuck:plan", now: 31))
+        #expect(try store.alerts().isEmpty)
+        #expect(try store.raiseAlert("stuck:plan", kind: "stuck", message: "again", now: 40) && store.alerts().first?.raisedAt == 40)
+        try store.recordCheck("health", ok: false, message: "the queue is empty", now: 50)
+        #expect(try store.checks().map { "\($0.name) \($0.ok) \($0.message)" } == ["health false the queue is empty"])
+        try store.addEvent(Event(at: 5, kind: "old", message: "x"))
+        try store.addEvent(Event(at: 60, kind: "new", message: "y"))
+        #expect(try store.events(since: 50, limit: 10).map(\.kind) == ["new"])
+    }
 }
