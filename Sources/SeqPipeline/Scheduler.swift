@@ -226,7 +226,16 @@ public struct Scheduler {
                 .sorted { (entries[$0].job.priority, entries[$0].pending!.since) < (entries[$1].job.priority, entries[$1].pending!.since) }
             for index in order where entries[index].pending != nil && entries[index].running == nil {
                 let job = entries[index].job
-                if entries[index].pending?.prerequisite != nil { continue }
+                if let prerequisite = entries[index].pending?.prerequisite {
+                    // A prerequisite that succeeded was cleared when it was reaped; one that
+                    // neither runs nor waits was skipped (memory) or could not start.
+                    guard let other = entries.firstIndex(where: { $0.job.name == prerequisite }),
+                          entries[other].running == nil && entries[other].pending == nil else { continue }
+                    entries[index].pending = nil
+                    log("\(job.name): its prerequisite \(prerequisite) did not run; skipped")
+                    try? store.recordRecurringSkip(job.name, reason: "its prerequisite \(prerequisite) did not run", now: nowSeconds())
+                    continue
+                }
                 // Prerequisites: each must have succeeded within its age.
                 var waitsFor: String?
                 if !job.after.isEmpty {

@@ -174,7 +174,10 @@ public struct Worker {
         } else {
             return true
         }
-        if ok { lastResponseSeconds = Double(Clock.monotonicNanoseconds() - started) / 1e9 }
+        if ok {
+            lastResponseSeconds = Double(Clock.monotonicNanoseconds() - started) / 1e9
+            recoveryGrade = 0
+        }
         let failures = try store.recordHealth(
             device: deviceName, ok: ok, responseMilliseconds: lastResponseSeconds.map { Int($0 * 1000) }, error: problem, now: nowSeconds())
         if ok { return true }

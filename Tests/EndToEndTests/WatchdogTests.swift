@@ -106,6 +106,10 @@ import Testing
             "recurring": [
                 recurringJob(pipeline, "vital", mode: "ok", interval: 600, offset: 0, extra: ["critical": true]),
                 recurringJob(pipeline, "optional", mode: "ok", interval: 600, offset: 0),
+                // Critical, but its prerequisite is not: skipped with it, not left waiting.
+                recurringJob(pipeline, "report", mode: "ok", interval: 600, offset: 0,
+                             extra: ["critical": true, "after": [["job": "gather", "max_age_seconds": 60]]]),
+                recurringJob(pipeline, "gather", mode: "ok", interval: 600, offset: 300),
             ],
             // A threshold above any machine's memory: MemAvailable is always "critical".
             "scheduler": ["memory_critical_mb": 2_000_000_000],
@@ -113,11 +117,12 @@ import Testing
         let run = try pipeline.start(["run"])
         #expect(waitUntil(30) {
             let beats = heartbeats(pipeline)
-            return beats["vital"]?["last_success"] is String && beats["optional"]?["last_skip"] is String
+            return beats["vital"]?["last_success"] is String && beats["optional"]?["last_skip"] is String && beats["report"]?["last_skip"] is String
         })
         let beats = heartbeats(pipeline)
         stop(run)
-        #expect(pipeline.startedRuns("optional") == 0 && pipeline.startedRuns("vital") == 1)
+        #expect(pipeline.startedRuns("optional") == 0 && pipeline.startedRuns("vital") == 1 && pipeline.startedRuns("gather") == 0)
+        #expect(beats["report"]?["skip_reason"] as? String == "its prerequisite gather did not run", "\(String(describing: beats["report"]))")
         #expect((beats["optional"]?["skip_reason"] as? String)?.hasPrefix("memory critical: MemAvailable") == true, "\(String(describing: beats["optional"]))")
         #expect(eventKinds(pipeline).contains("memory-warning"))
     }
