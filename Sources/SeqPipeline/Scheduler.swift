@@ -320,7 +320,7 @@ public struct Scheduler {
                 if wall - lastSign > job.hungAfterSeconds {
                     let message = "hung: no sign of life for \(durationText(wall - lastSign)) (hung after \(durationText(job.hungAfterSeconds))); ended by the watchdog"
                     problems.append("\(job.name) hung")
-                    if (try? store.raiseAlert("hung:\(job.name)", kind: "hung", message: "\(job.name): \(message)", now: wall)) == true {}
+                    _ = try? store.raiseAlert("hung:\(job.name)", kind: "hung", message: "\(job.name): \(message)", now: wall)
                     event("watchdog-hung", "\(job.name): run pid \(running.process.pid) \(message)")
                     endTree(running.process, SIGTERM)
                     entries[index].running?.hung = (message, Clock.monotonicNanoseconds() + Int64((config.killGraceSeconds + 1) * 1e9))

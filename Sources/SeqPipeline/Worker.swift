@@ -340,10 +340,9 @@ public struct Worker {
                 _ = try? recoverDevice(device, reason: "job \(claim.job.id): \(message)", job: claim.job.id)
             }
         }
-        // Its server and the device were restarted (or could not be) and it still fails:
-        // another device takes the job.
-        if case .infrastructure(let message) = last, step.attempts > 1 || recoveryGrade >= 2 {
-            recoveryGrade = 2
+        // Its server and the device were restarted (or have no command for it) and it
+        // still fails: another device takes the job.
+        if case .infrastructure(let message) = last, recoveryGrade >= 2 {
             return .failed(.handOff(message: message))
         }
         return .failed(last)
