@@ -46,15 +46,18 @@ public enum KillAll {
         let queue = WaitQueue(directory: directory)
         let me = Processes.currentPid
 
-        var ended: [ProcessIdentity: Ended] = [:]
-        // Round 0 sends SIGTERM and waits up to the grace; later rounds SIGKILL what is left,
-        // including anything that started meanwhile (a waiter that took the lock).
-        for round in 0..<6 {
-            let (claims, snapshot) = try directory.withMutex { () throws(GuardFailure) in (try lock.inspect(), try queue.read()) }
-            var targets: [ProcessIdentity: Ended] = [:]
+        // Found afresh before every signal: a waiter that took the lock meanwhile is a holder
+        // by the next round. Waiters go first (wave 0), and are gone before any holder is
+        // signalled: a waiter that saw the holder die before its own signal came would take
+        // the lock and start its command.
+        var roles: [ProcessIdentity: String] = [:]
+        func find(_ signal: Int32) -> [Teardown.Target] {
+            guard let (claims, snapshot) = try? directory.withMutex({ () throws(GuardFailure) in (try lock.inspect(), try queue.read()) }) else { return [] }
+            var targets: [ProcessIdentity: Teardown.Target] = [:]
             let waiters = Set(snapshot.entries.map(\.process))
-            for entry in snapshot.entries where entry.process.isAlive {
-                targets[entry.process] = Ended(process: entry.process, role: "waiter", command: entry.command)
+            for entry in snapshot.entries where entry.process.isAlive && entry.process.pid != me {
+                targets[entry.process] = Teardown.Target(entry.process, command: entry.command, wave: 0)
+                roles[entry.process] = "waiter"
             }
             var roots: [ProcessIdentity: String] = [:]
             for claim in claims {
@@ -71,32 +74,20 @@ public enum KillAll {
                 }
             }
             let table = Processes.all()
-            for (root, command) in roots where root.pid != me && root.isAlive {
-                targets[root] = Ended(process: root, role: "holder", command: command)
+            for (root, command) in roots where root.pid != me && root.isAlive && targets[root] == nil {
+                targets[root] = Teardown.Target(root, command: command, wave: 1)
+                roles[root] = roles[root] ?? "holder"
             }
             let rootPids = Set(roots.keys.filter(\.isAlive).map(\.pid))
-            for process in Processes.descendants(of: rootPids, in: table) where process.pid != me {
-                let identity = process.identity
-                if targets[identity] == nil {
-                    targets[identity] = Ended(process: identity, role: "holder's tree", command: process.command)
-                }
+            for process in Processes.descendants(of: rootPids, in: table) where process.pid != me && targets[process.identity] == nil {
+                targets[process.identity] = Teardown.Target(process.identity, command: process.command, wave: 1)
+                roles[process.identity] = roles[process.identity] ?? "holder's tree"
             }
-            if targets.isEmpty { break }
-            let signal = round == 0 ? SIGTERM : SIGKILL
-            // Waiters first, and gone before any holder is signalled: a waiter that saw the
-            // holder die before its own signal came would take the lock and start its command.
-            let waiterTargets = targets.filter { $0.value.role == "waiter" }
-            for group in [waiterTargets, targets.filter { $0.value.role != "waiter" }] where !group.isEmpty {
-                var watched: [FileDescriptor] = []
-                for (identity, target) in group where Processes.signal(identity, signal) {
-                    if signal == SIGTERM { Processes.signal(identity, SIGCONT) }
-                    if ended[identity] == nil { ended[identity] = target }
-                    if let fd = Processes.openPidfd(identity) { watched.append(fd) }
-                }
-                waitForExit(watched, seconds: round == 0 ? killGrace : 1)
-                for fd in watched { fd.close() }
-            }
+            return Array(targets.values)
         }
+        var teardown = Teardown.graceful(killGrace)
+        teardown.killRounds = 5
+        let report = teardown.run(find: find)
         // Whatever is left on disk has no live owner now.
         try directory.withMutex { () throws(GuardFailure) in
             for claim in try lock.inspect() where !claim.isLive { try lock.removeStale(claim) }
@@ -104,18 +95,7 @@ public enum KillAll {
             let kept = snapshot.entries.filter(\.process.isAlive)
             if kept.count != snapshot.entries.count || !snapshot.rejectedLines.isEmpty { try queue.write(kept) }
         }
-        return ended.values.sorted { $0.process.pid < $1.process.pid }
-    }
-
-    /// Waits until every pidfd is readable (its process has exited) or `seconds` pass.
-    static func waitForExit(_ pidfds: [FileDescriptor], seconds: Double) {
-        var pending = pidfds
-        let deadline = Clock.monotonicNanoseconds() + Int64(seconds * 1e9)
-        while !pending.isEmpty {
-            let left = deadline - Clock.monotonicNanoseconds()
-            if left <= 0 { return }
-            let ready = Set(Poll.readable(pending, timeoutMilliseconds: Int32(clamping: left / 1_000_000 + 1)))
-            pending = pending.enumerated().filter { !ready.contains($0.offset) }.map(\.element)
-        }
+        return report.ended.map { Ended(process: $0.process, role: roles[$0.process] ?? "holder", command: $0.command) }
+            .sorted { $0.process.pid < $1.process.pid }
     }
 }

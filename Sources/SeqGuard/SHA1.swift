@@ -1,7 +1,7 @@
 /// SHA-1, only to name a project's state directory the way `sha1sum | cut -c1-8` does.
 /// Not used for anything that needs to resist an attacker.
-enum SHA1 {
-    static func hexDigest(_ message: [UInt8]) -> String {
+public enum SHA1 {
+    public static func hexDigest(_ message: [UInt8]) -> String {
         var h: [UInt32] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0]
         var data = message
         let bitLength = UInt64(message.count) * 8

@@ -10,24 +10,16 @@ public struct PipelinePaths: Sendable {
     public var directory: String
     public var logs: String { directory + "/logs" }
     public var run: String { directory + "/run" }
-    /// `SEQEXEC_STATE_DIR`, where the single-instance lock lives (else seqguard's default).
-    public var stateBase: String?
 
-    public init(database: String, config: String?, stateBase: String?) {
+    public init(database: String, config: String?) {
         self.database = database
         let slash = database.lastIndex(of: "/")
         directory = slash.map { $0 == database.startIndex ? "/" : String(database[..<$0]) } ?? "."
         self.config = config ?? directory + "/pipeline.json"
-        self.stateBase = stateBase
     }
 
     public func log(worker: Int) -> String { "\(logs)/worker_\(worker).log" }
     public var schedulerLog: String { "\(logs)/scheduler.log" }
-
-    /// The pipeline's lock directory: one orchestrator per store.
-    public func lockDirectory(create: Bool = true) throws(GuardFailure) -> StateDirectory {
-        try StateDirectory.open(project: Project(root: database), base: stateBase, namespace: .pipeline, create: create)
-    }
 }
 
 /// Holds the pipeline's single-instance lock, runs N workers and watches them: restarts one
@@ -61,6 +53,8 @@ public struct Orchestrator {
         var startedAt: Int64 = 0
         var restartAt: Int64?
         var stoppedCleanly = false
+        /// Its worker died and the fence of what it left is not complete yet.
+        var fencePending = false
         /// The scheduler of recurring jobs, not a worker: no device, no claims.
         var scheduler = false
     }
@@ -72,28 +66,10 @@ public struct Orchestrator {
     /// Exit status: 0 after a clean stop; 75 when another orchestrator holds the store.
     @available(*, noasync)
     public func run() throws(GuardFailure) -> Int32 {
-        let lockDirectory = try paths.lockDirectory()
-        defer { lockDirectory.close() }
-        let lock = InstanceLock(directory: lockDirectory)
-        var held: HeldClaim
-        let waitDeadline = Clock.monotonicNanoseconds() + Int64((config.stopGraceSeconds + config.killGraceSeconds + 5) * 1e9)
-        while true {
-            switch try lock.tryAcquire(command: "seqpipe run --workers \(workerCount)") {
-            case .acquired(let claim):
-                held = claim
-            case .held(let record, let draining):
-                if draining, Clock.monotonicNanoseconds() < waitDeadline {
-                    // The last orchestrator is gone; its workers are still stopping.
-                    Poll.sleep(milliseconds: 100)
-                    continue
-                }
-                let who = record.map { "pid \($0.holder.pid), since \(Clock.localDateTime($0.since))" } ?? "a process"
-                throw GuardFailure(
-                    exitCode: ExitCode.gaveUpWaiting,
-                    "another orchestrator (\(who)) runs on \(paths.database); stop it with 'seqpipe stop-all' or wait for it")
-            }
-            break
-        }
+        let locks = try paths.locks()
+        defer { locks.directory.close() }
+        var held = try acquire(locks)
+        let lock = locks.instance
         defer { lock.release(held) }
 
         let devices: [Device]
@@ -109,132 +85,137 @@ public struct Orchestrator {
         }
         do {
             try Processes.becomeChildSubreaper()
+            // Every process of the run holds the store: workers get this descriptor, and the
+            // commands they start inherit it.
             try held.owner.clearCloseOnExec()
             try FileSystem.makeDirectories(paths.logs)
             try FileSystem.makeDirectories(paths.run, mode: 0o700)
         } catch {
             throw GuardFailure("cannot prepare to run workers: \(error)", errno: error)
         }
+        let fencer = Fencer(locks: locks, store: store, config: config, reporter: reporter, say: say)
         do {
+            // Claims of an earlier run: the lock proves that run is gone; its attempts'
+            // leftovers (a step that let go of the store's lock) are ended before the claims
+            // are taken back.
+            let claimed = try store.jobs().filter { $0.status == .claimed || $0.status == .running }
+            for job in claimed where !fencer.fence(device: job.device, jobs: [job], worker: job.worker) {
+                throw GuardFailure("job \(job.id): a process of its earlier attempt did not end; see 'seqpipe events' and end it by hand")
+            }
             let orphans = try store.requeueClaims(worker: nil, crashed: false, policy: config.policy, now: nowSeconds())
+            fencer.forget(claimed)
             if !orphans.isEmpty { say("requeued \(orphans.count) orphaned claim\(orphans.count == 1 ? "" : "s") of an earlier run: \(orphans.joined(separator: " "))") }
             try store.clearWorkers()
             try store.addEvent(Event(at: nowSeconds(), kind: "orchestrator-start", message: "pid \(Processes.currentPid), \(workerCount) workers\(once ? ", --once" : "")"))
-        } catch { throw GuardFailure("store \(paths.database): \(error.message)") }
+        } catch let error as StoreError { throw GuardFailure("store \(paths.database): \(error.message)") } catch let failure as GuardFailure {
+            throw failure
+        } catch { throw GuardFailure("\(error)") }
 
         var slots = (0..<workerCount).map { Slot(index: $0, device: devices[$0]) }
         if !config.recurring.isEmpty {
             slots.append(Slot(index: workerCount, device: Device(name: "-"), scheduler: true))
         }
-        for index in slots.indices { spawn(&slots[index]) }
+        var reaped: [(Int32, TerminationStatus)] = []
+        let reapAll = { while let ended = (try? Spawn.reapAny()) ?? nil { reaped.append(ended) } }
+        for index in slots.indices { start(&slots[index], lock: held, fencer: fencer, reap: reapAll) }
         let recurring = config.recurring.isEmpty ? "" : " and the scheduler of \(config.recurring.count) recurring job\(config.recurring.count == 1 ? "" : "s")"
         say("running \(workerCount) worker\(workerCount == 1 ? "" : "s")\(recurring) on \(paths.database); logs in \(paths.logs)")
 
         var stopping = false
-        var stopDeadline: Int64?
-        var kills: [ProcessIdentity: Int64] = [:]
         var nextBeat = Clock.monotonicNanoseconds() + Int64(config.heartbeatSeconds * 1e9)
         var nextCheck = Clock.monotonicNanoseconds()
-        func beginStop(_ why: String) {
-            guard !stopping else { return }
-            stopping = true
-            say("\(why): stopping \(slots.filter { $0.process != nil }.count) worker(s)")
-            for index in slots.indices {
-                slots[index].restartAt = nil
-                if let process = slots[index].process { Processes.signal(process, SIGTERM) }
-            }
-            stopDeadline = Clock.monotonicNanoseconds() + Int64((config.stopGraceSeconds + config.killGraceSeconds + 2) * 1e9)
-        }
-
-        while true {
-            // Reap: workers that ended, and orphans of dead workers we ended.
-            while let (pid, status) = (try? Spawn.reapAny()) ?? nil {
+        while !stopping {
+            reapAll()
+            var died: [Int] = []
+            for (pid, status) in reaped {
                 guard let index = slots.firstIndex(where: { $0.process?.pid == pid }) else { continue }
-                let process = slots[index].process!
                 slots[index].process = nil
-                if stopping && status == .exited(0) {
-                    slots[index].stoppedCleanly = true
-                    continue
-                }
                 let how = GuardedCommand.describe(status)
                 if slots[index].scheduler {
                     say("the scheduler (pid \(pid)) ended (\(how))")
                     try? store.addEvent(Event(at: nowSeconds(), kind: "scheduler-died", message: "pid \(pid) ended (\(how))"))
                 } else {
-                do {
-                    let requeued = try store.requeueClaims(worker: index, crashed: !stopping, policy: config.policy, now: nowSeconds())
-                    try store.addEvent(Event(at: nowSeconds(), kind: "worker-died", job: requeued.first, device: slots[index].device.name, worker: index,
-                                             message: "pid \(pid) ended (\(how))\(requeued.isEmpty ? "" : "; requeued \(requeued.joined(separator: " "))")"))
-                    say("worker \(index) (pid \(pid)) ended (\(how))\(requeued.isEmpty ? "" : "; its job \(requeued.joined(separator: " ")) is back in the queue")")
-                } catch {
-                    reporter.error("store \(paths.database): \(error.message)")
+                    say("worker \(index) (pid \(pid)) ended (\(how))")
+                    try? store.addEvent(Event(at: nowSeconds(), kind: "worker-died", device: slots[index].device.name, worker: index, message: "pid \(pid) ended (\(how))"))
                 }
+                died.append(index)
+            }
+            reaped.removeAll()
+            if !died.isEmpty {
+                // What the dead left behind (steps still posting, reparented here) is ended and
+                // its locks are free before its job goes back to the queue or its device gets
+                // a new worker.
+                let workers = Set(slots.compactMap(\.process))
+                for index in died where !slots[index].scheduler { slots[index].fencePending = true }
+                for index in slots.indices where slots[index].fencePending {
+                    slots[index].fencePending = !fenceWorker(slots[index], fencer: fencer, sparing: workers, reap: reapAll)
                 }
-                _ = process
-                // What it left behind was reparented here: end it, the guard's way.
-                for orphan in orphans(of: slots) {
-                    if Processes.signal(orphan, SIGTERM) {
-                        Processes.signal(orphan, SIGCONT)
-                        kills[orphan] = Clock.monotonicNanoseconds() + Int64(config.killGraceSeconds * 1e9)
-                    }
+                let orphans = orphans(of: slots)
+                if !orphans.isEmpty {
+                    Teardown.graceful(config.killGraceSeconds).run(find: Teardown.TreeFinder(roots: orphans).find, reap: reapAll)
                 }
-                if !stopping {
+                for index in died {
                     let quick = Clock.monotonicNanoseconds() - slots[index].startedAt < 5_000_000_000
                     slots[index].quickDeaths = quick ? slots[index].quickDeaths + 1 : 0
                     let delay = config.restartDelaySeconds * Double(1 << min(slots[index].quickDeaths, 6))
                     slots[index].restartAt = Clock.monotonicNanoseconds() + Int64(delay * 1e9)
                 }
             }
-            if stopping && slots.allSatisfy({ $0.process == nil }) { break }
 
             let now = Clock.monotonicNanoseconds()
             for index in slots.indices {
-                if let at = slots[index].restartAt, at <= now, !stopping {
+                if let at = slots[index].restartAt, at <= now {
                     slots[index].restartAt = nil
                     slots[index].restarts += 1
-                    spawn(&slots[index])
+                    start(&slots[index], lock: held, fencer: fencer, reap: reapAll)
                 }
             }
             if nextBeat <= now {
                 lock.beat(&held)
                 nextBeat = now + Int64(config.heartbeatSeconds * 1e9)
             }
-            if once && !stopping && nextCheck <= now {
+            if once && nextCheck <= now {
                 nextCheck = now + Int64(config.idlePollSeconds * 1e9)
                 if let left = try? store.remainingWork(today: Clock.day(of: nowSeconds(), zone: config.dayZone)), left == 0 {
-                    beginStop("--once: nothing left to do")
+                    say("--once: nothing left to do: stopping \(slots.filter { $0.process != nil }.count) worker(s)")
+                    stopping = true
+                    break
                 }
-            }
-            if let deadline = stopDeadline, deadline <= now {
-                stopDeadline = nil
-                for slot in slots {
-                    guard let process = slot.process else { continue }
-                    reporter.error("worker \(slot.index) (pid \(process.pid)) did not stop within the grace; killing it")
-                    Processes.signal(process, SIGKILL)
-                }
-            }
-            for (process, at) in kills where at <= now {
-                Processes.signal(process, SIGKILL)
-                kills[process] = nil
             }
             var wake = nextBeat
-            if once && !stopping { wake = min(wake, nextCheck) }
-            if let deadline = stopDeadline { wake = min(wake, deadline) }
+            if once { wake = min(wake, nextCheck) }
             for slot in slots { if let at = slot.restartAt { wake = min(wake, at) } }
-            for (_, at) in kills { wake = min(wake, at) }
             let wait = Int32(clamping: max(0, wake - Clock.monotonicNanoseconds()) / 1_000_000 + 1)
             guard !Poll.readable([signals.descriptor], timeoutMilliseconds: min(wait, 1000)).isEmpty else { continue }
             for signal in signals.drain() where signal.number != SIGCHLD {
-                beginStop("\(SignalName.of(signal.number))")
+                say("\(SignalName.of(signal.number)): stopping \(slots.filter { $0.process != nil }.count) worker(s)")
+                stopping = true
             }
         }
 
-        // Every worker is gone. Claims a killed worker still held go back to pending.
+        // The stop: workers and the scheduler get SIGTERM and the grace to finish their step;
+        // then everything still under this process is killed.
+        let members = slots.compactMap(\.process)
+        let finder = Teardown.TreeFinder(roots: members, rootsOnlyFor: [SIGTERM], extra: {
+            Processes.descendants(of: [Processes.currentPid]).map { Teardown.Target($0.identity, command: $0.command) }
+        })
+        let report = Teardown([.send(SIGTERM, grace: config.stopGraceSeconds + config.killGraceSeconds + 2)]).run(find: finder.find, reap: reapAll)
+        for process in report.killed where members.contains(process) {
+            let index = slots.firstIndex { $0.process == process }!
+            reporter.error("\(slots[index].scheduler ? "the scheduler" : "worker \(index)") (pid \(process.pid)) did not stop within the grace; killed it")
+        }
+        for (pid, status) in reaped {
+            guard let index = slots.firstIndex(where: { $0.process?.pid == pid }) else { continue }
+            slots[index].stoppedCleanly = status == .exited(0)
+        }
+        // Every process of the run but this one is gone. Claims a killed worker still held
+        // go back to pending.
         do {
+            let claimed = try store.jobs().filter { $0.status == .claimed || $0.status == .running }
             let requeued = try store.requeueClaims(worker: nil, crashed: false, policy: FailurePolicy.immediate(config.policy), now: nowSeconds())
+            fencer.forget(claimed)
             if !requeued.isEmpty { say("put \(requeued.joined(separator: " ")) back to pending") }
         } catch { reporter.error("store \(paths.database): \(error.message)") }
-        ProcessTree(signals: signals).end(grace: config.killGraceSeconds, onReap: { _, _ in })
         // Devices whose worker could not run its own stop command.
         for slot in slots where !slot.stoppedCleanly && !slot.scheduler {
             guard let command = slot.device.stopCommand else { continue }
@@ -250,24 +231,91 @@ public struct Orchestrator {
         return 0
     }
 
-    /// Processes reparented to this orchestrator that are not workers, and their trees.
+    /// Takes the store's single-instance lock. A lock still held by the processes of a run
+    /// whose orchestrator is gone (its workers, their steps) is theirs no longer: they are
+    /// ended, one line each, and the lock taken once the kernel says it is free.
+    @available(*, noasync)
+    func acquire(_ locks: PipelineLocks) throws(GuardFailure) -> HeldClaim {
+        let lock = locks.instance
+        for _ in 0..<3 {
+            switch try lock.tryAcquire(command: "seqpipe run --workers \(workerCount)") {
+            case .acquired(let claim):
+                return claim
+            case .held(let record, let draining):
+                guard draining else {
+                    let who = record.map { "pid \($0.holder.pid), since \(Clock.localDateTime($0.since))" } ?? "a process"
+                    throw GuardFailure(
+                        exitCode: ExitCode.gaveUpWaiting,
+                        "another orchestrator (\(who)) runs on \(paths.database); stop it with 'seqpipe stop-all' or wait for it")
+                }
+                let roles = locks.roles(devices: (try? store.devices().map(\.name)) ?? [],
+                                        jobs: ((try? store.jobs()) ?? []).filter { $0.status == .claimed || $0.status == .running })
+                let fence = LockFile.fence([locks.store], teardown: .graceful(config.killGraceSeconds), seconds: config.killGraceSeconds + 5)
+                for target in fence.report.ended {
+                    say("ended pid \(target.process.pid) (\(target.command)) left by the dead run (orchestrator pid \(record?.holder.pid ?? 0))\(roles[target.process].map { ": \($0)" } ?? "")")
+                }
+                if !fence.free {
+                    throw GuardFailure("the store is still held by pid \(fence.report.survivors.map { "\($0.process.pid)" }.joined(separator: ", ")) of a dead run; end it by hand")
+                }
+            }
+        }
+        throw GuardFailure(exitCode: ExitCode.gaveUpWaiting, "the store \(paths.database) is taken again each time; is another 'seqpipe run' starting?")
+    }
+
+    /// A dead worker's fence: every process still holding its device's lock or its job's
+    /// is ended and the locks are free; then its claims go back to the queue. False while a
+    /// lock is still held (it is tried again after the next death or before a restart).
+    @available(*, noasync)
+    func fenceWorker(_ slot: Slot, fencer: Fencer, sparing: Set<ProcessIdentity>, reap: () -> Void) -> Bool {
+        let claims = ((try? store.jobs()) ?? []).filter { ($0.status == .claimed || $0.status == .running) && $0.worker == slot.index }
+        guard fencer.fence(device: slot.device.name, jobs: claims, worker: slot.index, sparing: sparing, reap: reap) else { return false }
+        do {
+            let requeued = try store.requeueClaims(worker: slot.index, crashed: true, policy: config.policy, now: nowSeconds())
+            fencer.forget(claims)
+            if !requeued.isEmpty {
+                say("worker \(slot.index): its job \(requeued.joined(separator: " ")) is back in the queue")
+                try store.addEvent(Event(at: nowSeconds(), kind: "worker-requeue", job: requeued.first, device: slot.device.name, worker: slot.index,
+                                         message: "requeued \(requeued.joined(separator: " ")) once its attempt's locks were free"))
+            }
+        } catch {
+            reporter.error("store \(paths.database): \(error.message)")
+        }
+        return true
+    }
+
+    /// Processes reparented to this orchestrator that are neither workers nor the scheduler.
     func orphans(of slots: [Slot]) -> [ProcessIdentity] {
         let me = Processes.currentPid
-        let workers = Set(slots.compactMap { $0.process?.pid })
-        let table = Processes.all()
-        let roots = table.filter { $0.parent == me && !workers.contains($0.pid) && $0.state != "Z" }
-        let below = Processes.descendants(of: Set(roots.map(\.pid)), in: table)
-        return (below + roots).map(\.identity)
+        let members = Set(slots.compactMap { $0.process?.pid })
+        return Processes.all().filter { $0.parent == me && !members.contains($0.pid) && $0.state != "Z" }.map(\.identity)
+    }
+
+    /// Starts a slot's process once its device is free: a device whose lock is still held
+    /// (a step of its last worker) gets no new worker until that is ended.
+    @available(*, noasync)
+    func start(_ slot: inout Slot, lock: HeldClaim, fencer: Fencer, reap: () -> Void) {
+        if !slot.scheduler {
+            let members = Set([slot.process].compactMap { $0 })
+            if fencer.locks.device(slot.device.name).isHeld,
+               !fencer.fence(device: slot.device.name, jobs: [], worker: slot.index, sparing: members, reap: reap) {
+                say("device \(slot.device.name) is still held by an earlier process; worker \(slot.index) waits")
+                slot.restartAt = Clock.monotonicNanoseconds() + Int64(max(config.restartDelaySeconds, 1) * 1e9)
+                return
+            }
+        }
+        spawn(&slot, lock: lock)
     }
 
     /// Starts worker `slot.index`: this executable's hidden `worker` command, its output in
     /// its log, the lock's owner descriptor inherited (the lock lives while any worker does).
-    func spawn(_ slot: inout Slot) {
+    func spawn(_ slot: inout Slot, lock: HeldClaim) {
         let executable = (try? FileSystem.readLink("/proc/self/exe")) ?? CommandLine.arguments[0]
         let argv = slot.scheduler
-            ? [executable, "--db", paths.database, "--config", paths.config, "scheduler", "--parent", String(Processes.currentPid)]
+            ? [executable, "--db", paths.database, "--config", paths.config, "scheduler", "--parent", String(Processes.currentPid),
+               "--lock-fd", String(lock.owner.rawValue)]
             : [executable, "--db", paths.database, "--config", paths.config, "worker",
-               "--index", String(slot.index), "--device", slot.device.name, "--parent", String(Processes.currentPid)]
+               "--index", String(slot.index), "--device", slot.device.name, "--parent", String(Processes.currentPid),
+               "--lock-fd", String(lock.owner.rawValue)]
         let logPath = slot.scheduler ? paths.schedulerLog : paths.log(worker: slot.index)
         let log: FileDescriptor
         do {

@@ -28,9 +28,9 @@ public struct PipelineStatus {
         let jobs = try store.jobs()
         var counts: [(JobStatus, Int)] = []
         for status in JobStatus.allCases { counts.append((status, jobs.filter { $0.status == status }.count)) }
-        let directory = try? paths.lockDirectory(create: false)
-        defer { directory?.close() }
-        let holder = directory.flatMap { InstanceLock(directory: $0).holder() }
+        let locks = try? paths.locks(create: false)
+        defer { locks?.directory.close() }
+        let holder = locks?.instance.holder()
         let silent = holder?.heartbeatBootSeconds.map { Clock.secondsSinceBoot() - $0 }
         let accounts = try store.accounts()
         let devices = try store.devices()

@@ -16,6 +16,10 @@ public struct Scheduler {
     public var paths: PipelinePaths
     public var signals: SignalReceiver
     public var reporter: Reporter
+    /// Readable once the orchestrator has exited: then the runs are ended and the scheduler stops.
+    public var lifeline: FileDescriptor?
+    /// The store's lock, as this process inherited it: passed on to each run.
+    public var lockDescriptor: Int32?
 
     public init(store: any JobStore, config: PipelineConfig, paths: PipelinePaths, signals: SignalReceiver, reporter: Reporter) {
         self.store = store
@@ -37,8 +41,8 @@ public struct Scheduler {
     struct Running {
         var process: ProcessIdentity
         var startedWall: Double
-        /// Set when the watchdog ended it as hung: why, and when SIGKILL is due.
-        var hung: (message: String, killAt: Int64)?
+        /// Set when the watchdog ended it as hung: why.
+        var hung: String?
         /// It is itself the run again after a hung one.
         var recovery = false
     }
@@ -98,7 +102,6 @@ public struct Scheduler {
         var nextHealth = start + Int64(watchdog.healthOffsetSeconds * 1e9)
 
         var stopping = false
-        var stopDeadline: Int64?
         while true {
             while let (pid, status) = (try? Spawn.reapAny()) ?? nil {
                 guard let index = entries.firstIndex(where: { $0.running?.process.pid == pid }), let ended = entries[index].running else { continue }
@@ -107,7 +110,7 @@ public struct Scheduler {
                 var succeeded = status == .exited(0)
                 if let hung = ended.hung {
                     succeeded = false
-                    try? store.recordRecurringEnd(name, succeeded: false, error: hung.message, now: nowSeconds())
+                    try? store.recordRecurringEnd(name, succeeded: false, error: hung, now: nowSeconds())
                     if stopping {
                     } else if ended.recovery {
                         // Run again at once only once: a job that hangs every time waits for
@@ -138,12 +141,8 @@ public struct Scheduler {
             }
             if stopping {
                 if entries.allSatisfy({ $0.running == nil }) { break }
-                if let deadline = stopDeadline, Clock.monotonicNanoseconds() >= deadline {
-                    for entry in entries { if let running = entry.running { endTree(running.process, SIGKILL) } }
-                    stopDeadline = nil
-                }
             } else {
-                var now = Clock.monotonicNanoseconds()
+                let now = Clock.monotonicNanoseconds()
                 for index in entries.indices where entries[index].due <= now {
                     let job = entries[index].job
                     entries[index].due = now + Int64(job.nextInterval() * 1e9)
@@ -170,30 +169,34 @@ public struct Scheduler {
                     checkHealth(&entries)
                     nextHealth = Clock.monotonicNanoseconds() + Int64(watchdog.healthIntervalSeconds * 1e9)
                 }
-                now = Clock.monotonicNanoseconds()
-                // Hung runs past their grace: SIGKILL, the run and its tree.
-                for index in entries.indices {
-                    if let running = entries[index].running, let hung = running.hung, hung.killAt <= now {
-                        endTree(running.process, SIGKILL)
-                        entries[index].running?.hung?.killAt = Int64.max
-                    }
-                }
                 startPending(&entries)
                 plan(&entries)
             }
-            var wake = min(entries.map(\.due).min() ?? Int64.max, nextWatchdog, nextHealth)
-            for entry in entries { if let killAt = entry.running?.hung?.killAt { wake = min(wake, killAt) } }
-            if stopping { wake = stopDeadline ?? (Clock.monotonicNanoseconds() + 100_000_000) }
+            if stopping {
+                // The teardown left only zombies to reap (SIGCHLD wakes this).
+                _ = Poll.readable([signals.descriptor], timeoutMilliseconds: 100)
+                _ = signals.drain()
+                continue
+            }
+            let wake = min(entries.map(\.due).min() ?? Int64.max, nextWatchdog, nextHealth)
             let wait = Int32(clamping: max(0, wake - Clock.monotonicNanoseconds()) / 1_000_000 + 1)
-            guard !Poll.readable([signals.descriptor], timeoutMilliseconds: min(wait, 1000)).isEmpty else { continue }
+            let ready = Poll.readable([signals.descriptor] + (lifeline.map { [$0] } ?? []), timeoutMilliseconds: min(wait, 1000))
+            if ready.contains(1) {
+                // No scheduler without its orchestrator: the runs are ended now, not finished.
+                log("the orchestrator is gone: ending \(entries.filter { $0.running != nil }.count) run(s) and stopping")
+                Teardown.graceful(0.5).run(find: Teardown.TreeFinder(roots: entries.compactMap { $0.running?.process }).find)
+                return 1
+            }
+            guard ready.contains(0) else { continue }
             for signal in signals.drain() where [SIGTERM, SIGINT, SIGHUP].contains(signal.number) && !stopping {
                 stopping = true
                 log("\(SignalName.of(signal.number)): stopping; running jobs get \(durationText(config.stopGraceSeconds)) to finish")
-                for index in entries.indices {
-                    entries[index].pending = nil
-                    if let process = entries[index].running?.process { Processes.signal(process, SIGTERM) }
-                }
-                stopDeadline = Clock.monotonicNanoseconds() + Int64((config.stopGraceSeconds + config.killGraceSeconds + 1) * 1e9)
+                for index in entries.indices { entries[index].pending = nil }
+                // The runs hear SIGTERM and stop their steps in their own time; what is left
+                // after the grace is killed, run and tree.
+                let runs = entries.compactMap { $0.running?.process }
+                Teardown([.send(SIGTERM, grace: config.stopGraceSeconds + config.killGraceSeconds + 1)])
+                    .run(find: Teardown.TreeFinder(roots: runs, rootsOnlyFor: [SIGTERM]).find)
             }
         }
         log("stopped")
@@ -201,17 +204,6 @@ public struct Scheduler {
     }
 
     static let recoveryReason = "recovery after a hung run"
-
-    /// Signals a run process, then every process under it (deepest first, found over /proc):
-    /// the run knows it is being stopped before its step dies, so it records a stop, not a
-    /// failure of its own.
-    func endTree(_ process: ProcessIdentity, _ signal: Int32) {
-        let tree = Processes.descendants(of: [process.pid])
-        Processes.signal(process, signal)
-        for member in tree {
-            if Processes.signal(member.identity, signal), signal != SIGKILL { Processes.signal(member.identity, SIGCONT) }
-        }
-    }
 
     /// Starts the due runs that may start, most important (then longest waiting) first: a
     /// stale prerequisite runs first, a full pool keeps its slot for the first in line, and
@@ -322,8 +314,10 @@ public struct Scheduler {
                     problems.append("\(job.name) hung")
                     _ = try? store.raiseAlert("hung:\(job.name)", kind: "hung", message: "\(job.name): \(message)", now: wall)
                     event("watchdog-hung", "\(job.name): run pid \(running.process.pid) \(message)")
-                    endTree(running.process, SIGTERM)
-                    entries[index].running?.hung = (message, Clock.monotonicNanoseconds() + Int64((config.killGraceSeconds + 1) * 1e9))
+                    entries[index].running?.hung = message
+                    // The run first, then its tree: it knows it is being stopped before its
+                    // step dies, so it records a stop, not a failure of its own.
+                    Teardown.graceful(config.killGraceSeconds).run(find: Teardown.TreeFinder(roots: [running.process]).find)
                 }
             }
             if let alert = alerts["hung:\(job.name)"], let success = beat?.lastSuccess, success > alert.raisedAt {
@@ -392,7 +386,8 @@ public struct Scheduler {
     /// Starts one run of `job` as a child process; nil (and a recorded failure) if it cannot.
     func spawn(_ job: RecurringJob) -> ProcessIdentity? {
         let executable = (try? FileSystem.readLink("/proc/self/exe")) ?? CommandLine.arguments[0]
-        let argv = [executable, "--db", paths.database, "--config", paths.config, "recurring-run", job.name]
+        let argv = [executable, "--db", paths.database, "--config", paths.config, "recurring-run", "--parent", String(Processes.currentPid)]
+            + (lockDescriptor.map { ["--lock-fd", String($0)] } ?? []) + [job.name]
         do {
             let pid = try Spawn.spawn(argv, environment: Spawn.currentEnvironment(), resetSignals: signals.signalsToReset())
             return ProcessIdentity(pid: pid, startTime: (try? ProcStat.read(pid).startTime) ?? 0)
@@ -412,7 +407,9 @@ public struct RecurringRun {
     public var runner: StepRunner
 
     /// `captureFile` holds each attempt's output before it is copied to stdout (the log).
-    public init(store: any JobStore, config: PipelineConfig, job: RecurringJob, signals: SignalReceiver, captureFile: String) {
+    /// `lifeline`: readable once the scheduler is gone; the run's step is ended then.
+    public init(store: any JobStore, config: PipelineConfig, job: RecurringJob, signals: SignalReceiver, captureFile: String,
+                lifeline: FileDescriptor? = nil) {
         self.store = store
         self.config = config
         self.job = job
@@ -420,6 +417,7 @@ public struct RecurringRun {
             signals: signals, reporter: Reporter(toolName: "seqpipe \(job.name)"), captureFile: captureFile,
             killGrace: config.killGraceSeconds, stopGrace: config.stopGraceSeconds, environment: Spawn.currentEnvironment(),
             progressFile: captureFile + ".progress")
+        runner.cancel = lifeline
     }
 
     /// 0 when an attempt succeeded, 1 when all failed (or the run was stopped).
@@ -445,7 +443,7 @@ public struct RecurringRun {
                 try store.recordRecurringEnd(job.name, succeeded: true, error: nil, now: nowSeconds())
                 return 0
             }
-            if result.run.stopRequested || result.run.ending == .stopped || stopPending() {
+            if result.run.stopRequested || result.run.ending == .stopped || result.run.cancelled || stopPending() {
                 try store.recordRecurringStopped(job.name, reason: "run stopped during attempt \(attempt) (\(result.endingText))", now: nowSeconds())
                 return 1
             }
@@ -472,7 +470,9 @@ public struct RecurringRun {
         while true {
             let left = deadline - Clock.monotonicNanoseconds()
             if left <= 0 { return true }
-            if !Poll.readable([runner.signals.descriptor], timeoutMilliseconds: Int32(clamping: left / 1_000_000 + 1)).isEmpty {
+            let ready = Poll.readable([runner.signals.descriptor] + (runner.cancel.map { [$0] } ?? []), timeoutMilliseconds: Int32(clamping: left / 1_000_000 + 1))
+            if ready.contains(1) { return false }
+            if ready.contains(0) {
                 if runner.signals.drain().contains(where: { [SIGTERM, SIGINT, SIGHUP].contains($0.number) }) { return false }
             }
         }

@@ -112,6 +112,8 @@ public struct StepRunner {
     /// `progressDescriptor` (named in SEQPIPE_PROGRESS_FD) and writes a line per report.
     public var progressFile: String?
     public static let progressDescriptor: Int32 = 3
+    /// Once readable (the orchestrator is gone), the running command's tree is ended at once.
+    public var cancel: FileDescriptor?
 
     /// Runs `argv` and returns how it ended and the tail of its output. `tick` is called
     /// about every `interval` seconds while it runs; `beat`, likewise, with the step's latest
@@ -135,6 +137,7 @@ public struct StepRunner {
         supervisor.input = input
         supervisor.stopGrace = stopGrace
         supervisor.tick = tick
+        supervisor.cancel = cancel
         var environment = environment
         var progress: FileDescriptor?
         if let progressFile, let file = try? FileSystem.open(progressFile, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600) {

@@ -4,7 +4,12 @@ import SeqSystem
 
 /// One worker process: owns one device and its ports, claims one job at a time, checks the
 /// device, runs the job's steps through the guard with adaptive delays and per-step retries,
-/// and records the outcome. Stops cleanly between steps on SIGTERM (or its parent's death).
+/// and records the outcome. Stops cleanly between steps on SIGTERM, and at once, ending its
+/// step, when its orchestrator is gone.
+///
+/// It holds its device's lock for its whole life and each job's lock from the claim to the
+/// outcome; every command it starts inherits both, so neither is free while any process of
+/// an attempt lives.
 public struct Worker {
     public var store: any JobStore
     public var config: PipelineConfig
@@ -23,6 +28,12 @@ public struct Worker {
     /// the device; past 2 the job goes to another device (or, for failed health checks, the
     /// device is held).
     var recoveryGrade = 0
+    /// Readable once the orchestrator has exited (a pidfd of it).
+    public var lifeline: FileDescriptor?
+    /// The store's locks; the device's is taken at the start of `run`.
+    public var locks: PipelineLocks?
+    /// The orchestrator is gone: stop now.
+    var orphaned = false
 
     public init(store: any JobStore, config: PipelineConfig, index: Int, deviceName: String,
                 signals: SignalReceiver, reporter: Reporter, captureFile: String) {
@@ -47,9 +58,26 @@ public struct Worker {
         var environment = Spawn.currentEnvironment()
         environment.removeAll { $0.hasPrefix("SEQPIPE_WORKER=") }
         environment.append("SEQPIPE_WORKER=\(index)")
-        return StepRunner(
+        var runner = StepRunner(
             signals: signals, reporter: reporter, captureFile: captureFile,
             killGrace: config.killGraceSeconds, stopGrace: config.stopGraceSeconds, environment: environment)
+        runner.cancel = lifeline
+        return runner
+    }
+
+    /// Runs a command through the guard, noting a stop or the orchestrator's end on the way.
+    mutating func run(_ argv: [String], timeout: Double?, memoryLimitMegabytes: Int?, label: String,
+                      tick: (interval: Double, action: () -> Void)? = nil) -> StepResult {
+        let result = runner.run(argv, timeout: timeout, memoryLimitMegabytes: memoryLimitMegabytes, label: label, tick: tick)
+        if result.run.stopRequested { stopping = true }
+        if result.run.cancelled { noteOrphaned() }
+        return result
+    }
+
+    mutating func noteOrphaned() {
+        if !orphaned { log("the orchestrator is gone: stopping now") }
+        orphaned = true
+        stopping = true
     }
 
     /// Sleeps up to `seconds`, waking for a stop. Returns false once a stop was asked for.
@@ -59,7 +87,9 @@ public struct Worker {
         while true {
             let left = deadline - Clock.monotonicNanoseconds()
             if left <= 0 { return true }
-            if !Poll.readable([signals.descriptor], timeoutMilliseconds: Int32(clamping: left / 1_000_000 + 1)).isEmpty {
+            let ready = Poll.readable([signals.descriptor] + (lifeline.map { [$0] } ?? []), timeoutMilliseconds: Int32(clamping: left / 1_000_000 + 1))
+            if ready.contains(1) { noteOrphaned(); return false }
+            if ready.contains(0) {
                 noteSignals()
                 if stopping { return false }
             }
@@ -92,17 +122,35 @@ public struct Worker {
     }
 
     /// A device shell command (health, restart, stop) through the guard.
-    func runDeviceCommand(_ command: String, label: String, timeout: Double) -> StepResult? {
+    mutating func runDeviceCommand(_ command: String, label: String, timeout: Double) -> StepResult? {
         guard let filled = try? placeholders(job: nil).fill(command) else {
             log("\(label) command '\(command)' has a placeholder with no value; only {device}, {worker}, {appium_port}, {system_port} are known there")
             return nil
         }
-        return runner.run(["/bin/sh", "-c", filled], timeout: timeout, memoryLimitMegabytes: nil, label: label)
+        return run(["/bin/sh", "-c", filled], timeout: timeout, memoryLimitMegabytes: nil, label: label)
     }
 
     /// Loops until stopped: health check, claim, run.
     @available(*, noasync)
     public mutating func run() -> Int32 {
+        var deviceLock: FileDescriptor?
+        if let locks {
+            // The orchestrator fenced the device before starting this worker; a holder now is
+            // a process this worker must not run beside.
+            do {
+                deviceLock = try locks.device(deviceName).tryAcquire()
+                try deviceLock?.clearCloseOnExec()
+            } catch {
+                log("cannot take device \(deviceName)'s lock \(locks.device(deviceName).path): \(error)")
+                return ExitCode.toolFailure
+            }
+            guard deviceLock != nil else {
+                let holders = locks.device(deviceName).holders().map { "pid \($0.pid)" }.joined(separator: ", ")
+                log("device \(deviceName) is still held (\(holders)) by an earlier worker's process; not starting beside it")
+                return ExitCode.gaveUpWaiting
+            }
+        }
+        defer { deviceLock?.close() }
         log("started: device \(deviceName), appium port \(config.appiumPort(worker: index)), system ports \(config.systemPort(worker: index))-\(config.systemPort(worker: index) + config.systemPortStride - 1)")
         do {
             while !stopping {
@@ -122,6 +170,7 @@ public struct Worker {
                 // finish() left the worker idle in the store.
                 recorded = ("idle", Clock.secondsSinceBoot())
             }
+            if orphaned { return 1 }
             if let device = try? store.devices().first(where: { $0.name == deviceName }), let stop = device.stopCommand {
                 _ = runDeviceCommand(stop, label: "device stop", timeout: 60)
             }
@@ -156,15 +205,19 @@ public struct Worker {
         let started = Clock.monotonicNanoseconds()
         if let url = device.statusURL {
             do {
-                let response = try HTTPProbe.get(url, timeoutMilliseconds: Int(config.healthTimeoutSeconds * 1000))
+                let response = try HTTPProbe.get(url, timeoutMilliseconds: Int(config.healthTimeoutSeconds * 1000), cancel: lifeline)
                 ok = (200..<300).contains(response.status)
                 if !ok { problem = "\(url) answered HTTP \(response.status)" }
+            } catch where error == .operationCanceled {
+                noteOrphaned()
+                return false
             } catch {
                 ok = false
                 problem = "\(url): \(error == .timedOut ? "no answer within \(durationText(config.healthTimeoutSeconds))" : "\(error)")"
             }
         } else if let command = device.healthCommand {
             if let result = runDeviceCommand(command, label: "health check", timeout: config.healthTimeoutSeconds) {
+                if stopping { return false }
                 ok = result.succeeded
                 if !ok { problem = "health command: \(result.endingText) \(result.lastLine)" }
             } else {
@@ -223,6 +276,37 @@ public struct Worker {
     mutating func runJob(_ claim: ClaimedJob) throws(StoreError) {
         let job = claim.job
         log("claimed job \(job.id) (account \(job.account), run \(job.runs), attempt \(job.attempts) of \(job.maxAttempts))")
+        // The attempt's lock: its steps inherit it, and the job goes back to the queue only
+        // once it is free. Held already means an earlier attempt still has a process.
+        var attemptLock: FileDescriptor?
+        // Let go before the outcome is recorded: once it is, another worker may claim the
+        // job and must find its lock free. Every process of the attempt is gone by then (the
+        // guard ended each step's tree).
+        let jobLock = locks?.job(job.id)
+        func release() {
+            if let held = attemptLock, let jobLock {
+                jobLock.remove(holding: held)
+                held.close()
+            }
+            attemptLock = nil
+        }
+        defer { release() }
+        if let locks, let lock = jobLock {
+            attemptLock = try? lock.tryAcquire()
+            if attemptLock == nil {
+                try store.updateWorker(index: index, state: "fencing", job: job.id, bootSeconds: Clock.secondsSinceBoot())
+                let fencer = Fencer(locks: locks, store: store, config: config, reporter: reporter, say: log)
+                // Never the orchestrator: only an earlier attempt's processes are ended.
+                let sparing = Set([try? ProcStat.read(Processes.parentPid).identity].compactMap { $0 })
+                if fencer.fence(device: nil, jobs: [job], worker: index, sparing: sparing) { attemptLock = try? lock.tryAcquire() }
+            }
+            guard let held = attemptLock, (try? held.clearCloseOnExec()) != nil else {
+                log("job \(job.id): an earlier attempt still holds its lock; giving the claim back")
+                release()
+                _ = try store.finish(claim, outcome: .stopped, policy: config.policy, now: nowSeconds(), today: today())
+                return
+            }
+        }
         guard try store.markRunning(claim, bootSeconds: Clock.secondsSinceBoot()) else {
             log("job \(job.id): claim was taken back before it started")
             return
@@ -257,6 +341,7 @@ public struct Worker {
                 break steps
             }
         }
+        release()
         guard try store.finish(claim, outcome: outcome, policy: config.policy, now: nowSeconds(), today: today()) else {
             log("job \(job.id): claim was taken back; its outcome is not recorded")
             return
@@ -290,7 +375,8 @@ public struct Worker {
         var last = JobOutcome.retryable(message: "")
         for attempt in 1...step.attempts {
             if attempt > 1 || !firstRunOfJob, let check {
-                let result = runner.run(check, timeout: step.timeoutSeconds, memoryLimitMegabytes: step.memoryLimitMegabytes, label: "\(step.name) check")
+                let result = run(check, timeout: step.timeoutSeconds, memoryLimitMegabytes: step.memoryLimitMegabytes, label: "\(step.name) check")
+                if orphaned { return .failed(.stopped) }
                 if result.succeeded {
                     log("job \(claim.job.id): step \(step.name): check says it is already done")
                     return .done
@@ -299,19 +385,20 @@ public struct Worker {
             }
             if attempt > 1 {
                 if let reset = config.reset, let filled = try? placeholders(job: claim.job).fill(reset) {
-                    _ = runner.run(filled, timeout: step.timeoutSeconds, memoryLimitMegabytes: step.memoryLimitMegabytes, label: "reset")
+                    _ = run(filled, timeout: step.timeoutSeconds, memoryLimitMegabytes: step.memoryLimitMegabytes, label: "reset")
+                    if orphaned { return .failed(.stopped) }
                 }
                 let wait = Backoff.fullJitter(attempt: attempt - 1, base: config.stepBackoffBaseSeconds, cap: config.stepBackoffCapSeconds)
                 if !pause(wait) { return .failed(.stopped) }
             }
             let store = store
             let token = claim
-            let result = runner.run(
+            let result = run(
                 argv, timeout: step.timeoutSeconds, memoryLimitMegabytes: step.memoryLimitMegabytes,
                 label: "job \(claim.job.id) step \(step.name) attempt \(attempt)",
                 tick: (config.heartbeatSeconds, { _ = try? store.recordProgress(token, progress: progress, bootSeconds: Clock.secondsSinceBoot()) }))
-            if result.run.stopRequested { stopping = true }
             if result.succeeded { return .done }
+            if orphaned { return .failed(.stopped) }
             let message = "step \(step.name): \(result.endingText)\(result.lastLine.isEmpty ? "" : ": \(result.lastLine)")"
             switch result.run.ending {
             case .stopped:

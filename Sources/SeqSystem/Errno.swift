@@ -27,6 +27,7 @@ public struct Errno: Error, Equatable, Hashable, Sendable, CustomStringConvertib
     public static let connectionRefused = Errno(rawValue: ECONNREFUSED)
     public static let inProgress = Errno(rawValue: EINPROGRESS)
     public static let hostUnreachable = Errno(rawValue: EHOSTUNREACH)
+    public static let operationCanceled = Errno(rawValue: ECANCELED)
 
     /// The calling thread's errno.
     public static var current: Errno { Errno(rawValue: cseq_errno()) }

@@ -9,29 +9,49 @@ public enum HTTPProbe {
         public var body: String
     }
 
-    /// `http://host:port/path` split; nil for anything else.
+    /// `http://host:port/path` split (an IPv6 address in brackets: `http://[::1]:4723/`);
+    /// nil for anything else.
     public static func parse(_ url: String) -> (host: String, port: UInt16, path: String)? {
         guard url.hasPrefix("http://") else { return nil }
         let rest = url.dropFirst(7)
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
         let authority = rest[..<slash]
         let path = slash == rest.endIndex ? "/" : String(rest[slash...])
-        var host = Substring(authority)
-        var port: UInt16 = 80
-        if let colon = authority.lastIndex(of: ":") {
-            guard let number = UInt16(authority[authority.index(after: colon)...]) else { return nil }
-            port = number
+        var host: Substring
+        var portText: Substring?
+        if authority.hasPrefix("[") {
+            guard let close = authority.firstIndex(of: "]") else { return nil }
+            host = authority[authority.index(after: authority.startIndex)..<close]
+            let after = authority[authority.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { return nil }
+                portText = after.dropFirst()
+            }
+            guard host.contains(":") else { return nil }
+        } else if let colon = authority.lastIndex(of: ":") {
             host = authority[..<colon]
+            portText = authority[authority.index(after: colon)...]
+        } else {
+            host = authority
+        }
+        var port: UInt16 = 80
+        if let portText {
+            guard let number = UInt16(portText) else { return nil }
+            port = number
         }
         guard !host.isEmpty else { return nil }
         return (String(host), port, path)
     }
 
-    /// GETs `url` within `timeoutMilliseconds`.
-    /// - Throws: `.timedOut` when the deadline passes, `.connectionRefused`, `.invalidArgument`
-    ///   for a URL that is not `http://host[:port]/path`, or the socket call's errno.
+    /// GETs `url` within `timeoutMilliseconds`, the name lookup included. Each address of
+    /// the host is tried in turn (a `localhost` whose first address is ::1 still reaches a
+    /// server that listens on 127.0.0.1 only).
+    /// - Parameter cancel: once readable, the probe gives up at once with `.operationCanceled`.
+    /// - Throws: `.timedOut` when the deadline passes, `.connectionRefused`, `.hostUnreachable`
+    ///   for a name that does not resolve, `.invalidArgument` for a URL that is not
+    ///   `http://host[:port]/path`, or the socket call's errno.
     @available(*, noasync)
-    public static func get(_ url: String, timeoutMilliseconds: Int) throws(Errno) -> Response {
+    public static func get(_ url: String, timeoutMilliseconds: Int, cancel: FileDescriptor? = nil) throws(Errno) -> Response {
         guard let (host, port, path) = parse(url) else { throw .invalidArgument }
         let deadline = Clock.monotonicNanoseconds() + Int64(timeoutMilliseconds) * 1_000_000
         func left() throws(Errno) -> Int32 {
@@ -39,39 +59,63 @@ public enum HTTPProbe {
             if rest <= 0 { throw .timedOut }
             return Int32(clamping: rest)
         }
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var list: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, String(port), &hints, &list) == 0, let first = list else { throw .hostUnreachable }
-        defer { freeaddrinfo(list) }
-        let fd = socket(first.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        if fd < 0 { throw Errno.current }
-        let socketFD = FileDescriptor(rawValue: fd)
-        defer { socketFD.close() }
-        if connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) != 0 {
-            let error = Errno.current
-            guard error == .inProgress else { throw error }
-            var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        /// Waits for `events` on `fd`, or the cancel descriptor, within the deadline.
+        func waitFor(_ fd: Int32, _ events: Int32) throws(Errno) {
+            var entries = [pollfd(fd: fd, events: Int16(events), revents: 0)]
+            if let cancel { entries.append(pollfd(fd: cancel.rawValue, events: Int16(POLLIN), revents: 0)) }
             while true {
-                let n = poll(&entry, 1, try left())
-                if n > 0 { break }
+                let n = poll(&entries, nfds_t(entries.count), try left())
+                if n > 0 {
+                    if entries.count > 1 && entries[1].revents != 0 { throw .operationCanceled }
+                    return
+                }
                 if n == 0 { throw .timedOut }
                 if Errno.current != .interrupted { throw Errno.current }
             }
-            var code: Int32 = 0
-            var length = socklen_t(MemoryLayout<Int32>.size)
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &length)
-            if code != 0 { throw Errno(rawValue: code) }
         }
-        var request = Array("GET \(path) HTTP/1.0\r\nHost: \(host)\r\nConnection: close\r\n\r\n".utf8)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let resolved = cseq_resolve(host, String(port), try left(), &list)
+        if resolved == 1 { throw .timedOut }
+        guard resolved == 0, list != nil else { throw .hostUnreachable }
+        defer { freeaddrinfo(list) }
+        var connected: FileDescriptor?
+        var lastError = Errno.hostUnreachable
+        var address = list
+        while let entry = address, connected == nil {
+            address = entry.pointee.ai_next
+            let fd = socket(entry.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            if fd < 0 { lastError = Errno.current; continue }
+            let candidate = FileDescriptor(rawValue: fd)
+            do throws(Errno) {
+                if connect(fd, entry.pointee.ai_addr, entry.pointee.ai_addrlen) != 0 {
+                    let error = Errno.current
+                    guard error == .inProgress else { throw error }
+                    try waitFor(fd, Int32(POLLOUT))
+                    var code: Int32 = 0
+                    var length = socklen_t(MemoryLayout<Int32>.size)
+                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &length)
+                    if code != 0 { throw Errno(rawValue: code) }
+                }
+                connected = candidate
+            } catch where error == .timedOut || error == .operationCanceled {
+                candidate.close()
+                throw error
+            } catch {
+                candidate.close()
+                lastError = error
+            }
+        }
+        guard let socketFD = connected else { throw lastError }
+        defer { socketFD.close() }
+        let fd = socketFD.rawValue
+        let hostHeader = host.contains(":") ? "[\(host)]" : host
+        var request = Array("GET \(path) HTTP/1.0\r\nHost: \(hostHeader)\r\nConnection: close\r\n\r\n".utf8)
         while !request.isEmpty {
             let n = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if n > 0 { request.removeFirst(n); continue }
             let error = Errno.current
             guard error == .wouldBlock || error == .interrupted else { throw error }
-            var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            _ = poll(&entry, 1, try left())
+            try waitFor(fd, Int32(POLLOUT))
         }
         var reply: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
@@ -81,8 +125,7 @@ public enum HTTPProbe {
             if n == 0 { break }
             let error = Errno.current
             guard error == .wouldBlock || error == .interrupted else { throw error }
-            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            if poll(&entry, 1, try left()) == 0 { throw .timedOut }
+            try waitFor(fd, Int32(POLLIN))
         }
         var headerEnd = reply.count
         if reply.count >= 4 {

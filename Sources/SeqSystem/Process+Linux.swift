@@ -168,6 +168,44 @@ public enum Processes {
         return result
     }
 
+    /// Processes (readable by this user) holding a flock on the file `device`/`inode`
+    /// through a descriptor of theirs: its /proc fdinfo shows the lock. A process that only
+    /// has the file open (to look at it) is not one of them.
+    public static func lockHolders(device: UInt64, inode: UInt64) -> [ProcessIdentity] {
+        guard let names = try? FileSystem.contents(ofDirectory: "/proc") else { return [] }
+        var result: [ProcessIdentity] = []
+        for name in names {
+            guard let first = name.utf8.first, first >= UInt8(ascii: "1"), first <= UInt8(ascii: "9"), let pid = Int32(name),
+                  let fds = try? FileSystem.contents(ofDirectory: "/proc/\(pid)/fd") else { continue }
+            for fd in fds {
+                var st = stat()
+                guard fstatat(AT_FDCWD, "/proc/\(pid)/fd/\(fd)", &st, 0) == 0,
+                      UInt64(st.st_dev) == device, UInt64(st.st_ino) == inode,
+                      let info = try? FileSystem.readFile("/proc/\(pid)/fdinfo/\(fd)") else { continue }
+                let text = String(decoding: info, as: UTF8.self)
+                guard text.contains("FLOCK"), text.split(separator: "\n").contains(where: { $0.hasPrefix("lock:") && $0.contains("FLOCK") }) else { continue }
+                if let stat = try? ProcStat.read(pid), stat.state != "Z" { result.append(stat.identity) }
+                break
+            }
+        }
+        return result
+    }
+
+    /// A pidfd for this process's parent, if it is still `expected`: readable once the parent
+    /// exits (a worker's lifeline to its orchestrator). Nil when the parent is already another
+    /// process (this one was reparented) or pidfds are missing.
+    public static func parentPidfd(expected: Int32) -> FileDescriptor? {
+        let raw = cseq_pidfd_open(expected)
+        guard raw >= 0 else { return nil }
+        // Opened first, checked second: if the parent is still ours now, the pidfd is it.
+        guard getppid() == expected else {
+            Glibc.close(raw)
+            return nil
+        }
+        _ = fcntl(raw, F_SETFD, FD_CLOEXEC)
+        return FileDescriptor(rawValue: raw)
+    }
+
     /// Makes this process a child subreaper: orphaned descendants are reparented to it.
     public static func becomeChildSubreaper() throws(Errno) {
         _ = try valueOrErrno { cseq_set_child_subreaper() }

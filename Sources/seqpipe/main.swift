@@ -48,7 +48,6 @@ let help = """
     ENVIRONMENT:
       SEQPIPE_DB          The store, when --db is not given.
       SEQPIPE_CONFIG      The pipeline definition, when --config is not given.
-      SEQEXEC_STATE_DIR   Where the single-instance lock lives (as for seqexec).
 
     EXIT STATUS:
       0    Done.
@@ -99,8 +98,7 @@ func absolute(_ path: String) -> String {
 }
 
 let paths = PipelinePaths(
-    database: absolute(databaseOption ?? ".seqpipe/pipeline.db"), config: configOption.map(absolute),
-    stateBase: Spawn.environmentValue("SEQEXEC_STATE_DIR").flatMap { $0.isEmpty ? nil : $0 })
+    database: absolute(databaseOption ?? ".seqpipe/pipeline.db"), config: configOption.map(absolute))
 /// The config named by --config or SEQPIPE_CONFIG, which must exist (the default may not).
 let namedConfig = configOption
 
@@ -355,51 +353,43 @@ case "run":
 
 case "worker":
     // Started by 'seqpipe run' only: one worker process.
-    let options = Options(command, arguments, valued: ["--index", "--device", "--parent"])
-    let parent = Int32(options.number("--parent", default: 0))
-    // The lock's owner descriptor keeps the store held while this worker lives; the steps
-    // must not inherit it, or a step left running would hold the store after us.
-    FileDescriptor.closeInheritedOnExec()
-    let signals: SignalReceiver
-    do {
-        signals = try SignalReceiver(signals: [SIGINT, SIGTERM, SIGHUP, SIGCHLD])
-        // The orchestrator's death reaches us as SIGTERM: stop cleanly, give the job back.
-        try Processes.setParentDeathSignal(SIGTERM)
-        try Processes.becomeChildSubreaper()
-    } catch { fail("worker: cannot set up: \(error)") }
-    if parent != 0 && Processes.parentPid != parent { fail("worker: its orchestrator (pid \(parent)) is already gone") }
+    let options = Options(command, arguments, valued: ["--index", "--device", "--parent", "--lock-fd"])
+    let member = runMemberSetUp("worker", options)
     guard let device = options.value("--device") else { usage("worker: --device is required") }
     let index = options.number("--index", default: 0)
     let config = loadConfig()
     let store = openStore()
     var worker = Worker(
-        store: store, config: config, index: index, deviceName: device, signals: signals,
+        store: store, config: config, index: index, deviceName: device, signals: member.signals,
         reporter: Reporter(toolName: "seqpipe worker \(index)"), captureFile: "\(paths.run)/worker_\(index).out")
+    worker.lifeline = member.lifeline
+    worker.locks = member.locks
     exit(worker.run())
 
 case "scheduler":
     // Started by 'seqpipe run' only, when the config has recurring jobs.
-    let options = Options(command, arguments, valued: ["--parent"])
-    let parent = Int32(options.number("--parent", default: 0))
-    FileDescriptor.closeInheritedOnExec()
-    let signals = guardedProcessSetUp("scheduler")
-    if parent != 0 && Processes.parentPid != parent { fail("scheduler: its orchestrator (pid \(parent)) is already gone") }
+    let options = Options(command, arguments, valued: ["--parent", "--lock-fd"])
+    let member = runMemberSetUp("scheduler", options)
     let config = loadConfig()
     let store = openStore()
-    exit(Scheduler(store: store, config: config, paths: paths, signals: signals, reporter: Reporter(toolName: "seqpipe scheduler")).run())
+    var scheduler = Scheduler(store: store, config: config, paths: paths, signals: member.signals, reporter: Reporter(toolName: "seqpipe scheduler"))
+    scheduler.lifeline = member.lifeline
+    scheduler.lockDescriptor = options.value("--lock-fd").flatMap { Int32($0) }
+    exit(scheduler.run())
 
 case "recurring-run":
     // Started by the scheduler only: one run of a recurring job.
-    let options = Options(command, arguments, valued: [])
+    let options = Options(command, arguments, valued: ["--parent", "--lock-fd"])
     options.expect(1, "the name of a recurring job")
-    FileDescriptor.closeInheritedOnExec()
-    let signals = guardedProcessSetUp("recurring-run")
+    let member = runMemberSetUp("recurring-run", options)
+    let signals = member.signals
     let config = loadConfig()
     guard let job = config.recurring.first(where: { $0.name == options.positional[0] }) else {
         fail("no recurring job '\(options.positional[0])' in \(paths.config); see 'seqpipe schedule'", 1)
     }
     let store = openStore()
-    let run = RecurringRun(store: store, config: config, job: job, signals: signals, captureFile: "\(paths.run)/recurring_\(job.name).out")
+    let run = RecurringRun(store: store, config: config, job: job, signals: signals, captureFile: "\(paths.run)/recurring_\(job.name).out",
+                           lifeline: member.lifeline)
     exit(storeCall { () throws(StoreError) in try run.run() })
 
 case "schedule":
@@ -509,25 +499,28 @@ case "show-config":
 case "stop-all":
     Options(command, arguments, valued: []).expect(0, "no arguments")
     let config = loadConfig()
-    let directory: StateDirectory
-    do { directory = try paths.lockDirectory(create: false) } catch {
+    guard FileSystem.exists(paths.database), let locks = try? paths.locks(create: false) else {
         printOut("no orchestrator runs on \(paths.database)\n")
         exit(0)
     }
-    defer { directory.close() }
-    let lock = InstanceLock(directory: directory)
-    guard let holder = lock.holder() else {
+    defer { locks.directory.close() }
+    guard let holder = locks.instance.holder() else {
         printOut("no orchestrator runs on \(paths.database)\n")
         exit(0)
     }
-    if !Processes.signal(holder.holder, SIGTERM) && holder.holder.isAlive {
+    printOut("asking the orchestrator (pid \(holder.holder.pid)) to stop; waiting for its workers\n")
+    guard let (_, report) = locks.stopRun(grace: config.stopGraceSeconds + config.killGraceSeconds + 10) else {
+        printOut("stopped\n")
+        exit(0)
+    }
+    if report.ended.isEmpty && holder.holder.isAlive {
         fail("cannot signal the orchestrator (pid \(holder.holder.pid)); is it another user's?", 1)
     }
-    printOut("asked the orchestrator (pid \(holder.holder.pid)) to stop; waiting for its workers\n")
-    let deadline = Clock.monotonicNanoseconds() + Int64((config.stopGraceSeconds + config.killGraceSeconds + 10) * 1e9)
-    while lock.holder() != nil {
-        if Clock.monotonicNanoseconds() > deadline { fail("the orchestrator (pid \(holder.holder.pid)) has not stopped yet; see 'seqpipe status'", 1) }
-        Poll.sleep(milliseconds: 50)
+    for target in report.ended where report.killed.contains(target.process) {
+        printOut("killed pid \(target.process.pid) (\(target.command)): it did not stop within the grace\n")
+    }
+    if !report.isComplete || locks.store.isHeld {
+        fail("the run has not stopped yet (pid \(report.survivors.map { "\($0.process.pid)" }.joined(separator: ", "))); see 'seqpipe status'", 1)
     }
     printOut("stopped\n")
 
@@ -547,15 +540,33 @@ default:
     usage("unknown command '\(command)'")
 }
 
-/// Signals as a stop request, the orchestrator's death as SIGTERM, and orphans reparented
-/// here: the set-up every process `seqpipe run` starts shares.
-func guardedProcessSetUp(_ what: String) -> SignalReceiver {
+/// The set-up every process that `seqpipe run` starts shares: signals as a stop request,
+/// orphans reparented here, a lifeline to its parent (readable once the parent is gone), and
+/// the store's lock kept open in every command it starts, but no other inherited descriptor.
+func runMemberSetUp(_ what: String, _ options: Options) -> (signals: SignalReceiver, lifeline: FileDescriptor?, locks: PipelineLocks?) {
+    let parent = Int32(options.number("--parent", default: 0))
+    FileDescriptor.closeInheritedOnExec()
+    let signals: SignalReceiver
     do {
-        let signals = try SignalReceiver(signals: [SIGINT, SIGTERM, SIGHUP, SIGCHLD])
+        signals = try SignalReceiver(signals: [SIGINT, SIGTERM, SIGHUP, SIGCHLD])
+        // Where pidfds are missing, the parent's death still arrives, as a stop request.
         try Processes.setParentDeathSignal(SIGTERM)
         try Processes.becomeChildSubreaper()
-        return signals
     } catch { fail("\(what): cannot set up: \(error)") }
+    var lifeline: FileDescriptor?
+    if parent != 0 {
+        lifeline = Processes.parentPidfd(expected: parent)
+        if Processes.parentPid != parent { fail("\(what): its parent (pid \(parent)) is already gone") }
+    }
+    var locks: PipelineLocks?
+    if let raw = options.value("--lock-fd").flatMap({ Int32($0) }) {
+        do {
+            let opened = try paths.locks(create: false)
+            try opened.inherit(descriptor: raw)
+            locks = opened
+        } catch { fail("\(what): \(error.message)") }
+    }
+    return (signals, lifeline, locks)
 }
 
 /// `--since`: an ISO time (UTC), seconds since the epoch, or an age (`90s`, `15m`, `2h`, `1d`).

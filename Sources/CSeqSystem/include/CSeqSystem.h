@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -82,6 +83,11 @@ static inline int cseq_fd_set_cloexec(int fd) {
 /// This is how a waiter hears, from the kernel, that a holder and its whole tree are gone.
 /// Returns 0, or an errno value if the thread could not be started.
 int cseq_start_flock_watcher(int lock_fd, int notify_fd);
+
+/// getaddrinfo(3) for a TCP host and port, bounded by `timeout_ms`: an address at once, a
+/// name through getaddrinfo_a. Returns 0 with the list in `*result` (free it with
+/// freeaddrinfo), 1 when the time ran out, or an EAI_ code.
+int cseq_resolve(const char *host, const char *port, int timeout_ms, struct addrinfo **result);
 
 /// pipe2(fds, O_CLOEXEC), a GNU extension.
 int cseq_pipe_cloexec(int fds[2]);
