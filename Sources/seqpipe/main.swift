@@ -12,7 +12,9 @@ let help = """
     holds the store's single-instance lock and runs N workers, each with its own device and
     ports; every step a job runs goes through the guard (time limit, memory limit, whole
     process tree ended). Failures are classed permanent, infrastructure or retryable; nothing
-    is lost when any process is killed.
+    is lost and nothing is posted twice when any process is killed: each attempt holds locks
+    (beside the store) that its processes inherit, and a job is taken back only once they
+    are free.
 
     USAGE: seqpipe [--db PATH] [--config PATH] COMMAND [ARGS...]
 
