@@ -133,7 +133,8 @@ extension Teardown {
     /// A finder for `roots` and every process under them. A process once seen stays a target
     /// while it lives, even after its parent died and it was reparented out of the tree.
     /// `rootsOnlyFor` names signals that go to the roots alone (a polite SIGTERM that the
-    /// root passes on to its own command in its own way).
+    /// root passes on to its own command in its own way); for the others, `extra` adds
+    /// targets found another way, and their trees.
     public final class TreeFinder: @unchecked Sendable {
         // @unchecked: used from the one thread that runs the teardown.
         var seen: [ProcessIdentity: String] = [:]
@@ -152,11 +153,11 @@ extension Teardown {
             var found: [ProcessIdentity: String] = [:]
             for root in roots where root.isAlive { found[root] = (try? ProcStat.read(root.pid).command) ?? "?" }
             var waves: [ProcessIdentity: Int] = [:]
-            for target in extra() where target.process.isAlive {
-                found[target.process] = target.command
-                waves[target.process] = target.wave
-            }
             if !rootsOnlyFor.contains(signal) {
+                for target in extra() where target.process.isAlive {
+                    found[target.process] = target.command
+                    waves[target.process] = target.wave
+                }
                 let table = Processes.all()
                 let alive = Set(table.filter { $0.state != "Z" }.map(\.identity))
                 for (process, command) in seen where alive.contains(process) { found[process] = command }

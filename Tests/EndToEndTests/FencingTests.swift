@@ -57,12 +57,22 @@ final class FencedPipeline {
     /// the orphaned post is ended (it ignores SIGTERM: SIGKILL after the grace), so the
     /// check that runs before the next post finds it not posted and exactly one post lands.
     @Test func aKilledWorkersPostIsEndedBeforeItsJobIsTakenAgain() throws {
-        let fenced = try FencedPipeline(devices: 2, jobs: 1, seconds: 3, stubborn: true)
+        let fenced = try FencedPipeline(devices: 2, jobs: 1, seconds: 6, stubborn: true, killGrace: 3)
         let run = try fenced.pipeline.start(["run", "--once"])
         let post = try fenced.waitForPost("j0")
         let worker = try #require(fenced.parent(of: post))
         kill(worker, SIGKILL)
+        // While the orphan has its grace, status says what the job waits for.
+        var fence = ""
+        #expect(waitUntil(10) {
+            let alerts = (try? fenced.pipeline.status()["alerts"] as? [[String: Any]]) ?? nil
+            fence = alerts?.first { $0["kind"] as? String == "fence" }?["message"] as? String ?? ""
+            return !fence.isEmpty
+        })
+        #expect(fence.hasPrefix("waiting for the orphaned post of j0 on d") && fence.contains("(pid \(post)"), "\(fence)")
         #expect(run.wait(60) == 0, "run: \(run.stderr)")
+        let alertsAfter = try fenced.pipeline.status()["alerts"] as? [[String: Any]] ?? []
+        #expect(!alertsAfter.contains { $0["kind"] as? String == "fence" }, "the fence alert clears once the lock is free")
         #expect(!fenced.sandbox.isAlive(post))
         let posts = fenced.started("j0")
         #expect(posts.count == 2, "the orphan and one more post: \(posts)")
