@@ -68,6 +68,12 @@ public struct Worker {
     /// Runs a command through the guard, noting a stop or the orchestrator's end on the way.
     mutating func run(_ argv: [String], timeout: Double?, memoryLimitMegabytes: Int?, label: String,
                       tick: (interval: Double, action: () -> Void)? = nil) -> StepResult {
+        // Nothing new starts once the orchestrator is gone.
+        if orphaned {
+            var run = SupervisedRun(ending: .stopped)
+            run.cancelled = true
+            return StepResult(run: run, output: "")
+        }
         let result = runner.run(argv, timeout: timeout, memoryLimitMegabytes: memoryLimitMegabytes, label: label, tick: tick)
         if result.run.stopRequested { stopping = true }
         if result.run.cancelled { noteOrphaned() }
@@ -119,15 +125,6 @@ public struct Worker {
             values["account"] = job.account
         }
         return Placeholders(values: values)
-    }
-
-    /// A device shell command (health, restart, stop) through the guard.
-    mutating func runDeviceCommand(_ command: String, label: String, timeout: Double) -> StepResult? {
-        guard let filled = try? placeholders(job: nil).fill(command) else {
-            log("\(label) command '\(command)' has a placeholder with no value; only {device}, {worker}, {appium_port}, {system_port} are known there")
-            return nil
-        }
-        return run(["/bin/sh", "-c", filled], timeout: timeout, memoryLimitMegabytes: nil, label: label)
     }
 
     /// Loops until stopped: health check, claim, run.
@@ -189,85 +186,6 @@ public struct Worker {
         if let recorded, recorded.state == state, now - recorded.at < config.heartbeatSeconds { return }
         try store.updateWorker(index: index, state: state, job: nil, bootSeconds: now)
         recorded = (state, now)
-    }
-
-    /// The health check before a job. Returns true when the worker may claim.
-    mutating func checkHealth(_ device: Device) throws(StoreError) -> Bool {
-        let now = nowSeconds()
-        if let until = device.cooldownUntil, until > now {
-            try record(device.healthy ? "cooldown" : "unhealthy")
-            _ = pause(min(until - now, config.idlePollSeconds))
-            return false
-        }
-        var ok = true
-        var problem: String?
-        lastResponseSeconds = nil
-        let started = Clock.monotonicNanoseconds()
-        if let url = device.statusURL {
-            do {
-                let response = try HTTPProbe.get(url, timeoutMilliseconds: Int(config.healthTimeoutSeconds * 1000), cancel: lifeline)
-                ok = (200..<300).contains(response.status)
-                if !ok { problem = "\(url) answered HTTP \(response.status)" }
-            } catch where error == .operationCanceled {
-                noteOrphaned()
-                return false
-            } catch {
-                ok = false
-                problem = "\(url): \(error == .timedOut ? "no answer within \(durationText(config.healthTimeoutSeconds))" : "\(error)")"
-            }
-        } else if let command = device.healthCommand {
-            if let result = runDeviceCommand(command, label: "health check", timeout: config.healthTimeoutSeconds) {
-                if stopping { return false }
-                ok = result.succeeded
-                if !ok { problem = "health command: \(result.endingText) \(result.lastLine)" }
-            } else {
-                ok = false
-                problem = "health command has an unknown placeholder"
-            }
-        } else {
-            return true
-        }
-        if ok {
-            lastResponseSeconds = Double(Clock.monotonicNanoseconds() - started) / 1e9
-            recoveryGrade = 0
-        }
-        let failures = try store.recordHealth(
-            device: deviceName, ok: ok, responseMilliseconds: lastResponseSeconds.map { Int($0 * 1000) }, error: problem, now: nowSeconds())
-        if ok { return true }
-        log("health check failed (\(failures) in a row): \(problem ?? "")")
-        guard failures >= config.failuresBeforeRestart else {
-            _ = pause(config.healthRetrySeconds)
-            return false
-        }
-        if try recoverDevice(device, reason: "after \(failures) failed health checks", job: nil) {
-            _ = pause(config.healthRetrySeconds)
-            return false
-        }
-        let reason = device.restartCommand == nil && device.serverRestartCommand == nil
-            ? "\(failures) failed health checks and no restart command; waiting \(durationText(config.restartWaitSeconds))"
-            : "\(failures) failed health checks after its server and device restarts; waiting \(durationText(config.restartWaitSeconds))"
-        log(reason)
-        try store.holdDevice(deviceName, until: nowSeconds() + config.restartWaitSeconds, reason: reason)
-        recoveryGrade = 0
-        _ = pause(config.restartWaitSeconds)
-        return false
-    }
-
-    /// The next grade of recovery that the device has a command for: its server's restart,
-    /// then its own. Returns false when no grade is left (a failed restart moves on to the
-    /// next grade at once).
-    mutating func recoverDevice(_ device: Device, reason: String, job: String?) throws(StoreError) -> Bool {
-        while recoveryGrade < 2 {
-            recoveryGrade += 1
-            let server = recoveryGrade == 1
-            guard let command = server ? device.serverRestartCommand : device.restartCommand else { continue }
-            let kind = server ? "device-server-restart" : "device-restart"
-            log("\(server ? "restarting the device's server" : "restarting the device") (recovery grade \(recoveryGrade) of 3): \(reason)")
-            try store.addEvent(Event(at: nowSeconds(), kind: kind, job: job, device: deviceName, worker: index,
-                                     message: "recovery grade \(recoveryGrade) of 3: \(reason)"))
-            if let result = runDeviceCommand(command, label: kind, timeout: max(config.restartWaitSeconds, 60)), result.succeeded { return true }
-        }
-        return false
     }
 
     func delay(pre: Bool) -> Double { config.delay(pre: pre, responseSeconds: lastResponseSeconds) }

@@ -89,7 +89,7 @@ final class FencedPipeline {
     /// step (reparented away, SIGTERM ignored) still holds the store's lock, so the next run
     /// ends it, says so in one line, and only then takes the job back.
     @Test func aNewRunEndsTheLeftoversOfADeadRunBeforeTakingItsClaims() throws {
-        let fenced = try FencedPipeline(devices: 1, jobs: 1, seconds: 20, stubborn: true, killGrace: 5)
+        let fenced = try FencedPipeline(devices: 1, jobs: 1, seconds: 6, stubborn: true, killGrace: 2)
         let first = try fenced.pipeline.start(["run", "--once"])
         let post = try fenced.waitForPost("j0")
         let worker = try #require(fenced.parent(of: post))
@@ -147,6 +147,20 @@ final class FencedPipeline {
         #expect(run.wait(10) == 0)
         #expect(fenced.overlaps == [])
         #expect(try fenced.pipeline.jobs()["j0"]?.status == "pending", "the stopped post went back to the queue")
+    }
+
+    /// A stop is polite to the workers: SIGTERM reaches the workers, not their steps, and a
+    /// step that ends within the stop grace finishes its job.
+    @Test func aStopLetsTheRunningStepFinishWithinItsGrace() throws {
+        let pipeline = try PipelineSandbox(devices: 1)
+        try pipeline.addJobs([("j0", "slow:1.5", "a0")])
+        try pipeline.configure(extra: ["workers": ["stop_grace_seconds": 20, "kill_grace_seconds": 1, "idle_poll_seconds": 0.05]])
+        let run = try pipeline.start(["run"])
+        #expect(waitUntil(30) { pipeline.marks.contains(where: \.start) })
+        run.signal(SIGTERM)
+        #expect(run.wait(30) == 0, "\(run.stderr)")
+        #expect(pipeline.marks.filter { !$0.start }.count == 1, "the step ran to its end")
+        #expect(try pipeline.jobs()["j0"]?.status == "success")
     }
 
     /// The chaos test, short: random kill -9 of workers, steps and orchestrators, then the

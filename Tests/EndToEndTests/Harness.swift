@@ -84,12 +84,19 @@ final class Sandbox {
 
     deinit {
         for child in children where child.isRunning { kill(child.pid, SIGKILL) }
-        for pid in extraPids where isAlive(pid) { kill(pid, SIGKILL) }
+        // Only the very process a test named: its pid may have been reused since.
+        for pid in extraPids where isAlive(pid) {
+            if let started = extraStarts[pid] ?? nil, (try? ProcStat.read(pid).startTime) == started { kill(pid, SIGKILL) }
+        }
         try? FileManager.default.removeItem(atPath: root)
     }
 
     /// Pids a test learnt from files (a command's own pid) and must end if the test fails.
-    var extraPids: [Int32] = []
+    /// Each is remembered with its start time when added, so a reused pid is never hit.
+    var extraPids: [Int32] = [] {
+        didSet { for pid in extraPids where extraStarts[pid] == nil { extraStarts[pid] = try? ProcStat.read(pid).startTime } }
+    }
+    private var extraStarts: [Int32: UInt64?] = [:]
 
     var environment: [String: String] {
         // Nothing of the person's own settings leaks in: every SEQEXEC_ name and the legacy ones.

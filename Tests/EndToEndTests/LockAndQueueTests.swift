@@ -65,7 +65,7 @@ struct LockAndQueueTests {
         }
         sandbox.release(hold)
         #expect(holder.wait() == 0)
-        for waiter in waiters { #expect(waiter.wait() == 0) }
+        for waiter in waiters { #expect(waiter.wait() == 0, "\(waiter.stderr)") }
         #expect(sandbox.lines("order") == ["holder", "high", "n1", "n2", "low"])
     }
 
