@@ -128,6 +128,24 @@ final class FencedPipeline {
         #expect(log.contains("the orchestrator is gone: stopping now"), "\(log)")
     }
 
+    /// The scheduler and a recurring run (its step hanging) go with the orchestrator too.
+    @Test func theSchedulerAndItsRunsStopWhenTheOrchestratorIsGone() throws {
+        let pipeline = try PipelineSandbox(devices: 1)
+        try pipeline.configure(extra: ["recurring": [recurringJob(pipeline, "harvest", mode: "hang", interval: 60, offset: 0)]])
+        let run = try pipeline.start(["run"])
+        #expect(waitUntil(30) { pipeline.marks.contains { $0.start && $0.job == "harvest" } })
+        let step = try #require(pipeline.marks.first { $0.start && $0.job == "harvest" }?.pid)
+        pipeline.sandbox.extraPids.append(step)
+        let members = Processes.all().filter { $0.parent == run.pid && $0.state != "Z" }.map(\.pid)
+        pipeline.sandbox.extraPids += members
+        #expect(members.count == 2, "a worker and the scheduler")
+        kill(run.pid, SIGKILL)
+        #expect(run.wait(10) == 137)
+        #expect(waitUntil(5) { !pipeline.sandbox.isAlive(step) && members.allSatisfy { !pipeline.sandbox.isAlive($0) } },
+                "left: \((members + [step]).filter { pipeline.sandbox.isAlive($0) })")
+        #expect(pipeline.sandbox.read(".seqpipe/logs/scheduler.log").contains("the orchestrator is gone"))
+    }
+
     /// Path 4: one orchestrator per store, whoever starts it and by whatever path: another
     /// SEQEXEC_STATE_DIR and a symlink to the store do not make a second one.
     @Test func aSecondOrchestratorOnTheSameStoreIsRefusedWhateverItsPath() throws {
