@@ -300,12 +300,12 @@ public enum GuardedCommand {
         // The history line is written in the same visit to the mutex that releases the lock
         // it was run under; then the outer locks go, innermost first.
         released = true
-        var failure: Errno?
+        var failure: GuardFailure?
         for (index, lane) in lanes.enumerated().reversed() {
             guard let held = lane.held else { continue }
             try? lane.directory.withMutex {
                 if index == home {
-                    do throws(Errno) { try history.append(finished) } catch { failure = error }
+                    do throws(GuardFailure) { try history.append(finished) } catch { failure = error }
                 }
                 ProjectLock(directory: lane.directory).release(held)
             }
@@ -314,7 +314,7 @@ public enum GuardedCommand {
             do { try history.record(finished) } catch { reporter.error("\(error.message); the run itself is unaffected") }
         }
         if let failure {
-            reporter.error("cannot write \(lanes[home].directory.path)/\(History.fileName): \(failure); the run itself is unaffected")
+            reporter.error("\(failure.message); the run itself is unaffected")
         }
         return status
     }

@@ -100,24 +100,23 @@ public struct History {
 
     /// Appends one line under the state mutex.
     public func record(_ record: HistoryRecord) throws(GuardFailure) {
-        let result: Errno? = try directory.withMutex { () throws(GuardFailure) -> Errno? in
-            do throws(Errno) { try append(record) } catch { return error }
-            return nil
-        }
-        if let result {
-            throw GuardFailure("cannot write \(directory.path)/\(Self.fileName): \(result)", errno: result)
-        }
+        try directory.withMutex { () throws(GuardFailure) in try append(record) }
     }
 
     /// Appends one line; the caller holds the state mutex.
-    public func append(_ record: HistoryRecord) throws(Errno) {
-        if let status = try? FileSystem.status(Self.fileName, relativeTo: directory.descriptor), status.size >= maximumBytes {
-            try FileSystem.rename(Self.fileName, to: Self.rotatedName, relativeTo: directory.descriptor)
+    public func append(_ record: HistoryRecord) throws(GuardFailure) {
+        if let status = try? FileSystem.status(Self.fileName, relativeTo: directory.descriptor), status.isRegularFile, status.size >= maximumBytes {
+            do { try FileSystem.rename(Self.fileName, to: Self.rotatedName, relativeTo: directory.descriptor) } catch {
+                throw GuardFailure("cannot rotate \(directory.path)/\(Self.fileName): \(error)", errno: error)
+            }
         }
-        let file = try FileSystem.open(Self.fileName, O_WRONLY | O_APPEND | O_CREAT, mode: 0o600, relativeTo: directory.descriptor)
+        // Never through a symlink, never a FIFO (the holder would hang with the lock held).
+        guard let file = try directory.openFile(Self.fileName, O_WRONLY | O_APPEND | O_CREAT) else { return }
         defer { file.close() }
         // One write(2) of a whole line: O_APPEND keeps concurrent appenders' lines apart.
-        try file.writeAll(JSON.encode(record.json) + "\n")
+        do { try file.writeAll(JSON.encode(record.json) + "\n") } catch {
+            throw GuardFailure("cannot write \(directory.path)/\(Self.fileName): \(error); check free space", errno: error)
+        }
     }
 
     /// The last `limit` records, oldest first, and how many lines could not be read.
@@ -125,7 +124,7 @@ public struct History {
         var records: [HistoryRecord] = []
         var unreadable = 0
         for name in [Self.rotatedName, Self.fileName] {
-            guard let bytes = try? FileSystem.readFile(name, relativeTo: directory.descriptor) else { continue }
+            guard let bytes = (try? directory.readFile(name)) ?? nil else { continue }
             for line in bytes.split(separator: UInt8(ascii: "\n")) where !line.isEmpty {
                 if let value = JSON.decode(String(decoding: line, as: UTF8.self)), let record = HistoryRecord(json: value) {
                     records.append(record)

@@ -131,8 +131,13 @@ public struct ProjectLock: Sendable {
         try StateDirectory.check(path, status, uid: Processes.userID, fix: "remove it with 'rm -r \(path)' once no guarded command runs")
         let ownerPath = "\(name)/\(Self.ownerFileName)"
         let fd: FileDescriptor
-        do { fd = try FileSystem.open(ownerPath, O_RDONLY | O_NOFOLLOW, relativeTo: directory.descriptor) } catch {
+        // Without blocking: a FIFO planted as the record must not hang every caller.
+        do { fd = try FileSystem.open(ownerPath, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, relativeTo: directory.descriptor) } catch {
             return Claim(name: name, slot: slot, record: nil, isLive: false, ownerFile: nil, problem: "no owner record")
+        }
+        if let status = try? fd.status(), !status.isRegularFile {
+            fd.close()
+            return Claim(name: name, slot: slot, record: nil, isLive: false, ownerFile: nil, problem: "its owner record is a \(status.kind)")
         }
         defer { fd.close() }
         let ownerStatus = try? fd.status()

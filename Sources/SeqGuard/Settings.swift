@@ -3,17 +3,31 @@ import SeqSystem
 /// Reading settings from text: the environment and flags share these, so `seqexec` and
 /// `make-seq` accept and reject exactly the same values with the same one-line errors.
 public enum Setting {
-    /// Seconds, >= 0.
+    /// The longest duration any setting takes: 365 days. Every duration becomes nanoseconds
+    /// in an Int64 somewhere, and this keeps that far from overflowing.
+    public static let maximumSeconds: Double = 365 * 86400
+    /// The largest count or size: memory in MB up to 2^30 (a pebibyte), so that bytes fit an
+    /// Int64 with room to spare.
+    public static let maximumWholeNumber = 1 << 30
+
+    /// Seconds from 0 to `maximumSeconds`, written as decimal digits with an optional
+    /// fraction (`30`, `2.5`, `.5`): no sign, exponent, hex or infinity.
     public static func seconds(_ text: String, _ name: String) throws(GuardFailure) -> Double {
-        guard let value = Double(text), value >= 0, value.isFinite else {
-            throw GuardFailure("invalid \(name) '\(text)': expected seconds, e.g. 30 or 2.5")
+        let bytes = Array(text.utf8)
+        let digits = bytes.filter { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }.count
+        let dots = bytes.filter { $0 == UInt8(ascii: ".") }.count
+        guard digits > 0, digits + dots == bytes.count, dots <= 1, bytes.count <= 32,
+              let value = Double(text), value.isFinite, value >= 0, value <= maximumSeconds else {
+            throw GuardFailure("invalid \(name) '\(text)': expected seconds from 0 to \(Int(maximumSeconds)) (365 days), e.g. 30 or 2.5")
         }
         return value
     }
 
-    public static func wholeNumber(_ text: String, _ name: String, minimum: Int) throws(GuardFailure) -> Int {
-        guard let value = Int(text), value >= minimum else {
-            throw GuardFailure("invalid \(name) '\(text)': expected a whole number of at least \(minimum)")
+    /// A whole number from `minimum` to `maximum`, written as decimal digits only.
+    public static func wholeNumber(_ text: String, _ name: String, minimum: Int, maximum: Int = maximumWholeNumber) throws(GuardFailure) -> Int {
+        guard !text.isEmpty, text.utf8.count <= 19, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+              let value = Int(text), value >= minimum, value <= maximum else {
+            throw GuardFailure("invalid \(name) '\(text)': expected a whole number from \(minimum) to \(maximum)")
         }
         return value
     }

@@ -19,8 +19,11 @@ public struct StateDirectory: Sendable {
     /// Opens (creating as needed) the state directory of `project`.
     /// - Parameter base: the base directory, or nil for the default.
     /// - Throws: `GuardFailure` (125) naming the path and the fix when the state is unsafe.
+    /// - Parameter checkBase: whether a base given by the caller gets the default base's
+    ///   checks too (owned by this user, a real directory, writable by nobody else). seqpipe
+    ///   passes false for the store's own directory: the lock directory inside is checked.
     public static func open(
-        project: Project, base: String?, namespace: LockNamespace, create: Bool = true
+        project: Project, base: String?, namespace: LockNamespace, create: Bool = true, checkBase: Bool = true
     ) throws(GuardFailure) -> StateDirectory {
         let uid = Processes.userID
         let basePath = base ?? defaultBase(userID: uid)
@@ -28,9 +31,9 @@ public struct StateDirectory: Sendable {
             ? "remove it, or set SEQEXEC_STATE_DIR to a private directory"
             : "pass a private directory to --state-dir / SEQEXEC_STATE_DIR"
         if create { try makeDirectories(basePath) }
-        // Only the default base lives in a shared, world-writable /tmp; a base the user named
-        // is theirs to choose, so it is used as given.
-        if base == nil {
+        // The default base lives in a shared, world-writable /tmp; a base the user named gets
+        // the same checks: state in another user's directory is never trusted.
+        if base == nil || checkBase {
             let status: FileStatus
             do { status = try FileSystem.status(basePath) } catch {
                 throw GuardFailure("cannot use state directory \(basePath): \(error); \(fix)", errno: error)
@@ -108,5 +111,49 @@ public struct StateDirectory: Sendable {
         }
         defer { try? descriptor.unlock() }
         return try body()
+    }
+}
+
+extension StateDirectory {
+    /// Opens a file of this state directory without blocking (a FIFO put there would block
+    /// open(2) for ever) and without following a symlink, and only if it is a regular file
+    /// owned by this user. Nil when it does not exist and `flags` has no O_CREAT.
+    /// - Throws: `GuardFailure` (125) naming the file and the fix when it is anything else.
+    public func openFile(_ name: String, _ flags: Int32, mode: mode_t = 0o600) throws(GuardFailure) -> FileDescriptor? {
+        let path = "\(self.path)/\(name)"
+        let fd: FileDescriptor
+        do {
+            fd = try FileSystem.open(name, flags | O_NONBLOCK | O_NOFOLLOW, mode: mode, relativeTo: descriptor)
+        } catch where error == .noSuchFile && flags & O_CREAT == 0 {
+            return nil
+        } catch {
+            // A symlink (ELOOP), or a FIFO with no reader (ENXIO), socket or device.
+            if let status = try? FileSystem.status(name, relativeTo: descriptor), !status.isRegularFile {
+                throw GuardFailure("unsafe state \(path): it is a \(status.kind), not a regular file; remove it with 'rm \(path)'", errno: error)
+            }
+            throw GuardFailure("cannot open \(path): \(error); check free space and permissions", errno: error)
+        }
+        let status: FileStatus
+        do { status = try fd.status() } catch {
+            fd.close()
+            throw GuardFailure("cannot stat \(path): \(error)", errno: error)
+        }
+        guard status.isRegularFile, status.owner == Processes.userID else {
+            fd.close()
+            let what = status.isRegularFile ? "owned by uid \(status.owner), not \(Processes.userID)" : "a \(status.kind), not a regular file"
+            throw GuardFailure("unsafe state \(path): it is \(what); remove it with 'rm \(path)'")
+        }
+        // Reads and writes of a regular file never block anyway; clear the flag for clarity.
+        try? fd.setBlocking()
+        return fd
+    }
+
+    /// The whole content of a state file, or nil when it does not exist.
+    public func readFile(_ name: String) throws(GuardFailure) -> [UInt8]? {
+        guard let fd = try openFile(name, O_RDONLY) else { return nil }
+        defer { fd.close() }
+        do { return try fd.readAll() } catch {
+            throw GuardFailure("cannot read \(path)/\(name): \(error)", errno: error)
+        }
     }
 }

@@ -108,15 +108,8 @@ public struct WaitQueue: Sendable {
     public init(directory: StateDirectory) { self.directory = directory }
 
     public func read() throws(GuardFailure) -> QueueSnapshot {
-        do {
-            return QueueSnapshot(parsing: try FileSystem.readFile(Self.fileName, relativeTo: directory.descriptor))
-        } catch where error == .noSuchFile {
-            return QueueSnapshot()
-        } catch where error == .tooManySymlinks {
-            throw GuardFailure("unsafe state \(directory.path)/\(Self.fileName): it is a symlink; remove it")
-        } catch {
-            throw GuardFailure("cannot read \(directory.path)/\(Self.fileName): \(error)", errno: error)
-        }
+        guard let bytes = try directory.readFile(Self.fileName) else { return QueueSnapshot() }
+        return QueueSnapshot(parsing: bytes)
     }
 
     /// Replaces the queue (under the state directory's mutex). An empty queue removes the file.
@@ -130,8 +123,11 @@ public struct WaitQueue: Sendable {
             return
         }
         let temporary = "\(Self.fileName).\(Processes.currentPid).tmp"
+        // Every writer holds the mutex, so any other temporary file is a killed writer's.
+        for name in (try? FileSystem.contents(ofDirectoryAt: dir)) ?? [] where name.hasPrefix(Self.fileName + ".") && name.hasSuffix(".tmp") {
+            try? FileSystem.removeFile(name, relativeTo: dir)
+        }
         do throws(Errno) {
-            try? FileSystem.removeFile(temporary, relativeTo: dir)
             let fd = try FileSystem.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600, relativeTo: dir)
             do {
                 try fd.writeAll(QueueSnapshot(entries: entries).text)

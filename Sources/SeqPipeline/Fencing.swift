@@ -67,7 +67,8 @@ extension PipelinePaths {
         let slash = real.lastIndex(of: "/")!
         let base = slash == real.startIndex ? "/" : String(real[..<slash])
         let directory = try StateDirectory.open(
-            project: Project(root: "store \(status.device):\(status.inode)"), base: base, namespace: .pipeline, create: create)
+            project: Project(root: "store \(status.device):\(status.inode)"), base: base, namespace: .pipeline, create: create,
+            checkBase: false)
         return PipelineLocks(directory: directory)
     }
 }

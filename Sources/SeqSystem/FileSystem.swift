@@ -123,6 +123,12 @@ public struct FileDescriptor: Hashable, Sendable {
         _ = try valueOrErrno { flock(rawValue, LOCK_UN) }
     }
 
+    /// Clears O_NONBLOCK.
+    public func setBlocking() throws(Errno) {
+        let flags = try valueOrErrno { cseq_fcntl_getfl(rawValue) }
+        _ = try valueOrErrno { cseq_fcntl_setfl(rawValue, flags & ~O_NONBLOCK) }
+    }
+
     /// Lets the descriptor survive exec, so a spawned command inherits it.
     public func clearCloseOnExec() throws(Errno) {
         _ = try valueOrErrno { cseq_fd_clear_cloexec(rawValue) }
@@ -162,6 +168,19 @@ public struct FileStatus: Sendable, Equatable {
     public var isDirectory: Bool { mode & 0o170000 == 0o040000 }
     public var isSymlink: Bool { mode & 0o170000 == 0o120000 }
     public var isRegularFile: Bool { mode & 0o170000 == 0o100000 }
+    /// What kind of file it is, in words: "FIFO", "socket", "directory", ...
+    public var kind: String {
+        switch mode & 0o170000 {
+        case 0o100000: return "regular file"
+        case 0o040000: return "directory"
+        case 0o120000: return "symlink"
+        case 0o010000: return "FIFO"
+        case 0o140000: return "socket"
+        case 0o020000: return "character device"
+        case 0o060000: return "block device"
+        default: return "file of unknown type"
+        }
+    }
     public var permissions: UInt32 { mode & 0o7777 }
     /// Group or others may write it.
     public var isWritableByOthers: Bool { mode & 0o022 != 0 }

@@ -86,3 +86,19 @@ public enum SignalName {
         }
     }
 }
+
+/// SIGPIPE, which a wrapper must not die of: `seqexec make test 2>&1 | head` closes seqexec's
+/// stdout while the command runs, and the supervisor must see the command to its end.
+public enum BrokenPipe {
+    /// Set when this process ignores SIGPIPE but its commands must get it at its default
+    /// action (whoever started us did not ignore it).
+    // nonisolated(unsafe): written once by the executable before any thread or child starts.
+    nonisolated(unsafe) static var resetInChildren = false
+
+    /// Ignores SIGPIPE in this process: writes to a closed pipe fail with EPIPE instead.
+    /// Commands spawned afterwards get the disposition this process started with.
+    public static func ignore() {
+        if cseq_signal_is_ignored(SIGPIPE) == 0 { resetInChildren = true }
+        _ = Glibc.signal(SIGPIPE, SIG_IGN)
+    }
+}

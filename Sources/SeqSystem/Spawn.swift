@@ -38,6 +38,7 @@ public enum Spawn {
         var defaults = sigset_t()
         sigemptyset(&defaults)
         for signal in resetSignals { sigaddset(&defaults, signal) }
+        if BrokenPipe.resetInChildren { sigaddset(&defaults, SIGPIPE) }
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
@@ -65,6 +66,8 @@ public enum Spawn {
 
     /// execvp(3): replaces this process. Returns only on failure, with the errno.
     public static func replaceProcess(_ arguments: [String], environment: [String]) -> Errno {
+        // An ignored SIGPIPE would survive the exec; the command gets what we started with.
+        if BrokenPipe.resetInChildren { _ = Glibc.signal(SIGPIPE, SIG_DFL) }
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = environment.map { strdup($0) } + [nil]
         cseq_execvpe(arguments[0], argv, envp)

@@ -164,6 +164,9 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
     return (.run, configuration)
 }
 
+// A closed stdout or stderr (`| head`) must not kill the supervisor mid-run.
+BrokenPipe.ignore()
+
 let mode: Mode
 let configuration: GuardConfiguration
 do {

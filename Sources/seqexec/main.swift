@@ -19,8 +19,8 @@ USAGE: seqexec [OPTIONS] [--] COMMAND [ARG...]
 OPTIONS:
   -p, --project DIR       Project root (default: the git top-level of the current
                           directory, else the current directory).
-      --state-dir DIR     Base of the lock state, used as given
-                          (default: /tmp/seqguard-<uid>).
+      --state-dir DIR     Base of the lock state, yours and private like the
+                          default (default: /tmp/seqguard-<uid>).
   -t, --timeout S         End the command's whole tree after S seconds and exit
                           124; 0 means no limit (default: 3600).
       --kill-grace S      Seconds from SIGTERM to SIGKILL when ending a tree
@@ -201,6 +201,9 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
     if linesGiven && mode != .history { throw GuardFailure("-n/--lines goes with --history") }
     return (mode, configuration, json, lines)
 }
+
+// A closed stdout or stderr (`| head`) must not kill the supervisor mid-run.
+BrokenPipe.ignore()
 
 let mode: Mode
 let configuration: GuardConfiguration

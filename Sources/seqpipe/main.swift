@@ -60,6 +60,9 @@ let help = """
 
     """
 
+// A closed stdout or stderr (`| head`) must not kill the supervisor mid-run.
+BrokenPipe.ignore()
+
 let reporter = Reporter(toolName: "seqpipe")
 
 func fail(_ message: String, _ code: Int32 = ExitCode.toolFailure) -> Never {

@@ -1,0 +1,116 @@
+import Foundation
+import Glibc
+import SeqSystem
+import Testing
+
+/// seqexec against an adversarial user's input: closed pipes, planted FIFOs and symlinks,
+/// numbers out of range, foreign state.
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct HostileInputTests {
+    /// `seqexec … | head`: the supervisor outlives its closed stdout and stderr, ends the
+    /// command's leftovers, records the run and exits with the command's status.
+    @Test func aClosedPipeDoesNotKillTheSupervisor() throws {
+        let sandbox = try Sandbox()
+        let leftover = sandbox.path("leftover.pid")
+        let script = """
+            "$0" -- sh -c 'sleep 20 & echo $! > "$1"; sleep .3; exit 3' sh "$1" 2>&1 | true
+            echo "${PIPESTATUS[0]}" > "$2"
+            """
+        let shell = try sandbox.start("/bin/bash", ["-c", script, seqexecPath, leftover, sandbox.path("status")])
+        #expect(shell.wait(30) == 0)
+        #expect(sandbox.read("status") == "3\n", "seqexec's own status: \(sandbox.read("status"))")
+        let pid = try #require(Int32(sandbox.read("leftover.pid").trimmingCharacters(in: .whitespacesAndNewlines)))
+        sandbox.extraPids.append(pid)
+        #expect(waitUntil(5) { !sandbox.isAlive(pid) }, "the backgrounded sleep was left running")
+        #expect(sandbox.history.count == 1 && sandbox.history.first?["exit_status"] as? Int == 3, "\(sandbox.history)")
+        #expect(sandbox.stateIsClean)
+    }
+
+    /// The command gets SIGPIPE at its default action again, or ignored when seqexec's own
+    /// caller ignored it: what a shell would have given it.
+    @Test func theCommandGetsTheSigpipeDispositionSeqexecStartedWith() throws {
+        let sandbox = try Sandbox()
+        let (status, out, _) = try sandbox.run(["-q", "--", "grep", "SigIgn", "/proc/self/status"])
+        #expect(status == 0)
+        let mask = UInt64(out.split(separator: "\t").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "", radix: 16) ?? 0
+        #expect(mask & (1 << (UInt64(SIGPIPE) - 1)) == 0, "SIGPIPE ignored in the command: \(out)")
+        let ignored = try sandbox.start("/bin/bash", ["-c", "trap '' PIPE; exec \"$0\" -q -- grep SigIgn /proc/self/status", seqexecPath])
+        #expect(ignored.wait() == 0)
+        let inherited = UInt64(ignored.stdout.split(separator: "\t").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "", radix: 16) ?? 0
+        #expect(inherited & (1 << (UInt64(SIGPIPE) - 1)) != 0, "\(ignored.stdout)")
+    }
+
+    /// A FIFO planted as the queue or the history blocks nothing: each caller gets 125 and
+    /// the fix at once, and a run whose history cannot be written still ends and frees the lock.
+    @Test func aFifoInTheStateIsRefusedNotWaitedOn() throws {
+        let sandbox = try Sandbox()
+        #expect(try sandbox.run(["-q", "true"]).0 == 0)
+        let state = try #require(sandbox.projectState)
+        #expect(mkfifo(state + "/queue.txt", 0o600) == 0)
+        for arguments in [["-q", "-w", "1", "touch", sandbox.path("ran")], ["--status"], ["--kill-all"]] {
+            let (status, _, err) = try sandbox.run(arguments, seconds: 10)
+            #expect(status == 125, "\(arguments): \(err)")
+            #expect(err.contains("queue.txt: it is a FIFO, not a regular file; remove it with 'rm \(state)/queue.txt'"), "\(err)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: sandbox.path("ran")))
+        unlink(state + "/queue.txt")
+
+        unlink(state + "/history.jsonl")
+        #expect(mkfifo(state + "/history.jsonl", 0o600) == 0)
+        let (status, _, err) = try sandbox.run(["-q", "sh", "-c", "exit 4"], seconds: 10)
+        #expect(status == 4, "the run itself is unaffected: \(err)")
+        #expect(err.contains("history.jsonl: it is a FIFO, not a regular file"), "\(err)")
+        #expect(sandbox.stateIsClean)
+        unlink(state + "/history.jsonl")
+
+        // Never written through a symlink either.
+        let target = sandbox.path("elsewhere.jsonl")
+        #expect(symlink(target, state + "/history.jsonl") == 0)
+        let (linked, _, linkErr) = try sandbox.run(["-q", "true"], seconds: 10)
+        #expect(linked == 0 && linkErr.contains("history.jsonl: it is a symlink, not a regular file"), "\(linkErr)")
+        #expect(!FileManager.default.fileExists(atPath: target))
+    }
+
+    /// Numbers out of range, in any notation, are refused before anything starts.
+    @Test func numbersAreRangeCheckedBeforeTheCommandStarts() throws {
+        let sandbox = try Sandbox()
+        let marker = sandbox.path("ran")
+        for options in [["-t", "1e10"], ["-t", "0x10"], ["-t", "inf"], ["-m", "17592186044416"],
+                        ["--min-available", "9223372036854775807"], ["--kill-grace", "-1"], ["--slots", "+2"]] {
+            let (status, _, err) = try sandbox.run(options + ["touch", marker])
+            #expect(status == 125, "\(options): \(err)")
+            #expect(err.hasPrefix("seqexec: invalid \(options[0]) '\(options[1])': expected "), "\(err)")
+        }
+        let make = try sandbox.makeSeq(["-q", "-f", "/dev/null"], environment: ["TIMEOUT": "1e10"])
+        #expect(make.wait() == 125 && make.stderr.contains("invalid TIMEOUT '1e10'"), "\(make.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: marker))
+    }
+
+    /// A state base given by hand gets the default base's checks: another user's is refused.
+    @Test func anExplicitBaseOfAnotherUserIsRefused() throws {
+        guard getuid() == 0 else {
+            print("skipped: anExplicitBaseOfAnotherUserIsRefused needs root to give a directory to another user")
+            return
+        }
+        let sandbox = try Sandbox()
+        let base = sandbox.root + "/foreign"
+        #expect(mkdir(base, 0o700) == 0 && chown(base, 65534, 65534) == 0)
+        let (status, _, err) = try sandbox.run(["--state-dir", base, "-q", "touch", sandbox.path("ran")])
+        #expect(status == 125 && err.contains("unsafe state \(base): owned by uid 65534"), "\(err)")
+        #expect(!FileManager.default.fileExists(atPath: sandbox.path("ran")))
+    }
+
+    /// A writer killed between writing its temporary queue file and renaming it leaves the
+    /// file; the next writer, under the same mutex, removes it.
+    @Test func temporaryQueueFilesOfKilledWritersAreRemoved() throws {
+        let sandbox = try Sandbox()
+        let (job, hold, holder) = try blockedHolder(sandbox)
+        let state = try #require(sandbox.projectState)
+        try sandbox.write("../state/\((state as NSString).lastPathComponent)/queue.txt.99999.tmp", "garbage\n")
+        let waiter = try sandbox.seqexec(["-q", job, "w1"])
+        #expect(waitUntil { sandbox.queueLines.count == 1 })
+        #expect(!FileManager.default.fileExists(atPath: state + "/queue.txt.99999.tmp"))
+        sandbox.release(hold)
+        #expect(holder.wait() == 0 && waiter.wait() == 0)
+    }
+}

@@ -1,0 +1,39 @@
+@testable import SeqGuard
+import Testing
+
+@Suite struct SettingTests {
+    @Test func durationsAreDecimalAndBounded() throws {
+        #expect(try Setting.seconds("30", "-t") == 30)
+        #expect(try Setting.seconds("2.5", "-t") == 2.5)
+        #expect(try Setting.seconds(".5", "-t") == 0.5)
+        #expect(try Setting.seconds("31536000", "-t") == 31_536_000)
+        for bad in ["1e10", "0x10", "inf", "nan", "-1", "+1", "31536000.5", "1.2.3", "", ".", " 1", "1 ", "١"] {
+            #expect(throws: GuardFailure.self, "\(bad)") { try Setting.seconds(bad, "-t") }
+        }
+    }
+
+    @Test func wholeNumbersAreDigitsAndBounded() throws {
+        #expect(try Setting.wholeNumber("0", "-m", minimum: 0) == 0)
+        #expect(try Setting.wholeNumber("1073741824", "-m", minimum: 0) == 1 << 30)
+        for bad in ["17592186044416", "9223372036854775807", "99999999999999999999", "-1", "+5", "0x10", "1e3", "", "12a"] {
+            #expect(throws: GuardFailure.self, "\(bad)") { try Setting.wholeNumber(bad, "-m", minimum: 0) }
+        }
+    }
+
+    /// Random strings never trap and never give a value out of range.
+    @Test func randomStringsNeitherCrashNorEscapeTheRange() {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("0123456789.eE+-xXabcdfinINFpP _\u{0}\u{FF}٣".unicodeScalars)
+        for _ in 0..<20_000 {
+            let length = Int.random(in: 0...24, using: &generator)
+            var text = ""
+            for _ in 0..<length { text.unicodeScalars.append(alphabet.randomElement(using: &generator)!) }
+            if let value = try? Setting.seconds(text, "-t") {
+                #expect(value >= 0 && value <= Setting.maximumSeconds && Int64(value * 1e9) >= 0, "\(text)")
+            }
+            if let value = try? Setting.wholeNumber(text, "-m", minimum: 0) {
+                #expect(value >= 0 && value <= Setting.maximumWholeNumber && Int64(value) << 20 > 0 || value == 0, "\(text)")
+            }
+        }
+    }
+}
