@@ -23,6 +23,11 @@ public struct GuardConfiguration: Sendable {
     public var verbose = false
     public var quiet = false
     public var arguments: [String] = []
+    /// The command as bytes, exactly as given on the command line (argv need not be UTF-8);
+    /// nil: `arguments` as UTF-8. `arguments` is for display and decisions only.
+    public var rawArguments: [[UInt8]]?
+    /// What is executed: `rawArguments`, else `arguments`.
+    public var commandBytes: [[UInt8]] { rawArguments ?? arguments.map { Array($0.utf8) } }
     /// MiB; 0 turns the memory monitor off.
     public var memoryLimitMegabytes = 2048
     /// Seconds: the longest gap between memory samples.
@@ -154,11 +159,9 @@ public enum GuardedCommand {
 
         let inherited = Spawn.environmentValue(tokensVariable) ?? ""
         let inheritedTokens = parseTokens(inherited)
-        var environment = Spawn.currentEnvironment()
-        for (name, value) in configuration.environmentChanges {
-            environment.removeAll { $0.hasPrefix(name + "=") }
-            if let value { environment.append("\(name)=\(value)") }
-        }
+        // Bytes, not text: a variable that is not UTF-8 reaches the command unchanged.
+        var environment = Spawn.rawEnvironment()
+        for (name, value) in configuration.environmentChanges { environment.setVariable(name, value) }
         let token = Processes.randomHex(bytes: 12)
         let queuedAt = Clock.wallTime()
         let arrival = Clock.monotonicNanoseconds()
@@ -233,7 +236,7 @@ public enum GuardedCommand {
             for lane in lanes { lane.directory.close() }
             lanes = []
             signals.restoreMask()
-            let error = Spawn.replaceProcess(configuration.arguments, environment: environment)
+            let error = Spawn.replaceProcess(configuration.commandBytes, environment: environment)
             return reportSpawnFailure(error, configuration.arguments, reporter)
         }
 
@@ -265,13 +268,12 @@ public enum GuardedCommand {
             let entry = "\(lane.directory.name)=\(token)"
             tokens = tokens.isEmpty ? entry : tokens + "," + entry
         }
-        environment.removeAll { $0.hasPrefix(tokensVariable + "=") }
-        environment.append("\(tokensVariable)=\(tokens)")
+        environment.setVariable(tokensVariable, tokens)
         let policy = configuration.memoryPolicy
         let supervisor = Supervisor(
             signals: signals, reporter: reporter, timeout: configuration.timeout,
             killGrace: configuration.killGrace, memory: policy)
-        let run = supervisor.run(configuration.arguments, environment: environment) { child in
+        let run = supervisor.run(configuration.commandBytes, environment: environment) { child in
             for index in lanes.indices {
                 guard var held = lanes[index].held else { continue }
                 var record = held.record

@@ -79,6 +79,14 @@ public struct Supervisor {
     public func run(
         _ arguments: [String], environment: [String], onStart: (ProcessIdentity) -> Void
     ) -> SupervisedRun {
+        run(arguments.map { Array($0.utf8) }, environment: environment.map { Array($0.utf8) }, onStart: onStart)
+    }
+
+    /// The same with argv and the environment as bytes, passed on exactly.
+    @available(*, noasync)
+    public func run(
+        _ arguments: [[UInt8]], environment: [[UInt8]], onStart: (ProcessIdentity) -> Void
+    ) -> SupervisedRun {
         let started = Clock.monotonicNanoseconds()
         let pid: Int32
         do {
@@ -90,7 +98,7 @@ public struct Supervisor {
         }
         let child = ProcessIdentity(pid: pid, startTime: (try? ProcStat.read(pid).startTime) ?? 0)
         onStart(child)
-        let display = GuardedCommand.displayCommand(arguments)
+        let display = GuardedCommand.displayCommand(arguments.map { String(decoding: $0, as: UTF8.self) })
         reporter.step("started pid \(pid): \(display)")
 
         var result = SupervisedRun(ending: .timedOut, child: child)

@@ -28,6 +28,16 @@ public enum Spawn {
         _ arguments: [String], environment: [String], resetSignals: [Int32],
         input: FileDescriptor? = nil, output: FileDescriptor? = nil, passing: [(descriptor: FileDescriptor, as: Int32)] = []
     ) throws(Errno) -> Int32 {
+        try spawn(arguments.map { Array($0.utf8) }, environment: environment.map { Array($0.utf8) }, resetSignals: resetSignals,
+                  input: input, output: output, passing: passing)
+    }
+
+    /// The same, with argv and the environment as bytes, passed to the kernel exactly as
+    /// given: an argument, a variable or a program path need not be UTF-8.
+    public static func spawn(
+        _ arguments: [[UInt8]], environment: [[UInt8]], resetSignals: [Int32],
+        input: FileDescriptor? = nil, output: FileDescriptor? = nil, passing: [(descriptor: FileDescriptor, as: Int32)] = []
+    ) throws(Errno) -> Int32 {
         precondition(!arguments.isEmpty, "spawn needs a program")
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -42,8 +52,8 @@ public enum Spawn {
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup($0) } + [nil]
+        let argv = arguments.map(cString) + [nil]
+        let envp = environment.map(cString) + [nil]
         defer {
             for pointer in argv { free(pointer) }
             for pointer in envp { free(pointer) }
@@ -59,19 +69,55 @@ public enum Spawn {
         // dup2 onto itself clears close-on-exec (glibc 2.29 and later, POSIX 2024).
         for (descriptor, target) in passing { posix_spawn_file_actions_adddup2(&actions, descriptor.rawValue, target) }
         var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp)
+        let rc = posix_spawnp(&pid, argv[0]!, &actions, &attributes, argv, envp)
         if rc != 0 { throw Errno(rawValue: rc) }
         return pid
     }
 
     /// execvp(3): replaces this process. Returns only on failure, with the errno.
-    public static func replaceProcess(_ arguments: [String], environment: [String]) -> Errno {
+    public static func replaceProcess(_ arguments: [[UInt8]], environment: [[UInt8]]) -> Errno {
         // An ignored SIGPIPE would survive the exec; the command gets what we started with.
         if BrokenPipe.resetInChildren { _ = Glibc.signal(SIGPIPE, SIG_DFL) }
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup($0) } + [nil]
-        cseq_execvpe(arguments[0], argv, envp)
+        let argv = arguments.map(cString) + [nil]
+        let envp = environment.map(cString) + [nil]
+        cseq_execvpe(argv[0]!, argv, envp)
         return Errno.current
+    }
+
+    /// A malloc'd NUL-terminated copy of `bytes` (which hold no NUL: argv and environ cannot).
+    static func cString(_ bytes: [UInt8]) -> UnsafeMutablePointer<CChar>? {
+        let pointer = malloc(bytes.count + 1)!.assumingMemoryBound(to: CChar.self)
+        bytes.withUnsafeBufferPointer { buffer in
+            for (index, byte) in buffer.enumerated() { pointer[index] = CChar(bitPattern: byte) }
+        }
+        pointer[bytes.count] = 0
+        return pointer
+    }
+
+    /// open(2) of a path given as bytes (a name that is not UTF-8). Returns the descriptor or -1.
+    public static func openRaw(_ path: [UInt8], _ flags: Int32, _ mode: mode_t) -> Int32 {
+        guard let pointer = cString(path) else { return -1 }
+        defer { free(pointer) }
+        return cseq_open(pointer, flags | O_CLOEXEC, mode)
+    }
+
+    /// This process's argv as the kernel gave it, byte for byte.
+    public static func rawArguments() -> [[UInt8]] {
+        (0..<Int(CommandLine.argc)).map { index in
+            guard let pointer = CommandLine.unsafeArgv[index] else { return [] }
+            return Array(UnsafeBufferPointer(start: UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self), count: strlen(pointer)))
+        }
+    }
+
+    /// The current environment as `NAME=value` entries, byte for byte.
+    public static func rawEnvironment() -> [[UInt8]] {
+        var result: [[UInt8]] = []
+        var pointer = environ
+        while let entry = pointer.pointee {
+            result.append(Array(UnsafeBufferPointer(start: UnsafeRawPointer(entry).assumingMemoryBound(to: UInt8.self), count: strlen(entry))))
+            pointer += 1
+        }
+        return result
     }
 
     /// Reaps one child that has ended, if any. Returns nil when children exist but none has
@@ -152,4 +198,14 @@ public enum FlockWatcher {
 public enum ProcessExit {
     /// exit(3): flushes stdio and ends the process with `code`.
     public static func now(_ code: Int32) -> Never { Glibc.exit(code) }
+}
+
+extension Array where Element == [UInt8] {
+    /// In an environment of `NAME=value` byte entries: sets `name` to `value` (removing every
+    /// earlier entry of it), or removes it when `value` is nil. Other entries stay as they are.
+    public mutating func setVariable(_ name: String, _ value: String?) {
+        let prefix = [UInt8]((name + "=").utf8)
+        removeAll { $0.starts(with: prefix) }
+        if let value { append(prefix + [UInt8](value.utf8)) }
+    }
 }

@@ -138,6 +138,9 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
         throw GuardFailure("MAKE_SEQ_MAKE='\(make)' names make-seq itself; set it to a make program such as make or gmake")
     }
     configuration.arguments = [make] + makeArguments
+    // make's arguments as their own bytes (a VAR=value need not be UTF-8).
+    let raw = Array(Spawn.rawArguments().dropFirst())
+    configuration.rawArguments = [Array(make.utf8)] + (arguments.first == "--" ? Array(raw.dropFirst()) : raw)
     if let directory = makeDirectory(makeArguments), FileSystem.exists(directory) {
         configuration.searchDirectory = directory
     }

@@ -191,6 +191,8 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
         index += 1
     }
     configuration.arguments = Array(arguments[index...])
+    // What runs is argv's own bytes: the Strings above are for display and decisions.
+    configuration.rawArguments = Array(Spawn.rawArguments().dropFirst(1 + index))
     if mode == .run && configuration.arguments.isEmpty {
         throw GuardFailure("no command given; usage: seqexec [OPTIONS] [--] COMMAND [ARG...]")
     }

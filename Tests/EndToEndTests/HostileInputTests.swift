@@ -71,6 +71,32 @@ struct HostileInputTests {
         #expect(!FileManager.default.fileExists(atPath: target))
     }
 
+    /// Every byte from 0x01 to 0xFF reaches the command unchanged: in an argument, in a
+    /// variable of the environment, and in the program's path (all but '/', in one name).
+    @Test func argvEnvironmentAndProgramPathPassByteForByte() throws {
+        let sandbox = try Sandbox()
+        let all = [UInt8](1...255)
+        let directory = sandbox.path("bin")
+        #expect(mkdir(directory, 0o700) == 0)
+        let program = [UInt8](directory.utf8) + [UInt8(ascii: "/")] + all.filter { $0 != UInt8(ascii: "/") }
+        let script = "#!/usr/bin/env python3\nimport os, sys\nsys.stdout.buffer.write(os.fsencode(sys.argv[0]).hex().encode() + b' ' + os.fsencode(sys.argv[1]).hex().encode() + b' ' + os.environb[b'ALL_BYTES'].hex().encode() + b'\\n')\n"
+        let fd = Spawn.openRaw(program, O_WRONLY | O_CREAT | O_EXCL, 0o700)
+        try #require(fd >= 0, "cannot create the program: \(Errno.current)")
+        _ = script.utf8.withContiguousStorageIfAvailable { Glibc.write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        let output = try FileSystem.open(sandbox.path("out"), O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+        var environment = sandbox.environment.map { [UInt8]("\($0.key)=\($0.value)".utf8) }
+        environment.append([UInt8]("ALL_BYTES=".utf8) + all)
+        let pid = try Spawn.spawn([[UInt8](seqexecPath.utf8), [UInt8]("-q".utf8), [UInt8]("--".utf8), program, all],
+                                  environment: environment, resetSignals: [], output: output)
+        output.close()
+        var status: TerminationStatus?
+        #expect(waitUntil(30) { status = try? Spawn.reap(pid); return status != nil })
+        #expect(status == .exited(0), "\(sandbox.read("out"))")
+        func hex(_ bytes: [UInt8]) -> String { bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
+        #expect(sandbox.read("out") == "\(hex(program)) \(hex(all)) \(hex(all))\n")
+    }
+
     /// Numbers out of range, in any notation, are refused before anything starts.
     @Test func numbersAreRangeCheckedBeforeTheCommandStarts() throws {
         let sandbox = try Sandbox()
