@@ -256,12 +256,28 @@ public enum GuardedCommand {
             }
         }
 
+        // The front and the supervisor. The process the caller started (and may kill) hands
+        // the locks to a child of its own, which supervises the command as its parent and
+        // subreaper and lets the locks go only once no process of the tree is left: a kill -9
+        // of seqexec, or a command that closes every descriptor it inherited, cannot free
+        // the lock while the command runs.
+        do {
+            let supervisorPid = try Processes.fork()
+            if supervisorPid > 0 {
+                released = true
+                for lane in lanes { lane.held?.owner.close() }
+                return front(supervisor: supervisorPid, signals: signals)
+            }
+        } catch {
+            reporter.notice("cannot fork a supervisor (\(error)); supervising in this process")
+        }
         do {
             try Processes.becomeChildSubreaper()
             for lane in lanes { try lane.held?.owner.clearCloseOnExec() }
         } catch {
             throw GuardFailure("cannot prepare to supervise: \(error)", errno: error)
         }
+        let supervisorIdentity = ProcessIdentity.current()
         // Nested guarded calls find their ancestor's locks by these tokens.
         var tokens = inherited
         for lane in lanes where lane.held != nil {
@@ -277,6 +293,7 @@ public enum GuardedCommand {
             for index in lanes.indices {
                 guard var held = lanes[index].held else { continue }
                 var record = held.record
+                record.supervisor = supervisorIdentity
                 record.child = child
                 let directory = lanes[index].directory
                 try? directory.withMutex { ProjectLock(directory: directory).update(&held, record: record) }
@@ -319,6 +336,20 @@ public enum GuardedCommand {
             reporter.error("\(failure.message); the run itself is unaffected")
         }
         return status
+    }
+
+    /// The front's part: wait for the supervisor and answer its status. A signal sent to
+    /// this process goes on to the supervisor, which forwards it to the command; one from
+    /// the terminal reached them both already. Killing the front leaves the run supervised.
+    @available(*, noasync)
+    static func front(supervisor pid: Int32, signals: SignalReceiver) -> Int32 {
+        while true {
+            if let status = (try? Spawn.reap(pid)) ?? nil { return status.shellExitCode }
+            guard !Poll.readable([signals.descriptor], timeoutMilliseconds: -1).isEmpty else { continue }
+            for signal in signals.drain() where signal.number != SIGCHLD && !signal.cameFromTerminal {
+                Processes.signalChild(pid, signal.number)
+            }
+        }
     }
 
     /// How a run ended, its exit status, and the signal's name; says on stderr why a command

@@ -60,11 +60,13 @@ public enum KillAll {
                 roles[entry.process] = "waiter"
             }
             var roots: [ProcessIdentity: String] = [:]
+            var supervisors: [ProcessIdentity: String] = [:]
             for claim in claims {
                 let command = claim.record?.command ?? "?"
                 if let record = claim.record {
                     roots[record.holder] = command
                     if let child = record.child { roots[child] = command }
+                    if let supervisor = record.supervisor { roots[supervisor] = command; supervisors[supervisor] = command }
                 }
                 // Waiters watching the lock hold its file open too; they are ended as waiters.
                 if let owner = claim.ownerFile {
@@ -82,6 +84,12 @@ public enum KillAll {
             for process in Processes.descendants(of: rootPids, in: table) where process.pid != me && targets[process.identity] == nil {
                 targets[process.identity] = Teardown.Target(process.identity, command: process.command, wave: 1)
                 roles[process.identity] = roles[process.identity] ?? "holder's tree"
+            }
+            // A supervisor goes last (wave 2): while it lives, everything its command starts
+            // is under it and found; once the tree is gone it lets the lock go itself.
+            for (supervisor, command) in supervisors where targets[supervisor] != nil {
+                targets[supervisor] = Teardown.Target(supervisor, command: command, wave: 2)
+                roles[supervisor] = "supervisor"
             }
             return Array(targets.values)
         }

@@ -110,8 +110,9 @@ public struct LockWaiter {
             }
             // Holders matter only to the waiters a freed slot would let in.
             for claim in live where ahead.count < request.slots {
-                if let holder = claim.record?.holder, pidfds[holder] == nil, let fd = Processes.openPidfd(holder) {
-                    pidfds[holder] = (fd, false)
+                for holder in [claim.record?.holder, claim.record?.supervisor].compactMap({ $0 })
+                where pidfds[holder] == nil {
+                    if let fd = Processes.openPidfd(holder) { pidfds[holder] = (fd, false) }
                 }
                 if let owner = claim.ownerFile {
                     let key = "\(owner.device):\(owner.inode)"

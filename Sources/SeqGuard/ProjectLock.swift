@@ -12,6 +12,9 @@ public struct OwnerRecord: Sendable, Equatable {
     public var token: String
     /// The guarded command, once started.
     public var child: ProcessIdentity?
+    /// The process that supervises the command and keeps the lock until no process of its
+    /// tree is left: a child of `holder`, which lives on if the holder is killed.
+    public var supervisor: ProcessIdentity?
     /// A long-lived holder's last sign of life (seqpipe's orchestrator): wall time for people,
     /// seconds since boot (CLOCK_BOOTTIME, which no clock step moves) for measuring silence.
     public var heartbeat: WallTime?
@@ -32,6 +35,7 @@ public struct OwnerRecord: Sendable, Equatable {
             "since=\(since)", "token=\(token)",
         ]
         if let child { lines += ["child=\(child.pid)", "child_start=\(child.startTime)"] }
+        if let supervisor { lines += ["supervisor=\(supervisor.pid)", "supervisor_start=\(supervisor.startTime)"] }
         if let heartbeat, let heartbeatBootSeconds {
             lines += ["heartbeat=\(heartbeat)", "heartbeat_boot=\(heartbeatBootSeconds)"]
         }
@@ -63,6 +67,9 @@ public struct OwnerRecord: Sendable, Equatable {
             host: fields["host"].flatMap { PercentEncoding.decode($0) } ?? "?",
             since: since, command: command, token: String(token), child: child)
         heartbeat = fields["heartbeat"].flatMap { WallTime(parsing: $0) }
+        if let pid = fields["supervisor"].flatMap({ Int32($0) }), let start = fields["supervisor_start"].flatMap({ UInt64($0) }) {
+            supervisor = ProcessIdentity(pid: pid, startTime: start)
+        }
         heartbeatBootSeconds = fields["heartbeat_boot"].flatMap { Double($0) }
     }
 }

@@ -38,7 +38,18 @@ public struct StatusReport {
             }
             let elapsed = formatSeconds(max(0, record.since.seconds(until: now)))
             let child = record.child.map { ", command pid \($0.pid)" } ?? ""
-            lines.append("holder:   pid \(record.holder.pid)\(child), '\(record.command)', since \(Clock.localClockTime(record.since)) (\(elapsed))\(slot)\(claim.isLive ? "" : " STALE: holder and its tree are gone")")
+            var flags = claim.isLive ? "" : " STALE: holder and its tree are gone"
+            if claim.isLive, !record.holder.isAlive {
+                if let supervisor = record.supervisor, supervisor.isAlive {
+                    flags = " SEQEXEC GONE: its supervisor pid \(supervisor.pid) runs the command on and keeps the lock"
+                } else {
+                    flags = " SEQEXEC GONE: the command's tree keeps the lock, unsupervised"
+                }
+            }
+            if let stopped = [record.supervisor, record.child].compactMap({ $0 }).first(where: { (try? ProcStat.read($0.pid))?.state == "T" }) {
+                flags += " STOPPED: pid \(stopped.pid) is stopped (SIGSTOP); 'kill -CONT \(stopped.pid)' resumes it"
+            }
+            lines.append("holder:   pid \(record.holder.pid)\(child), '\(record.command)', since \(Clock.localClockTime(record.since)) (\(elapsed))\(slot)\(flags)")
         }
         let ordered = queue.ordered
         lines.append("queue:    \(ordered.isEmpty ? "empty" : "\(ordered.count) waiting")")
@@ -59,6 +70,9 @@ public struct StatusReport {
                 fields += [
                     ("pid", .integer(Int64(record.holder.pid))),
                     ("command_pid", record.child.map { .integer(Int64($0.pid)) } ?? .null),
+                    ("supervisor_pid", record.supervisor.map { .integer(Int64($0.pid)) } ?? .null),
+                    ("holder_alive", .bool(record.holder.isAlive)),
+                    ("stopped", .bool([record.supervisor, record.child].compactMap { $0 }.contains { (try? ProcStat.read($0.pid))?.state == "T" })),
                     ("command", .string(record.command)),
                     ("host", .string(record.host)),
                     ("since", .string(Clock.isoUTC(record.since))),

@@ -86,15 +86,20 @@ public struct Teardown: Sendable {
             }
         }
         for _ in 0..<killRounds {
-            let current = find(SIGKILL)
-            if current.isEmpty { return report }
-            for target in current where Processes.signal(target.process, SIGKILL) {
-                note(target)
-                report.killed.insert(target.process)
-            }
-            let deadline = Clock.monotonicNanoseconds() + Int64(killWait * 1e9)
-            while wait(for: current.map(\.process), until: deadline, escalate: nil, reap: reap) {
-                if current.allSatisfy({ !$0.process.isAlive }) { break }
+            let all = find(SIGKILL)
+            if all.isEmpty { return report }
+            // Waves in order here too: a supervisor (a higher wave) outlives the tree it
+            // watches, so whatever the tree starts meanwhile is still found under it.
+            for wave in Set(all.map(\.wave)).sorted() {
+                let current = all.filter { $0.wave == wave }
+                for target in current where Processes.signal(target.process, SIGKILL) {
+                    note(target)
+                    report.killed.insert(target.process)
+                }
+                let deadline = Clock.monotonicNanoseconds() + Int64(killWait * 1e9)
+                while wait(for: current.map(\.process), until: deadline, escalate: nil, reap: reap) {
+                    if current.allSatisfy({ !$0.process.isAlive }) { break }
+                }
             }
         }
         reap()

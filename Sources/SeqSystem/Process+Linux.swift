@@ -206,6 +206,12 @@ public enum Processes {
         return FileDescriptor(rawValue: raw)
     }
 
+    /// fork(2): 0 in the child, the child's pid in the parent.
+    /// - Important: only the calling thread goes on in the child.
+    public static func fork() throws(Errno) -> Int32 {
+        try valueOrErrno(retryOnInterrupt: false) { Glibc.fork() }
+    }
+
     /// Makes this process a child subreaper: orphaned descendants are reparented to it.
     public static func becomeChildSubreaper() throws(Errno) {
         _ = try valueOrErrno { cseq_set_child_subreaper() }

@@ -1,0 +1,128 @@
+import Foundation
+import Glibc
+import SeqSystem
+import Testing
+
+/// Mutual exclusion that no command can defeat: the lock is kept by seqexec's supervising
+/// child, an ancestor and subreaper of the whole tree, not only by descriptors the command
+/// inherits and may close.
+@Suite(.serialized, .timeLimit(.minutes(4)))
+struct LivenessTests {
+    /// The issue's repro: a command that closes every inherited descriptor, then its seqexec
+    /// is SIGKILLed. The next command still waits for it.
+    @Test func aCommandThatClosesItsDescriptorsKeepsTheLockAfterSeqexecIsKilled() throws {
+        let sandbox = try Sandbox()
+        let marks = sandbox.path("marks")
+        let holder = try sandbox.seqexec(["-q", "--", "bash", "-c", """
+            for f in $(ls /proc/$$/fd); do [ $f -gt 2 ] && eval "exec $f>&-"; done 2>/dev/null
+            echo A-start >> "\(marks)"; sleep 2; echo A-end >> "\(marks)"
+            """])
+        #expect(waitUntil { sandbox.lines("marks") == ["A-start"] })
+        holder.signal(SIGKILL)
+        #expect(holder.wait(5) == 137)
+        let (status, out, _) = try sandbox.run(["-w", "0.5", "--", "sh", "-c", "echo B >> \"\(marks)\""])
+        #expect(status == 75, "B gave up waiting: \(out)")
+        let status2 = try sandbox.seqexec(["--status"])
+        #expect(status2.wait() == 0)
+        #expect(status2.stdout.contains("SEQEXEC GONE: its supervisor pid"), "\(status2.stdout)")
+        let after = try sandbox.seqexec(["-q", "--", "sh", "-c", "echo B >> \"\(marks)\""])
+        #expect(after.wait(20) == 0)
+        #expect(sandbox.lines("marks") == ["A-start", "A-end", "B"])
+        // The supervisor saw the run to its end and recorded it.
+        #expect(sandbox.history.contains { ($0["command"] as? String)?.hasPrefix("bash") == true && $0["ended"] as? String == "exit" },
+                "\(sandbox.history)")
+        #expect(sandbox.stateIsClean)
+    }
+
+    /// The same with Python's closerange (what close_fds does), and a grandchild that closes
+    /// its descriptors too and outlives its parent: it is ended as a leftover before the lock
+    /// goes, so the next command never runs beside it.
+    @Test func closefromInATreeKeepsTheLockUntilTheLastProcessIsGone() throws {
+        let sandbox = try Sandbox()
+        let script = try sandbox.script("closer.py", """
+            import os, sys, time
+            os.closerange(3, 65536)
+            if os.fork() == 0:
+                os.closerange(3, 65536)
+                open(sys.argv[1] + ".pid", "w").write(str(os.getpid()))
+                time.sleep(30)
+                os._exit(0)
+            while not os.path.exists(sys.argv[1] + ".pid"):
+                time.sleep(0.01)
+            open(sys.argv[1], "a").write("parent-end\\n")
+            time.sleep(0.5)
+            """, interpreter: "/usr/bin/env python3")
+        let marks = sandbox.path("marks")
+        let holder = try sandbox.seqexec(["-q", script, marks])
+        #expect(waitUntil { sandbox.lines("marks") == ["parent-end"] })
+        let grandchild = try #require(Int32(sandbox.read("marks.pid")))
+        sandbox.extraPids.append(grandchild)
+        holder.signal(SIGKILL)
+        let next = try sandbox.seqexec(["-q", "--", "sh", "-c", "kill -0 \(grandchild) 2>/dev/null && echo overlap >> \"\(marks)\"; echo next >> \"\(marks)\""])
+        #expect(next.wait(20) == 0)
+        #expect(sandbox.lines("marks") == ["parent-end", "next"])
+        #expect(!sandbox.isAlive(grandchild))
+    }
+
+    /// Kill-all storms against commands that ignore SIGTERM, close their descriptors and
+    /// leave a grandchild: none of them runs beside the next command (a flock on a marker
+    /// that every command and its grandchild hold says so).
+    @Test func killAllStormsLeaveNoOverlap() throws {
+        let sandbox = try Sandbox()
+        let script = try sandbox.script("stubborn.py", """
+            import fcntl, os, signal, sys, time
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            marker = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(marker, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                open(sys.argv[2], "a").write("overlap\\n")
+            keep = set([0, 1, 2, marker])
+            for fd in range(3, 1024):
+                if fd not in keep:
+                    try: os.close(fd)
+                    except OSError: pass
+            if os.fork() == 0:
+                time.sleep(float(sys.argv[3]) * 2)
+                os._exit(0)
+            open(sys.argv[2], "a").write("ran\\n")
+            time.sleep(float(sys.argv[3]))
+            """, interpreter: "/usr/bin/env python3")
+        let marker = sandbox.path("marker")
+        let log = sandbox.path("log")
+        var storms = 0
+        for _ in 0..<20 {
+            var clients = try (0..<3).map { _ in try sandbox.seqexec(["-q", script, marker, log, "0.4"]) }
+            #expect(waitUntil(10) { sandbox.lines("log").count > storms * 2 })
+            // More clients arrive while the storm rages: one may take the lock between its rounds.
+            let killAll = try sandbox.seqexec(["--kill-all", "--kill-grace", "0.1"])
+            for _ in 0..<3 { clients.append(try sandbox.seqexec(["-q", script, marker, log, "0.4"])) }
+            #expect(killAll.wait(30) == 0, "\(killAll.stderr)")
+            for client in clients { #expect(client.wait(10) != nil) }
+            // At once after the storm: the next command must not meet a leftover.
+            let next = try sandbox.seqexec(["-q", script, marker, log, "0.01"])
+            #expect(next.wait(20) == 0)
+            storms += 1
+        }
+        let overlaps = sandbox.lines("log").filter { $0 == "overlap" }.count
+        print("kill-all storms: \(storms), overlaps: \(overlaps), commands run: \(sandbox.lines("log").filter { $0 == "ran" }.count)")
+        #expect(overlaps == 0)
+        #expect(waitUntil(10) { sandbox.stateIsClean })
+    }
+
+    /// A stopped holder is flagged in --status.
+    @Test func statusFlagsAStoppedCommand() throws {
+        let sandbox = try Sandbox()
+        let holder = try sandbox.seqexec(["-q", "--", "sh", "-c", "echo $$ > \"\(sandbox.path("pid"))\"; exec sleep 30"])
+        #expect(waitUntil { !sandbox.read("pid").isEmpty })
+        let pid = try #require(Int32(sandbox.read("pid").trimmingCharacters(in: .whitespacesAndNewlines)))
+        sandbox.extraPids.append(pid)
+        #expect(waitUntil { (try? ProcStat.read(pid))?.command == "sleep" })
+        kill(pid, SIGSTOP)
+        let (_, out, _) = try sandbox.run(["--status"])
+        #expect(out.contains("STOPPED: pid \(pid) is stopped"), "\(out)")
+        kill(pid, SIGCONT)
+        holder.signal(SIGTERM)
+        #expect(holder.wait(10) != nil)
+    }
+}
