@@ -88,8 +88,12 @@ public struct LockWaiter {
         let isTerminal = reporter.stderrIsTerminal && !reporter.quiet
         var lastStatus: Int64 = 0
         var statusShown = false
-        let safetyNanos = Int64(safetyInterval * 1e9)
+        let nearSafetyNanos = Int64(safetyInterval * 1e9)
+        let farSafetyNanos = Int64(max(safetyInterval, 30) * 1e9)
         var lastFull = Clock.monotonicNanoseconds()
+        /// The queue file as last evaluated: rename(2) gives every new version a new inode.
+        func queueStamp() -> FileStatus? { try? FileSystem.status(WaitQueue.fileName, relativeTo: directory.descriptor) }
+        var lastStamp = queueStamp()
         let deadline = request.waitTimeout.map { started + Int64($0 * 1e9) }
 
         func waited() -> Double { Double(Clock.monotonicNanoseconds() - started) / 1e9 }
@@ -138,6 +142,9 @@ public struct LockWaiter {
 
             var full = recheckNow
             var quick = false
+            // A waiter that cannot be next wakes through the pidfd of the one just ahead; its
+            // safety net is rarer, and skipped while the queue file has not changed.
+            let safetyNanos = position > request.slots ? farSafetyNanos : nearSafetyNanos
             if !full {
                 var timeout = safetyNanos - (now - lastFull)
                 if !reporter.quiet { timeout = min(timeout, statusEvery - (now - lastStatus)) }
@@ -175,10 +182,16 @@ public struct LockWaiter {
                         ?? live.first?.record.map { "'\($0.command)' (pid \($0.holder.pid))" }
                     return .gaveUp(waitedSeconds: waited(), holder: holder)
                 }
-                if after - lastFull >= safetyNanos || memoryShort != nil { full = true }
+                if memoryShort != nil {
+                    full = true
+                } else if after - lastFull >= safetyNanos {
+                    let stamp = queueStamp()
+                    if stamp != lastStamp || position <= request.slots { full = true } else { lastFull = after }
+                }
             }
             if full || (quick && worthChecking(me: me, slots: request.slots)) {
                 lastFull = Clock.monotonicNanoseconds()
+                lastStamp = queueStamp()
                 state = try evaluate(me: me, mine: &mine, request: request, record: record(), firstCall: false)
             }
         }
@@ -216,8 +229,16 @@ public struct LockWaiter {
             for line in snapshot.rejectedLines {
                 problems.append("dropped a malformed line of \(directory.path)/\(WaitQueue.fileName): '\(line)'")
             }
-            var entries = snapshot.entries.filter { $0.process == me || $0.process.isAlive }
-            if entries.count != snapshot.entries.count { changed = true }
+            // Only the lines ahead of ours decide our turn, so only their liveness is read
+            // (a /proc look each): a waiter far back pays for its place, not for the queue.
+            var entries = snapshot.entries
+            let before = QueueSnapshot(entries: entries).ordered
+            let ahead = before.firstIndex { $0.process == me }.map { before[..<$0] } ?? before[...]
+            let dead = Set(ahead.filter { !$0.process.isAlive }.map(\.process))
+            if !dead.isEmpty {
+                entries.removeAll { dead.contains($0.process) }
+                changed = true
+            }
             if !entries.contains(where: { $0.process == me }) {
                 // First arrival, or our line was lost: (re)add it with its original arrival time.
                 let entry = mine ?? QueueEntry(process: me, queuedAt: Clock.wallTime(), command: request.command, priority: request.priority)
