@@ -54,10 +54,13 @@ public enum KillAll {
         func find(_ signal: Int32) -> [Teardown.Target] {
             guard let (claims, snapshot) = try? directory.withMutex({ () throws(GuardFailure) in (try lock.inspect(), try queue.read()) }) else { return [] }
             var targets: [ProcessIdentity: Teardown.Target] = [:]
-            let waiters = Set(snapshot.entries.map(\.process))
-            for entry in snapshot.entries where entry.process.isAlive && entry.process.pid != me {
-                targets[entry.process] = Teardown.Target(entry.process, command: entry.command, wave: 0)
-                roles[entry.process] = "waiter"
+            let waiters = Set(snapshot.entries.flatMap { queue.waiters($0) })
+            // Only processes proved to be the waiters: those holding a line's waiter lock.
+            for entry in snapshot.entries {
+                for process in queue.waiters(entry) where process.pid != me {
+                    targets[process] = Teardown.Target(process, command: entry.command, wave: 0)
+                    roles[process] = "waiter"
+                }
             }
             var roots: [ProcessIdentity: String] = [:]
             var supervisors: [ProcessIdentity: String] = [:]
@@ -100,7 +103,7 @@ public enum KillAll {
         try directory.withMutex { () throws(GuardFailure) in
             for claim in try lock.inspect() where !claim.isLive { try lock.removeStale(claim) }
             let snapshot = try queue.read()
-            let kept = snapshot.entries.filter(\.process.isAlive)
+            let kept = snapshot.entries.filter { queue.isLive($0) }
             if kept.count != snapshot.entries.count || !snapshot.rejectedLines.isEmpty { try queue.write(kept) }
         }
         return report.ended.map { Ended(process: $0.process, role: roles[$0.process] ?? "holder", command: $0.command) }

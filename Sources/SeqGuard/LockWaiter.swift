@@ -40,6 +40,8 @@ public struct LockWaiter {
 
     var directory: StateDirectory { lock.directory }
     var reportedProblems: Set<String> = []
+    /// Our own waiter's lock, held from our first queue line until we leave the queue.
+    var waiterLock: (token: String, fd: FileDescriptor)?
 
     public init(directory: StateDirectory, reporter: Reporter, signals: SignalReceiver) {
         self.lock = ProjectLock(directory: directory)
@@ -57,6 +59,16 @@ public struct LockWaiter {
 
     /// Waits for a slot, in queue order, and takes it.
     public mutating func acquire(_ request: AcquireRequest, token: String) throws(GuardFailure) -> Acquisition {
+        // Out of the queue one way or another: our waiter's lock goes with the line.
+        defer { leaveQueue() }
+        do { return try waitForTurn(request, token: token) } catch {
+            // A failure mid-wait (the state turned unusable) leaves no line behind.
+            if waiterLock != nil { try? removeLine(of: ProcessIdentity.current()) }
+            throw error
+        }
+    }
+
+    mutating func waitForTurn(_ request: AcquireRequest, token: String) throws(GuardFailure) -> Acquisition {
         let me = ProcessIdentity.current()
         let host = Processes.hostName()
         let started = Clock.monotonicNanoseconds()
@@ -234,14 +246,24 @@ public struct LockWaiter {
             var entries = snapshot.entries
             let before = QueueSnapshot(entries: entries).ordered
             let ahead = before.firstIndex { $0.process == me }.map { before[..<$0] } ?? before[...]
-            let dead = Set(ahead.filter { !$0.process.isAlive }.map(\.process))
+            let dead = Set(ahead.filter { !queue.isLive($0) }.map(\.process))
             if !dead.isEmpty {
                 entries.removeAll { dead.contains($0.process) }
                 changed = true
             }
             if !entries.contains(where: { $0.process == me }) {
-                // First arrival, or our line was lost: (re)add it with its original arrival time.
-                let entry = mine ?? QueueEntry(process: me, queuedAt: Clock.wallTime(), command: request.command, priority: request.priority)
+                // First arrival, or our line was lost: (re)add it with its original arrival time,
+                // holding our waiter's lock first so the line is live from the moment it exists.
+                var entry = mine ?? QueueEntry(process: me, queuedAt: Clock.wallTime(), command: request.command, priority: request.priority)
+                if waiterLock == nil {
+                    let token = Processes.randomHex(bytes: 8)
+                    do throws(Errno) {
+                        if let fd = try queue.waiterLock(token).tryAcquire() { waiterLock = (token, fd) }
+                    } catch {
+                        throw GuardFailure("cannot create a waiter's lock in \(directory.path): \(error); check free space and permissions", errno: error)
+                    }
+                }
+                entry.token = waiterLock?.token
                 mine = entry
                 entries.append(entry)
                 changed = true
@@ -281,6 +303,14 @@ public struct LockWaiter {
         guard let snapshot = try? queue.read(), let claims = try? lock.inspect() else { return true }
         guard let rank = snapshot.ordered.firstIndex(where: { $0.process == me }) else { return true }
         return rank < slots - claims.filter(\.isLive).count
+    }
+
+    /// Gives our waiter's lock up (the line is gone or going).
+    mutating func leaveQueue() {
+        guard let (token, fd) = waiterLock else { return }
+        queue.waiterLock(token).remove(holding: fd)
+        fd.close()
+        waiterLock = nil
     }
 
     /// Removes this process's queue line (given up, interrupted).

@@ -54,6 +54,23 @@ public struct GuardFailure: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { message }
+
+    /// The fix to name for `errno`: a descriptor limit or a full disk has its own, whatever
+    /// the path; anything else gets `otherwise`.
+    public static func fix(for errno: Errno, otherwise: String) -> String {
+        if errno == .tooManyOpenFiles { return "raise the limit on open files ('ulimit -n', now \(Processes.openFileLimit))" }
+        if errno == .tooManyOpenFilesInSystem { return "the system is out of open files; close some programs" }
+        if errno == .noSpace { return "free some space on that file system" }
+        return otherwise
+    }
+
+    /// At start-up: too few descriptors allowed to run at all (the runtime itself needs
+    /// some to read its arguments). Nil when there are enough.
+    public static func checkOpenFileLimit(tool: String, minimum: UInt64 = 16) -> GuardFailure? {
+        let limit = Processes.openFileLimit
+        guard limit < minimum else { return nil }
+        return GuardFailure("\(tool) needs at least \(minimum) open files and the limit is \(limit); raise it ('ulimit -n \(minimum)')")
+    }
 }
 
 /// The exit statuses seqexec uses for itself, as timeout(1) and env(1) do.

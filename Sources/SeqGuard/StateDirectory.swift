@@ -42,7 +42,7 @@ public struct StateDirectory: Sendable {
         }
         let baseDescriptor: FileDescriptor
         do { baseDescriptor = try FileSystem.open(basePath, O_RDONLY | O_DIRECTORY) } catch {
-            throw GuardFailure("cannot open state directory \(basePath): \(error); \(fix)", errno: error)
+            throw GuardFailure("cannot open state directory \(basePath): \(error); \(GuardFailure.fix(for: error, otherwise: fix))", errno: error)
         }
         defer { baseDescriptor.close() }
         let name = namespace.directoryPrefix + project.hash
@@ -58,7 +58,7 @@ public struct StateDirectory: Sendable {
             if error == .tooManySymlinks || error == .notDirectory {
                 throw GuardFailure("unsafe state directory \(path): it is a symlink or not a directory; \(fix)", errno: error)
             }
-            throw GuardFailure("cannot open state directory \(path): \(error); \(fix)", errno: error)
+            throw GuardFailure("cannot open state directory \(path): \(error); \(GuardFailure.fix(for: error, otherwise: fix))", errno: error)
         }
         do {
             try check(path, try descriptor.status(), uid: uid, fix: fix)
@@ -131,7 +131,7 @@ extension StateDirectory {
             if let status = try? FileSystem.status(name, relativeTo: descriptor), !status.isRegularFile {
                 throw GuardFailure("unsafe state \(path): it is a \(status.kind), not a regular file; remove it with 'rm \(path)'", errno: error)
             }
-            throw GuardFailure("cannot open \(path): \(error); check free space and permissions", errno: error)
+            throw GuardFailure("cannot open \(path): \(error); \(GuardFailure.fix(for: error, otherwise: "check free space and permissions"))", errno: error)
         }
         let status: FileStatus
         do { status = try fd.status() } catch {

@@ -7,6 +7,8 @@ public struct StatusReport {
     public var claims: [Claim]
     public var queue: QueueSnapshot
     public var now: WallTime
+    /// The queue's lines whose waiter still waits (the kernel's word, read with the queue).
+    public var liveWaiters: Set<ProcessIdentity> = []
 
     /// Reads the state under the mutex, changing nothing.
     public static func read(_ configuration: GuardConfiguration) throws(GuardFailure) -> StatusReport {
@@ -17,10 +19,14 @@ public struct StatusReport {
 
     /// Reads one lane's state under its mutex, changing nothing.
     public static func read(project: Project, directory: StateDirectory) throws(GuardFailure) -> StatusReport {
-        let (claims, queue) = try directory.withMutex { () throws(GuardFailure) in
-            (try ProjectLock(directory: directory).inspect(), try WaitQueue(directory: directory).read())
+        let waitQueue = WaitQueue(directory: directory)
+        let (claims, queue, live) = try directory.withMutex { () throws(GuardFailure) in
+            let queue = try waitQueue.read()
+            return (try ProjectLock(directory: directory).inspect(), queue, Set(queue.entries.filter { waitQueue.isLive($0) }.map(\.process)))
         }
-        return StatusReport(project: project, statePath: directory.path, claims: claims, queue: queue, now: Clock.wallTime())
+        var report = StatusReport(project: project, statePath: directory.path, claims: claims, queue: queue, now: Clock.wallTime())
+        report.liveWaiters = live
+        return report
     }
 
     public var text: String {
@@ -56,7 +62,7 @@ public struct StatusReport {
         for (index, entry) in ordered.enumerated() {
             let waited = formatSeconds(max(0, entry.queuedAt.seconds(until: now)))
             let priority = entry.priority == .normal ? "" : " [\(entry.priority.rawValue)]"
-            let stale = entry.process.isAlive ? "" : " STALE: process gone"
+            let stale = liveWaiters.contains(entry.process) ? "" : " STALE: process gone"
             lines.append("  \(index + 1). pid \(entry.process.pid), '\(entry.command)', waiting \(waited)\(priority)\(stale)")
         }
         for line in queue.rejectedLines { lines.append("  malformed queue line: '\(line)'") }
@@ -90,7 +96,7 @@ public struct StatusReport {
                 ("priority", .string(entry.priority.rawValue)),
                 ("queued_at", .string(Clock.isoUTC(entry.queuedAt))),
                 ("waited_seconds", .number(max(0, entry.queuedAt.seconds(until: now)))),
-                ("stale", .bool(!entry.process.isAlive)),
+                ("stale", .bool(!liveWaiters.contains(entry.process))),
             ])
         }
         return JSON.encode(.object([

@@ -16,7 +16,7 @@ public enum Priority: String, Sendable, CaseIterable, Comparable {
     public static func < (lhs: Priority, rhs: Priority) -> Bool { lhs.rank < rhs.rank }
 }
 
-/// One waiter: a line `PID:TIMESTAMP:COMMAND:start=TICKS:prio=P` of `queue.txt`.
+/// One waiter: a line `PID:TIMESTAMP:COMMAND:start=TICKS:prio=P:w=TOKEN` of `queue.txt`.
 /// The command is percent-encoded (`%`, `:`, CR, LF) so the line splits unambiguously;
 /// further `key=value` fields may follow and are kept.
 public struct QueueEntry: Sendable, Equatable {
@@ -24,6 +24,9 @@ public struct QueueEntry: Sendable, Equatable {
     public var queuedAt: WallTime
     public var command: String
     public var priority: Priority
+    /// Names the waiter's own lock, `waiter-TOKEN.lock`, which it holds while it waits: the
+    /// kernel's word on whether the line is live, which no reused pid can fake.
+    public var token: String?
     public var extra: [String] = []
 
     public init(process: ProcessIdentity, queuedAt: WallTime, command: String, priority: Priority) {
@@ -35,7 +38,7 @@ public struct QueueEntry: Sendable, Equatable {
 
     public var line: String {
         ([String(process.pid), queuedAt.description, PercentEncoding.encode(command),
-          "start=\(process.startTime)", "prio=\(priority.rawValue)"] + extra).joined(separator: ":")
+          "start=\(process.startTime)", "prio=\(priority.rawValue)"] + (token.map { ["w=\($0)"] } ?? []) + extra).joined(separator: ":")
     }
 
     /// Parses one line; nil for garbage, a truncated line, or a foreign line with no start time
@@ -48,10 +51,15 @@ public struct QueueEntry: Sendable, Equatable {
         var start: UInt64?
         var priority = Priority.normal
         var extra: [String] = []
+        var token: String?
         for field in fields[3...] {
             if field.hasPrefix("start=") {
                 start = UInt64(field.dropFirst(6))
                 if start == nil { return nil }
+            } else if field.hasPrefix("w=") {
+                let value = field.dropFirst(2)
+                guard !value.isEmpty, value.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) else { return nil }
+                token = String(value)
             } else if field.hasPrefix("prio=") {
                 guard let value = Priority(rawValue: String(field.dropFirst(5))) else { return nil }
                 priority = value
@@ -65,6 +73,7 @@ public struct QueueEntry: Sendable, Equatable {
         self.init(process: ProcessIdentity(pid: pid, startTime: start), queuedAt: queuedAt,
                   command: command, priority: priority)
         self.extra = extra
+        self.token = token
     }
 }
 
@@ -107,6 +116,24 @@ public struct WaitQueue: Sendable {
 
     public init(directory: StateDirectory) { self.directory = directory }
 
+    /// The lock a waiter with `token` holds while it waits.
+    public func waiterLock(_ token: String) -> LockFile { LockFile(directory: directory, name: "waiter-\(token).lock") }
+
+    /// Whether `entry`'s waiter still waits: it holds its own lock. A line with no token
+    /// (forged, or an older seqexec's, which adds it again) is not live: a pid and a start
+    /// time can be reused, in a pid namespace even within one clock tick.
+    public func isLive(_ entry: QueueEntry) -> Bool {
+        guard let token = entry.token else { return false }
+        return waiterLock(token).isHeld
+    }
+
+    /// The processes proved to be `entry`'s waiter: those holding its lock. Nothing for a line
+    /// without a token: a pid and a start time alone are not proof enough to signal.
+    public func waiters(_ entry: QueueEntry) -> [ProcessIdentity] {
+        guard let token = entry.token else { return [] }
+        return waiterLock(token).holders()
+    }
+
     public func read() throws(GuardFailure) -> QueueSnapshot {
         guard let bytes = try directory.readFile(Self.fileName) else { return QueueSnapshot() }
         return QueueSnapshot(parsing: bytes)
@@ -123,9 +150,14 @@ public struct WaitQueue: Sendable {
             return
         }
         let temporary = "\(Self.fileName).\(Processes.currentPid).tmp"
-        // Every writer holds the mutex, so any other temporary file is a killed writer's.
-        for name in (try? FileSystem.contents(ofDirectoryAt: dir)) ?? [] where name.hasPrefix(Self.fileName + ".") && name.hasSuffix(".tmp") {
-            try? FileSystem.removeFile(name, relativeTo: dir)
+        // Every writer holds the mutex, so any other temporary file is a killed writer's, and
+        // a waiter's lock that nobody holds is a killed waiter's (waiters take theirs under it).
+        for name in (try? FileSystem.contents(ofDirectoryAt: dir)) ?? [] {
+            if name.hasPrefix(Self.fileName + ".") && name.hasSuffix(".tmp") {
+                try? FileSystem.removeFile(name, relativeTo: dir)
+            } else if name.hasPrefix("waiter-") && name.hasSuffix(".lock") && !LockFile(directory: directory, name: name).isHeld {
+                try? FileSystem.removeFile(name, relativeTo: dir)
+            }
         }
         do throws(Errno) {
             let fd = try FileSystem.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600, relativeTo: dir)

@@ -28,6 +28,9 @@ public struct Errno: Error, Equatable, Hashable, Sendable, CustomStringConvertib
     public static let inProgress = Errno(rawValue: EINPROGRESS)
     public static let hostUnreachable = Errno(rawValue: EHOSTUNREACH)
     public static let operationCanceled = Errno(rawValue: ECANCELED)
+    public static let tooManyOpenFiles = Errno(rawValue: EMFILE)
+    public static let tooManyOpenFilesInSystem = Errno(rawValue: ENFILE)
+    public static let noSpace = Errno(rawValue: ENOSPC)
 
     /// The calling thread's errno.
     public static var current: Errno { Errno(rawValue: cseq_errno()) }

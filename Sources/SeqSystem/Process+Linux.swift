@@ -223,6 +223,13 @@ public enum Processes {
     }
 
     public static var currentPid: Int32 { getpid() }
+
+    /// The soft limit on open descriptors (RLIMIT_NOFILE).
+    public static var openFileLimit: UInt64 {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return UInt64.max }
+        return UInt64(limit.rlim_cur)
+    }
     public static var parentPid: Int32 { getppid() }
     public static var userID: UInt32 { getuid() }
 

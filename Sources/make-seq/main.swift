@@ -169,6 +169,11 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
 
 // A closed stdout or stderr (`| head`) must not kill the supervisor mid-run.
 BrokenPipe.ignore()
+// Too few descriptors to read even the arguments: say so, not "no command given".
+if let failure = GuardFailure.checkOpenFileLimit(tool: "make-seq") {
+    Reporter(toolName: "make-seq").error(failure.message)
+    ProcessExit.now(failure.exitCode)
+}
 
 let mode: Mode
 let configuration: GuardConfiguration

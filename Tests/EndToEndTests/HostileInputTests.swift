@@ -126,6 +126,56 @@ struct HostileInputTests {
         #expect(!FileManager.default.fileExists(atPath: sandbox.path("ran")))
     }
 
+    /// A queue line names a live process, but not one that holds the line's waiter lock (a
+    /// reused pid, a forged line): nobody waits behind it, and --kill-all leaves that process be.
+    @Test func aReusedPidCannotAdoptAQueueLine() throws {
+        let sandbox = try Sandbox()
+        let bystander = try sandbox.start("/bin/sleep", ["300"])
+        #expect(waitUntil { (try? ProcStat.read(bystander.pid))?.command == "sleep" })
+        let start = try #require(try? ProcStat.read(bystander.pid).startTime)
+        #expect(try sandbox.run(["-q", "true"]).0 == 0)
+        let state = try #require(sandbox.projectState)
+        let lines = [
+            "\(bystander.pid):1796160000.000000:forged%3Awith%20token:start=\(start):prio=high:w=deadbeefdeadbeef",
+            "\(bystander.pid):1796160000.000001:forged%3Ano%20token:start=\(start):prio=high",
+        ]
+        try sandbox.write("../state/\((state as NSString).lastPathComponent)/queue.txt", lines.joined(separator: "\n") + "\n")
+        let (status, _, err) = try sandbox.run(["-q", "-w", "5", "true"], seconds: 10)
+        #expect(status == 0, "it did not wait behind a line nobody holds: \(err)")
+        #expect(sandbox.queueLines.isEmpty)
+
+        try sandbox.write("../state/\((state as NSString).lastPathComponent)/queue.txt", lines.joined(separator: "\n") + "\n")
+        let (killed, out, _) = try sandbox.run(["--kill-all"])
+        #expect(killed == 0 && out.contains("nothing to end"), "\(out)")
+        #expect(bystander.isRunning, "--kill-all signalled a process it had not proved to be a waiter")
+        #expect(sandbox.queueLines.isEmpty)
+    }
+
+    /// A waiter that fails mid-wait (its state turned unusable) takes its line with it.
+    @Test func aWaiterThatFailsMidWaitLeavesNoLine() throws {
+        let sandbox = try Sandbox()
+        let (job, hold, holder) = try blockedHolder(sandbox)
+        let waiter = try sandbox.seqexec(["-q", job, "w1"])
+        #expect(waitUntil { sandbox.queueLines.count == 1 })
+        let state = try #require(sandbox.projectState)
+        #expect(symlink("/tmp", state + "/executor.lock.1") == 0)
+        #expect(waiter.wait(20) == 125)
+        #expect(waiter.stderr.contains("executor.lock.1"), "\(waiter.stderr)")
+        #expect(sandbox.queueLines.isEmpty, "\(sandbox.queueLines)")
+        unlink(state + "/executor.lock.1")
+        sandbox.release(hold)
+        #expect(holder.wait() == 0)
+        #expect(sandbox.stateIsClean)
+    }
+
+    /// Too few descriptors to run: said so, with the fix, instead of "no command given".
+    @Test func tooFewOpenFilesAreNamed() throws {
+        let sandbox = try Sandbox()
+        let shell = try sandbox.start("/bin/bash", ["-c", "ulimit -n 8; exec \"$0\" -q -- true", seqexecPath])
+        #expect(shell.wait() == 125)
+        #expect(shell.stderr == "seqexec: seqexec needs at least 16 open files and the limit is 8; raise it ('ulimit -n 16')\n", "\(shell.stderr)")
+    }
+
     /// A writer killed between writing its temporary queue file and renaming it leaves the
     /// file; the next writer, under the same mutex, removes it.
     @Test func temporaryQueueFilesOfKilledWritersAreRemoved() throws {
