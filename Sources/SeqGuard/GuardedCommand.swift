@@ -312,6 +312,7 @@ public enum GuardedCommand {
             finished.runMilliseconds = run.runNanoseconds / 1_000_000
             finished.signal = signalName
             finished.peakTreeBytes = run.peakTreeBytes
+            finished.peakSharedFileBytes = run.peakSharedFileBytes
             finished.metric = policy?.metric
             finished.memoryLimitMegabytes = policy == nil ? nil : configuration.memoryLimitMegabytes
             finished.largestProcessBytes = Processes.reapedChildrenPeakResident()

@@ -23,6 +23,8 @@ public struct HistoryRecord: Sendable {
     public var signal: String?
     /// The largest tree total the monitor saw, by `metric`; nil with the monitor off.
     public var peakTreeBytes: Int64?
+    /// Of it: the most held at once in tmpfs files and memfds the tree had open.
+    public var peakSharedFileBytes: Int64?
     public var metric: MemoryMetric?
     public var memoryLimitMegabytes: Int?
     /// The peak RSS of the largest single process of the tree (getrusage), always known.
@@ -53,6 +55,7 @@ public struct HistoryRecord: Sendable {
             ("ended", .string(ended.rawValue)),
             ("signal", signal.map(JSON.Value.string) ?? .null),
             ("peak_tree_kb", optional(peakTreeBytes.map { $0 / 1024 })),
+            ("tmpfs_kb", optional(peakSharedFileBytes.map { $0 / 1024 })),
             ("metric", metric.map { .string($0.rawValue) } ?? .null),
             ("memory_limit_mb", optional(memoryLimitMegabytes.map(Int64.init))),
             ("max_process_kb", optional(largestProcessBytes.map { $0 / 1024 })),
@@ -77,6 +80,7 @@ public struct HistoryRecord: Sendable {
         runMilliseconds = value["run_ms"]?.integer
         signal = value["signal"]?.string
         peakTreeBytes = value["peak_tree_kb"]?.integer.map { $0 * 1024 }
+        peakSharedFileBytes = value["tmpfs_kb"]?.integer.map { $0 * 1024 }
         metric = value["metric"]?.string.flatMap(MemoryMetric.init(rawValue:))
         memoryLimitMegabytes = value["memory_limit_mb"]?.integer.map { Int($0) }
         largestProcessBytes = value["max_process_kb"]?.integer.map { $0 * 1024 }

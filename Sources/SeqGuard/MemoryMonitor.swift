@@ -44,6 +44,8 @@ public struct ProcessUsage: Sendable, Equatable {
 /// One sample of a tree.
 public struct TreeUsage: Sendable {
     public var total: Int64 = 0
+    /// Of the total: tmpfs files and memfds the tree has open, once per file.
+    public var sharedFiles: Int64 = 0
     public var processes: [ProcessUsage] = []
 
     public var biggest: ProcessUsage? { processes.max { $0.bytes < $1.bytes } }
@@ -57,6 +59,8 @@ public struct MemoryMonitor: Sendable {
     /// The largest total seen, and the biggest process of that sample.
     public private(set) var peak: Int64 = 0
     public private(set) var peakBiggest: ProcessUsage?
+    /// The most held in tmpfs files and memfds at once.
+    public private(set) var peakSharedFiles: Int64 = 0
     public private(set) var samplesTaken = 0
     var previous: (time: Int64, bytes: Int64)?
 
@@ -73,13 +77,20 @@ public struct MemoryMonitor: Sendable {
     /// Reads the tree from /proc. Processes in `excluding` (already being ended) are left out.
     public mutating func sample(excluding: Set<ProcessIdentity> = [], now: Int64 = Clock.monotonicNanoseconds()) -> TreeUsage {
         var usage = TreeUsage()
+        var files = Set<[UInt64]>()
         for stat in Processes.tree(of: root) where !excluding.contains(stat.identity) {
-            let bytes: Int64
+            var bytes: Int64
             switch policy.metric {
             case .rss: bytes = stat.residentPages * SystemMemory.pageSize
             case .pss:
                 guard let pss = Processes.proportionalSetSize(stat.pid) else { continue }
                 bytes = pss
+            }
+            // Memory in a tmpfs file or memfd is memory too, though no RSS shows it: once
+            // per file, to the first process seen holding it.
+            for file in Processes.sharedMemoryFiles(stat.pid) where files.insert([file.device, file.inode]).inserted {
+                bytes += file.bytes
+                usage.sharedFiles += file.bytes
             }
             usage.total += bytes
             usage.processes.append(ProcessUsage(identity: stat.identity, command: stat.command, bytes: bytes))
@@ -88,6 +99,7 @@ public struct MemoryMonitor: Sendable {
             peak = max(peak, usage.total)
             peakBiggest = usage.biggest ?? peakBiggest
         }
+        peakSharedFiles = max(peakSharedFiles, usage.sharedFiles)
         samplesTaken += 1
         previous = (now, usage.total)
         return usage

@@ -19,6 +19,8 @@ public struct SupervisedRun: Sendable {
     public var runNanoseconds: Int64 = 0
     /// The largest tree total the monitor saw; nil when it did not run.
     public var peakTreeBytes: Int64?
+    /// Of it, the most in tmpfs files and memfds the tree had open.
+    public var peakSharedFileBytes: Int64?
     /// Processes the monitor ended with `--memory-action largest`.
     public var memoryVictims = 0
     /// The kernel's OOM-kill count soon after the start (read 20 ms in, not on the way in:
@@ -102,13 +104,14 @@ public struct Supervisor {
         reporter.step("started pid \(pid): \(display)")
 
         var result = SupervisedRun(ending: .timedOut, child: child)
+        var monitor = memory.map { MemoryMonitor(policy: $0) }
         func finished() -> SupervisedRun {
             result.runNanoseconds = Clock.monotonicNanoseconds() - started
+            if let monitor, monitor.samplesTaken > 0 { result.peakSharedFileBytes = monitor.peakSharedFiles }
             return result
         }
         let tree = ProcessTree(signals: signals)
         let deadline = timeout.map { started + Int64($0 * 1e9) }
-        var monitor = memory.map { MemoryMonitor(policy: $0) }
         let firstLook = started + Int64(MemoryMonitor.startupDelay * 1e9)
         var nextSample = firstLook
         var oomBaselineDue = true

@@ -1,3 +1,4 @@
+import CSeqSystem
 import Glibc
 
 /// Machine-wide memory figures from /proc.
@@ -72,6 +73,23 @@ extension Processes {
             }
         }
         return found.reversed()
+    }
+
+    /// The tmpfs files and memfds `pid` has open (memory that no RSS shows: a file written
+    /// and never mapped), each as its device, inode and allocated bytes.
+    public static func sharedMemoryFiles(_ pid: Int32) -> [(device: UInt64, inode: UInt64, bytes: Int64)] {
+        guard let fds = try? FileSystem.contents(ofDirectory: "/proc/\(pid)/fd") else { return [] }
+        var result: [(device: UInt64, inode: UInt64, bytes: Int64)] = []
+        for fd in fds {
+            let path = "/proc/\(pid)/fd/\(fd)"
+            // Sockets, pipes and anonymous inodes read as "socket:[…]" and the like.
+            guard let target = try? FileSystem.readLink(path), target.hasPrefix("/") else { continue }
+            guard cseq_filesystem_type(path) == 0x0102_1994 else { continue }  // TMPFS_MAGIC: tmpfs, shm, memfd
+            var st = stat()
+            guard fstatat(AT_FDCWD, path, &st, 0) == 0, st.st_mode & S_IFMT == S_IFREG else { continue }
+            result.append((UInt64(st.st_dev), UInt64(st.st_ino), Int64(st.st_blocks) * 512))
+        }
+        return result
     }
 
     /// Proportional set size in bytes (/proc/PID/smaps_rollup): shared pages divided among

@@ -35,6 +35,32 @@ struct MemoryTests {
         #expect((record["peak_tree_kb"] as? Int ?? 0) >= 120 * 1024)
     }
 
+    /// Memory held in a tmpfs file or a memfd the tree has open counts toward the limit,
+    /// though no RSS shows it, and the history line says how much there was.
+    @Test(arguments: ["shm", "memfd"]) func memoryInTmpfsFilesAndMemfdsCounts(kind: String) throws {
+        let sandbox = try Sandbox()
+        let shm = "/dev/shm/seqexec-test-\(getpid())-\(kind)"
+        defer { unlink(shm) }
+        let script = try sandbox.script("fill.py", """
+            import os, sys, time
+            fd = os.memfd_create("fill") if sys.argv[1] == "memfd" else os.open(sys.argv[2], os.O_RDWR | os.O_CREAT, 0o600)
+            block = b"x" * (4 << 20)
+            for _ in range(100):
+                os.write(fd, block)
+                time.sleep(0.01)
+            open(sys.argv[3], "w").write("filled")
+            time.sleep(30)
+            """, interpreter: "/usr/bin/env python3")
+        let (status, _, stderr) = try sandbox.run(["-m", "100", "-i", "1", "--kill-grace", "1", script, kind, shm, sandbox.path("filled")])
+        #expect(status == 137, "\(stderr)")
+        #expect(sandbox.read("filled").isEmpty, "ended before it wrote 400 MB")
+        let record = sandbox.history.last ?? [:]
+        #expect(record["ended"] as? String == "memory", "\(record)")
+        // The tree reached the limit mostly through the file: python's own RSS is ~20 MB.
+        #expect((record["peak_tree_kb"] as? Int ?? 0) >= 100 * 1024, "\(record)")
+        #expect((record["tmpfs_kb"] as? Int ?? 0) >= 60 * 1024, "\(record)")
+    }
+
     @Test func theWarningComesOnceAtHalfTheLimit() throws {
         let sandbox = try Sandbox()
         let alloc = try sandbox.allocator()

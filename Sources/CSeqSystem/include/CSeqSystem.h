@@ -16,6 +16,7 @@
 #include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -50,6 +51,13 @@ static inline int cseq_set_child_subreaper(void) {
 
 static inline int cseq_set_parent_death_signal(int sig) {
     return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0);
+}
+
+/// statfs(2)'s f_type for `path` (following a /proc fd link), or -1.
+static inline long cseq_filesystem_type(const char *path) {
+    struct statfs fs;
+    if (statfs(path, &fs) != 0) return -1;
+    return (long)fs.f_type;
 }
 
 static inline int cseq_fcntl_setfl(int fd, int flags) {
