@@ -345,7 +345,11 @@ public enum GuardedCommand {
     @available(*, noasync)
     static func front(supervisor pid: Int32, signals: SignalReceiver) -> Int32 {
         while true {
-            if let status = (try? Spawn.reap(pid)) ?? nil { return status.shellExitCode }
+            do {
+                if let status = try Spawn.reap(pid) { return status.shellExitCode }
+            } catch {
+                return ExitCode.toolFailure  // not our child any more: nothing left to wait for
+            }
             guard !Poll.readable([signals.descriptor], timeoutMilliseconds: -1).isEmpty else { continue }
             for signal in signals.drain() where signal.number != SIGCHLD && !signal.cameFromTerminal {
                 Processes.signalChild(pid, signal.number)

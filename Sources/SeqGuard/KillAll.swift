@@ -104,6 +104,7 @@ public enum KillAll {
             for claim in try lock.inspect() where !claim.isLive { try lock.removeStale(claim) }
             let snapshot = try queue.read()
             let kept = snapshot.entries.filter { queue.isLive($0) }
+            queue.forget(snapshot.entries.filter { !kept.contains($0) })
             if kept.count != snapshot.entries.count || !snapshot.rejectedLines.isEmpty { try queue.write(kept) }
         }
         return report.ended.map { Ended(process: $0.process, role: roles[$0.process] ?? "holder", command: $0.command) }

@@ -246,9 +246,11 @@ public struct LockWaiter {
             var entries = snapshot.entries
             let before = QueueSnapshot(entries: entries).ordered
             let ahead = before.firstIndex { $0.process == me }.map { before[..<$0] } ?? before[...]
-            let dead = Set(ahead.filter { !queue.isLive($0) }.map(\.process))
+            let deadEntries = ahead.filter { !queue.isLive($0) }
+            let dead = Set(deadEntries.map(\.process))
             if !dead.isEmpty {
                 entries.removeAll { dead.contains($0.process) }
+                queue.forget(deadEntries)
                 changed = true
             }
             if !entries.contains(where: { $0.process == me }) {

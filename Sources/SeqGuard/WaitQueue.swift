@@ -134,6 +134,16 @@ public struct WaitQueue: Sendable {
         return waiterLock(token).holders()
     }
 
+    /// Removes the waiter locks of lines dropped as dead (their waiters were killed). Call
+    /// under the mutex: a waiter takes its lock under it, so an unheld one is nobody's.
+    public func forget(_ entries: [QueueEntry]) {
+        for entry in entries {
+            guard let token = entry.token else { continue }
+            let lock = waiterLock(token)
+            if !lock.isHeld { try? FileSystem.removeFile(lock.name, relativeTo: directory.descriptor) }
+        }
+    }
+
     public func read() throws(GuardFailure) -> QueueSnapshot {
         guard let bytes = try directory.readFile(Self.fileName) else { return QueueSnapshot() }
         return QueueSnapshot(parsing: bytes)
@@ -150,14 +160,9 @@ public struct WaitQueue: Sendable {
             return
         }
         let temporary = "\(Self.fileName).\(Processes.currentPid).tmp"
-        // Every writer holds the mutex, so any other temporary file is a killed writer's, and
-        // a waiter's lock that nobody holds is a killed waiter's (waiters take theirs under it).
-        for name in (try? FileSystem.contents(ofDirectoryAt: dir)) ?? [] {
-            if name.hasPrefix(Self.fileName + ".") && name.hasSuffix(".tmp") {
-                try? FileSystem.removeFile(name, relativeTo: dir)
-            } else if name.hasPrefix("waiter-") && name.hasSuffix(".lock") && !LockFile(directory: directory, name: name).isHeld {
-                try? FileSystem.removeFile(name, relativeTo: dir)
-            }
+        // Every writer holds the mutex, so any other temporary file is a killed writer's.
+        for name in (try? FileSystem.contents(ofDirectoryAt: dir)) ?? [] where name.hasPrefix(Self.fileName + ".") && name.hasSuffix(".tmp") {
+            try? FileSystem.removeFile(name, relativeTo: dir)
         }
         do throws(Errno) {
             let fd = try FileSystem.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600, relativeTo: dir)

@@ -216,5 +216,8 @@ struct LockAndQueueTests {
         #expect(try sandbox.run(["-q", "true"]).0 == 0)
         #expect(sandbox.stateIsClean, "\(status)")
         #expect(sandbox.read("overlap") == "")
+        // No file of a killed waiter or writer is left: waiter locks, temporary queue files.
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: sandbox.projectState ?? "")) ?? []
+        #expect(left.filter { $0.hasPrefix("waiter-") || $0.hasSuffix(".tmp") } == [], "\(left)")
     }
 }
