@@ -1,0 +1,112 @@
+import SeqSystem
+
+/// Everything one guarded invocation needs, already parsed from flags and environment.
+public struct GuardConfiguration: Sendable {
+    public var toolName = "seqexec"
+    public var projectPath: String?
+    /// Where the project is looked for when none is given (make-seq's `make -C DIR`); nil for
+    /// the current directory.
+    public var searchDirectory: String?
+    /// make-seq: take the project's make lock too, before its executor lock, so that makes of
+    /// the project queue among themselves and each still excludes every guarded command.
+    public var takesMakeLock = false
+    /// Changes to the command's environment: a value sets the variable, nil removes it.
+    public var environmentChanges: [(name: String, value: String?)] = []
+    public var stateBase: String?
+    /// Seconds; nil for no limit.
+    public var timeout: Double? = 3600
+    public var killGrace: Double = 5
+    public var waitTimeout: Double?
+    public var slots = 1
+    public var priority = Priority.normal
+    public var verbose = false
+    public var quiet = false
+    public var arguments: [String] = []
+    /// The command as bytes, exactly as given on the command line (argv need not be UTF-8);
+    /// nil: `arguments` as UTF-8. `arguments` is for display and decisions only.
+    public var rawArguments: [[UInt8]]?
+    /// What is executed: `rawArguments`, else `arguments`.
+    public var commandBytes: [[UInt8]] { rawArguments ?? arguments.map { Array($0.utf8) } }
+    /// MiB; 0 turns the memory monitor off.
+    public var memoryLimitMegabytes = 2048
+    /// Seconds: the longest gap between memory samples.
+    public var checkInterval: Double = 5
+    public var memoryMetric = MemoryMetric.rss
+    public var memoryAction = MemoryAction.tree
+    /// MiB of MemAvailable needed before the command may start.
+    public var minimumAvailableMegabytes: Int?
+    /// Take the user's machine-wide lock instead of the project's.
+    public var machineWide = false
+    public var gitMode = GitMode.auto
+    /// Seconds to wait for another git operation of the repository.
+    public var gitWait: Double = 10
+    public var cleanStaleGitLocks = false
+    public var historyMaximumBytes = History.defaultMaximumBytes
+
+    /// When git safety applies: to git commands (argv[0]'s base name is `git`), always
+    /// (`--git-guard`, for a script that runs git), or never (`--no-git-wait`).
+    public enum GitMode: Sendable { case auto, always, off }
+
+    public init() {}
+
+    public var memoryPolicy: MemoryPolicy? {
+        guard memoryLimitMegabytes > 0 else { return nil }
+        return MemoryPolicy(limitBytes: Int64(memoryLimitMegabytes) << 20, interval: checkInterval, metric: memoryMetric, action: memoryAction)
+    }
+
+    /// Whether the command gets git safety.
+    public var guardsGit: Bool {
+        switch gitMode {
+        case .off: return false
+        case .always: return true
+        case .auto: return arguments.first.map { $0.split(separator: "/").last == "git" } ?? false
+        }
+    }
+
+    public var reporter: Reporter { Reporter(toolName: toolName, verbose: verbose, quiet: quiet) }
+
+    /// The project, found from the flags, the environment and the current directory.
+    public func project() throws(GuardFailure) -> Project {
+        try Project.resolve(explicit: projectPath, searchingFrom: searchDirectory)
+    }
+
+    /// The locks a run takes, outermost first; see "Lock order" in the README. The machine
+    /// lane is outermost; a make lock comes before the executor lock it guards.
+    public func lockPlan() throws(GuardFailure) -> [(Project, LockNamespace)] {
+        if machineWide {
+            return takesMakeLock ? [(.machine, .seqexec), (try project(), .make)] : [(.machine, .seqexec)]
+        }
+        let project = try project()
+        return takesMakeLock ? [(project, .make), (project, .seqexec)] : [(project, .seqexec)]
+    }
+
+    /// The lane whose lock runs commands and keeps the history: the machine's with
+    /// `--machine`, else the project's executor lock, with its state directory.
+    public func openState() throws(GuardFailure) -> (Project, StateDirectory) {
+        let project = machineWide ? Project.machine : try project()
+        return (project, try StateDirectory.open(project: project, base: stateBase, namespace: .seqexec))
+    }
+
+    /// The lanes `--kill-all` clears: the project's make lock and executor lock (a queued
+    /// make-seq would otherwise start the moment the emergency stop is over), or the machine
+    /// lane. Lanes with no state directory yet are left out.
+    public func openKillAllStates() throws(GuardFailure) -> [StateDirectory] {
+        var plan: [(Project, LockNamespace)] = [(.machine, .seqexec)]
+        if !machineWide {
+            let project = try project()
+            plan = [(project, .make), (project, .seqexec)]
+        }
+        var directories: [StateDirectory] = []
+        for (project, namespace) in plan {
+            do {
+                directories.append(try StateDirectory.open(project: project, base: stateBase, namespace: namespace, create: false))
+            } catch where error.errno == .noSuchFile {
+                continue
+            } catch {
+                for directory in directories { directory.close() }
+                throw error
+            }
+        }
+        return directories
+    }
+}
