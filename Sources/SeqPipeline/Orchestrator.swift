@@ -166,6 +166,15 @@ public struct Orchestrator {
             for index in slots.indices {
                 if let at = slots[index].restartAt, at <= now {
                     slots[index].restartAt = nil
+                    // A fence that could not complete (a process stuck in the kernel) is tried
+                    // again before the device gets a new worker; its job waits claimed till then.
+                    if slots[index].fencePending {
+                        slots[index].fencePending = !fenceWorker(slots[index], fencer: fencer, sparing: Set(slots.compactMap(\.process)), reap: reapAll)
+                        if slots[index].fencePending {
+                            slots[index].restartAt = Clock.monotonicNanoseconds() + Int64(max(config.restartDelaySeconds, 1) * 1e9)
+                            continue
+                        }
+                    }
                     slots[index].restarts += 1
                     start(&slots[index], lock: held, fencer: fencer, reap: reapAll)
                 }
