@@ -53,16 +53,11 @@ public struct LockFile: Sendable {
     /// The processes holding it: every process that has its locked descriptor.
     public func holders() -> [ProcessIdentity] {
         guard let status = try? FileSystem.status(name, relativeTo: directory.descriptor) else { return [] }
-        return Processes.lockHolders(device: status.device, inode: status.inode)
+        return Processes.holding(device: status.device, inode: status.inode, lockedOnly: true)
     }
 
-    /// Waits until no process holds the lock or `seconds` pass, woken by the holders' exits.
-    /// Returns whether it is free.
-    @available(*, noasync)
-    public func waitUntilFree(seconds: Double) -> Bool {
-        LockFile.waitUntilFree([self], seconds: seconds)
-    }
-
+    /// Waits until no process holds any of `locks` or `seconds` pass, woken by the holders'
+    /// exits. Returns whether all are free.
     @available(*, noasync)
     static func waitUntilFree(_ locks: [LockFile], seconds: Double) -> Bool {
         let deadline = Clock.monotonicNanoseconds() + Int64(seconds * 1e9)

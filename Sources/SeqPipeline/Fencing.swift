@@ -79,7 +79,6 @@ struct Fencer {
     var locks: PipelineLocks
     var store: any JobStore
     var config: PipelineConfig
-    var reporter: Reporter
     /// Where the lines go: the orchestrator's stderr or a worker's log.
     var say: (String) -> Void
 
@@ -90,8 +89,7 @@ struct Fencer {
 
     /// Ends whatever still holds `device`'s lock or the locks of `jobs` (their attempts'
     /// leftovers), saying what it waits for in status and events, and waits until the kernel
-    /// says all are free. `also` names more leftovers (orphans reparented to the caller).
-    /// Returns whether all are free.
+    /// says all are free. Returns whether all are free.
     @available(*, noasync)
     func fence(device: String?, jobs: [Job], worker: Int?, sparing: Set<ProcessIdentity> = [], grace: Double? = nil,
                reap: () -> Void = {}) -> Bool {

@@ -93,7 +93,7 @@ public struct Orchestrator {
         } catch {
             throw GuardFailure("cannot prepare to run workers: \(error)", errno: error)
         }
-        let fencer = Fencer(locks: locks, store: store, config: config, reporter: reporter, say: say)
+        let fencer = Fencer(locks: locks, store: store, config: config, say: say)
         do {
             // Claims of an earlier run: the lock proves that run is gone; its attempts'
             // leftovers (a step that let go of the store's lock) are ended before the claims

@@ -213,7 +213,7 @@ public struct Worker {
             attemptLock = try? lock.tryAcquire()
             if attemptLock == nil {
                 try store.updateWorker(index: index, state: "fencing", job: job.id, bootSeconds: Clock.secondsSinceBoot())
-                let fencer = Fencer(locks: locks, store: store, config: config, reporter: reporter, say: log)
+                let fencer = Fencer(locks: locks, store: store, config: config, say: log)
                 // Never the orchestrator: only an earlier attempt's processes are ended.
                 let sparing = Set([try? ProcStat.read(Processes.parentPid).identity].compactMap { $0 })
                 if fencer.fence(device: nil, jobs: [job], worker: index, sparing: sparing) { attemptLock = try? lock.tryAcquire() }

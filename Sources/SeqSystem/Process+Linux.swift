@@ -151,8 +151,10 @@ public enum Processes {
     }
 
     /// Processes (readable by this user) with a descriptor open on the file `device`/`inode`:
-    /// the ones keeping a lock file's flock alive.
-    public static func holding(device: UInt64, inode: UInt64) -> [ProcessIdentity] {
+    /// the ones keeping a lock file's flock alive. With `lockedOnly`, only those whose
+    /// descriptor holds a flock on it (its /proc fdinfo shows the lock): a process that only
+    /// has the file open, to look at it, is left out.
+    public static func holding(device: UInt64, inode: UInt64, lockedOnly: Bool = false) -> [ProcessIdentity] {
         guard let names = try? FileSystem.contents(ofDirectory: "/proc") else { return [] }
         var result: [ProcessIdentity] = []
         for name in names {
@@ -161,29 +163,11 @@ public enum Processes {
                 var st = stat()
                 guard fstatat(AT_FDCWD, "/proc/\(pid)/fd/\(fd)", &st, 0) == 0,
                       UInt64(st.st_dev) == device, UInt64(st.st_ino) == inode else { continue }
-                if let stat = try? ProcStat.read(pid) { result.append(stat.identity) }
-                break
-            }
-        }
-        return result
-    }
-
-    /// Processes (readable by this user) holding a flock on the file `device`/`inode`
-    /// through a descriptor of theirs: its /proc fdinfo shows the lock. A process that only
-    /// has the file open (to look at it) is not one of them.
-    public static func lockHolders(device: UInt64, inode: UInt64) -> [ProcessIdentity] {
-        guard let names = try? FileSystem.contents(ofDirectory: "/proc") else { return [] }
-        var result: [ProcessIdentity] = []
-        for name in names {
-            guard let first = name.utf8.first, first >= UInt8(ascii: "1"), first <= UInt8(ascii: "9"), let pid = Int32(name),
-                  let fds = try? FileSystem.contents(ofDirectory: "/proc/\(pid)/fd") else { continue }
-            for fd in fds {
-                var st = stat()
-                guard fstatat(AT_FDCWD, "/proc/\(pid)/fd/\(fd)", &st, 0) == 0,
-                      UInt64(st.st_dev) == device, UInt64(st.st_ino) == inode,
-                      let info = try? FileSystem.readFile("/proc/\(pid)/fdinfo/\(fd)") else { continue }
-                let text = String(decoding: info, as: UTF8.self)
-                guard text.contains("FLOCK"), text.split(separator: "\n").contains(where: { $0.hasPrefix("lock:") && $0.contains("FLOCK") }) else { continue }
+                if lockedOnly {
+                    guard let info = try? FileSystem.readFile("/proc/\(pid)/fdinfo/\(fd)"),
+                          String(decoding: info, as: UTF8.self).split(separator: "\n").contains(where: { $0.hasPrefix("lock:") && $0.contains("FLOCK") })
+                    else { continue }
+                }
                 if let stat = try? ProcStat.read(pid), stat.state != "Z" { result.append(stat.identity) }
                 break
             }
