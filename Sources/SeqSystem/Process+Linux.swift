@@ -50,33 +50,60 @@ public struct ProcStat: Sendable, Equatable {
     public static func parse(_ bytes: [UInt8]) -> ProcStat? {
         guard let open = bytes.firstIndex(of: UInt8(ascii: "(")),
               let close = bytes.lastIndex(of: UInt8(ascii: ")")), open < close,
-              let pid = Int32(String(decoding: bytes[..<open], as: UTF8.self)
-                  .trimmingCharacters(in: " "))
+              let pid = Self.number(bytes[..<open]).flatMap({ Int32(exactly: $0) })
+        else { return nil }
+        // Fields by hand, not by split: every /proc scan parses every process's line.
+        // After ")": field 3 (state), 4 (ppid), 5 (pgrp), ... 22 (start time), 24 (rss).
+        var fields: (state: UInt8, parent: Int64, group: Int64, start: Int64, rss: Int64) = (0, -1, -1, -1, -1)
+        var field = 2
+        var index = close + 1
+        let end = bytes.endIndex
+        while index < end, field < 24 {
+            while index < end, bytes[index] == UInt8(ascii: " ") { index += 1 }
+            guard index < end else { break }
+            var stop = index
+            while stop < end, bytes[stop] != UInt8(ascii: " "), bytes[stop] != UInt8(ascii: "\n") { stop += 1 }
+            field += 1
+            switch field {
+            case 3: fields.state = bytes[index]
+            case 4: fields.parent = Self.number(bytes[index..<stop]) ?? -1
+            case 5: fields.group = Self.number(bytes[index..<stop]) ?? -1
+            case 22: fields.start = Self.number(bytes[index..<stop]) ?? -1
+            case 24: fields.rss = Self.number(bytes[index..<stop]) ?? -1
+            default: break
+            }
+            index = stop
+        }
+        guard field == 24, fields.state != 0, fields.start >= 0,
+              let parent = Int32(exactly: fields.parent), parent >= 0,
+              let group = Int32(exactly: fields.group), group >= 0, fields.rss >= 0
         else { return nil }
         let command = String(decoding: bytes[(open + 1)..<close], as: UTF8.self)
-        let rest = bytes[(close + 1)...].split(separator: UInt8(ascii: " "))
-        // rest[0] is field 3 (state); start time is field 22, rss field 24.
-        guard rest.count > 21, let stateByte = rest[0].first,
-              let parent = Int32(String(decoding: rest[1], as: UTF8.self)),
-              let group = Int32(String(decoding: rest[2], as: UTF8.self)),
-              let start = UInt64(String(decoding: rest[19], as: UTF8.self)),
-              let rss = Int64(String(decoding: rest[21], as: UTF8.self))
-        else { return nil }
         return ProcStat(
-            pid: pid, command: command, state: Character(UnicodeScalar(stateByte)),
-            parent: parent, processGroup: group, startTime: start, residentPages: rss)
+            pid: pid, command: command, state: Character(UnicodeScalar(fields.state)),
+            parent: parent, processGroup: group, startTime: UInt64(fields.start), residentPages: fields.rss)
+    }
+
+    /// A decimal field, optionally negative and space-padded; nil if it is not one or overflows.
+    static func number(_ bytes: ArraySlice<UInt8>) -> Int64? {
+        var index = bytes.startIndex
+        while index < bytes.endIndex, bytes[index] == UInt8(ascii: " ") { index += 1 }
+        var negative = false
+        if index < bytes.endIndex, bytes[index] == UInt8(ascii: "-") { negative = true; index += 1 }
+        var value: Int64 = 0
+        var digits = 0
+        while index < bytes.endIndex, bytes[index] != UInt8(ascii: " ") {
+            let digit = bytes[index] &- UInt8(ascii: "0")
+            guard digit < 10, digits < 18 else { return nil }
+            value = value * 10 + Int64(digit)
+            digits += 1
+            index += 1
+        }
+        guard digits > 0 else { return nil }
+        return negative ? -value : value
     }
 
     public var identity: ProcessIdentity { ProcessIdentity(pid: pid, startTime: startTime) }
-}
-
-extension String {
-    func trimmingCharacters(in character: Character) -> String {
-        var text = Substring(self)
-        while text.first == character { text.removeFirst() }
-        while text.last == character { text.removeLast() }
-        return String(text)
-    }
 }
 
 /// Process-level calls: listing, signalling, identity.
