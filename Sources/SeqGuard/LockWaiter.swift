@@ -257,6 +257,14 @@ public struct LockWaiter {
                 // First arrival, or our line was lost: (re)add it with its original arrival time,
                 // holding our waiter's lock first so the line is live from the moment it exists.
                 var entry = mine ?? QueueEntry(process: me, queuedAt: Clock.wallTime(), command: request.command, priority: request.priority)
+                // A caller that can start at once never needs a line: the mutex is held from
+                // this look to the claim, so nobody can see the queue in between.
+                if mine == nil, request.minimumAvailableBytes == nil,
+                   (QueueSnapshot(entries: entries + [entry]).ordered.firstIndex { $0.process == me } ?? 0) < request.slots - live.count,
+                   let held = try lock.claim(slots: request.slots, record: record) {
+                    if changed { try queue.write(entries) }
+                    return .acquired(held)
+                }
                 if waiterLock == nil {
                     let token = Processes.randomHex(bytes: 8)
                     do throws(Errno) {
