@@ -11,6 +11,8 @@ import SeqSystem
 ///   steps. A job goes back to the queue only once this is free.
 public struct PipelineLocks: Sendable {
     public var directory: StateDirectory
+    /// The store's lock as this run member inherited it (moved to a high number), if it did.
+    public private(set) var inherited: FileDescriptor?
 
     public init(directory: StateDirectory) { self.directory = directory }
 
@@ -138,13 +140,18 @@ extension PipelineLocks {
     /// Keeps the store's lock, inherited from the orchestrator as descriptor `raw`, open in
     /// every command this process starts: the run's lock lives while any of them does.
     /// - Throws: `GuardFailure` when `raw` is not the store's lock.
-    public func inherit(descriptor raw: Int32) throws(GuardFailure) {
-        let fd = FileDescriptor(rawValue: raw)
+    public mutating func inherit(descriptor raw: Int32) throws(GuardFailure) {
+        guard raw > 2, let original = try? FileDescriptor(rawValue: raw).status(), original.isRegularFile else {
+            throw GuardFailure("descriptor \(raw) is not the lock of this store (\(store.path)); only 'seqpipe run' starts workers")
+        }
+        // Numbered high, so a step's `exec 8>file` cannot close it by landing on its number.
+        let fd = FileDescriptor(rawValue: raw).movedUp()
         guard let mine = try? fd.status(), let file = try? FileSystem.status(store.name, relativeTo: directory.descriptor),
               mine.device == file.device, mine.inode == file.inode else {
             throw GuardFailure("descriptor \(raw) is not the lock of this store (\(store.path)); only 'seqpipe run' starts workers")
         }
         do { try fd.clearCloseOnExec() } catch { throw GuardFailure("cannot keep the store's lock open: \(error)", errno: error) }
+        inherited = fd
     }
 
     /// Asks the orchestrator holding the store to stop and waits for every process of its run

@@ -87,6 +87,8 @@ public struct Orchestrator {
             try Processes.becomeChildSubreaper()
             // Every process of the run holds the store: workers get this descriptor, and the
             // commands they start inherit it.
+            // Numbered high, so a step's `exec 8>file` cannot close it by landing on its number.
+            held.owner = held.owner.movedUp()
             try held.owner.clearCloseOnExec()
             try FileSystem.makeDirectories(paths.logs)
             try FileSystem.makeDirectories(paths.run, mode: 0o700)

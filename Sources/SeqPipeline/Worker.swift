@@ -135,7 +135,7 @@ public struct Worker {
             // The orchestrator fenced the device before starting this worker; a holder now is
             // a process this worker must not run beside.
             do {
-                deviceLock = try locks.device(deviceName).tryAcquire()
+                deviceLock = try locks.device(deviceName).tryAcquire()?.movedUp()
                 try deviceLock?.clearCloseOnExec()
             } catch {
                 log("cannot take device \(deviceName)'s lock \(locks.device(deviceName).path): \(error)")
@@ -210,13 +210,13 @@ public struct Worker {
         }
         defer { release() }
         if let locks, let lock = jobLock {
-            attemptLock = try? lock.tryAcquire()
+            attemptLock = try? lock.tryAcquire()?.movedUp()
             if attemptLock == nil {
                 try store.updateWorker(index: index, state: "fencing", job: job.id, bootSeconds: Clock.secondsSinceBoot())
                 let fencer = Fencer(locks: locks, store: store, config: config, say: log)
                 // Never the orchestrator: only an earlier attempt's processes are ended.
                 let sparing = Set([try? ProcStat.read(Processes.parentPid).identity].compactMap { $0 })
-                if fencer.fence(device: nil, jobs: [job], worker: index, sparing: sparing) { attemptLock = try? lock.tryAcquire() }
+                if fencer.fence(device: nil, jobs: [job], worker: index, sparing: sparing) { attemptLock = try? lock.tryAcquire()?.movedUp() }
             }
             guard let held = attemptLock, (try? held.clearCloseOnExec()) != nil else {
                 log("job \(job.id): an earlier attempt still holds its lock; giving the claim back")

@@ -62,7 +62,6 @@ public struct FileDescriptor: Hashable, Sendable {
     /// Replaces the file's whole content (for small records rewritten in place).
     public func replaceContents(_ text: String) throws(Errno) {
         let bytes = Array(text.utf8)
-        _ = try valueOrErrno { ftruncate(rawValue, 0) }
         var offset = 0
         while offset < bytes.count {
             let n = try valueOrErrno {
@@ -70,12 +69,17 @@ public struct FileDescriptor: Hashable, Sendable {
             }
             offset += n
         }
+        // Truncated after, and only when it was longer: on ext4 a truncation to zero makes the
+        // last close flush the file to disk, which every guarded run would wait for.
+        var st = stat()
+        _ = try valueOrErrno { fstat(rawValue, &st) }
+        if st.st_size > off_t(bytes.count) { _ = try valueOrErrno { ftruncate(rawValue, off_t(bytes.count)) } }
     }
 
     /// Reads the whole file from offset 0, whatever the current position.
     public func readContents() throws(Errno) -> [UInt8] {
         var result: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 16384)
+        var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
             let offset = off_t(result.count)
             let n = try valueOrErrno { buffer.withUnsafeMutableBytes { raw in pread(rawValue, raw.baseAddress, raw.count, offset) } }
@@ -130,6 +134,17 @@ public struct FileDescriptor: Hashable, Sendable {
     }
 
     /// Lets the descriptor survive exec, so a spawned command inherits it.
+    /// The same open file moved to the lowest free number at or above `minimum` (else above
+    /// stderr), close-on-exec, this number closed: out of the way of a script's `exec 9>file`,
+    /// which would otherwise close an inherited lock that landed on its number.
+    public func movedUp(atLeast minimum: Int32 = 400) -> FileDescriptor {
+        var copy = fcntl(rawValue, F_DUPFD_CLOEXEC, minimum)
+        if copy < 0 { copy = fcntl(rawValue, F_DUPFD_CLOEXEC, 10) }
+        guard copy >= 0 else { return self }
+        Glibc.close(rawValue)
+        return FileDescriptor(rawValue: copy)
+    }
+
     public func clearCloseOnExec() throws(Errno) {
         _ = try valueOrErrno { cseq_fd_clear_cloexec(rawValue) }
     }

@@ -379,7 +379,7 @@ case "scheduler":
     let store = openStore()
     var scheduler = Scheduler(store: store, config: config, paths: paths, signals: member.signals, reporter: Reporter(toolName: "seqpipe scheduler"))
     scheduler.lifeline = member.lifeline
-    scheduler.lockDescriptor = options.value("--lock-fd").flatMap { Int32($0) }
+    scheduler.lockDescriptor = member.locks?.inherited?.rawValue
     exit(scheduler.run())
 
 case "recurring-run":
@@ -566,7 +566,7 @@ func runMemberSetUp(_ what: String, _ options: Options) -> (signals: SignalRecei
     var locks: PipelineLocks?
     if let raw = options.value("--lock-fd").flatMap({ Int32($0) }) {
         do {
-            let opened = try paths.locks(create: false)
+            var opened = try paths.locks(create: false)
             try opened.inherit(descriptor: raw)
             locks = opened
         } catch { fail("\(what): \(error.message)") }
