@@ -75,6 +75,28 @@ public enum GuardedCommand {
             }
         }
 
+        /// Records the finished run and releases every lock. The history line is written in the
+        /// same visit to the mutex that releases the lock it was run under; then the outer
+        /// locks go, innermost first.
+        func finish(line: [UInt8]) {
+            var failure: GuardFailure?
+            for (index, lane) in lanes.enumerated().reversed() {
+                guard let held = lane.held else { continue }
+                try? lane.directory.withMutex {
+                    if index == home {
+                        do throws(GuardFailure) { try history.append(line: line) } catch { failure = error }
+                    }
+                    ProjectLock(directory: lane.directory).release(held)
+                }
+            }
+            if lanes[home].held == nil {
+                do { try lanes[home].directory.withMutex { () throws(GuardFailure) in try history.append(line: line) } } catch { failure = error }
+            }
+            if let failure {
+                reporter.error("\(failure.message); the run itself is unaffected")
+            }
+        }
+
         // Take the locks in order. A lock an ancestor of this process holds (its token is in
         // SEQEXEC_TOKENS and its claim is live) is passed through; so is every lock outside
         // it, since the ancestor's lock already excludes what those would.
@@ -150,13 +172,53 @@ public enum GuardedCommand {
         // subreaper and lets the locks go only once no process of the tree is left: a kill -9
         // of seqexec, or a command that closes every descriptor it inherited, cannot free
         // the lock while the command runs.
+        //
+        // The front keeps its copy of the owner descriptors, and does the last step itself:
+        // the supervisor reports the run's status and history line, the front records and
+        // releases, says so, and exits; the supervisor's own exit runs beside the front's,
+        // off the path every caller waits on. A front killed before it said so leaves the
+        // last step to the supervisor.
+        var handOver: (report: FileDescriptor, done: FileDescriptor)?
         do {
-            let supervisorPid = try Processes.fork()
-            if supervisorPid > 0 {
-                released = true
-                for lane in lanes { lane.held?.owner.close() }
-                return front(supervisor: supervisorPid, signals: signals)
+            let report = try FileSystem.pipe()
+            let done: (read: FileDescriptor, write: FileDescriptor)
+            do { done = try FileSystem.pipe() } catch {
+                report.read.close()
+                report.write.close()
+                throw error
             }
+            let supervisorPid: Int32
+            do { supervisorPid = try Processes.fork() } catch {
+                for fd in [report.read, report.write, done.read, done.write] { fd.close() }
+                throw error
+            }
+            if supervisorPid > 0 {
+                report.write.close()
+                done.read.close()
+                released = true
+                defer {
+                    report.read.close()
+                    done.write.close()
+                }
+                switch front(supervisor: supervisorPid, signals: signals, report: report.read) {
+                case .finished(let status, let line):
+                    finish(line: line)
+                    _ = try? done.write.writeAll([1])
+                    // Nested under another guarded run, the supervisor is reaped before we go:
+                    // orphaned while it exits, it would be taken for a leftover of the outer
+                    // run's tree. Elsewhere init reaps it, and the caller need not wait.
+                    if !inheritedTokens.isEmpty { _ = try? Spawn.waitFor(supervisorPid) }
+                    return status
+                case .supervisorEnded(let status):
+                    // Killed before it could report: what still runs of the tree keeps the lock
+                    // through its inherited descriptor; the claim is stale once that is gone.
+                    for lane in lanes { lane.held?.owner.close() }
+                    return status
+                }
+            }
+            report.read.close()
+            done.write.close()
+            handOver = (report.write, done.read)
         } catch {
             reporter.notice("cannot fork a supervisor (\(error)); supervising in this process")
         }
@@ -206,40 +268,49 @@ public enum GuardedCommand {
             finished.memoryLimitMegabytes = policy == nil ? nil : configuration.memoryLimitMegabytes
             finished.largestProcessBytes = Processes.reapedChildrenPeakResident()
         }
-        // The history line is written in the same visit to the mutex that releases the lock
-        // it was run under; then the outer locks go, innermost first.
         released = true
-        var failure: GuardFailure?
-        for (index, lane) in lanes.enumerated().reversed() {
-            guard let held = lane.held else { continue }
-            try? lane.directory.withMutex {
-                if index == home {
-                    do throws(GuardFailure) { try history.append(finished) } catch { failure = error }
-                }
-                ProjectLock(directory: lane.directory).release(held)
-            }
+        let line = History.line(finished)
+        // Handed to the front, which records and releases; if it is gone, done here.
+        if let (report, done) = handOver {
+            let sent = (try? report.writeAll(FrontMessage.encode(status: status, line: line))) != nil
+            report.close()
+            // One byte once the front is done; end of file if it died first.
+            while sent && Poll.readable([done], timeoutMilliseconds: -1).isEmpty {}
+            let confirmed = sent && (try? done.read(upTo: 1)) == [1]
+            done.close()
+            if confirmed { return status }
         }
-        if lanes[home].held == nil {
-            do { try history.record(finished) } catch { reporter.error("\(error.message); the run itself is unaffected") }
-        }
-        if let failure {
-            reporter.error("\(failure.message); the run itself is unaffected")
-        }
+        finish(line: line)
         return status
     }
 
-    /// The front's part: wait for the supervisor and answer its status. A signal sent to
-    /// this process goes on to the supervisor, which forwards it to the command; one from
-    /// the terminal reached them both already. Killing the front leaves the run supervised.
+    enum FrontOutcome {
+        /// The supervisor's report: the status to exit with and the history line to record.
+        case finished(status: Int32, line: [UInt8])
+        /// The supervisor ended without one (it was killed), with this status.
+        case supervisorEnded(Int32)
+    }
+
+    /// The front's part: wait for the supervisor's report and answer its status. A signal
+    /// sent to this process goes on to the supervisor, which forwards it to the command; one
+    /// from the terminal reached them both already. Killing the front leaves the run supervised.
     @available(*, noasync)
-    static func front(supervisor pid: Int32, signals: SignalReceiver) -> Int32 {
+    static func front(supervisor pid: Int32, signals: SignalReceiver, report: FileDescriptor) -> FrontOutcome {
+        var message: [UInt8] = []
+        var reportOpen = true
         while true {
-            do {
-                if let status = try Spawn.reap(pid) { return status.shellExitCode }
-            } catch {
-                return ExitCode.toolFailure  // not our child any more: nothing left to wait for
+            // The report first: the supervisor's exit may be seen in the same wake-up.
+            while reportOpen, let chunk = try? report.read(upTo: 4096) {
+                if chunk.isEmpty { reportOpen = false } else { message += chunk }
             }
-            guard !Poll.readable([signals.descriptor], timeoutMilliseconds: -1).isEmpty else { continue }
+            if let (status, line) = FrontMessage.decode(message) { return .finished(status: status, line: line) }
+            do {
+                if let status = try Spawn.reap(pid) { return .supervisorEnded(status.shellExitCode) }
+            } catch {
+                return .supervisorEnded(ExitCode.toolFailure)  // not our child any more: nothing left to wait for
+            }
+            let ready = Poll.readable(reportOpen ? [signals.descriptor, report] : [signals.descriptor], timeoutMilliseconds: -1)
+            guard ready.contains(0) else { continue }
             for signal in signals.drain() where signal.number != SIGCHLD && !signal.cameFromTerminal {
                 Processes.signalChild(pid, signal.number)
             }
@@ -336,3 +407,27 @@ extension String {
         return result
     }
 }
+
+/// The supervisor's report to the front: status (4 bytes), line length (4 bytes), the line.
+enum FrontMessage {
+    static func encode(status: Int32, line: [UInt8]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(8 + line.count)
+        for value in [UInt32(bitPattern: status), UInt32(line.count)] {
+            for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) }
+        }
+        return bytes + line
+    }
+
+    /// The report, once all of it has arrived.
+    static func decode(_ bytes: [UInt8]) -> (status: Int32, line: [UInt8])? {
+        guard bytes.count >= 8 else { return nil }
+        func word(_ at: Int) -> UInt32 {
+            (0..<4).reduce(0) { $0 | UInt32(bytes[at + $1]) << UInt32(8 * $1) }
+        }
+        let length = Int(word(4))
+        guard bytes.count >= 8 + length else { return nil }
+        return (Int32(bitPattern: word(0)), Array(bytes[8..<(8 + length)]))
+    }
+}
+

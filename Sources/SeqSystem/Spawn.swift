@@ -52,11 +52,11 @@ public enum Spawn {
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
-        let argv = arguments.map(cString) + [nil]
-        let envp = environment.map(cString) + [nil]
+        let argv = cStrings(arguments)
+        let envp = cStrings(environment)
         defer {
-            for pointer in argv { free(pointer) }
-            for pointer in envp { free(pointer) }
+            freeCStrings(argv)
+            freeCStrings(envp)
         }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -78,17 +78,39 @@ public enum Spawn {
     public static func replaceProcess(_ arguments: [[UInt8]], environment: [[UInt8]]) -> Errno {
         // An ignored SIGPIPE would survive the exec; the command gets what we started with.
         if BrokenPipe.resetInChildren { _ = Glibc.signal(SIGPIPE, SIG_DFL) }
-        let argv = arguments.map(cString) + [nil]
-        let envp = environment.map(cString) + [nil]
+        let argv = cStrings(arguments)
+        let envp = cStrings(environment)
         cseq_execvpe(argv[0]!, argv, envp)
-        return Errno.current
+        let error = Errno.current
+        freeCStrings(argv)
+        freeCStrings(envp)
+        return error
+    }
+
+    /// A NULL-terminated vector of malloc'd C strings, as execve wants. A plain pointer, not
+    /// an Array of optionals: on the start-up path of every guarded run, instantiating that
+    /// generic type at run time costs more than the copying.
+    static func cStrings(_ list: [[UInt8]]) -> UnsafeMutablePointer<UnsafeMutablePointer<CChar>?> {
+        let vector = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: list.count + 1)
+        for index in list.indices { vector[index] = cString(list[index]) }
+        vector[list.count] = nil
+        return vector
+    }
+
+    static func freeCStrings(_ vector: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) {
+        var index = 0
+        while let pointer = vector[index] {
+            free(pointer)
+            index += 1
+        }
+        vector.deallocate()
     }
 
     /// A malloc'd NUL-terminated copy of `bytes` (which hold no NUL: argv and environ cannot).
     static func cString(_ bytes: [UInt8]) -> UnsafeMutablePointer<CChar>? {
         let pointer = malloc(bytes.count + 1)!.assumingMemoryBound(to: CChar.self)
-        bytes.withUnsafeBufferPointer { buffer in
-            for (index, byte) in buffer.enumerated() { pointer[index] = CChar(bitPattern: byte) }
+        bytes.withUnsafeBytes { raw in
+            if let base = raw.baseAddress { memcpy(pointer, base, raw.count) }
         }
         pointer[bytes.count] = 0
         return pointer
@@ -128,6 +150,13 @@ public enum Spawn {
         let pid = cseq_siginfo_pid(&info)
         if pid == 0 { return nil }
         return (pid, decode(&info))
+    }
+
+    /// Waits for `pid` to end and reaps it.
+    public static func waitFor(_ pid: Int32) throws(Errno) -> TerminationStatus {
+        var info = siginfo_t()
+        _ = try valueOrErrno { waitid(P_PID, id_t(pid), &info, WEXITED) }
+        return decode(&info)
     }
 
     /// Reaps `pid` if it has ended; nil while it runs.
