@@ -151,6 +151,64 @@ struct HostileInputTests {
         #expect(sandbox.queueLines.isEmpty)
     }
 
+    /// The same with a pid the kernel really reused: inside a pid namespace a waiter is
+    /// killed and a bystander is started at its pid (ns_last_pid) until one lands in the same
+    /// clock tick, so pid and start time both match the dead waiter's line. The line reads as
+    /// stale and --kill-all leaves the bystander be. Needs unshare(1) and namespaces.
+    @Test func aPidReusedInAPidNamespaceCannotAdoptAQueueLine() throws {
+        let sandbox = try Sandbox()
+        let unshare = ["/usr/bin/unshare", "/bin/unshare"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        let namespace = geteuid() == 0 ? ["--pid", "--fork", "--mount-proc", "--kill-child"]
+            : ["--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child"]
+        guard let unshare, (try? sandbox.start(unshare, namespace + ["/bin/sh", "-c", "echo $$ > /proc/sys/kernel/ns_last_pid"]).wait(10)) == 0 else {
+            print("skipped: aPidReusedInAPidNamespaceCannotAdoptAQueueLine needs unshare(1) (util-linux) and pid namespaces with a writable ns_last_pid")
+            return
+        }
+        let gate = sandbox.fifo("gate")
+        let script = try sandbox.script("reuse.sh", #"""
+            seqexec=$1 gate=$2 state=$SEQEXEC_STATE_DIR
+            "$seqexec" -q -- sh -c 'read x < "$0"' "$gate" &
+            holder=$!
+            i=0; until ls "$state"/seq-exec-*/executor.lock/owner >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 20000 ] && exit 3; done
+            attempt=0
+            while [ $attempt -lt 300 ]; do
+                attempt=$((attempt+1))
+                "$seqexec" -q -- true & w=$!
+                i=0; until grep -q "^$w:" "$state"/seq-exec-*/queue.txt 2>/dev/null; do i=$((i+1)); [ $i -gt 20000 ] && exit 4; done
+                kill -9 $w; wait $w 2>/dev/null
+                echo $((w - 1)) > /proc/sys/kernel/ns_last_pid
+                sleep 300 & s=$!
+                line=$(grep "^$w:" "$state"/seq-exec-*/queue.txt)
+                start=${line##*:start=}; start=${start%%:*}
+                set -- $(cat /proc/$s/stat)
+                if [ "$s" = "$w" ] && [ "$start" = "${22}" ]; then
+                    echo "reused $s after $attempt attempts"
+                    "$seqexec" --status --json > status.json
+                    "$seqexec" --kill-all > killall.out; echo "kill-all $?"
+                    if kill -0 $s 2>/dev/null; then echo "bystander alive"; fi
+                    kill $s
+                    exit 0
+                fi
+                kill $s; wait $s 2>/dev/null
+            done
+            echo "no reuse in the same tick after $attempt attempts"
+            """#)
+        let run = try sandbox.start(unshare, namespace + ["/bin/sh", script, seqexecPath, gate], directory: sandbox.project)
+        #expect(run.wait(120) == 0, "\(run.stdout)\(run.stderr)")
+        let out = run.stdout
+        guard out.contains("reused") else {
+            print("skipped: aPidReusedInAPidNamespaceCannotAdoptAQueueLine could not land a pid in the dead waiter's clock tick: \(out)")
+            return
+        }
+        print("aPidReusedInAPidNamespaceCannotAdoptAQueueLine: \(out.split(separator: "\n").first ?? "")")
+        let status = try JSONSerialization.jsonObject(with: Data(sandbox.read("status.json").utf8)) as? [String: Any]
+        let queue = status?["queue"] as? [[String: Any]] ?? []
+        #expect(!queue.isEmpty && queue.allSatisfy { $0["stale"] as? Bool == true }, "the dead waiter's line reads as stale: \(queue)")
+        #expect(out.contains("kill-all 0"), "\(out) \(sandbox.read("killall.out"))")
+        #expect(out.contains("bystander alive"), "--kill-all signalled the process now at the dead waiter's pid: \(out)")
+        #expect(sandbox.queueLines.isEmpty)
+    }
+
     /// A waiter that fails mid-wait (its state turned unusable) takes its line with it.
     @Test func aWaiterThatFailsMidWaitLeavesNoLine() throws {
         let sandbox = try Sandbox()
