@@ -202,8 +202,8 @@ public enum GuardedCommand {
                 }
                 switch front(supervisor: supervisorPid, signals: signals, report: report.read) {
                 case .finished(let status, let line):
-                    finish(line: line)
                     _ = try? done.write.writeAll([1])
+                    finish(line: line)
                     // Nested under another guarded run, the supervisor is reaped before we go:
                     // orphaned while it exits, it would be taken for a leftover of the outer
                     // run's tree. Elsewhere init reaps it, and the caller need not wait.
@@ -270,15 +270,20 @@ public enum GuardedCommand {
         }
         released = true
         let line = History.line(finished)
-        // Handed to the front, which records and releases; if it is gone, done here.
+        // Handed to the front, which records and releases; if it is gone, done here. Once it
+        // says it has taken over, our copies of the locks go at once (the tree is gone), so
+        // its release frees them and the next waiter's flock watch fires before we exit.
         if let (report, done) = handOver {
             let sent = (try? report.writeAll(FrontMessage.encode(status: status, line: line))) != nil
             report.close()
-            // One byte once the front is done; end of file if it died first.
+            // One byte as the front takes over; end of file if it died first.
             while sent && Poll.readable([done], timeoutMilliseconds: -1).isEmpty {}
-            let confirmed = sent && (try? done.read(upTo: 1)) == [1]
+            let takenOver = sent && (try? done.read(upTo: 1)) == [1]
             done.close()
-            if confirmed { return status }
+            if takenOver {
+                for lane in lanes { lane.held?.owner.close() }
+                return status
+            }
         }
         finish(line: line)
         return status
