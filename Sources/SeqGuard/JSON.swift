@@ -19,9 +19,15 @@ public enum JSON {
         case .integer(let number): return String(number)
         case .bool(let flag): return flag ? "true" : "false"
         case .null: return "null"
-        case .array(let items): return "[" + items.map(encode).joined(separator: ",") + "]"
+        // Appended, not joined: a history line is encoded on every run.
+        case .array(let items):
+            var text = "["
+            for (index, item) in items.enumerated() { text += (index == 0 ? "" : ",") + encode(item) }
+            return text + "]"
         case .object(let fields):
-            return "{" + fields.map { quote($0.0) + ":" + encode($0.1) }.joined(separator: ",") + "}"
+            var text = "{"
+            for (index, field) in fields.enumerated() { text += (index == 0 ? "" : ",") + quote(field.0) + ":" + encode(field.1) }
+            return text + "}"
         }
     }
 

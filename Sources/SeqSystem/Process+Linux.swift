@@ -1,3 +1,4 @@
+import Synchronization
 import CSeqSystem
 import Glibc
 
@@ -15,8 +16,14 @@ public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
     /// This process.
     public static func current() -> ProcessIdentity {
         let pid = getpid()
-        return ProcessIdentity(pid: pid, startTime: (try? ProcStat.read(pid).startTime) ?? 0)
+        // Read once per process: a forked child has another pid, so it reads its own.
+        if let cached = currentCache.withLock({ $0 }), cached.pid == pid { return cached }
+        let identity = ProcessIdentity(pid: pid, startTime: (try? ProcStat.read(pid).startTime) ?? 0)
+        if identity.startTime != 0 { currentCache.withLock { $0 = identity } }
+        return identity
     }
+
+    private static let currentCache = Mutex<ProcessIdentity?>(nil)
 
     /// True while the same process (not a reuse of its pid) is alive and not a zombie.
     public var isAlive: Bool {
