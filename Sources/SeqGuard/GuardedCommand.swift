@@ -19,12 +19,53 @@ public enum GuardedCommand {
             reporter.error("cannot set up signal handling: \(error)")
             return ExitCode.toolFailure
         }
+        // The front and the supervisor. The process the caller started (and may kill) stays
+        // a front: it forwards signals and answers the status. A child of it does the rest:
+        // waits in the queue (ended with the front while it waits), takes the locks, and
+        // supervises the command as its parent and subreaper, letting the locks go only once
+        // no process of the tree is left. A kill -9 of seqexec, or a command that closes every
+        // descriptor it inherited, cannot free the lock while the command runs. Split this
+        // early, the fork copies little, and nothing forks after the locks are taken.
+        var report: FileDescriptor?
+        var front = ProcessIdentity.current()
         do {
-            return try run(configuration, signals: signals, reporter: reporter)
+            let channel = try FileSystem.pipe()
+            let supervisorPid: Int32
+            do { supervisorPid = try Processes.fork() } catch {
+                channel.read.close()
+                channel.write.close()
+                throw error
+            }
+            if supervisorPid > 0 {
+                channel.write.close()
+                defer { channel.read.close() }
+                let status = waitAsFront(supervisor: supervisorPid, signals: signals, report: channel.read)
+                // Nested under another guarded run, the supervisor is reaped before we go:
+                // orphaned while it exits, it would be taken for a leftover of the outer run's
+                // tree. Elsewhere init reaps it, and the caller need not wait for that.
+                if Spawn.environmentValue(tokensVariable) != nil { _ = try? Spawn.waitFor(supervisorPid) }
+                return status
+            }
+            channel.read.close()
+            report = channel.write
+            // Waiting is the front's business: if it is killed, this child leaves the queue.
+            _ = try? Processes.setParentDeathSignal(SIGTERM)
+            if Processes.parentPid != front.pid { return 128 + SIGTERM }
+        } catch {
+            reporter.notice("cannot fork a supervisor (\(error)); supervising in this process")
+            front = ProcessIdentity.current()
+        }
+        let status: Int32
+        do {
+            status = try run(configuration, front: front, signals: signals, reporter: reporter)
         } catch {
             reporter.error(error.message)
-            return error.exitCode
+            status = error.exitCode
         }
+        // The locks are released and the run recorded: the front may answer now, while this
+        // process exits beside it.
+        _ = try? report?.writeAll(FrontReport.encode(status))
+        return status
     }
 
     /// One lock of the plan, opened.
@@ -34,7 +75,9 @@ public enum GuardedCommand {
         var held: HeldClaim?
     }
 
-    static func run(_ configuration: GuardConfiguration, signals: SignalReceiver, reporter: Reporter) throws(GuardFailure) -> Int32 {
+    /// The supervisor's part, with `front` the process the caller started: it names the run
+    /// in queue lines, lock records and history.
+    static func run(_ configuration: GuardConfiguration, front: ProcessIdentity, signals: SignalReceiver, reporter: Reporter) throws(GuardFailure) -> Int32 {
         var lanes: [Lane] = []
         defer { for lane in lanes { lane.directory.close() } }
         for (project, namespace) in try configuration.lockPlan() {
@@ -59,7 +102,7 @@ public enum GuardedCommand {
         let history = History(directory: lanes[home].directory, maximumBytes: configuration.historyMaximumBytes)
         func historyEntry(_ ended: HistoryRecord.Ending, status: Int32, waited: Double) -> HistoryRecord {
             HistoryRecord(
-                command: command, pid: Processes.currentPid, project: project.root, queuedAt: queuedAt,
+                command: command, pid: front.pid, project: project.root, queuedAt: queuedAt,
                 waitMilliseconds: Int64(waited * 1000), exitStatus: status, ended: ended)
         }
         func record(_ ended: HistoryRecord.Ending, status: Int32, waited: Double) {
@@ -122,7 +165,7 @@ public enum GuardedCommand {
             if lanes[index].project == .machine, inheritedTokens.keys.contains(where: { $0 != directory.name }) {
                 reporter.notice("taking the machine-wide lock inside a project's lock: this can deadlock against a machine-wide command waiting for that project; take --machine outermost")
             }
-            var waiter = LockWaiter(directory: directory, reporter: reporter, signals: signals)
+            var waiter = LockWaiter(directory: directory, reporter: reporter, signals: signals, identity: front)
             switch try waiter.acquire(request, token: token) {
             case .passThrough:
                 reporter.step("nested call inside the holder of \(directory.name): not taking it again")
@@ -147,6 +190,7 @@ public enum GuardedCommand {
             for lane in lanes { lane.directory.close() }
             lanes = []
             signals.restoreMask()
+            _ = try? Processes.setParentDeathSignal(0)
             let error = Spawn.replaceProcess(configuration.commandBytes, environment: environment)
             return reportSpawnFailure(error, configuration.arguments, reporter)
         }
@@ -167,61 +211,8 @@ public enum GuardedCommand {
             }
         }
 
-        // The front and the supervisor. The process the caller started (and may kill) hands
-        // the locks to a child of its own, which supervises the command as its parent and
-        // subreaper and lets the locks go only once no process of the tree is left: a kill -9
-        // of seqexec, or a command that closes every descriptor it inherited, cannot free
-        // the lock while the command runs.
-        //
-        // The front keeps its copy of the owner descriptors, and does the last step itself:
-        // the supervisor reports the run's status and history line, the front records and
-        // releases, says so, and exits; the supervisor's own exit runs beside the front's,
-        // off the path every caller waits on. A front killed before it said so leaves the
-        // last step to the supervisor.
-        var handOver: (report: FileDescriptor, done: FileDescriptor)?
-        do {
-            let report = try FileSystem.pipe()
-            let done: (read: FileDescriptor, write: FileDescriptor)
-            do { done = try FileSystem.pipe() } catch {
-                report.read.close()
-                report.write.close()
-                throw error
-            }
-            let supervisorPid: Int32
-            do { supervisorPid = try Processes.fork() } catch {
-                for fd in [report.read, report.write, done.read, done.write] { fd.close() }
-                throw error
-            }
-            if supervisorPid > 0 {
-                report.write.close()
-                done.read.close()
-                released = true
-                defer {
-                    report.read.close()
-                    done.write.close()
-                }
-                switch front(supervisor: supervisorPid, signals: signals, report: report.read) {
-                case .finished(let status, let line):
-                    _ = try? done.write.writeAll([1])
-                    finish(line: line)
-                    // Nested under another guarded run, the supervisor is reaped before we go:
-                    // orphaned while it exits, it would be taken for a leftover of the outer
-                    // run's tree. Elsewhere init reaps it, and the caller need not wait.
-                    if !inheritedTokens.isEmpty { _ = try? Spawn.waitFor(supervisorPid) }
-                    return status
-                case .supervisorEnded(let status):
-                    // Killed before it could report: what still runs of the tree keeps the lock
-                    // through its inherited descriptor; the claim is stale once that is gone.
-                    for lane in lanes { lane.held?.owner.close() }
-                    return status
-                }
-            }
-            report.read.close()
-            done.write.close()
-            handOver = (report.write, done.read)
-        } catch {
-            reporter.notice("cannot fork a supervisor (\(error)); supervising in this process")
-        }
+        // The command's run is ours to see through, whatever becomes of the front.
+        _ = try? Processes.setParentDeathSignal(0)
         do {
             try Processes.becomeChildSubreaper()
             for lane in lanes { try lane.held?.owner.clearCloseOnExec() }
@@ -270,49 +261,29 @@ public enum GuardedCommand {
         }
         released = true
         let line = History.line(finished)
-        // Handed to the front, which records and releases; if it is gone, done here. Once it
-        // says it has taken over, our copies of the locks go at once (the tree is gone), so
-        // its release frees them and the next waiter's flock watch fires before we exit.
-        if let (report, done) = handOver {
-            let sent = (try? report.writeAll(FrontMessage.encode(status: status, line: line))) != nil
-            report.close()
-            // One byte as the front takes over; end of file if it died first.
-            while sent && Poll.readable([done], timeoutMilliseconds: -1).isEmpty {}
-            let takenOver = sent && (try? done.read(upTo: 1)) == [1]
-            done.close()
-            if takenOver {
-                for lane in lanes { lane.held?.owner.close() }
-                return status
-            }
-        }
         finish(line: line)
         return status
     }
 
-    enum FrontOutcome {
-        /// The supervisor's report: the status to exit with and the history line to record.
-        case finished(status: Int32, line: [UInt8])
-        /// The supervisor ended without one (it was killed), with this status.
-        case supervisorEnded(Int32)
-    }
-
     /// The front's part: wait for the supervisor's report and answer its status. A signal
-    /// sent to this process goes on to the supervisor, which forwards it to the command; one
-    /// from the terminal reached them both already. Killing the front leaves the run supervised.
+    /// sent to this process goes on to the supervisor, which forwards it to the command (or,
+    /// while it waits, leaves the queue); one from the terminal reached them both already.
+    /// Killing the front during the run leaves the run supervised.
     @available(*, noasync)
-    static func front(supervisor pid: Int32, signals: SignalReceiver, report: FileDescriptor) -> FrontOutcome {
+    static func waitAsFront(supervisor pid: Int32, signals: SignalReceiver, report: FileDescriptor) -> Int32 {
         var message: [UInt8] = []
         var reportOpen = true
         while true {
             // The report first: the supervisor's exit may be seen in the same wake-up.
-            while reportOpen, let chunk = try? report.read(upTo: 4096) {
+            while reportOpen, let chunk = try? report.read(upTo: 16) {
                 if chunk.isEmpty { reportOpen = false } else { message += chunk }
             }
-            if let (status, line) = FrontMessage.decode(message) { return .finished(status: status, line: line) }
+            if let status = FrontReport.decode(message) { return status }
             do {
-                if let status = try Spawn.reap(pid) { return .supervisorEnded(status.shellExitCode) }
+                // Ended without a report: killed, or it became the command (a nested call).
+                if let status = try Spawn.reap(pid) { return status.shellExitCode }
             } catch {
-                return .supervisorEnded(ExitCode.toolFailure)  // not our child any more: nothing left to wait for
+                return ExitCode.toolFailure  // not our child any more: nothing left to wait for
             }
             let ready = Poll.readable(reportOpen ? [signals.descriptor, report] : [signals.descriptor], timeoutMilliseconds: -1)
             guard ready.contains(0) else { continue }
@@ -375,33 +346,40 @@ public enum GuardedCommand {
 
     /// argv as a person would type it: arguments with spaces or quotes in single quotes.
     public static func displayCommand(_ arguments: [String]) -> String {
-        arguments.map { argument in
-            let plain = !argument.isEmpty && argument.unicodeScalars.allSatisfy { scalar in
-                scalar.value > 0x20 && scalar.value < 0x7F && !"'\"\\$`;&|<>(){}*?[]#~!".unicodeScalars.contains(scalar)
-            }
-            if plain { return argument }
-            // Control characters (a script's newlines) shown escaped: messages stay one line.
-            if argument.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
-                var escaped = ""
-                for scalar in argument.unicodeScalars {
-                    switch scalar {
-                    case "\n": escaped += "\\n"
-                    case "\t": escaped += "\\t"
-                    case "'": escaped += "\\'"
-                    case "\\": escaped += "\\\\"
-                    default:
-                        if scalar.value < 0x20 || scalar.value == 0x7F {
-                            let hex = String(scalar.value, radix: 16)
-                            escaped += "\\x" + (hex.count == 1 ? "0" : "") + hex
-                        } else {
-                            escaped.unicodeScalars.append(scalar)
-                        }
+        var text = ""
+        for argument in arguments {
+            if !text.isEmpty { text += " " }
+            text += displayArgument(argument)
+        }
+        return text
+    }
+
+    static func displayArgument(_ argument: String) -> String {
+        let plain = !argument.isEmpty && argument.unicodeScalars.allSatisfy { scalar in
+            scalar.value > 0x20 && scalar.value < 0x7F && !"'\"\\$`;&|<>(){}*?[]#~!".unicodeScalars.contains(scalar)
+        }
+        if plain { return argument }
+        // Control characters (a script's newlines) shown escaped: messages stay one line.
+        if argument.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+            var escaped = ""
+            for scalar in argument.unicodeScalars {
+                switch scalar {
+                case "\n": escaped += "\\n"
+                case "\t": escaped += "\\t"
+                case "'": escaped += "\\'"
+                case "\\": escaped += "\\\\"
+                default:
+                    if scalar.value < 0x20 || scalar.value == 0x7F {
+                        let hex = String(scalar.value, radix: 16)
+                        escaped += "\\x" + (hex.count == 1 ? "0" : "") + hex
+                    } else {
+                        escaped.unicodeScalars.append(scalar)
                     }
                 }
-                return "$'" + escaped + "'"
             }
-            return "'" + argument.replacingAll("'", with: "'\\''") + "'"
-        }.joined(separator: " ")
+            return "$'" + escaped + "'"
+        }
+        return "'" + argument.replacingAll("'", with: "'\\''") + "'"
     }
 }
 
@@ -413,26 +391,15 @@ extension String {
     }
 }
 
-/// The supervisor's report to the front: status (4 bytes), line length (4 bytes), the line.
-enum FrontMessage {
-    static func encode(status: Int32, line: [UInt8]) -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(8 + line.count)
-        for value in [UInt32(bitPattern: status), UInt32(line.count)] {
-            for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) }
-        }
-        return bytes + line
+/// The supervisor's report to the front: the exit status, 4 bytes.
+enum FrontReport {
+    static func encode(_ status: Int32) -> [UInt8] {
+        let value = UInt32(bitPattern: status)
+        return (0..<4).map { UInt8(truncatingIfNeeded: value >> UInt32(8 * $0)) }
     }
 
-    /// The report, once all of it has arrived.
-    static func decode(_ bytes: [UInt8]) -> (status: Int32, line: [UInt8])? {
-        guard bytes.count >= 8 else { return nil }
-        func word(_ at: Int) -> UInt32 {
-            (0..<4).reduce(0) { $0 | UInt32(bytes[at + $1]) << UInt32(8 * $1) }
-        }
-        let length = Int(word(4))
-        guard bytes.count >= 8 + length else { return nil }
-        return (Int32(bitPattern: word(0)), Array(bytes[8..<(8 + length)]))
+    static func decode(_ bytes: [UInt8]) -> Int32? {
+        guard bytes.count >= 4 else { return nil }
+        return Int32(bitPattern: (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[$1]) << UInt32(8 * $1) })
     }
 }
-

@@ -56,10 +56,19 @@ public enum KillAll {
             var targets: [ProcessIdentity: Teardown.Target] = [:]
             let waiters = Set(snapshot.entries.flatMap { queue.waiters($0) })
             // Only processes proved to be the waiters: those holding a line's waiter lock.
+            // A guarded run waits in the child its front started; the front, named in the line,
+            // is proved by being the parent of the lock's holder.
             for entry in snapshot.entries {
                 for process in queue.waiters(entry) where process.pid != me {
                     targets[process] = Teardown.Target(process, command: entry.command, wave: 0)
-                    roles[process] = "waiter"
+                    let front = entry.process
+                    if front != process, front.pid != me, front.isAlive, (try? ProcStat.read(process.pid).parent) == front.pid {
+                        targets[front] = Teardown.Target(front, command: entry.command, wave: 0)
+                        roles[front] = "waiter"
+                        roles[process] = "waiter's supervisor"
+                    } else {
+                        roles[process] = "waiter"
+                    }
                 }
             }
             var roots: [ProcessIdentity: String] = [:]

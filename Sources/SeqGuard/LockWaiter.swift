@@ -42,12 +42,16 @@ public struct LockWaiter {
     var reportedProblems: Set<String> = []
     /// Our own waiter's lock, held from our first queue line until we leave the queue.
     var waiterLock: (token: String, fd: FileDescriptor)?
+    /// The process named in our queue line and lock record: the one the caller started (a
+    /// guarded run's front), which need not be this one. This one holds the waiter's lock.
+    public var identity: ProcessIdentity
 
-    public init(directory: StateDirectory, reporter: Reporter, signals: SignalReceiver) {
+    public init(directory: StateDirectory, reporter: Reporter, signals: SignalReceiver, identity: ProcessIdentity = .current()) {
         self.lock = ProjectLock(directory: directory)
         self.queue = WaitQueue(directory: directory)
         self.reporter = reporter
         self.signals = signals
+        self.identity = identity
     }
 
     enum Evaluation {
@@ -63,18 +67,22 @@ public struct LockWaiter {
         defer { leaveQueue() }
         do { return try waitForTurn(request, token: token) } catch {
             // A failure mid-wait (the state turned unusable) leaves no line behind.
-            if waiterLock != nil { try? removeLine(of: ProcessIdentity.current()) }
+            if waiterLock != nil { try? removeLine(of: identity) }
             throw error
         }
     }
 
     mutating func waitForTurn(_ request: AcquireRequest, token: String) throws(GuardFailure) -> Acquisition {
-        let me = ProcessIdentity.current()
+        let me = identity
         let host = Processes.hostName()
         let started = Clock.monotonicNanoseconds()
         var mine: QueueEntry?
+        let current = ProcessIdentity.current()
         func record() -> OwnerRecord {
-            OwnerRecord(holder: me, host: host, since: Clock.wallTime(), command: request.command, token: token)
+            var record = OwnerRecord(holder: me, host: host, since: Clock.wallTime(), command: request.command, token: token)
+            // Waiting for the front: this process holds the claim, and supervises under it.
+            if current != me { record.supervisor = current }
+            return record
         }
 
         var state = try evaluate(me: me, mine: &mine, request: request, record: record(), firstCall: true)
