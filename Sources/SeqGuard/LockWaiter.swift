@@ -228,7 +228,9 @@ public struct LockWaiter {
     ) throws(GuardFailure) -> Evaluation {
         var problems: [String] = []
         let result = try directory.withMutex { () throws(GuardFailure) -> Evaluation in
-            let claims = try lock.inspect()
+            let names = try directory.names()
+            queue.removeOldTemporaries(among: names)
+            let claims = try lock.inspect(names: names)
             var live: [Claim] = []
             for claim in claims {
                 if claim.isLive {

@@ -118,10 +118,11 @@ public struct ProjectLock: Sendable {
     /// Every claim directory, checked. Call under the mutex.
     /// - Throws: `GuardFailure` (125) when a claim is a symlink, another user's, or open to others.
     public func inspect() throws(GuardFailure) -> [Claim] {
-        let names: [String]
-        do { names = try FileSystem.contents(ofDirectoryAt: directory.descriptor) } catch {
-            throw GuardFailure("cannot list \(directory.path): \(error)", errno: error)
-        }
+        try inspect(names: try directory.names())
+    }
+
+    /// The same, over the state directory's names listed by the caller.
+    public func inspect(names: [String]) throws(GuardFailure) -> [Claim] {
         var claims: [Claim] = []
         for name in names {
             guard let slot = slot(ofName: name) else { continue }

@@ -103,6 +103,13 @@ public struct StateDirectory: Sendable {
 
     public func close() { descriptor.close() }
 
+    /// The names in the directory.
+    public func names() throws(GuardFailure) -> [String] {
+        do { return try FileSystem.contents(ofDirectoryAt: descriptor) } catch {
+            throw GuardFailure("cannot list \(path): \(error)", errno: error)
+        }
+    }
+
     /// Runs `body` holding the state directory's mutex: flock on the directory itself. Every
     /// decision about claims and the queue is made under it, for microseconds at a time.
     public func withMutex<T>(_ body: () throws(GuardFailure) -> T) throws(GuardFailure) -> T {

@@ -144,6 +144,16 @@ public struct WaitQueue: Sendable {
         }
     }
 
+    static let temporaryName = "\(fileName).tmp"
+
+    /// Removes temporary files an older seqexec left (`queue.txt.PID.tmp`), given the state
+    /// directory's names (listed anyway by the caller). Call under the mutex.
+    public func removeOldTemporaries(among names: [String]) {
+        for name in names where name.hasPrefix(Self.fileName + ".") && name.hasSuffix(".tmp") && name != Self.temporaryName {
+            try? FileSystem.removeFile(name, relativeTo: directory.descriptor)
+        }
+    }
+
     public func read() throws(GuardFailure) -> QueueSnapshot {
         guard let bytes = try directory.readFile(Self.fileName) else { return QueueSnapshot() }
         return QueueSnapshot(parsing: bytes)
@@ -159,13 +169,16 @@ public struct WaitQueue: Sendable {
             }
             return
         }
-        let temporary = "\(Self.fileName).\(Processes.currentPid).tmp"
-        // Every writer holds the mutex, so any other temporary file is a killed writer's.
-        for name in (try? FileSystem.contents(ofDirectoryAt: dir)) ?? [] where name.hasPrefix(Self.fileName + ".") && name.hasSuffix(".tmp") {
-            try? FileSystem.removeFile(name, relativeTo: dir)
-        }
+        // One name for every writer: they hold the mutex, so a file left by a killed writer is
+        // simply written over, and none pile up.
+        let temporary = Self.temporaryName
         do throws(Errno) {
-            let fd = try FileSystem.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600, relativeTo: dir)
+            var fd = try FileSystem.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK, mode: 0o600, relativeTo: dir)
+            if let status = try? fd.status(), !status.isRegularFile {
+                fd.close()
+                try FileSystem.removeFile(temporary, relativeTo: dir)
+                fd = try FileSystem.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600, relativeTo: dir)
+            }
             do {
                 try fd.writeAll(QueueSnapshot(entries: entries).text)
                 fd.close()
@@ -198,6 +211,8 @@ public enum PercentEncoding {
     }
 
     public static func decode(_ text: Substring) -> String? {
+        // Most commands have nothing encoded: no byte-by-byte copy for those.
+        if !text.utf8.contains(UInt8(ascii: "%")) { return String(text) }
         var bytes: [UInt8] = []
         var iterator = Array(text.utf8)[...]
         while let byte = iterator.popFirst() {
