@@ -31,7 +31,9 @@ public struct ProcessTree {
     @discardableResult
     public func end(_ teardown: Teardown, escalate: (() -> Bool)? = nil, onReap: (Int32, TerminationStatus) -> Void) -> Teardown.Report {
         if reapEnded(onReap) { return Teardown.Report() }
-        let finder = Teardown.TreeFinder(roots: [], extra: { descendants().map { Teardown.Target($0.identity, command: $0.command) } })
+        // Parents before their children: a shell whose child died first would run on (the
+        // next line of its script) for the moment before its own signal lands.
+        let finder = Teardown.TreeFinder(roots: [], extra: { descendants().reversed().map { Teardown.Target($0.identity, command: $0.command) } })
         return teardown.run(find: finder.find, escalate: escalate, reap: { _ = reapEnded(onReap) })
     }
 }
