@@ -171,11 +171,13 @@ struct HostileInputTests {
             holder=$!
             i=0; until ls "$state"/seq-exec-*/executor.lock/owner >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 20000 ] && exit 3; done
             attempt=0
-            while [ $attempt -lt 300 ]; do
+            while [ $attempt -lt 1000 ]; do
                 attempt=$((attempt+1))
-                "$seqexec" -q -- true & w=$!
+                setsid "$seqexec" -q -- true & w=$!
                 i=0; until grep -q "^$w:" "$state"/seq-exec-*/queue.txt 2>/dev/null; do i=$((i+1)); [ $i -gt 20000 ] && exit 4; done
-                kill -9 $w; wait $w 2>/dev/null
+                # The front and its supervisor (which holds the waiter's lock) at once, with -9:
+                # setsid made the front a group leader. A front killed alone takes its line along.
+                kill -9 -$w; wait $w 2>/dev/null
                 echo $((w - 1)) > /proc/sys/kernel/ns_last_pid
                 sleep 300 & s=$!
                 line=$(grep "^$w:" "$state"/seq-exec-*/queue.txt)
