@@ -40,10 +40,10 @@ public enum GuardedCommand {
                 channel.write.close()
                 defer { channel.read.close() }
                 let status = waitAsFront(supervisor: supervisorPid, signals: signals, report: channel.read)
-                // Nested under another guarded run, the supervisor is reaped before we go:
-                // orphaned while it exits, it would be taken for a leftover of the outer run's
-                // tree. Elsewhere init reaps it, and the caller need not wait for that.
-                if Spawn.environmentValue(tokensVariable) != nil { _ = try? Spawn.waitFor(supervisorPid) }
+                // Reaped before we go, so nothing of the run outlives the call: an orphan still
+                // exiting would be taken for a leftover of an outer run's tree. It is already
+                // on its way out, so this costs a few hundredths of a millisecond.
+                _ = try? Spawn.waitFor(supervisorPid)
                 return status
             }
             channel.read.close()
