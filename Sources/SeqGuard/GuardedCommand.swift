@@ -121,19 +121,19 @@ public enum GuardedCommand {
         /// Records the finished run and releases every lock. The history line is written in the
         /// same visit to the mutex that releases the lock it was run under; then the outer
         /// locks go, innermost first.
-        func finish(line: [UInt8]) {
+        func finish(_ finished: HistoryRecord) {
             var failure: GuardFailure?
             for (index, lane) in lanes.enumerated().reversed() {
                 guard let held = lane.held else { continue }
                 try? lane.directory.withMutex {
                     if index == home {
-                        do throws(GuardFailure) { try history.append(line: line) } catch { failure = error }
+                        do throws(GuardFailure) { try history.append(finished) } catch { failure = error }
                     }
                     ProjectLock(directory: lane.directory).release(held)
                 }
             }
             if lanes[home].held == nil {
-                do { try lanes[home].directory.withMutex { () throws(GuardFailure) in try history.append(line: line) } } catch { failure = error }
+                do { try history.record(finished) } catch { failure = error }
             }
             if let failure {
                 reporter.error("\(failure.message); the run itself is unaffected")
@@ -260,8 +260,7 @@ public enum GuardedCommand {
             finished.largestProcessBytes = Processes.reapedChildrenPeakResident()
         }
         released = true
-        let line = History.line(finished)
-        finish(line: line)
+        finish(finished)
         return status
     }
 

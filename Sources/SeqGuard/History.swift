@@ -109,14 +109,6 @@ public struct History {
 
     /// Appends one line; the caller holds the state mutex.
     public func append(_ record: HistoryRecord) throws(GuardFailure) {
-        try append(line: Self.line(record))
-    }
-
-    /// A record as the line `append` writes, newline included.
-    public static func line(_ record: HistoryRecord) -> [UInt8] { Array((JSON.encode(record.json) + "\n").utf8) }
-
-    /// Appends a line made by `line(_:)`; the caller holds the state mutex.
-    public func append(line: [UInt8]) throws(GuardFailure) {
         if let status = try? FileSystem.status(Self.fileName, relativeTo: directory.descriptor), status.isRegularFile, status.size >= maximumBytes {
             do { try FileSystem.rename(Self.fileName, to: Self.rotatedName, relativeTo: directory.descriptor) } catch {
                 throw GuardFailure("cannot rotate \(directory.path)/\(Self.fileName): \(error)", errno: error)
@@ -126,7 +118,7 @@ public struct History {
         guard let file = try directory.openFile(Self.fileName, O_WRONLY | O_APPEND | O_CREAT) else { return }
         defer { file.close() }
         // One write(2) of a whole line: O_APPEND keeps concurrent appenders' lines apart.
-        do { try file.writeAll(line) } catch {
+        do { try file.writeAll(JSON.encode(record.json) + "\n") } catch {
             throw GuardFailure("cannot write \(directory.path)/\(Self.fileName): \(error); check free space", errno: error)
         }
     }

@@ -92,9 +92,6 @@ public struct HeldClaim: Sendable {
     public var name: String
     public var owner: FileDescriptor
     public var record: OwnerRecord
-    /// The owner file's device and inode: a release removes the claim only while it is still
-    /// this one, never a claim taken since by another process.
-    public var ownerFile: (device: UInt64, inode: UInt64)?
 }
 
 /// The per-project lock: claim directories made with mkdir(2), each holding an owner record
@@ -189,8 +186,7 @@ public struct ProjectLock: Sendable {
                     throw Errno.wouldBlock
                 }
                 try owner.replaceContents(record.text)
-                let status = try owner.status()
-                return HeldClaim(name: name, owner: owner, record: record, ownerFile: (status.device, status.inode))
+                return HeldClaim(name: name, owner: owner, record: record)
             } catch {
                 try? FileSystem.removeFile("\(name)/\(Self.ownerFileName)", relativeTo: directory.descriptor)
                 try? FileSystem.removeDirectory(name, relativeTo: directory.descriptor)
@@ -206,19 +202,9 @@ public struct ProjectLock: Sendable {
         try? held.owner.replaceContents(record.text)
     }
 
-    /// Gives a claim up: record and directory removed, then the flock dropped. Call under the
-    /// mutex. The claim is removed only while its record is still ours: a releaser that was
-    /// not the last holder may find it taken as stale and claimed anew by another process.
+    /// Gives a claim up: record and directory removed, then the flock dropped. Call under the mutex.
     public func release(_ held: HeldClaim) {
-        let ownerPath = "\(held.name)/\(Self.ownerFileName)"
-        if let expected = held.ownerFile {
-            guard let status = try? FileSystem.status(ownerPath, relativeTo: directory.descriptor),
-                  status.device == expected.device, status.inode == expected.inode else {
-                held.owner.close()
-                return
-            }
-        }
-        try? FileSystem.removeFile(ownerPath, relativeTo: directory.descriptor)
+        try? FileSystem.removeFile("\(held.name)/\(Self.ownerFileName)", relativeTo: directory.descriptor)
         try? FileSystem.removeDirectory(held.name, relativeTo: directory.descriptor)
         held.owner.close()
     }
