@@ -167,6 +167,7 @@ public final class SQLiteConnection {
 
     /// A write transaction: `BEGIN IMMEDIATE` takes the write lock at once (waiting out the
     /// busy timeout), so a read-then-write never fails with SQLITE_BUSY halfway through.
+    @discardableResult
     public func write<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
         precondition(!inTransaction, "nested write transaction")
         try execute("BEGIN IMMEDIATE")

@@ -39,7 +39,7 @@ struct GitSafetyTests {
     }
 
     func makeStaleLock(_ path: String) throws {
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-60)], ofItemAtPath: path)
     }
 
@@ -50,7 +50,7 @@ struct GitSafetyTests {
         #expect(waitUntil { guarded.stderr.contains("waiting up to 30s for git pid \(commit.pid)") }, "\(guarded.stderr)")
         #expect(guarded.stderr.contains("index.lock"))
         #expect(guarded.isRunning, "it waits while the commit is open")
-        FileManager.default.createFile(atPath: release, contents: nil)
+        _ = FileManager.default.createFile(atPath: release, contents: nil)
         #expect(commit.wait() == 0)
         #expect(guarded.wait() == 0, "\(guarded.stderr)")
         #expect(guarded.stdout == "message\nfirst\n", "it ran after the commit landed: \(guarded.stdout)")
@@ -59,14 +59,14 @@ struct GitSafetyTests {
     @Test func itGivesUpAfterGitWaitWhileTheLockIsHeld() throws {
         let sandbox = try repository()
         let (commit, release) = try commitInEditor(sandbox)
-        defer { FileManager.default.createFile(atPath: release, contents: nil) }
+        defer { _ = FileManager.default.createFile(atPath: release, contents: nil) }
         let (status, stdout, stderr) = try sandbox.run(["--git-wait", "0.3", "git", "status"])
         #expect(status == 75, "\(stderr)")
         #expect(stdout.isEmpty)
         #expect(stderr.contains("gave up after 0s waiting for git pid \(commit.pid)"), "\(stderr)")
         #expect(stderr.contains("holding \(sandbox.project)/.git/index.lock") || stderr.contains("/.git/index.lock"), "\(stderr)")
         #expect(sandbox.history.last?["ended"] as? String == "gave_up")
-        FileManager.default.createFile(atPath: release, contents: nil)
+        _ = FileManager.default.createFile(atPath: release, contents: nil)
         #expect(commit.wait() == 0)
         #expect(sandbox.stateIsClean)
     }

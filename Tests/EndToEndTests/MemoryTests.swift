@@ -67,7 +67,7 @@ struct MemoryTests {
         let ready = sandbox.path("ready"), release = sandbox.path("release")
         let child = try sandbox.seqexec(["-m", "160", "-i", "0.2", alloc, "100", ready, release])
         #expect(waitUntil { child.stderr.contains("warning: memory") }, "\(child.stderr)")
-        FileManager.default.createFile(atPath: release, contents: nil)
+        _ = FileManager.default.createFile(atPath: release, contents: nil)
         #expect(child.wait() == 0, "\(child.stderr)")
         let warnings = child.stderr.split(separator: "\n").filter { $0.contains("warning") }
         #expect(warnings.count == 1)
@@ -83,7 +83,7 @@ struct MemoryTests {
         let pss = try sandbox.seqexec(["-m", "160", "-i", "0.2", "--memory-metric", "pss", alloc, "80", ready, release, "3"])
         // The warning (over 80 MB) proves the monitor sampled while the workers held the block.
         #expect(waitUntil { pss.stderr.contains("warning: memory") }, "\(pss.stderr)")
-        FileManager.default.createFile(atPath: release, contents: nil)
+        _ = FileManager.default.createFile(atPath: release, contents: nil)
         #expect(pss.wait() == 0, "under pss the shared block counts once: \(pss.stderr)")
         let pssPeak = sandbox.history.last?["peak_tree_kb"] as? Int ?? 0
         #expect(sandbox.history.last?["metric"] as? String == "pss")
@@ -103,7 +103,7 @@ struct MemoryTests {
         let ready = sandbox.path("ready"), release = sandbox.path("release")
         let child = try sandbox.seqexec([alloc, "100", ready, release], environment: ["MEMORY_LIMIT_MB": "0", "CHECK_INTERVAL": "0.1"])
         #expect(waitUntil { FileManager.default.fileExists(atPath: ready) })
-        FileManager.default.createFile(atPath: release, contents: nil)
+        _ = FileManager.default.createFile(atPath: release, contents: nil)
         #expect(child.wait() == 0, "\(child.stderr)")
         #expect(child.stderr.isEmpty, "no warning, nothing sampled: \(child.stderr)")
         let record = sandbox.history.last ?? [:]

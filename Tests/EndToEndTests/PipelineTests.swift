@@ -299,7 +299,7 @@ extension Clock {
             #expect(waitUntil(20) { workers.allSatisfy { !pipeline.sandbox.isAlive($0) } }, "workers outlived their orchestrator")
             pipeline.endKilledRuns()
         }
-        let (status, out, err) = try pipeline.pipe(["run", "--workers", "3", "--once"], seconds: 120)
+        let (status, _, err) = try pipeline.pipe(["run", "--workers", "3", "--once"], seconds: 120)
         #expect(status == 0, "run: \(err)")
         let jobs = try pipeline.jobs()
         #expect(jobs.count == total)

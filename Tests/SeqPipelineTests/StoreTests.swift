@@ -255,7 +255,7 @@ let day = "2026-11-23"
     }
 
     @Test func aJobHandedOffByADeviceGoesToAnotherUnlessNoneIsHealthy() throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let store = try makeStore(directory)
         _ = try store.addJobs([job("a", "alice")])
         let first = try #require(try store.claim(worker: 0, device: "d0", now: 100, today: day, bootSeconds: 1))
@@ -270,7 +270,7 @@ let day = "2026-11-23"
     }
 
     @Test func alertsRaiseOnceRefreshAndClear() throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let store = try makeStore(directory)
         #expect(try store.raiseAlert("stuck:plan", kind: "stuck", message: "first", now: 10))
         #expect(try !store.raiseAlert("stuck:plan", kind: "stuck", message: "still", now: 20))
