@@ -17,6 +17,12 @@ let makeSeqPath = (seqexecPath as NSString).deletingLastPathComponent + "/make-s
 /// The directory holding the built tools, for a PATH that finds them by name (as seq.mk does).
 let toolsDirectory = (seqexecPath as NSString).deletingLastPathComponent
 
+/// Whether `name` is a program on this process's PATH (an optional tool a test needs).
+func commandOnPath(_ name: String) -> Bool {
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+    return path.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/\(name)") }
+}
+
 /// Polls `condition` until it holds or `seconds` pass: waiting on a file or a process, never a
 /// guessed sleep. Returns whether it held.
 @discardableResult
