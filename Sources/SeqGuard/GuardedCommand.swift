@@ -7,67 +7,6 @@ public let tokensVariable = "SEQEXEC_TOKENS"
 /// One guarded run: wait for the project's lock in queue order, run the command under
 /// supervision, release, and answer the exit status.
 public enum GuardedCommand {
-    /// Runs `configuration.arguments` under the project's lock. Returns the exit status.
-    @available(*, noasync)
-    public static func run(_ configuration: GuardConfiguration) -> Int32 {
-        let reporter = configuration.reporter
-        let signals: SignalReceiver
-        do {
-            // Before any thread exists, so every thread inherits the blocked mask.
-            signals = try SignalReceiver(signals: [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD])
-        } catch {
-            reporter.error("cannot set up signal handling: \(error)")
-            return ExitCode.toolFailure
-        }
-        // The front and the supervisor. The process the caller started (and may kill) stays
-        // a front: it forwards signals and answers the status. A child of it does the rest:
-        // waits in the queue (ended with the front while it waits), takes the locks, and
-        // supervises the command as its parent and subreaper, letting the locks go only once
-        // no process of the tree is left. A kill -9 of seqexec, or a command that closes every
-        // descriptor it inherited, cannot free the lock while the command runs. Split this
-        // early, the fork copies little, and nothing forks after the locks are taken.
-        var report: FileDescriptor?
-        var front = ProcessIdentity.current()
-        do {
-            let channel = try FileSystem.pipe()
-            let supervisorPid: Int32
-            do { supervisorPid = try Processes.fork() } catch {
-                channel.read.close()
-                channel.write.close()
-                throw error
-            }
-            if supervisorPid > 0 {
-                channel.write.close()
-                defer { channel.read.close() }
-                let status = waitAsFront(supervisor: supervisorPid, signals: signals, report: channel.read)
-                // Reaped before we go, so nothing of the run outlives the call: an orphan still
-                // exiting would be taken for a leftover of an outer run's tree. It is already
-                // on its way out, so this costs a few hundredths of a millisecond.
-                _ = try? Spawn.waitFor(supervisorPid)
-                return status
-            }
-            channel.read.close()
-            report = channel.write
-            // Waiting is the front's business: if it is killed, this child leaves the queue.
-            _ = try? Processes.setParentDeathSignal(SIGTERM)
-            if Processes.parentPid != front.pid { return 128 + SIGTERM }
-        } catch {
-            reporter.notice("cannot fork a supervisor (\(error)); supervising in this process")
-            front = ProcessIdentity.current()
-        }
-        let status: Int32
-        do {
-            status = try run(configuration, front: front, signals: signals, reporter: reporter)
-        } catch {
-            reporter.error(error.message)
-            status = error.exitCode
-        }
-        // The locks are released and the run recorded: the front may answer now, while this
-        // process exits beside it.
-        _ = try? report?.writeAll(FrontReport.encode(status))
-        return status
-    }
-
     /// One lock of the plan, opened.
     struct Lane {
         var project: Project
@@ -264,34 +203,6 @@ public enum GuardedCommand {
         return status
     }
 
-    /// The front's part: wait for the supervisor's report and answer its status. A signal
-    /// sent to this process goes on to the supervisor, which forwards it to the command (or,
-    /// while it waits, leaves the queue); one from the terminal reached them both already.
-    /// Killing the front during the run leaves the run supervised.
-    @available(*, noasync)
-    static func waitAsFront(supervisor pid: Int32, signals: SignalReceiver, report: FileDescriptor) -> Int32 {
-        var message: [UInt8] = []
-        var reportOpen = true
-        while true {
-            // The report first: the supervisor's exit may be seen in the same wake-up.
-            while reportOpen, let chunk = try? report.read(upTo: 16) {
-                if chunk.isEmpty { reportOpen = false } else { message += chunk }
-            }
-            if let status = FrontReport.decode(message) { return status }
-            do {
-                // Ended without a report: killed, or it became the command (a nested call).
-                if let status = try Spawn.reap(pid) { return status.shellExitCode }
-            } catch {
-                return ExitCode.toolFailure  // not our child any more: nothing left to wait for
-            }
-            let ready = Poll.readable(reportOpen ? [signals.descriptor, report] : [signals.descriptor], timeoutMilliseconds: -1)
-            guard ready.contains(0) else { continue }
-            for signal in signals.drain() where signal.number != SIGCHLD && !signal.cameFromTerminal {
-                Processes.signalChild(pid, signal.number)
-            }
-        }
-    }
-
     /// How a run ended, its exit status, and the signal's name; says on stderr why a command
     /// died of SIGKILL, since 137 alone could be the OOM killer, `kill -9` or the monitor.
     static func ending(
@@ -387,18 +298,5 @@ extension String {
         var result = ""
         for character in self { if character == target { result += replacement } else { result.append(character) } }
         return result
-    }
-}
-
-/// The supervisor's report to the front: the exit status, 4 bytes.
-enum FrontReport {
-    static func encode(_ status: Int32) -> [UInt8] {
-        let value = UInt32(bitPattern: status)
-        return (0..<4).map { UInt8(truncatingIfNeeded: value >> UInt32(8 * $0)) }
-    }
-
-    static func decode(_ bytes: [UInt8]) -> Int32? {
-        guard bytes.count >= 4 else { return nil }
-        return Int32(bitPattern: (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[$1]) << UInt32(8 * $1) })
     }
 }
