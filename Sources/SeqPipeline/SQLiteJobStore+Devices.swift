@@ -1,0 +1,107 @@
+import SeqGuard
+import SeqSystem
+
+// Devices, accounts and device health.
+extension SQLiteJobStore {
+    // MARK: devices and accounts
+
+    public func addDevice(_ device: Device) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run(
+                """
+                INSERT INTO devices(name, status_url, health_command, restart_command, stop_command, added_at, server_restart_command)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                ON CONFLICT(name) DO UPDATE SET status_url = ?2, health_command = ?3, restart_command = ?4, stop_command = ?5,
+                    server_restart_command = ?7
+                """,
+                [.text(device.name), optional(device.statusURL), optional(device.healthCommand),
+                 optional(device.restartCommand), optional(device.stopCommand), .real(nowSeconds()), optional(device.serverRestartCommand)])
+        }
+    }
+
+    public func removeDevice(_ name: String) throws(StoreError) -> Bool {
+        try connection.write { () throws(StoreError) -> Bool in
+            try connection.run("DELETE FROM devices WHERE name = ?1", [.text(name)]) == 1
+        }
+    }
+
+    public func devices() throws(StoreError) -> [Device] {
+        try connection.query("SELECT * FROM devices ORDER BY name").map { row in
+            var device = Device(name: row["name"].string ?? "")
+            device.statusURL = row["status_url"].string
+            device.healthCommand = row["health_command"].string
+            device.restartCommand = row["restart_command"].string
+            device.stopCommand = row["stop_command"].string
+            device.serverRestartCommand = row["server_restart_command"].string
+            device.healthy = row["healthy"].int == 1
+            device.healthFailures = Int(row["health_failures"].int ?? 0)
+            device.infraFailures = Int(row["infra_failures"].int ?? 0)
+            device.cooldownUntil = row["cooldown_until"].double
+            device.cooldownLevel = Int(row["cooldown_level"].int ?? 0)
+            device.responseMilliseconds = row["response_ms"].int.map { Int($0) }
+            device.lastCheck = row["last_check"].double
+            device.lastError = row["last_error"].string
+            return device
+        }
+    }
+
+    public func addAccount(_ name: String, dailyLimit: Int) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run(
+                "INSERT INTO accounts(name, daily_limit) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET daily_limit = ?2",
+                [.text(name), .integer(Int64(dailyLimit))])
+        }
+    }
+
+    public func accounts() throws(StoreError) -> [Account] {
+        try connection.query("SELECT * FROM accounts ORDER BY name").map { row in
+            var account = Account(name: row["name"].string ?? "")
+            account.dailyLimit = Int(row["daily_limit"].int ?? 0)
+            account.paused = row["paused"].int == 1
+            account.pausedReason = row["paused_reason"].string
+            account.infraFailures = Int(row["infra_failures"].int ?? 0)
+            account.cooldownUntil = row["cooldown_until"].double
+            account.cooldownLevel = Int(row["cooldown_level"].int ?? 0)
+            return account
+        }
+    }
+
+    public func resumeAccount(_ name: String) throws(StoreError) -> Bool {
+        try connection.write { () throws(StoreError) -> Bool in
+            let changed = try connection.run(
+                "UPDATE accounts SET paused = 0, paused_reason = NULL, cooldown_until = NULL, cooldown_level = 0, infra_failures = 0 WHERE name = ?1",
+                [.text(name)])
+            if changed == 1 { try insertEvent(Event(at: nowSeconds(), kind: "account-resumed", account: name, message: "resumed by hand")) }
+            return changed == 1
+        }
+    }
+
+    // MARK: device health
+
+    public func recordHealth(device: String, ok: Bool, responseMilliseconds: Int?, error: String?, now: Double) throws(StoreError) -> Int {
+        try connection.write { () throws(StoreError) -> Int in
+            if ok {
+                try connection.run(
+                    """
+                    UPDATE devices SET healthy = 1, health_failures = 0, response_ms = ?2, last_check = ?3, last_error = NULL,
+                        cooldown_until = CASE WHEN healthy = 0 THEN NULL ELSE cooldown_until END
+                    WHERE name = ?1
+                    """, [.text(device), responseMilliseconds.map { .integer(Int64($0)) } ?? .null, .real(now)])
+                return 0
+            }
+            let row = try connection.query(
+                "UPDATE devices SET healthy = 0, health_failures = health_failures + 1, last_check = ?2, last_error = ?3 WHERE name = ?1 RETURNING health_failures",
+                [.text(device), .real(now), optional(error)]).first
+            return Int(row?["health_failures"].int ?? 0)
+        }
+    }
+
+    public func holdDevice(_ name: String, until: Double, reason: String) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run(
+                "UPDATE devices SET healthy = 0, cooldown_until = ?2, last_error = ?3 WHERE name = ?1",
+                [.text(name), .real(until), .text(reason)])
+            try insertEvent(Event(at: nowSeconds(), kind: "device-unhealthy", device: name, message: reason))
+        }
+    }
+}

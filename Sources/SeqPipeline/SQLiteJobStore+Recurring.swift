@@ -1,0 +1,219 @@
+import SeqGuard
+import SeqSystem
+
+// Recurring runs, the watchdog's alerts and checks, workers and events.
+extension SQLiteJobStore {
+    // MARK: recurring jobs
+
+    public func recordRecurringStart(_ name: String, process: ProcessIdentity, now: Double) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run(
+                """
+                INSERT INTO heartbeats(name, state, last_start, runs, pid, start_time, beat_at) VALUES (?1, 'running', ?2, 1, ?3, ?4, ?2)
+                ON CONFLICT(name) DO UPDATE SET state = 'running', last_start = ?2, runs = runs + 1, pid = ?3, start_time = ?4,
+                    beat_at = ?2, progress = NULL, progress_at = NULL, waiting = NULL
+                """, [.text(name), .real(now), .integer(Int64(process.pid)), .integer(Int64(process.startTime))])
+            try insertEvent(Event(at: now, kind: "recurring-start", message: "\(name): run started (pid \(process.pid))"))
+        }
+    }
+
+    public func recordRecurringState(_ name: String, state: String) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run("UPDATE heartbeats SET state = ?2 WHERE name = ?1", [.text(name), .text(state)])
+        }
+    }
+
+    public func recordRecurringEnd(_ name: String, succeeded: Bool, error: String?, now: Double) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            if succeeded {
+                try connection.run(
+                    "UPDATE heartbeats SET state = 'idle', last_success = ?2, consecutive_failures = 0, pid = NULL, start_time = NULL WHERE name = ?1",
+                    [.text(name), .real(now)])
+                try insertEvent(Event(at: now, kind: "recurring-success", message: "\(name): run succeeded"))
+            } else {
+                try connection.run(
+                    """
+                    UPDATE heartbeats SET state = 'idle', last_failure = ?2, last_error = ?3,
+                        consecutive_failures = consecutive_failures + 1, pid = NULL, start_time = NULL WHERE name = ?1
+                    """, [.text(name), .real(now), optional(error)])
+                try insertEvent(Event(at: now, kind: "recurring-failure", message: "\(name): \(error ?? "failed")"))
+            }
+        }
+    }
+
+    public func recordRecurringSkip(_ name: String, reason: String, now: Double) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run(
+                """
+                INSERT INTO heartbeats(name, last_skip, skip_reason) VALUES (?1, ?2, ?3)
+                ON CONFLICT(name) DO UPDATE SET last_skip = ?2, skip_reason = ?3
+                """, [.text(name), .real(now), .text(reason)])
+            try insertEvent(Event(at: now, kind: "recurring-skip", message: "\(name): skipped: \(reason)"))
+        }
+    }
+
+    public func recordRecurringStopped(_ name: String, reason: String, now: Double) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run("UPDATE heartbeats SET state = 'idle', pid = NULL, start_time = NULL WHERE name = ?1", [.text(name)])
+            try insertEvent(Event(at: now, kind: "recurring-stopped", message: "\(name): \(reason)"))
+        }
+    }
+
+    public func recordRecurringBeat(_ name: String, progress: String?, now: Double) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            if let progress {
+                try connection.run("UPDATE heartbeats SET beat_at = ?2, progress = ?3, progress_at = ?2 WHERE name = ?1",
+                                   [.text(name), .real(now), .text(progress)])
+            } else {
+                try connection.run("UPDATE heartbeats SET beat_at = ?2 WHERE name = ?1", [.text(name), .real(now)])
+            }
+        }
+    }
+
+    public func recordRecurringPlan(_ name: String, nextDue: Double?, waiting: String?) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run(
+                """
+                INSERT INTO heartbeats(name, next_due, waiting) VALUES (?1, ?2, ?3)
+                ON CONFLICT(name) DO UPDATE SET next_due = ?2, waiting = ?3
+                """, [.text(name), optional(nextDue), optional(waiting)])
+        }
+    }
+
+    // MARK: watchdog
+
+    public func raiseAlert(_ key: String, kind: String, message: String, now: Double) throws(StoreError) -> Bool {
+        try connection.write { () throws(StoreError) -> Bool in
+            let active = try connection.query("SELECT 1 FROM alerts WHERE key = ?1 AND cleared_at IS NULL", [.text(key)]).first != nil
+            if active {
+                try connection.run("UPDATE alerts SET message = ?2, seen_at = ?3 WHERE key = ?1", [.text(key), .text(message), .real(now)])
+                return false
+            }
+            try connection.run(
+                """
+                INSERT INTO alerts(key, kind, message, raised_at, seen_at) VALUES (?1, ?2, ?3, ?4, ?4)
+                ON CONFLICT(key) DO UPDATE SET kind = ?2, message = ?3, raised_at = ?4, seen_at = ?4, cleared_at = NULL
+                """, [.text(key), .text(kind), .text(message), .real(now)])
+            return true
+        }
+    }
+
+    public func clearAlert(_ key: String, now: Double) throws(StoreError) -> Bool {
+        try connection.write { () throws(StoreError) -> Bool in
+            try connection.run("UPDATE alerts SET cleared_at = ?2 WHERE key = ?1 AND cleared_at IS NULL", [.text(key), .real(now)]) == 1
+        }
+    }
+
+    public func alerts() throws(StoreError) -> [Alert] {
+        try connection.query("SELECT * FROM alerts WHERE cleared_at IS NULL ORDER BY raised_at").map { row in
+            Alert(key: row["key"].string ?? "", kind: row["kind"].string ?? "", message: row["message"].string ?? "",
+                  raisedAt: row["raised_at"].double ?? 0, seenAt: row["seen_at"].double ?? 0)
+        }
+    }
+
+    public func recordCheck(_ name: String, ok: Bool, message: String, now: Double) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run(
+                """
+                INSERT INTO checks(name, at, ok, message) VALUES (?1, ?2, ?3, ?4)
+                ON CONFLICT(name) DO UPDATE SET at = ?2, ok = ?3, message = ?4
+                """, [.text(name), .real(now), .integer(ok ? 1 : 0), .text(message)])
+        }
+    }
+
+    public func checks() throws(StoreError) -> [Check] {
+        try connection.query("SELECT * FROM checks ORDER BY name").map { row in
+            Check(name: row["name"].string ?? "", at: row["at"].double ?? 0, ok: row["ok"].int == 1, message: row["message"].string ?? "")
+        }
+    }
+
+    public func pipelineHealth(now: Double, claimedLongerThan seconds: Double) throws(StoreError) -> PipelineHealth {
+        let newest = try connection.query("SELECT MAX(created_at) AS newest FROM jobs").first?["newest"].double
+        let waiting = Int(try connection.query(
+            "SELECT COUNT(*) AS n FROM jobs INDEXED BY jobs_waiting WHERE status IN ('pending', 'retrying')").first?["n"].int ?? 0)
+        let long = try connection.query(
+            "SELECT * FROM jobs WHERE status IN ('claimed', 'running') AND claimed_at < ?1 ORDER BY claimed_at",
+            [.real(now - seconds)]).map(job(from:))
+        return PipelineHealth(newestJobCreatedAt: newest, waiting: waiting, longClaims: long)
+    }
+
+    public func heartbeats() throws(StoreError) -> [Heartbeat] {
+        try connection.query("SELECT * FROM heartbeats ORDER BY name").map { row in
+            var beat = Heartbeat(name: row["name"].string ?? "")
+            beat.state = row["state"].string ?? "idle"
+            beat.lastStart = row["last_start"].double
+            beat.lastSuccess = row["last_success"].double
+            beat.lastFailure = row["last_failure"].double
+            beat.lastSkip = row["last_skip"].double
+            beat.skipReason = row["skip_reason"].string
+            beat.lastError = row["last_error"].string
+            beat.consecutiveFailures = Int(row["consecutive_failures"].int ?? 0)
+            beat.runs = Int(row["runs"].int ?? 0)
+            beat.nextDue = row["next_due"].double
+            beat.beatAt = row["beat_at"].double
+            beat.progress = row["progress"].string
+            beat.progressAt = row["progress_at"].double
+            beat.waiting = row["waiting"].string
+            if let pid = row["pid"].int, let start = row["start_time"].int {
+                beat.process = ProcessIdentity(pid: Int32(pid), startTime: UInt64(start))
+            }
+            return beat
+        }
+    }
+
+    // MARK: workers and events
+
+    public func setWorker(_ record: WorkerRecord) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run(
+                """
+                INSERT INTO workers(idx, pid, start_time, device, state, job, restarts, heartbeat_boot)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                ON CONFLICT(idx) DO UPDATE SET pid = ?2, start_time = ?3, device = ?4, state = ?5, job = ?6, restarts = ?7, heartbeat_boot = ?8
+                """,
+                [.integer(Int64(record.index)), .integer(Int64(record.pid)), .integer(Int64(record.startTime)),
+                 .text(record.device), .text(record.state), optional(record.job), .integer(Int64(record.restarts)),
+                 optional(record.heartbeatBootSeconds)])
+        }
+    }
+
+    public func updateWorker(index: Int, state: String, job: String?, bootSeconds: Double) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run("UPDATE workers SET state = ?2, job = ?3, heartbeat_boot = ?4 WHERE idx = ?1",
+                               [.integer(Int64(index)), .text(state), optional(job), .real(bootSeconds)])
+        }
+    }
+
+    public func workers() throws(StoreError) -> [WorkerRecord] {
+        try connection.query("SELECT * FROM workers ORDER BY idx").map { row in
+            WorkerRecord(
+                index: Int(row["idx"].int ?? 0), pid: Int32(row["pid"].int ?? 0), startTime: UInt64(row["start_time"].int ?? 0),
+                device: row["device"].string ?? "", state: row["state"].string ?? "", job: row["job"].string,
+                restarts: Int(row["restarts"].int ?? 0), heartbeatBootSeconds: row["heartbeat_boot"].double)
+        }
+    }
+
+    public func clearWorkers() throws(StoreError) {
+        try connection.write { () throws(StoreError) in try connection.run("DELETE FROM workers") }
+    }
+
+    public func addEvent(_ event: Event) throws(StoreError) {
+        try connection.write { () throws(StoreError) in try insertEvent(event) }
+    }
+
+    func insertEvent(_ event: Event) throws(StoreError) {
+        try connection.run(
+            "INSERT INTO events(at, kind, job, account, device, worker, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            [.real(event.at), .text(event.kind), optional(event.job), optional(event.account), optional(event.device),
+             event.worker.map { .integer(Int64($0)) } ?? .null, .text(event.message)])
+    }
+
+    public func events(since: Double?, limit: Int) throws(StoreError) -> [Event] {
+        try connection.query(
+            "SELECT * FROM events WHERE ?2 IS NULL OR at >= ?2 ORDER BY id DESC LIMIT ?1",
+            [.integer(Int64(limit)), optional(since)]).reversed().map { row in
+            Event(at: row["at"].double ?? 0, kind: row["kind"].string ?? "", job: row["job"].string, account: row["account"].string,
+                  device: row["device"].string, worker: row["worker"].int.map { Int($0) }, message: row["message"].string ?? "")
+        }
+    }
+}
