@@ -1,0 +1,83 @@
+import Glibc
+import SeqGuard
+import SeqSystem
+
+/// One run of a recurring job: its attempts, with backoff between them, through the guard.
+public struct RecurringRun {
+    public var store: any JobStore
+    public var config: PipelineConfig
+    public var job: RecurringJob
+    public var runner: StepRunner
+
+    /// `captureFile` holds each attempt's output before it is copied to stdout (the log).
+    /// `lifeline`: readable once the scheduler is gone; the run's step is ended then.
+    public init(store: any JobStore, config: PipelineConfig, job: RecurringJob, signals: SignalReceiver, captureFile: String,
+                lifeline: FileDescriptor? = nil) {
+        self.store = store
+        self.config = config
+        self.job = job
+        runner = StepRunner(
+            signals: signals, reporter: Reporter(toolName: "seqpipe \(job.name)"), captureFile: captureFile,
+            killGrace: config.killGraceSeconds, stopGrace: config.stopGraceSeconds, environment: Spawn.currentEnvironment(),
+            progressFile: captureFile + ".progress")
+        runner.cancel = lifeline
+    }
+
+    /// 0 when an attempt succeeded, 1 when all failed (or the run was stopped).
+    @available(*, noasync)
+    public func run() throws(StoreError) -> Int32 {
+        let me = ProcessIdentity(pid: Processes.currentPid, startTime: (try? ProcStat.read(Processes.currentPid).startTime) ?? 0)
+        try store.recordRecurringStart(job.name, process: me, now: nowSeconds())
+        var error = ""
+        var stopped = false
+        for attempt in 1...job.attempts {
+            if attempt > 1 {
+                try store.recordRecurringState(job.name, state: "backoff")
+                let wait = Backoff.fullJitter(attempt: attempt - 1, base: config.scheduler.backoffBaseSeconds, cap: config.scheduler.backoffCapSeconds)
+                if !pause(wait) { stopped = true; break }
+                try store.recordRecurringState(job.name, state: "running")
+            }
+            // While the step runs: a heartbeat, with its progress reports.
+            let (store, name) = (store, job.name)
+            let result = runner.run(job.run, timeout: job.timeoutSeconds, memoryLimitMegabytes: job.memoryLimitMegabytes,
+                                    label: "\(job.name) attempt \(attempt) of \(job.attempts)",
+                                    beat: (config.heartbeatSeconds, { progress in try? store.recordRecurringBeat(name, progress: progress, now: nowSeconds()) }))
+            if result.succeeded {
+                try store.recordRecurringEnd(job.name, succeeded: true, error: nil, now: nowSeconds())
+                return 0
+            }
+            if result.run.stopRequested || result.run.ending == .stopped || result.run.cancelled || stopPending() {
+                try store.recordRecurringStopped(job.name, reason: "run stopped during attempt \(attempt) (\(result.endingText))", now: nowSeconds())
+                return 1
+            }
+            error = "attempt \(attempt) of \(job.attempts): \(result.endingText)\(result.lastLine.isEmpty ? "" : ": \(result.lastLine)")"
+        }
+        if stopped {
+            try store.recordRecurringStopped(job.name, reason: "run stopped between attempts", now: nowSeconds())
+            return 1
+        }
+        try store.recordRecurringEnd(job.name, succeeded: false, error: error, now: nowSeconds())
+        return 1
+    }
+
+    /// Whether a stop signal is waiting: the watchdog signals the run before its step, so a
+    /// step killed that way is a stop, not a failure.
+    func stopPending() -> Bool {
+        guard !Poll.readable([runner.signals.descriptor], timeoutMilliseconds: 0).isEmpty else { return false }
+        return runner.signals.drain().contains { [SIGTERM, SIGINT, SIGHUP].contains($0.number) }
+    }
+
+    /// Sleeps up to `seconds`; false if a stop signal came.
+    func pause(_ seconds: Double) -> Bool {
+        let deadline = Clock.monotonicNanoseconds() + Int64(seconds * 1e9)
+        while true {
+            let left = deadline - Clock.monotonicNanoseconds()
+            if left <= 0 { return true }
+            let ready = Poll.readable([runner.signals.descriptor] + (runner.cancel.map { [$0] } ?? []), timeoutMilliseconds: Int32(clamping: left / 1_000_000 + 1))
+            if ready.contains(1) { return false }
+            if ready.contains(0) {
+                if runner.signals.drain().contains(where: { [SIGTERM, SIGINT, SIGHUP].contains($0.number) }) { return false }
+            }
+        }
+    }
+}
