@@ -78,7 +78,7 @@ public struct MemoryMonitor: Sendable {
     public mutating func sample(excluding: Set<ProcessIdentity> = [], now: Int64 = Clock.monotonicNanoseconds()) -> TreeUsage {
         var usage = TreeUsage()
         var files = Set<[UInt64]>()
-        for stat in Processes.tree(of: root) where !excluding.contains(stat.identity) {
+        for stat in Processes.descendants(of: [root]) where !excluding.contains(stat.identity) {
             var bytes: Int64
             switch policy.metric {
             case .rss: bytes = stat.residentPages * SystemMemory.pageSize

@@ -91,13 +91,8 @@ public struct StateDirectory: Sendable {
 
     /// mkdir -p with mode 0700 for each directory it creates.
     static func makeDirectories(_ path: String) throws(GuardFailure) {
-        var prefix = path.hasPrefix("/") ? "" : "."
-        for component in path.split(separator: "/") {
-            prefix += "/" + component
-            do { try FileSystem.makeDirectory(prefix, mode: 0o700) } catch where error == .fileExists {
-            } catch {
-                throw GuardFailure("cannot create state directory \(prefix): \(error); pass a writable directory to --state-dir", errno: error)
-            }
+        do { try FileSystem.makeDirectories(path, mode: 0o700) } catch {
+            throw GuardFailure("cannot create state directory \(path): \(error); pass a writable directory to --state-dir", errno: error)
         }
     }
 

@@ -51,14 +51,12 @@ extension Processes {
         return FileSystem.exists("/proc/\(pid)/task/\(pid)/children")
     }()
 
-    /// The live descendants of `root` (not `root` itself), deepest first. Walks the children
-    /// files where the kernel has them, reading one small file per process of the tree;
-    /// otherwise scans every process's stat.
-    public static func tree(of root: Int32) -> [ProcStat] {
-        guard hasChildrenFiles else { return descendants(of: [root]) }
+    /// The live descendants of `roots` through /proc/PID/task/TID/children, deepest first:
+    /// one small file per process of the tree.
+    static func walkChildrenFiles(from roots: Set<Int32>) -> [ProcStat] {
         var found: [ProcStat] = []
-        var frontier = [root]
-        var seen: Set<Int32> = [root]
+        var frontier = Array(roots)
+        var seen = roots
         while let pid = frontier.popLast() {
             guard let threads = try? FileSystem.contents(ofDirectory: "/proc/\(pid)/task") else { continue }
             for thread in threads {

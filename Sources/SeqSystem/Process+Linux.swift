@@ -130,7 +130,10 @@ public enum Processes {
     }
 
     /// All live descendants of the given roots (not the roots themselves), deepest first.
+    /// Without a table, where the kernel has children files, only the tree's own processes
+    /// are read; otherwise every process's stat is.
     public static func descendants(of roots: Set<Int32>, in table: [ProcStat]? = nil) -> [ProcStat] {
+        if table == nil && hasChildrenFiles { return walkChildrenFiles(from: roots) }
         let table = table ?? all()
         var children: [Int32: [ProcStat]] = [:]
         for stat in table where stat.state != "Z" {
