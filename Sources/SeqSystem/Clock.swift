@@ -86,10 +86,16 @@ public enum Clock {
     }
 
     /// The calendar day (`YYYY-MM-DD`) of `seconds` in the time zone `zone` (an IANA name
-    /// such as `Europe/Berlin`, or `UTC`). Sets TZ for this process: call from one thread.
+    /// such as `Europe/Berlin`, or `UTC`). TZ is set for the computation and put back as it
+    /// was, so no command started later inherits it: call from one thread.
     public static func day(of seconds: Double, zone: String) -> String {
+        let previous = getenv("TZ").map { String(cString: $0) }
         setenv("TZ", zone, 1)
         tzset()
+        defer {
+            if let previous { setenv("TZ", previous, 1) } else { unsetenv("TZ") }
+            tzset()
+        }
         var time = time_t(seconds.rounded(.down))
         var parts = tm()
         localtime_r(&time, &parts)
