@@ -65,6 +65,10 @@ public struct LockNamespace: Sendable, Equatable {
 
     public static let seqexec = LockNamespace(directoryPrefix: "seq-exec-", claimName: "executor.lock")
     public static let make = LockNamespace(directoryPrefix: "make-lock-", claimName: "executor.lock")
-    /// seqpipe's single-instance lock: one orchestrator per store.
-    public static let pipeline = LockNamespace(directoryPrefix: "seqpipe-", claimName: "orchestrator.lock")
+
+    /// A client's own namespace (seqpipe names its single-instance lock with one).
+    public init(directoryPrefix: String, claimName: String) {
+        self.directoryPrefix = directoryPrefix
+        self.claimName = claimName
+    }
 }

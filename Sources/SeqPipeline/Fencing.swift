@@ -171,3 +171,8 @@ extension PipelineLocks {
         return (record, report)
     }
 }
+
+extension LockNamespace {
+    /// seqpipe's single-instance lock: one orchestrator per store.
+    static let pipeline = LockNamespace(directoryPrefix: "seqpipe-", claimName: "orchestrator.lock")
+}
