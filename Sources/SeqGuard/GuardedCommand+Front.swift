@@ -38,10 +38,11 @@ extension GuardedCommand {
                 channel.write.close()
                 defer { channel.read.close() }
                 let status = waitAsFront(supervisor: supervisorPid, signals: signals, report: channel.read)
-                // Reaped before we go, so nothing of the run outlives the call: an orphan still
-                // exiting would be taken for a leftover of an outer run's tree. It is already
-                // on its way out, so this costs a few hundredths of a millisecond.
-                _ = try? Spawn.waitFor(supervisorPid)
+                // The lock is free and the run recorded: what is left of the supervisor is its
+                // exit, which need not hold up the caller. Nested under another guarded run,
+                // though, it is reaped first: an orphan still exiting would be taken for a
+                // leftover of the outer run's tree.
+                if Spawn.environmentValue(tokensVariable) != nil { _ = try? Spawn.waitFor(supervisorPid) }
                 return status
             }
             channel.read.close()

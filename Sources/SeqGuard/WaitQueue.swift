@@ -37,8 +37,10 @@ public struct QueueEntry: Sendable, Equatable {
     }
 
     public var line: String {
-        ([String(process.pid), queuedAt.description, PercentEncoding.encode(command),
-          "start=\(process.startTime)", "prio=\(priority.rawValue)"] + (token.map { ["w=\($0)"] } ?? []) + extra).joined(separator: ":")
+        var line = "\(process.pid):\(queuedAt):\(PercentEncoding.encode(command)):start=\(process.startTime):prio=\(priority.rawValue)"
+        if let token { line += ":w=\(token)" }
+        for field in extra { line += ":" + field }
+        return line
     }
 
     /// Parses one line; nil for garbage, a truncated line, or a foreign line with no start time
@@ -105,7 +107,11 @@ public struct QueueSnapshot: Sendable {
         }.map(\.element)
     }
 
-    public var text: String { entries.map { $0.line + "\n" }.joined() }
+    public var text: String {
+        var text = ""
+        for entry in entries { text += entry.line + "\n" }
+        return text
+    }
 }
 
 /// `queue.txt` inside a state directory. Readers need no lock: writers replace the whole file
