@@ -67,7 +67,7 @@ let reporter = Reporter(toolName: "seqpipe")
 
 func fail(_ message: String, _ code: Int32 = ExitCode.toolFailure) -> Never {
     reporter.error(message)
-    exit(code)
+    ProcessExit.now(code)
 }
 
 func usage(_ message: String) -> Never { fail("\(message); see 'seqpipe --help'", 2) }
@@ -81,8 +81,8 @@ var configOption = Spawn.environmentValue("SEQPIPE_CONFIG").flatMap { $0.isEmpty
 while let first = arguments.first, first.hasPrefix("-") {
     arguments.removeFirst()
     switch first {
-    case "-h", "--help": printOut(help); exit(0)
-    case "--version": printOut("seqpipe \(version)\n"); exit(0)
+    case "-h", "--help": printOut(help); ProcessExit.now(0)
+    case "--version": printOut("seqpipe \(version)\n"); ProcessExit.now(0)
     case "--db", "--config":
         guard let value = arguments.first, !value.isEmpty else { usage("\(first) needs a path") }
         arguments.removeFirst()
@@ -354,7 +354,7 @@ case "run":
     let orchestrator = Orchestrator(
         store: store, config: config, paths: paths, workerCount: workers, once: options.flags.contains("--once"),
         signals: signals, reporter: reporter)
-    do { exit(try orchestrator.run()) } catch { fail(error.message, error.exitCode) }
+    do { ProcessExit.now(try orchestrator.run()) } catch { fail(error.message, error.exitCode) }
 
 case "worker":
     // Started by 'seqpipe run' only: one worker process.
@@ -369,7 +369,7 @@ case "worker":
         reporter: Reporter(toolName: "seqpipe worker \(index)"), captureFile: "\(paths.run)/worker_\(index).out")
     worker.lifeline = member.lifeline
     worker.locks = member.locks
-    exit(worker.run())
+    ProcessExit.now(worker.run())
 
 case "scheduler":
     // Started by 'seqpipe run' only, when the config has recurring jobs.
@@ -380,7 +380,7 @@ case "scheduler":
     var scheduler = Scheduler(store: store, config: config, paths: paths, signals: member.signals, reporter: Reporter(toolName: "seqpipe scheduler"))
     scheduler.lifeline = member.lifeline
     scheduler.lockDescriptor = member.locks?.inherited?.rawValue
-    exit(scheduler.run())
+    ProcessExit.now(scheduler.run())
 
 case "recurring-run":
     // Started by the scheduler only: one run of a recurring job.
@@ -395,7 +395,7 @@ case "recurring-run":
     let store = openStore()
     let run = RecurringRun(store: store, config: config, job: job, signals: signals, captureFile: "\(paths.run)/recurring_\(job.name).out",
                            lifeline: member.lifeline)
-    exit(storeCall { () throws(StoreError) in try run.run() })
+    ProcessExit.now(storeCall { () throws(StoreError) in try run.run() })
 
 case "schedule":
     let options = Options(command, arguments, valued: ["--minutes"])
@@ -403,7 +403,7 @@ case "schedule":
     let config = loadConfig()
     guard !config.recurring.isEmpty else {
         printOut("no recurring jobs in \(paths.config); add a \"recurring\" list (see 'man seqpipe')\n")
-        exit(0)
+        ProcessExit.now(0)
     }
     let minutes = options.number("--minutes", default: 60, minimum: 1)
     var text = "the first \(minutes) minute\(minutes == 1 ? "" : "s") after 'seqpipe run' starts (a range interval at its shortest):\n"
@@ -444,7 +444,7 @@ case "events":
             fields.append(("message", .string(event.message)))
             return .object(fields)
         })) + "\n")
-        exit(0)
+        ProcessExit.now(0)
     }
     for event in events {
         var subject: [String] = []
@@ -506,17 +506,17 @@ case "stop-all":
     let config = loadConfig()
     guard FileSystem.exists(paths.database), let locks = try? paths.locks(create: false) else {
         printOut("no orchestrator runs on \(paths.database)\n")
-        exit(0)
+        ProcessExit.now(0)
     }
     defer { locks.directory.close() }
     guard let holder = locks.instance.holder() else {
         printOut("no orchestrator runs on \(paths.database)\n")
-        exit(0)
+        ProcessExit.now(0)
     }
     printOut("asking the orchestrator (pid \(holder.holder.pid)) to stop; waiting for its workers\n")
     guard let (_, report) = locks.stopRun(grace: config.stopGraceSeconds + config.killGraceSeconds + 10) else {
         printOut("stopped\n")
-        exit(0)
+        ProcessExit.now(0)
     }
     if report.ended.isEmpty && holder.holder.isAlive {
         fail("cannot signal the orchestrator (pid \(holder.holder.pid)); is it another user's?", 1)
