@@ -153,13 +153,7 @@ public struct History {
                 ended, String(record.exitStatus), record.command,
             ])
         }
-        var widths = [Int](repeating: 0, count: rows[0].count)
-        for row in rows { for (column, cell) in row.enumerated() { widths[column] = max(widths[column], cell.count) } }
-        return rows.map { row in
-            row.enumerated().map { column, cell in
-                column == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[column] - cell.count)
-            }.joined(separator: "  ")
-        }.joined(separator: "\n") + "\n"
+        return TextTable.render(rows)
     }
 }
 

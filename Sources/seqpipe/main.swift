@@ -183,16 +183,6 @@ func storeCall<T>(_ body: () throws(StoreError) -> T) -> T {
     do { return try body() } catch { fail("store \(paths.database): \(error.message)") }
 }
 
-func table(_ rows: [[String]]) -> String {
-    guard let first = rows.first else { return "" }
-    var widths = first.map(\.count)
-    for row in rows { for (index, cell) in row.enumerated() where index < widths.count { widths[index] = max(widths[index], cell.count) } }
-    return rows.map { row in
-        row.enumerated().map { index, cell in
-            index == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[index] - cell.count)
-        }.joined(separator: "  ")
-    }.joined(separator: "\n") + "\n"
-}
 
 switch command {
 case "init":
@@ -232,7 +222,7 @@ case "device":
             rows.append([device.name, device.healthy ? "healthy" : "unhealthy", device.responseMilliseconds.map { "\($0) ms" } ?? "-",
                          device.statusURL ?? device.healthCommand ?? "-"])
         }
-        printOut(table(rows))
+        printOut(TextTable.render(rows))
     case "remove":
         options.expect(1, "a device name")
         if !storeCall({ () throws(StoreError) in try store.removeDevice(options.positional[0]) }) {
@@ -265,7 +255,7 @@ case "account":
             }
             rows.append([account.name, String(done[account.name] ?? 0), account.dailyLimit == 0 ? "-" : String(account.dailyLimit), state])
         }
-        printOut(table(rows))
+        printOut(TextTable.render(rows))
     case "resume":
         options.expect(1, "an account name")
         if !storeCall({ () throws(StoreError) in try store.resumeAccount(options.positional[0]) }) {
@@ -469,7 +459,7 @@ case "show-config":
                      "\(config.systemPort(worker: index))-\(config.systemPort(worker: index) + config.systemPortStride - 1)",
                      paths.log(worker: index)])
     }
-    text += table(rows)
+    text += TextTable.render(rows)
     text += "steps:\n"
     for step in config.steps {
         text += "  \(step.name): \(GuardedCommand.displayCommand(step.run)) (timeout \(durationText(step.timeoutSeconds)), memory \(step.memoryLimitMegabytes) MB, \(step.attempts) attempts\(step.check.map { ", check \(GuardedCommand.displayCommand($0))" } ?? ""))\n"
