@@ -27,9 +27,11 @@ let package = Package(
         .executableTarget(name: "seqpipe", dependencies: ["SeqPipeline", "SeqGuard", "SeqSystem"]),
         .executableTarget(name: "seqexec", dependencies: ["SeqGuard", "SeqSystem"]),
         .executableTarget(name: "make-seq", dependencies: ["SeqGuard", "SeqSystem"]),
+        // The tests' one helper for temporary directories.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "SeqSystemTests", dependencies: ["SeqSystem"]),
-        .testTarget(name: "SeqGuardTests", dependencies: ["SeqGuard", "SeqSystem"]),
-        .testTarget(name: "SeqPipelineTests", dependencies: ["SeqPipeline", "SeqGuard", "SeqSystem"]),
+        .testTarget(name: "SeqGuardTests", dependencies: ["SeqGuard", "SeqSystem", "TestSupport"]),
+        .testTarget(name: "SeqPipelineTests", dependencies: ["SeqPipeline", "SeqGuard", "SeqSystem", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SeqSystem"]),
     ],
     swiftLanguageModes: [.v6]

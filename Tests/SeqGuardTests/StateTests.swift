@@ -2,16 +2,7 @@ import Glibc
 @testable import SeqGuard
 import SeqSystem
 import Testing
-
-/// A temporary directory removed when the test ends, pass or fail.
-final class TemporaryDirectory {
-    let path: String
-    init() {
-        var template = Array("/tmp/seqguard-test-XXXXXX".utf8CString)
-        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-    }
-    deinit { _ = system("rm -rf '\(path)'") }
-}
+import TestSupport
 
 @Suite struct HashAndEncodingTests {
     @Test func hashMatchesSha1sumOfRootAndNewline() {

@@ -1,6 +1,7 @@
 @testable import SeqPipeline
 import SeqSystem
 import Testing
+import TestSupport
 
 @Suite struct ConfigTests {
     func error(_ text: String) -> String {

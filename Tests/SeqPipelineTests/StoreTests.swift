@@ -2,16 +2,7 @@ import Glibc
 @testable import SeqPipeline
 import SeqSystem
 import Testing
-
-/// A temporary directory removed when the test ends, pass or fail.
-final class TemporaryDirectory {
-    let path: String
-    init() {
-        var template = Array("/tmp/seqpipe-test-XXXXXX".utf8CString)
-        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-    }
-    deinit { _ = system("rm -rf '\(path)'") }
-}
+import TestSupport
 
 /// A fresh store in its own directory, with devices d0…d(n-1).
 func makeStore(_ directory: TemporaryDirectory, devices: Int = 2) throws -> SQLiteJobStore {
