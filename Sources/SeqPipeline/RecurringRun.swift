@@ -69,15 +69,8 @@ public struct RecurringRun {
 
     /// Sleeps up to `seconds`; false if a stop signal came.
     func pause(_ seconds: Double) -> Bool {
-        let deadline = Clock.monotonicNanoseconds() + Int64(seconds * 1e9)
-        while true {
-            let left = deadline - Clock.monotonicNanoseconds()
-            if left <= 0 { return true }
-            let ready = Poll.readable([runner.signals.descriptor] + (runner.cancel.map { [$0] } ?? []), timeoutMilliseconds: Int32(clamping: left / 1_000_000 + 1))
-            if ready.contains(1) { return false }
-            if ready.contains(0) {
-                if runner.signals.drain().contains(where: { [SIGTERM, SIGINT, SIGHUP].contains($0.number) }) { return false }
-            }
-        }
+        runner.signals.sleep(seconds: seconds, wakingOn: runner.cancel.map { [$0] } ?? []) {
+            [SIGTERM, SIGINT, SIGHUP].contains($0.number)
+        } == .elapsed
     }
 }

@@ -89,16 +89,16 @@ public struct Worker {
     /// Sleeps up to `seconds`, waking for a stop. Returns false once a stop was asked for.
     mutating func pause(_ seconds: Double) -> Bool {
         if stopping { return false }
-        let deadline = Clock.monotonicNanoseconds() + Int64(seconds * 1e9)
-        while true {
-            let left = deadline - Clock.monotonicNanoseconds()
-            if left <= 0 { return true }
-            let ready = Poll.readable([signals.descriptor] + (lifeline.map { [$0] } ?? []), timeoutMilliseconds: Int32(clamping: left / 1_000_000 + 1))
-            if ready.contains(1) { noteOrphaned(); return false }
-            if ready.contains(0) {
-                noteSignals()
-                if stopping { return false }
-            }
+        switch signals.sleep(seconds: seconds, wakingOn: lifeline.map { [$0] } ?? [], stopsOn: { [SIGTERM, SIGINT, SIGHUP].contains($0.number) }) {
+        case .elapsed:
+            return true
+        case .readable:
+            noteOrphaned()
+            return false
+        case .stopped(let signal):
+            log("\(SignalName.of(signal.number)): stopping after the current step")
+            stopping = true
+            return false
         }
     }
 

@@ -58,6 +58,31 @@ public struct SignalReceiver: Sendable {
         }
     }
 
+    /// How a `sleep` ended.
+    public enum SleepEnd: Sendable, Equatable {
+        case elapsed
+        /// A signal for which `stopsOn` held.
+        case stopped(ReceivedSignal)
+        /// `wakingOn[index]` turned readable.
+        case readable(index: Int)
+    }
+
+    /// The one signal-aware sleep: up to `seconds`, cut short by a signal for which
+    /// `stopsOn` holds or by any of `wakingOn` turning readable. Other signals are read and
+    /// the sleep goes on.
+    public func sleep(
+        seconds: Double, wakingOn descriptors: [FileDescriptor] = [], stopsOn: (ReceivedSignal) -> Bool
+    ) -> SleepEnd {
+        let deadline = Clock.monotonicNanoseconds() + Int64(seconds * 1e9)
+        while true {
+            let left = deadline - Clock.monotonicNanoseconds()
+            if left <= 0 { return .elapsed }
+            let ready = Poll.readable([descriptor] + descriptors, timeoutMilliseconds: Int32(clamping: left / 1_000_000 + 1))
+            if let index = ready.first(where: { $0 > 0 }) { return .readable(index: index - 1) }
+            if ready.contains(0), let signal = drain().first(where: stopsOn) { return .stopped(signal) }
+        }
+    }
+
     /// Which of `signals` a child should get reset to the default action: those not ignored
     /// by whoever started us (an ignored SIGHUP under nohup must stay ignored).
     public func signalsToReset() -> [Int32] {
