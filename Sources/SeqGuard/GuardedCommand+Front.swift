@@ -25,7 +25,7 @@ extension GuardedCommand {
         // descriptor it inherited, cannot free the lock while the command runs. Split this
         // early, the fork copies little, and nothing forks after the locks are taken.
         var report: FileDescriptor?
-        var front = ProcessIdentity.current()
+        let front = ProcessIdentity.current()
         do {
             let channel = try FileSystem.pipe()
             let supervisorPid: Int32
@@ -52,7 +52,6 @@ extension GuardedCommand {
             if Processes.parentPid != front.pid { return 128 + SIGTERM }
         } catch {
             reporter.notice("cannot fork a supervisor (\(error)); supervising in this process")
-            front = ProcessIdentity.current()
         }
         let status: Int32
         do {

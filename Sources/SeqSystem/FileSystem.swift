@@ -133,7 +133,6 @@ public struct FileDescriptor: Hashable, Sendable {
         _ = try valueOrErrno { cseq_fcntl_setfl(rawValue, flags & ~O_NONBLOCK) }
     }
 
-    /// Lets the descriptor survive exec, so a spawned command inherits it.
     /// The same open file moved to the lowest free number at or above `minimum` (else above
     /// stderr), close-on-exec, this number closed: out of the way of a script's `exec 9>file`,
     /// which would otherwise close an inherited lock that landed on its number.
@@ -145,6 +144,7 @@ public struct FileDescriptor: Hashable, Sendable {
         return FileDescriptor(rawValue: copy)
     }
 
+    /// Lets the descriptor survive exec, so a spawned command inherits it.
     public func clearCloseOnExec() throws(Errno) {
         _ = try valueOrErrno { cseq_fd_clear_cloexec(rawValue) }
     }
