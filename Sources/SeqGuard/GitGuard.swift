@@ -1,4 +1,3 @@
-import Glibc
 import SeqSystem
 
 /// A git repository as git itself would find it, resolved by reading files, never by running
@@ -135,7 +134,7 @@ public struct GitGuard {
     public enum Outcome: Sendable, Equatable {
         case clear
         case gaveUp(String)
-        case interrupted(signal: Int32)
+        case interrupted(signal: Signal)
     }
 
     /// The repository a git command line works in: `-C DIR` and `--git-dir` applied, then
@@ -176,7 +175,7 @@ public struct GitGuard {
     public func liveGitProcesses(in table: [ProcStat]) -> [GitProcess] {
         var cache: [String: Bool] = [:]
         var result: [GitProcess] = []
-        for stat in table where stat.command == "git" && stat.state != "Z" && stat.pid != getpid() {
+        for stat in table where stat.command == "git" && stat.state != "Z" && stat.pid != Processes.currentPid {
             guard let arguments = Processes.commandLine(stat.pid) else { continue }
             if let subcommand = Self.subcommand(arguments), Self.longRunningReaders.contains(subcommand) { continue }
             guard let cwd = Processes.workingDirectory(stat.pid) else { continue }
@@ -271,8 +270,8 @@ public struct GitGuard {
             }
             let timeout = Int32(clamping: min(50, (deadline - now) / 1_000_000 + 1))
             if !Poll.readable([signals.descriptor], timeoutMilliseconds: timeout).isEmpty {
-                for signal in signals.drain() where [SIGINT, SIGTERM, SIGHUP, SIGQUIT].contains(signal.number) {
-                    return .interrupted(signal: signal.number)
+                for received in signals.drain() where [.interrupt, .terminate, .hangup, .quit].contains(received.signal) {
+                    return .interrupted(signal: received.signal)
                 }
             }
         }

@@ -1,4 +1,3 @@
-import Glibc
 import SeqSystem
 
 // The split of a guarded run into the front (the process the caller started) and the
@@ -12,7 +11,7 @@ extension GuardedCommand {
         let signals: SignalReceiver
         do {
             // Before any thread exists, so every thread inherits the blocked mask.
-            signals = try SignalReceiver(signals: [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD])
+            signals = try SignalReceiver(signals: [.interrupt, .terminate, .hangup, .quit, .child])
         } catch {
             reporter.error("cannot set up signal handling: \(error)")
             return ExitCode.toolFailure
@@ -48,8 +47,8 @@ extension GuardedCommand {
             channel.read.close()
             report = channel.write
             // Waiting is the front's business: if it is killed, this child leaves the queue.
-            _ = try? Processes.setParentDeathSignal(SIGTERM)
-            if Processes.parentPid != front.pid { return 128 + SIGTERM }
+            _ = try? Processes.setParentDeathSignal(.terminate)
+            if Processes.parentPid != front.pid { return Signal.terminate.shellExitCode }
         } catch {
             reporter.notice("cannot fork a supervisor (\(error)); supervising in this process")
         }
@@ -88,8 +87,8 @@ extension GuardedCommand {
             }
             let ready = Poll.readable(reportOpen ? [signals.descriptor, report] : [signals.descriptor], timeoutMilliseconds: -1)
             guard ready.contains(0) else { continue }
-            for signal in signals.drain() where signal.number != SIGCHLD && !signal.cameFromTerminal {
-                Processes.signalChild(pid, signal.number)
+            for received in signals.drain() where received.signal != .child && !received.cameFromTerminal {
+                Processes.signalChild(pid, received.signal)
             }
         }
     }

@@ -1,4 +1,3 @@
-import Glibc
 import SeqSystem
 
 /// The environment variable that carries nested-call tokens: `seq-exec-<hash>=<token>,…`.
@@ -117,8 +116,8 @@ public enum GuardedCommand {
             case .interrupted(let signal):
                 releaseAll()
                 released = true
-                record(.interrupted, status: 128 + signal, waited: waitedSoFar())
-                return 128 + signal
+                record(.interrupted, status: signal.shellExitCode, waited: waitedSoFar())
+                return signal.shellExitCode
             case .acquired(let held, _):
                 lanes[index].held = held
             }
@@ -129,7 +128,7 @@ public enum GuardedCommand {
             for lane in lanes { lane.directory.close() }
             lanes = []
             signals.restoreMask()
-            _ = try? Processes.setParentDeathSignal(0)
+            _ = try? Processes.setParentDeathSignal(nil)
             let error = Spawn.replaceProcess(configuration.commandBytes, environment: environment)
             return reportSpawnFailure(error, configuration.arguments, reporter)
         }
@@ -145,13 +144,13 @@ public enum GuardedCommand {
                 record(.gaveUp, status: ExitCode.gaveUpWaiting, waited: waitedSoFar())
                 return ExitCode.gaveUpWaiting
             case .interrupted(let signal):
-                record(.interrupted, status: 128 + signal, waited: waitedSoFar())
-                return 128 + signal
+                record(.interrupted, status: signal.shellExitCode, waited: waitedSoFar())
+                return signal.shellExitCode
             }
         }
 
         // The command's run is ours to see through, whatever becomes of the front.
-        _ = try? Processes.setParentDeathSignal(0)
+        _ = try? Processes.setParentDeathSignal(nil)
         do {
             try Processes.becomeChildSubreaper()
             for lane in lanes { try lane.held?.owner.clearCloseOnExec() }
@@ -212,12 +211,12 @@ public enum GuardedCommand {
         case .timedOut: return (.timeout, ExitCode.timedOut, nil)
         case .memoryExceeded: return (.memory, ExitCode.memoryLimit, nil)
         case .couldNotStart: return (.notStarted, ExitCode.notFound, nil)
-        case .stopped: return (.signal, 128 + SIGTERM, "SIGTERM")
+        case .stopped: return (.signal, Signal.terminate.shellExitCode, Signal.terminate.name)
         case .exited(let status):
             reporter.step("'\(command)' ended: \(describe(status))")
-            guard case .signaled(let number) = status else { return (.exit, status.shellExitCode, nil) }
-            let name = SignalName.of(number)
-            guard number == SIGKILL else { return (.signal, status.shellExitCode, name) }
+            guard case .signaled(let signal) = status else { return (.exit, status.shellExitCode, nil) }
+            let name = signal.name
+            guard signal == .kill else { return (.signal, status.shellExitCode, name) }
             if let before = oomKillsBefore, let after = SystemMemory.oomKillCount(), after > before {
                 reporter.error("'\(command)' was killed by the kernel's OOM killer (the system ran out of memory; see 'dmesg'), not by seqexec's memory monitor")
                 return (.oom, status.shellExitCode, name)
@@ -240,7 +239,7 @@ public enum GuardedCommand {
     public static func describe(_ status: TerminationStatus) -> String {
         switch status {
         case .exited(let code): return "exit \(code)"
-        case .signaled(let signal): return "killed by \(SignalName.of(signal))"
+        case .signaled(let signal): return "killed by \(signal.name)"
         }
     }
 

@@ -1,4 +1,3 @@
-import Glibc
 import SeqSystem
 
 /// One finished (or abandoned) guarded run: a line of `<state>/history.jsonl`.
@@ -115,7 +114,7 @@ public struct History {
             }
         }
         // Never through a symlink, never a FIFO (the holder would hang with the lock held).
-        guard let file = try directory.openFile(Self.fileName, O_WRONLY | O_APPEND | O_CREAT) else { return }
+        guard let file = try directory.openFile(Self.fileName, [.writeOnly, .append, .create]) else { return }
         defer { file.close() }
         // One write(2) of a whole line: O_APPEND keeps concurrent appenders' lines apart.
         do { try file.writeAll(JSON.encode(record.json) + "\n") } catch {

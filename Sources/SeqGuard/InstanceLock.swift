@@ -1,4 +1,3 @@
-import Glibc
 import SeqSystem
 
 /// A single-instance lock for a long-lived program (one seqpipe orchestrator per store):

@@ -1,4 +1,3 @@
-import Glibc
 import SeqSystem
 
 /// The emergency stop: ends every process recorded in the project's state (holders, their
@@ -51,7 +50,7 @@ public enum KillAll {
         // signalled: a waiter that saw the holder die before its own signal came would take
         // the lock and start its command.
         var roles: [ProcessIdentity: String] = [:]
-        func find(_ signal: Int32) -> [Teardown.Target] {
+        func find(_ signal: Signal) -> [Teardown.Target] {
             guard let (claims, snapshot) = try? directory.withMutex({ () throws(GuardFailure) in (try lock.inspect(), try queue.read()) }) else { return [] }
             var targets: [ProcessIdentity: Teardown.Target] = [:]
             let waiters = Set(snapshot.entries.flatMap { queue.waiters($0) })

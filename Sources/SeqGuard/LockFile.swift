@@ -1,4 +1,3 @@
-import Glibc
 import SeqSystem
 
 /// A flock'd file in a state directory that a process takes and its commands inherit: held
@@ -20,7 +19,7 @@ public struct LockFile: Sendable {
     /// - Throws: the errno when the file cannot be opened or created.
     public func tryAcquire() throws(Errno) -> FileDescriptor? {
         for _ in 0..<8 {
-            let fd = try FileSystem.open(name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode: 0o600, relativeTo: directory.descriptor)
+            let fd = try FileSystem.open(name, [.readWrite, .create, .noFollow], mode: 0o600, relativeTo: directory.descriptor)
             guard try fd.lock(exclusive: true, nonBlocking: true) else {
                 fd.close()
                 return nil
@@ -43,7 +42,7 @@ public struct LockFile: Sendable {
 
     /// The kernel's word: whether any process holds the lock now. A missing file is free.
     public var isHeld: Bool {
-        guard let fd = try? FileSystem.open(name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, relativeTo: directory.descriptor) else { return false }
+        guard let fd = try? FileSystem.open(name, [.readOnly, .noFollow], relativeTo: directory.descriptor) else { return false }
         defer { fd.close() }
         // A shared lock is granted only while nobody holds the exclusive one.
         guard let free = try? fd.lock(exclusive: false, nonBlocking: true) else { return true }

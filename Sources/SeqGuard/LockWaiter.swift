@@ -1,4 +1,3 @@
-import Glibc
 import SeqSystem
 
 /// What a caller asks of the lock.
@@ -22,7 +21,7 @@ public enum Acquisition: Sendable {
     /// A guarded command of the live holder called again: run straight through, no lock.
     case passThrough
     case gaveUp(waitedSeconds: Double, holder: String?)
-    case interrupted(signal: Int32)
+    case interrupted(signal: Signal)
 }
 
 /// Takes a project's lock in queue order. Waiting sleeps on the kernel: a pidfd for each
@@ -177,11 +176,11 @@ public struct LockWaiter {
                 for index in ready {
                     switch index {
                     case 0:
-                        for signal in signals.drain() where [SIGINT, SIGTERM, SIGHUP, SIGQUIT].contains(signal.number) {
+                        for received in signals.drain() where [.interrupt, .terminate, .hangup, .quit].contains(received.signal) {
                             clearStatus()
                             try? removeLine(of: me)
-                            reporter.step("interrupted by \(SignalName.of(signal.number)) while waiting; queue line removed")
-                            return .interrupted(signal: signal.number)
+                            reporter.step("interrupted by \(received.signal.name) while waiting; queue line removed")
+                            return .interrupted(signal: received.signal)
                         }
                     case 1:
                         _ = try? notify.read.read(upTo: 256)

@@ -1,4 +1,3 @@
-import Glibc
 import SeqSystem
 
 /// What a claim's `owner` file says: who holds the lock, since when, running what.
@@ -138,7 +137,7 @@ public struct ProjectLock: Sendable {
         let ownerPath = "\(name)/\(Self.ownerFileName)"
         let fd: FileDescriptor
         // Without blocking: a FIFO planted as the record must not hang every caller.
-        do { fd = try FileSystem.open(ownerPath, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, relativeTo: directory.descriptor) } catch {
+        do { fd = try FileSystem.open(ownerPath, [.readOnly, .noFollow, .nonBlocking], relativeTo: directory.descriptor) } catch {
             return Claim(name: name, slot: slot, record: nil, isLive: false, ownerFile: nil, problem: "no owner record")
         }
         if let status = try? fd.status(), !status.isRegularFile {
@@ -179,7 +178,7 @@ public struct ProjectLock: Sendable {
             }
             do throws(Errno) {
                 let owner = try FileSystem.open(
-                    "\(name)/\(Self.ownerFileName)", O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600,
+                    "\(name)/\(Self.ownerFileName)", [.readWrite, .create, .exclusive, .noFollow], mode: 0o600,
                     relativeTo: directory.descriptor)
                 guard try owner.lock(exclusive: true, nonBlocking: true) else {
                     owner.close()

@@ -1,4 +1,3 @@
-import Glibc
 import SeqSystem
 
 /// A project's state directory, `<base>/seq-exec-<hash>/`, opened safely: never through a
@@ -41,7 +40,7 @@ public struct StateDirectory: Sendable {
             try check(basePath, status, uid: uid, fix: fix)
         }
         let baseDescriptor: FileDescriptor
-        do { baseDescriptor = try FileSystem.open(basePath, O_RDONLY | O_DIRECTORY) } catch {
+        do { baseDescriptor = try FileSystem.open(basePath, [.readOnly, .directory]) } catch {
             throw GuardFailure("cannot open state directory \(basePath): \(error); \(GuardFailure.fix(for: error, otherwise: fix))", errno: error)
         }
         defer { baseDescriptor.close() }
@@ -119,14 +118,14 @@ public struct StateDirectory: Sendable {
 extension StateDirectory {
     /// Opens a file of this state directory without blocking (a FIFO put there would block
     /// open(2) for ever) and without following a symlink, and only if it is a regular file
-    /// owned by this user. Nil when it does not exist and `flags` has no O_CREAT.
+    /// owned by this user. Nil when it does not exist and `options` has no `.create`.
     /// - Throws: `GuardFailure` (125) naming the file and the fix when it is anything else.
-    public func openFile(_ name: String, _ flags: Int32, mode: mode_t = 0o600) throws(GuardFailure) -> FileDescriptor? {
+    public func openFile(_ name: String, _ options: OpenOptions, mode: UInt32 = 0o600) throws(GuardFailure) -> FileDescriptor? {
         let path = "\(self.path)/\(name)"
         let fd: FileDescriptor
         do {
-            fd = try FileSystem.open(name, flags | O_NONBLOCK | O_NOFOLLOW, mode: mode, relativeTo: descriptor)
-        } catch where error == .noSuchFile && flags & O_CREAT == 0 {
+            fd = try FileSystem.open(name, options.union([.nonBlocking, .noFollow]), mode: mode, relativeTo: descriptor)
+        } catch where error == .noSuchFile && !options.contains(.create) {
             return nil
         } catch {
             // A symlink (ELOOP), or a FIFO with no reader (ENXIO), socket or device.
@@ -152,7 +151,7 @@ extension StateDirectory {
 
     /// The whole content of a state file, or nil when it does not exist.
     public func readFile(_ name: String) throws(GuardFailure) -> [UInt8]? {
-        guard let fd = try openFile(name, O_RDONLY) else { return nil }
+        guard let fd = try openFile(name, [.readOnly]) else { return nil }
         defer { fd.close() }
         do { return try fd.readAll() } catch {
             throw GuardFailure("cannot read \(path)/\(name): \(error)", errno: error)

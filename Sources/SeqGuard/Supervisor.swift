@@ -1,4 +1,3 @@
-import Glibc
 import SeqSystem
 
 /// How a guarded command's run ended.
@@ -206,19 +205,19 @@ public struct Supervisor {
                 return finished()
             }
             guard ready.contains(0) else { continue }
-            for signal in signals.drain() where signal.number != SIGCHLD {
-                if let stopGrace, [SIGINT, SIGTERM, SIGHUP].contains(signal.number) {
+            for received in signals.drain() where received.signal != .child {
+                if let stopGrace, [.interrupt, .terminate, .hangup].contains(received.signal) {
                     result.stopRequested = true
                     if stopDeadline == nil {
                         stopDeadline = Clock.monotonicNanoseconds() + Int64(stopGrace * 1e9)
-                        reporter.step("\(SignalName.of(signal.number)): letting '\(display)' finish within \(formatDuration(stopGrace))")
+                        reporter.step("\(received.signal.name): letting '\(display)' finish within \(formatDuration(stopGrace))")
                     }
                     continue
                 }
                 // A terminal's Ctrl-C already reached the command, which shares our process group.
-                if signal.cameFromTerminal { continue }
-                reporter.step("forwarding \(SignalName.of(signal.number)) to pid \(pid)")
-                Processes.signalChild(pid, signal.number)
+                if received.cameFromTerminal { continue }
+                reporter.step("forwarding \(received.signal.name) to pid \(pid)")
+                Processes.signalChild(pid, received.signal)
             }
         }
         result.peakTreeBytes = monitor?.peak

@@ -1,4 +1,3 @@
-import Glibc
 import SeqSystem
 
 /// The one way this toolkit ends processes: a list of steps (send a signal, give the targets
@@ -12,7 +11,7 @@ public struct Teardown: Sendable {
     /// One step: send `signal` (with SIGCONT after it, so a stopped process can act on it)
     /// and wait up to `grace` seconds for the targets to go.
     public enum Step: Sendable {
-        case send(Int32, grace: Double)
+        case send(Signal, grace: Double)
     }
 
     public var steps: [Step]
@@ -23,7 +22,7 @@ public struct Teardown: Sendable {
     public init(_ steps: [Step]) { self.steps = steps }
 
     /// SIGTERM, `grace` seconds, then SIGKILL.
-    public static func graceful(_ grace: Double) -> Teardown { Teardown([.send(SIGTERM, grace: grace)]) }
+    public static func graceful(_ grace: Double) -> Teardown { Teardown([.send(.terminate, grace: grace)]) }
 
     /// A process to end. Lower waves go first: each wave of a step is signalled and waited
     /// for before the next is signalled (waiters before holders, for `--kill-all`).
@@ -58,7 +57,7 @@ public struct Teardown: Sendable {
     /// grace short; `reap` is called whenever something ended, for a parent that must reap.
     @available(*, noasync)
     @discardableResult
-    public func run(find: (Int32) -> [Target], escalate: (() -> Bool)? = nil, reap: () -> Void = {}) -> Report {
+    public func run(find: (Signal) -> [Target], escalate: (() -> Bool)? = nil, reap: () -> Void = {}) -> Report {
         var report = Report()
         var signalledOnce = Set<ProcessIdentity>()
         func note(_ target: Target) {
@@ -77,7 +76,7 @@ public struct Teardown: Sendable {
                     for target in current where !sent.contains(target.process) {
                         sent.insert(target.process)
                         if Processes.signal(target.process, signal) {
-                            if signal != SIGKILL && signal != SIGCONT { Processes.signal(target.process, SIGCONT) }
+                            if signal != .kill && signal != .continue { Processes.signal(target.process, .continue) }
                             note(target)
                         }
                     }
@@ -86,13 +85,13 @@ public struct Teardown: Sendable {
             }
         }
         for _ in 0..<killRounds {
-            let all = find(SIGKILL)
+            let all = find(.kill)
             if all.isEmpty { return report }
             // Waves in order here too: a supervisor (a higher wave) outlives the tree it
             // watches, so whatever the tree starts meanwhile is still found under it.
             for wave in Set(all.map(\.wave)).sorted() {
                 let current = all.filter { $0.wave == wave }
-                for target in current where Processes.signal(target.process, SIGKILL) {
+                for target in current where Processes.signal(target.process, .kill) {
                     note(target)
                     report.killed.insert(target.process)
                 }
@@ -103,7 +102,7 @@ public struct Teardown: Sendable {
             }
         }
         reap()
-        report.survivors = find(SIGKILL)
+        report.survivors = find(.kill)
         return report
     }
 
@@ -144,17 +143,17 @@ extension Teardown {
         // @unchecked: used from the one thread that runs the teardown.
         var seen: [ProcessIdentity: String] = [:]
         var roots: [ProcessIdentity]
-        let rootsOnlyFor: Set<Int32>
+        let rootsOnlyFor: Set<Signal>
         let extra: () -> [Target]
 
         /// - Parameter extra: more targets found another way (a lock's holders), asked each time.
-        public init(roots: [ProcessIdentity], rootsOnlyFor: Set<Int32> = [], extra: @escaping () -> [Target] = { [] }) {
+        public init(roots: [ProcessIdentity], rootsOnlyFor: Set<Signal> = [], extra: @escaping () -> [Target] = { [] }) {
             self.roots = roots
             self.rootsOnlyFor = rootsOnlyFor
             self.extra = extra
         }
 
-        public func find(_ signal: Int32) -> [Target] {
+        public func find(_ signal: Signal) -> [Target] {
             var found: [ProcessIdentity: String] = [:]
             for root in roots where root.isAlive { found[root] = (try? ProcStat.read(root.pid).command) ?? "?" }
             var waves: [ProcessIdentity: Int] = [:]

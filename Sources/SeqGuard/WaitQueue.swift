@@ -1,4 +1,3 @@
-import Glibc
 import SeqSystem
 
 /// Queue order: priority first, then arrival.
@@ -179,11 +178,11 @@ public struct WaitQueue: Sendable {
         // simply written over, and none pile up.
         let temporary = Self.temporaryName
         do throws(Errno) {
-            var fd = try FileSystem.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK, mode: 0o600, relativeTo: dir)
+            var fd = try FileSystem.open(temporary, [.writeOnly, .create, .truncate, .noFollow, .nonBlocking], mode: 0o600, relativeTo: dir)
             if let status = try? fd.status(), !status.isRegularFile {
                 fd.close()
                 try FileSystem.removeFile(temporary, relativeTo: dir)
-                fd = try FileSystem.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600, relativeTo: dir)
+                fd = try FileSystem.open(temporary, [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600, relativeTo: dir)
             }
             do {
                 try fd.writeAll(QueueSnapshot(entries: entries).text)

@@ -1,4 +1,3 @@
-import Glibc
 import SeqGuard
 import SeqSystem
 
@@ -163,8 +162,8 @@ extension PipelineLocks {
         guard let record = instance.holder() else { return nil }
         let orchestrator = record.holder
         let holders = { store.holders().map { Teardown.Target($0, command: (try? ProcStat.read($0.pid).command) ?? "?") } }
-        let report = Teardown([.send(SIGTERM, grace: grace)]).run(find: { signal in
-            if signal == SIGTERM && orchestrator.isAlive { return [Teardown.Target(orchestrator, command: record.command)] }
+        let report = Teardown([.send(.terminate, grace: grace)]).run(find: { signal in
+            if signal == .terminate && orchestrator.isAlive { return [Teardown.Target(orchestrator, command: record.command)] }
             // The orchestrator is gone (or the grace is over): the run's other processes.
             return holders()
         })

@@ -1,4 +1,3 @@
-import Glibc
 import SeqGuard
 import SeqSystem
 
@@ -187,7 +186,7 @@ public struct Orchestrator {
             }
             if once && nextCheck <= now {
                 nextCheck = now + Int64(config.idlePollSeconds * 1e9)
-                if let left = try? store.remainingWork(today: Clock.day(of: nowSeconds(), zone: config.dayZone)), left == 0 {
+                if let left = try? store.remainingWork(today: ZoneCalendar.day(of: nowSeconds(), zone: config.dayZone)), left == 0 {
                     say("--once: nothing left to do: stopping \(slots.filter { $0.process != nil }.count) worker(s)")
                     stopping = true
                     break
@@ -198,8 +197,8 @@ public struct Orchestrator {
             for slot in slots { if let at = slot.restartAt { wake = min(wake, at) } }
             let wait = Int32(clamping: max(0, wake - Clock.monotonicNanoseconds()) / 1_000_000 + 1)
             guard !Poll.readable([signals.descriptor], timeoutMilliseconds: min(wait, 1000)).isEmpty else { continue }
-            for signal in signals.drain() where signal.number != SIGCHLD {
-                say("\(SignalName.of(signal.number)): stopping \(slots.filter { $0.process != nil }.count) worker(s)")
+            for received in signals.drain() where received.signal != .child {
+                say("\(received.signal.name): stopping \(slots.filter { $0.process != nil }.count) worker(s)")
                 stopping = true
             }
         }
@@ -207,10 +206,10 @@ public struct Orchestrator {
         // The stop: workers and the scheduler get SIGTERM and the grace to finish their step;
         // then everything still under this process is killed.
         let members = slots.compactMap(\.process)
-        let finder = Teardown.TreeFinder(roots: members, rootsOnlyFor: [SIGTERM], extra: {
+        let finder = Teardown.TreeFinder(roots: members, rootsOnlyFor: [.terminate], extra: {
             Processes.descendants(of: [Processes.currentPid]).map { Teardown.Target($0.identity, command: $0.command) }
         })
-        let report = Teardown([.send(SIGTERM, grace: config.stopGraceSeconds + config.killGraceSeconds + 2)]).run(find: finder.find, reap: reapAll)
+        let report = Teardown([.send(.terminate, grace: config.stopGraceSeconds + config.killGraceSeconds + 2)]).run(find: finder.find, reap: reapAll)
         for process in report.killed where members.contains(process) {
             let index = slots.firstIndex { $0.process == process }!
             reporter.error("\(slots[index].scheduler ? "the scheduler" : "worker \(index)") (pid \(process.pid)) did not stop within the grace; killed it")
@@ -330,14 +329,14 @@ public struct Orchestrator {
         let logPath = slot.scheduler ? paths.schedulerLog : paths.log(worker: slot.index)
         let log: FileDescriptor
         do {
-            log = try FileSystem.open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, mode: 0o644)
+            log = try FileSystem.open(logPath, [.writeOnly, .create, .append], mode: 0o644)
         } catch {
             reporter.error("cannot open \(logPath): \(error); \(slot.scheduler ? "the scheduler" : "worker \(slot.index)") not started")
             slot.restartAt = Clock.monotonicNanoseconds() + Int64(max(config.restartDelaySeconds, 1) * 1e9)
             return
         }
         defer { log.close() }
-        let input = try? FileSystem.open("/dev/null", O_RDONLY | O_CLOEXEC)
+        let input = try? FileSystem.open("/dev/null", [.readOnly])
         defer { input?.close() }
         var environment = Spawn.currentEnvironment()
         environment.removeAll { $0.hasPrefix("SEQPIPE_WORKER=") }

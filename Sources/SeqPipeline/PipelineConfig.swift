@@ -214,7 +214,7 @@ public struct PipelineConfig: Sendable {
             }
         }
         if let zone = try reader.string(root["day_zone"], "day_zone") {
-            guard Clock.isKnownZone(zone) else { throw reader.fail("day_zone", "an IANA time zone such as \"UTC\" or \"Europe/Berlin\" (found \"\(zone)\", not in /usr/share/zoneinfo)") }
+            guard ZoneCalendar.isKnownZone(zone) else { throw reader.fail("day_zone", "an IANA time zone such as \"UTC\" or \"Europe/Berlin\" (found \"\(zone)\", not in /usr/share/zoneinfo)") }
             config.dayZone = zone
         }
         try reader.recurring(root, into: &config)

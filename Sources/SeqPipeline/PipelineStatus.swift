@@ -34,7 +34,7 @@ public struct PipelineStatus {
         let silent = holder?.heartbeatBootSeconds.map { Clock.secondsSinceBoot() - $0 }
         let accounts = try store.accounts()
         let devices = try store.devices()
-        let today = Clock.day(of: now, zone: config.dayZone)
+        let today = ZoneCalendar.day(of: now, zone: config.dayZone)
         let successes = try store.successes(on: today)
         let active = jobs.filter { $0.status == .claimed || $0.status == .running }
         let workers = try store.workers()

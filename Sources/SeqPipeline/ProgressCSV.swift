@@ -100,7 +100,7 @@ public enum ProgressCSV {
             func time(_ name: String) throws(ConfigError) -> Double? {
                 let text = value(name)
                 if text.isEmpty { return nil }
-                guard let seconds = Clock.parseISO(text) else {
+                guard let seconds = ZoneCalendar.parseISO(text) else {
                     throw ConfigError(message: "\(file):\(line): \(name) '\(text)' is not a time; expected YYYY-MM-DDTHH:MM:SS (UTC)")
                 }
                 return seconds

@@ -1,4 +1,3 @@
-import Glibc
 import SeqGuard
 import SeqSystem
 
@@ -64,13 +63,13 @@ public struct RecurringRun {
     /// step killed that way is a stop, not a failure.
     func stopPending() -> Bool {
         guard !Poll.readable([runner.signals.descriptor], timeoutMilliseconds: 0).isEmpty else { return false }
-        return runner.signals.drain().contains { [SIGTERM, SIGINT, SIGHUP].contains($0.number) }
+        return runner.signals.drain().contains { [.terminate, .interrupt, .hangup].contains($0.signal) }
     }
 
     /// Sleeps up to `seconds`; false if a stop signal came.
     func pause(_ seconds: Double) -> Bool {
         runner.signals.sleep(seconds: seconds, wakingOn: runner.cancel.map { [$0] } ?? []) {
-            [SIGTERM, SIGINT, SIGHUP].contains($0.number)
+            [.terminate, .interrupt, .hangup].contains($0.signal)
         } == .elapsed
     }
 }

@@ -1,4 +1,3 @@
-import Glibc
 import SeqGuard
 import SeqSystem
 
@@ -188,15 +187,15 @@ public struct Scheduler {
                 return 1
             }
             guard ready.contains(0) else { continue }
-            for signal in signals.drain() where [SIGTERM, SIGINT, SIGHUP].contains(signal.number) && !stopping {
+            for received in signals.drain() where [.terminate, .interrupt, .hangup].contains(received.signal) && !stopping {
                 stopping = true
-                log("\(SignalName.of(signal.number)): stopping; running jobs get \(durationText(config.stopGraceSeconds)) to finish")
+                log("\(received.signal.name): stopping; running jobs get \(durationText(config.stopGraceSeconds)) to finish")
                 for index in entries.indices { entries[index].pending = nil }
                 // The runs hear SIGTERM and stop their steps in their own time; what is left
                 // after the grace is killed, run and tree.
                 let runs = entries.compactMap { $0.running?.process }
-                Teardown([.send(SIGTERM, grace: config.stopGraceSeconds + config.killGraceSeconds + 1)])
-                    .run(find: Teardown.TreeFinder(roots: runs, rootsOnlyFor: [SIGTERM]).find)
+                Teardown([.send(.terminate, grace: config.stopGraceSeconds + config.killGraceSeconds + 1)])
+                    .run(find: Teardown.TreeFinder(roots: runs, rootsOnlyFor: [.terminate]).find)
             }
         }
         log("stopped")

@@ -1,4 +1,3 @@
-import Glibc
 import SeqGuard
 import SeqSystem
 
@@ -90,7 +89,7 @@ public struct StepResult: Sendable {
     public var endingText: String {
         switch run.ending {
         case .exited(.exited(let code)): return "exit \(code)"
-        case .exited(.signaled(let signal)): return "killed by \(SignalName.of(signal))"
+        case .exited(.signaled(let signal)): return "killed by \(signal.name)"
         case .timedOut: return "timed out"
         case .memoryExceeded: return "memory limit"
         case .couldNotStart(let error): return "could not start: \(error)"
@@ -124,11 +123,11 @@ public struct StepRunner {
                     beat: (interval: Double, action: (String?) -> Void)? = nil) -> StepResult {
         let output: FileDescriptor
         do {
-            output = try FileSystem.open(captureFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)
+            output = try FileSystem.open(captureFile, [.writeOnly, .create, .truncate], mode: 0o600)
         } catch {
             return StepResult(run: SupervisedRun(ending: .couldNotStart(error)), output: "cannot open \(captureFile): \(error)")
         }
-        let input = try? FileSystem.open("/dev/null", O_RDONLY | O_CLOEXEC)
+        let input = try? FileSystem.open("/dev/null", [.readOnly])
         defer { input?.close() }
         var supervisor = Supervisor(
             signals: signals, reporter: reporter, timeout: timeout, killGrace: killGrace,
@@ -140,7 +139,7 @@ public struct StepRunner {
         supervisor.cancel = cancel
         var environment = environment
         var progress: FileDescriptor?
-        if let progressFile, let file = try? FileSystem.open(progressFile, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600) {
+        if let progressFile, let file = try? FileSystem.open(progressFile, [.readWrite, .create, .truncate], mode: 0o600) {
             progress = file
             supervisor.passing = [(file, Self.progressDescriptor)]
             environment.removeAll { $0.hasPrefix("SEQPIPE_PROGRESS_FD=") }

@@ -1,4 +1,3 @@
-import Glibc
 import SeqGuard
 import SeqSystem
 
@@ -52,7 +51,7 @@ public struct Worker {
         try? FileDescriptor.standardOutput.writeAll("[\(Clock.isoUTC(Clock.wallTime()))] worker \(index): \(message)\n")
     }
 
-    func today() -> String { Clock.day(of: nowSeconds(), zone: config.dayZone) }
+    func today() -> String { ZoneCalendar.day(of: nowSeconds(), zone: config.dayZone) }
 
     var runner: StepRunner {
         var environment = Spawn.currentEnvironment()
@@ -89,22 +88,22 @@ public struct Worker {
     /// Sleeps up to `seconds`, waking for a stop. Returns false once a stop was asked for.
     mutating func pause(_ seconds: Double) -> Bool {
         if stopping { return false }
-        switch signals.sleep(seconds: seconds, wakingOn: lifeline.map { [$0] } ?? [], stopsOn: { [SIGTERM, SIGINT, SIGHUP].contains($0.number) }) {
+        switch signals.sleep(seconds: seconds, wakingOn: lifeline.map { [$0] } ?? [], stopsOn: { [.terminate, .interrupt, .hangup].contains($0.signal) }) {
         case .elapsed:
             return true
         case .readable:
             noteOrphaned()
             return false
-        case .stopped(let signal):
-            log("\(SignalName.of(signal.number)): stopping after the current step")
+        case .stopped(let received):
+            log("\(received.signal.name): stopping after the current step")
             stopping = true
             return false
         }
     }
 
     mutating func noteSignals() {
-        for signal in signals.drain() where [SIGTERM, SIGINT, SIGHUP].contains(signal.number) {
-            if !stopping { log("\(SignalName.of(signal.number)): stopping after the current step") }
+        for received in signals.drain() where [.terminate, .interrupt, .hangup].contains(received.signal) {
+            if !stopping { log("\(received.signal.name): stopping after the current step") }
             stopping = true
         }
     }

@@ -44,93 +44,71 @@ public enum Clock {
         return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday)) " + localClockTime(time)
     }
 
-    /// Seconds since the epoch for `YYYY-MM-DDTHH:MM:SS[.fff][Z]` (or a space for the T),
-    /// read as UTC; nil for anything else.
-    public static func parseISO(_ text: String) -> Double? {
-        let bytes = Array(text.utf8)
-        guard bytes.count >= 19 else { return nil }
-        func number(_ range: Range<Int>) -> Int64? {
-            var value: Int64 = 0
-            for index in range {
-                guard bytes[index] >= 48 && bytes[index] <= 57 else { return nil }
-                value = value * 10 + Int64(bytes[index] - 48)
-            }
-            return value
-        }
-        guard bytes[4] == 45, bytes[7] == 45, bytes[10] == 84 || bytes[10] == 32, bytes[13] == 58, bytes[16] == 58,
-              let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
-              let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19),
-              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
-        else { return nil }
-        var fraction = 0.0
-        var index = 19
-        if index < bytes.count, bytes[index] == 46 {
-            index += 1
-            var scale = 0.1
-            while index < bytes.count, bytes[index] >= 48 && bytes[index] <= 57 {
-                fraction += Double(bytes[index] - 48) * scale
-                scale /= 10
-                index += 1
-            }
-        }
-        if index < bytes.count, bytes[index] == 90 { index += 1 }
-        guard index == bytes.count else { return nil }
-        // Days from civil (Howard Hinnant's algorithm).
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yearOfEra = y - era * 400
-        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        let days = era * 146_097 + dayOfEra - 719_468
-        return Double(days * 86400 + hour * 3600 + minute * 60 + second) + fraction
-    }
-
-    /// The calendar day (`YYYY-MM-DD`) of `seconds` in the time zone `zone` (an IANA name
-    /// such as `Europe/Berlin`, or `UTC`). TZ is set for the computation and put back as it
-    /// was, so no command started later inherits it: call from one thread.
-    public static func day(of seconds: Double, zone: String) -> String {
-        let previous = getenv("TZ").map { String(cString: $0) }
-        setenv("TZ", zone, 1)
-        tzset()
-        defer {
-            if let previous { setenv("TZ", previous, 1) } else { unsetenv("TZ") }
-            tzset()
-        }
-        var time = time_t(seconds.rounded(.down))
-        var parts = tm()
-        localtime_r(&time, &parts)
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
-    }
-
-    /// Whether `zone` names a zone this machine knows (tzdata), or is UTC.
-    public static func isKnownZone(_ zone: String) -> Bool {
-        if zone == "UTC" || zone == "GMT" { return true }
-        guard !zone.isEmpty, !zone.hasPrefix("/"), !zone.contains("..") else { return false }
-        return FileSystem.exists("/usr/share/zoneinfo/" + zone)
-    }
-
     /// Formats a wall time as ISO 8601 in UTC, e.g. `2026-11-22T10:01:02Z`. Computed here,
     /// not with gmtime_r, which makes glibc load /etc/localtime on every run.
     public static func isoUTC(_ time: WallTime) -> String {
         let days = time.seconds >= 0 ? time.seconds / 86400 : (time.seconds - 86399) / 86400
         let secondOfDay = time.seconds - days * 86400
-        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let date = CivilDate(daysSinceEpoch: days)
+        func pad(_ value: Int64, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return date.text + "T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay % 3600 / 60, 2)):\(pad(secondOfDay % 60, 2))Z"
+    }
+}
+
+/// A day of the proleptic Gregorian calendar, converted to and from days since 1970-01-01
+/// without libc (gmtime_r makes glibc load /etc/localtime on every run). Howard Hinnant's
+/// algorithms.
+public struct CivilDate: Hashable, Sendable {
+    public var year: Int64
+    public var month: Int64
+    public var day: Int64
+
+    public init(year: Int64, month: Int64, day: Int64) {
+        self.year = year
+        self.month = month
+        self.day = day
+    }
+
+    public init(daysSinceEpoch days: Int64) {
         let z = days + 719_468
         let era = (z >= 0 ? z : z - 146_096) / 146_097
         let dayOfEra = z - era * 146_097
         let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
         let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
         let monthIndex = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
-        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
-        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
+        month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
+        year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+    }
+
+    public var daysSinceEpoch: Int64 {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
+    }
+
+    /// 0 for Sunday through 6 for Saturday.
+    public var weekday: Int64 {
+        (daysSinceEpoch % 7 + 11) % 7  // 1970-01-01 was a Thursday; % keeps the sign of a negative.
+    }
+
+    public static func isLeapYear(_ year: Int64) -> Bool {
+        year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+    }
+
+    /// `YYYY-MM-DD`.
+    public var text: String {
         func pad(_ value: Int64, _ width: Int) -> String {
             let text = String(value)
             return String(repeating: "0", count: max(0, width - text.count)) + text
         }
         return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))"
-            + "T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay % 3600 / 60, 2)):\(pad(secondOfDay % 60, 2))Z"
     }
 }
 

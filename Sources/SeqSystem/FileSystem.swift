@@ -201,21 +201,37 @@ public struct FileStatus: Sendable, Equatable {
     public var isWritableByOthers: Bool { mode & 0o022 != 0 }
 }
 
+/// open(2)'s flags, by name. O_CLOEXEC is not among them: `FileSystem.open` always adds it.
+public struct OpenOptions: OptionSet, Sendable {
+    public let rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+
+    /// O_RDONLY is 0: the absence of the other two access modes.
+    public static let readOnly = OpenOptions(rawValue: O_RDONLY)
+    public static let writeOnly = OpenOptions(rawValue: O_WRONLY)
+    public static let readWrite = OpenOptions(rawValue: O_RDWR)
+    public static let create = OpenOptions(rawValue: O_CREAT)
+    public static let exclusive = OpenOptions(rawValue: O_EXCL)
+    public static let truncate = OpenOptions(rawValue: O_TRUNC)
+    public static let append = OpenOptions(rawValue: O_APPEND)
+    public static let noFollow = OpenOptions(rawValue: O_NOFOLLOW)
+    public static let nonBlocking = OpenOptions(rawValue: O_NONBLOCK)
+    public static let directory = OpenOptions(rawValue: O_DIRECTORY)
+}
+
 /// Path-level file operations. Everything inside a state directory goes through the `at`
 /// forms with a directory descriptor, so a symlink swapped in mid-way is never followed.
 public enum FileSystem {
-    public static let readOnly = O_RDONLY
-    public static let readWrite = O_RDWR
-
     /// open(2) with O_CLOEXEC always added: a descriptor reaches a child only on purpose.
     public static func open(
-        _ path: String, _ flags: Int32, mode: mode_t = 0o600, relativeTo directory: FileDescriptor? = nil
+        _ path: String, _ options: OpenOptions, mode: UInt32 = 0o600, relativeTo directory: FileDescriptor? = nil
     ) throws(Errno) -> FileDescriptor {
+        let flags = options.rawValue | O_CLOEXEC
         let raw = try valueOrErrno {
             if let directory {
-                return cseq_openat(directory.rawValue, path, flags | O_CLOEXEC, mode)
+                return cseq_openat(directory.rawValue, path, flags, mode)
             }
-            return cseq_open(path, flags | O_CLOEXEC, mode)
+            return cseq_open(path, flags, mode)
         }
         return FileDescriptor(rawValue: raw)
     }
@@ -224,11 +240,11 @@ public enum FileSystem {
     public static func openDirectory(
         _ path: String, relativeTo directory: FileDescriptor? = nil
     ) throws(Errno) -> FileDescriptor {
-        try open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, relativeTo: directory)
+        try open(path, [.readOnly, .directory, .noFollow], relativeTo: directory)
     }
 
     public static func makeDirectory(
-        _ path: String, mode: mode_t = 0o700, relativeTo directory: FileDescriptor? = nil
+        _ path: String, mode: UInt32 = 0o700, relativeTo directory: FileDescriptor? = nil
     ) throws(Errno) {
         _ = try valueOrErrno {
             if let directory { return mkdirat(directory.rawValue, path, mode) }
@@ -237,7 +253,7 @@ public enum FileSystem {
     }
 
     /// mkdir -p: each missing directory of `path` made with `mode`; existing ones are fine.
-    public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(Errno) {
+    public static func makeDirectories(_ path: String, mode: UInt32 = 0o755) throws(Errno) {
         var prefix = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/") {
             prefix += "/" + part
@@ -269,13 +285,13 @@ public enum FileSystem {
         _ = try valueOrErrno { renameat(directory.rawValue, from, directory.rawValue, to) }
     }
 
-    public static func changeMode(_ path: String, _ mode: mode_t, relativeTo directory: FileDescriptor? = nil) throws(Errno) {
+    public static func changeMode(_ path: String, _ mode: UInt32, relativeTo directory: FileDescriptor? = nil) throws(Errno) {
         _ = try valueOrErrno { fchmodat(directory?.rawValue ?? AT_FDCWD, path, mode, 0) }
     }
 
     /// Names in a directory, without `.` and `..`.
     public static func contents(ofDirectory path: String) throws(Errno) -> [String] {
-        let directory = try open(path, O_RDONLY | O_DIRECTORY)
+        let directory = try open(path, [.readOnly, .directory])
         defer { directory.close() }
         return try contents(ofDirectoryAt: directory)
     }
@@ -302,7 +318,7 @@ public enum FileSystem {
 
     /// Reads a whole small file (a /proc file, a record).
     public static func readFile(_ path: String, relativeTo directory: FileDescriptor? = nil) throws(Errno) -> [UInt8] {
-        let fd = try open(path, O_RDONLY | O_NOFOLLOW, relativeTo: directory)
+        let fd = try open(path, [.readOnly, .noFollow], relativeTo: directory)
         defer { fd.close() }
         return try fd.readAll()
     }
@@ -348,7 +364,7 @@ extension FileSystem {
     /// Names in a directory with whether each is a directory (from d_type, lstat when the
     /// file system does not say), without `.` and `..`.
     public static func entries(ofDirectory path: String) throws(Errno) -> [(name: String, isDirectory: Bool)] {
-        let descriptor = try open(path, O_RDONLY | O_DIRECTORY)
+        let descriptor = try open(path, [.readOnly, .directory])
         guard let dir = fdopendir(descriptor.rawValue) else {
             let error = Errno.current
             descriptor.close()

@@ -155,24 +155,24 @@ public enum Processes {
     /// Sends `signal` to exactly `identity`: through a pidfd checked against the start time,
     /// so a reused pid is never hit. Returns false if that process is already gone.
     @discardableResult
-    public static func signal(_ identity: ProcessIdentity, _ signal: Int32) -> Bool {
+    public static func signal(_ identity: ProcessIdentity, _ signal: Signal) -> Bool {
         let pidfd = cseq_pidfd_open(identity.pid)
         if pidfd >= 0 {
             defer { Glibc.close(pidfd) }
             // The pidfd pins this process; if its start time matches now, it is the one we mean.
             guard let stat = try? ProcStat.read(identity.pid), stat.startTime == identity.startTime
             else { return false }
-            return cseq_pidfd_send_signal(pidfd, signal) == 0
+            return cseq_pidfd_send_signal(pidfd, signal.rawValue) == 0
         }
         // No pidfd (old kernel): check, then kill, accepting the narrow window between them.
         guard identity.isAlive else { return false }
-        return kill(identity.pid, signal) == 0
+        return kill(identity.pid, signal.rawValue) == 0
     }
 
     /// kill(2) for our own unreaped child, whose pid cannot be reused until we reap it.
     @discardableResult
-    public static func signalChild(_ pid: Int32, _ signal: Int32) -> Bool {
-        kill(pid, signal) == 0
+    public static func signalChild(_ pid: Int32, _ signal: Signal) -> Bool {
+        kill(pid, signal.rawValue) == 0
     }
 
     /// A pidfd for `identity`, readable once it exits; nil if it is gone or pidfds are missing.
@@ -239,8 +239,8 @@ public enum Processes {
     }
 
     /// Asks the kernel to send `signal` to this process when its parent thread ends.
-    public static func setParentDeathSignal(_ signal: Int32) throws(Errno) {
-        _ = try valueOrErrno { cseq_set_parent_death_signal(signal) }
+    public static func setParentDeathSignal(_ signal: Signal?) throws(Errno) {
+        _ = try valueOrErrno { cseq_set_parent_death_signal(signal?.rawValue ?? 0) }
     }
 
     public static var currentPid: Int32 { getpid() }

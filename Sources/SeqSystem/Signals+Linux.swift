@@ -1,9 +1,54 @@
 import CSeqSystem
 import Glibc
 
+/// A signal, by name: the layers above this one never see a raw signal number.
+public struct Signal: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+
+    public static let hangup = Signal(rawValue: SIGHUP)
+    public static let interrupt = Signal(rawValue: SIGINT)
+    public static let quit = Signal(rawValue: SIGQUIT)
+    public static let kill = Signal(rawValue: SIGKILL)
+    public static let terminate = Signal(rawValue: SIGTERM)
+    public static let segmentationFault = Signal(rawValue: SIGSEGV)
+    public static let abort = Signal(rawValue: SIGABRT)
+    public static let brokenPipe = Signal(rawValue: SIGPIPE)
+    public static let user1 = Signal(rawValue: SIGUSR1)
+    public static let user2 = Signal(rawValue: SIGUSR2)
+    public static let child = Signal(rawValue: SIGCHLD)
+    public static let `continue` = Signal(rawValue: SIGCONT)
+    public static let stop = Signal(rawValue: SIGSTOP)
+
+    /// The name a person sees in messages: "SIGTERM", or "signal 40" for one without a name here.
+    public var name: String {
+        switch self {
+        case .hangup: return "SIGHUP"
+        case .interrupt: return "SIGINT"
+        case .quit: return "SIGQUIT"
+        case .kill: return "SIGKILL"
+        case .terminate: return "SIGTERM"
+        case .segmentationFault: return "SIGSEGV"
+        case .abort: return "SIGABRT"
+        case .brokenPipe: return "SIGPIPE"
+        case .user1: return "SIGUSR1"
+        case .user2: return "SIGUSR2"
+        case .child: return "SIGCHLD"
+        case .continue: return "SIGCONT"
+        case .stop: return "SIGSTOP"
+        default: return "signal \(rawValue)"
+        }
+    }
+
+    public var description: String { name }
+
+    /// The shell's status for a process this signal ended: 128 + N.
+    public var shellExitCode: Int32 { 128 + rawValue }
+}
+
 /// A signal as read from a signalfd: which one, and who sent it.
 public struct ReceivedSignal: Sendable, Equatable {
-    public var number: Int32
+    public var signal: Signal
     /// si_code: SI_USER for kill(2), SI_KERNEL (0x80) when a terminal sent it to its foreground group.
     public var code: Int32
     public var senderPid: Int32
@@ -17,14 +62,14 @@ public struct ReceivedSignal: Sendable, Equatable {
 /// wait loop and the supervisor handle them in one place with no handler code.
 public struct SignalReceiver: Sendable {
     public let descriptor: FileDescriptor
-    public let signals: [Int32]
+    public let signals: [Signal]
 
     /// Blocks `signals` for this thread and opens a signalfd for them. Call before any other
     /// thread starts, so every thread inherits the mask.
-    public init(signals: [Int32]) throws(Errno) {
+    public init(signals: [Signal]) throws(Errno) {
         var set = sigset_t()
         sigemptyset(&set)
-        for signal in signals { sigaddset(&set, signal) }
+        for signal in signals { sigaddset(&set, signal.rawValue) }
         let rc = pthread_sigmask(SIG_BLOCK, &set, nil)
         if rc != 0 { throw Errno(rawValue: rc) }
         let fd = try valueOrErrno { signalfd(-1, &set, Int32(SFD_CLOEXEC | SFD_NONBLOCK)) }
@@ -36,7 +81,7 @@ public struct SignalReceiver: Sendable {
     public func restoreMask() {
         var set = sigset_t()
         sigemptyset(&set)
-        for signal in signals { sigaddset(&set, signal) }
+        for signal in signals { sigaddset(&set, signal.rawValue) }
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
@@ -50,7 +95,7 @@ public struct SignalReceiver: Sendable {
             }
             if n == MemoryLayout<signalfd_siginfo>.size {
                 result.append(ReceivedSignal(
-                    number: Int32(info.ssi_signo), code: info.ssi_code, senderPid: Int32(info.ssi_pid)))
+                    signal: Signal(rawValue: Int32(info.ssi_signo)), code: info.ssi_code, senderPid: Int32(info.ssi_pid)))
                 continue
             }
             if n == -1 && Errno.current == .interrupted { continue }
@@ -85,30 +130,8 @@ public struct SignalReceiver: Sendable {
 
     /// Which of `signals` a child should get reset to the default action: those not ignored
     /// by whoever started us (an ignored SIGHUP under nohup must stay ignored).
-    public func signalsToReset() -> [Int32] {
-        signals.filter { cseq_signal_is_ignored($0) == 0 }
-    }
-}
-
-/// Names of the signals a person sees in messages.
-public enum SignalName {
-    public static func of(_ signal: Int32) -> String {
-        switch signal {
-        case SIGHUP: return "SIGHUP"
-        case SIGINT: return "SIGINT"
-        case SIGQUIT: return "SIGQUIT"
-        case SIGKILL: return "SIGKILL"
-        case SIGTERM: return "SIGTERM"
-        case SIGSEGV: return "SIGSEGV"
-        case SIGABRT: return "SIGABRT"
-        case SIGPIPE: return "SIGPIPE"
-        case SIGUSR1: return "SIGUSR1"
-        case SIGUSR2: return "SIGUSR2"
-        case SIGCHLD: return "SIGCHLD"
-        case SIGCONT: return "SIGCONT"
-        case SIGSTOP: return "SIGSTOP"
-        default: return "signal \(signal)"
-        }
+    public func signalsToReset() -> [Signal] {
+        signals.filter { cseq_signal_is_ignored($0.rawValue) == 0 }
     }
 }
 

@@ -4,13 +4,13 @@ import Glibc
 /// How a child ended, decoded once from waitid's siginfo_t.
 public enum TerminationStatus: Sendable, Equatable {
     case exited(Int32)
-    case signaled(Int32)
+    case signaled(Signal)
 
     /// The shell's convention: the exit code, or 128+N for death by signal N.
     public var shellExitCode: Int32 {
         switch self {
         case .exited(let code): return code
-        case .signaled(let signal): return 128 + signal
+        case .signaled(let signal): return signal.shellExitCode
         }
     }
 }
@@ -25,7 +25,7 @@ public enum Spawn {
     /// `input` its stdin comes from that one. Each of `passing` is open in the child as the
     /// descriptor number given.
     public static func spawn(
-        _ arguments: [String], environment: [String], resetSignals: [Int32],
+        _ arguments: [String], environment: [String], resetSignals: [Signal],
         input: FileDescriptor? = nil, output: FileDescriptor? = nil, passing: [(descriptor: FileDescriptor, as: Int32)] = []
     ) throws(Errno) -> Int32 {
         try spawn(arguments.map { Array($0.utf8) }, environment: environment.map { Array($0.utf8) }, resetSignals: resetSignals,
@@ -35,7 +35,7 @@ public enum Spawn {
     /// The same, with argv and the environment as bytes, passed to the kernel exactly as
     /// given: an argument, a variable or a program path need not be UTF-8.
     public static func spawn(
-        _ arguments: [[UInt8]], environment: [[UInt8]], resetSignals: [Int32],
+        _ arguments: [[UInt8]], environment: [[UInt8]], resetSignals: [Signal],
         input: FileDescriptor? = nil, output: FileDescriptor? = nil, passing: [(descriptor: FileDescriptor, as: Int32)] = []
     ) throws(Errno) -> Int32 {
         precondition(!arguments.isEmpty, "spawn needs a program")
@@ -47,7 +47,7 @@ public enum Spawn {
         posix_spawnattr_setsigmask(&attributes, &emptyMask)
         var defaults = sigset_t()
         sigemptyset(&defaults)
-        for signal in resetSignals { sigaddset(&defaults, signal) }
+        for signal in resetSignals { sigaddset(&defaults, signal.rawValue) }
         if BrokenPipe.resetInChildren { sigaddset(&defaults, SIGPIPE) }
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
@@ -117,10 +117,10 @@ public enum Spawn {
     }
 
     /// open(2) of a path given as bytes (a name that is not UTF-8). Returns the descriptor or -1.
-    public static func openRaw(_ path: [UInt8], _ flags: Int32, _ mode: mode_t) -> Int32 {
+    public static func openRaw(_ path: [UInt8], _ options: OpenOptions, _ mode: UInt32) -> Int32 {
         guard let pointer = cString(path) else { return -1 }
         defer { free(pointer) }
-        return cseq_open(pointer, flags | O_CLOEXEC, mode)
+        return cseq_open(pointer, options.rawValue | O_CLOEXEC, mode)
     }
 
     /// This process's argv as the kernel gave it, byte for byte.
@@ -171,7 +171,7 @@ public enum Spawn {
         let code = cseq_siginfo_code(&info)
         let status = cseq_siginfo_status(&info)
         if code == CLD_EXITED { return .exited(status) }
-        return .signaled(status)
+        return .signaled(Signal(rawValue: status))
     }
 
     /// The current environment as `NAME=value` strings.
@@ -214,7 +214,7 @@ public enum FlockWatcher {
     /// Opens `path` in `directory` and starts a thread that writes a byte to `notify` once no
     /// exclusive flock on it is held. Returns false if the file is gone or no thread started.
     public static func start(path: String, relativeTo directory: FileDescriptor, notify: FileDescriptor) -> Bool {
-        guard let fd = try? FileSystem.open(path, O_RDONLY | O_NOFOLLOW, relativeTo: directory) else { return false }
+        guard let fd = try? FileSystem.open(path, [.readOnly, .noFollow], relativeTo: directory) else { return false }
         if cseq_start_flock_watcher(fd.rawValue, notify.rawValue) != 0 {
             fd.close()
             return false

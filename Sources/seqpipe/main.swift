@@ -1,4 +1,3 @@
-import Glibc
 import SeqGuard
 import SeqPipeline
 import SeqSystem
@@ -191,7 +190,7 @@ case "init":
     _ = openStore(creating: true)
     if !FileSystem.exists(paths.config) {
         do {
-            let fd = try FileSystem.open(paths.config, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode: 0o644)
+            let fd = try FileSystem.open(paths.config, [.writeOnly, .create, .exclusive], mode: 0o644)
             defer { fd.close() }
             try fd.writeAll(PipelineConfig.defaultText)
         } catch { fail("cannot write \(paths.config): \(error)") }
@@ -245,7 +244,7 @@ case "account":
     case "list":
         options.expect(0, "no arguments")
         let config = loadConfig()
-        let today = Clock.day(of: nowSeconds(), zone: config.dayZone)
+        let today = ZoneCalendar.day(of: nowSeconds(), zone: config.dayZone)
         let done = storeCall { () throws(StoreError) in try store.successes(on: today) }
         var rows = [["NAME", "TODAY", "LIMIT", "STATE"]]
         for account in storeCall({ () throws(StoreError) in try store.accounts() }) {
@@ -321,7 +320,7 @@ case "export-csv":
     let text = ProgressCSV.export(storeCall { () throws(StoreError) in try store.jobs() })
     if let file = options.positional.first {
         do {
-            let fd = try FileSystem.open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o644)
+            let fd = try FileSystem.open(file, [.writeOnly, .create, .truncate], mode: 0o644)
             defer { fd.close() }
             try fd.writeAll(text)
         } catch { fail("cannot write \(file): \(error)", 1) }
@@ -333,7 +332,7 @@ case "run":
     let options = Options(command, arguments, valued: ["--workers"], flags: ["--once"])
     options.expect(0, "options only: seqpipe run [--workers N] [--once]")
     let signals: SignalReceiver
-    do { signals = try SignalReceiver(signals: [SIGINT, SIGTERM, SIGHUP, SIGCHLD]) } catch {
+    do { signals = try SignalReceiver(signals: [.interrupt, .terminate, .hangup, .child]) } catch {
         fail("cannot set up signal handling: \(error)")
     }
     let config = loadConfig()
@@ -543,9 +542,9 @@ func runMemberSetUp(_ what: String, _ options: Options) -> (signals: SignalRecei
     FileDescriptor.closeInheritedOnExec()
     let signals: SignalReceiver
     do {
-        signals = try SignalReceiver(signals: [SIGINT, SIGTERM, SIGHUP, SIGCHLD])
+        signals = try SignalReceiver(signals: [.interrupt, .terminate, .hangup, .child])
         // Where pidfds are missing, the parent's death still arrives, as a stop request.
-        try Processes.setParentDeathSignal(SIGTERM)
+        try Processes.setParentDeathSignal(.terminate)
         try Processes.becomeChildSubreaper()
     } catch { fail("\(what): cannot set up: \(error)") }
     var lifeline: FileDescriptor?
@@ -566,7 +565,7 @@ func runMemberSetUp(_ what: String, _ options: Options) -> (signals: SignalRecei
 
 /// `--since`: an ISO time (UTC), seconds since the epoch, or an age (`90s`, `15m`, `2h`, `1d`).
 func parseSince(_ text: String, now: Double) -> Double? {
-    if let moment = Clock.parseISO(text) { return moment }
+    if let moment = ZoneCalendar.parseISO(text) { return moment }
     if let seconds = Double(text), seconds.isFinite, seconds >= 0 { return seconds }
     guard let unit = text.last, let scale = ["s": 1.0, "m": 60, "h": 3600, "d": 86400][String(unit)],
           let amount = Double(text.dropLast()), amount.isFinite, amount >= 0 else { return nil }

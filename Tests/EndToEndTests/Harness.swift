@@ -236,7 +236,7 @@ final class Sandbox {
         // Written through a close-on-exec descriptor: a child spawned meanwhile by another
         // test must not inherit it, or exec'ing the script fails with ETXTBSY.
         let file = path(name)
-        let fd = try FileSystem.open(file, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o755)
+        let fd = try FileSystem.open(file, [.writeOnly, .create, .truncate], mode: 0o755)
         defer { fd.close() }
         try fd.writeAll("#!\(interpreter)\n" + body)
         return file
@@ -247,7 +247,7 @@ final class Sandbox {
     func write(_ name: String, _ text: String) throws -> String {
         let file = path(name)
         try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        let fd = try FileSystem.open(file, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        let fd = try FileSystem.open(file, [.writeOnly, .create, .truncate], mode: 0o644)
         defer { fd.close() }
         try fd.writeAll(text)
         return file

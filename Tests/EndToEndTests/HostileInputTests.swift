@@ -80,11 +80,11 @@ struct HostileInputTests {
         #expect(mkdir(directory, 0o700) == 0)
         let program = [UInt8](directory.utf8) + [UInt8(ascii: "/")] + all.filter { $0 != UInt8(ascii: "/") }
         let script = "#!/usr/bin/env python3\nimport os, sys\nsys.stdout.buffer.write(os.fsencode(sys.argv[0]).hex().encode() + b' ' + os.fsencode(sys.argv[1]).hex().encode() + b' ' + os.environb[b'ALL_BYTES'].hex().encode() + b'\\n')\n"
-        let fd = Spawn.openRaw(program, O_WRONLY | O_CREAT | O_EXCL, 0o700)
+        let fd = Spawn.openRaw(program, [.writeOnly, .create, .exclusive], 0o700)
         try #require(fd >= 0, "cannot create the program: \(Errno.current)")
         _ = script.utf8.withContiguousStorageIfAvailable { Glibc.write(fd, $0.baseAddress, $0.count) }
         close(fd)
-        let output = try FileSystem.open(sandbox.path("out"), O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+        let output = try FileSystem.open(sandbox.path("out"), [.writeOnly, .create, .truncate], mode: 0o600)
         var environment = sandbox.environment.map { [UInt8]("\($0.key)=\($0.value)".utf8) }
         environment.append([UInt8]("ALL_BYTES=".utf8) + all)
         let pid = try Spawn.spawn([[UInt8](seqexecPath.utf8), [UInt8]("-q".utf8), [UInt8]("--".utf8), program, all],

@@ -194,7 +194,7 @@ import TestSupport
         defer { lock.directory.close() }
         let dir = lock.directory.path
         try FileSystem.makeDirectory(dir + "/executor.lock")
-        let fd = try FileSystem.open(dir + "/executor.lock/owner", O_WRONLY | O_CREAT, mode: 0o600)
+        let fd = try FileSystem.open(dir + "/executor.lock/owner", [.writeOnly, .create], mode: 0o600)
         try fd.writeAll("pid=12\ngarb")
         fd.close()
         try FileSystem.makeDirectory(dir + "/executor.lock.3")

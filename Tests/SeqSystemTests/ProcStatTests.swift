@@ -31,7 +31,7 @@ import Testing
     @Test func signalRefusesAPidWhoseStartTimeDiffers() {
         let me = ProcessIdentity.current()
         // Would kill this test process if the start time were ignored.
-        #expect(!Processes.signal(ProcessIdentity(pid: me.pid, startTime: me.startTime + 7), SIGKILL))
+        #expect(!Processes.signal(ProcessIdentity(pid: me.pid, startTime: me.startTime + 7), .kill))
     }
 
     @Test func wallTimeParsesAndOrders() throws {
@@ -47,9 +47,9 @@ import Testing
     @Test func flockIsPerOpenFileDescription() throws {
         let path = "/tmp/seqsystem-flock-\(getpid())"
         defer { try? FileSystem.removeFile(path) }
-        let a = try FileSystem.open(path, O_RDWR | O_CREAT, mode: 0o600)
+        let a = try FileSystem.open(path, [.readWrite, .create], mode: 0o600)
         defer { a.close() }
-        let b = try FileSystem.open(path, O_RDONLY)
+        let b = try FileSystem.open(path, .readOnly)
         defer { b.close() }
         #expect(try a.lock(exclusive: true, nonBlocking: true))
         #expect(try !b.lock(exclusive: false, nonBlocking: true))

@@ -7,13 +7,13 @@ import Testing
     /// told to stop for, and ends early for one it was, or when a descriptor turns readable.
     /// Signals are sent to this thread only (it blocks them), never to the test process.
     @Test func sleepEndsOnAStopSignalOrAReadableDescriptorAndOnlyThen() throws {
-        let receiver = try SignalReceiver(signals: [SIGUSR1, SIGUSR2])
+        let receiver = try SignalReceiver(signals: [.user1, .user2])
         defer {
             _ = receiver.drain()
             receiver.restoreMask()
             receiver.descriptor.close()
         }
-        let isStop: (ReceivedSignal) -> Bool = { $0.number == SIGUSR2 }
+        let isStop: (ReceivedSignal) -> Bool = { $0.signal == .user2 }
 
         var start = Clock.monotonicNanoseconds()
         #expect(receiver.sleep(seconds: 0.05, stopsOn: isStop) == .elapsed)
@@ -29,7 +29,7 @@ import Testing
             Issue.record("SIGUSR2 did not end the sleep")
             return
         }
-        #expect(signal.number == SIGUSR2)
+        #expect(signal.signal == .user2)
 
         let pipe = try FileSystem.pipe()
         defer { pipe.read.close(); pipe.write.close() }

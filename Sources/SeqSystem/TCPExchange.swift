@@ -1,58 +1,21 @@
 import CSeqSystem
 import Glibc
 
-/// One HTTP/1.0 GET over TCP, enough for a device server's status endpoint: no TLS, no
-/// redirects, no keep-alive. Every step is bounded by one deadline.
-public enum HTTPProbe {
-    public struct Response: Sendable {
-        public var status: Int
-        public var body: String
-    }
-
-    /// `http://host:port/path` split (an IPv6 address in brackets: `http://[::1]:4723/`);
-    /// nil for anything else.
-    public static func parse(_ url: String) -> (host: String, port: UInt16, path: String)? {
-        guard url.hasPrefix("http://") else { return nil }
-        let rest = url.dropFirst(7)
-        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
-        let authority = rest[..<slash]
-        let path = slash == rest.endIndex ? "/" : String(rest[slash...])
-        var host: Substring
-        var portText: Substring?
-        if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else { return nil }
-            host = authority[authority.index(after: authority.startIndex)..<close]
-            let after = authority[authority.index(after: close)...]
-            if !after.isEmpty {
-                guard after.hasPrefix(":") else { return nil }
-                portText = after.dropFirst()
-            }
-            guard host.contains(":") else { return nil }
-        } else if let colon = authority.lastIndex(of: ":") {
-            host = authority[..<colon]
-            portText = authority[authority.index(after: colon)...]
-        } else {
-            host = authority
-        }
-        var port: UInt16 = 80
-        if let portText {
-            guard let number = UInt16(portText) else { return nil }
-            port = number
-        }
-        guard !host.isEmpty else { return nil }
-        return (String(host), port, path)
-    }
-
-    /// GETs `url` within `timeoutMilliseconds`, the name lookup included. Each address of
-    /// the host is tried in turn (a `localhost` whose first address is ::1 still reaches a
-    /// server that listens on 127.0.0.1 only).
-    /// - Parameter cancel: once readable, the probe gives up at once with `.operationCanceled`.
+/// A TCP exchange: connect, send a request, read the reply until the peer closes. The
+/// transport under the device health probe (SeqPipeline's HTTPProbe); no protocol here.
+public enum TCPExchange {
+    /// Sends `request` to `host`:`port` and returns every byte of the reply (at most
+    /// `maximumReply`), all within `timeoutMilliseconds`, the name lookup included. Each
+    /// address of the host is tried in turn (a `localhost` whose first address is ::1 still
+    /// reaches a server that listens on 127.0.0.1 only).
+    /// - Parameter cancel: once readable, the exchange gives up at once with `.operationCanceled`.
     /// - Throws: `.timedOut` when the deadline passes, `.connectionRefused`, `.hostUnreachable`
-    ///   for a name that does not resolve, `.invalidArgument` for a URL that is not
-    ///   `http://host[:port]/path`, or the socket call's errno.
+    ///   for a name that does not resolve, or the socket call's errno.
     @available(*, noasync)
-    public static func get(_ url: String, timeoutMilliseconds: Int, cancel: FileDescriptor? = nil) throws(Errno) -> Response {
-        guard let (host, port, path) = parse(url) else { throw .invalidArgument }
+    public static func run(
+        host: String, port: UInt16, request: [UInt8], timeoutMilliseconds: Int,
+        maximumReply: Int = 1 << 20, cancel: FileDescriptor? = nil
+    ) throws(Errno) -> [UInt8] {
         let deadline = Clock.monotonicNanoseconds() + Int64(timeoutMilliseconds) * 1_000_000
         func left() throws(Errno) -> Int32 {
             let rest = (deadline - Clock.monotonicNanoseconds()) / 1_000_000
@@ -108,18 +71,17 @@ public enum HTTPProbe {
         guard let socketFD = connected else { throw lastError }
         defer { socketFD.close() }
         let fd = socketFD.rawValue
-        let hostHeader = host.contains(":") ? "[\(host)]" : host
-        var request = Array("GET \(path) HTTP/1.0\r\nHost: \(hostHeader)\r\nConnection: close\r\n\r\n".utf8)
+        var request = request[...]
         while !request.isEmpty {
             let n = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n > 0 { request.removeFirst(n); continue }
+            if n > 0 { request = request.dropFirst(n); continue }
             let error = Errno.current
             guard error == .wouldBlock || error == .interrupted else { throw error }
             try waitFor(fd, Int32(POLLOUT))
         }
         var reply: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
-        while reply.count < 1 << 20 {
+        while reply.count < maximumReply {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n > 0 { reply += buffer[0..<n]; continue }
             if n == 0 { break }
@@ -127,19 +89,6 @@ public enum HTTPProbe {
             guard error == .wouldBlock || error == .interrupted else { throw error }
             try waitFor(fd, Int32(POLLIN))
         }
-        var headerEnd = reply.count
-        if reply.count >= 4 {
-            for index in 0...(reply.count - 4) where reply[index] == 13 && reply[index + 1] == 10 && reply[index + 2] == 13 && reply[index + 3] == 10 {
-                headerEnd = index
-                break
-            }
-        }
-        let text = String(decoding: reply[0..<headerEnd], as: UTF8.self)
-        // "HTTP/1.1 200 OK"
-        let statusLine = text.prefix { $0 != "\r" && $0 != "\n" }
-        let parts = statusLine.split(separator: " ")
-        guard parts.count >= 2, parts[0].hasPrefix("HTTP/"), let status = Int(parts[1]) else { throw .invalidArgument }
-        let body = headerEnd + 4 <= reply.count ? String(decoding: reply[(headerEnd + 4)...], as: UTF8.self) : ""
-        return Response(status: status, body: body)
+        return reply
     }
 }
