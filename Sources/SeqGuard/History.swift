@@ -162,3 +162,28 @@ public func formatMilliseconds(_ milliseconds: Int64) -> String {
     if milliseconds < 60_000 { return "\(Double(milliseconds / 100) / 10)s" }
     return formatSeconds(Double(milliseconds) / 1000)
 }
+
+extension History {
+    /// `seqexec --history`: prints the last `limit` runs (a table, or JSON) and returns the
+    /// exit status. Unreadable lines are skipped and counted on stderr.
+    public static func show(_ configuration: GuardConfiguration, limit: Int, json: Bool) -> Int32 {
+        do {
+            let (_, directory) = try configuration.openState()
+            let (records, unreadable) = History(directory: directory).read(limit: limit)
+            if unreadable > 0 {
+                configuration.reporter.error("skipped \(unreadable) unreadable line\(unreadable == 1 ? "" : "s") of \(directory.path)/\(fileName)")
+            }
+            if json {
+                print(JSON.encode(.array(records.map(\.json))))
+            } else if records.isEmpty {
+                print("seqexec: no runs recorded in \(directory.path)/\(fileName)")
+            } else {
+                print(table(records), terminator: "")
+            }
+            return 0
+        } catch {
+            configuration.reporter.error(error.message)
+            return error.exitCode
+        }
+    }
+}

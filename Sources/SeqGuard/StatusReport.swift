@@ -109,3 +109,39 @@ public struct StatusReport {
         ])) + "\n"
     }
 }
+
+extension StatusReport {
+    /// `seqexec --status`: prints the project's report (text, or JSON) and returns the exit status.
+    public static func show(_ configuration: GuardConfiguration, json: Bool) -> Int32 {
+        do {
+            let report = try read(configuration)
+            print(json ? report.json : report.text, terminator: "")
+            return 0
+        } catch {
+            configuration.reporter.error(error.message)
+            return error.exitCode
+        }
+    }
+
+    /// `make-seq --status`: the make lock's report and the executor lock's, one after the
+    /// other, or one JSON object with both.
+    public static func showMakeAndExecutor(_ configuration: GuardConfiguration, json: Bool) -> Int32 {
+        do {
+            var reports: [(String, StatusReport)] = []
+            for (project, namespace) in try configuration.lockPlan() {
+                let directory = try StateDirectory.open(project: project, base: configuration.stateBase, namespace: namespace)
+                defer { directory.close() }
+                reports.append((namespace == .make ? "make_lock" : "executor_lock", try read(project: project, directory: directory)))
+            }
+            if json {
+                print("{" + reports.map { "\"\($0.0)\":" + $0.1.json.dropLast() }.joined(separator: ",") + "}")
+            } else {
+                print(reports.map { "\($0.0 == "make_lock" ? "make lock" : "executor lock"):\n" + $0.1.text }.joined(separator: "\n"), terminator: "")
+            }
+            return 0
+        } catch {
+            configuration.reporter.error(error.message)
+            return error.exitCode
+        }
+    }
+}

@@ -323,6 +323,14 @@ public enum FileSystem {
         return try fd.readAll()
     }
 
+    /// Writes `text` as the whole of the file at `path`, created with `mode`; with
+    /// `replacing` false, a file already there is an error (`.fileExists`), never overwritten.
+    public static func writeFile(_ path: String, _ text: String, mode: UInt32 = 0o644, replacing: Bool = true) throws(Errno) {
+        let fd = try open(path, replacing ? [.writeOnly, .create, .truncate] : [.writeOnly, .create, .exclusive], mode: mode)
+        defer { fd.close() }
+        try fd.writeAll(text)
+    }
+
     /// realpath(3).
     public static func realPath(_ path: String) throws(Errno) -> String {
         guard let resolved = realpath(path, nil) else { throw Errno.current }

@@ -19,7 +19,7 @@ USAGE: make-seq [MAKE ARGUMENT...]
        make-seq --help | --version
 
 OPTIONS:
-  Every argument goes to make untouched; only these, given alone, are make-seq's.
+  Every argument goes to make untouched, unless the first is one of these.
       --status            Show who holds the project's make lock and executor
                           lock, and who waits for each.
       --json              With --status: one JSON object.
@@ -64,55 +64,10 @@ EXIT STATUS:
 
 enum Mode { case run, status(json: Bool), killAll }
 
-/// The directory make will run in: `-C DIR` options applied in order to the current
-/// directory, as GNU make applies them. Reads make's options without changing them.
-func makeDirectory(_ arguments: [String]) -> String? {
-    // Short options whose value may be the next argument, and long ones that take one.
-    let shortWithValue: Set<Character> = ["C", "f", "I", "o", "W"]
-    let shortOptionalValue: Set<Character> = ["j", "l", "O"]
-    let longWithValue = ["--file", "--makefile", "--include-dir", "--old-file", "--assume-old", "--what-if", "--new-file", "--assume-new", "--eval"]
-    var directories: [String] = []
-    var index = 0
-    while index < arguments.count {
-        let argument = arguments[index]
-        index += 1
-        if argument == "--" { break }
-        if argument.hasPrefix("--") {
-            let name = argument.split(separator: "=", maxSplits: 1).first.map(String.init) ?? argument
-            let value: String?
-            if argument.contains("=") {
-                value = String(argument[argument.index(after: argument.firstIndex(of: "=")!)...])
-            } else if name.count >= 4 && "--directory".hasPrefix(name) || longWithValue.contains(name) {
-                value = index < arguments.count ? arguments[index] : nil
-                index += 1
-            } else {
-                value = nil
-            }
-            if name.count >= 4 && "--directory".hasPrefix(name), let value { directories.append(value) }
-            continue
-        }
-        guard argument.hasPrefix("-"), argument.count > 1 else { continue }
-        var characters = argument.dropFirst()
-        while let option = characters.first {
-            characters = characters.dropFirst()
-            if shortOptionalValue.contains(option) { break }
-            guard shortWithValue.contains(option) else { continue }
-            var value: String? = characters.isEmpty ? nil : String(characters)
-            if value == nil {
-                value = index < arguments.count ? arguments[index] : nil
-                index += 1
-            }
-            if option == "C", let value { directories.append(value) }
-            break
-        }
-    }
-    guard !directories.isEmpty else { return nil }
-    var path = (try? FileSystem.currentDirectory()) ?? "."
-    for directory in directories {
-        path = directory.hasPrefix("/") ? directory : path + "/" + directory
-    }
-    return path
-}
+/// make-seq's own options, recognised only when the first argument is one of them.
+let optionSpecs: [OptionSpec] = [
+    OptionSpec("--status"), OptionSpec("--json"), OptionSpec("--kill-all"), OptionSpec("--help"), OptionSpec("--version"),
+]
 
 func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfiguration) {
     var configuration = GuardConfiguration()
@@ -120,50 +75,31 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
     configuration.takesMakeLock = true
     try configuration.applyEnvironment(prefixes: ["MAKE_SEQ_", "SEQEXEC_"])
 
-    switch arguments {
-    case ["--help"]:
-        print(help, terminator: "")
-        ProcessExit.now(0)
-    case ["--version"]:
-        print("make-seq \(version)")
-        ProcessExit.now(0)
-    case ["--status"]: return (.status(json: false), configuration)
-    case ["--status", "--json"], ["--json", "--status"]: return (.status(json: true), configuration)
-    case ["--kill-all"]: return (.killAll, configuration)
-    default: break
-    }
-    let makeArguments = arguments.first == "--" ? Array(arguments.dropFirst()) : arguments
-    let make = Spawn.environmentValue("MAKE_SEQ_MAKE").flatMap { $0.isEmpty ? nil : $0 } ?? "make"
-    if make.split(separator: "/").last == "make-seq" {
-        throw GuardFailure("MAKE_SEQ_MAKE='\(make)' names make-seq itself; set it to a make program such as make or gmake")
-    }
-    configuration.arguments = [make] + makeArguments
-    // make's arguments as their own bytes (a VAR=value need not be UTF-8).
-    let raw = Array(Spawn.rawArguments().dropFirst())
-    configuration.rawArguments = [Array(make.utf8)] + (arguments.first == "--" ? Array(raw.dropFirst()) : raw)
-    if let directory = makeDirectory(makeArguments), FileSystem.exists(directory) {
-        configuration.searchDirectory = directory
-    }
-
-    // seq.mk hands a plain `make` to make-seq from inside that make (MAKELEVEL one up):
-    // the make run here stands in for it, at its level, so its output reads as plain make's.
-    var level = Spawn.environmentValue("MAKELEVEL").flatMap { Int($0) } ?? 0
-    if Spawn.environmentValue("MAKE_SEQ_FROM_SEQ_MK") != nil {
-        level = max(0, level - 1)
-        configuration.environmentChanges.append(("MAKELEVEL", String(level)))
-        configuration.environmentChanges.append(("MAKE_SEQ_FROM_SEQ_MK", nil))
-        // The make that handed over printed "Entering directory" for -C already; its `w`
-        // flag would have this one print it again.
-        if let flags = Spawn.environmentValue("MAKEFLAGS") {
-            var words = flags.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
-            if let first = words.first, !first.hasPrefix("-"), !first.contains("=") {
-                words[0] = first.filter { $0 != "w" }
-                if words[0].isEmpty { words.removeFirst() }
-                configuration.environmentChanges.append(("MAKEFLAGS", words.joined(separator: " ")))
-            }
+    if let first = arguments.first, optionSpecs.contains(where: { $0.names.contains(first) }) {
+        let scanned: ScannedArguments
+        do { scanned = try ArgumentScanner.scan(arguments, options: optionSpecs) } catch {
+            throw GuardFailure("\(error.message) (make's own options go after '--'); see 'make-seq --help'")
         }
+        if scanned.has("--help") {
+            print(help, terminator: "")
+            ProcessExit.now(0)
+        }
+        if scanned.has("--version") {
+            print("make-seq \(version)")
+            ProcessExit.now(0)
+        }
+        if let word = scanned.positional.first {
+            throw GuardFailure("\(first) takes no make arguments, got '\(word)'; to pass them to make, put '--' first")
+        }
+        if scanned.has("--status") && scanned.has("--kill-all") { throw GuardFailure("--status and --kill-all go alone; give one") }
+        if scanned.has("--status") { return (.status(json: scanned.has("--json")), configuration) }
+        if scanned.has("--kill-all") && !scanned.has("--json") { return (.killAll, configuration) }
+        throw GuardFailure("--json goes with --status; see 'make-seq --help'")
     }
-    configuration.environmentChanges.append(("MAKE_SEQ_LEVEL", String(level)))
+    let rest = arguments.first == "--" ? 1 : 0
+    try MakeInvocation.configure(
+        &configuration, makeArguments: Array(arguments.dropFirst(rest)),
+        rawMakeArguments: Array(Spawn.rawArguments().dropFirst(1 + rest)))
     return (.run, configuration)
 }
 
@@ -188,23 +124,7 @@ switch mode {
 case .run:
     ProcessExit.now(GuardedCommand.run(configuration))
 case .status(let json):
-    do {
-        var reports: [(String, StatusReport)] = []
-        for (project, namespace) in try configuration.lockPlan() {
-            let directory = try StateDirectory.open(project: project, base: configuration.stateBase, namespace: namespace)
-            defer { directory.close() }
-            reports.append((namespace == .make ? "make_lock" : "executor_lock", try StatusReport.read(project: project, directory: directory)))
-        }
-        if json {
-            print("{" + reports.map { "\"\($0.0)\":" + $0.1.json.dropLast() }.joined(separator: ",") + "}")
-        } else {
-            print(reports.map { "\($0.0 == "make_lock" ? "make lock" : "executor lock"):\n" + $0.1.text }.joined(separator: "\n"), terminator: "")
-        }
-        ProcessExit.now(0)
-    } catch {
-        configuration.reporter.error(error.message)
-        ProcessExit.now(error.exitCode)
-    }
+    ProcessExit.now(StatusReport.showMakeAndExecutor(configuration, json: json))
 case .killAll:
     ProcessExit.now(KillAll.runAndReport(configuration))
 }

@@ -111,6 +111,20 @@ EXIT STATUS:
 
 enum Mode { case run, status, killAll, history }
 
+/// seqexec's options; the first word that is not one starts the command.
+let optionSpecs: [OptionSpec] = [
+    OptionSpec("-p", "--project", kind: .value), OptionSpec("--state-dir", kind: .value),
+    OptionSpec("-t", "--timeout", kind: .value), OptionSpec("--kill-grace", kind: .value),
+    OptionSpec("-w", "--wait-timeout", kind: .value), OptionSpec("--slots", kind: .value),
+    OptionSpec("--priority", kind: .value), OptionSpec("-m", "--memory-limit", kind: .value),
+    OptionSpec("-i", "--check-interval", kind: .value), OptionSpec("--memory-metric", kind: .value),
+    OptionSpec("--memory-action", kind: .value), OptionSpec("--min-available", kind: .value),
+    OptionSpec("--git-wait", kind: .value), OptionSpec("-n", "--lines", kind: .value),
+    OptionSpec("-v", "--verbose"), OptionSpec("-q", "--quiet"), OptionSpec("--status"), OptionSpec("--json"),
+    OptionSpec("--kill-all"), OptionSpec("--history"), OptionSpec("-h", "--help"), OptionSpec("--version"),
+    OptionSpec("--machine"), OptionSpec("--git-guard"), OptionSpec("--no-git-wait"), OptionSpec("--clean-stale-git-locks"),
+]
+
 func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfiguration, json: Bool, lines: Int) {
     var configuration = GuardConfiguration()
     var mode = Mode.run
@@ -120,76 +134,57 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
     // Environment first; flags override below.
     try configuration.applyEnvironment(prefixes: ["SEQEXEC_"])
 
-    var index = 0
-    func value(for option: String, attached: String?) throws(GuardFailure) -> String {
-        if let attached { return attached }
-        index += 1
-        guard index < arguments.count else { throw GuardFailure("option \(option) needs a value; see 'seqexec --help'") }
-        return arguments[index]
+    let scanned: ScannedArguments
+    do { scanned = try ArgumentScanner.scan(arguments, options: optionSpecs, stopAtFirstPositional: true) } catch {
+        throw GuardFailure("\(error.message); see 'seqexec --help'")
     }
-    while index < arguments.count {
-        let argument = arguments[index]
-        if argument == "--" { index += 1; break }
-        guard argument.hasPrefix("-"), argument != "-" else { break }
-        var name = argument
-        var attached: String?
-        if argument.hasPrefix("--"), let equals = argument.firstIndex(of: "=") {
-            name = String(argument[..<equals])
-            attached = String(argument[argument.index(after: equals)...])
-        } else if !argument.hasPrefix("--"), argument.count > 2 {
-            name = String(argument.prefix(2))
-            attached = String(argument.dropFirst(2))
-        }
-        switch name {
-        case "-p", "--project": configuration.projectPath = try value(for: name, attached: attached)
-        case "--state-dir": configuration.stateBase = try value(for: name, attached: attached)
-        case "-t", "--timeout":
-            let limit = try Setting.seconds(try value(for: name, attached: attached), name)
+    if scanned.has("--help") {
+        print(help, terminator: "")
+        ProcessExit.now(0)
+    }
+    if scanned.has("--version") {
+        print("seqexec \(version)")
+        ProcessExit.now(0)
+    }
+    for option in scanned.options {
+        // Messages about a value name the option as it was typed: "invalid -t 'x'".
+        let name = option.typed
+        let value = option.value ?? ""
+        switch option.name {
+        case "--project": configuration.projectPath = value
+        case "--state-dir": configuration.stateBase = value
+        case "--timeout":
+            let limit = try Setting.seconds(value, name)
             configuration.timeout = limit == 0 ? nil : limit
-        case "--kill-grace": configuration.killGrace = try Setting.seconds(try value(for: name, attached: attached), name)
-        case "-w", "--wait-timeout": configuration.waitTimeout = try Setting.seconds(try value(for: name, attached: attached), name)
-        case "--slots": configuration.slots = try Setting.wholeNumber(try value(for: name, attached: attached), name, minimum: 1)
-        case "--priority":
-            configuration.priority = try Setting.priority(try value(for: name, attached: attached), name)
-        case "-m", "--memory-limit":
-            configuration.memoryLimitMegabytes = try Setting.wholeNumber(try value(for: name, attached: attached), name, minimum: 0)
-        case "-i", "--check-interval": configuration.checkInterval = try Setting.interval(try value(for: name, attached: attached), name)
-        case "--memory-metric": configuration.memoryMetric = try Setting.memoryMetric(try value(for: name, attached: attached), name)
-        case "--memory-action": configuration.memoryAction = try Setting.memoryAction(try value(for: name, attached: attached), name)
-        case "--min-available":
-            configuration.minimumAvailableMegabytes = try Setting.wholeNumber(try value(for: name, attached: attached), name, minimum: 0)
+        case "--kill-grace": configuration.killGrace = try Setting.seconds(value, name)
+        case "--wait-timeout": configuration.waitTimeout = try Setting.seconds(value, name)
+        case "--slots": configuration.slots = try Setting.wholeNumber(value, name, minimum: 1)
+        case "--priority": configuration.priority = try Setting.priority(value, name)
+        case "--memory-limit": configuration.memoryLimitMegabytes = try Setting.wholeNumber(value, name, minimum: 0)
+        case "--check-interval": configuration.checkInterval = try Setting.interval(value, name)
+        case "--memory-metric": configuration.memoryMetric = try Setting.memoryMetric(value, name)
+        case "--memory-action": configuration.memoryAction = try Setting.memoryAction(value, name)
+        case "--min-available": configuration.minimumAvailableMegabytes = try Setting.wholeNumber(value, name, minimum: 0)
         case "--git-wait":
-            configuration.gitWait = try Setting.seconds(try value(for: name, attached: attached), name)
+            configuration.gitWait = try Setting.seconds(value, name)
             if configuration.gitMode == .off { configuration.gitMode = .auto }
-        case "-n", "--lines":
-            lines = try Setting.wholeNumber(try value(for: name, attached: attached), name, minimum: 1)
+        case "--lines":
+            lines = try Setting.wholeNumber(value, name, minimum: 1)
             linesGiven = true
-        case "-v", "--verbose", "-q", "--quiet", "--status", "--json", "--kill-all", "-h", "--help", "--version",
-             "--machine", "--git-guard", "--no-git-wait", "--clean-stale-git-locks", "--history":
-            if attached != nil { throw GuardFailure("option \(name) takes no value; see 'seqexec --help'") }
-            switch name {
-            case "-v", "--verbose": configuration.verbose = true
-            case "-q", "--quiet": configuration.quiet = true
-            case "--status": mode = .status
-            case "--json": json = true
-            case "--kill-all": mode = .killAll
-            case "--history": mode = .history
-            case "--machine": configuration.machineWide = true
-            case "--git-guard": configuration.gitMode = .always
-            case "--no-git-wait": configuration.gitMode = .off
-            case "--clean-stale-git-locks": configuration.cleanStaleGitLocks = true
-            case "--version":
-                print("seqexec \(version)")
-                ProcessExit.now(0)
-            default:
-                print(help, terminator: "")
-                ProcessExit.now(0)
-            }
-        default:
-            throw GuardFailure("unknown option '\(argument)'; see 'seqexec --help'")
+        case "--verbose": configuration.verbose = true
+        case "--quiet": configuration.quiet = true
+        case "--status": mode = .status
+        case "--json": json = true
+        case "--kill-all": mode = .killAll
+        case "--history": mode = .history
+        case "--machine": configuration.machineWide = true
+        case "--git-guard": configuration.gitMode = .always
+        case "--no-git-wait": configuration.gitMode = .off
+        case "--clean-stale-git-locks": configuration.cleanStaleGitLocks = true
+        default: break  // --help and --version, answered above
         }
-        index += 1
     }
+    let index = scanned.restIndex
     configuration.arguments = Array(arguments[index...])
     // What runs is argv's own bytes: the Strings above are for display and decisions.
     configuration.rawArguments = Array(Spawn.rawArguments().dropFirst(1 + index))
@@ -227,33 +222,9 @@ switch mode {
 case .run:
     ProcessExit.now(GuardedCommand.run(configuration))
 case .status:
-    do {
-        let report = try StatusReport.read(configuration)
-        print(json ? report.json : report.text, terminator: "")
-        ProcessExit.now(0)
-    } catch {
-        configuration.reporter.error(error.message)
-        ProcessExit.now(error.exitCode)
-    }
+    ProcessExit.now(StatusReport.show(configuration, json: json))
 case .history:
-    do {
-        let (_, directory) = try configuration.openState()
-        let (records, unreadable) = History(directory: directory).read(limit: lines)
-        if unreadable > 0 {
-            configuration.reporter.error("skipped \(unreadable) unreadable line\(unreadable == 1 ? "" : "s") of \(directory.path)/\(History.fileName)")
-        }
-        if json {
-            print(JSON.encode(.array(records.map(\.json))))
-        } else if records.isEmpty {
-            print("seqexec: no runs recorded in \(directory.path)/\(History.fileName)")
-        } else {
-            print(History.table(records), terminator: "")
-        }
-        ProcessExit.now(0)
-    } catch {
-        configuration.reporter.error(error.message)
-        ProcessExit.now(error.exitCode)
-    }
+    ProcessExit.now(History.show(configuration, limit: lines, json: json))
 case .killAll:
     ProcessExit.now(KillAll.runAndReport(configuration))
 }

@@ -43,7 +43,9 @@ let help = """
     OPTIONS:
       --db PATH           The store (default: .seqpipe/pipeline.db).
       --config PATH       The pipeline definition (default: pipeline.json beside the store).
-      -h, --help          Show this help.
+      -h, --help          Show this help; after a command, that command's usage.
+                          Options go before or after the command; a value
+                          attaches with = (--db=PATH).
       --version           Show the version.
 
     ENVIRONMENT:
@@ -69,31 +71,89 @@ func fail(_ message: String, _ code: Int32 = ExitCode.toolFailure) -> Never {
     ProcessExit.now(code)
 }
 
-func usage(_ message: String) -> Never { fail("\(message); see 'seqpipe --help'", 2) }
-
 func printOut(_ text: String) { try? FileDescriptor.standardOutput.writeAll(text) }
 
-// Options before the command.
-var arguments = Array(CommandLine.arguments.dropFirst())
-var databaseOption = Spawn.environmentValue("SEQPIPE_DB").flatMap { $0.isEmpty ? nil : $0 }
-var configOption = Spawn.environmentValue("SEQPIPE_CONFIG").flatMap { $0.isEmpty ? nil : $0 }
-while let first = arguments.first, first.hasPrefix("-") {
-    arguments.removeFirst()
-    switch first {
-    case "-h", "--help": printOut(help); ProcessExit.now(0)
-    case "--version": printOut("seqpipe \(version)\n"); ProcessExit.now(0)
-    case "--db", "--config":
-        guard let value = arguments.first, !value.isEmpty else { usage("\(first) needs a path") }
-        arguments.removeFirst()
-        if first == "--db" { databaseOption = value } else { configOption = value }
-    default:
-        if first.hasPrefix("--db=") { databaseOption = String(first.dropFirst(5)); continue }
-        if first.hasPrefix("--config=") { configOption = String(first.dropFirst(9)); continue }
-        usage("unknown option '\(first)'")
+/// Options every command takes, before or after its name.
+let globalOptions = [OptionSpec("--db", kind: .value), OptionSpec("--config", kind: .value), OptionSpec("-h", "--help"), OptionSpec("--version")]
+
+/// Each command's own options. worker, scheduler and recurring-run are started by
+/// 'seqpipe run' only.
+let commandOptions: [String: [OptionSpec]] = [
+    "init": [], "import-csv": [], "export-csv": [], "show-config": [], "stop-all": [], "retry": [], "cancel": [],
+    "device": [OptionSpec("--url", kind: .value), OptionSpec("--health", kind: .value), OptionSpec("--server-restart", kind: .value),
+               OptionSpec("--restart", kind: .value), OptionSpec("--stop", kind: .value)],
+    "account": [OptionSpec("--daily-limit", kind: .value)],
+    "add-job": [OptionSpec("--account", kind: .value), OptionSpec("--id", kind: .value), OptionSpec("--video", kind: .value),
+                OptionSpec("--caption", kind: .value), OptionSpec("--priority", kind: .value), OptionSpec("--max-attempts", kind: .value),
+                OptionSpec("--field", kind: .value)],
+    "add-folder": [OptionSpec("--accounts", kind: .values), OptionSpec("--priority", kind: .value), OptionSpec("--max-attempts", kind: .value)],
+    "run": [OptionSpec("--workers", kind: .value), OptionSpec("--once")],
+    "status": [OptionSpec("--json")],
+    "events": [OptionSpec("--limit", kind: .value), OptionSpec("--since", kind: .value), OptionSpec("--json")],
+    "schedule": [OptionSpec("--minutes", kind: .value)],
+    "worker": [OptionSpec("--index", kind: .value), OptionSpec("--device", kind: .value), OptionSpec("--parent", kind: .value), OptionSpec("--lock-fd", kind: .value)],
+    "scheduler": [OptionSpec("--parent", kind: .value), OptionSpec("--lock-fd", kind: .value)],
+    "recurring-run": [OptionSpec("--parent", kind: .value), OptionSpec("--lock-fd", kind: .value)],
+]
+
+/// `seqpipe COMMAND --help`: the command's lines of the COMMANDS section.
+func commandHelp(_ command: String) -> String {
+    var lines: [Substring] = []
+    var inCommand = false
+    for line in help.split(separator: "\n", omittingEmptySubsequences: false).drop(while: { $0 != "COMMANDS:" }).dropFirst() {
+        if line.isEmpty { break }
+        let startsCommand = line.hasPrefix("  ") && !line.hasPrefix("   ")
+        if startsCommand {
+            let words = line.split(separator: " ")
+            inCommand = words.first == Substring(command) || line.contains("| \(command) ")
+                || line.hasSuffix("| \(command)") || words.dropFirst().first == "|" && words.dropFirst(2).first == Substring(command)
+        }
+        if inCommand { lines.append(line) }
     }
+    if lines.isEmpty { return "seqpipe \(command): started by 'seqpipe run' only; see 'seqpipe --help'\n" }
+    return "USAGE: seqpipe [--db PATH] [--config PATH] COMMAND [ARGS...]\n\n" + lines.joined(separator: "\n")
+        + "\n\nOptions go before or after the command; see 'seqpipe --help' for the rest.\n"
 }
-guard let command = arguments.first else { usage("no command given") }
-arguments.removeFirst()
+
+// Global options, then the command, then its words and options (global ones too) in any order.
+let leading: ScannedArguments
+do { leading = try ArgumentScanner.scan(Array(CommandLine.arguments.dropFirst()), options: globalOptions, stopAtFirstPositional: true) } catch {
+    fail("\(error.message); see 'seqpipe --help'", 2)
+}
+if leading.has("--help") { printOut(help); ProcessExit.now(0) }
+if leading.has("--version") { printOut("seqpipe \(version)\n"); ProcessExit.now(0) }
+guard let command = leading.positional.first else { fail("no command given; see 'seqpipe --help'", 2) }
+guard let ownOptions = commandOptions[command] else { fail("unknown command '\(command)'; see 'seqpipe --help'", 2) }
+
+func usage(_ message: String) -> Never { fail("\(label): \(message); see 'seqpipe --help'", 2) }
+
+let options: ScannedArguments
+do { options = try ArgumentScanner.scan(Array(leading.positional.dropFirst()), options: globalOptions + ownOptions) } catch {
+    fail("\(command): \(error.message); see 'seqpipe \(command) --help'", 2)
+}
+if options.has("--help") { printOut(commandHelp(command)); ProcessExit.now(0) }
+if options.has("--version") { printOut("seqpipe \(version)\n"); ProcessExit.now(0) }
+let words = options.positional
+/// What the messages call the command: "device add", "status".
+let label = ["device", "account"].contains(command) && !words.isEmpty ? "\(command) \(words[0])" : command
+
+func number(_ name: String, default fallback: Int, minimum: Int = 0) -> Int {
+    guard let text = options.value(name) else { return fallback }
+    guard let number = Int(text), number >= minimum else { usage("\(name) '\(text)' must be a whole number ≥ \(minimum)") }
+    return number
+}
+
+func expect(_ count: Int, _ what: String) {
+    if words.count != count { usage("expected \(what)") }
+}
+
+func path(_ name: String, environment: String) -> String? {
+    if let value = options.value(name) ?? leading.value(name) {
+        if value.isEmpty { usage("\(name) needs a path") }
+        return value
+    }
+    return Spawn.environmentValue(environment).flatMap { $0.isEmpty ? nil : $0 }
+}
 
 func absolute(_ path: String) -> String {
     if path.hasPrefix("/") { return path }
@@ -101,10 +161,9 @@ func absolute(_ path: String) -> String {
     return here + "/" + (path.hasPrefix("./") ? String(path.dropFirst(2)) : path)
 }
 
-let paths = PipelinePaths(
-    database: absolute(databaseOption ?? ".seqpipe/pipeline.db"), config: configOption.map(absolute))
 /// The config named by --config or SEQPIPE_CONFIG, which must exist (the default may not).
-let namedConfig = configOption
+let namedConfig = path("--config", environment: "SEQPIPE_CONFIG")
+let paths = PipelinePaths(database: absolute(path("--db", environment: "SEQPIPE_DB") ?? ".seqpipe/pipeline.db"), config: namedConfig.map(absolute))
 
 func loadConfig() -> PipelineConfig {
     // The default file may be missing (the defaults apply); one named by hand may not.
@@ -114,8 +173,8 @@ func loadConfig() -> PipelineConfig {
     do { return try PipelineConfig.load(path: paths.config) } catch { fail(error.message) }
 }
 
-func openStore(creating: Bool = false) -> SQLiteJobStore {
-    if !creating && !FileSystem.exists(paths.database) {
+func openStore() -> SQLiteJobStore {
+    if !FileSystem.exists(paths.database) {
         fail("no store at \(paths.database); create it with 'seqpipe init' (or pass --db PATH)")
     }
     do {
@@ -127,87 +186,36 @@ func openStore(creating: Bool = false) -> SQLiteJobStore {
     }
 }
 
-/// `--name value` options and positional words, for one command.
-struct Options {
-    var command: String
-    var values: [String: [String]] = [:]
-    var flags: Set<String> = []
-    var positional: [String] = []
-
-    init(_ command: String, _ words: [String], valued: Set<String>, flags allowed: Set<String> = [], multi: Set<String> = []) {
-        self.command = command
-        var index = 0
-        while index < words.count {
-            let word = words[index]
-            index += 1
-            if word == "--" { positional += words[index...]; break }
-            guard word.hasPrefix("--") else { positional.append(word); continue }
-            var name = word
-            var inline: String?
-            if let equals = word.firstIndex(of: "=") {
-                name = String(word[..<equals])
-                inline = String(word[word.index(after: equals)...])
-            }
-            if allowed.contains(name) { flags.insert(name); continue }
-            guard valued.contains(name) || multi.contains(name) else { usage("\(command): unknown option '\(word)'") }
-            if multi.contains(name) {
-                // Takes every word up to the next option.
-                var taken: [String] = inline.map { [$0] } ?? []
-                while index < words.count, !words[index].hasPrefix("--") { taken.append(words[index]); index += 1 }
-                guard !taken.isEmpty else { usage("\(command): \(name) needs at least one value") }
-                values[name, default: []] += taken
-                continue
-            }
-            if let inline { values[name, default: []].append(inline); continue }
-            guard index < words.count else { usage("\(command): \(name) needs a value") }
-            values[name, default: []].append(words[index])
-            index += 1
-        }
-    }
-
-    func value(_ name: String) -> String? { values[name]?.last }
-
-    func number(_ name: String, default fallback: Int, minimum: Int = 0) -> Int {
-        guard let text = value(name) else { return fallback }
-        guard let number = Int(text), number >= minimum else { usage("\(command): \(name) '\(text)' must be a whole number ≥ \(minimum)") }
-        return number
-    }
-
-    func expect(_ count: Int, _ what: String) {
-        if positional.count != count { usage("\(command): expected \(what)") }
-    }
-}
-
 func storeCall<T>(_ body: () throws(StoreError) -> T) -> T {
     do { return try body() } catch { fail("store \(paths.database): \(error.message)") }
 }
 
+/// The set-up of a process 'seqpipe run' starts.
+func runMember(_ what: String) -> RunMember {
+    do {
+        return try RunMember.setUp(
+            what, parent: Int32(number("--parent", default: 0)), lockDescriptor: options.value("--lock-fd").flatMap { Int32($0) }, paths: paths)
+    } catch { fail(error.message) }
+}
 
 switch command {
 case "init":
-    Options(command, arguments, valued: []).expect(0, "no arguments")
-    do { try FileSystem.makeDirectories(paths.directory) } catch { fail("cannot create \(paths.directory): \(error)") }
-    _ = openStore(creating: true)
-    if !FileSystem.exists(paths.config) {
-        do {
-            let fd = try FileSystem.open(paths.config, [.writeOnly, .create, .exclusive], mode: 0o644)
-            defer { fd.close() }
-            try fd.writeAll(PipelineConfig.defaultText)
-        } catch { fail("cannot write \(paths.config): \(error)") }
-        printOut("wrote \(paths.config)\n")
-    }
+    expect(0, "no arguments")
+    do {
+        let (wroteConfig, _) = try paths.initialize()
+        if wroteConfig { printOut("wrote \(paths.config)\n") }
+    } catch { fail(error.message) }
     printOut("store \(paths.database) ready (schema \(SQLiteJobStore.schemaVersion))\n")
 
 case "device":
-    guard let sub = arguments.first else { usage("device: expected add, list or remove") }
-    let options = Options(command, Array(arguments.dropFirst()), valued: ["--url", "--health", "--server-restart", "--restart", "--stop"])
+    guard let sub = words.first else { usage("expected add, list or remove") }
     let store = openStore()
     switch sub {
     case "add":
-        options.expect(1, "a device name: seqpipe device add NAME [--url URL] ...")
-        var device = Device(name: options.positional[0])
+        if words.count != 2 { usage("expected a device name: seqpipe device add NAME [--url URL] ...") }
+        var device = Device(name: words[1])
         device.statusURL = options.value("--url")
-        if let url = device.statusURL, HTTPProbe.parse(url) == nil { usage("device add: --url '\(url)' must look like http://HOST:PORT/PATH") }
+        if let url = device.statusURL, HTTPProbe.parse(url) == nil { usage("--url '\(url)' must look like http://HOST:PORT/PATH") }
         device.healthCommand = options.value("--health")
         device.restartCommand = options.value("--restart")
         device.serverRestartCommand = options.value("--server-restart")
@@ -215,67 +223,51 @@ case "device":
         storeCall { () throws(StoreError) in try store.addDevice(device) }
         printOut("device \(device.name) added\n")
     case "list":
-        options.expect(0, "no arguments")
-        var rows = [["NAME", "HEALTH", "RESPONSE", "STATUS URL / HEALTH COMMAND"]]
-        for device in storeCall({ () throws(StoreError) in try store.devices() }) {
-            rows.append([device.name, device.healthy ? "healthy" : "unhealthy", device.responseMilliseconds.map { "\($0) ms" } ?? "-",
-                         device.statusURL ?? device.healthCommand ?? "-"])
-        }
-        printOut(TextTable.render(rows))
+        if words.count != 1 { usage("expected no arguments") }
+        printOut(Listing.devices(storeCall { () throws(StoreError) in try store.devices() }))
     case "remove":
-        options.expect(1, "a device name")
-        if !storeCall({ () throws(StoreError) in try store.removeDevice(options.positional[0]) }) {
-            fail("no device '\(options.positional[0])'; see 'seqpipe device list'", 1)
+        if words.count != 2 { usage("expected a device name") }
+        if !storeCall({ () throws(StoreError) in try store.removeDevice(words[1]) }) {
+            fail("no device '\(words[1])'; see 'seqpipe device list'", 1)
         }
-        printOut("device \(options.positional[0]) removed\n")
-    default: usage("device: expected add, list or remove, not '\(sub)'")
+        printOut("device \(words[1]) removed\n")
+    default: usage("expected add, list or remove, not '\(sub)'")
     }
 
 case "account":
-    guard let sub = arguments.first else { usage("account: expected add, list or resume") }
-    let options = Options(command, Array(arguments.dropFirst()), valued: ["--daily-limit"])
+    guard let sub = words.first else { usage("expected add, list or resume") }
     let store = openStore()
     switch sub {
     case "add":
-        options.expect(1, "an account name: seqpipe account add NAME [--daily-limit N]")
-        let limit = options.number("--daily-limit", default: 0)
-        storeCall { () throws(StoreError) in try store.addAccount(options.positional[0], dailyLimit: limit) }
-        printOut("account \(options.positional[0]) added\(limit > 0 ? " (\(limit) a day)" : "")\n")
+        if words.count != 2 { usage("expected an account name: seqpipe account add NAME [--daily-limit N]") }
+        let limit = number("--daily-limit", default: 0)
+        storeCall { () throws(StoreError) in try store.addAccount(words[1], dailyLimit: limit) }
+        printOut("account \(words[1]) added\(limit > 0 ? " (\(limit) a day)" : "")\n")
     case "list":
-        options.expect(0, "no arguments")
-        let config = loadConfig()
-        let today = ZoneCalendar.day(of: nowSeconds(), zone: config.dayZone)
+        if words.count != 1 { usage("expected no arguments") }
+        let today = ZoneCalendar.day(of: nowSeconds(), zone: loadConfig().dayZone)
         let done = storeCall { () throws(StoreError) in try store.successes(on: today) }
-        var rows = [["NAME", "TODAY", "LIMIT", "STATE"]]
-        for account in storeCall({ () throws(StoreError) in try store.accounts() }) {
-            var state = "ok"
-            if account.paused { state = "paused: \(account.pausedReason ?? "")" } else if let until = account.cooldownUntil, until > nowSeconds() {
-                state = "cooldown until \(isoTime(until))"
-            }
-            rows.append([account.name, String(done[account.name] ?? 0), account.dailyLimit == 0 ? "-" : String(account.dailyLimit), state])
-        }
-        printOut(TextTable.render(rows))
+        printOut(Listing.accounts(storeCall { () throws(StoreError) in try store.accounts() }, successesToday: done, now: nowSeconds()))
     case "resume":
-        options.expect(1, "an account name")
-        if !storeCall({ () throws(StoreError) in try store.resumeAccount(options.positional[0]) }) {
-            fail("no account '\(options.positional[0])'; see 'seqpipe account list'", 1)
+        if words.count != 2 { usage("expected an account name") }
+        if !storeCall({ () throws(StoreError) in try store.resumeAccount(words[1]) }) {
+            fail("no account '\(words[1])'; see 'seqpipe account list'", 1)
         }
-        printOut("account \(options.positional[0]) resumed\n")
-    default: usage("account: expected add, list or resume, not '\(sub)'")
+        printOut("account \(words[1]) resumed\n")
+    default: usage("expected add, list or resume, not '\(sub)'")
     }
 
 case "add-job":
-    let options = Options(command, arguments, valued: ["--account", "--id", "--video", "--caption", "--priority", "--max-attempts", "--field"])
-    options.expect(0, "options only: seqpipe add-job --account A [--video PATH] ...")
-    guard let account = options.value("--account"), !account.isEmpty else { usage("add-job: --account is required") }
+    expect(0, "options only: seqpipe add-job --account A [--video PATH] ...")
+    guard let account = options.value("--account"), !account.isEmpty else { usage("--account is required") }
     let config = loadConfig()
     var job = Job(id: options.value("--id") ?? "", account: account)
-    job.priority = options.number("--priority", default: 0, minimum: Int.min)
-    job.maxAttempts = options.number("--max-attempts", default: config.maxAttempts, minimum: 1)
+    job.priority = number("--priority", default: 0, minimum: Int.min)
+    job.maxAttempts = number("--max-attempts", default: config.maxAttempts, minimum: 1)
     if let video = options.value("--video") { job.payload.append(("video", video)) }
     if let caption = options.value("--caption") { job.payload.append(("caption", caption)) }
-    for field in options.values["--field"] ?? [] {
-        guard let equals = field.firstIndex(of: "="), equals != field.startIndex else { usage("add-job: --field '\(field)' must be KEY=VALUE") }
+    for field in options.values("--field") {
+        guard let equals = field.firstIndex(of: "="), equals != field.startIndex else { usage("--field '\(field)' must be KEY=VALUE") }
         job.payload.append((String(field[..<equals]), String(field[field.index(after: equals)...])))
     }
     let store = openStore()
@@ -283,30 +275,27 @@ case "add-job":
     printOut("\(ids[0])\n")
 
 case "add-folder":
-    let options = Options(command, arguments, valued: ["--priority", "--max-attempts"], multi: ["--accounts"])
-    options.expect(1, "a folder: seqpipe add-folder DIR --accounts A B C")
-    guard let accounts = options.values["--accounts"], !accounts.isEmpty else { usage("add-folder: --accounts A [B...] is required") }
+    expect(1, "a folder: seqpipe add-folder DIR --accounts A B C")
+    let accounts = options.values("--accounts")
+    guard !accounts.isEmpty else { usage("--accounts A [B...] is required") }
     let config = loadConfig()
     let store = openStore()
     let existing = Set(storeCall { () throws(StoreError) in try store.jobs() }.compactMap { $0.field("video") })
     let made: (jobs: [Job], skipped: Int)
     do {
         made = try JobSources.folder(
-            options.positional[0], accounts: accounts, priority: options.number("--priority", default: 0, minimum: Int.min),
-            maxAttempts: options.number("--max-attempts", default: config.maxAttempts, minimum: 1), existingVideos: existing)
+            words[0], accounts: accounts, priority: number("--priority", default: 0, minimum: Int.min),
+            maxAttempts: number("--max-attempts", default: config.maxAttempts, minimum: 1), existingVideos: existing)
     } catch { fail(error.message, 1) }
     let ids = storeCall { () throws(StoreError) in try store.addJobs(made.jobs) }
     printOut("added \(ids.count) job\(ids.count == 1 ? "" : "s") over \(min(accounts.count, max(ids.count, 1))) account\(accounts.count == 1 ? "" : "s")\(made.skipped > 0 ? "; \(made.skipped) file(s) already queued" : "")\n")
 
 case "import-csv":
-    let options = Options(command, arguments, valued: [])
-    options.expect(1, "a CSV file")
-    let file = options.positional[0]
+    expect(1, "a CSV file")
     let bytes: [UInt8]
-    do { bytes = try FileSystem.readFile(file) } catch { fail("cannot read \(file): \(error)", 1) }
-    let config = loadConfig()
+    do { bytes = try FileSystem.readFile(words[0]) } catch { fail("cannot read \(words[0]): \(error)", 1) }
     let jobs: [Job]
-    do { jobs = try ProgressCSV.importJobs(String(decoding: bytes, as: UTF8.self), file: file, defaultMaxAttempts: config.maxAttempts) } catch {
+    do { jobs = try ProgressCSV.importJobs(String(decoding: bytes, as: UTF8.self), file: words[0], defaultMaxAttempts: loadConfig().maxAttempts) } catch {
         fail(error.message, 1)
     }
     let store = openStore()
@@ -314,23 +303,14 @@ case "import-csv":
     printOut("imported \(ids.count) job\(ids.count == 1 ? "" : "s")\n")
 
 case "export-csv":
-    let options = Options(command, arguments, valued: [])
-    if options.positional.count > 1 { usage("export-csv: expected at most one file") }
+    if words.count > 1 { usage("expected at most one file") }
     let store = openStore()
     let text = ProgressCSV.export(storeCall { () throws(StoreError) in try store.jobs() })
-    if let file = options.positional.first {
-        do {
-            let fd = try FileSystem.open(file, [.writeOnly, .create, .truncate], mode: 0o644)
-            defer { fd.close() }
-            try fd.writeAll(text)
-        } catch { fail("cannot write \(file): \(error)", 1) }
-    } else {
-        printOut(text)
-    }
+    guard let file = words.first else { printOut(text); ProcessExit.now(0) }
+    do { try FileSystem.writeFile(file, text) } catch { fail("cannot write \(file): \(error)", 1) }
 
 case "run":
-    let options = Options(command, arguments, valued: ["--workers"], flags: ["--once"])
-    options.expect(0, "options only: seqpipe run [--workers N] [--once]")
+    expect(0, "options only: seqpipe run [--workers N] [--once]")
     let signals: SignalReceiver
     do { signals = try SignalReceiver(signals: [.interrupt, .terminate, .hangup, .child]) } catch {
         fail("cannot set up signal handling: \(error)")
@@ -339,189 +319,94 @@ case "run":
     let store = openStore()
     // One worker per device unless told otherwise.
     let devices = storeCall { () throws(StoreError) in try store.devices() }.count
-    let workers = options.number("--workers", default: max(devices, 1), minimum: 1)
     let orchestrator = Orchestrator(
-        store: store, config: config, paths: paths, workerCount: workers, once: options.flags.contains("--once"),
-        signals: signals, reporter: reporter)
+        store: store, config: config, paths: paths, workerCount: number("--workers", default: max(devices, 1), minimum: 1),
+        once: options.has("--once"), signals: signals, reporter: reporter)
     do { ProcessExit.now(try orchestrator.run()) } catch { fail(error.message, error.exitCode) }
 
 case "worker":
-    // Started by 'seqpipe run' only: one worker process.
-    let options = Options(command, arguments, valued: ["--index", "--device", "--parent", "--lock-fd"])
-    let member = runMemberSetUp("worker", options)
-    guard let device = options.value("--device") else { usage("worker: --device is required") }
-    let index = options.number("--index", default: 0)
-    let config = loadConfig()
-    let store = openStore()
+    let member = runMember("worker")
+    guard let device = options.value("--device") else { usage("--device is required") }
+    let index = number("--index", default: 0)
     var worker = Worker(
-        store: store, config: config, index: index, deviceName: device, signals: member.signals,
+        store: openStore(), config: loadConfig(), index: index, deviceName: device, signals: member.signals,
         reporter: Reporter(toolName: "seqpipe worker \(index)"), captureFile: "\(paths.run)/worker_\(index).out")
     worker.lifeline = member.lifeline
     worker.locks = member.locks
     ProcessExit.now(worker.run())
 
 case "scheduler":
-    // Started by 'seqpipe run' only, when the config has recurring jobs.
-    let options = Options(command, arguments, valued: ["--parent", "--lock-fd"])
-    let member = runMemberSetUp("scheduler", options)
-    let config = loadConfig()
-    let store = openStore()
-    var scheduler = Scheduler(store: store, config: config, paths: paths, signals: member.signals, reporter: Reporter(toolName: "seqpipe scheduler"))
+    let member = runMember("scheduler")
+    var scheduler = Scheduler(
+        store: openStore(), config: loadConfig(), paths: paths, signals: member.signals, reporter: Reporter(toolName: "seqpipe scheduler"))
     scheduler.lifeline = member.lifeline
     scheduler.lockDescriptor = member.locks?.inherited?.rawValue
     ProcessExit.now(scheduler.run())
 
 case "recurring-run":
-    // Started by the scheduler only: one run of a recurring job.
-    let options = Options(command, arguments, valued: ["--parent", "--lock-fd"])
-    options.expect(1, "the name of a recurring job")
-    let member = runMemberSetUp("recurring-run", options)
-    let signals = member.signals
+    expect(1, "the name of a recurring job")
+    let member = runMember("recurring-run")
     let config = loadConfig()
-    guard let job = config.recurring.first(where: { $0.name == options.positional[0] }) else {
-        fail("no recurring job '\(options.positional[0])' in \(paths.config); see 'seqpipe schedule'", 1)
+    guard let job = config.recurring.first(where: { $0.name == words[0] }) else {
+        fail("no recurring job '\(words[0])' in \(paths.config); see 'seqpipe schedule'", 1)
     }
-    let store = openStore()
-    let run = RecurringRun(store: store, config: config, job: job, signals: signals, captureFile: "\(paths.run)/recurring_\(job.name).out",
-                           lifeline: member.lifeline)
+    let run = RecurringRun(
+        store: openStore(), config: config, job: job, signals: member.signals, captureFile: "\(paths.run)/recurring_\(job.name).out",
+        lifeline: member.lifeline)
     ProcessExit.now(storeCall { () throws(StoreError) in try run.run() })
 
 case "schedule":
-    let options = Options(command, arguments, valued: ["--minutes"])
-    options.expect(0, "no arguments but --minutes N")
-    let config = loadConfig()
-    guard !config.recurring.isEmpty else {
-        printOut("no recurring jobs in \(paths.config); add a \"recurring\" list (see 'man seqpipe')\n")
-        ProcessExit.now(0)
-    }
-    let minutes = options.number("--minutes", default: 60, minimum: 1)
-    var text = "the first \(minutes) minute\(minutes == 1 ? "" : "s") after 'seqpipe run' starts (a range interval at its shortest):\n"
-    for (at, job) in Schedule.timeline(config.recurring, horizon: Double(minutes) * 60) {
-        text += "\(Schedule.clock(at).leftPadded(to: 9))  \(job.name)  (P\(job.priority)\(job.critical ? ", critical" : ""), \(job.intervalText))\n"
-    }
-    printOut(text)
+    expect(0, "no arguments but --minutes N")
+    printOut(Listing.schedule(loadConfig(), paths: paths, minutes: number("--minutes", default: 60, minimum: 1)))
 
 case "status":
-    let options = Options(command, arguments, valued: [], flags: ["--json"])
-    options.expect(0, "no arguments but --json")
+    expect(0, "no arguments but --json")
     let config = loadConfig()
-    let store = openStore()
-    let status = storeCall { () throws(StoreError) in try PipelineStatus.read(store: store, config: config, paths: paths) }
-    printOut(options.flags.contains("--json") ? status.json : status.text)
+    let status = storeCall { () throws(StoreError) in try PipelineStatus.read(store: openStore(), config: config, paths: paths) }
+    printOut(options.has("--json") ? status.json : status.text)
 
 case "events":
-    let options = Options(command, arguments, valued: ["--limit", "--since"], flags: ["--json"])
-    options.expect(0, "no arguments but --limit N, --since T and --json")
+    expect(0, "no arguments but --limit N, --since T and --json")
     var since: Double?
     if let text = options.value("--since") {
-        guard let moment = parseSince(text, now: nowSeconds()) else {
-            usage("events: --since '\(text)' must be a time such as 2026-11-23T10:00:00Z, seconds since the epoch, or an age such as 90s, 15m, 2h, 1d")
+        guard let moment = Listing.parseSince(text, now: nowSeconds()) else {
+            usage("--since '\(text)' must be a time such as 2026-11-23T10:00:00Z, seconds since the epoch, or an age such as 90s, 15m, 2h, 1d")
         }
         since = moment
     }
     let store = openStore()
-    let events = storeCall { () throws(StoreError) in
-        try store.events(since: since, limit: options.number("--limit", default: since == nil ? 50 : 10_000, minimum: 1))
-    }
-    if options.flags.contains("--json") {
-        printOut(JSON.encode(.array(events.map { event in
-            var fields: [(String, JSON.Value)] = [("at", .string(isoTime(event.at))), ("at_seconds", .number(event.at)), ("kind", .string(event.kind))]
-            if let job = event.job { fields.append(("job", .string(job))) }
-            if let account = event.account { fields.append(("account", .string(account))) }
-            if let device = event.device { fields.append(("device", .string(device))) }
-            if let worker = event.worker { fields.append(("worker", .integer(Int64(worker)))) }
-            fields.append(("message", .string(event.message)))
-            return .object(fields)
-        })) + "\n")
-        ProcessExit.now(0)
-    }
-    for event in events {
-        var subject: [String] = []
-        if let job = event.job { subject.append("job \(job)") }
-        if let account = event.account { subject.append("account \(account)") }
-        if let device = event.device { subject.append("device \(device)") }
-        if let worker = event.worker { subject.append("worker \(worker)") }
-        printOut("\(isoTime(event.at))  \(event.kind)  \(subject.joined(separator: ", "))\(subject.isEmpty ? "" : ": ")\(event.message)\n")
-    }
+    let limit = number("--limit", default: since == nil ? 50 : 10_000, minimum: 1)
+    printOut(Listing.events(storeCall { () throws(StoreError) in try store.events(since: since, limit: limit) }, json: options.has("--json")))
 
 case "show-config":
-    Options(command, arguments, valued: []).expect(0, "no arguments")
+    expect(0, "no arguments")
     let config = loadConfig()
-    var text = "config: \(config.path ?? "\(paths.config) (missing: defaults)")\n"
-    let store = FileSystem.exists(paths.database) ? openStore() : nil
-    let devices = store.map { s in storeCall { () throws(StoreError) in try s.devices() } } ?? []
-    text += "workers (one per device, in name order):\n"
-    let shown = max(devices.count, 3)
-    var rows = [["WORKER", "DEVICE", "APPIUM PORT", "SYSTEM PORTS", "LOG"]]
-    for index in 0..<shown {
-        rows.append([String(index), index < devices.count ? devices[index].name : "-", String(config.appiumPort(worker: index)),
-                     "\(config.systemPort(worker: index))-\(config.systemPort(worker: index) + config.systemPortStride - 1)",
-                     paths.log(worker: index)])
-    }
-    text += TextTable.render(rows)
-    text += "steps:\n"
-    for step in config.steps {
-        text += "  \(step.name): \(GuardedCommand.displayCommand(step.run)) (timeout \(durationText(step.timeoutSeconds)), memory \(step.memoryLimitMegabytes) MB, \(step.attempts) attempts\(step.check.map { ", check \(GuardedCommand.displayCommand($0))" } ?? ""))\n"
-    }
-    if let reset = config.reset { text += "  reset between attempts: \(GuardedCommand.displayCommand(reset))\n" }
-    let policy = config.policy
-    text += """
-        policies:
-          job attempts \(config.maxAttempts), backoff \(durationText(policy.backoffBaseSeconds))·2^n up to \(durationText(policy.backoffCapSeconds)) (full jitter)
-          step backoff \(durationText(config.stepBackoffBaseSeconds))·2^n up to \(durationText(config.stepBackoffCapSeconds)); infrastructure retry within \(durationText(policy.infraRetrySeconds))
-          cooldown after \(policy.cooldownAfter) infrastructure failures in a row: \(durationText(policy.cooldownBaseSeconds)), doubling, up to \(durationText(policy.cooldownCapSeconds))
-          poison after \(policy.poisonAfter) crashes; a job fails after \(policy.maxInfrastructureAttempts) infrastructure failures; requeues spread over \(durationText(policy.requeueSpreadSeconds))
-          delays: pre \(durationText(config.preBaseSeconds)) + min(response × \(config.delayFactor), \(durationText(config.delayCapSeconds))), post \(durationText(config.postBaseSeconds)) + the same; unmeasured: \(durationText(config.preFallbackSeconds)) / \(durationText(config.postFallbackSeconds))
-          health: \(durationText(config.healthTimeoutSeconds)) limit, restart after \(config.failuresBeforeRestart) failures, then wait \(durationText(config.restartWaitSeconds))
-          stop grace \(durationText(config.stopGraceSeconds)), kill grace \(durationText(config.killGraceSeconds)); heartbeat every \(durationText(config.heartbeatSeconds)), hung after \(durationText(config.hungAfterSeconds))
-          permanent: \(config.permanentPatterns.map { "\($0.type)=\"\($0.pattern)\"" }.joined(separator: " "))
-          infrastructure: \(config.infrastructurePatterns.map { "\"\($0)\"" }.joined(separator: " "))
-          days start at midnight \(config.dayZone)
-
-        """
-    if !config.recurring.isEmpty {
-        let watchdog = config.watchdog
-        text += """
-            recurring: \(config.recurring.count) jobs (see 'seqpipe schedule'); missed runs: \(config.scheduler.missed.rawValue); memory critical below \(config.scheduler.memoryCriticalMegabytes) MB
-              watchdog every \(durationText(watchdog.intervalSeconds)) (hung after \(durationText(watchdog.hungAfterSeconds)) unless a job says); health check every \(durationText(watchdog.healthIntervalSeconds)), first after \(durationText(watchdog.healthOffsetSeconds)): content within \(durationText(watchdog.contentMaxAgeSeconds)), claims within \(durationText(watchdog.claimMaxSeconds)), producer \(watchdog.producer ?? "none")
-              pools: \(config.pools.isEmpty ? "none" : config.pools.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
-
-            """
-    }
-    printOut(text)
+    let devices = FileSystem.exists(paths.database) ? storeCall { () throws(StoreError) in try openStore().devices() } : []
+    printOut(Listing.configuration(config, devices: devices, paths: paths))
 
 case "stop-all":
-    Options(command, arguments, valued: []).expect(0, "no arguments")
-    let config = loadConfig()
-    guard FileSystem.exists(paths.database), let locks = try? paths.locks(create: false) else {
-        printOut("no orchestrator runs on \(paths.database)\n")
-        ProcessExit.now(0)
+    expect(0, "no arguments")
+    let outcome = paths.stopAll(config: loadConfig()) { pid in
+        printOut("asking the orchestrator (pid \(pid)) to stop; waiting for its workers\n")
     }
-    defer { locks.directory.close() }
-    guard let holder = locks.instance.holder() else {
+    switch outcome {
+    case .notRunning:
         printOut("no orchestrator runs on \(paths.database)\n")
-        ProcessExit.now(0)
-    }
-    printOut("asking the orchestrator (pid \(holder.holder.pid)) to stop; waiting for its workers\n")
-    guard let (_, report) = locks.stopRun(grace: config.stopGraceSeconds + config.killGraceSeconds + 10) else {
+    case .cannotSignal(let pid):
+        fail("cannot signal the orchestrator (pid \(pid)); is it another user's?", 1)
+    case .stopped(_, let killed), .stillRunning(_, let killed, _):
+        for target in killed {
+            printOut("killed pid \(target.process.pid) (\(target.command)): it did not stop within the grace\n")
+        }
+        if case .stillRunning(_, _, let survivors) = outcome {
+            fail("the run has not stopped yet (pid \(survivors.map { "\($0)" }.joined(separator: ", "))); see 'seqpipe status'", 1)
+        }
         printOut("stopped\n")
-        ProcessExit.now(0)
     }
-    if report.ended.isEmpty && holder.holder.isAlive {
-        fail("cannot signal the orchestrator (pid \(holder.holder.pid)); is it another user's?", 1)
-    }
-    for target in report.ended where report.killed.contains(target.process) {
-        printOut("killed pid \(target.process.pid) (\(target.command)): it did not stop within the grace\n")
-    }
-    if !report.isComplete || locks.store.isHeld {
-        fail("the run has not stopped yet (pid \(report.survivors.map { "\($0.process.pid)" }.joined(separator: ", "))); see 'seqpipe status'", 1)
-    }
-    printOut("stopped\n")
 
-case "retry", "cancel":
-    let options = Options(command, arguments, valued: [])
-    options.expect(1, "a job id")
-    let id = options.positional[0]
+default:  // retry, cancel
+    expect(1, "a job id")
+    let id = words[0]
     let store = openStore()
     let changed = storeCall { () throws(StoreError) in command == "retry" ? try store.retry(id) : try store.cancel(id) }
     if !changed {
@@ -529,49 +414,4 @@ case "retry", "cancel":
         fail("job \(id) is \(job.status.rawValue); \(command == "retry" ? "only a failed, cancelled or retrying job can be retried" : "a claimed or running job cannot be cancelled; stop it first, a finished one need not be")", 1)
     }
     printOut("job \(id) \(command == "retry" ? "back to pending" : "cancelled")\n")
-
-default:
-    usage("unknown command '\(command)'")
-}
-
-/// The set-up every process that `seqpipe run` starts shares: signals as a stop request,
-/// orphans reparented here, a lifeline to its parent (readable once the parent is gone), and
-/// the store's lock kept open in every command it starts, but no other inherited descriptor.
-func runMemberSetUp(_ what: String, _ options: Options) -> (signals: SignalReceiver, lifeline: FileDescriptor?, locks: PipelineLocks?) {
-    let parent = Int32(options.number("--parent", default: 0))
-    FileDescriptor.closeInheritedOnExec()
-    let signals: SignalReceiver
-    do {
-        signals = try SignalReceiver(signals: [.interrupt, .terminate, .hangup, .child])
-        // Where pidfds are missing, the parent's death still arrives, as a stop request.
-        try Processes.setParentDeathSignal(.terminate)
-        try Processes.becomeChildSubreaper()
-    } catch { fail("\(what): cannot set up: \(error)") }
-    var lifeline: FileDescriptor?
-    if parent != 0 {
-        lifeline = Processes.parentPidfd(expected: parent)
-        if Processes.parentPid != parent { fail("\(what): its parent (pid \(parent)) is already gone") }
-    }
-    var locks: PipelineLocks?
-    if let raw = options.value("--lock-fd").flatMap({ Int32($0) }) {
-        do {
-            var opened = try paths.locks(create: false)
-            try opened.inherit(descriptor: raw)
-            locks = opened
-        } catch { fail("\(what): \(error.message)") }
-    }
-    return (signals, lifeline, locks)
-}
-
-/// `--since`: an ISO time (UTC), seconds since the epoch, or an age (`90s`, `15m`, `2h`, `1d`).
-func parseSince(_ text: String, now: Double) -> Double? {
-    if let moment = ZoneCalendar.parseISO(text) { return moment }
-    if let seconds = Double(text), seconds.isFinite, seconds >= 0 { return seconds }
-    guard let unit = text.last, let scale = ["s": 1.0, "m": 60, "h": 3600, "d": 86400][String(unit)],
-          let amount = Double(text.dropLast()), amount.isFinite, amount >= 0 else { return nil }
-    return now - amount * scale
-}
-
-extension String {
-    func leftPadded(to width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }

@@ -1,0 +1,125 @@
+import SeqGuard
+import SeqSystem
+
+/// What seqpipe's read-only commands print: the device and account lists, events, the
+/// configuration and the recurring schedule. Text for a person, JSON where a script reads it.
+public enum Listing {
+    /// `seqpipe device list`.
+    public static func devices(_ devices: [Device]) -> String {
+        var rows = [["NAME", "HEALTH", "RESPONSE", "STATUS URL / HEALTH COMMAND"]]
+        for device in devices {
+            rows.append([device.name, device.healthy ? "healthy" : "unhealthy", device.responseMilliseconds.map { "\($0) ms" } ?? "-",
+                         device.statusURL ?? device.healthCommand ?? "-"])
+        }
+        return TextTable.render(rows)
+    }
+
+    /// `seqpipe account list`: each account's successes today (in the config's day zone),
+    /// its limit, and whether it is paused or cooling down.
+    public static func accounts(_ accounts: [Account], successesToday: [String: Int], now: Double) -> String {
+        var rows = [["NAME", "TODAY", "LIMIT", "STATE"]]
+        for account in accounts {
+            var state = "ok"
+            if account.paused {
+                state = "paused: \(account.pausedReason ?? "")"
+            } else if let until = account.cooldownUntil, until > now {
+                state = "cooldown until \(isoTime(until))"
+            }
+            rows.append([account.name, String(successesToday[account.name] ?? 0), account.dailyLimit == 0 ? "-" : String(account.dailyLimit), state])
+        }
+        return TextTable.render(rows)
+    }
+
+    /// `seqpipe events`: one line per event, or a JSON array.
+    public static func events(_ events: [Event], json: Bool) -> String {
+        if json {
+            return JSON.encode(.array(events.map { event in
+                var fields: [(String, JSON.Value)] = [("at", .string(isoTime(event.at))), ("at_seconds", .number(event.at)), ("kind", .string(event.kind))]
+                if let job = event.job { fields.append(("job", .string(job))) }
+                if let account = event.account { fields.append(("account", .string(account))) }
+                if let device = event.device { fields.append(("device", .string(device))) }
+                if let worker = event.worker { fields.append(("worker", .integer(Int64(worker)))) }
+                fields.append(("message", .string(event.message)))
+                return .object(fields)
+            })) + "\n"
+        }
+        var text = ""
+        for event in events {
+            var subject: [String] = []
+            if let job = event.job { subject.append("job \(job)") }
+            if let account = event.account { subject.append("account \(account)") }
+            if let device = event.device { subject.append("device \(device)") }
+            if let worker = event.worker { subject.append("worker \(worker)") }
+            text += "\(isoTime(event.at))  \(event.kind)  \(subject.joined(separator: ", "))\(subject.isEmpty ? "" : ": ")\(event.message)\n"
+        }
+        return text
+    }
+
+    /// `--since`: an ISO time (UTC), seconds since the epoch, or an age (`90s`, `15m`, `2h`,
+    /// `1d`) before `now`; nil for anything else.
+    public static func parseSince(_ text: String, now: Double) -> Double? {
+        if let moment = ZoneCalendar.parseISO(text) { return moment }
+        if let seconds = Double(text), seconds.isFinite, seconds >= 0 { return seconds }
+        guard let unit = text.last, let scale = ["s": 1.0, "m": 60, "h": 3600, "d": 86400][String(unit)],
+              let amount = Double(text.dropLast()), amount.isFinite, amount >= 0 else { return nil }
+        return now - amount * scale
+    }
+
+    /// `seqpipe schedule`: the recurring jobs' runs in the first `minutes` after start.
+    public static func schedule(_ config: PipelineConfig, paths: PipelinePaths, minutes: Int) -> String {
+        guard !config.recurring.isEmpty else {
+            return "no recurring jobs in \(paths.config); add a \"recurring\" list (see 'man seqpipe')\n"
+        }
+        var text = "the first \(minutes) minute\(minutes == 1 ? "" : "s") after 'seqpipe run' starts (a range interval at its shortest):\n"
+        for (at, job) in Schedule.timeline(config.recurring, horizon: Double(minutes) * 60) {
+            let clock = Schedule.clock(at)
+            text += String(repeating: " ", count: max(0, 9 - clock.count)) + clock
+            text += "  \(job.name)  (P\(job.priority)\(job.critical ? ", critical" : ""), \(job.intervalText))\n"
+        }
+        return text
+    }
+
+    /// `seqpipe show-config`: ports per worker (one per device, at least three shown), the
+    /// steps, and every policy in force.
+    public static func configuration(_ config: PipelineConfig, devices: [Device], paths: PipelinePaths) -> String {
+        var text = "config: \(config.path ?? "\(paths.config) (missing: defaults)")\n"
+        text += "workers (one per device, in name order):\n"
+        var rows = [["WORKER", "DEVICE", "APPIUM PORT", "SYSTEM PORTS", "LOG"]]
+        for index in 0..<max(devices.count, 3) {
+            rows.append([String(index), index < devices.count ? devices[index].name : "-", String(config.appiumPort(worker: index)),
+                         "\(config.systemPort(worker: index))-\(config.systemPort(worker: index) + config.systemPortStride - 1)",
+                         paths.log(worker: index)])
+        }
+        text += TextTable.render(rows)
+        text += "steps:\n"
+        for step in config.steps {
+            text += "  \(step.name): \(GuardedCommand.displayCommand(step.run)) (timeout \(durationText(step.timeoutSeconds)), memory \(step.memoryLimitMegabytes) MB, \(step.attempts) attempts\(step.check.map { ", check \(GuardedCommand.displayCommand($0))" } ?? ""))\n"
+        }
+        if let reset = config.reset { text += "  reset between attempts: \(GuardedCommand.displayCommand(reset))\n" }
+        let policy = config.policy
+        text += """
+            policies:
+              job attempts \(config.maxAttempts), backoff \(durationText(policy.backoffBaseSeconds))·2^n up to \(durationText(policy.backoffCapSeconds)) (full jitter)
+              step backoff \(durationText(config.stepBackoffBaseSeconds))·2^n up to \(durationText(config.stepBackoffCapSeconds)); infrastructure retry within \(durationText(policy.infraRetrySeconds))
+              cooldown after \(policy.cooldownAfter) infrastructure failures in a row: \(durationText(policy.cooldownBaseSeconds)), doubling, up to \(durationText(policy.cooldownCapSeconds))
+              poison after \(policy.poisonAfter) crashes; a job fails after \(policy.maxInfrastructureAttempts) infrastructure failures; requeues spread over \(durationText(policy.requeueSpreadSeconds))
+              delays: pre \(durationText(config.preBaseSeconds)) + min(response × \(config.delayFactor), \(durationText(config.delayCapSeconds))), post \(durationText(config.postBaseSeconds)) + the same; unmeasured: \(durationText(config.preFallbackSeconds)) / \(durationText(config.postFallbackSeconds))
+              health: \(durationText(config.healthTimeoutSeconds)) limit, restart after \(config.failuresBeforeRestart) failures, then wait \(durationText(config.restartWaitSeconds))
+              stop grace \(durationText(config.stopGraceSeconds)), kill grace \(durationText(config.killGraceSeconds)); heartbeat every \(durationText(config.heartbeatSeconds)), hung after \(durationText(config.hungAfterSeconds))
+              permanent: \(config.permanentPatterns.map { "\($0.type)=\"\($0.pattern)\"" }.joined(separator: " "))
+              infrastructure: \(config.infrastructurePatterns.map { "\"\($0)\"" }.joined(separator: " "))
+              days start at midnight \(config.dayZone)
+
+            """
+        if !config.recurring.isEmpty {
+            let watchdog = config.watchdog
+            text += """
+                recurring: \(config.recurring.count) jobs (see 'seqpipe schedule'); missed runs: \(config.scheduler.missed.rawValue); memory critical below \(config.scheduler.memoryCriticalMegabytes) MB
+                  watchdog every \(durationText(watchdog.intervalSeconds)) (hung after \(durationText(watchdog.hungAfterSeconds)) unless a job says); health check every \(durationText(watchdog.healthIntervalSeconds)), first after \(durationText(watchdog.healthOffsetSeconds)): content within \(durationText(watchdog.contentMaxAgeSeconds)), claims within \(durationText(watchdog.claimMaxSeconds)), producer \(watchdog.producer ?? "none")
+                  pools: \(config.pools.isEmpty ? "none" : config.pools.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+
+                """
+        }
+        return text
+    }
+}

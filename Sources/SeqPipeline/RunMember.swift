@@ -1,0 +1,92 @@
+import SeqGuard
+import SeqSystem
+
+/// The set-up every process that `seqpipe run` starts shares (a worker, the scheduler, a
+/// recurring run): signals as a stop request, orphans reparented here, a lifeline to its
+/// parent (readable once the parent is gone), and the store's lock kept open in every command
+/// it starts, but no other inherited descriptor.
+public struct RunMember: Sendable {
+    public var signals: SignalReceiver
+    public var lifeline: FileDescriptor?
+    public var locks: PipelineLocks?
+
+    /// - Parameters: `what` names the member in messages; `parent` is the pid that started it
+    ///   (0: none to watch); `lockDescriptor` the store's lock it inherited, if any.
+    /// - Throws: `GuardFailure` when the parent is already gone, the descriptor is not this
+    ///   store's lock, or the signal set-up fails.
+    public static func setUp(_ what: String, parent: Int32, lockDescriptor: Int32?, paths: PipelinePaths) throws(GuardFailure) -> RunMember {
+        FileDescriptor.closeInheritedOnExec()
+        let signals: SignalReceiver
+        do {
+            signals = try SignalReceiver(signals: [.interrupt, .terminate, .hangup, .child])
+            // Where pidfds are missing, the parent's death still arrives, as a stop request.
+            try Processes.setParentDeathSignal(.terminate)
+            try Processes.becomeChildSubreaper()
+        } catch { throw GuardFailure("\(what): cannot set up: \(error)", errno: error) }
+        var member = RunMember(signals: signals)
+        if parent != 0 {
+            member.lifeline = Processes.parentPidfd(expected: parent)
+            if Processes.parentPid != parent { throw GuardFailure("\(what): its parent (pid \(parent)) is already gone") }
+        }
+        if let lockDescriptor {
+            do {
+                var opened = try paths.locks(create: false)
+                try opened.inherit(descriptor: lockDescriptor)
+                member.locks = opened
+            } catch { throw GuardFailure("\(what): \(error.message)", errno: error.errno) }
+        }
+        return member
+    }
+}
+
+extension PipelinePaths {
+    /// `seqpipe init`: the store's directory, the store at the current schema, and a
+    /// pipeline.json with every default unless one is there. Returns whether it wrote the config.
+    /// - Throws: `GuardFailure` naming the directory, store or file that could not be made.
+    public func initialize() throws(GuardFailure) -> (wroteConfig: Bool, store: SQLiteJobStore) {
+        do { try FileSystem.makeDirectories(directory) } catch {
+            throw GuardFailure("cannot create \(directory): \(error)", errno: error)
+        }
+        let store: SQLiteJobStore
+        do {
+            store = try SQLiteJobStore(path: database)
+            try store.migrate()
+        } catch { throw GuardFailure(error.message) }
+        guard !FileSystem.exists(config) else { return (false, store) }
+        do { try FileSystem.writeFile(config, PipelineConfig.defaultText, mode: 0o644, replacing: false) } catch {
+            throw GuardFailure("cannot write \(config): \(error)", errno: error)
+        }
+        return (true, store)
+    }
+
+    /// How `stopAll` went.
+    public enum StopOutcome: Sendable {
+        case notRunning
+        /// Every process of the run ended; `killed` are those that needed SIGKILL.
+        case stopped(orchestrator: Int32, killed: [Teardown.Target])
+        /// The orchestrator could not be signalled (another user's).
+        case cannotSignal(orchestrator: Int32)
+        /// Some still hold the store after the grace.
+        case stillRunning(orchestrator: Int32, killed: [Teardown.Target], survivors: [Int32])
+    }
+
+    /// `seqpipe stop-all`: asks the orchestrator running on this store to stop, and waits for
+    /// it and every process of its run (`stopRun`), with `config`'s grace times.
+    @available(*, noasync)
+    public func stopAll(config: PipelineConfig, announce: (Int32) -> Void) -> StopOutcome {
+        guard FileSystem.exists(database), let locks = try? locks(create: false) else { return .notRunning }
+        defer { locks.directory.close() }
+        guard let holder = locks.instance.holder() else { return .notRunning }
+        let pid = holder.holder.pid
+        announce(pid)
+        guard let (_, report) = locks.stopRun(grace: config.stopGraceSeconds + config.killGraceSeconds + 10) else {
+            return .stopped(orchestrator: pid, killed: [])
+        }
+        if report.ended.isEmpty && holder.holder.isAlive { return .cannotSignal(orchestrator: pid) }
+        let killed = report.ended.filter { report.killed.contains($0.process) }
+        if !report.isComplete || locks.store.isHeld {
+            return .stillRunning(orchestrator: pid, killed: killed, survivors: report.survivors.map(\.process.pid))
+        }
+        return .stopped(orchestrator: pid, killed: killed)
+    }
+}
