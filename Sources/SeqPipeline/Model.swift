@@ -148,8 +148,8 @@ public struct FailurePolicy: Sendable {
     public init() {}
 
     /// Exponential backoff with full jitter: a uniform draw in [0, min(cap, base·2^(n-1))].
-    public func backoff(failures: Int) -> Double {
-        Backoff.fullJitter(attempt: failures, base: backoffBaseSeconds, cap: backoffCapSeconds)
+    public func backoff<G: RandomNumberGenerator>(failures: Int, using generator: inout G) -> Double {
+        Backoff.fullJitter(attempt: failures, base: backoffBaseSeconds, cap: backoffCapSeconds, using: &generator)
     }
 
     /// The cooldown for the level-th cooldown in a row: base·2^level, capped.
@@ -161,9 +161,14 @@ public struct FailurePolicy: Sendable {
 /// Backoff arithmetic.
 public enum Backoff {
     /// A uniform draw in [0, min(cap, base·2^(attempt-1))] (AWS's "full jitter").
-    public static func fullJitter(attempt: Int, base: Double, cap: Double) -> Double {
+    public static func fullJitter<G: RandomNumberGenerator>(attempt: Int, base: Double, cap: Double, using generator: inout G) -> Double {
         let ceiling = min(cap, base * Double(1 << min(max(attempt - 1, 0), 30)))
-        return ceiling <= 0 ? 0 : Double.random(in: 0...ceiling)
+        return ceiling <= 0 ? 0 : Double.random(in: 0...ceiling, using: &generator)
+    }
+
+    public static func fullJitter(attempt: Int, base: Double, cap: Double) -> Double {
+        var generator = SystemRandomNumberGenerator()
+        return fullJitter(attempt: attempt, base: base, cap: cap, using: &generator)
     }
 }
 

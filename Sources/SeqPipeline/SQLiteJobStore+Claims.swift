@@ -151,88 +151,9 @@ extension SQLiteJobStore {
                 [.text(claim.job.id), .text(claim.token)]).first
             else { return false }
             let job = job(from: row)
-            let id = Self.text(job.id)
-            let device = job.device ?? ""
-            func event(_ kind: String, _ message: String) throws(StoreError) {
-                try insertEvent(Event(at: now, kind: kind, job: job.id, account: job.account, device: job.device, worker: job.worker, message: message))
-            }
-            switch outcome {
-            case .success:
-                try connection.run(
-                    """
-                    UPDATE jobs SET status = 'success', completed_at = ?2, completed_day = ?3, claim_token = NULL,
-                        error = NULL, error_type = NULL, retry_at = NULL, avoid_device = NULL WHERE id = ?1
-                    """, [id, .real(now), .text(today)])
-                try connection.run("UPDATE accounts SET infra_failures = 0, cooldown_level = 0 WHERE name = ?1", [.text(job.account)])
-                try connection.run("UPDATE devices SET infra_failures = 0, cooldown_level = 0 WHERE name = ?1", [.text(device)])
-                try event("job-success", "done in run \(job.runs)")
-            case .permanent(let type, let message):
-                try connection.run(
-                    "UPDATE jobs SET status = 'failed', completed_at = ?2, claim_token = NULL, error = ?3, error_type = ?4 WHERE id = ?1",
-                    [id, .real(now), .text(message), .text(type)])
-                try connection.run("UPDATE accounts SET paused = 1, paused_reason = ?2 WHERE name = ?1",
-                                   [.text(job.account), .text("\(type) (job \(job.id))")])
-                try event("account-paused", "\(type): \(message); its jobs wait for 'seqpipe account resume \(job.account)'")
-            case .infrastructure(let message), .handOff(let message):
-                // Not the job's fault: its attempts stay uncharged, the account's and the
-                // device's counters take it. A separate, larger budget still ends a job that
-                // never gets through, so no job retries forever.
-                if case .handOff = outcome {
-                    try connection.run("UPDATE jobs SET avoid_device = ?2 WHERE id = ?1", [id, .text(device)])
-                    try event("job-handoff", "device \(device) could not run it after its server and device restarts; another device takes it")
-                }
-                let infraAttempts = job.infraAttempts + 1
-                if infraAttempts >= policy.maxInfrastructureAttempts {
-                    try connection.run(
-                        """
-                        UPDATE jobs SET status = 'failed', completed_at = ?2, claim_token = NULL, infra_attempts = ?3, attempts = MAX(attempts - 1, 0),
-                            error = ?4, error_type = 'infrastructure' WHERE id = ?1
-                        """, [id, .real(now), .integer(Int64(infraAttempts)), .text(message)])
-                    try event("job-failed", "after \(infraAttempts) infrastructure failures: \(message)")
-                } else {
-                    let retryAt = now + Double.random(in: 0...max(policy.infraRetrySeconds, 0))
-                    try connection.run(
-                        """
-                        UPDATE jobs SET status = 'retrying', attempts = MAX(attempts - 1, 0), claim_token = NULL, infra_attempts = ?4,
-                            retry_at = ?2, error = ?3, error_type = 'infrastructure' WHERE id = ?1
-                        """, [id, .real(retryAt), .text(message), .integer(Int64(infraAttempts))])
-                    try event("job-infrastructure", message)
-                }
-                for (table, name) in [("accounts", job.account), ("devices", device)] {
-                    try chargeInfrastructure(table: table, name: name, policy: policy, now: now, job: job)
-                }
-            case .retryable(let message), .memory(let message):
-                var crashes = job.crashes
-                var type = "retryable"
-                if case .memory = outcome { crashes += 1; type = "memory" }
-                if crashes >= policy.poisonAfter {
-                    try connection.run(
-                        "UPDATE jobs SET status = 'failed', completed_at = ?2, claim_token = NULL, crashes = ?3, error = ?4, error_type = 'poison' WHERE id = ?1",
-                        [id, .real(now), .integer(Int64(crashes)), .text(message)])
-                    try event("job-poison", "quarantined after \(crashes) crashes: \(message)")
-                } else if job.attempts >= job.maxAttempts {
-                    try connection.run(
-                        "UPDATE jobs SET status = 'failed', completed_at = ?2, claim_token = NULL, crashes = ?3, error = ?4, error_type = ?5 WHERE id = ?1",
-                        [id, .real(now), .integer(Int64(crashes)), .text(message), .text(type)])
-                    try event("job-failed", "after \(job.attempts) attempts: \(message)")
-                } else {
-                    let retryAt = now + policy.backoff(failures: job.attempts)
-                    try connection.run(
-                        "UPDATE jobs SET status = 'retrying', claim_token = NULL, crashes = ?3, retry_at = ?2, error = ?4, error_type = ?5 WHERE id = ?1",
-                        [id, .real(retryAt), .integer(Int64(crashes)), .text(message), .text(type)])
-                    try event("job-retrying", "attempt \(job.attempts) of \(job.maxAttempts) failed: \(message)")
-                }
-            case .invalid(let message):
-                try connection.run(
-                    "UPDATE jobs SET status = 'failed', completed_at = ?2, claim_token = NULL, error = ?3, error_type = 'invalid' WHERE id = ?1",
-                    [id, .real(now), .text(message)])
-                try event("job-failed", message)
-            case .stopped:
-                try connection.run(
-                    "UPDATE jobs SET status = 'pending', attempts = MAX(attempts - 1, 0), claim_token = NULL, retry_at = NULL WHERE id = ?1",
-                    [id])
-                try event("job-released", "stopped before it finished; back to pending")
-            }
+            var generator = SystemRandomNumberGenerator()
+            let change = policy.change(for: outcome, of: job, device: job.device ?? "", now: now, using: &generator)
+            try apply(change, to: job, policy: policy, now: now, today: today)
             if let worker = job.worker {
                 try connection.run("UPDATE workers SET state = 'idle', job = NULL WHERE idx = ?1", [.integer(Int64(worker))])
             }
@@ -240,26 +161,77 @@ extension SQLiteJobStore {
         }
     }
 
-    /// One more infrastructure failure for an account or a device; the Nth in a row puts it on
-    /// a cooldown that doubles each time, until a success.
+    /// Writes what the policy decided: the job's row, its account and device, the events.
+    /// Inside the caller's transaction.
+    func apply(_ change: JobChange, to job: Job, policy: FailurePolicy, now: Double, today: String) throws(StoreError) {
+        var assignments = ["status = ?2", "claim_token = NULL"]
+        var values: [SQLValue] = [Self.text(job.id), .text(change.status.rawValue)]
+        func assign(_ column: String, _ value: SQLValue) {
+            values.append(value)
+            assignments.append("\(column) = ?\(values.count)")
+        }
+        func assign(_ column: String, _ field: JobChange.Field<String>) {
+            switch field {
+            case .keep: break
+            case .set(let text): assign(column, .text(text))
+            case .clear: assignments.append("\(column) = NULL")
+            }
+        }
+        if change.completes {
+            assign("completed_at", .real(now))
+            if change.status == .success { assign("completed_day", .text(today)) }
+        }
+        if change.refundsAttempt { assignments.append("attempts = MAX(attempts - 1, 0)") }
+        if let crashes = change.crashes { assign("crashes", .integer(Int64(crashes))) }
+        if let attempts = change.infrastructureAttempts { assign("infra_attempts", .integer(Int64(attempts))) }
+        switch change.retryAt {
+        case .keep: break
+        case .set(let moment): assign("retry_at", .real(moment))
+        case .clear: assignments.append("retry_at = NULL")
+        }
+        assign("error", change.error)
+        assign("error_type", change.errorType)
+        assign("avoid_device", change.avoidDevice)
+        try connection.run("UPDATE jobs SET \(assignments.joined(separator: ", ")) WHERE id = ?1", values)
+
+        for event in change.events {
+            try insertEvent(Event(at: now, kind: event.kind, job: job.id, account: job.account, device: job.device, worker: job.worker, message: event.message))
+        }
+        let device = job.device ?? ""
+        if let reason = change.pauseAccount {
+            try connection.run("UPDATE accounts SET paused = 1, paused_reason = ?2 WHERE name = ?1", [.text(job.account), .text(reason)])
+        }
+        switch change.infrastructure {
+        case .untouched: break
+        case .reset:
+            try connection.run("UPDATE accounts SET infra_failures = 0, cooldown_level = 0 WHERE name = ?1", [.text(job.account)])
+            try connection.run("UPDATE devices SET infra_failures = 0, cooldown_level = 0 WHERE name = ?1", [.text(device)])
+        case .charge:
+            // After the job's own events: the cooldowns it caused, if any.
+            for (table, name) in [("accounts", job.account), ("devices", device)] {
+                try chargeInfrastructure(table: table, name: name, policy: policy, now: now, job: job)
+            }
+        }
+    }
+
+    /// One more infrastructure failure for an account or a device (`FailurePolicy.charge`).
     func chargeInfrastructure(table: String, name: String, policy: FailurePolicy, now: Double, job: Job) throws(StoreError) {
         guard let row = try connection.query("SELECT infra_failures, cooldown_level FROM \(table) WHERE name = ?1", [.text(name)]).first
         else { return }
-        let failures = Int(row["infra_failures"].int ?? 0) + 1
-        let level = Int(row["cooldown_level"].int ?? 0)
-        if failures >= policy.cooldownAfter {
-            let seconds = policy.cooldown(level: level)
-            try connection.run(
-                "UPDATE \(table) SET infra_failures = 0, cooldown_level = ?2, cooldown_until = ?3 WHERE name = ?1",
-                [.text(name), .integer(Int64(level + 1)), .real(now + seconds)])
-            let what = table == "accounts" ? "account" : "device"
-            try insertEvent(Event(
-                at: now, kind: "\(what)-cooldown", job: job.id, account: table == "accounts" ? name : nil,
-                device: table == "devices" ? name : nil, worker: job.worker,
-                message: "\(failures) infrastructure failures in a row: cooldown \(durationText(seconds)) (level \(level + 1))"))
-        } else {
-            try connection.run("UPDATE \(table) SET infra_failures = ?2 WHERE name = ?1", [.text(name), .integer(Int64(failures))])
+        let before = Int(row["infra_failures"].int ?? 0)
+        let charged = policy.charge(failures: before, level: Int(row["cooldown_level"].int ?? 0))
+        guard let seconds = charged.cooldownSeconds else {
+            try connection.run("UPDATE \(table) SET infra_failures = ?2 WHERE name = ?1", [.text(name), .integer(Int64(charged.failures))])
+            return
         }
+        try connection.run(
+            "UPDATE \(table) SET infra_failures = 0, cooldown_level = ?2, cooldown_until = ?3 WHERE name = ?1",
+            [.text(name), .integer(Int64(charged.level)), .real(now + seconds)])
+        let what = table == "accounts" ? "account" : "device"
+        try insertEvent(Event(
+            at: now, kind: "\(what)-cooldown", job: job.id, account: table == "accounts" ? name : nil,
+            device: table == "devices" ? name : nil, worker: job.worker,
+            message: "\(before + 1) infrastructure failures in a row: cooldown \(durationText(seconds)) (level \(charged.level))"))
     }
 
     public func requeueClaims(worker: Int?, crashed: Bool, policy: FailurePolicy, now: Double) throws(StoreError) -> [String] {
@@ -267,36 +239,11 @@ extension SQLiteJobStore {
             let rows = try connection.query(
                 "SELECT * FROM jobs WHERE status IN ('claimed', 'running') AND (?1 IS NULL OR worker = ?1)",
                 [worker.map { .integer(Int64($0)) } ?? .null])
+            var generator = SystemRandomNumberGenerator()
             var ids: [String] = []
             for row in rows {
                 let job = job(from: row)
-                let id = Self.text(job.id)
-                // Spread over the window, so a recovered fleet is not flooded at once.
-                let retryAt = now + Double.random(in: 0...max(policy.requeueSpreadSeconds, 0))
-                let event: Event
-                if crashed {
-                    let crashes = job.crashes + 1
-                    if crashes >= policy.poisonAfter {
-                        try connection.run(
-                            "UPDATE jobs SET status = 'failed', claim_token = NULL, crashes = ?2, completed_at = ?3, error = 'its worker died during the job', error_type = 'poison' WHERE id = ?1",
-                            [id, .integer(Int64(crashes)), .real(now)])
-                        event = Event(at: now, kind: "job-poison", job: job.id, account: job.account, device: job.device, worker: job.worker,
-                                      message: "quarantined: its worker died \(crashes) times during it")
-                    } else {
-                        try connection.run(
-                            "UPDATE jobs SET status = 'retrying', claim_token = NULL, crashes = ?2, retry_at = ?3, error = 'its worker died during the job', error_type = 'crash' WHERE id = ?1",
-                            [id, .integer(Int64(crashes)), .real(retryAt)])
-                        event = Event(at: now, kind: "job-requeued", job: job.id, account: job.account, device: job.device, worker: job.worker,
-                                      message: "worker died mid-job (crash \(crashes) of \(policy.poisonAfter)); requeued")
-                    }
-                } else {
-                    try connection.run(
-                        "UPDATE jobs SET status = 'pending', claim_token = NULL, attempts = MAX(attempts - 1, 0), retry_at = ?2 WHERE id = ?1",
-                        [id, .real(retryAt)])
-                    event = Event(at: now, kind: "job-requeued", job: job.id, account: job.account, device: job.device, worker: job.worker,
-                                  message: "orphaned claim (no orchestrator held it); requeued")
-                }
-                try insertEvent(event)
+                try apply(policy.changeForLostClaim(of: job, crashed: crashed, now: now, using: &generator), to: job, policy: policy, now: now, today: "")
                 ids.append(job.id)
             }
             return ids
