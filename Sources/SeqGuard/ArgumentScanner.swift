@@ -1,3 +1,5 @@
+import SeqSystem
+
 /// One option a tool accepts, under each of its names (`-t`, `--timeout`).
 public struct OptionSpec: Sendable {
     public enum Kind: Sendable {
@@ -131,5 +133,20 @@ public enum ArgumentScanner {
         }
         result.restIndex = words.count
         return result
+    }
+}
+
+extension ScannedArguments {
+    /// `--help` prints `help` and `--version` prints "TOOL VERSION", each ending the process
+    /// with status 0, the way every tool answers them; otherwise nothing happens.
+    public func answerHelpAndVersion(tool: String, version: String, help: @autoclosure () -> String) {
+        if has("--help") {
+            try? FileDescriptor.standardOutput.writeAll(help())
+            ProcessExit.now(0)
+        }
+        if has("--version") {
+            try? FileDescriptor.standardOutput.writeAll("\(tool) \(version)\n")
+            ProcessExit.now(0)
+        }
     }
 }

@@ -80,14 +80,7 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
         do { scanned = try ArgumentScanner.scan(arguments, options: optionSpecs) } catch {
             throw GuardFailure("\(error.message) (make's own options go after '--'); see 'make-seq --help'")
         }
-        if scanned.has("--help") {
-            print(help, terminator: "")
-            ProcessExit.now(0)
-        }
-        if scanned.has("--version") {
-            print("make-seq \(version)")
-            ProcessExit.now(0)
-        }
+        scanned.answerHelpAndVersion(tool: "make-seq", version: version, help: help)
         if let word = scanned.positional.first {
             throw GuardFailure("\(first) takes no make arguments, got '\(word)'; to pass them to make, put '--' first")
         }

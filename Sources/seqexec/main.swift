@@ -138,14 +138,7 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
     do { scanned = try ArgumentScanner.scan(arguments, options: optionSpecs, stopAtFirstPositional: true) } catch {
         throw GuardFailure("\(error.message); see 'seqexec --help'")
     }
-    if scanned.has("--help") {
-        print(help, terminator: "")
-        ProcessExit.now(0)
-    }
-    if scanned.has("--version") {
-        print("seqexec \(version)")
-        ProcessExit.now(0)
-    }
+    scanned.answerHelpAndVersion(tool: "seqexec", version: version, help: help)
     for option in scanned.options {
         // Messages about a value name the option as it was typed: "invalid -t 'x'".
         let name = option.typed

@@ -120,8 +120,7 @@ let leading: ScannedArguments
 do { leading = try ArgumentScanner.scan(Array(CommandLine.arguments.dropFirst()), options: globalOptions, stopAtFirstPositional: true) } catch {
     fail("\(error.message); see 'seqpipe --help'", 2)
 }
-if leading.has("--help") { printOut(help); ProcessExit.now(0) }
-if leading.has("--version") { printOut("seqpipe \(version)\n"); ProcessExit.now(0) }
+leading.answerHelpAndVersion(tool: "seqpipe", version: version, help: help)
 guard let command = leading.positional.first else { fail("no command given; see 'seqpipe --help'", 2) }
 guard let ownOptions = commandOptions[command] else { fail("unknown command '\(command)'; see 'seqpipe --help'", 2) }
 
@@ -131,8 +130,7 @@ let options: ScannedArguments
 do { options = try ArgumentScanner.scan(Array(leading.positional.dropFirst()), options: globalOptions + ownOptions) } catch {
     fail("\(command): \(error.message); see 'seqpipe \(command) --help'", 2)
 }
-if options.has("--help") { printOut(commandHelp(command)); ProcessExit.now(0) }
-if options.has("--version") { printOut("seqpipe \(version)\n"); ProcessExit.now(0) }
+options.answerHelpAndVersion(tool: "seqpipe", version: version, help: commandHelp(command))
 let words = options.positional
 /// What the messages call the command: "device add", "status".
 let label = ["device", "account"].contains(command) && !words.isEmpty ? "\(command) \(words[0])" : command
