@@ -1,0 +1,242 @@
+import SeqSystem
+
+/// One guarded run in the supervisor, phase by phase (GuardedCommand.run calls them in
+/// order): take the locks in queue order, run straight through when an ancestor holds them,
+/// wait out other git operations, supervise the command, then record it and release.
+struct GuardedRun {
+    let configuration: GuardConfiguration
+    let front: ProcessIdentity
+    let signals: SignalReceiver
+    let reporter: Reporter
+    /// The locks of the plan, outermost first; a lane's `held` is cleared once released.
+    var lanes: [GuardedCommand.Lane] = []
+    /// The lane that runs the command keeps the history: the last executor lock.
+    let home: Int
+    let project: Project
+    let command: String
+    let inherited: String
+    let inheritedTokens: [String: String]
+    /// Bytes, not text: a variable that is not UTF-8 reaches the command unchanged.
+    var environment: [[UInt8]]
+    let token = Processes.randomHex(bytes: 12)
+    let queuedAt = Clock.wallTime()
+    let arrival = Clock.monotonicNanoseconds()
+    let history: History
+
+    init(_ configuration: GuardConfiguration, front: ProcessIdentity, signals: SignalReceiver, reporter: Reporter) throws(GuardFailure) {
+        self.configuration = configuration
+        self.front = front
+        self.signals = signals
+        self.reporter = reporter
+        var lanes: [GuardedCommand.Lane] = []
+        do {
+            for (project, namespace) in try configuration.lockPlan() {
+                lanes.append(.init(project: project, directory: try StateDirectory.open(project: project, base: configuration.stateBase, namespace: namespace), held: nil))
+            }
+        } catch {
+            for lane in lanes { lane.directory.close() }
+            throw error
+        }
+        self.lanes = lanes
+        home = lanes.lastIndex { $0.directory.namespace == .seqexec } ?? lanes.count - 1
+        project = lanes[home].project
+        command = GuardedCommand.displayCommand(configuration.arguments)
+        reporter.step("project \(project.root) (\(project.hash)), state \(lanes.map(\.directory.path).joined(separator: ", "))")
+        inherited = Spawn.environmentValue(tokensVariable) ?? ""
+        inheritedTokens = GuardedCommand.parseTokens(inherited)
+        environment = Spawn.rawEnvironment()
+        for (name, value) in configuration.environmentChanges { environment.setVariable(name, value) }
+        history = History(directory: lanes[home].directory, maximumBytes: configuration.historyMaximumBytes)
+    }
+
+    /// Seconds since arrival: the locks, memory admission and git all count as waiting.
+    func waitedSoFar() -> Double { Double(Clock.monotonicNanoseconds() - arrival) / 1e9 }
+
+    var holdsNoLock: Bool { lanes.allSatisfy { $0.held == nil } }
+
+    func historyEntry(_ ended: HistoryRecord.Ending, status: Int32, waited: Double) -> HistoryRecord {
+        HistoryRecord(
+            command: command, pid: front.pid, project: project.root, queuedAt: queuedAt,
+            waitMilliseconds: Int64(waited * 1000), exitStatus: status, ended: ended)
+    }
+
+    /// Records a run that ended before its command started.
+    func record(_ ended: HistoryRecord.Ending, status: Int32) {
+        do { try history.record(historyEntry(ended, status: status, waited: waitedSoFar())) } catch {
+            reporter.error("\(error.message); the run itself is unaffected")
+        }
+    }
+
+    /// Releases every lock still held, innermost first.
+    mutating func releaseAll() {
+        for index in lanes.indices.reversed() {
+            guard let held = lanes[index].held else { continue }
+            let directory = lanes[index].directory
+            try? directory.withMutex { ProjectLock(directory: directory).release(held) }
+            lanes[index].held = nil
+        }
+    }
+
+    mutating func closeLanes() {
+        for lane in lanes { lane.directory.close() }
+        lanes = []
+    }
+
+    /// Phase 1: the locks, in order. A lock an ancestor of this process holds (its token is in
+    /// SEQEXEC_TOKENS and its claim is live) is passed through; so is every lock outside it,
+    /// since the ancestor's lock already excludes what those would. Nil once every lock is
+    /// taken or passed; the exit status when the wait ended without them.
+    mutating func takeLocks() throws(GuardFailure) -> Int32? {
+        // (With one lock there is nothing outside it; the waiter's own check passes it through.)
+        let innermostInherited = lanes.count < 2 ? nil : lanes.lastIndex { lane in
+            inheritedTokens[lane.directory.name].map { LockWaiter.isHeld(by: $0, in: lane.directory) } ?? false
+        }
+        for index in lanes.indices {
+            if let innermostInherited, index < innermostInherited {
+                reporter.step("an ancestor holds \(lanes[innermostInherited].directory.name): not taking \(lanes[index].directory.name)")
+                continue
+            }
+            let directory = lanes[index].directory
+            var request = AcquireRequest(command: command)
+            request.slots = configuration.slots
+            request.priority = configuration.priority
+            request.waitTimeout = configuration.waitTimeout.map { max(0, $0 - waitedSoFar()) }
+            request.inheritedTokens = inheritedTokens
+            // Memory admission comes last, just before the command would start.
+            if index == lanes.count - 1 { request.minimumAvailableBytes = configuration.minimumAvailableMegabytes.map { Int64($0) << 20 } }
+            if lanes[index].project == .machine, inheritedTokens.keys.contains(where: { $0 != directory.name }) {
+                reporter.notice("taking the machine-wide lock inside a project's lock: this can deadlock against a machine-wide command waiting for that project; take --machine outermost")
+            }
+            var waiter = LockWaiter(directory: directory, reporter: reporter, signals: signals, identity: front)
+            switch try waiter.acquire(request, token: token) {
+            case .passThrough:
+                reporter.step("nested call inside the holder of \(directory.name): not taking it again")
+            case .gaveUp(_, let holder):
+                reporter.error("gave up after \(formatSeconds(waitedSoFar())) waiting\(holder.map { " for \($0)" } ?? ""); '\(command)' was not run")
+                releaseAll()
+                record(.gaveUp, status: ExitCode.gaveUpWaiting)
+                return ExitCode.gaveUpWaiting
+            case .interrupted(let signal):
+                releaseAll()
+                record(.interrupted, status: signal.shellExitCode)
+                return signal.shellExitCode
+            case .acquired(let held, _):
+                lanes[index].held = held
+            }
+        }
+        return nil
+    }
+
+    /// Phase 2, for a nested call inside the holder's command: no lock of its own to keep, so
+    /// this process becomes the command. Returns only if it cannot be executed.
+    mutating func replaceProcessWithCommand() -> Int32 {
+        reporter.step("nested call inside the holder's command: running straight through")
+        closeLanes()
+        signals.restoreMask()
+        _ = try? Processes.setParentDeathSignal(nil)
+        let error = Spawn.replaceProcess(configuration.commandBytes, environment: environment)
+        return GuardedCommand.reportSpawnFailure(error, configuration.arguments, reporter)
+    }
+
+    /// Phase 3, for a git command: other git operations of the repository end first. Nil when
+    /// the repository is quiet; the exit status when the wait ended without it.
+    func waitOutGit() throws(GuardFailure) -> Int32? {
+        guard configuration.guardsGit, let repository = GitGuard.repository(forGitArguments: configuration.arguments) else { return nil }
+        let gitGuard = GitGuard(
+            repository: repository, reporter: reporter, signals: signals,
+            wait: configuration.gitWait, cleanStaleLocks: configuration.cleanStaleGitLocks)
+        switch try gitGuard.waitForQuiet() {
+        case .clear:
+            return nil
+        case .gaveUp(let message):
+            reporter.error("\(message); '\(command)' was not run")
+            record(.gaveUp, status: ExitCode.gaveUpWaiting)
+            return ExitCode.gaveUpWaiting
+        case .interrupted(let signal):
+            record(.interrupted, status: signal.shellExitCode)
+            return signal.shellExitCode
+        }
+    }
+
+    /// Phase 4: the command, supervised to its end (time limit, memory limit, signals, its
+    /// whole tree); then its history line and the locks' release.
+    mutating func superviseAndRecord() throws(GuardFailure) -> Int32 {
+        // The command's run is ours to see through, whatever becomes of the front.
+        _ = try? Processes.setParentDeathSignal(nil)
+        do {
+            try Processes.becomeChildSubreaper()
+            for lane in lanes { try lane.held?.owner.clearCloseOnExec() }
+        } catch {
+            throw GuardFailure("cannot prepare to supervise: \(error)", errno: error)
+        }
+        let supervisorIdentity = ProcessIdentity.current()
+        // Nested guarded calls find their ancestor's locks by these tokens.
+        var tokens = inherited
+        for lane in lanes where lane.held != nil {
+            let entry = "\(lane.directory.name)=\(token)"
+            tokens = tokens.isEmpty ? entry : tokens + "," + entry
+        }
+        environment.setVariable(tokensVariable, tokens)
+        let policy = configuration.memoryPolicy
+        let supervisor = Supervisor(
+            signals: signals, reporter: reporter, timeout: configuration.timeout,
+            killGrace: configuration.killGrace, memory: policy)
+        var lanes = self.lanes
+        let run = supervisor.run(configuration.commandBytes, environment: environment) { child in
+            for index in lanes.indices {
+                guard var held = lanes[index].held else { continue }
+                var record = held.record
+                record.supervisor = supervisorIdentity
+                record.child = child
+                let directory = lanes[index].directory
+                try? directory.withMutex { ProjectLock(directory: directory).update(&held, record: record) }
+                lanes[index].held = held
+            }
+        }
+        self.lanes = lanes
+        var (ended, status, signalName) = GuardedCommand.ending(of: run, command: command, oomKillsBefore: run.oomKillsAtStart, reporter: reporter)
+        if case .couldNotStart(let error) = run.ending {
+            status = GuardedCommand.reportSpawnFailure(error, configuration.arguments, reporter)
+            ended = .notStarted
+        }
+        let waited = max(0, waitedSoFar() - Double(run.runNanoseconds) / 1e9)
+        var finished = historyEntry(ended, status: status, waited: waited)
+        if ended != .notStarted {
+            finished.childPid = run.child?.pid
+            finished.runMilliseconds = run.runNanoseconds / 1_000_000
+            finished.signal = signalName
+            finished.peakTreeBytes = run.peakTreeBytes
+            finished.peakSharedFileBytes = run.peakSharedFileBytes
+            finished.metric = policy?.metric
+            finished.memoryLimitMegabytes = policy == nil ? nil : configuration.memoryLimitMegabytes
+            finished.largestProcessBytes = Processes.reapedChildrenPeakResident()
+        }
+        recordAndRelease(finished)
+        return status
+    }
+
+    /// Writes the finished run's history line and releases every lock. The line is written
+    /// in the same visit to the mutex that releases the lock it was run under; then the
+    /// outer locks go, innermost first.
+    mutating func recordAndRelease(_ finished: HistoryRecord) {
+        var failure: GuardFailure?
+        let homeHeld = lanes[home].held != nil
+        for index in lanes.indices.reversed() {
+            guard let held = lanes[index].held else { continue }
+            let directory = lanes[index].directory
+            try? directory.withMutex {
+                if index == home {
+                    do throws(GuardFailure) { try history.append(finished) } catch { failure = error }
+                }
+                ProjectLock(directory: directory).release(held)
+            }
+            lanes[index].held = nil
+        }
+        if !homeHeld {
+            do { try history.record(finished) } catch { failure = error }
+        }
+        if let failure {
+            reporter.error("\(failure.message); the run itself is unaffected")
+        }
+    }
+}
