@@ -150,3 +150,33 @@ extension ScannedArguments {
         }
     }
 }
+
+/// A tool's help text, read back: what `TOOL COMMAND --help` prints.
+public enum HelpText {
+    /// The lines of `help`'s COMMANDS section that describe `command`, under the USAGE line:
+    /// a line at the section's first indent starts a command (its first word, and each word
+    /// after a `|`, name it), deeper lines continue it. Nil when no line names `command`.
+    public static func command(_ command: String, of help: String, tool: String) -> String? {
+        func indent(_ line: Substring) -> Int { line.prefix { $0 == " " }.count }
+        let lines = help.split(separator: "\n", omittingEmptySubsequences: false)
+        guard let start = lines.firstIndex(where: { $0.dropFirst(indent($0)) == "COMMANDS:" }) else { return nil }
+        var found: [Substring] = []
+        var commandIndent: Int?
+        var inCommand = false
+        for line in lines[(start + 1)...] {
+            if line.allSatisfy({ $0 == " " }) { break }
+            let depth = indent(line)
+            if commandIndent == nil { commandIndent = depth }
+            if depth == commandIndent {
+                let words = line.split(separator: " ")
+                let names = [words[0]] + words.indices.dropLast().filter { words[$0] == "|" }.map { words[$0 + 1] }
+                inCommand = names.contains(Substring(command))
+            }
+            if inCommand { found.append(line.dropFirst(commandIndent ?? 0)) }
+        }
+        guard !found.isEmpty else { return nil }
+        let usage = lines.lazy.map { $0.dropFirst(indent($0)) }.first { $0.hasPrefix("USAGE:") }.map(String.init) ?? "USAGE: \(tool) COMMAND"
+        return usage + "\n\nCOMMANDS:\n" + found.map { "  " + $0 }.joined(separator: "\n")
+            + "\n\nOptions go before or after the command; see '\(tool) --help' for the rest.\n"
+    }
+}

@@ -395,12 +395,3 @@ extension FileSystem {
         return result
     }
 }
-
-extension Processes {
-    /// argv of `pid` joined with spaces (/proc/PID/cmdline), or nil if it is gone or unreadable.
-    public static func commandLine(_ pid: Int32) -> [String]? {
-        guard let bytes = try? FileSystem.readFile("/proc/\(pid)/cmdline"), !bytes.isEmpty else { return nil }
-        return bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast(bytes.last == 0 ? 1 : 0)
-            .map { String(decoding: $0, as: UTF8.self) }
-    }
-}

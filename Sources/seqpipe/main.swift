@@ -1,3 +1,6 @@
+// seqpipe: the help text, each command's options, and one case per command that reads its
+// arguments and calls SeqPipeline. Nothing else lives here.
+
 import SeqGuard
 import SeqPipeline
 import SeqSystem
@@ -96,25 +99,6 @@ let commandOptions: [String: [OptionSpec]] = [
     "recurring-run": [OptionSpec("--parent", kind: .value), OptionSpec("--lock-fd", kind: .value)],
 ]
 
-/// `seqpipe COMMAND --help`: the command's lines of the COMMANDS section.
-func commandHelp(_ command: String) -> String {
-    var lines: [Substring] = []
-    var inCommand = false
-    for line in help.split(separator: "\n", omittingEmptySubsequences: false).drop(while: { $0 != "COMMANDS:" }).dropFirst() {
-        if line.isEmpty { break }
-        let startsCommand = line.hasPrefix("  ") && !line.hasPrefix("   ")
-        if startsCommand {
-            let words = line.split(separator: " ")
-            inCommand = words.first == Substring(command) || line.contains("| \(command) ")
-                || line.hasSuffix("| \(command)") || words.dropFirst().first == "|" && words.dropFirst(2).first == Substring(command)
-        }
-        if inCommand { lines.append(line) }
-    }
-    if lines.isEmpty { return "seqpipe \(command): started by 'seqpipe run' only; see 'seqpipe --help'\n" }
-    return "USAGE: seqpipe [--db PATH] [--config PATH] COMMAND [ARGS...]\n\n" + lines.joined(separator: "\n")
-        + "\n\nOptions go before or after the command; see 'seqpipe --help' for the rest.\n"
-}
-
 // Global options, then the command, then its words and options (global ones too) in any order.
 let leading: ScannedArguments
 do { leading = try ArgumentScanner.scan(Array(CommandLine.arguments.dropFirst()), options: globalOptions, stopAtFirstPositional: true) } catch {
@@ -130,7 +114,8 @@ let options: ScannedArguments
 do { options = try ArgumentScanner.scan(Array(leading.positional.dropFirst()), options: globalOptions + ownOptions) } catch {
     fail("\(command): \(error.message); see 'seqpipe \(command) --help'", 2)
 }
-options.answerHelpAndVersion(tool: "seqpipe", version: version, help: commandHelp(command))
+options.answerHelpAndVersion(tool: "seqpipe", version: version, help: HelpText.command(command, of: help, tool: "seqpipe")
+    ?? "seqpipe \(command): started by 'seqpipe run' only; see 'seqpipe --help'\n")
 let words = options.positional
 /// What the messages call the command: "device add", "status".
 let label = ["device", "account"].contains(command) && !words.isEmpty ? "\(command) \(words[0])" : command

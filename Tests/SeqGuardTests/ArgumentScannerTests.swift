@@ -53,3 +53,41 @@ import Testing
         #expect(throws: UsageError("option --accounts needs at least one value")) { try scan(["--accounts", "--json"]) }
     }
 }
+
+@Suite struct HelpTextTests {
+    let help = """
+        OVERVIEW: a tool
+
+        USAGE: tool [--db PATH] COMMAND [ARGS...]
+
+        COMMANDS:
+          init                 Create things.
+          device add NAME [--url URL]
+                     [--stop CMD]
+          device list | device remove NAME
+          retry JOB | cancel JOB
+
+        OPTIONS:
+          -h, --help           Show this help.
+
+        """
+
+    @Test func aCommandsLinesUnderTheUsageLine() throws {
+        let device = try #require(HelpText.command("device", of: help, tool: "tool"))
+        #expect(device == """
+            USAGE: tool [--db PATH] COMMAND [ARGS...]
+
+            COMMANDS:
+              device add NAME [--url URL]
+                         [--stop CMD]
+              device list | device remove NAME
+
+            Options go before or after the command; see 'tool --help' for the rest.
+
+            """)
+        #expect(HelpText.command("cancel", of: help, tool: "tool")?.contains("  retry JOB | cancel JOB\n") == true)
+        #expect(HelpText.command("init", of: help, tool: "tool")?.contains("device") == false)
+        #expect(HelpText.command("worker", of: help, tool: "tool") == nil)
+        #expect(HelpText.command("-h", of: help, tool: "tool") == nil, "OPTIONS is not COMMANDS")
+    }
+}
