@@ -337,8 +337,10 @@ extension Clock {
         let pipeline = try PipelineSandbox()
         try pipeline.addJobs((0..<6).map { ("j\($0)", "slow:30", "acct\($0)") })
         try pipeline.configure(step: ["timeout_seconds": 60], extra: ["workers": ["stop_grace_seconds": 0.5, "kill_grace_seconds": 1, "idle_poll_seconds": 0.05]])
+        var orchestratorOutput = ""
         for how in ["SIGTERM", "stop-all"] {
             let run = try pipeline.start(["run", "--workers", "3"])
+            defer { orchestratorOutput += "\(how):\n\(run.stderr)\n" }
             #expect(waitUntil(30) { pipeline.marks.filter(\.start).count >= (how == "SIGTERM" ? 3 : 6) })
             let steps = pipeline.marks.filter(\.start).map(\.pid)
             pipeline.sandbox.extraPids += steps
@@ -358,7 +360,7 @@ extension Clock {
             #expect(jobs.values.allSatisfy { $0.status == "pending" && $0.attempts == 0 }, "\(how): \(jobs)")
             #expect(try pipeline.status()["orchestrator"] is NSNull)
         }
-        #expect(pipeline.sandbox.lines("stops.log").count == 6)
+        #expect(pipeline.sandbox.lines("stops.log").count == 6, "\(orchestratorOutput)")
     }
 
     @Test func aStepsCheckPreventsADoublePostAfterACrashBetweenActingAndRecording() throws {
