@@ -42,6 +42,11 @@ public struct GuardConfiguration: Sendable {
     public var gitWait: Double = 10
     public var cleanStaleGitLocks = false
     public var historyMaximumBytes = History.defaultMaximumBytes
+    /// A submitted run (`--submit`): its id, under which its supervisor records the result.
+    public var runID: String?
+    /// Written once (one byte) and closed when the run has its place: its queue line, or the
+    /// lock itself. `--submit` returns only then, so the next submit lands behind it.
+    public var announce: FileDescriptor?
 
     /// When git safety applies: to git commands (argv[0]'s base name is `git`), always
     /// (`--git-guard`, for a script that runs git), or never (`--no-git-wait`).

@@ -35,6 +35,9 @@ extension GuardedCommand {
             }
             if supervisorPid > 0 {
                 channel.write.close()
+                // The supervisor says when the run has its place; the front's copy must not
+                // keep `--submit` waiting.
+                configuration.announce?.close()
                 defer { channel.read.close() }
                 let status = waitAsFront(supervisor: supervisorPid, signals: signals, report: channel.read)
                 // The lock is free and the run recorded: what is left of the supervisor is its

@@ -65,6 +65,19 @@ struct GuardedRun {
         do { try history.record(historyEntry(ended, status: status, waited: waitedSoFar())) } catch {
             reporter.error("\(error.message); the run itself is unaffected")
         }
+        recordResult(status: status, ended: ended)
+    }
+
+    /// A submitted run's result, for `--wait` and `--runs`, beside its history line.
+    func recordResult(status: Int32, ended: HistoryRecord.Ending) {
+        guard let id = configuration.runID else { return }
+        do {
+            let store = try RunStore(state: lanes[home].directory)
+            defer { store.close() }
+            try store.saveResult(id: id, status: status, ended: ended.rawValue)
+        } catch {
+            reporter.error("\(error.message); 'seqexec --wait \(id)' cannot give the status")
+        }
     }
 
     /// Releases every lock still held, innermost first.
@@ -91,6 +104,12 @@ struct GuardedRun {
         let innermostInherited = lanes.count < 2 ? nil : lanes.lastIndex { lane in
             inheritedTokens[lane.directory.name].map { LockWaiter.isHeld(by: $0, in: lane.directory) } ?? false
         }
+        var announce = configuration.announce
+        defer {
+            // Every lane passed through without a wait: the run has its place all the same.
+            _ = try? announce?.writeAll([0x71])
+            announce?.close()
+        }
         for index in lanes.indices {
             if let innermostInherited, index < innermostInherited {
                 reporter.step("an ancestor holds \(lanes[innermostInherited].directory.name): not taking \(lanes[index].directory.name)")
@@ -102,6 +121,8 @@ struct GuardedRun {
             request.priority = configuration.priority
             request.waitTimeout = configuration.waitTimeout.map { max(0, $0 - waitedSoFar()) }
             request.inheritedTokens = inheritedTokens
+            request.announce = announce
+            announce = nil
             // Memory admission comes last, just before the command would start.
             if index == lanes.count - 1 { request.minimumAvailableBytes = configuration.minimumAvailableMegabytes.map { Int64($0) << 20 } }
             if lanes[index].project == .machine, inheritedTokens.keys.contains(where: { $0 != directory.name }) {
@@ -238,5 +259,6 @@ struct GuardedRun {
         if let failure {
             reporter.error("\(failure.message); the run itself is unaffected")
         }
+        recordResult(status: finished.exitStatus, ended: finished.ended)
     }
 }

@@ -11,6 +11,8 @@ public struct AcquireRequest: Sendable {
     public var inheritedTokens: [String: String] = [:]
     /// Admission: start only while the system's MemAvailable is at least this many bytes.
     public var minimumAvailableBytes: Int64?
+    /// Told (one byte, then closed) once this request has its place in the queue or the lock.
+    public var announce: FileDescriptor?
 
     public init(command: String) { self.command = command }
 }
@@ -85,6 +87,10 @@ public struct LockWaiter {
         }
 
         var state = try evaluate(me: me, mine: &mine, request: request, record: record(), firstCall: true)
+        if let announce = request.announce {
+            _ = try? announce.writeAll([0x71])
+            announce.close()
+        }
         switch state {
         case .acquired(let held): return .acquired(held, waitedSeconds: 0)
         case .passThrough: return .passThrough

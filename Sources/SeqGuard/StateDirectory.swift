@@ -52,15 +52,22 @@ public struct StateDirectory: Sendable {
                 throw GuardFailure("cannot create state directory \(path): \(error); \(fix)", errno: error)
             }
         }
+        let descriptor = try openChecked(name, in: baseDescriptor, path: path, fix: fix)
+        return StateDirectory(path: path, name: name, descriptor: descriptor, namespace: namespace)
+    }
+
+    /// Opens directory `name` of `parent` without following a symlink, and holds it to
+    /// `check`: a real directory of this user that nobody else may write.
+    static func openChecked(_ name: String, in parent: FileDescriptor, path: String, fix: String) throws(GuardFailure) -> FileDescriptor {
         let descriptor: FileDescriptor
-        do { descriptor = try FileSystem.openDirectory(name, relativeTo: baseDescriptor) } catch {
+        do { descriptor = try FileSystem.openDirectory(name, relativeTo: parent) } catch {
             if error == .tooManySymlinks || error == .notDirectory {
                 throw GuardFailure("unsafe state directory \(path): it is a symlink or not a directory; \(fix)", errno: error)
             }
             throw GuardFailure("cannot open state directory \(path): \(error); \(GuardFailure.fix(for: error, otherwise: fix))", errno: error)
         }
         do {
-            try check(path, try descriptor.status(), uid: uid, fix: fix)
+            try check(path, try descriptor.status(), uid: Processes.userID, fix: fix)
         } catch let failure as GuardFailure {
             descriptor.close()
             throw failure
@@ -68,7 +75,7 @@ public struct StateDirectory: Sendable {
             descriptor.close()
             throw GuardFailure("cannot stat state directory \(path): \(error)", errno: error as? Errno)
         }
-        return StateDirectory(path: path, name: name, descriptor: descriptor, namespace: namespace)
+        return descriptor
     }
 
     /// Refuses a directory that is a symlink, another user's, or writable by group or others.

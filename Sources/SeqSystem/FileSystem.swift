@@ -144,6 +144,12 @@ public struct FileDescriptor: Hashable, Sendable {
         return FileDescriptor(rawValue: copy)
     }
 
+    /// dup2(2) onto `target` (0, 1 or 2 for a detached process's standard streams); the copy
+    /// is inherited across exec.
+    public func duplicate(onto target: Int32) throws(Errno) {
+        _ = try valueOrErrno { dup2(rawValue, target) }
+    }
+
     /// Lets the descriptor survive exec, so a spawned command inherits it.
     public func clearCloseOnExec() throws(Errno) {
         _ = try valueOrErrno { cseq_fd_clear_cloexec(rawValue) }
@@ -348,6 +354,12 @@ public enum FileSystem {
     public static func exists(_ path: String) -> Bool {
         var st = stat()
         return lstat(path, &st) == 0
+    }
+
+    /// Whether `path` is a regular file this process may execute (access(2) X_OK).
+    public static func isExecutableFile(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFREG && access(path, X_OK) == 0
     }
 
     /// A pipe whose ends are both close-on-exec and non-blocking on the read side.

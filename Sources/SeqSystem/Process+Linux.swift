@@ -245,6 +245,12 @@ public enum Processes {
 
     public static var currentPid: Int32 { getpid() }
 
+    /// setsid(2): this process leads a new session and process group, with no terminal, so
+    /// nothing its caller's session or terminal does (a hang-up, a kill of the group) reaches it.
+    public static func startSession() throws(Errno) {
+        _ = try valueOrErrno { setsid() }
+    }
+
     /// The soft limit on open descriptors (RLIMIT_NOFILE).
     public static var openFileLimit: UInt64 {
         var limit = rlimit()

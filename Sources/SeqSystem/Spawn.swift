@@ -174,6 +174,25 @@ public enum Spawn {
         return .signaled(Signal(rawValue: status))
     }
 
+    /// Where execvp(3) would find `command`: itself when it holds a `/`, else the first
+    /// executable file of that name on PATH. Throws `.noSuchFile` when there is none and
+    /// `.permissionDenied` when the only match cannot be executed (127 and 126 to a shell).
+    public static func lookUp(_ command: String) throws(Errno) -> String {
+        if command.contains("/") {
+            guard FileSystem.exists(command) else { throw .noSuchFile }
+            guard FileSystem.isExecutableFile(command) else { throw .permissionDenied }
+            return command
+        }
+        var denied = false
+        let path = environmentValue("PATH") ?? "/usr/local/bin:/bin:/usr/bin"
+        for directory in path.split(separator: ":", omittingEmptySubsequences: false) {
+            let candidate = (directory.isEmpty ? "." : String(directory)) + "/" + command
+            if FileSystem.isExecutableFile(candidate) { return candidate }
+            if FileSystem.exists(candidate) { denied = true }
+        }
+        throw denied ? .permissionDenied : .noSuchFile
+    }
+
     /// The current environment as `NAME=value` strings.
     public static func currentEnvironment() -> [String] {
         var result: [String] = []

@@ -14,6 +14,10 @@ USAGE: seqexec [OPTIONS] [--] COMMAND [ARG...]
        seqexec --status [--json]
        seqexec --history [-n N] [--json]
        seqexec --kill-all
+       seqexec --submit [OPTIONS] [--] COMMAND [ARG...]
+       seqexec --wait ID [-w S] [--tail]
+       seqexec --runs [--json]
+       seqexec --cancel ID
        seqexec --help | --version
 
 OPTIONS:
@@ -25,7 +29,9 @@ OPTIONS:
                           124; 0 means no limit (default: 3600).
       --kill-grace S      Seconds from SIGTERM to SIGKILL when ending a tree
                           (default: 5).
-  -w, --wait-timeout S    Give up waiting for the lock after S seconds, exit 75.
+  -w, --wait-timeout S    Give up waiting for the lock after S seconds, exit 75;
+                          with --wait: stop following the run after S seconds,
+                          exit 75 (the run goes on).
       --slots N           Let up to N commands of the project run at once
                           (default: 1).
       --priority P        high, normal or low; the queue runs by priority, then
@@ -65,6 +71,19 @@ OPTIONS:
       --kill-all          End the holder's whole tree and every waiter of the
                           project, make-seq's too (only processes recorded in its
                           state), clear the locks and the queues, exit 0.
+      --submit            Queue the command as a run that outlives this call:
+                          print its id once it has its place, exit 0. Its
+                          supervisor leaves this session and terminal; output
+                          goes to <state>/runs/ID.log. 127 or 126 at once if
+                          the command cannot be run.
+      --wait ID           Follow run ID's output from its start, then exit
+                          with the run's own status. Kill it and wait again
+                          at will: the run is not touched.
+      --tail              With --wait: only the output from now on.
+      --runs              List the submitted runs: queued (position), running
+                          (pid, since), ended (status), and their logs.
+      --cancel ID         A queued run leaves the queue; a running one's tree
+                          is ended (SIGTERM, then SIGKILL after --kill-grace).
   -h, --help              Show this help.
       --version           Show the version.
 
@@ -109,7 +128,7 @@ EXIT STATUS:
 
 """
 
-enum Mode { case run, status, killAll, history }
+enum Mode: Equatable { case run, status, killAll, history, submit, wait(String), runs, cancel(String) }
 
 /// seqexec's options; the first word that is not one starts the command.
 let optionSpecs: [OptionSpec] = [
@@ -123,14 +142,17 @@ let optionSpecs: [OptionSpec] = [
     OptionSpec("-v", "--verbose"), OptionSpec("-q", "--quiet"), OptionSpec("--status"), OptionSpec("--json"),
     OptionSpec("--kill-all"), OptionSpec("--history"), OptionSpec("-h", "--help"), OptionSpec("--version"),
     OptionSpec("--machine"), OptionSpec("--git-guard"), OptionSpec("--no-git-wait"), OptionSpec("--clean-stale-git-locks"),
+    OptionSpec("--submit"), OptionSpec("--wait", kind: .value), OptionSpec("--tail"), OptionSpec("--runs"), OptionSpec("--cancel", kind: .value),
 ]
 
-func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfiguration, json: Bool, lines: Int) {
+func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfiguration, json: Bool, lines: Int, tail: Bool, waitLimit: Double?) {
     var configuration = GuardConfiguration()
     var mode = Mode.run
     var json = false
     var lines = 20
     var linesGiven = false
+    var tail = false
+    var waitTimeoutGiven = false
     // Environment first; flags override below.
     try configuration.applyEnvironment(prefixes: ["SEQEXEC_"])
 
@@ -150,7 +172,9 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
             let limit = try Setting.seconds(value, name)
             configuration.timeout = limit == 0 ? nil : limit
         case "--kill-grace": configuration.killGrace = try Setting.seconds(value, name)
-        case "--wait-timeout": configuration.waitTimeout = try Setting.seconds(value, name)
+        case "--wait-timeout":
+            configuration.waitTimeout = try Setting.seconds(value, name)
+            waitTimeoutGiven = true
         case "--slots": configuration.slots = try Setting.wholeNumber(value, name, minimum: 1)
         case "--priority": configuration.priority = try Setting.priority(value, name)
         case "--memory-limit": configuration.memoryLimitMegabytes = try Setting.wholeNumber(value, name, minimum: 0)
@@ -174,22 +198,35 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
         case "--git-guard": configuration.gitMode = .always
         case "--no-git-wait": configuration.gitMode = .off
         case "--clean-stale-git-locks": configuration.cleanStaleGitLocks = true
+        case "--submit": mode = .submit
+        case "--wait": mode = .wait(value)
+        case "--tail": tail = true
+        case "--runs": mode = .runs
+        case "--cancel": mode = .cancel(value)
         default: break  // --help and --version, answered above
         }
+    }
+    // One thing at a time: two of these cannot be meant together.
+    let modes = scanned.options.map(\.typed).filter { ["--status", "--history", "--kill-all", "--submit", "--wait", "--runs", "--cancel"].contains($0) }
+    if let second = Set(modes).count > 1 ? modes.first(where: { $0 != modes[0] }) : nil {
+        throw GuardFailure("\(modes[0]) and \(second) go alone; give one")
     }
     let index = scanned.restIndex
     configuration.arguments = Array(arguments[index...])
     // What runs is argv's own bytes: the Strings above are for display and decisions.
     configuration.rawArguments = Array(Spawn.rawArguments().dropFirst(1 + index))
-    if mode == .run && configuration.arguments.isEmpty {
+    let runsCommand = mode == .run || mode == .submit
+    if runsCommand && configuration.arguments.isEmpty {
         throw GuardFailure("no command given; usage: seqexec [OPTIONS] [--] COMMAND [ARG...]")
     }
-    if mode != .run && !configuration.arguments.isEmpty {
-        throw GuardFailure("--status, --history and --kill-all take no command; got '\(configuration.arguments[0])'")
+    if !runsCommand && !configuration.arguments.isEmpty {
+        throw GuardFailure("--status, --history, --runs, --wait, --cancel and --kill-all take no command; got '\(configuration.arguments[0])'")
     }
-    if json && mode != .status && mode != .history { throw GuardFailure("--json goes with --status or --history") }
+    if json && ![.status, .history, .runs].contains(mode) { throw GuardFailure("--json goes with --status, --history or --runs") }
     if linesGiven && mode != .history { throw GuardFailure("-n/--lines goes with --history") }
-    return (mode, configuration, json, lines)
+    if tail, case .wait = mode {} else if tail { throw GuardFailure("--tail goes with --wait") }
+    // -w limits --wait's following only when given here: SEQEXEC_WAIT_TIMEOUT is the queue's.
+    return (mode, configuration, json, lines, tail, waitTimeoutGiven ? configuration.waitTimeout : nil)
 }
 
 // A closed stdout or stderr (`| head`) must not kill the supervisor mid-run.
@@ -204,8 +241,10 @@ let mode: Mode
 let configuration: GuardConfiguration
 let json: Bool
 let lines: Int
+let tail: Bool
+let waitLimit: Double?
 do {
-    (mode, configuration, json, lines) = try parse(Array(CommandLine.arguments.dropFirst()))
+    (mode, configuration, json, lines, tail, waitLimit) = try parse(Array(CommandLine.arguments.dropFirst()))
 } catch {
     Reporter(toolName: "seqexec").error(error.message)
     ProcessExit.now(ExitCode.toolFailure)
@@ -220,4 +259,12 @@ case .history:
     ProcessExit.now(History.show(configuration, limit: lines, json: json))
 case .killAll:
     ProcessExit.now(KillAll.runAndReport(configuration))
+case .submit:
+    ProcessExit.now(Submission.submit(configuration))
+case .wait(let id):
+    ProcessExit.now(Submission.wait(configuration, id: id, timeout: waitLimit, tail: tail))
+case .runs:
+    ProcessExit.now(Submission.list(configuration, json: json))
+case .cancel(let id):
+    ProcessExit.now(Submission.cancel(configuration, id: id))
 }

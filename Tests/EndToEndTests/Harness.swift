@@ -90,6 +90,13 @@ final class Sandbox {
 
     deinit {
         for child in children where child.isRunning { kill(child.pid, SIGKILL) }
+        // Submitted runs are no children of the test: the guard's own emergency stop ends
+        // them, by the identities their state records.
+        if let lanes = try? FileManager.default.contentsOfDirectory(atPath: state),
+           lanes.contains(where: { FileManager.default.fileExists(atPath: "\(state)/\($0)/runs") }),
+           let stop = try? Child(seqexecPath, ["-q", "--kill-all"], environment: environment, directory: project, outputPrefix: "\(root)/kill-all") {
+            _ = stop.wait(30)
+        }
         // Only the very process a test named: its pid may have been reused since.
         for pid in extraPids where isAlive(pid) {
             if let started = extraStarts[pid] ?? nil, (try? ProcStat.read(pid).startTime) == started { kill(pid, SIGKILL) }

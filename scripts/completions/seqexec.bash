@@ -5,8 +5,9 @@ _seqexec() {
     local options="-p --project --state-dir -t --timeout --kill-grace -w --wait-timeout --slots
         --priority -v --verbose -q --quiet --machine -m --memory-limit -i --check-interval
         --memory-metric --memory-action --min-available --git-wait --git-guard --no-git-wait
-        --clean-stale-git-locks --status --history -n --lines --json --kill-all -h --help --version"
-    local with_value=" -p --project --state-dir -t --timeout --kill-grace -w --wait-timeout --slots --priority -m --memory-limit -i --check-interval --memory-metric --memory-action --min-available --git-wait -n --lines "
+        --clean-stale-git-locks --status --history -n --lines --json --kill-all --submit --wait --tail
+        --runs --cancel -h --help --version"
+    local with_value=" -p --project --state-dir -t --timeout --kill-grace -w --wait-timeout --slots --priority -m --memory-limit -i --check-interval --memory-metric --memory-action --min-available --git-wait -n --lines --wait --cancel "
     # Where the command starts: the first word that is not an option or an option's value.
     local i=1
     while [ "$i" -lt "$COMP_CWORD" ]; do
@@ -29,6 +30,9 @@ _seqexec() {
         --memory-action) COMPREPLY=($(compgen -W "tree largest" -- "$cur")); return ;;
         --priority) COMPREPLY=($(compgen -W "high normal low" -- "$cur")); return ;;
         -p | --project | --state-dir) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+        --wait | --cancel)
+            # The submitted runs' ids, from seqexec itself.
+            COMPREPLY=($(compgen -W "$(seqexec --runs 2>/dev/null | awk 'NR > 1 { print $1 }')" -- "$cur")); return ;;
         -t | --timeout | --kill-grace | -w | --wait-timeout | --slots | -m | --memory-limit | -i | \
             --check-interval | --min-available | --git-wait | -n | --lines) return ;;
     esac
