@@ -50,6 +50,7 @@ bench: build
 	scripts/bench-memory
 	scripts/bench-make
 	scripts/bench-pipeline
+	scripts/bench-agents
 
 install: $(if $(filter command line,$(origin BIN)),,build)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(DATADIR) \
