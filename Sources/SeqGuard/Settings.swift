@@ -10,17 +10,39 @@ public enum Setting {
     /// Int64 with room to spare.
     public static let maximumWholeNumber = 1 << 30
 
-    /// Seconds from 0 to `maximumSeconds`, written as decimal digits with an optional
-    /// fraction (`30`, `2.5`, `.5`): no sign, exponent, hex or infinity.
+    /// Seconds from 0 to `maximumSeconds`: a decimal number of seconds (`30`, `2.5`, `.5`), or
+    /// numbers with units, as seqpipe's durations (`500ms`, `90s`, `10m`, `1h30m`, `2d`). No
+    /// sign, exponent, hex or infinity.
     public static func seconds(_ text: String, _ name: String) throws(GuardFailure) -> Double {
-        let bytes = Array(text.utf8)
-        let digits = bytes.filter { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }.count
-        let dots = bytes.filter { $0 == UInt8(ascii: ".") }.count
-        guard digits > 0, digits + dots == bytes.count, dots <= 1, bytes.count <= 32,
-              let value = Double(text), value.isFinite, value >= 0, value <= maximumSeconds else {
-            throw GuardFailure("invalid \(name) '\(text)': expected seconds from 0 to \(Int(maximumSeconds)) (365 days), e.g. 30 or 2.5")
+        func refuse() -> GuardFailure {
+            GuardFailure("invalid \(name) '\(text)': expected seconds from 0 to \(Int(maximumSeconds)) (365 days), e.g. 30, 2.5, 500ms, 90s, 10m or 1h30m")
         }
-        return value
+        let bytes = Array(text.utf8)
+        guard !bytes.isEmpty, bytes.count <= 32 else { throw refuse() }
+        var total = 0.0
+        var index = 0
+        while index < bytes.count {
+            let start = index
+            while index < bytes.count, (bytes[index] >= 0x30 && bytes[index] <= 0x39) || bytes[index] == 0x2E { index += 1 }
+            let number = bytes[start..<index]
+            guard number.contains(where: { $0 != 0x2E }), number.filter({ $0 == 0x2E }).count <= 1,
+                  let value = Double(String(decoding: number, as: UTF8.self)) else { throw refuse() }
+            let unitStart = index
+            while index < bytes.count, bytes[index] >= 0x61 && bytes[index] <= 0x7A { index += 1 }
+            let scale: Double
+            switch String(decoding: bytes[unitStart..<index], as: UTF8.self) {
+            case "" where start == 0 && index == bytes.count: scale = 1
+            case "ms": scale = 0.001
+            case "s": scale = 1
+            case "m": scale = 60
+            case "h": scale = 3600
+            case "d": scale = 86400
+            default: throw refuse()
+            }
+            total += value * scale
+        }
+        guard total.isFinite, total <= maximumSeconds else { throw refuse() }
+        return total
     }
 
     /// A whole number from `minimum` to `maximum`, written as decimal digits only.

@@ -29,7 +29,18 @@ public struct StateDirectory: Sendable {
         let fix = base == nil
             ? "remove it, or set SEQEXEC_STATE_DIR to a private directory"
             : "pass a private directory to --state-dir / SEQEXEC_STATE_DIR"
-        if create { try makeDirectories(basePath) }
+        if create {
+            if base != nil && checkBase {
+                // A base given by hand is made, but not its missing parents: a typo in the
+                // path would otherwise leave the lock state somewhere nobody looks.
+                let parent = basePath.hasSuffix("/") ? String(basePath.dropLast()) : basePath
+                let parentPath = parent.lastIndex(of: "/").map { $0 == parent.startIndex ? "/" : String(parent[..<$0]) } ?? "."
+                guard FileSystem.exists(parentPath) else {
+                    throw GuardFailure("cannot use state directory \(basePath): \(parentPath) does not exist; create it first or \(fix)", errno: .noSuchFile)
+                }
+            }
+            try makeDirectories(basePath)
+        }
         // The default base lives in a shared, world-writable /tmp; a base the user named gets
         // the same checks: state in another user's directory is never trusted.
         if base == nil || checkBase {

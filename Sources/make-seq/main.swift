@@ -16,13 +16,18 @@ USAGE: make-seq [MAKE ARGUMENT...]
        make-seq -- [MAKE ARGUMENT...]
        make-seq --status [--json]
        make-seq --kill-all
+       make-seq --history [-n N] [--json]
        make-seq --help | --version
 
 OPTIONS:
   Every argument goes to make untouched, unless the first is one of these.
       --status            Show who holds the project's make lock and executor
                           lock, and who waits for each.
-      --json              With --status: one JSON object.
+      --json              With --status: one JSON object; with --history: a
+                          JSON array of runs.
+      --history           Show the project's last guarded runs, makes and
+                          commands alike, as 'seqexec --history' does.
+  -n, --lines N           With --history: how many runs (default: 20).
       --kill-all          End every guarded make, command and waiter of the
                           project, as 'seqexec --kill-all' does.
       --help              Show this help.
@@ -62,11 +67,12 @@ EXIT STATUS:
 
 """
 
-enum Mode { case run, status(json: Bool), killAll }
+enum Mode { case run, status(json: Bool), killAll, history(lines: Int, json: Bool) }
 
-/// make-seq's own options, recognised only when the first argument is one of them.
+/// make-seq's own options, recognised only when the first argument is one of the long ones.
 let optionSpecs: [OptionSpec] = [
-    OptionSpec("--status"), OptionSpec("--json"), OptionSpec("--kill-all"), OptionSpec("--help"), OptionSpec("--version"),
+    OptionSpec("--status"), OptionSpec("--json"), OptionSpec("--kill-all"), OptionSpec("--history"), OptionSpec("-n", "--lines", kind: .value),
+    OptionSpec("--help"), OptionSpec("--version"),
 ]
 
 func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfiguration) {
@@ -75,7 +81,9 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
     configuration.takesMakeLock = true
     try configuration.applyEnvironment(prefixes: ["MAKE_SEQ_", "SEQEXEC_"])
 
-    if let first = arguments.first, optionSpecs.contains(where: { $0.names.contains(first) }) {
+    // Only a long option of make-seq's own makes the arguments make-seq's: `make-seq -n` is
+    // make's dry run.
+    if let first = arguments.first, first.hasPrefix("--"), optionSpecs.contains(where: { $0.names.contains(first) }) {
         let scanned: ScannedArguments
         do { scanned = try ArgumentScanner.scan(arguments, options: optionSpecs) } catch {
             throw GuardFailure("\(error.message) (make's own options go after '--'); see 'make-seq --help'")
@@ -84,10 +92,16 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
         if let word = scanned.positional.first {
             throw GuardFailure("\(first) takes no make arguments, got '\(word)'; to pass them to make, put '--' first")
         }
-        if scanned.has("--status") && scanned.has("--kill-all") { throw GuardFailure("--status and --kill-all go alone; give one") }
+        let modes = ["--status", "--kill-all", "--history"].filter(scanned.has)
+        if modes.count > 1 { throw GuardFailure("\(modes[0]) and \(modes[1]) go alone; give one") }
+        let lines = try scanned.options.last { $0.name == "--lines" }.map { option throws(GuardFailure) in
+            try Setting.wholeNumber(option.value ?? "", option.typed, minimum: 1)
+        }
+        if lines != nil && modes != ["--history"] { throw GuardFailure("-n/--lines goes with --history") }
         if scanned.has("--status") { return (.status(json: scanned.has("--json")), configuration) }
+        if scanned.has("--history") { return (.history(lines: lines ?? 20, json: scanned.has("--json")), configuration) }
         if scanned.has("--kill-all") && !scanned.has("--json") { return (.killAll, configuration) }
-        throw GuardFailure("--json goes with --status; see 'make-seq --help'")
+        throw GuardFailure("--json goes with --status or --history; see 'make-seq --help'")
     }
     let rest = arguments.first == "--" ? 1 : 0
     try MakeInvocation.configure(
@@ -120,4 +134,6 @@ case .status(let json):
     ProcessExit.now(StatusReport.showMakeAndExecutor(configuration, json: json))
 case .killAll:
     ProcessExit.now(KillAll.runAndReport(configuration))
+case .history(let lines, let json):
+    ProcessExit.now(History.show(configuration, limit: lines, json: json))
 }

@@ -21,6 +21,7 @@ USAGE: seqexec [OPTIONS] [--] COMMAND [ARG...]
        seqexec --help | --version
 
 OPTIONS:
+  A duration S is seconds (30, 2.5) or takes units: 500ms, 90s, 10m, 1h30m.
   -p, --project DIR       Project root (default: the git top-level of the current
                           directory, else the current directory).
       --state-dir DIR     Base of the lock state, yours and private like the

@@ -111,7 +111,7 @@ struct InstallTests {
         #expect(child.wait() == 0)
         #expect(sandbox.history.last?["memory_limit_mb"] as? Int == 300)
         child = try sandbox.start(scripts + "memory_monitor.sh", ["true"], environment: environment.merging(["CHECK_INTERVAL": "often"]) { $1 })
-        #expect(child.wait() == 125 && child.stderr == "seqexec: invalid CHECK_INTERVAL 'often': expected seconds from 0 to 31536000 (365 days), e.g. 30 or 2.5\n")
+        #expect(child.wait() == 125 && child.stderr == "seqexec: invalid CHECK_INTERVAL 'often': expected seconds from 0 to 31536000 (365 days), e.g. 30, 2.5, 500ms, 90s, 10m or 1h30m\n")
         child = try sandbox.start(scripts + "memory_monitor.sh", ["4121"], environment: environment)
         #expect(child.wait() == 125 && child.stderr.contains("built into seqexec"))
     }

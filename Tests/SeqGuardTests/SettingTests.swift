@@ -12,6 +12,18 @@ import Testing
         }
     }
 
+    @Test func durationsTakeUnits() throws {
+        #expect(try Setting.seconds("500ms", "-t") == 0.5)
+        #expect(try Setting.seconds("90s", "-t") == 90)
+        #expect(try Setting.seconds("10m", "-t") == 600)
+        #expect(try Setting.seconds("1h30m", "-t") == 5400)
+        #expect(try Setting.seconds("1.5h", "-t") == 5400)
+        #expect(try Setting.seconds("365d", "-t") == 31_536_000)
+        for bad in ["366d", "1h30", "h", "1x", "1hh", "1H", "1h 30m", "-1m", "1e3s", "ms"] {
+            #expect(throws: GuardFailure.self, "\(bad)") { try Setting.seconds(bad, "-t") }
+        }
+    }
+
     @Test func wholeNumbersAreDigitsAndBounded() throws {
         #expect(try Setting.wholeNumber("0", "-m", minimum: 0) == 0)
         #expect(try Setting.wholeNumber("1073741824", "-m", minimum: 0) == 1 << 30)

@@ -81,13 +81,16 @@ import TestSupport
     @Test func createsPrivateDirectoriesAndReusesThem() throws {
         let temp = TemporaryDirectory()
         let project = Project(root: "/some/where")
-        let base = temp.path + "/a/b"
+        let base = temp.path + "/a"
         let directory = try StateDirectory.open(project: project, base: base, namespace: .seqexec)
         directory.close()
         let status = try FileSystem.status(directory.path)
         #expect(status.permissions == 0o700)
         #expect(directory.path == base + "/seq-exec-\(project.hash)")
         try StateDirectory.open(project: project, base: base, namespace: .seqexec).close()
+        // A base given by hand gets made, but not its missing parents (a mistyped path).
+        #expect(throws: GuardFailure.self) { try StateDirectory.open(project: project, base: temp.path + "/x/y", namespace: .seqexec) }
+        #expect(!FileSystem.exists(temp.path + "/x"))
     }
 
     @Test func refusesASymlinkedProjectDirectory() throws {

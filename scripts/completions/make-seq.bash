@@ -15,7 +15,7 @@ _make_seq_targets() {
 _make_seq() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
     if [ "$COMP_CWORD" -eq 1 ] && [[ $cur == --* ]]; then
-        COMPREPLY=($(compgen -W "--status --kill-all --help --version --" -- "$cur"))
+        COMPREPLY=($(compgen -W "--status --kill-all --history --json --lines --help --version --" -- "$cur"))
         return
     fi
     case "$prev" in
