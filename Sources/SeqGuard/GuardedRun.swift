@@ -123,6 +123,8 @@ struct GuardedRun {
             request.inheritedTokens = inheritedTokens
             request.announce = announce
             announce = nil
+            request.historyProject = index == home ? project.root : nil
+            request.killGrace = configuration.killGrace
             // Memory admission comes last, just before the command would start.
             if index == lanes.count - 1 { request.minimumAvailableBytes = configuration.minimumAvailableMegabytes.map { Int64($0) << 20 } }
             if lanes[index].project == .machine, inheritedTokens.keys.contains(where: { $0 != directory.name }) {
@@ -203,12 +205,18 @@ struct GuardedRun {
             signals: signals, reporter: reporter, timeout: configuration.timeout,
             killGrace: configuration.killGrace, memory: policy)
         var lanes = self.lanes
+        let timeout = configuration.timeout
+        var deadline: WallTime?
         let run = supervisor.run(configuration.commandBytes, environment: environment) { child in
+            // The command's time limit plus the grace its teardown gets: past this, an
+            // unsupervised tree is ended by whoever finds it.
+            deadline = timeout.map { Clock.wallTime().adding(seconds: $0 + configuration.killGrace) }
             for index in lanes.indices {
                 guard var held = lanes[index].held else { continue }
                 var record = held.record
                 record.supervisor = supervisorIdentity
                 record.child = child
+                record.deadline = deadline
                 let directory = lanes[index].directory
                 try? directory.withMutex { ProjectLock(directory: directory).update(&held, record: record) }
                 lanes[index].held = held

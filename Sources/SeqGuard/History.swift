@@ -8,6 +8,8 @@ public struct HistoryRecord: Sendable {
     public enum Ending: String, Sendable {
         case exit, signal, timeout, memory, killed, oom
         case gaveUp = "gave_up", interrupted, notStarted = "not_started"
+        /// Its seqexec and supervisor were killed: whoever cleared its claim recorded it.
+        case holderKilled = "holder_killed"
     }
 
     public var command: String
@@ -104,6 +106,18 @@ public struct History {
     /// Appends one line under the state mutex.
     public func record(_ record: HistoryRecord) throws(GuardFailure) {
         try directory.withMutex { () throws(GuardFailure) in try append(record) }
+    }
+
+    /// The line of a run whose supervisor was killed before it could write its own: what its
+    /// claim's record knows (command, pid, since when it held the lock, its command's pid),
+    /// with the status its caller saw (137, killed). The caller holds the state mutex.
+    public func appendLost(_ owner: OwnerRecord, project: String) throws(GuardFailure) {
+        var record = HistoryRecord(
+            command: owner.command, pid: owner.holder.pid, project: project, queuedAt: owner.since, waitMilliseconds: 0,
+            exitStatus: Signal.kill.shellExitCode, ended: .holderKilled)
+        record.childPid = owner.child?.pid
+        record.signal = Signal.kill.name
+        try append(record)
     }
 
     /// Appends one line; the caller holds the state mutex.

@@ -13,6 +13,11 @@ public struct AcquireRequest: Sendable {
     public var minimumAvailableBytes: Int64?
     /// Told (one byte, then closed) once this request has its place in the queue or the lock.
     public var announce: FileDescriptor?
+    /// The project whose history this lock keeps (the executor lock's): a claim found stale,
+    /// its supervisor killed, gets its history line here. Nil for a lock without history.
+    public var historyProject: String?
+    /// The grace between SIGTERM and SIGKILL for an unsupervised holder's tree past its deadline.
+    public var killGrace: Double = 5
 
     public init(command: String) { self.command = command }
 }
@@ -129,6 +134,13 @@ public struct LockWaiter {
 
         while true {
             guard case .waiting(let live, let ahead, let position, let total, let memoryShort) = state else { break }
+            // A holder whose seqexec and supervisor were killed runs on unsupervised: its own
+            // deadline still holds, and the waiter that finds it past it ends its tree.
+            if !ProjectLock.endOverdue(live, killGrace: request.killGrace, reporter: reporter).isEmpty {
+                state = try evaluate(me: me, mine: &mine, request: request, record: record(), firstCall: false)
+                continue
+            }
+            let nextDeadline = live.filter(\.isUnsupervised).compactMap { $0.record?.deadline }.min()
             // Watch only what can end this wait, so one release wakes one waiter, not a herd.
             // With N slots, only the N waiters nearest ahead matter: if one further ahead goes,
             // our rank stays at N or more and we still cannot start. A waiter that moves on to
@@ -174,6 +186,7 @@ public struct LockWaiter {
                 var timeout = safetyNanos - (now - lastFull)
                 if !reporter.quiet { timeout = min(timeout, statusEvery - (now - lastStatus)) }
                 if let deadline { timeout = min(timeout, deadline - now) }
+                if let nextDeadline { timeout = min(timeout, Int64((nextDeadline.asDouble - Clock.wallTime().asDouble) * 1e9) + 1_000_000) }
                 // Memory recovering sends no event: look again every half second.
                 if memoryShort != nil { timeout = min(timeout, 500_000_000) }
                 let order = Array(pidfds.keys)
@@ -207,7 +220,7 @@ public struct LockWaiter {
                         ?? live.first?.record.map { "'\($0.command)' (pid \($0.holder.pid))" }
                     return .gaveUp(waitedSeconds: waited(), holder: holder)
                 }
-                if memoryShort != nil {
+                if memoryShort != nil || nextDeadline.map({ Clock.wallTime() >= $0 }) == true {
                     full = true
                 } else if after - lastFull >= safetyNanos {
                     let stamp = queueStamp()
@@ -244,7 +257,11 @@ public struct LockWaiter {
                     continue
                 }
                 let who = claim.record.map { " (holder pid \($0.holder.pid) '\($0.command)' is gone)" } ?? " (\(claim.problem ?? "no holder"))"
-                problems.append("removed stale lock \(directory.path)/\(claim.name)\(who)")
+                var recorded = ""
+                if let project = request.historyProject, let owner = claim.record, (try? History(directory: directory).appendLost(owner, project: project)) != nil {
+                    recorded = "; its run is recorded as holder_killed"
+                }
+                problems.append("removed stale lock \(directory.path)/\(claim.name)\(who)\(recorded)")
                 try lock.removeStale(claim)
             }
             if firstCall, let token = request.inheritedTokens[directory.name],

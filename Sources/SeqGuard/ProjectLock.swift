@@ -18,6 +18,10 @@ public struct OwnerRecord: Sendable, Equatable {
     /// seconds since boot (CLOCK_BOOTTIME, which no clock step moves) for measuring silence.
     public var heartbeat: WallTime?
     public var heartbeatBootSeconds: Double?
+    /// When the command's time limit (--timeout) runs out, from its start. Kept here so that
+    /// a command whose seqexec and supervisor were killed is still ended on time: a waiter,
+    /// --status or --kill-all that finds it past this ends its tree.
+    public var deadline: WallTime?
 
     public init(holder: ProcessIdentity, host: String, since: WallTime, command: String, token: String, child: ProcessIdentity? = nil) {
         self.holder = holder
@@ -33,6 +37,7 @@ public struct OwnerRecord: Sendable, Equatable {
         var text = "pid=\(holder.pid)\nstart=\(holder.startTime)\nhost=\(PercentEncoding.encode(host))\nsince=\(since)\ntoken=\(token)\n"
         if let child { text += "child=\(child.pid)\nchild_start=\(child.startTime)\n" }
         if let supervisor { text += "supervisor=\(supervisor.pid)\nsupervisor_start=\(supervisor.startTime)\n" }
+        if let deadline { text += "deadline=\(deadline)\n" }
         if let heartbeat, let heartbeatBootSeconds {
             text += "heartbeat=\(heartbeat)\nheartbeat_boot=\(heartbeatBootSeconds)\n"
         }
@@ -68,6 +73,7 @@ public struct OwnerRecord: Sendable, Equatable {
             supervisor = ProcessIdentity(pid: pid, startTime: start)
         }
         heartbeatBootSeconds = fields["heartbeat_boot"].flatMap { Double($0) }
+        deadline = fields["deadline"].flatMap { WallTime(parsing: $0) }
     }
 }
 
@@ -83,6 +89,39 @@ public struct Claim: Sendable {
     public var ownerFile: FileStatus?
     /// Why the claim is not trusted, if it is not.
     public var problem: String?
+
+    /// Held by the command's tree alone: its seqexec and its supervisor are gone (killed by
+    /// pid), so nothing enforces its limits but the deadline in its record.
+    public var isUnsupervised: Bool {
+        guard isLive, let record, record.child != nil, !record.holder.isAlive else { return false }
+        return !(record.supervisor?.isAlive ?? false)
+    }
+
+    /// Unsupervised and past its recorded deadline, at `now`.
+    public func isOverdue(at now: WallTime) -> Bool {
+        guard isUnsupervised, let deadline = record?.deadline else { return false }
+        return now >= deadline
+    }
+}
+
+extension ProjectLock {
+    /// Ends the tree of every unsupervised claim past its deadline, by the identities its
+    /// record names (pid and start time, never a name), through the one teardown: SIGTERM,
+    /// `killGrace`, SIGKILL. Its flock goes with the tree, so the next waiter goes on. Returns
+    /// one line for each claim ended. Call outside the mutex: the teardown takes seconds.
+    @available(*, noasync)
+    public static func endOverdue(_ claims: [Claim], killGrace: Double, reporter: Reporter) -> [String] {
+        let now = Clock.wallTime()
+        var lines: [String] = []
+        for claim in claims where claim.isOverdue(at: now) {
+            guard let record = claim.record, let child = record.child else { continue }
+            let report = Teardown.graceful(killGrace).run(find: Teardown.TreeFinder(roots: [child]).find)
+            let line = "'\(record.command)' ran unsupervised (its seqexec, pid \(record.holder.pid), and supervisor were killed) past its deadline \(Clock.localClockTime(record.deadline ?? now)): ended its tree (\(report.ended.count) process\(report.ended.count == 1 ? "" : "es"))"
+            reporter.error(line)
+            lines.append(line)
+        }
+        return lines
+    }
 }
 
 /// A claim this process holds. Its `owner` descriptor carries the flock; the guarded command

@@ -49,7 +49,8 @@ public struct StatusReport {
                 if let supervisor = record.supervisor, supervisor.isAlive {
                     flags = " SEQEXEC GONE: its supervisor pid \(supervisor.pid) runs the command on and keeps the lock"
                 } else {
-                    flags = " SEQEXEC GONE: the command's tree keeps the lock, unsupervised"
+                    let deadline = record.deadline.map { "; its deadline \(Clock.localClockTime($0)) still holds" } ?? "; no deadline (no --timeout)"
+                    flags = " SEQEXEC GONE: its command runs unsupervised (seqexec and supervisor killed), holding the lock\(deadline)"
                 }
             }
             if let stopped = [record.supervisor, record.child].compactMap({ $0 }).first(where: { (try? ProcStat.read($0.pid))?.state == "T" }) {
@@ -78,6 +79,8 @@ public struct StatusReport {
                     ("command_pid", record.child.map { .integer(Int64($0.pid)) } ?? .null),
                     ("supervisor_pid", record.supervisor.map { .integer(Int64($0.pid)) } ?? .null),
                     ("holder_alive", .bool(record.holder.isAlive)),
+                    ("unsupervised", .bool(claim.isUnsupervised)),
+                    ("deadline", record.deadline.map { .string(Clock.isoUTC($0)) } ?? .null),
                     ("stopped", .bool([record.supervisor, record.child].compactMap { $0 }.contains { (try? ProcStat.read($0.pid))?.state == "T" })),
                     ("command", .string(record.command)),
                     ("host", .string(record.host)),
@@ -111,10 +114,15 @@ public struct StatusReport {
 }
 
 extension StatusReport {
-    /// `seqexec --status`: prints the project's report (text, or JSON) and returns the exit status.
+    /// `seqexec --status`: prints the project's report (text, or JSON) and returns the exit
+    /// status. An unsupervised holder past its deadline is ended first (and said so on stderr).
+    @available(*, noasync)
     public static func show(_ configuration: GuardConfiguration, json: Bool) -> Int32 {
         do {
-            let report = try read(configuration)
+            var report = try read(configuration)
+            if !ProjectLock.endOverdue(report.claims, killGrace: configuration.killGrace, reporter: configuration.reporter).isEmpty {
+                report = try read(configuration)
+            }
             print(json ? report.json : report.text, terminator: "")
             return 0
         } catch {

@@ -145,6 +145,18 @@ public struct WallTime: Comparable, Hashable, Sendable, CustomStringConvertible 
 
     public var asDouble: Double { Double(seconds) + Double(nanoseconds) / 1e9 }
 
+    /// This time plus `interval` seconds (not negative).
+    public func adding(seconds interval: Double) -> WallTime {
+        let whole = Int64(interval.rounded(.down))
+        var nanos = nanoseconds + Int64((interval - Double(whole)) * 1e9)
+        var secs = seconds + whole
+        if nanos >= 1_000_000_000 {
+            nanos -= 1_000_000_000
+            secs += 1
+        }
+        return WallTime(seconds: secs, nanoseconds: nanos)
+    }
+
     /// Seconds from self to `later`.
     public func seconds(until later: WallTime) -> Double { later.asDouble - asDouble }
 

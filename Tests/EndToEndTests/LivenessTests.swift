@@ -34,6 +34,42 @@ struct LivenessTests {
         #expect(sandbox.stateIsClean)
     }
 
+    /// A harness SIGKILLs the holder's seqexec and its supervisor by pid: the command runs on
+    /// unsupervised and keeps the lock. --status says so; its recorded deadline still holds,
+    /// so the next waiter ends its tree once past it and goes on, and the lost run gets its
+    /// history line from the process that clears its claim.
+    @Test func anUnsupervisedHolderPastItsDeadlineIsEndedByTheNextWaiter() throws {
+        let sandbox = try Sandbox()
+        let holder = try sandbox.seqexec(["-q", "-t", "1", "--kill-grace", "0.5", "--", "sh", "-c",
+            "echo $$ > \"\(sandbox.path("cmdpid"))\"; trap '' TERM; while :; do sleep 0.05; done"])
+        #expect(waitUntil { Int32(sandbox.read("cmdpid").trimmingCharacters(in: .whitespacesAndNewlines)) != nil })
+        let command = try #require(Int32(sandbox.read("cmdpid").trimmingCharacters(in: .whitespacesAndNewlines)))
+        sandbox.extraPids.append(command)
+        let (_, json, _) = try sandbox.run(["--status", "--json"])
+        let status = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        let record = try #require((status["holders"] as? [[String: Any]])?.first)
+        let supervisor = try #require(record["supervisor_pid"] as? Int)
+        #expect(record["deadline"] is String, "the deadline is in the record: \(record)")
+        // Supervisor first, then the front: nothing of seqexec is left, the command runs on.
+        kill(Int32(supervisor), SIGKILL)
+        holder.signal(SIGKILL)
+        #expect(holder.wait(5) == 137)
+        #expect(sandbox.isAlive(command))
+        let (_, text, _) = try sandbox.run(["--status"])
+        #expect(text.contains("runs unsupervised (seqexec and supervisor killed), holding the lock; its deadline"), "\(text)")
+        // The next caller waits, then ends the tree past the deadline (1 s and the holder's
+        // 0.5 s grace; SIGTERM is ignored, so SIGKILL after the waiter's own 0.5 s grace).
+        let next = try sandbox.seqexec(["--kill-grace", "0.5", "--", "sh", "-c", "echo next > \"\(sandbox.path("next"))\""])
+        #expect(next.wait(30) == 0, "\(next.stderr)")
+        #expect(sandbox.read("next") == "next\n")
+        #expect(!sandbox.isAlive(command))
+        #expect(next.stderr.contains("ran unsupervised (its seqexec, pid \(holder.pid), and supervisor were killed) past its deadline"), "\(next.stderr)")
+        #expect(next.stderr.contains("its run is recorded as holder_killed"), "\(next.stderr)")
+        let lost = sandbox.history.first { $0["ended"] as? String == "holder_killed" }
+        #expect(lost?["pid"] as? Int == Int(holder.pid) && lost?["exit_status"] as? Int == 137, "\(sandbox.history)")
+        #expect(sandbox.stateIsClean)
+    }
+
     /// The same with Python's closerange (what close_fds does), and a grandchild that closes
     /// its descriptors too and outlives its parent: it is ended as a leftover before the lock
     /// goes, so the next command never runs beside it.
