@@ -13,4 +13,5 @@ case $1 in
         echo "memory_monitor.sh: watching a running pid ($1) is not supported; the monitor is built into seqexec: run the command as 'seqexec -- COMMAND'" >&2
         exit 125 ;;
 esac
-exec "${SEQGUARD_BIN:+$SEQGUARD_BIN/}seqexec" -- "$@"
+# The original names are read under the shims only (SEQEXEC_LEGACY_NAMES=1).
+SEQEXEC_LEGACY_NAMES=1 exec "${SEQGUARD_BIN:+$SEQGUARD_BIN/}seqexec" -- "$@"

@@ -6,4 +6,5 @@ if [ $# -eq 0 ]; then
     echo "sequential-executor.sh: no command given; usage: sequential-executor.sh COMMAND [ARG...]" >&2
     exit 125
 fi
-exec "${SEQGUARD_BIN:+$SEQGUARD_BIN/}seqexec" -- "$@"
+# The original names are read under the shims only (SEQEXEC_LEGACY_NAMES=1).
+SEQEXEC_LEGACY_NAMES=1 exec "${SEQGUARD_BIN:+$SEQGUARD_BIN/}seqexec" -- "$@"

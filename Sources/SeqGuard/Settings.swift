@@ -81,14 +81,20 @@ public enum Setting {
 }
 
 extension GuardConfiguration {
+    /// The variable the migration shims in scripts/ set: only then are the original tooling's
+    /// bare names read (TIMEOUT, VERBOSE, MEMORY_LIMIT_MB, CHECK_INTERVAL). Anywhere else they
+    /// mean something else: a CI's generic `TIMEOUT=1` must not end commands after a second.
+    public static let legacyNamesVariable = "SEQEXEC_LEGACY_NAMES"
+
     /// Applies the settings found in the environment. For each setting the first name set
-    /// wins: `prefixes` in order (`SEQEXEC_`, or `MAKE_SEQ_` then `SEQEXEC_` for make-seq), then
-    /// the original tooling's name where it had one (TIMEOUT, VERBOSE, MEMORY_LIMIT_MB,
-    /// CHECK_INTERVAL). Flags, applied afterwards, beat all of them.
+    /// wins: `prefixes` in order (`SEQEXEC_`, or `MAKE_SEQ_` then `SEQEXEC_` for make-seq), then,
+    /// under a migration shim only (`SEQEXEC_LEGACY_NAMES=1`), the original tooling's name
+    /// where it had one. Flags, applied afterwards, beat all of them.
     /// - Throws: `GuardFailure` (125) naming the variable and the value expected.
     public mutating func applyEnvironment(prefixes: [String]) throws(GuardFailure) {
+        let legacyNames = Spawn.environmentValue(Self.legacyNamesVariable).map(Setting.flag) ?? false
         func find(_ setting: String, legacy: String? = nil) -> (name: String, value: String)? {
-            for name in prefixes.map({ $0 + setting }) + (legacy.map { [$0] } ?? []) {
+            for name in prefixes.map({ $0 + setting }) + (legacyNames ? legacy.map { [$0] } ?? [] : []) {
                 if let value = Spawn.environmentValue(name) { return (name, value) }
             }
             return nil

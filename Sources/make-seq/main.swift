@@ -45,9 +45,9 @@ ENVIRONMENT:
                                     MEMORY_METRIC, MEMORY_ACTION,
                                     MIN_AVAILABLE_MB, MACHINE, GIT_WAIT,
                                     HISTORY_MAX_KB. A MAKE_SEQ_ name beats the
-                                    SEQEXEC_ one, which beats the original
-                                    name: TIMEOUT, VERBOSE, MEMORY_LIMIT_MB,
-                                    CHECK_INTERVAL.
+                                    SEQEXEC_ one. The original bare names
+                                    (TIMEOUT, VERBOSE, ...) are read only under
+                                    the migration shims (SEQEXEC_LEGACY_NAMES=1).
   MAKE_SEQ_LEVEL                    Set by make-seq for the make it runs: the
                                     MAKELEVEL at which seq.mk runs targets as
                                     usual instead of handing them to make-seq.

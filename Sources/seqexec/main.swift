@@ -89,20 +89,20 @@ OPTIONS:
       --version           Show the version.
 
 ENVIRONMENT:
-  A flag beats the environment; a SEQEXEC_ name beats the name after it.
+  A flag beats the environment. Only SEQEXEC_ names are read; the original
+  tooling's bare names (TIMEOUT, VERBOSE, MEMORY_LIMIT_MB, CHECK_INTERVAL) only
+  under the migration shims in scripts/ (SEQEXEC_LEGACY_NAMES=1).
   SEQEXEC_PROJECT                   As --project.
   SEQEXEC_STATE_DIR                 As --state-dir.
-  SEQEXEC_TIMEOUT, TIMEOUT          As --timeout.
+  SEQEXEC_TIMEOUT                   As --timeout.
   SEQEXEC_KILL_GRACE                As --kill-grace.
   SEQEXEC_WAIT_TIMEOUT              As --wait-timeout.
   SEQEXEC_SLOTS                     As --slots.
   SEQEXEC_PRIORITY                  As --priority.
-  SEQEXEC_VERBOSE, VERBOSE          1 as --verbose.
+  SEQEXEC_VERBOSE                   1 as --verbose.
   SEQEXEC_QUIET                     1 as --quiet.
-  SEQEXEC_MEMORY_LIMIT_MB, MEMORY_LIMIT_MB
-                                    As --memory-limit.
-  SEQEXEC_CHECK_INTERVAL, CHECK_INTERVAL
-                                    As --check-interval.
+  SEQEXEC_MEMORY_LIMIT_MB           As --memory-limit.
+  SEQEXEC_CHECK_INTERVAL            As --check-interval.
   SEQEXEC_MEMORY_METRIC             As --memory-metric.
   SEQEXEC_MEMORY_ACTION             As --memory-action.
   SEQEXEC_MIN_AVAILABLE_MB          As --min-available.

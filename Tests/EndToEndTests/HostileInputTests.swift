@@ -107,8 +107,8 @@ struct HostileInputTests {
             #expect(status == 125, "\(options): \(err)")
             #expect(err.hasPrefix("seqexec: invalid \(options[0]) '\(options[1])': expected "), "\(err)")
         }
-        let make = try sandbox.makeSeq(["-q", "-f", "/dev/null"], environment: ["TIMEOUT": "1e10"])
-        #expect(make.wait() == 125 && make.stderr.contains("invalid TIMEOUT '1e10'"), "\(make.stderr)")
+        let make = try sandbox.makeSeq(["-q", "-f", "/dev/null"], environment: ["SEQEXEC_TIMEOUT": "1e10"])
+        #expect(make.wait() == 125 && make.stderr.contains("invalid SEQEXEC_TIMEOUT '1e10'"), "\(make.stderr)")
         #expect(!FileManager.default.fileExists(atPath: marker))
     }
 

@@ -101,7 +101,7 @@ struct MemoryTests {
         let sandbox = try Sandbox()
         let alloc = try sandbox.allocator()
         let ready = sandbox.path("ready"), release = sandbox.path("release")
-        let child = try sandbox.seqexec([alloc, "100", ready, release], environment: ["MEMORY_LIMIT_MB": "0", "CHECK_INTERVAL": "0.1"])
+        let child = try sandbox.seqexec([alloc, "100", ready, release], environment: ["SEQEXEC_MEMORY_LIMIT_MB": "0", "SEQEXEC_CHECK_INTERVAL": "0.1"])
         #expect(waitUntil { FileManager.default.fileExists(atPath: ready) })
         _ = FileManager.default.createFile(atPath: release, contents: nil)
         #expect(child.wait() == 0, "\(child.stderr)")

@@ -37,9 +37,13 @@ struct SupervisionTests {
         let (status, _, stderr) = try sandbox.run(["true"], environment: ["SEQEXEC_TIMEOUT": "soon"])
         #expect(status == 125)
         #expect(stderr.contains("SEQEXEC_TIMEOUT"))
-        let (flagWins, _, _) = try sandbox.run(["-t", "5", "true"], environment: ["TIMEOUT": "x1"])
-        #expect(flagWins == 125, "a bad TIMEOUT is still reported")
-        let (fine, _, _) = try sandbox.run(["-t", "5", "true"], environment: ["TIMEOUT": "10"])
+        // The bare names of the original tooling belong to the migration shims alone: a CI's
+        // generic TIMEOUT=1 must not end seqexec's commands after a second.
+        let (ignored, _, _) = try sandbox.run(["sh", "-c", "sleep 1.2"], environment: ["TIMEOUT": "0.2", "VERBOSE": "1"])
+        #expect(ignored == 0, "TIMEOUT is not seqexec's")
+        let (legacy, _, _) = try sandbox.run(["true"], environment: ["TIMEOUT": "x1", "SEQEXEC_LEGACY_NAMES": "1"])
+        #expect(legacy == 125, "under a shim a bad TIMEOUT is reported")
+        let (fine, _, _) = try sandbox.run(["-t", "5", "true"], environment: ["TIMEOUT": "10", "SEQEXEC_LEGACY_NAMES": "1"])
         #expect(fine == 0)
     }
 
