@@ -198,7 +198,12 @@ public struct LockWaiter {
                         for received in signals.drain() where [.interrupt, .terminate, .hangup, .quit].contains(received.signal) {
                             clearStatus()
                             try? removeLine(of: me)
-                            reporter.step("interrupted by \(received.signal.name) while waiting; queue line removed")
+                            // An ending that is not the command's own gets its line: who sent what.
+                            // (From the front, it is the caller's signal passed on: no sender to name.)
+                            let sender = received.senderPid > 0 && received.senderPid != me.pid
+                                ? " from pid \(received.senderPid)\(Processes.commandLine(received.senderPid).map { " ('\(GuardedCommand.displayCommand($0))')" } ?? "")"
+                                : ""
+                            reporter.error("interrupted by \(received.signal.name)\(sender) while waiting; '\(request.command)' was not run")
                             return .interrupted(signal: received.signal)
                         }
                     case 1:

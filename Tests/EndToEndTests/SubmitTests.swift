@@ -129,6 +129,21 @@ struct SubmitTests {
         #expect(done == 0)
     }
 
+    /// An ending that is not the command's own gets its line: a waiter ended by --kill-all
+    /// says who sent the signal and that its command was not run, even under -q.
+    @Test func aWaiterEndedByKillAllSaysWhoAndThatNothingRan() throws {
+        let sandbox = try Sandbox()
+        let (job, _, _) = try blockedHolder(sandbox)
+        let waiter = try sandbox.seqexec(["-q", job, "waiter"])
+        #expect(waitUntil { sandbox.queueLines.count == 1 })
+        let (status, _, _) = try sandbox.run(["-q", "--kill-all"])
+        #expect(status == 0)
+        #expect(waiter.wait() == 143)
+        #expect(waiter.stderr.contains("interrupted by SIGTERM from pid ") && waiter.stderr.contains("--kill-all')")
+                && waiter.stderr.hasSuffix("while waiting; '\(job) waiter' was not run\n"), "\(waiter.stderr)")
+        #expect(sandbox.lines("order") == ["holder"])
+    }
+
     @Test func aCommandThatCannotRunIsRefusedBeforeItQueues() throws {
         let sandbox = try Sandbox()
         let (missing, _, missingErr) = try sandbox.run(["--submit", "no-such-command-here"])
