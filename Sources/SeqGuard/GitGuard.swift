@@ -114,6 +114,9 @@ public struct GitGuard {
     /// A lock file younger than this with no process behind it may be a writer that just
     /// closed it, about to rename it into place: it counts as active, not stale.
     public var freshLockSeconds: Int64 = 2
+    /// Told once, when the wait starts: the lock file and the git process waited for, so the
+    /// holder's record can say it (`--status`: reason git).
+    public var onWaiting: ((_ lock: String?, _ git: GitProcess?) -> Void)?
 
     /// git subcommands that run long and never take a lock: a pager open on `git log`, an
     /// IDE's `cat-file --batch`, the fsmonitor and credential daemons. Waiting for them would
@@ -266,6 +269,7 @@ public struct GitGuard {
             }
             if !told {
                 reporter.notice("waiting up to \(formatSeconds(wait)) for \(what)\(lockText) in \(repository.displayName)")
+                onWaiting?(locks.first, gits.first)
                 told = true
             }
             let timeout = Int32(clamping: min(50, (deadline - now) / 1_000_000 + 1))

@@ -163,11 +163,24 @@ struct GuardedRun {
 
     /// Phase 3, for a git command: other git operations of the repository end first. Nil when
     /// the repository is quiet; the exit status when the wait ended without it.
-    func waitOutGit() throws(GuardFailure) -> Int32? {
+    mutating func waitOutGit() throws(GuardFailure) -> Int32? {
         guard configuration.guardsGit, let repository = GitGuard.repository(forGitArguments: configuration.arguments) else { return nil }
-        let gitGuard = GitGuard(
+        var gitGuard = GitGuard(
             repository: repository, reporter: reporter, signals: signals,
             wait: configuration.gitWait, cleanStaleLocks: configuration.cleanStaleGitLocks)
+        // The wait goes into the lock records, for --status; the command's start replaces it.
+        var lanes = self.lanes
+        gitGuard.onWaiting = { lock, git in
+            for index in lanes.indices {
+                guard var held = lanes[index].held else { continue }
+                var record = held.record
+                record.waitingFor = "git:\(git?.identity.pid ?? 0):\(lock ?? "")"
+                let directory = lanes[index].directory
+                try? directory.withMutex { ProjectLock(directory: directory).update(&held, record: record) }
+                lanes[index].held = held
+            }
+        }
+        defer { self.lanes = lanes }
         switch try gitGuard.waitForQuiet() {
         case .clear:
             return nil
@@ -217,6 +230,7 @@ struct GuardedRun {
                 record.supervisor = supervisorIdentity
                 record.child = child
                 record.deadline = deadline
+                record.waitingFor = nil
                 let directory = lanes[index].directory
                 try? directory.withMutex { ProjectLock(directory: directory).update(&held, record: record) }
                 lanes[index].held = held

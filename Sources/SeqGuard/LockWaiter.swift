@@ -327,6 +327,16 @@ public struct LockWaiter {
                 if changed || !firstCall { try queue.write(entries) }
                 return .acquired(held)
             }
+            // What we wait for, when the queue and the holders do not say it: `--status` reads it.
+            if let index = entries.firstIndex(where: { $0.process == me }) {
+                var extra = entries[index].extra.filter { !$0.hasPrefix("why=") }
+                if let memoryShort { extra.append("why=memory-\(memoryShort >> 20)-\((request.minimumAvailableBytes ?? 0) >> 20)") }
+                if extra != entries[index].extra {
+                    entries[index].extra = extra
+                    mine?.extra = extra
+                    changed = true
+                }
+            }
             if changed { try queue.write(entries) }
             return .waiting(live: live, ahead: Array(ordered[..<rank]), position: rank + 1, total: ordered.count, memoryShort: memoryShort)
         }

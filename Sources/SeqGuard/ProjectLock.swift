@@ -22,6 +22,9 @@ public struct OwnerRecord: Sendable, Equatable {
     /// a command whose seqexec and supervisor were killed is still ended on time: a waiter,
     /// --status or --kill-all that finds it past this ends its tree.
     public var deadline: WallTime?
+    /// What the holder waits for before its command starts: `git:PID:LOCKFILE`, set while a
+    /// git command waits out another git operation.
+    public var waitingFor: String?
 
     public init(holder: ProcessIdentity, host: String, since: WallTime, command: String, token: String, child: ProcessIdentity? = nil) {
         self.holder = holder
@@ -38,6 +41,7 @@ public struct OwnerRecord: Sendable, Equatable {
         if let child { text += "child=\(child.pid)\nchild_start=\(child.startTime)\n" }
         if let supervisor { text += "supervisor=\(supervisor.pid)\nsupervisor_start=\(supervisor.startTime)\n" }
         if let deadline { text += "deadline=\(deadline)\n" }
+        if let waitingFor { text += "waiting_for=\(PercentEncoding.encode(waitingFor))\n" }
         if let heartbeat, let heartbeatBootSeconds {
             text += "heartbeat=\(heartbeat)\nheartbeat_boot=\(heartbeatBootSeconds)\n"
         }
@@ -74,6 +78,7 @@ public struct OwnerRecord: Sendable, Equatable {
         }
         heartbeatBootSeconds = fields["heartbeat_boot"].flatMap { Double($0) }
         deadline = fields["deadline"].flatMap { WallTime(parsing: $0) }
+        waitingFor = fields["waiting_for"].flatMap { PercentEncoding.decode($0) }
     }
 }
 

@@ -29,6 +29,45 @@ public struct StatusReport {
         return report
     }
 
+    /// Why a waiter waits: for memory (its own admission), for a slot (first in line: every
+    /// slot held), in the queue behind the waiter ahead, or for the machine-wide lock.
+    public struct Reason {
+        public var kind: String
+        public var fields: [(String, JSON.Value)]
+        public var text: String
+    }
+
+    /// A holder waiting out another git operation before its command starts: the lock file
+    /// and the git process, from its record.
+    static func gitWait(_ record: OwnerRecord) -> (pid: Int32, lock: String)? {
+        guard let waiting = record.waitingFor, waiting.hasPrefix("git:") else { return nil }
+        let parts = waiting.dropFirst(4).split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+        return (Int32(parts.first ?? "") ?? 0, parts.count > 1 ? String(parts[1]) : "")
+    }
+
+    public func reason(of entry: QueueEntry, at index: Int, in ordered: [QueueEntry]) -> Reason {
+        if let why = entry.extra.first(where: { $0.hasPrefix("why=memory-") }) {
+            let numbers = why.dropFirst("why=memory-".count).split(separator: "-").compactMap { Int64($0) }
+            let (available, needed) = (numbers.first ?? 0, numbers.dropFirst().first ?? 0)
+            return Reason(kind: "memory", fields: [("available_mb", .integer(available)), ("needed_mb", .integer(needed))],
+                          text: "for memory: \(available) MB available, \(needed) MB needed (--min-available)")
+        }
+        let holders = claims.filter(\.isLive).compactMap(\.record)
+        let named = holders.map { "pid \($0.holder.pid) '\($0.command)'" }.joined(separator: ", ")
+        let holderFields: JSON.Value = .array(holders.map { .object([("pid", .integer(Int64($0.holder.pid))), ("command", .string($0.command))]) })
+        if index == 0 {
+            if project == .machine {
+                return Reason(kind: "machine", fields: [("holders", holderFields)], text: "for the machine-wide lock, held by \(named.isEmpty ? "nobody now" : named)")
+            }
+            return Reason(kind: "slots", fields: [("holders", holderFields)],
+                          text: holders.isEmpty ? "for its turn (the lock is free now)" : "for a slot, every one held: \(named)")
+        }
+        let ahead = ordered[index - 1]
+        return Reason(kind: "queue", fields: [("position", .integer(Int64(index + 1))),
+                                             ("behind", .object([("pid", .integer(Int64(ahead.process.pid))), ("command", .string(ahead.command))]))],
+                      text: "behind pid \(ahead.process.pid) '\(ahead.command)'")
+    }
+
     public var text: String {
         var lines = [
             "project:  \(project.root)",
@@ -56,6 +95,9 @@ public struct StatusReport {
             if let stopped = [record.supervisor, record.child].compactMap({ $0 }).first(where: { (try? ProcStat.read($0.pid))?.state == "T" }) {
                 flags += " STOPPED: pid \(stopped.pid) is stopped (SIGSTOP); 'kill -CONT \(stopped.pid)' resumes it"
             }
+            if record.child == nil, let git = Self.gitWait(record) {
+                flags += ", waiting for git: \(git.lock.isEmpty ? "" : "\(git.lock) ")\(git.pid > 0 ? "held by pid \(git.pid)" : "")"
+            }
             lines.append("holder:   pid \(record.holder.pid)\(child), '\(record.command)', since \(Clock.localClockTime(record.since)) (\(elapsed))\(slot)\(flags)")
         }
         let ordered = queue.ordered
@@ -64,7 +106,7 @@ public struct StatusReport {
             let waited = formatSeconds(max(0, entry.queuedAt.seconds(until: now)))
             let priority = entry.priority == .normal ? "" : " [\(entry.priority.rawValue)]"
             let stale = liveWaiters.contains(entry.process) ? "" : " STALE: process gone"
-            lines.append("  \(index + 1). pid \(entry.process.pid), '\(entry.command)', waiting \(waited)\(priority)\(stale)")
+            lines.append("  \(index + 1). pid \(entry.process.pid), '\(entry.command)', waiting \(waited)\(priority)\(stale), \(reason(of: entry, at: index, in: ordered).text)")
         }
         for line in queue.rejectedLines { lines.append("  malformed queue line: '\(line)'") }
         return lines.joined(separator: "\n") + "\n"
@@ -81,6 +123,9 @@ public struct StatusReport {
                     ("holder_alive", .bool(record.holder.isAlive)),
                     ("unsupervised", .bool(claim.isUnsupervised)),
                     ("deadline", record.deadline.map { .string(Clock.isoUTC($0)) } ?? .null),
+                    ("reason", record.child == nil ? Self.gitWait(record).map { git in
+                        .object([("kind", .string("git")), ("lock", git.lock.isEmpty ? .null : .string(git.lock)), ("pid", git.pid > 0 ? .integer(Int64(git.pid)) : .null)])
+                    } ?? .null : .null),
                     ("stopped", .bool([record.supervisor, record.child].compactMap { $0 }.contains { (try? ProcStat.read($0.pid))?.state == "T" })),
                     ("command", .string(record.command)),
                     ("host", .string(record.host)),
@@ -91,8 +136,10 @@ public struct StatusReport {
             fields.append(("problem", claim.problem.map { .string($0) } ?? .null))
             return .object(fields)
         }
-        let waiters: [JSON.Value] = queue.ordered.enumerated().map { index, entry in
-            .object([
+        let ordered = queue.ordered
+        let waiters: [JSON.Value] = ordered.enumerated().map { index, entry in
+            let why = reason(of: entry, at: index, in: ordered)
+            return .object([
                 ("position", .integer(Int64(index + 1))),
                 ("pid", .integer(Int64(entry.process.pid))),
                 ("command", .string(entry.command)),
@@ -100,6 +147,7 @@ public struct StatusReport {
                 ("queued_at", .string(Clock.isoUTC(entry.queuedAt))),
                 ("waited_seconds", .number(max(0, entry.queuedAt.seconds(until: now)))),
                 ("stale", .bool(!liveWaiters.contains(entry.process))),
+                ("reason", .object([("kind", .string(why.kind))] + why.fields)),
             ])
         }
         return JSON.encode(.object([

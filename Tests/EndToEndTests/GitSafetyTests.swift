@@ -50,6 +50,16 @@ struct GitSafetyTests {
         #expect(waitUntil { guarded.stderr.contains("waiting up to 30s for git pid \(commit.pid)") }, "\(guarded.stderr)")
         #expect(guarded.stderr.contains("index.lock"))
         #expect(guarded.isRunning, "it waits while the commit is open")
+        // --status gives the wait its reason: git, the lock file and its git process.
+        #expect(waitUntil {
+            let (_, json, _) = (try? sandbox.run(["--status", "--json"])) ?? (nil, "", "")
+            let status = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any]
+            let reason = ((status?["holders"] as? [[String: Any]])?.first?["reason"]) as? [String: Any]
+            return reason?["kind"] as? String == "git" && reason?["pid"] as? Int == Int(commit.pid)
+                && (reason?["lock"] as? String)?.hasSuffix("index.lock") == true
+        })
+        let (_, text, _) = try sandbox.run(["--status"])
+        #expect(text.contains("waiting for git: ") && text.contains("index.lock held by pid \(commit.pid)"), "\(text)")
         _ = FileManager.default.createFile(atPath: release, contents: nil)
         #expect(commit.wait() == 0)
         #expect(guarded.wait() == 0, "\(guarded.stderr)")

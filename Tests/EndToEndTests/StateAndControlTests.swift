@@ -79,6 +79,41 @@ struct StateAndControlTests {
         #expect(stdout == "seqexec: nothing to end\n")
     }
 
+    /// Every waiter has a typed reason: a slot (first in line, naming the holders), the queue
+    /// (behind whom), or memory (its --min-available against MemAvailable).
+    @Test func statusGivesEachWaiterItsReason() throws {
+        let sandbox = try Sandbox()
+        let (job, hold, holder) = try blockedHolder(sandbox)
+        let first = try sandbox.seqexec(["-q", job, "first"])
+        #expect(waitUntil { sandbox.queueLines.count == 1 })
+        let second = try sandbox.seqexec(["-q", job, "second"])
+        #expect(waitUntil { sandbox.queueLines.count == 2 })
+        func waiters() throws -> [[String: Any]] {
+            let (_, stdout, _) = try sandbox.run(["--status", "--json"])
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any])
+            return object["queue"] as? [[String: Any]] ?? []
+        }
+        let queue = try waiters()
+        let slots = queue.first?["reason"] as? [String: Any]
+        #expect(slots?["kind"] as? String == "slots")
+        #expect((slots?["holders"] as? [[String: Any]])?.first?["pid"] as? Int == Int(holder.pid), "\(queue)")
+        let behind = queue.last?["reason"] as? [String: Any]
+        #expect(behind?["kind"] as? String == "queue" && (behind?["behind"] as? [String: Any])?["pid"] as? Int == Int(first.pid), "\(queue)")
+        let (_, text, _) = try sandbox.run(["--status"])
+        #expect(text.contains("for a slot, every one held: pid \(holder.pid)") && text.contains("behind pid \(first.pid)"), "\(text)")
+        sandbox.release(hold)
+        for child in [holder, first, second] { #expect(child.wait() == 0) }
+
+        // Its turn, but the machine lacks the memory it asked for: it says so, first in line.
+        let hungry = try sandbox.seqexec(["-q", "--min-available", "1073741824", "true"])
+        #expect(waitUntil { (try? waiters().first?["reason"] as? [String: Any])?["kind"] as? String == "memory" })
+        let memory = try waiters().first?["reason"] as? [String: Any]
+        #expect(memory?["needed_mb"] as? Int == 1_073_741_824 && (memory?["available_mb"] as? Int ?? -1) >= 0, "\(String(describing: memory))")
+        hungry.signal(SIGTERM)
+        #expect(hungry.wait() == 143)
+        #expect(sandbox.stateIsClean)
+    }
+
     @Test func statusJSONShowsHolderAndQueueInOrder() throws {
         let sandbox = try Sandbox()
         let (job, hold, holder) = try blockedHolder(sandbox)
