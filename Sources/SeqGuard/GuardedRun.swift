@@ -238,6 +238,11 @@ struct GuardedRun {
         }
         self.lanes = lanes
         var (ended, status, signalName) = GuardedCommand.ending(of: run, command: command, oomKillsBefore: run.oomKillsAtStart, reporter: reporter)
+        // Ended by the project's emergency stop: the caller is told who stopped it.
+        if case .exited(.signaled(let signal)) = run.ending,
+           let mark = KillAllMark.read(in: lanes[home].directory), mark.at >= queuedAt {
+            reporter.error("'\(command)' was ended (\(signal.name)) by '\(mark.command)', pid \(mark.pid), at \(Clock.localClockTime(mark.at))")
+        }
         if case .couldNotStart(let error) = run.ending {
             status = GuardedCommand.reportSpawnFailure(error, configuration.arguments, reporter)
             ended = .notStarted

@@ -44,6 +44,11 @@ public enum KillAll {
         let lock = ProjectLock(directory: directory)
         let queue = WaitQueue(directory: directory)
         let me = Processes.currentPid
+        // Who is stopping the project, for the runs it ends: each says so on its caller's stderr.
+        try? directory.withMutex { () throws(GuardFailure) in
+            try KillAllMark(pid: me, at: Clock.wallTime(), command: Processes.commandLine(me).map(GuardedCommand.displayCommand) ?? "seqexec --kill-all")
+                .write(in: directory)
+        }
 
         // Found afresh before every signal: a waiter that took the lock meanwhile is a holder
         // by the next round. Waiters go first (wave 0), and are gone before any holder is
@@ -117,5 +122,34 @@ public enum KillAll {
         }
         return report.ended.map { Ended(process: $0.process, role: roles[$0.process] ?? "holder", command: $0.command) }
             .sorted { $0.process.pid < $1.process.pid }
+    }
+}
+
+/// The last `--kill-all` of a lane: who ran it and when (`kill-all.txt` in the state
+/// directory). A run whose command dies of a signal after that moment names it.
+struct KillAllMark: Sendable, Equatable {
+    static let fileName = "kill-all.txt"
+    var pid: Int32
+    var at: WallTime
+    var command: String
+
+    func write(in directory: StateDirectory) throws(GuardFailure) {
+        guard let fd = try directory.openFile(Self.fileName, [.writeOnly, .create, .truncate]) else { return }
+        defer { fd.close() }
+        do { try fd.writeAll("pid=\(pid)\nat=\(at)\ncommand=\(PercentEncoding.encode(command))\n") } catch {
+            throw GuardFailure("cannot write \(directory.path)/\(Self.fileName): \(error)", errno: error)
+        }
+    }
+
+    static func read(in directory: StateDirectory) -> KillAllMark? {
+        guard let bytes = try? directory.readFile(fileName) else { return nil }
+        var fields: [Substring: Substring] = [:]
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "=") else { return nil }
+            fields[line[..<equals]] = line[line.index(after: equals)...]
+        }
+        guard let pid = fields["pid"].flatMap({ Int32($0) }), let at = fields["at"].flatMap({ WallTime(parsing: $0) }),
+              let command = fields["command"].flatMap({ PercentEncoding.decode($0) }) else { return nil }
+        return KillAllMark(pid: pid, at: at, command: command)
     }
 }
