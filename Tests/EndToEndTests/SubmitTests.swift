@@ -133,7 +133,7 @@ struct SubmitTests {
     /// says who sent the signal and that its command was not run, even under -q.
     @Test func aWaiterEndedByKillAllSaysWhoAndThatNothingRan() throws {
         let sandbox = try Sandbox()
-        let (job, _, _) = try blockedHolder(sandbox)
+        let (job, _, holder) = try blockedHolder(sandbox)
         let waiter = try sandbox.seqexec(["-q", job, "waiter"])
         #expect(waitUntil { sandbox.queueLines.count == 1 })
         let (status, _, _) = try sandbox.run(["-q", "--kill-all"])
@@ -142,6 +142,9 @@ struct SubmitTests {
         #expect(waiter.stderr.contains("interrupted by SIGTERM from pid ") && waiter.stderr.contains("--kill-all')")
                 && waiter.stderr.hasSuffix("while waiting; '\(job) waiter' was not run\n"), "\(waiter.stderr)")
         #expect(sandbox.lines("order") == ["holder"])
+        // The holder's caller is told who ended its command.
+        #expect(holder.wait() == 143)
+        #expect(holder.stderr.contains("' was ended (SIGTERM) by '") && holder.stderr.contains("--kill-all', pid "), "\(holder.stderr)")
     }
 
     @Test func aCommandThatCannotRunIsRefusedBeforeItQueues() throws {
