@@ -33,14 +33,16 @@ public enum KillAll {
         let directories = try configuration.openKillAllStates()
         defer { for directory in directories { directory.close() } }
         var ended: [Ended] = []
+        // The lane that keeps the history records the runs whose claims it clears.
+        let project = configuration.machineWide ? Project.machine.root : (try? configuration.project())?.root
         for directory in directories {
-            ended += try run(directory, killGrace: configuration.killGrace)
+            ended += try run(directory, killGrace: configuration.killGrace, historyProject: directory.namespace == .seqexec ? project : nil)
         }
         return ended
     }
 
     @available(*, noasync)
-    static func run(_ directory: StateDirectory, killGrace: Double) throws(GuardFailure) -> [Ended] {
+    static func run(_ directory: StateDirectory, killGrace: Double, historyProject: String? = nil) throws(GuardFailure) -> [Ended] {
         let lock = ProjectLock(directory: directory)
         let queue = WaitQueue(directory: directory)
         let me = Processes.currentPid
@@ -114,7 +116,11 @@ public enum KillAll {
         let report = teardown.run(find: find)
         // Whatever is left on disk has no live owner now.
         try directory.withMutex { () throws(GuardFailure) in
-            for claim in try lock.inspect() where !claim.isLive { try lock.removeStale(claim) }
+            for claim in try lock.inspect() where !claim.isLive {
+                // A run whose supervisor was ended before it could write its own line.
+                if let historyProject, let owner = claim.record { try? History(directory: directory).appendLost(owner, project: historyProject) }
+                try lock.removeStale(claim)
+            }
             let snapshot = try queue.read()
             let kept = snapshot.entries.filter { queue.isLive($0) }
             queue.forget(snapshot.entries.filter { !kept.contains($0) })
