@@ -98,9 +98,15 @@ public enum Submission {
             input.close()
             output.write.close()
             let front = (try? ProcStat.read(frontPid))?.identity ?? ProcessIdentity(pid: frontPid, startTime: 0)
-            try store.save(SubmittedRun(
-                id: id, command: GuardedCommand.displayCommand(configuration.arguments), submittedAt: Clock.wallTime(),
-                relay: ProcessIdentity.current(), front: front))
+            do {
+                try store.save(SubmittedRun(
+                    id: id, command: GuardedCommand.displayCommand(configuration.arguments), submittedAt: Clock.wallTime(),
+                    relay: ProcessIdentity.current(), front: front))
+            } catch {
+                // A run nobody could wait for must not run: it leaves the queue.
+                Processes.signal(front, .terminate)
+                throw error
+            }
             announce.close()
             store.close()
             copy(output.read, to: log, maximumBytes: RunStore.defaultLogMaximumBytes)
