@@ -24,6 +24,8 @@ public enum Listing {
                 state = "paused: \(account.pausedReason ?? "")"
             } else if let until = account.cooldownUntil, until > now {
                 state = "cooldown until \(isoTime(until))"
+            } else if let until = account.restUntil, until > now {
+                state = "resting until \(isoTime(until))"
             }
             rows.append([account.name, String(successesToday[account.name] ?? 0), account.dailyLimit == 0 ? "-" : String(account.dailyLimit), state])
         }

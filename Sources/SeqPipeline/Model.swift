@@ -40,6 +40,8 @@ public struct Account: Sendable {
     public var infraFailures = 0
     public var cooldownUntil: Double?
     public var cooldownLevel = 0
+    /// Resting after its last job (`account_rest_seconds`) until then.
+    public var restUntil: Double?
 
     public init(name: String) { self.name = name }
 }
@@ -144,6 +146,9 @@ public struct FailurePolicy: Sendable {
     public var poisonAfter = 3
     public var maxInfrastructureAttempts = 10
     public var requeueSpreadSeconds: Double = 30
+    /// A rest for the account after each job it completes, drawn afresh from the range: the
+    /// next job of the account waits for it, as for a cooldown. Nil: none.
+    public var accountRestSeconds: ClosedRange<Double>?
 
     public init() {}
 

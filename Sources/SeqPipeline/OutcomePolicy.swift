@@ -33,6 +33,8 @@ public struct JobChange: Sendable, Equatable {
     public var avoidDevice: Field<String> = .keep
     /// The account is paused, for this reason.
     public var pauseAccount: String?
+    /// The account rests until then before its next job (`account_rest_seconds`).
+    public var accountRestsUntil: Double?
     public var infrastructure = Infrastructure.untouched
     /// What the events table says, in order: (kind, message).
     public var events: [Event] = []
@@ -60,6 +62,11 @@ extension FailurePolicy {
             (change.retryAt, change.error, change.errorType, change.avoidDevice) = (.clear, .clear, .clear, .clear)
             change.infrastructure = .reset
             event("job-success", "done in run \(job.runs)")
+            if let rest = accountRestSeconds {
+                let until = now + Double.random(in: rest, using: &generator)
+                change.accountRestsUntil = until
+                event("account-rest", "\(job.account) rests \(durationText(until - now)) before its next job")
+            }
 
         case .permanent(let type, let message):
             change = JobChange(status: .failed)

@@ -26,6 +26,15 @@ public struct PipelineConfig: Sendable {
     public var steps: [StepDefinition] = []
     /// Run between attempts of a step to bring the device back to a known state.
     public var reset: [String]?
+    /// When `reset` runs: before each job's first step, between a step's attempts, or both.
+    public var resetWhen = ResetWhen.attempt
+
+    public enum ResetWhen: String, Sendable {
+        case job, attempt, both
+
+        public var beforeJob: Bool { self != .attempt }
+        public var betweenAttempts: Bool { self != .job }
+    }
     // Workers.
     public var appiumPortBase = 4723
     public var appiumPortStride = 2
@@ -83,6 +92,8 @@ public struct PipelineConfig: Sendable {
              "timeout_seconds": 600, "memory_limit_mb": 2048, "attempts": 3}
           ],
           "reset": null,
+          "reset_when": "attempt",
+          "account_rest_seconds": 0,
           "workers": {"appium_port_base": 4723, "appium_port_stride": 2, "system_port_base": 8200,
                       "system_port_stride": 10, "stop_grace_seconds": 30, "kill_grace_seconds": 5,
                       "restart_delay_seconds": 1, "idle_poll_seconds": 1},
@@ -138,7 +149,7 @@ public struct PipelineConfig: Sendable {
         var config = PipelineConfig()
         config.path = path
         try reader.object(root, "(top level)")
-        try reader.known(root, "", ["steps", "reset", "workers", "orchestrator", "delays", "retries", "cooldown", "health", "classify", "day_zone", "recurring", "scheduler", "watchdog", "pools"])
+        try reader.known(root, "", ["steps", "reset", "reset_when", "account_rest_seconds", "workers", "orchestrator", "delays", "retries", "cooldown", "health", "classify", "day_zone", "recurring", "scheduler", "watchdog", "pools"])
         guard let steps = root["steps"] else { throw reader.fail("steps", "a list of steps, each {\"name\": …, \"run\": [argv…]}") }
         guard case .array(let items) = steps, !items.isEmpty else { throw reader.fail("steps", "a non-empty list of steps") }
         config.steps = []
@@ -155,6 +166,22 @@ public struct PipelineConfig: Sendable {
                 attempts: try reader.integer(item["attempts"], "\(key).attempts", minimum: 1) ?? 3))
         }
         config.reset = try reader.argv(root["reset"], "reset")
+        if let when = try reader.string(root["reset_when"], "reset_when") {
+            guard let value = ResetWhen(rawValue: when) else { throw reader.fail("reset_when", "\"job\" (before each job), \"attempt\" (between a step's attempts) or \"both\" (found \"\(when)\")") }
+            config.resetWhen = value
+        }
+        if let rest = root["account_rest_seconds"] {
+            if case .null = rest {
+                config.policy.accountRestSeconds = nil
+            } else if case .integer(0) = rest {
+                config.policy.accountRestSeconds = nil
+            } else if case .number(0) = rest {
+                config.policy.accountRestSeconds = nil
+            } else {
+                let (low, high) = try reader.interval(rest, "account_rest_seconds")
+                config.policy.accountRestSeconds = low...high
+            }
+        }
         if let workers = try reader.section(root, "workers", ["appium_port_base", "appium_port_stride", "system_port_base", "system_port_stride", "stop_grace_seconds", "kill_grace_seconds", "restart_delay_seconds", "idle_poll_seconds"]) {
             config.appiumPortBase = try reader.integer(workers["appium_port_base"], "workers.appium_port_base", minimum: 1) ?? config.appiumPortBase
             config.appiumPortStride = try reader.integer(workers["appium_port_stride"], "workers.appium_port_stride", minimum: 1) ?? config.appiumPortStride

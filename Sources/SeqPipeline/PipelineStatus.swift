@@ -56,6 +56,7 @@ public struct PipelineStatus {
         if let account = accounts.first(where: { $0.name == job.account }) {
             if account.paused { return "account \(account.name) paused: \(account.pausedReason ?? "by hand"); resume with 'seqpipe account resume \(account.name)'" }
             if let until = account.cooldownUntil, until > now { return "account \(account.name) on cooldown until \(isoTime(until))" }
+            if let until = account.restUntil, until > now { return "account \(account.name) resting after its last job until \(isoTime(until)) (account_rest_seconds)" }
             if account.dailyLimit > 0, (successes[account.name] ?? 0) >= account.dailyLimit {
                 return "account \(account.name) at its daily limit (\(account.dailyLimit))"
             }
@@ -94,6 +95,7 @@ public struct PipelineStatus {
                 var state: [String] = []
                 if account.paused { state.append("PAUSED: \(account.pausedReason ?? "")") }
                 if let until = account.cooldownUntil, until > now { state.append("cooldown until \(isoTime(until))") }
+                if let until = account.restUntil, until > now { state.append("resting until \(isoTime(until))") }
                 if account.infraFailures > 0 { state.append("\(account.infraFailures) infrastructure failures in a row") }
                 let limit = account.dailyLimit > 0 ? "\(successesToday[account.name] ?? 0)/\(account.dailyLimit) today" : "\(successesToday[account.name] ?? 0) today"
                 lines.append("  \(account.name)  \(limit)\(state.isEmpty ? "" : "  " + state.joined(separator: ", "))")
@@ -180,6 +182,7 @@ public struct PipelineStatus {
                     ("today", .integer(Int64(successesToday[account.name] ?? 0))), ("paused", .bool(account.paused)),
                     ("paused_reason", optional(account.pausedReason)),
                     ("cooldown_until", (account.cooldownUntil ?? 0) > now ? time(account.cooldownUntil) : .null),
+                    ("rest_until", (account.restUntil ?? 0) > now ? time(account.restUntil) : .null),
                     ("infra_failures", .integer(Int64(account.infraFailures))),
                 ])
             })),

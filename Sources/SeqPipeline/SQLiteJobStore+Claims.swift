@@ -101,6 +101,7 @@ extension SQLiteJobStore {
               AND (j.retry_at IS NULL OR j.retry_at <= ?4)
               AND a.paused = 0
               AND (a.cooldown_until IS NULL OR a.cooldown_until <= ?4)
+              AND (a.rest_until IS NULL OR a.rest_until <= ?4)
               AND (a.daily_limit = 0 OR (SELECT COUNT(*) FROM jobs d
                    WHERE d.account = j.account AND d.status = 'success' AND d.completed_day = ?5) < a.daily_limit)
               AND NOT EXISTS (SELECT 1 FROM jobs b WHERE b.account = j.account AND b.status IN ('claimed', 'running'))
@@ -198,6 +199,9 @@ extension SQLiteJobStore {
             try insertEvent(Event(at: now, kind: event.kind, job: job.id, account: job.account, device: job.device, worker: job.worker, message: event.message))
         }
         let device = job.device ?? ""
+        if let until = change.accountRestsUntil {
+            try connection.run("UPDATE accounts SET rest_until = ?2 WHERE name = ?1", [.text(job.account), .real(until)])
+        }
         if let reason = change.pauseAccount {
             try connection.run("UPDATE accounts SET paused = 1, paused_reason = ?2 WHERE name = ?1", [.text(job.account), .text(reason)])
         }

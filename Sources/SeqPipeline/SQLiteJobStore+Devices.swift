@@ -62,6 +62,7 @@ extension SQLiteJobStore {
             account.infraFailures = Int(row["infra_failures"].int ?? 0)
             account.cooldownUntil = row["cooldown_until"].double
             account.cooldownLevel = Int(row["cooldown_level"].int ?? 0)
+            account.restUntil = row["rest_until"].double
             return account
         }
     }

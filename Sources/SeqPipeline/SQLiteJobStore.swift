@@ -79,6 +79,10 @@ public final class SQLiteJobStore: JobStore {
         CREATE TABLE checks(name TEXT PRIMARY KEY, at REAL NOT NULL, ok INTEGER NOT NULL, message TEXT NOT NULL);
         CREATE INDEX events_at ON events(at);
         """,
+        // 4: an account's rest between two of its jobs.
+        """
+        ALTER TABLE accounts ADD COLUMN rest_until REAL;
+        """,
     ]
 
     public static var schemaVersion: Int { migrations.count }

@@ -230,6 +230,16 @@ public struct Worker {
         }
         let values = placeholders(job: job)
         recoveryGrade = 0
+        // The device's state reset before the job, for every account alike (reset_when: job or both).
+        if config.resetWhen.beforeJob, let reset = config.reset, let filled = try? values.fill(reset) {
+            let timeout = config.steps.first?.timeoutSeconds ?? 600
+            _ = run(filled, timeout: timeout, memoryLimitMegabytes: config.steps.first?.memoryLimitMegabytes, label: "reset before job \(job.id)")
+            if orphaned {
+                release()
+                _ = try store.finish(claim, outcome: .stopped, policy: config.policy, now: nowSeconds(), today: today())
+                return
+            }
+        }
         var outcome = JobOutcome.success
         var progress = job.progress
         steps: while progress < config.steps.count {
@@ -264,6 +274,8 @@ public struct Worker {
             return
         }
         log("job \(job.id): \(describe(outcome))")
+        // The post-step delay follows the last step too: the device settles before the next job.
+        if case .success = outcome { _ = pause(delay(pre: false)) }
     }
 
     func describe(_ outcome: JobOutcome) -> String {
@@ -301,7 +313,7 @@ public struct Worker {
                 if result.run.stopRequested { noteSignals(); stopping = true; return .failed(.stopped) }
             }
             if attempt > 1 {
-                if let reset = config.reset, let filled = try? placeholders(job: claim.job).fill(reset) {
+                if config.resetWhen.betweenAttempts, let reset = config.reset, let filled = try? placeholders(job: claim.job).fill(reset) {
                     _ = run(filled, timeout: step.timeoutSeconds, memoryLimitMegabytes: step.memoryLimitMegabytes, label: "reset")
                     if orphaned { return .failed(.stopped) }
                 }

@@ -411,6 +411,37 @@ extension Clock {
         #expect(config.contains("0       d0      4723         8200-8209"))
     }
 
+    /// Per job, as the original pipeline did: the reset before each job (reset_when: job), the
+    /// post-step delay after the last step too, and an account's rest between two of its jobs,
+    /// which the claim honours and `status` explains.
+    @Test func resetBeforeEachJobTheLastDelayAndAnAccountsRest() throws {
+        let pipeline = try PipelineSandbox(devices: 1)
+        let resets = pipeline.sandbox.path("resets.log")
+        var delays: [String: Any] = ["pre_base_seconds": 0, "post_base_seconds": 0.6, "cap_seconds": 0,
+                                     "pre_fallback_seconds": 0, "post_fallback_seconds": 0.6]
+        try pipeline.configure(extra: ["reset": ["sh", "-c", "echo {job_id} $(date +%s%N) >> \(resets)"], "reset_when": "job", "delays": delays])
+        try pipeline.addJobs([("x1", "ok", "X"), ("y1", "ok", "Y")])
+        let (first, _, firstErr) = try pipeline.pipe(["run", "--once"])
+        #expect(first == 0, "\(firstErr)")
+        func mark(_ job: String, start: Bool) -> Int64 { pipeline.marks.first { $0.job == job && $0.start == start }?.nanoseconds ?? 0 }
+        // One worker: y1 starts only after x1's post-step delay, though x1 had one step.
+        #expect(mark("y1", start: true) - mark("x1", start: false) >= 600_000_000, "\(pipeline.marks)")
+        let resetLines = pipeline.sandbox.lines("resets.log").map { $0.split(separator: " ") }
+        #expect(resetLines.map { String($0[0]) } == ["x1", "y1"], "one reset before each job: \(resetLines)")
+        for line in resetLines { #expect(Int64(line[1]) ?? .max < mark(String(line[0]), start: true), "the reset runs before its job") }
+
+        delays["post_base_seconds"] = 0
+        delays["post_fallback_seconds"] = 0
+        try pipeline.configure(extra: ["account_rest_seconds": 1.5, "delays": delays])
+        try pipeline.addJobs([("a1", "ok", "A"), ("a2", "ok", "A")])
+        let run = try pipeline.start(["run", "--once"])
+        // Between a1 and a2, the account rests, and status says why a2 waits.
+        #expect(waitUntil(20) { pipeline.marks.contains { $0.job == "a1" && !$0.start } })
+        #expect(waitUntil(10) { ((try? pipeline.status()).map { "\($0)" } ?? "").contains("resting after its last job until") })
+        #expect(run.wait(30) == 0, "\(run.stderr)")
+        #expect(mark("a2", start: true) - mark("a1", start: false) >= 1_500_000_000, "\(pipeline.marks)")
+    }
+
     @Test func badInputGetsOneLineNamingTheFix() throws {
         let pipeline = try PipelineSandbox(devices: 0)
         let missing = pipeline.sandbox.path("missing.json")

@@ -28,6 +28,16 @@ import TestSupport
         #expect(config.watchdog.healthIntervalSeconds == defaults.watchdog.healthIntervalSeconds && config.watchdog.claimMaxSeconds == 1800)
     }
 
+    @Test func resetTimingAndAccountRestParse() throws {
+        let config = try PipelineConfig.parse(#"{"steps": [{"run": ["x"]}], "reset": ["r"], "reset_when": "both", "account_rest_seconds": [60, 120]}"#, path: "p.json")
+        #expect(config.resetWhen == .both && config.resetWhen.beforeJob && config.resetWhen.betweenAttempts)
+        #expect(config.policy.accountRestSeconds == 60...120)
+        let plain = try PipelineConfig.parse(#"{"steps": [{"run": ["x"]}], "account_rest_seconds": 0}"#, path: "p.json")
+        #expect(plain.resetWhen == .attempt && plain.policy.accountRestSeconds == nil)
+        #expect(error(#"{"steps": [{"run": ["x"]}], "reset_when": "always"}"#).contains("reset_when: expected \"job\""))
+        #expect(error(#"{"steps": [{"run": ["x"]}], "account_rest_seconds": [5, 1]}"#).contains("account_rest_seconds: expected"))
+    }
+
     @Test func badConfigNamesTheFileTheKeyAndWhatWasExpected() {
         #expect(error("{") == "p.json: not valid JSON; check brackets, quotes and commas (no trailing commas, no comments)")
         #expect(error(#"{"steps": []}"#).hasPrefix("p.json: steps: expected a non-empty list of steps"))

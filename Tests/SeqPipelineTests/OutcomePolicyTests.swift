@@ -90,6 +90,17 @@ import Testing
         #expect(poison.status == .failed && poison.completes && poison.errorType == .set("poison"))
     }
 
+    @Test func aSuccessRestsTheAccountForADrawFromItsRange() {
+        var resting = policy
+        resting.accountRestSeconds = 10...20
+        var generator = SplitMix(state: 3)
+        let done = resting.change(for: .success, of: job(), device: "d1", now: 1000, using: &generator)
+        #expect((1010...1020).contains(done.accountRestsUntil ?? 0) && done.events.map(\.kind) == ["job-success", "account-rest"])
+        let failed = resting.change(for: .retryable(message: "x"), of: job(), device: "d1", now: 1000, using: &generator)
+        #expect(failed.accountRestsUntil == nil, "a rest follows a processed job, not a failure")
+        #expect(change(.success, job()).accountRestsUntil == nil, "none configured, none taken")
+    }
+
     @Test func cooldownsStartAtTheNthFailureInARowAndDouble() {
         #expect(policy.charge(failures: 0, level: 0) == (1, 0, nil))
         #expect(policy.charge(failures: 1, level: 0) == (0, 1, 600))
