@@ -50,3 +50,44 @@ public enum JobSources {
         return String(name[name.index(after: dot)...])
     }
 }
+
+extension JobSources {
+    /// What `seqpipe seed` did.
+    public struct SeedReport: Sendable {
+        public var added = 0
+        /// Jobs already in the store (by id, or by video for a folder's files), left as they are.
+        public var skipped = 0
+    }
+
+    /// `seqpipe seed` (the seeds' `--seed-only`): fills the store from folders and progress
+    /// CSVs without starting anything. What is already there stays as it is, so seeding again
+    /// only adds what is new.
+    /// - Throws: `ConfigError` naming a folder or CSV that cannot be read; `StoreError`s pass
+    ///   as `ConfigError` with the store's message.
+    public static func seed(
+        store: SQLiteJobStore, folders: [String], accounts: [String], csvFiles: [String], priority: Int, maxAttempts: Int
+    ) throws(ConfigError) -> SeedReport {
+        var report = SeedReport()
+        func existing() throws(ConfigError) -> [Job] {
+            do { return try store.jobs() } catch { throw ConfigError(message: error.message) }
+        }
+        func add(_ jobs: [Job]) throws(ConfigError) {
+            let known = Set(try existing().map(\.id))
+            let fresh = jobs.filter { $0.id.isEmpty || !known.contains($0.id) }
+            report.skipped += jobs.count - fresh.count
+            do { report.added += try store.addJobs(fresh).count } catch { throw ConfigError(message: error.message) }
+        }
+        for folder in folders {
+            let videos = Set(try existing().compactMap { $0.field("video") })
+            let made = try Self.folder(folder, accounts: accounts, priority: priority, maxAttempts: maxAttempts, existingVideos: videos)
+            report.skipped += made.skipped
+            try add(made.jobs)
+        }
+        for file in csvFiles {
+            let bytes: [UInt8]
+            do { bytes = try FileSystem.readFile(file) } catch { throw ConfigError(message: "cannot read \(file): \(error)") }
+            try add(try ProgressCSV.importJobs(String(decoding: bytes, as: UTF8.self), file: file, defaultMaxAttempts: maxAttempts))
+        }
+        return report
+    }
+}

@@ -442,6 +442,27 @@ extension Clock {
         #expect(mark("a2", start: true) - mark("a1", start: false) >= 1_500_000_000, "\(pipeline.marks)")
     }
 
+    /// `seed` (and `run --seed-only`) fills the store from a folder and a CSV, writes the
+    /// progress CSV, and runs nothing; seeding again adds nothing twice.
+    @Test func seedFillsTheStoreAndRunsNothing() throws {
+        let pipeline = try PipelineSandbox(devices: 1)
+        let media = pipeline.sandbox.path("media")
+        try FileManager.default.createDirectory(atPath: media, withIntermediateDirectories: true)
+        for name in ["one.mp4", "two.mp4"] { _ = try pipeline.sandbox.write("media/\(name)", "video") }
+        let csv = try pipeline.sandbox.write("more.csv", "job_id,account\nc1,acct9\n")
+        let progress = pipeline.sandbox.path("progress.csv")
+        let (status, out, err) = try pipeline.pipe(["seed", "--folder", media, "--accounts", "acct1", "acct2", "--csv", csv, "--export", progress])
+        #expect(status == 0 && out.contains("3 jobs added, 0 already there") && out.contains("nothing was run"), "\(out)\(err)")
+        #expect(pipeline.sandbox.read("progress.csv").split(separator: "\r\n").count == 4, "a header and three jobs")
+        #expect(try pipeline.jobs().values.allSatisfy { $0.status == "pending" })
+        #expect(pipeline.marks.isEmpty, "no step ran")
+        let (again, againOut, _) = try pipeline.pipe(["run", "--seed-only", "--folder", media, "--accounts", "acct1", "--csv", csv])
+        #expect(again == 0 && againOut.contains("0 jobs added, 3 already there"), "\(againOut)")
+        #expect(try pipeline.jobs().count == 3)
+        let (bad, _, badErr) = try pipeline.pipe(["seed", "--folder", media])
+        #expect(bad == 2 && badErr.contains("--folder needs --accounts"), "\(badErr)")
+    }
+
     @Test func badInputGetsOneLineNamingTheFix() throws {
         let pipeline = try PipelineSandbox(devices: 0)
         let missing = pipeline.sandbox.path("missing.json")
