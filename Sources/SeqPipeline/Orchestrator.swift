@@ -226,8 +226,11 @@ public struct Orchestrator {
             fencer.forget(claimed)
             if !requeued.isEmpty { say("put \(requeued.joined(separator: " ")) back to pending") }
         } catch { reporter.error("store \(paths.database): \(error.message)") }
-        // Devices whose worker could not run its own stop command.
+        // Devices whose worker could not run its own stop command. A worker killed after it
+        // ran it (its record says stopped, under its own pid) is not stopped twice.
+        let stoppedThemselves = Set(((try? store.workers()) ?? []).filter { $0.state == "stopped" }.map(\.pid))
         for slot in slots where !slot.stoppedCleanly && !slot.scheduler {
+            if let pid = slot.process?.pid, stoppedThemselves.contains(pid) { continue }
             guard let command = slot.device.stopCommand else { continue }
             let runner = StepRunner(signals: signals, reporter: reporter, captureFile: "\(paths.run)/orchestrator.out",
                                     killGrace: config.killGraceSeconds, stopGrace: 0, environment: Spawn.currentEnvironment())

@@ -13,6 +13,40 @@ extension Worker {
         return run(["/bin/sh", "-c", filled], timeout: timeout, memoryLimitMegabytes: nil, label: label)
     }
 
+    /// How one look at the device went.
+    enum Probe {
+        /// No status URL and no health command: nothing to ask.
+        case unchecked
+        /// The worker is stopping or orphaned.
+        case interrupted
+        case answered(seconds: Double)
+        case failed(String)
+    }
+
+    /// One look at the device: its status URL, else its health command, within the health
+    /// timeout. Used before each claim and after each step.
+    mutating func probe(_ device: Device) -> Probe {
+        let started = Clock.monotonicNanoseconds()
+        func elapsed() -> Double { Double(Clock.monotonicNanoseconds() - started) / 1e9 }
+        if let url = device.statusURL {
+            do {
+                let response = try HTTPProbe.get(url, timeoutMilliseconds: Int(config.healthTimeoutSeconds * 1000), cancel: lifeline)
+                return (200..<300).contains(response.status) ? .answered(seconds: elapsed()) : .failed("\(url) answered HTTP \(response.status)")
+            } catch where error == .operationCanceled {
+                noteOrphaned()
+                return .interrupted
+            } catch {
+                return .failed("\(url): \(error == .timedOut ? "no answer within \(durationText(config.healthTimeoutSeconds))" : "\(error)")")
+            }
+        }
+        guard let command = device.healthCommand else { return .unchecked }
+        guard let result = runDeviceCommand(command, label: "health check", timeout: config.healthTimeoutSeconds) else {
+            return .failed("health command has an unknown placeholder")
+        }
+        if stopping { return .interrupted }
+        return result.succeeded ? .answered(seconds: elapsed()) : .failed("health command: \(result.endingText) \(result.lastLine)")
+    }
+
     /// The health check before a job. Returns true when the worker may claim.
     mutating func checkHealth(_ device: Device) throws(StoreError) -> Bool {
         let now = nowSeconds()
@@ -21,37 +55,18 @@ extension Worker {
             _ = pause(min(until - now, config.idlePollSeconds))
             return false
         }
-        var ok = true
-        var problem: String?
+        let ok: Bool
+        let problem: String?
         lastResponseSeconds = nil
-        let started = Clock.monotonicNanoseconds()
-        if let url = device.statusURL {
-            do {
-                let response = try HTTPProbe.get(url, timeoutMilliseconds: Int(config.healthTimeoutSeconds * 1000), cancel: lifeline)
-                ok = (200..<300).contains(response.status)
-                if !ok { problem = "\(url) answered HTTP \(response.status)" }
-            } catch where error == .operationCanceled {
-                noteOrphaned()
-                return false
-            } catch {
-                ok = false
-                problem = "\(url): \(error == .timedOut ? "no answer within \(durationText(config.healthTimeoutSeconds))" : "\(error)")"
-            }
-        } else if let command = device.healthCommand {
-            if let result = runDeviceCommand(command, label: "health check", timeout: config.healthTimeoutSeconds) {
-                if stopping { return false }
-                ok = result.succeeded
-                if !ok { problem = "health command: \(result.endingText) \(result.lastLine)" }
-            } else {
-                ok = false
-                problem = "health command has an unknown placeholder"
-            }
-        } else {
-            return true
-        }
-        if ok {
-            lastResponseSeconds = Double(Clock.monotonicNanoseconds() - started) / 1e9
+        switch probe(device) {
+        case .unchecked: return true
+        case .interrupted: return false
+        case .answered(let seconds):
+            (ok, problem) = (true, nil)
+            lastResponseSeconds = seconds
             recoveryGrade = 0
+        case .failed(let message):
+            (ok, problem) = (false, message)
         }
         let failures = try store.recordHealth(
             device: deviceName, ok: ok, responseMilliseconds: lastResponseSeconds.map { Int($0 * 1000) }, error: problem, now: nowSeconds())

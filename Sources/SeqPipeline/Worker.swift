@@ -261,6 +261,17 @@ public struct Worker {
                     log("job \(job.id): claim was taken back; leaving it to its new holder")
                     return
                 }
+                // The device must still answer after the step (a phone that froze mid-post):
+                // if not, the job goes back as an infrastructure failure, after this step.
+                if let device = try? store.devices().first(where: { $0.name == deviceName }) {
+                    switch probe(device) {
+                    case .answered(let seconds): lastResponseSeconds = seconds
+                    case .failed(let problem):
+                        outcome = .infrastructure(message: "step \(step.name): the device did not answer after it: \(problem)")
+                        break steps
+                    case .unchecked, .interrupted: break
+                    }
+                }
                 if stopping && progress < config.steps.count { outcome = .stopped; break steps }
                 if progress < config.steps.count, !pause(delay(pre: false)) { outcome = .stopped; break steps }
             case .failed(let failure):

@@ -463,6 +463,25 @@ extension Clock {
         #expect(bad == 2 && badErr.contains("--folder needs --accounts"), "\(badErr)")
     }
 
+    /// The device must still answer after each step: a phone that froze during a post puts
+    /// the job back as an infrastructure failure, after the step it finished.
+    @Test func aDeviceThatStopsAnsweringAfterAStepChargesInfrastructure() throws {
+        let pipeline = try PipelineSandbox(devices: 0)
+        let down = pipeline.sandbox.path("down")
+        let (added, _, addErr) = try pipeline.pipe(["device", "add", "dh", "--health", "test ! -e \(down)"])
+        try #require(added == 0, "\(addErr)")
+        try pipeline.configure(step: ["run": ["sh", "-c", "touch \(down)"]])
+        try pipeline.addJobs([("j1", "ok", "A")])
+        let run = try pipeline.start(["run", "--workers", "1"])
+        #expect(waitUntil(20) { (try? pipeline.jobs()["j1"]?.errorType) == "infrastructure" })
+        let job = try pipeline.jobs()["j1"]
+        #expect(job?.status == "retrying" || job?.status == "pending", "\(String(describing: job))")
+        let (_, events, _) = try pipeline.pipe(["events", "--json"])
+        #expect(events.contains("step post: the device did not answer after it: health command"), "\(events)")
+        run.signal(SIGTERM)
+        #expect(run.wait(30) == 0, "\(run.stderr)")
+    }
+
     @Test func badInputGetsOneLineNamingTheFix() throws {
         let pipeline = try PipelineSandbox(devices: 0)
         let missing = pipeline.sandbox.path("missing.json")
