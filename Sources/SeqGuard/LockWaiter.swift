@@ -168,10 +168,15 @@ public struct LockWaiter {
                             clearStatus()
                             try? removeLine(of: me)
                             // An ending that is not the command's own gets its line: who sent what.
-                            // (From the front, it is the caller's signal passed on: no sender to name.)
-                            let sender = received.senderPid > 0 && received.senderPid != me.pid
-                                ? " from pid \(received.senderPid)\(Processes.commandLine(received.senderPid).map { " ('\(GuardedCommand.displayCommand($0))')" } ?? "")"
-                                : ""
+                            // From the front, it is a signal passed on: a --kill-all since we
+                            // queued (it signals the front and this process alike) is named
+                            // from its mark, any other sender is the caller's own business.
+                            var sender = ""
+                            if received.senderPid > 0 && received.senderPid != me.pid {
+                                sender = " from pid \(received.senderPid)\(Processes.commandLine(received.senderPid).map { " ('\(GuardedCommand.displayCommand($0))')" } ?? "")"
+                            } else if let mark = KillAllMark.read(in: directory), let since = mine?.queuedAt, mark.at >= since {
+                                sender = " from pid \(mark.pid) ('\(mark.command)')"
+                            }
                             reporter.error("interrupted by \(received.signal.name)\(sender) while waiting; '\(request.command)' was not run")
                             return .interrupted(signal: received.signal)
                         }
