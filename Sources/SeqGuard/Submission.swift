@@ -49,13 +49,14 @@ public enum Submission {
         announce.write.close()
         log.close()
         defer { store.close() }
-        // Wait until the run has its place (one byte), or every holder of the pipe is gone.
+        // Wait until every holder of the pipe has let go: the supervisor once the run has its
+        // place (it writes one byte first), the relay once the run's record is written.
         var placed = false
-        while !placed {
+        while true {
             _ = Poll.readable([announce.read], timeoutMilliseconds: -1)
             guard let bytes = try? announce.read.read(upTo: 16) else { continue }
             if bytes.isEmpty { break }
-            placed = bytes.contains(0x71)
+            if bytes.contains(0x71) { placed = true }
         }
         announce.read.close()
         guard placed, (try? store.run(id)) != nil else {
