@@ -75,6 +75,10 @@ public struct SchedulerPolicy: Sendable {
     /// MemAvailable (the guard's reading) below this many MiB is critical: non-critical runs
     /// are skipped, critical ones run with a warning.
     public var memoryCriticalMegabytes = 512
+    /// Run once when MemAvailable falls under the critical level, before any run is skipped
+    /// for it (the pool's clean-up: close idle browser contexts, drop caches). Once per
+    /// pressure episode: again only after memory has recovered.
+    public var emergency: [String]?
 
     public init() {}
 }
@@ -178,7 +182,8 @@ extension ConfigReader {
                 config.pools[name] = cap
             }
         }
-        if let section = try section(root, "scheduler", ["missed", "missed_jitter_seconds", "backoff_base_seconds", "backoff_cap_seconds", "critical_attempts", "other_attempts", "memory_critical_mb"]) {
+        if let section = try section(root, "scheduler", ["missed", "missed_jitter_seconds", "backoff_base_seconds", "backoff_cap_seconds", "critical_attempts", "other_attempts", "memory_critical_mb", "emergency"]) {
+            config.scheduler.emergency = try argv(section["emergency"], "scheduler.emergency")
             config.scheduler.memoryCriticalMegabytes = try integer(section["memory_critical_mb"], "scheduler.memory_critical_mb", minimum: 0) ?? config.scheduler.memoryCriticalMegabytes
             if let missed = try string(section["missed"], "scheduler.missed") {
                 guard let value = SchedulerPolicy.Missed(rawValue: missed) else { throw fail("scheduler.missed", "\"once\" or \"skip\" (found \"\(missed)\")") }

@@ -90,6 +90,8 @@ public struct Scheduler {
             return ExitCode.toolFailure
         }
         var entries: [Entry] = []
+        // Whether MemAvailable is in a pressure episode (the emergency command has run for it).
+        var pressure = false
         for job in config.recurring.sorted(by: { ($0.priority, $0.offset) < ($1.priority, $1.offset) }) {
             let (due, missed) = firstDue(job, last: beats[job.name], start: start, wallNow: startWall)
             if missed { log("\(job.name): a run was missed while the scheduler was down; running it once") }
@@ -168,7 +170,7 @@ public struct Scheduler {
                     checkHealth(&entries)
                     nextHealth = Clock.monotonicNanoseconds() + Int64(watchdog.healthIntervalSeconds * 1e9)
                 }
-                startPending(&entries)
+                startPending(&entries, pressure: &pressure)
                 plan(&entries)
             }
             if stopping {
@@ -202,12 +204,31 @@ public struct Scheduler {
         return 0
     }
 
+    static let memoryAlertKey = "memory:critical"
+
+    /// The start of a memory-pressure episode: an alert, and `scheduler.emergency` run once
+    /// through the guard (a minute at most), before any run is skipped for it.
+    func relieve(reading: Int64, critical: Int64) {
+        let message = "MemAvailable \(formatMegabytes(reading)) is below scheduler.memory_critical_mb \(formatMegabytes(critical))"
+        _ = try? store.raiseAlert(Self.memoryAlertKey, kind: "memory", message: message, now: nowSeconds())
+        guard let emergency = config.scheduler.emergency else {
+            event("memory-critical", "\(message); no scheduler.emergency command to run")
+            return
+        }
+        let runner = StepRunner(
+            signals: signals, reporter: reporter, captureFile: "\(paths.run)/emergency.out",
+            killGrace: config.killGraceSeconds, stopGrace: 0, environment: Spawn.currentEnvironment())
+        let result = runner.run(emergency, timeout: 60, memoryLimitMegabytes: nil, label: "memory emergency")
+        let after = SystemMemory.available().map(formatMegabytes) ?? "?"
+        event("memory-emergency", "\(message): ran \(GuardedCommand.displayCommand(emergency)) (\(result.succeeded ? "ok" : result.endingText)); MemAvailable now \(after)")
+    }
+
     static let recoveryReason = "recovery after a hung run"
 
     /// Starts the due runs that may start, most important (then longest waiting) first: a
     /// stale prerequisite runs first, a full pool keeps its slot for the first in line, and
     /// critical memory skips a non-critical run.
-    func startPending(_ entries: inout [Entry]) {
+    func startPending(_ entries: inout [Entry], pressure: inout Bool) {
         var beats: [String: Heartbeat]?
         var reserved: Set<String> = []
         var again = true
@@ -263,7 +284,18 @@ public struct Scheduler {
                 }
                 // Memory: the guard's reading of MemAvailable.
                 let critical = Int64(config.scheduler.memoryCriticalMegabytes) << 20
-                if let available = SystemMemory.available(), available < critical {
+                var available = SystemMemory.available()
+                if let reading = available, reading < critical, !pressure {
+                    // A new pressure episode: an alert for people, and the clean-up, once.
+                    pressure = true
+                    relieve(reading: reading, critical: critical)
+                    available = SystemMemory.available()
+                } else if let reading = available, reading >= critical, pressure {
+                    pressure = false
+                    _ = try? store.clearAlert(Self.memoryAlertKey, now: nowSeconds())
+                    event("memory-recovered", "MemAvailable \(formatMegabytes(reading)) is back above scheduler.memory_critical_mb \(formatMegabytes(critical))")
+                }
+                if let available, available < critical {
                     let reading = "MemAvailable \(formatMegabytes(available)) is below scheduler.memory_critical_mb \(formatMegabytes(critical))"
                     if !job.critical {
                         log("\(job.name): memory critical (\(reading)); skipped")

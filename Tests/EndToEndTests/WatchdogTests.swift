@@ -127,6 +127,26 @@ import Testing
         #expect(eventKinds(pipeline).contains("memory-warning"))
     }
 
+    /// Under critical memory the scheduler raises an alert and runs the emergency clean-up
+    /// once for the episode, before it skips non-critical runs: not again at every skip.
+    @Test func theEmergencyCommandRunsOncePerPressureEpisode() throws {
+        let pipeline = try PipelineSandbox(devices: 1)
+        let log = pipeline.sandbox.path("emergency.log")
+        try pipeline.configure(extra: [
+            "recurring": [recurringJob(pipeline, "optional", mode: "ok", interval: 0.2, offset: 0)],
+            "scheduler": ["memory_critical_mb": 2_000_000_000, "emergency": ["sh", "-c", "echo cleaned >> \(log)"]],
+        ])
+        let run = try pipeline.start(["run"])
+        // Several due runs, each skipped: the clean-up ran before the first skip, and only then.
+        #expect(waitUntil(30) { eventKinds(pipeline).filter { $0 == "recurring-skip" }.count >= 3 }, "\(eventKinds(pipeline))")
+        let alerts = (try pipeline.status()["alerts"] as? [[String: Any]]) ?? []
+        stop(run)
+        #expect(pipeline.sandbox.lines("emergency.log") == ["cleaned"])
+        #expect(eventKinds(pipeline).filter { $0 == "memory-emergency" }.count == 1)
+        #expect(alerts.contains { $0["key"] as? String == "memory:critical" }, "\(alerts)")
+        #expect(pipeline.startedRuns("optional") == 0)
+    }
+
     @Test func aStalePrerequisiteRunsFirstAndAFailedOneSkipsTheDependent() throws {
         let pipeline = try PipelineSandbox(devices: 1)
         try pipeline.configure(extra: ["recurring": [
