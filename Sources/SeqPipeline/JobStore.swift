@@ -78,6 +78,9 @@ public protocol JobStore: AnyObject {
     func raiseAlert(_ key: String, kind: String, message: String, now: Double) throws(StoreError) -> Bool
     /// Clears it; true when it was raised.
     func clearAlert(_ key: String, now: Double) throws(StoreError) -> Bool
+    /// Raises and clears waiting for the notifier, due now, oldest first.
+    func dueNotifications(now: Double, limit: Int) throws(StoreError) -> [Notification]
+    func recordDelivery(_ id: Int64, delivered: Bool, error: String?, nextAt: Double?, now: Double) throws(StoreError)
     /// The alerts raised and not cleared, oldest first.
     func alerts() throws(StoreError) -> [Alert]
     /// The latest result of a periodic check (the watchdog, the health check).

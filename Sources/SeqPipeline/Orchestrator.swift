@@ -125,6 +125,13 @@ public struct Orchestrator {
         var stopping = false
         var nextBeat = Clock.monotonicNanoseconds() + Int64(config.heartbeatSeconds * 1e9)
         var nextCheck = Clock.monotonicNanoseconds()
+        // Alerts raised anywhere in the run go out from here (a file relative to the store's directory).
+        var outlet = config.alerts
+        if let file = outlet.file, !file.hasPrefix("/") { outlet.file = paths.directory + "/" + file }
+        let notifier = outlet.isConfigured ? Notifier(store: store, outlet: outlet, runner: StepRunner(
+            signals: signals, reporter: reporter, captureFile: "\(paths.run)/notify.out", killGrace: config.killGraceSeconds,
+            stopGrace: 0, environment: Spawn.currentEnvironment())) : nil
+        var nextNotify = Clock.monotonicNanoseconds()
         while !stopping {
             reapAll()
             var died: [Int] = []
@@ -180,6 +187,10 @@ public struct Orchestrator {
                     start(&slots[index], lock: held, fencer: fencer, reap: reapAll)
                 }
             }
+            if let notifier, nextNotify <= now {
+                notifier.deliverDue(now: nowSeconds())
+                nextNotify = Clock.monotonicNanoseconds() + 500_000_000
+            }
             if nextBeat <= now {
                 lock.beat(&held)
                 nextBeat = now + Int64(config.heartbeatSeconds * 1e9)
@@ -194,6 +205,7 @@ public struct Orchestrator {
             }
             var wake = nextBeat
             if once { wake = min(wake, nextCheck) }
+            if notifier != nil { wake = min(wake, nextNotify) }
             for slot in slots { if let at = slot.restartAt { wake = min(wake, at) } }
             let wait = Int32(clamping: max(0, wake - Clock.monotonicNanoseconds()) / 1_000_000 + 1)
             guard !Poll.readable([signals.descriptor], timeoutMilliseconds: min(wait, 1000)).isEmpty else { continue }

@@ -28,6 +28,8 @@ public struct PipelineConfig: Sendable {
     public var reset: [String]?
     /// When `reset` runs: before each job's first step, between a step's attempts, or both.
     public var resetWhen = ResetWhen.attempt
+    /// Where alerts go besides the store (`alerts`): a command, a JSON-lines file.
+    public var alerts = AlertOutlet()
 
     public enum ResetWhen: String, Sendable {
         case job, attempt, both
@@ -94,6 +96,7 @@ public struct PipelineConfig: Sendable {
           "reset": null,
           "reset_when": "attempt",
           "account_rest_seconds": 0,
+          "alerts": {"notify": null, "file": null, "attempts": 5, "backoff_base_seconds": 5, "backoff_cap_seconds": 300},
           "workers": {"appium_port_base": 4723, "appium_port_stride": 2, "system_port_base": 8200,
                       "system_port_stride": 10, "stop_grace_seconds": 30, "kill_grace_seconds": 5,
                       "restart_delay_seconds": 1, "idle_poll_seconds": 1},
@@ -149,7 +152,7 @@ public struct PipelineConfig: Sendable {
         var config = PipelineConfig()
         config.path = path
         try reader.object(root, "(top level)")
-        try reader.known(root, "", ["steps", "reset", "reset_when", "account_rest_seconds", "workers", "orchestrator", "delays", "retries", "cooldown", "health", "classify", "day_zone", "recurring", "scheduler", "watchdog", "pools"])
+        try reader.known(root, "", ["steps", "reset", "reset_when", "account_rest_seconds", "workers", "orchestrator", "delays", "retries", "cooldown", "health", "classify", "day_zone", "recurring", "scheduler", "watchdog", "pools", "alerts"])
         guard let steps = root["steps"] else { throw reader.fail("steps", "a list of steps, each {\"name\": …, \"run\": [argv…]}") }
         guard case .array(let items) = steps, !items.isEmpty else { throw reader.fail("steps", "a non-empty list of steps") }
         config.steps = []
@@ -243,6 +246,13 @@ public struct PipelineConfig: Sendable {
         if let zone = try reader.string(root["day_zone"], "day_zone") {
             guard ZoneCalendar.isKnownZone(zone) else { throw reader.fail("day_zone", "an IANA time zone such as \"UTC\" or \"Europe/Berlin\" (found \"\(zone)\", not in /usr/share/zoneinfo)") }
             config.dayZone = zone
+        }
+        if let section = try reader.section(root, "alerts", ["notify", "file", "attempts", "backoff_base_seconds", "backoff_cap_seconds"]) {
+            config.alerts.notify = try reader.argv(section["notify"], "alerts.notify")
+            config.alerts.file = try reader.string(section["file"], "alerts.file")
+            config.alerts.attempts = try reader.integer(section["attempts"], "alerts.attempts", minimum: 1) ?? config.alerts.attempts
+            config.alerts.backoffBaseSeconds = try reader.number(section["backoff_base_seconds"], "alerts.backoff_base_seconds", minimum: 0.001) ?? config.alerts.backoffBaseSeconds
+            config.alerts.backoffCapSeconds = try reader.number(section["backoff_cap_seconds"], "alerts.backoff_cap_seconds", minimum: 0.001) ?? config.alerts.backoffCapSeconds
         }
         try reader.recurring(root, into: &config)
         return config

@@ -94,13 +94,52 @@ extension SQLiteJobStore {
                 INSERT INTO alerts(key, kind, message, raised_at, seen_at) VALUES (?1, ?2, ?3, ?4, ?4)
                 ON CONFLICT(key) DO UPDATE SET kind = ?2, message = ?3, raised_at = ?4, seen_at = ?4, cleared_at = NULL
                 """, [.text(key), .text(kind), .text(message), .real(now)])
+            try queueNotification(key: key, kind: kind, state: "raised", message: message, now: now)
             return true
         }
     }
 
     public func clearAlert(_ key: String, now: Double) throws(StoreError) -> Bool {
         try connection.write { () throws(StoreError) -> Bool in
-            try connection.run("UPDATE alerts SET cleared_at = ?2 WHERE key = ?1 AND cleared_at IS NULL", [.text(key), .real(now)]) == 1
+            guard try connection.run("UPDATE alerts SET cleared_at = ?2 WHERE key = ?1 AND cleared_at IS NULL", [.text(key), .real(now)]) == 1
+            else { return false }
+            let row = try connection.query("SELECT kind, message FROM alerts WHERE key = ?1", [.text(key)]).first
+            try queueNotification(key: key, kind: row?["kind"].string ?? "", state: "cleared", message: row?["message"].string ?? "", now: now)
+            return true
+        }
+    }
+
+    /// One raise or clear for the notifier (`alerts.notify`, `alerts.file`), in the same
+    /// transaction as the alert itself: none is lost if the process dies after it.
+    func queueNotification(key: String, kind: String, state: String, message: String, now: Double) throws(StoreError) {
+        try connection.run(
+            "INSERT INTO notifications(at, key, kind, state, message, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?1)",
+            [.real(now), .text(key), .text(kind), .text(state), .text(message)])
+    }
+
+    /// Raises and clears not delivered yet whose next attempt is due, oldest first.
+    public func dueNotifications(now: Double, limit: Int) throws(StoreError) -> [Notification] {
+        try connection.query(
+            "SELECT * FROM notifications WHERE delivered_at IS NULL AND failed_at IS NULL AND next_at <= ?1 ORDER BY id LIMIT ?2",
+            [.real(now), .integer(Int64(limit))]).map { row in
+            Notification(id: row["id"].int ?? 0, at: row["at"].double ?? 0, key: row["key"].string ?? "", kind: row["kind"].string ?? "",
+                         state: row["state"].string ?? "", message: row["message"].string ?? "", attempts: Int(row["attempts"].int ?? 0))
+        }
+    }
+
+    /// Records one delivery attempt: delivered, or failed with its error and the next try
+    /// (nil: given up).
+    public func recordDelivery(_ id: Int64, delivered: Bool, error: String?, nextAt: Double?, now: Double) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            if delivered {
+                try connection.run("UPDATE notifications SET delivered_at = ?2, attempts = attempts + 1 WHERE id = ?1", [.integer(id), .real(now)])
+            } else if let nextAt {
+                try connection.run("UPDATE notifications SET attempts = attempts + 1, next_at = ?2, last_error = ?3 WHERE id = ?1",
+                                   [.integer(id), .real(nextAt), .text(error ?? "")])
+            } else {
+                try connection.run("UPDATE notifications SET attempts = attempts + 1, failed_at = ?2, last_error = ?3 WHERE id = ?1",
+                                   [.integer(id), .real(now), .text(error ?? "")])
+            }
         }
     }
 

@@ -83,6 +83,14 @@ public final class SQLiteJobStore: JobStore {
         """
         ALTER TABLE accounts ADD COLUMN rest_until REAL;
         """,
+        // 5: alerts going out: each raise and clear, until delivered (or given up).
+        """
+        CREATE TABLE notifications(
+            id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, key TEXT NOT NULL, kind TEXT NOT NULL,
+            state TEXT NOT NULL, message TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL,
+            delivered_at REAL, failed_at REAL, last_error TEXT);
+        CREATE INDEX notifications_due ON notifications(next_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
+        """,
     ]
 
     public static var schemaVersion: Int { migrations.count }

@@ -338,6 +338,14 @@ public enum FileSystem {
         return lstat(path, &st) == 0
     }
 
+    /// Appends `text` to the file at `path` (created 0644) in one write(2): lines of
+    /// concurrent appenders stay whole.
+    public static func appendFile(_ path: String, _ text: String, mode: UInt32 = 0o644) throws(Errno) {
+        let fd = try open(path, [.writeOnly, .create, .append], mode: mode)
+        defer { fd.close() }
+        try fd.writeAll(text)
+    }
+
     /// Whether `path` is a regular file this process may execute (access(2) X_OK).
     public static func isExecutableFile(_ path: String) -> Bool {
         var st = stat()

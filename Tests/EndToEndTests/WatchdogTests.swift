@@ -77,6 +77,32 @@ import Testing
         #expect(events.contains { $0["kind"] as? String == "watchdog-cleared" && ($0["message"] as? String)?.hasPrefix("hanger:") == true })
     }
 
+    /// Alerts go out: each raise and clear to the JSON-lines file and to the notify command.
+    /// A notifier that fails is reported, retried with backoff, given up after its attempts,
+    /// and the pipeline goes on: here it refuses every raise and takes every clear.
+    @Test func alertsGoOutAndAFailingNotifierNeverStopsThePipeline() throws {
+        let pipeline = try PipelineSandbox(devices: 1)
+        let notes = pipeline.sandbox.path("notes.log")
+        try pipeline.configure(extra: [
+            "recurring": [recurringJob(pipeline, "hanger", mode: "hang-once", interval: 600, offset: 0, extra: ["hung_after_seconds": 0.6])],
+            "watchdog": ["interval_seconds": 0.1],
+            "orchestrator": ["heartbeat_seconds": 0.1],
+            "alerts": ["notify": ["sh", "-c", "test {state} = cleared && echo {state} {key} >> \(notes)"], "file": "alerts.jsonl",
+                       "attempts": 2, "backoff_base_seconds": 0.1],
+        ])
+        let run = try pipeline.start(["run"])
+        #expect(waitUntil(30) { pipeline.sandbox.read("notes.log").contains("cleared hung:hanger") }, "\(eventKinds(pipeline))")
+        #expect(waitUntil(10) { eventKinds(pipeline).contains("notify-gave-up") })
+        stop(run)
+        #expect(pipeline.sandbox.lines("notes.log") == ["cleared hung:hanger"])
+        let kinds = eventKinds(pipeline)
+        #expect(kinds.filter { $0 == "notify-failed" }.count == 1 && kinds.filter { $0 == "notify-gave-up" }.count == 1, "\(kinds)")
+        let lines = pipeline.sandbox.lines(".seqpipe/alerts.jsonl")
+        #expect(lines.contains { $0.contains("\"key\":\"hung:hanger\"") && $0.contains("\"state\":\"raised\"") }, "\(lines)")
+        #expect(lines.contains { $0.contains("\"key\":\"hung:hanger\"") && $0.contains("\"state\":\"cleared\"") }, "\(lines)")
+        #expect(heartbeats(pipeline)["hanger"]?["last_success"] is String, "the pipeline went on")
+    }
+
     @Test func aJobThatStopsSucceedingGetsEmergencyRuns() throws {
         let pipeline = try PipelineSandbox(devices: 1)
         try pipeline.configure(extra: [

@@ -1,0 +1,92 @@
+import SeqGuard
+import SeqSystem
+
+/// One raise or clear of an alert, on its way out to people.
+public struct Notification: Sendable, Equatable {
+    public var id: Int64
+    public var at: Double
+    public var key: String
+    public var kind: String
+    /// `raised` or `cleared`.
+    public var state: String
+    public var message: String
+    public var attempts: Int
+}
+
+/// Where alerts go besides the store: `alerts.notify`, an argv run for each raise and clear
+/// ({kind}, {message}, {key}, {state} filled in), and `alerts.file`, a JSON-lines file other
+/// tools tail. Neither is required.
+public struct AlertOutlet: Sendable {
+    public var notify: [String]?
+    public var file: String?
+    /// Attempts of one notification before it is given up (with an event saying so).
+    public var attempts = 5
+    /// Backoff between attempts: base·2^n, capped.
+    public var backoffBaseSeconds: Double = 5
+    public var backoffCapSeconds: Double = 300
+
+    public init() {}
+
+    public var isConfigured: Bool { notify != nil || file != nil }
+}
+
+/// Delivers the store's pending notifications through the outlet. A failing notifier is
+/// reported (an event per failure), retried with backoff, and given up after its attempts;
+/// it never stops the pipeline. The orchestrator calls it from its loop.
+public struct Notifier {
+    public var store: any JobStore
+    public var outlet: AlertOutlet
+    public var runner: StepRunner
+
+    public init(store: any JobStore, outlet: AlertOutlet, runner: StepRunner) {
+        self.store = store
+        self.outlet = outlet
+        self.runner = runner
+    }
+
+    /// Delivers what is due (ten at a time); returns how many were delivered.
+    @available(*, noasync)
+    @discardableResult
+    public func deliverDue(now: Double) -> Int {
+        guard outlet.isConfigured, let due = try? store.dueNotifications(now: now, limit: 10) else { return 0 }
+        var delivered = 0
+        for notification in due {
+            let problem = deliver(notification)
+            let attempt = notification.attempts + 1
+            if problem == nil {
+                delivered += 1
+                try? store.recordDelivery(notification.id, delivered: true, error: nil, nextAt: nil, now: nowSeconds())
+                continue
+            }
+            let giveUp = attempt >= outlet.attempts
+            let wait = min(outlet.backoffCapSeconds, outlet.backoffBaseSeconds * Double(1 << min(attempt - 1, 20)))
+            try? store.recordDelivery(notification.id, delivered: false, error: problem, nextAt: giveUp ? nil : nowSeconds() + wait, now: nowSeconds())
+            try? store.addEvent(Event(
+                at: nowSeconds(), kind: giveUp ? "notify-gave-up" : "notify-failed", message:
+                    "alert \(notification.key) (\(notification.state)): \(problem ?? "") (attempt \(attempt) of \(outlet.attempts)\(giveUp ? "; given up" : "; again in \(durationText(wait))"))"))
+        }
+        return delivered
+    }
+
+    /// One attempt: the file line, then the command. The reason it failed, or nil.
+    @available(*, noasync)
+    func deliver(_ notification: Notification) -> String? {
+        if let file = outlet.file {
+            let line = JSON.encode(.object([
+                ("at", .string(isoTime(notification.at))), ("key", .string(notification.key)), ("kind", .string(notification.kind)),
+                ("state", .string(notification.state)), ("message", .string(notification.message)),
+            ])) + "\n"
+            do { try FileSystem.appendFile(file, line) } catch { return "cannot append to \(file): \(error)" }
+        }
+        if let notify = outlet.notify {
+            let values = Placeholders(values: [
+                "kind": notification.kind, "message": notification.message, "key": notification.key, "state": notification.state,
+            ])
+            let argv: [String]
+            do { argv = try values.fill(notify) } catch { return "alerts.notify: \(error.message)" }
+            let result = runner.run(argv, timeout: 10, memoryLimitMegabytes: nil, label: "notify \(notification.key)")
+            if !result.succeeded { return "\(GuardedCommand.displayCommand(argv)): \(result.endingText)\(result.lastLine.isEmpty ? "" : ": \(result.lastLine)")" }
+        }
+        return nil
+    }
+}
