@@ -81,6 +81,8 @@ public protocol JobStore: AnyObject {
     /// Raises and clears waiting for the notifier, due now, oldest first.
     func dueNotifications(now: Double, limit: Int) throws(StoreError) -> [Notification]
     func recordDelivery(_ id: Int64, delivered: Bool, error: String?, nextAt: Double?, now: Double) throws(StoreError)
+    /// A device's (`device:NAME`) or an account's (`account:NAME`) rates over the last `seconds`.
+    func rates(subject: String, seconds: Double, now: Double) throws(StoreError) -> Rates
     /// The alerts raised and not cleared, oldest first.
     func alerts() throws(StoreError) -> [Alert]
     /// The latest result of a periodic check (the watchdog, the health check).

@@ -21,6 +21,8 @@ public struct PipelineStatus {
     /// Watchdog and health-check alerts not cleared, and the checks' latest results.
     public var alerts: [Alert] = []
     public var checks: [Check] = []
+    /// Each device's and account's rates (`device:NAME`, `account:NAME`): last hour, last day.
+    public var rates: [String: (hour: Rates, day: Rates)] = [:]
 
     /// Reads everything from the store and the lock, at one moment.
     public static func read(store: any JobStore, config: PipelineConfig, paths: PipelinePaths) throws(StoreError) -> PipelineStatus {
@@ -43,11 +45,26 @@ public struct PipelineStatus {
             waiting.append((job, reason(job, accounts: accounts, devices: devices, successes: successes, active: active,
                                         holder: holder, workers: workers, now: now)))
         }
-        return PipelineStatus(
+        var status = PipelineStatus(
             database: paths.database, counts: counts, holder: holder, holderSilentSeconds: silent,
             hung: (silent ?? 0) > config.hungAfterSeconds, workers: holder == nil ? [] : workers,
             accounts: accounts, successesToday: successes, devices: devices, waiting: waiting, now: now, config: config,
             heartbeats: try store.heartbeats(), alerts: try store.alerts(), checks: try store.checks())
+        for subject in devices.map({ "device:\($0.name)" }) + accounts.map({ "account:\($0.name)" }) {
+            status.rates[subject] = (try store.rates(subject: subject, seconds: 3600, now: now), try store.rates(subject: subject, seconds: 86400, now: now))
+        }
+        return status
+    }
+
+    /// Attempts, successes, failures, the success rate and the mean response, for JSON.
+    func ratesJSON(_ rates: Rates?) -> JSON.Value {
+        let rates = rates ?? Rates()
+        return .object([
+            ("attempts", .integer(Int64(rates.attempts))), ("successes", .integer(Int64(rates.successes))),
+            ("failures", .integer(Int64(rates.failures))), ("success_rate", rates.successRate.map { .number($0) } ?? .null),
+            ("responses", .integer(Int64(rates.responses))), ("unanswered", .integer(Int64(rates.unanswered))),
+            ("mean_response_ms", rates.meanResponseMilliseconds.map { .integer(Int64($0)) } ?? .null),
+        ])
     }
 
     static func reason(_ job: Job, accounts: [Account], devices: [Device], successes: [String: Int], active: [Job],
@@ -184,6 +201,7 @@ public struct PipelineStatus {
                     ("cooldown_until", (account.cooldownUntil ?? 0) > now ? time(account.cooldownUntil) : .null),
                     ("rest_until", (account.restUntil ?? 0) > now ? time(account.restUntil) : .null),
                     ("infra_failures", .integer(Int64(account.infraFailures))),
+                    ("last_hour", ratesJSON(rates["account:\(account.name)"]?.hour)), ("last_day", ratesJSON(rates["account:\(account.name)"]?.day)),
                 ])
             })),
             ("devices", .array(devices.map { device in
@@ -193,6 +211,7 @@ public struct PipelineStatus {
                     ("health_failures", .integer(Int64(device.healthFailures))),
                     ("cooldown_until", (device.cooldownUntil ?? 0) > now ? time(device.cooldownUntil) : .null),
                     ("last_error", optional(device.lastError)),
+                    ("last_hour", ratesJSON(rates["device:\(device.name)"]?.hour)), ("last_day", ratesJSON(rates["device:\(device.name)"]?.day)),
                 ])
             })),
             ("recurring", .array(heartbeats.map { beat in

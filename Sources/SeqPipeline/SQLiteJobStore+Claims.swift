@@ -198,6 +198,7 @@ extension SQLiteJobStore {
         for event in change.events {
             try insertEvent(Event(at: now, kind: event.kind, job: job.id, account: job.account, device: job.device, worker: job.worker, message: event.message))
         }
+        try countMetric(subjects: ["account:\(job.account)"] + (job.device.map { ["device:\($0)"] } ?? []), outcome: change.status.rawValue, now: now)
         let device = job.device ?? ""
         if let until = change.accountRestsUntil {
             try connection.run("UPDATE accounts SET rest_until = ?2 WHERE name = ?1", [.text(job.account), .real(until)])

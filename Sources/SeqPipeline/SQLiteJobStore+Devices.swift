@@ -88,11 +88,15 @@ extension SQLiteJobStore {
                         cooldown_until = CASE WHEN healthy = 0 THEN NULL ELSE cooldown_until END
                     WHERE name = ?1
                     """, [.text(device), responseMilliseconds.map { .integer(Int64($0)) } ?? .null, .real(now)])
+                if let responseMilliseconds {
+                    try countMetric(subjects: ["device:\(device)"], outcome: "response", responseMilliseconds: responseMilliseconds, now: now)
+                }
                 return 0
             }
             let row = try connection.query(
                 "UPDATE devices SET healthy = 0, health_failures = health_failures + 1, last_check = ?2, last_error = ?3 WHERE name = ?1 RETURNING health_failures",
                 [.text(device), .real(now), optional(error)]).first
+            try countMetric(subjects: ["device:\(device)"], outcome: "unanswered", now: now)
             return Int(row?["health_failures"].int ?? 0)
         }
     }

@@ -91,6 +91,13 @@ public final class SQLiteJobStore: JobStore {
             delivered_at REAL, failed_at REAL, last_error TEXT);
         CREATE INDEX notifications_due ON notifications(next_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
         """,
+        // 6: metrics per device and per account, rolled up by the hour (bounded: see Metrics).
+        """
+        CREATE TABLE metrics(
+            hour INTEGER NOT NULL, subject TEXT NOT NULL, outcome TEXT NOT NULL,
+            count INTEGER NOT NULL DEFAULT 0, response_ms_sum INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY(hour, subject, outcome));
+        """,
     ]
 
     public static var schemaVersion: Int { migrations.count }

@@ -1,0 +1,69 @@
+import SeqSystem
+
+/// Response times, attempts and outcomes per device and per account, kept as hourly counts
+/// (`metrics`: hour, subject `device:NAME` or `account:NAME`, outcome, count, and the sum of
+/// response times for `response`). Rates over the last hour and day come from them. The
+/// store stays bounded: one row per hour, subject and outcome, and rows older than
+/// `keepDays` go when new ones are written in a new hour.
+public struct Rates: Sendable, Equatable {
+    /// Attempts that ended: success, failed, retrying or pending again.
+    public var attempts = 0
+    public var successes = 0
+    public var failures = 0
+    /// Health checks that measured a response, and their mean; those the device did not answer.
+    public var responses = 0
+    public var unanswered = 0
+    public var meanResponseMilliseconds: Int?
+
+    public var successRate: Double? { attempts == 0 ? nil : Double(successes) / Double(attempts) }
+}
+
+extension SQLiteJobStore {
+    public static let metricsKeepDays = 30
+
+    /// One more `outcome` for each subject in this hour; a response time adds to its sum.
+    /// Call inside a write transaction.
+    func countMetric(subjects: [String], outcome: String, responseMilliseconds: Int? = nil, now: Double) throws(StoreError) {
+        let hour = Int64(now / 3600)
+        for subject in subjects {
+            try connection.run(
+                """
+                INSERT INTO metrics(hour, subject, outcome, count, response_ms_sum) VALUES (?1, ?2, ?3, 1, ?4)
+                ON CONFLICT(hour, subject, outcome) DO UPDATE SET count = count + 1, response_ms_sum = response_ms_sum + ?4
+                """, [.integer(hour), .text(subject), .text(outcome), .integer(Int64(responseMilliseconds ?? 0))])
+        }
+        // The first row of an hour prunes what is past the window.
+        if try connection.query("SELECT COUNT(*) AS n FROM metrics WHERE hour = ?1", [.integer(hour)]).first?["n"].int == Int64(subjects.count) {
+            try connection.run("DELETE FROM metrics WHERE hour < ?1", [.integer(hour - Int64(Self.metricsKeepDays * 24))])
+        }
+    }
+
+    /// The subject's rates over the last `seconds` (whole hours, this one included).
+    public func rates(subject: String, seconds: Double, now: Double) throws(StoreError) -> Rates {
+        let from = Int64(now / 3600) - Int64((seconds / 3600).rounded(.up)) + 1
+        var rates = Rates()
+        var responseSum: Int64 = 0
+        for row in try connection.query(
+            "SELECT outcome, SUM(count) AS n, SUM(response_ms_sum) AS ms FROM metrics WHERE subject = ?1 AND hour >= ?2 GROUP BY outcome",
+            [.text(subject), .integer(from)]) {
+            let count = Int(row["n"].int ?? 0)
+            switch row["outcome"].string ?? "" {
+            case "response":
+                rates.responses = count
+                responseSum = row["ms"].int ?? 0
+            case "success":
+                rates.successes += count
+                rates.attempts += count
+            case "failed":
+                rates.failures += count
+                rates.attempts += count
+            case "unanswered":
+                rates.unanswered = count
+            default:
+                rates.attempts += count
+            }
+        }
+        if rates.responses > 0 { rates.meanResponseMilliseconds = Int(responseSum / Int64(rates.responses)) }
+        return rates
+    }
+}

@@ -1,0 +1,39 @@
+@testable import SeqPipeline
+import Testing
+import TestSupport
+
+/// Outcomes and response times per device and per account, rolled up by the hour in the
+/// store, and the window's rates computed from them; rows past the window are pruned.
+@Suite struct MetricsTests {
+    @Test func outcomesAndResponsesGiveRatesOverTheLastHourAndDay() throws {
+        let directory = TemporaryDirectory()
+        let store = try makeStore(directory, devices: 1)
+        let policy = FailurePolicy()
+        _ = try store.addJobs([job("a", "alice"), job("b", "alice"), job("c", "bob")])
+        let now = 1_796_200_000.0
+        // a succeeds, b fails retryably, then b (first in line again) succeeds 90 minutes later.
+        for (id, outcome, at) in [("a", JobOutcome.success, now), ("b", .retryable(message: "flaky"), now + 10), ("b", .success, now + 5400)] {
+            let claim = try #require(try store.claim(worker: 0, device: "d0", now: at, today: day, bootSeconds: 1), "claim \(id)")
+            #expect(claim.job.id == id)
+            #expect(try store.finish(claim, outcome: outcome, policy: policy, now: at, today: day))
+        }
+        _ = try store.recordHealth(device: "d0", ok: true, responseMilliseconds: 100, error: nil, now: now + 5400)
+        _ = try store.recordHealth(device: "d0", ok: true, responseMilliseconds: 300, error: nil, now: now + 5401)
+        _ = try store.recordHealth(device: "d0", ok: false, responseMilliseconds: nil, error: "down", now: now + 5402)
+
+        let hour = try store.rates(subject: "device:d0", seconds: 3600, now: now + 5400)
+        #expect(hour.attempts == 1 && hour.successes == 1 && hour.responses == 2 && hour.unanswered == 1, "\(hour)")
+        #expect(hour.meanResponseMilliseconds == 200)
+        let dayRates = try store.rates(subject: "device:d0", seconds: 86400, now: now + 5400)
+        #expect(dayRates.attempts == 3 && dayRates.successes == 2 && dayRates.successRate == 2.0 / 3.0, "\(dayRates)")
+        let alice = try store.rates(subject: "account:alice", seconds: 86400, now: now + 5400)
+        #expect(alice.attempts == 3 && alice.successes == 2 && alice.failures == 0, "\(alice)")
+        #expect(try store.rates(subject: "account:bob", seconds: 86400, now: now + 5400) == Rates())
+
+        // Past the kept window, the first row of a new hour prunes the old ones.
+        let later = now + Double(SQLiteJobStore.metricsKeepDays + 1) * 86400
+        _ = try store.recordHealth(device: "d0", ok: true, responseMilliseconds: 50, error: nil, now: later)
+        let all = try store.rates(subject: "device:d0", seconds: Double(SQLiteJobStore.metricsKeepDays + 5) * 86400, now: later)
+        #expect(all.attempts == 0 && all.responses == 1, "old hours are gone: \(all)")
+    }
+}
