@@ -105,11 +105,13 @@ public struct LockWaiter {
             guard case .waiting(let live, let ahead, let position, let total, let memoryShort) = state else { break }
             // A holder whose seqexec and supervisor were killed runs on unsupervised: its own
             // deadline still holds, and the waiter that finds it past it ends its tree.
-            if !ProjectLock.endOverdue(live, killGrace: request.killGrace, reporter: reporter).isEmpty {
+            // (One liveness look per claim: the usual holder is supervised and skipped here.)
+            let unsupervised = live.filter(\.isUnsupervised)
+            if !ProjectLock.endOverdue(unsupervised, killGrace: request.killGrace, reporter: reporter).isEmpty {
                 state = try evaluate(me: me, mine: &mine, request: request, record: record(), firstCall: false)
                 continue
             }
-            let nextDeadline = live.filter(\.isUnsupervised).compactMap { $0.record?.deadline }.min()
+            let nextDeadline = unsupervised.compactMap { $0.record?.deadline }.min()
             // Watch only what can end this wait, so one release wakes one waiter, not a herd.
             // With N slots, only the N waiters nearest ahead matter: if one further ahead goes,
             // our rank stays at N or more and we still cannot start. A waiter that moves on to

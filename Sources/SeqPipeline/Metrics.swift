@@ -4,7 +4,7 @@ import SeqSystem
 /// (`metrics`: hour, subject `device:NAME` or `account:NAME`, outcome, count, and the sum of
 /// response times for `response`). Rates over the last hour and day come from them. The
 /// store stays bounded: one row per hour, subject and outcome, and rows older than
-/// `keepDays` go when new ones are written in a new hour.
+/// `metricsKeepDays` go whenever a count is written.
 public struct Rates: Sendable, Equatable {
     /// Attempts that ended: success, failed, retrying or pending again.
     public var attempts = 0
@@ -32,10 +32,8 @@ extension SQLiteJobStore {
                 ON CONFLICT(hour, subject, outcome) DO UPDATE SET count = count + 1, response_ms_sum = response_ms_sum + ?4
                 """, [.integer(hour), .text(subject), .text(outcome), .integer(Int64(responseMilliseconds ?? 0))])
         }
-        // The first row of an hour prunes what is past the window.
-        if try connection.query("SELECT COUNT(*) AS n FROM metrics WHERE hour = ?1", [.integer(hour)]).first?["n"].int == Int64(subjects.count) {
-            try connection.run("DELETE FROM metrics WHERE hour < ?1", [.integer(hour - Int64(Self.metricsKeepDays * 24))])
-        }
+        // What is past the window goes: a range of the primary key, nothing to do most times.
+        try connection.run("DELETE FROM metrics WHERE hour < ?1", [.integer(hour - Int64(Self.metricsKeepDays * 24))])
     }
 
     /// The subject's rates over the last `seconds` (whole hours, this one included).
