@@ -69,6 +69,9 @@ public struct MemoryMonitor: Sendable {
     /// The first gap; each later start-up gap doubles until the interval is reached.
     public static let startupDelay = 0.02
 
+    /// Children of `root` left out with their subtrees (see `ProcessTree.spared`).
+    public var spared: Set<Int32> = []
+
     public init(policy: MemoryPolicy, root: Int32 = Processes.currentPid) {
         self.policy = policy
         self.root = root
@@ -78,7 +81,7 @@ public struct MemoryMonitor: Sendable {
     public mutating func sample(excluding: Set<ProcessIdentity> = [], now: Int64 = Clock.monotonicNanoseconds()) -> TreeUsage {
         var usage = TreeUsage()
         var files = Set<[UInt64]>()
-        for stat in Processes.descendants(of: [root]) where !excluding.contains(stat.identity) {
+        for stat in Processes.descendants(of: [root], sparing: spared) where !excluding.contains(stat.identity) {
             var bytes: Int64
             switch policy.metric {
             case .rss: bytes = stat.residentPages * SystemMemory.pageSize

@@ -4,10 +4,16 @@ import SeqSystem
 /// are reparented here, so "no children left" (waitid's ECHILD) means the whole tree is gone.
 public struct ProcessTree {
     public var signals: SignalReceiver
+    /// Children that are not part of the command, with their subtrees: never sampled, never
+    /// ended here (a pipeline worker's device server lives across its steps).
+    public var spared: Set<Int32> = []
 
-    public init(signals: SignalReceiver) { self.signals = signals }
+    public init(signals: SignalReceiver, spared: Set<Int32> = []) {
+        self.signals = signals
+        self.spared = spared
+    }
 
-    /// Reaps every child that has ended. Returns true when no child is left at all.
+    /// Reaps every child that has ended (a spared one too). Returns true when no child is left at all.
     public func reapEnded(_ onReap: (Int32, TerminationStatus) -> Void) -> Bool {
         while true {
             do {
@@ -19,9 +25,9 @@ public struct ProcessTree {
         }
     }
 
-    /// The live descendants of this process, found over /proc, deepest first.
+    /// The live descendants of this process but the spared ones, found over /proc, deepest first.
     public func descendants() -> [ProcStat] {
-        Processes.descendants(of: [Processes.currentPid])
+        Processes.descendants(of: [Processes.currentPid], sparing: spared)
     }
 
     /// Ends the whole tree through the teardown: SIGTERM (and SIGCONT) to every descendant,

@@ -65,6 +65,9 @@ public struct Supervisor {
     /// serves, so that nothing it started outlives it for long.
     public var cancel: FileDescriptor?
     public var cancelGrace = 0.5
+    /// Children of this process that are not the command's (a worker's device server): left
+    /// out of its memory and never ended with its tree.
+    public var spared: Set<Int32> = []
 
     public init(signals: SignalReceiver, reporter: Reporter, timeout: Double?, killGrace: Double, memory: MemoryPolicy? = nil) {
         self.signals = signals
@@ -103,13 +106,17 @@ public struct Supervisor {
         reporter.step("started pid \(pid): \(display)")
 
         var result = SupervisedRun(ending: .timedOut, child: child)
-        var monitor = memory.map { MemoryMonitor(policy: $0) }
+        var monitor = memory.map { policy in
+            var monitor = MemoryMonitor(policy: policy)
+            monitor.spared = spared
+            return monitor
+        }
         func finished() -> SupervisedRun {
             result.runNanoseconds = Clock.monotonicNanoseconds() - started
             if let monitor, monitor.samplesTaken > 0 { result.peakSharedFileBytes = monitor.peakSharedFiles }
             return result
         }
-        let tree = ProcessTree(signals: signals)
+        let tree = ProcessTree(signals: signals, spared: spared)
         let deadline = timeout.map { started + Int64($0 * 1e9) }
         let firstLook = started + Int64(MemoryMonitor.startupDelay * 1e9)
         var nextSample = firstLook

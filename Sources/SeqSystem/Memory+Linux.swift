@@ -53,10 +53,10 @@ extension Processes {
 
     /// The live descendants of `roots` through /proc/PID/task/TID/children, deepest first:
     /// one small file per process of the tree.
-    static func walkChildrenFiles(from roots: Set<Int32>) -> [ProcStat] {
+    static func walkChildrenFiles(from roots: Set<Int32>, sparing: Set<Int32> = []) -> [ProcStat] {
         var found: [ProcStat] = []
         var frontier = Array(roots)
-        var seen = roots
+        var seen = roots.union(sparing)
         while let pid = frontier.popLast() {
             guard let threads = try? FileSystem.contents(ofDirectory: "/proc/\(pid)/task") else { continue }
             for thread in threads {

@@ -131,9 +131,10 @@ public enum Processes {
 
     /// All live descendants of the given roots (not the roots themselves), deepest first.
     /// Without a table, where the kernel has children files, only the tree's own processes
-    /// are read; otherwise every process's stat is.
-    public static func descendants(of roots: Set<Int32>, in table: [ProcStat]? = nil) -> [ProcStat] {
-        if table == nil && hasChildrenFiles { return walkChildrenFiles(from: roots) }
+    /// are read; otherwise every process's stat is. A process in `sparing` is left out with
+    /// its whole subtree (a worker's device server, which outlives the worker's steps).
+    public static func descendants(of roots: Set<Int32>, in table: [ProcStat]? = nil, sparing: Set<Int32> = []) -> [ProcStat] {
+        if table == nil && hasChildrenFiles { return walkChildrenFiles(from: roots, sparing: sparing) }
         let table = table ?? all()
         var children: [Int32: [ProcStat]] = [:]
         for stat in table where stat.state != "Z" {
@@ -141,7 +142,7 @@ public enum Processes {
         }
         var found: [ProcStat] = []
         var frontier = Array(roots)
-        var seen = roots
+        var seen = roots.union(sparing)
         while let pid = frontier.popLast() {
             for child in children[pid] ?? [] where !seen.contains(child.pid) {
                 seen.insert(child.pid)

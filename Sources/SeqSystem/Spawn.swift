@@ -23,20 +23,23 @@ public enum Spawn {
     /// - Throws: the errno of the failed exec (ENOENT: not found; EACCES/ENOEXEC: not runnable).
     /// With `output`, the child's stdout and stderr both go to that descriptor, and with
     /// `input` its stdin comes from that one. Each of `passing` is open in the child as the
-    /// descriptor number given.
+    /// descriptor number given. With `newProcessGroup`, the child leads a process group of its
+    /// own: a terminal's Ctrl-C does not reach it, and whoever started it ends it in order.
     public static func spawn(
         _ arguments: [String], environment: [String], resetSignals: [Signal],
-        input: FileDescriptor? = nil, output: FileDescriptor? = nil, passing: [(descriptor: FileDescriptor, as: Int32)] = []
+        input: FileDescriptor? = nil, output: FileDescriptor? = nil, passing: [(descriptor: FileDescriptor, as: Int32)] = [],
+        newProcessGroup: Bool = false
     ) throws(Errno) -> Int32 {
         try spawn(arguments.map { Array($0.utf8) }, environment: environment.map { Array($0.utf8) }, resetSignals: resetSignals,
-                  input: input, output: output, passing: passing)
+                  input: input, output: output, passing: passing, newProcessGroup: newProcessGroup)
     }
 
     /// The same, with argv and the environment as bytes, passed to the kernel exactly as
     /// given: an argument, a variable or a program path need not be UTF-8.
     public static func spawn(
         _ arguments: [[UInt8]], environment: [[UInt8]], resetSignals: [Signal],
-        input: FileDescriptor? = nil, output: FileDescriptor? = nil, passing: [(descriptor: FileDescriptor, as: Int32)] = []
+        input: FileDescriptor? = nil, output: FileDescriptor? = nil, passing: [(descriptor: FileDescriptor, as: Int32)] = [],
+        newProcessGroup: Bool = false
     ) throws(Errno) -> Int32 {
         precondition(!arguments.isEmpty, "spawn needs a program")
         var attributes = posix_spawnattr_t()
@@ -50,7 +53,12 @@ public enum Spawn {
         for signal in resetSignals { sigaddset(&defaults, signal.rawValue) }
         if BrokenPipe.resetInChildren { sigaddset(&defaults, SIGPIPE) }
         posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
+        if newProcessGroup {
+            flags |= POSIX_SPAWN_SETPGROUP
+            posix_spawnattr_setpgroup(&attributes, 0)
+        }
+        posix_spawnattr_setflags(&attributes, Int16(flags))
 
         let argv = cStrings(arguments)
         let envp = cStrings(environment)
