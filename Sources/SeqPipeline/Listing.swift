@@ -6,10 +6,11 @@ import SeqSystem
 public enum Listing {
     /// `seqpipe device list`.
     public static func devices(_ devices: [Device]) -> String {
-        var rows = [["NAME", "HEALTH", "RESPONSE", "STATUS URL / HEALTH COMMAND"]]
+        var rows = [["NAME", "HEALTH", "RESPONSE", "STATUS URL / HEALTH COMMAND", "SERVER"]]
         for device in devices {
             rows.append([device.name, device.healthy ? "healthy" : "unhealthy", device.responseMilliseconds.map { "\($0) ms" } ?? "-",
-                         device.statusURL ?? device.healthCommand ?? "-"])
+                         device.statusURL ?? device.healthCommand ?? "-",
+                         device.server.map { "\(device.serverNow ?? "not started"): \(GuardedCommand.displayCommand($0))" } ?? "-"])
         }
         return TextTable.render(rows)
     }

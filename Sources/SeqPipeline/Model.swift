@@ -18,6 +18,20 @@ public struct Device: Sendable {
     /// Restarts the device itself: the second grade.
     public var restartCommand: String?
     public var stopCommand: String?
+    /// The device's automation server as an argv (placeholders filled in by its worker),
+    /// which the worker starts, watches and ends itself; nil when it runs elsewhere.
+    public var server: [String]?
+    /// What its worker last said of that server: starting, up, exited, stopped, port-busy,
+    /// failed; with the server's process, its port, since when, and why.
+    public var serverState: String?
+    public var serverProcess: ProcessIdentity?
+    public var serverPort: Int?
+    public var serverSince: Double?
+    public var serverNote: String?
+    /// The phone itself: up (it answered its last check), not answering, stopped (its stop
+    /// command ran), stop failed; nil before anything was heard of it.
+    public var phoneState: String?
+    public var phoneSince: Double?
     public var healthy = true
     public var healthFailures = 0
     public var infraFailures = 0
@@ -28,6 +42,14 @@ public struct Device: Sendable {
     public var lastError: String?
 
     public init(name: String) { self.name = name }
+
+    /// The server's state as it is now: one recorded as up or starting whose process is gone
+    /// (its whole run was killed) reads "gone".
+    public var serverNow: String? {
+        guard let state = serverState else { return nil }
+        if state == "up" || state == "starting", let process = serverProcess, !process.isAlive { return "gone" }
+        return state
+    }
 }
 
 /// An account jobs post to, with its own limits and failure budget.

@@ -18,6 +18,8 @@ public struct PipelinePaths: Sendable {
     }
 
     public func log(worker: Int) -> String { "\(logs)/worker_\(worker).log" }
+    /// What worker N's device server prints (the original's logs/appium_N.log).
+    public func serverLog(worker: Int) -> String { "\(logs)/server_\(worker).log" }
     public var schedulerLog: String { "\(logs)/scheduler.log" }
 }
 
@@ -221,7 +223,7 @@ public struct Orchestrator {
         let finder = Teardown.TreeFinder(roots: members, rootsOnlyFor: [.terminate], extra: {
             Processes.descendants(of: [Processes.currentPid]).map { Teardown.Target($0.identity, command: $0.command) }
         })
-        let report = Teardown([.send(.terminate, grace: config.stopGraceSeconds + config.killGraceSeconds + 2)]).run(find: finder.find, reap: reapAll)
+        let report = Teardown([.send(.terminate, grace: config.workerStopSeconds)]).run(find: finder.find, reap: reapAll)
         for process in report.killed where members.contains(process) {
             let index = slots.firstIndex { $0.process == process }!
             reporter.error("\(slots[index].scheduler ? "the scheduler" : "worker \(index)") (pid \(process.pid)) did not stop within the grace; killed it")
@@ -246,7 +248,8 @@ public struct Orchestrator {
             guard let command = slot.device.stopCommand else { continue }
             let runner = StepRunner(signals: signals, reporter: reporter, captureFile: "\(paths.run)/orchestrator.out",
                                     killGrace: config.killGraceSeconds, stopGrace: 0, environment: Spawn.currentEnvironment())
-            _ = runner.run(["/bin/sh", "-c", command], timeout: 60, memoryLimitMegabytes: nil, label: "device \(slot.device.name) stop")
+            let result = runner.run(["/bin/sh", "-c", command], timeout: 60, memoryLimitMegabytes: nil, label: "device \(slot.device.name) stop")
+            try? store.recordPhone(device: slot.device.name, state: result.succeeded ? "stopped" : "stop failed", now: nowSeconds())
         }
         try? store.addEvent(Event(at: nowSeconds(), kind: "orchestrator-stop", message: "pid \(Processes.currentPid) stopped"))
         for slot in slots where !slot.scheduler {
@@ -294,6 +297,12 @@ public struct Orchestrator {
     func fenceWorker(_ slot: Slot, fencer: Fencer, sparing: Set<ProcessIdentity>, reap: () -> Void) -> Bool {
         let claims = ((try? store.jobs()) ?? []).filter { ($0.status == .claimed || $0.status == .running) && $0.worker == slot.index }
         guard fencer.fence(device: slot.device.name, jobs: claims, worker: slot.index, sparing: sparing, reap: reap) else { return false }
+        // Its device server held the device's lock too: the fence ended it.
+        if let device = try? store.devices().first(where: { $0.name == slot.device.name }), device.server != nil,
+           device.serverState == "up" || device.serverState == "starting" {
+            try? store.recordServer(device: device.name, state: "stopped", process: nil, port: device.serverPort,
+                                    note: "its worker died; the fence of the device ended it", now: nowSeconds())
+        }
         do {
             let requeued = try store.requeueClaims(worker: slot.index, crashed: true, policy: config.policy, now: nowSeconds())
             fencer.forget(claims)

@@ -46,6 +46,8 @@ public struct PipelineConfig: Sendable {
     public var killGraceSeconds: Double = 5
     public var restartDelaySeconds: Double = 1
     public var idlePollSeconds: Double = 1
+    /// A device server's memory limit over its whole tree (nil: none).
+    public var serverMemoryMegabytes: Int?
     // Orchestrator.
     public var heartbeatSeconds: Double = 30
     public var hungAfterSeconds: Double = 120
@@ -66,6 +68,12 @@ public struct PipelineConfig: Sendable {
     public var failuresBeforeRestart = 3
     public var restartWaitSeconds: Double = 60
     public var healthRetrySeconds: Double = 10
+    /// How long a device server the worker started has to answer its status URL.
+    public var serverStartSeconds: Double = 60
+
+    /// How long a stopping worker may take: its step's grace, then its device server's end
+    /// (its guard's grace and the server's), before it is killed.
+    public var workerStopSeconds: Double { stopGraceSeconds + 3 * killGraceSeconds + 3 }
     // Classification.
     public var permanentPatterns: [(type: String, pattern: String)] = [
         ("suspended", "suspended"), ("captcha", "captcha"), ("loggedout", "logged out"),
@@ -99,7 +107,7 @@ public struct PipelineConfig: Sendable {
           "alerts": {"notify": null, "file": null, "attempts": 5, "backoff_base_seconds": 5, "backoff_cap_seconds": 300},
           "workers": {"appium_port_base": 4723, "appium_port_stride": 2, "system_port_base": 8200,
                       "system_port_stride": 10, "stop_grace_seconds": 30, "kill_grace_seconds": 5,
-                      "restart_delay_seconds": 1, "idle_poll_seconds": 1},
+                      "restart_delay_seconds": 1, "idle_poll_seconds": 1, "server_memory_mb": null},
           "orchestrator": {"heartbeat_seconds": 30, "hung_after_seconds": 120},
           "delays": {"pre_base_seconds": 8, "post_base_seconds": 10, "cap_seconds": 8, "factor": 1.5,
                      "pre_fallback_seconds": 12, "post_fallback_seconds": 15},
@@ -109,7 +117,7 @@ public struct PipelineConfig: Sendable {
                       "max_infrastructure_attempts": 10},
           "cooldown": {"after_failures": 3, "base_seconds": 600, "cap_seconds": 14400},
           "health": {"timeout_seconds": 5, "failures_before_restart": 3, "restart_wait_seconds": 60,
-                     "retry_seconds": 10},
+                     "retry_seconds": 10, "server_start_seconds": 60},
           "classify": {
             "permanent": {"suspended": "suspended", "captcha": "captcha", "loggedout": "logged out",
                           "actionblocked": "action blocked", "banned": "banned"},
@@ -185,7 +193,7 @@ public struct PipelineConfig: Sendable {
                 config.policy.accountRestSeconds = low...high
             }
         }
-        if let workers = try reader.section(root, "workers", ["appium_port_base", "appium_port_stride", "system_port_base", "system_port_stride", "stop_grace_seconds", "kill_grace_seconds", "restart_delay_seconds", "idle_poll_seconds"]) {
+        if let workers = try reader.section(root, "workers", ["appium_port_base", "appium_port_stride", "system_port_base", "system_port_stride", "stop_grace_seconds", "kill_grace_seconds", "restart_delay_seconds", "idle_poll_seconds", "server_memory_mb"]) {
             config.appiumPortBase = try reader.integer(workers["appium_port_base"], "workers.appium_port_base", minimum: 1) ?? config.appiumPortBase
             config.appiumPortStride = try reader.integer(workers["appium_port_stride"], "workers.appium_port_stride", minimum: 1) ?? config.appiumPortStride
             config.systemPortBase = try reader.integer(workers["system_port_base"], "workers.system_port_base", minimum: 1) ?? config.systemPortBase
@@ -194,6 +202,7 @@ public struct PipelineConfig: Sendable {
             config.killGraceSeconds = try reader.number(workers["kill_grace_seconds"], "workers.kill_grace_seconds") ?? config.killGraceSeconds
             config.restartDelaySeconds = try reader.number(workers["restart_delay_seconds"], "workers.restart_delay_seconds") ?? config.restartDelaySeconds
             config.idlePollSeconds = try reader.number(workers["idle_poll_seconds"], "workers.idle_poll_seconds", minimum: 0.001) ?? config.idlePollSeconds
+            config.serverMemoryMegabytes = try reader.integer(workers["server_memory_mb"], "workers.server_memory_mb", minimum: 1) ?? config.serverMemoryMegabytes
         }
         if let section = try reader.section(root, "orchestrator", ["heartbeat_seconds", "hung_after_seconds"]) {
             config.heartbeatSeconds = try reader.number(section["heartbeat_seconds"], "orchestrator.heartbeat_seconds", minimum: 0.001) ?? config.heartbeatSeconds
@@ -224,11 +233,12 @@ public struct PipelineConfig: Sendable {
             config.policy.cooldownBaseSeconds = try reader.number(section["base_seconds"], "cooldown.base_seconds") ?? config.policy.cooldownBaseSeconds
             config.policy.cooldownCapSeconds = try reader.number(section["cap_seconds"], "cooldown.cap_seconds") ?? config.policy.cooldownCapSeconds
         }
-        if let section = try reader.section(root, "health", ["timeout_seconds", "failures_before_restart", "restart_wait_seconds", "retry_seconds"]) {
+        if let section = try reader.section(root, "health", ["timeout_seconds", "failures_before_restart", "restart_wait_seconds", "retry_seconds", "server_start_seconds"]) {
             config.healthTimeoutSeconds = try reader.number(section["timeout_seconds"], "health.timeout_seconds", minimum: 0.001) ?? config.healthTimeoutSeconds
             config.failuresBeforeRestart = try reader.integer(section["failures_before_restart"], "health.failures_before_restart", minimum: 1) ?? config.failuresBeforeRestart
             config.restartWaitSeconds = try reader.number(section["restart_wait_seconds"], "health.restart_wait_seconds") ?? config.restartWaitSeconds
             config.healthRetrySeconds = try reader.number(section["retry_seconds"], "health.retry_seconds") ?? config.healthRetrySeconds
+            config.serverStartSeconds = try reader.number(section["server_start_seconds"], "health.server_start_seconds", minimum: 0.001) ?? config.serverStartSeconds
         }
         if let section = try reader.section(root, "classify", ["permanent", "infrastructure"]) {
             if let permanent = section["permanent"] {

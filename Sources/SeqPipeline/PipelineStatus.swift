@@ -126,6 +126,19 @@ public struct PipelineStatus {
                 if let ms = device.responseMilliseconds { state += ", \(ms) ms" }
                 if device.healthFailures > 0 { state += ", \(device.healthFailures) failed checks" }
                 if let error = device.lastError { state += ": \(error)" }
+                if let server = device.serverNow {
+                    var words = "server \(server)"
+                    var details: [String] = []
+                    if server == "up" || server == "starting", let process = device.serverProcess { details.append("pid \(process.pid)") }
+                    if let port = device.serverPort { details.append("port \(port)") }
+                    if let since = device.serverSince { details.append("since \(isoTime(since))") }
+                    if !details.isEmpty { words += " (\(details.joined(separator: ", ")))" }
+                    if let note = device.serverNote, server != "up" { words += ": \(note)" }
+                    state += "; " + words
+                } else if device.server != nil {
+                    state += "; server not started yet"
+                }
+                if let phone = device.phoneState { state += "; phone \(phone)\(device.phoneSince.map { " since \(isoTime($0))" } ?? "")" }
                 lines.append("  \(device.name)  \(state)")
             }
         }
@@ -211,6 +224,13 @@ public struct PipelineStatus {
                     ("health_failures", .integer(Int64(device.healthFailures))),
                     ("cooldown_until", (device.cooldownUntil ?? 0) > now ? time(device.cooldownUntil) : .null),
                     ("last_error", optional(device.lastError)),
+                    ("server", device.server == nil ? .null : .object([
+                        ("argv", .array((device.server ?? []).map { .string($0) })), ("state", optional(device.serverNow)),
+                        ("pid", device.serverNow == "up" || device.serverNow == "starting" ? device.serverProcess.map { .integer(Int64($0.pid)) } ?? .null : .null),
+                        ("port", device.serverPort.map { .integer(Int64($0)) } ?? .null), ("since", time(device.serverSince)),
+                        ("note", optional(device.serverNote)),
+                    ])),
+                    ("phone", optional(device.phoneState)), ("phone_since", time(device.phoneSince)),
                     ("last_hour", ratesJSON(rates["device:\(device.name)"]?.hour)), ("last_day", ratesJSON(rates["device:\(device.name)"]?.day)),
                 ])
             })),

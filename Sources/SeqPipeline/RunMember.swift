@@ -79,7 +79,7 @@ extension PipelinePaths {
         guard let holder = locks.instance.holder() else { return .notRunning }
         let pid = holder.holder.pid
         announce(pid)
-        guard let (_, report) = locks.stopRun(grace: config.stopGraceSeconds + config.killGraceSeconds + 10) else {
+        guard let (_, report) = locks.stopRun(grace: config.workerStopSeconds + 10) else {
             return .stopped(orchestrator: pid, killed: [])
         }
         if report.ended.isEmpty && holder.holder.isAlive { return .cannotSignal(orchestrator: pid) }

@@ -9,13 +9,14 @@ extension SQLiteJobStore {
         try connection.write { () throws(StoreError) in
             try connection.run(
                 """
-                INSERT INTO devices(name, status_url, health_command, restart_command, stop_command, added_at, server_restart_command)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                INSERT INTO devices(name, status_url, health_command, restart_command, stop_command, added_at, server_restart_command, server_argv)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                 ON CONFLICT(name) DO UPDATE SET status_url = ?2, health_command = ?3, restart_command = ?4, stop_command = ?5,
-                    server_restart_command = ?7
+                    server_restart_command = ?7, server_argv = ?8
                 """,
                 [.text(device.name), optional(device.statusURL), optional(device.healthCommand),
-                 optional(device.restartCommand), optional(device.stopCommand), .real(nowSeconds()), optional(device.serverRestartCommand)])
+                 optional(device.restartCommand), optional(device.stopCommand), .real(nowSeconds()), optional(device.serverRestartCommand),
+                 optional(device.server.map { JSON.encode(.array($0.map { .string($0) })) })])
         }
     }
 
@@ -33,6 +34,18 @@ extension SQLiteJobStore {
             device.restartCommand = row["restart_command"].string
             device.stopCommand = row["stop_command"].string
             device.serverRestartCommand = row["server_restart_command"].string
+            if let text = row["server_argv"].string, case .array(let items)? = JSON.decode(text) {
+                device.server = items.compactMap { if case .string(let word) = $0 { return word } else { return nil } }
+            }
+            device.serverState = row["server_state"].string
+            if let pid = row["server_pid"].int, let start = row["server_start_time"].int {
+                device.serverProcess = ProcessIdentity(pid: Int32(pid), startTime: UInt64(start))
+            }
+            device.serverPort = row["server_port"].int.map { Int($0) }
+            device.serverSince = row["server_since"].double
+            device.serverNote = row["server_note"].string
+            device.phoneState = row["phone_state"].string
+            device.phoneSince = row["phone_since"].double
             device.healthy = row["healthy"].int == 1
             device.healthFailures = Int(row["health_failures"].int ?? 0)
             device.infraFailures = Int(row["infra_failures"].int ?? 0)
@@ -85,7 +98,8 @@ extension SQLiteJobStore {
                 try connection.run(
                     """
                     UPDATE devices SET healthy = 1, health_failures = 0, response_ms = ?2, last_check = ?3, last_error = NULL,
-                        cooldown_until = CASE WHEN healthy = 0 THEN NULL ELSE cooldown_until END
+                        cooldown_until = CASE WHEN healthy = 0 THEN NULL ELSE cooldown_until END,
+                        phone_since = CASE WHEN phone_state IS 'up' THEN phone_since ELSE ?3 END, phone_state = 'up'
                     WHERE name = ?1
                     """, [.text(device), responseMilliseconds.map { .integer(Int64($0)) } ?? .null, .real(now)])
                 if let responseMilliseconds {
@@ -94,10 +108,34 @@ extension SQLiteJobStore {
                 return 0
             }
             let row = try connection.query(
-                "UPDATE devices SET healthy = 0, health_failures = health_failures + 1, last_check = ?2, last_error = ?3 WHERE name = ?1 RETURNING health_failures",
+                """
+                UPDATE devices SET healthy = 0, health_failures = health_failures + 1, last_check = ?2, last_error = ?3,
+                    phone_since = CASE WHEN phone_state IS 'not answering' THEN phone_since ELSE ?2 END, phone_state = 'not answering'
+                WHERE name = ?1 RETURNING health_failures
+                """,
                 [.text(device), .real(now), optional(error)]).first
             try countMetric(subjects: ["device:\(device)"], outcome: "unanswered", now: now)
             return Int(row?["health_failures"].int ?? 0)
+        }
+    }
+
+    public func recordServer(device: String, state: String, process: ProcessIdentity?, port: Int?, note: String?, now: Double) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run(
+                """
+                UPDATE devices SET server_state = ?2, server_pid = ?3, server_start_time = ?4, server_port = ?5, server_since = ?6,
+                    server_note = ?7
+                WHERE name = ?1
+                """,
+                [.text(device), .text(state), process.map { .integer(Int64($0.pid)) } ?? .null,
+                 process.map { .integer(Int64(bitPattern: $0.startTime)) } ?? .null, port.map { .integer(Int64($0)) } ?? .null,
+                 .real(now), optional(note)])
+        }
+    }
+
+    public func recordPhone(device: String, state: String, now: Double) throws(StoreError) {
+        try connection.write { () throws(StoreError) in
+            try connection.run("UPDATE devices SET phone_state = ?2, phone_since = ?3 WHERE name = ?1", [.text(device), .text(state), .real(now)])
         }
     }
 

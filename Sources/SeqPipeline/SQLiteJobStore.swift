@@ -98,6 +98,18 @@ public final class SQLiteJobStore: JobStore {
             count INTEGER NOT NULL DEFAULT 0, response_ms_sum INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY(hour, subject, outcome));
         """,
+        // 7: device servers run by their workers, and whether each phone is up.
+        """
+        ALTER TABLE devices ADD COLUMN server_argv TEXT;
+        ALTER TABLE devices ADD COLUMN server_state TEXT;
+        ALTER TABLE devices ADD COLUMN server_pid INTEGER;
+        ALTER TABLE devices ADD COLUMN server_start_time INTEGER;
+        ALTER TABLE devices ADD COLUMN server_port INTEGER;
+        ALTER TABLE devices ADD COLUMN server_since REAL;
+        ALTER TABLE devices ADD COLUMN server_note TEXT;
+        ALTER TABLE devices ADD COLUMN phone_state TEXT;
+        ALTER TABLE devices ADD COLUMN phone_since REAL;
+        """,
     ]
 
     public static var schemaVersion: Int { migrations.count }

@@ -7,6 +7,15 @@ public struct Placeholders: Sendable {
 
     public init(values: [String: String]) { self.values = values }
 
+    /// What a device's own commands and URL may use, with worker 0's values: for checking
+    /// them when the device is added.
+    public static func example(device: String, config: PipelineConfig) -> Placeholders {
+        Placeholders(values: [
+            "worker": "0", "device": device, "appium_port": String(config.appiumPort(worker: 0)),
+            "system_port": String(config.systemPort(worker: 0)), "system_port_end": String(config.systemPort(worker: 0) + config.systemPortStride - 1),
+        ])
+    }
+
     /// Every `{name}` replaced; `{{` and `}}` stand for braces.
     /// - Throws: `ConfigError` naming the placeholder no value exists for.
     public func fill(_ text: String) throws(ConfigError) -> String {
@@ -113,6 +122,8 @@ public struct StepRunner {
     public static let progressDescriptor: Int32 = 3
     /// Once readable (the orchestrator is gone), the running command's tree is ended at once.
     public var cancel: FileDescriptor?
+    /// Children that are not the command's (the worker's device server): see `Supervisor.spared`.
+    public var spared: Set<Int32> = []
 
     /// Runs `argv` and returns how it ended and the tail of its output. `tick` is called
     /// about every `interval` seconds while it runs; `beat`, likewise, with the step's latest
@@ -137,6 +148,7 @@ public struct StepRunner {
         supervisor.stopGrace = stopGrace
         supervisor.tick = tick
         supervisor.cancel = cancel
+        supervisor.spared = spared
         var environment = environment
         var progress: FileDescriptor?
         if let progressFile, let file = try? FileSystem.open(progressFile, [.readWrite, .create, .truncate], mode: 0o600) {

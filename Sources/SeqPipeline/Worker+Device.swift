@@ -13,6 +13,12 @@ extension Worker {
         return run(["/bin/sh", "-c", filled], timeout: timeout, memoryLimitMegabytes: nil, label: label)
     }
 
+    /// The device's status URL with this worker's placeholders filled in
+    /// (`http://127.0.0.1:{appium_port}/status`).
+    func statusURL(_ device: Device) -> String? {
+        device.statusURL.map { (try? placeholders(job: nil).fill($0)) ?? $0 }
+    }
+
     /// How one look at the device went.
     enum Probe {
         /// No status URL and no health command: nothing to ask.
@@ -28,7 +34,7 @@ extension Worker {
     mutating func probe(_ device: Device) -> Probe {
         let started = Clock.monotonicNanoseconds()
         func elapsed() -> Double { Double(Clock.monotonicNanoseconds() - started) / 1e9 }
-        if let url = device.statusURL {
+        if let url = statusURL(device) {
             do {
                 let response = try HTTPProbe.get(url, timeoutMilliseconds: Int(config.healthTimeoutSeconds * 1000), cancel: lifeline)
                 return (200..<300).contains(response.status) ? .answered(seconds: elapsed()) : .failed("\(url) answered HTTP \(response.status)")
@@ -47,61 +53,73 @@ extension Worker {
         return result.succeeded ? .answered(seconds: elapsed()) : .failed("health command: \(result.endingText) \(result.lastLine)")
     }
 
+    /// A device held (a cooldown after trouble, a failed restart, a busy port) is waited
+    /// out before anything else is tried on it. Returns true when it is not held.
+    mutating func waitOutHold(_ device: Device) throws(StoreError) -> Bool {
+        let now = nowSeconds()
+        guard let until = device.cooldownUntil, until > now else { return true }
+        try record(device.healthy ? "cooldown" : "unhealthy")
+        _ = pause(min(until - now, config.idlePollSeconds))
+        return false
+    }
+
     /// The health check before a job. Returns true when the worker may claim.
     mutating func checkHealth(_ device: Device) throws(StoreError) -> Bool {
-        let now = nowSeconds()
-        if let until = device.cooldownUntil, until > now {
-            try record(device.healthy ? "cooldown" : "unhealthy")
-            _ = pause(min(until - now, config.idlePollSeconds))
-            return false
-        }
-        let ok: Bool
-        let problem: String?
         lastResponseSeconds = nil
         switch probe(device) {
         case .unchecked: return true
         case .interrupted: return false
         case .answered(let seconds):
-            (ok, problem) = (true, nil)
             lastResponseSeconds = seconds
             recoveryGrade = 0
+            _ = try store.recordHealth(device: deviceName, ok: true, responseMilliseconds: Int(seconds * 1000), error: nil, now: nowSeconds())
+            return true
         case .failed(let message):
-            (ok, problem) = (false, message)
+            try healthFailed(device, problem: message)
+            return false
         }
-        let failures = try store.recordHealth(
-            device: deviceName, ok: ok, responseMilliseconds: lastResponseSeconds.map { Int($0 * 1000) }, error: problem, now: nowSeconds())
-        if ok { return true }
-        log("health check failed (\(failures) in a row): \(problem ?? "")")
+    }
+
+    /// A failed check (or a server that would not start): counted; after
+    /// `failures_before_restart` in a row, the next grade of recovery; with none left, the
+    /// device is held for `restart_wait_seconds`.
+    mutating func healthFailed(_ device: Device, problem: String) throws(StoreError) {
+        let failures = try store.recordHealth(device: deviceName, ok: false, responseMilliseconds: nil, error: problem, now: nowSeconds())
+        log("health check failed (\(failures) in a row): \(problem)")
         guard failures >= config.failuresBeforeRestart else {
             _ = pause(config.healthRetrySeconds)
-            return false
+            return
         }
         if try recoverDevice(device, reason: "after \(failures) failed health checks", job: nil) {
             _ = pause(config.healthRetrySeconds)
-            return false
+            return
         }
-        let reason = device.restartCommand == nil && device.serverRestartCommand == nil
+        let reason = device.restartCommand == nil && device.serverRestartCommand == nil && device.server == nil
             ? "\(failures) failed health checks and no restart command; waiting \(durationText(config.restartWaitSeconds))"
             : "\(failures) failed health checks after its server and device restarts; waiting \(durationText(config.restartWaitSeconds))"
         log(reason)
         try store.holdDevice(deviceName, until: nowSeconds() + config.restartWaitSeconds, reason: reason)
         recoveryGrade = 0
         _ = pause(config.restartWaitSeconds)
-        return false
     }
 
-    /// The next grade of recovery that the device has a command for: its server's restart,
-    /// then its own. Returns false when no grade is left (a failed restart moves on to the
-    /// next grade at once).
+    /// The next grade of recovery that the device has a command for: its server's restart
+    /// (the worker's own server, else the `server_restart` command), then its own. Returns
+    /// false when no grade is left (a failed restart moves on to the next grade at once).
     mutating func recoverDevice(_ device: Device, reason: String, job: String?) throws(StoreError) -> Bool {
         while recoveryGrade < 2 {
             recoveryGrade += 1
-            let server = recoveryGrade == 1
-            guard let command = server ? device.serverRestartCommand : device.restartCommand else { continue }
-            let kind = server ? "device-server-restart" : "device-restart"
-            log("\(server ? "restarting the device's server" : "restarting the device") (recovery grade \(recoveryGrade) of 3): \(reason)")
+            let isServer = recoveryGrade == 1
+            guard isServer ? (device.server != nil || device.serverRestartCommand != nil) : device.restartCommand != nil else { continue }
+            let kind = isServer ? "device-server-restart" : "device-restart"
+            log("\(isServer ? "restarting the device's server" : "restarting the device") (recovery grade \(recoveryGrade) of 3): \(reason)")
             try store.addEvent(Event(at: nowSeconds(), kind: kind, job: job, device: deviceName, worker: index,
                                      message: "recovery grade \(recoveryGrade) of 3: \(reason)"))
+            if isServer, let argv = device.server {
+                if try restartServer(device, argv: argv, reason: reason) { return true }
+                continue
+            }
+            let command = (isServer ? device.serverRestartCommand : device.restartCommand)!
             if let result = runDeviceCommand(command, label: kind, timeout: max(config.restartWaitSeconds, 60)), result.succeeded { return true }
         }
         return false

@@ -33,6 +33,12 @@ public struct Worker {
     public var locks: PipelineLocks?
     /// The orchestrator is gone: stop now.
     var orphaned = false
+    /// Where the store, its config and the logs are: a device server is started with them.
+    public var paths: PipelinePaths?
+    /// The device's lock, held for the worker's whole life (and by its device server).
+    var deviceLock: FileDescriptor?
+    /// The device server this worker runs, if the device has one.
+    var server: RunningServer?
 
     public init(store: any JobStore, config: PipelineConfig, index: Int, deviceName: String,
                 signals: SignalReceiver, reporter: Reporter, captureFile: String) {
@@ -61,6 +67,8 @@ public struct Worker {
             signals: signals, reporter: reporter, captureFile: captureFile,
             killGrace: config.killGraceSeconds, stopGrace: config.stopGraceSeconds, environment: environment)
         runner.cancel = lifeline
+        // The device server lives across steps: never part of a step's tree.
+        if let server { runner.spared = [server.member.pid] }
         return runner
     }
 
@@ -129,7 +137,6 @@ public struct Worker {
     /// Loops until stopped: health check, claim, run.
     @available(*, noasync)
     public mutating func run() -> Int32 {
-        var deviceLock: FileDescriptor?
         if let locks {
             // The orchestrator fenced the device before starting this worker; a holder now is
             // a process this worker must not run beside.
@@ -147,6 +154,8 @@ public struct Worker {
             }
         }
         defer { deviceLock?.close() }
+        // However the worker leaves, its server goes first.
+        defer { stopServer(reason: orphaned ? "the orchestrator is gone" : "the worker stopped") }
         log("started: device \(deviceName), appium port \(config.appiumPort(worker: index)), system ports \(config.systemPort(worker: index))-\(config.systemPort(worker: index) + config.systemPortStride - 1)")
         do {
             while !stopping {
@@ -156,6 +165,8 @@ public struct Worker {
                     log("device \(deviceName) is no longer in the store; stopping")
                     return ExitCode.toolFailure
                 }
+                guard try waitOutHold(device) else { continue }
+                guard try ensureServer(device) else { continue }
                 guard try checkHealth(device) else { continue }
                 try record("idle")
                 guard let claim = try store.claim(worker: index, device: deviceName, now: nowSeconds(), today: today(), bootSeconds: Clock.secondsSinceBoot()) else {
@@ -167,8 +178,11 @@ public struct Worker {
                 recorded = ("idle", Clock.secondsSinceBoot())
             }
             if orphaned { return 1 }
+            // The server first, then the phone itself (a cloud phone left running costs money).
+            stopServer(reason: "the worker stopped")
             if let device = try? store.devices().first(where: { $0.name == deviceName }), let stop = device.stopCommand {
-                _ = runDeviceCommand(stop, label: "device stop", timeout: 60)
+                let result = runDeviceCommand(stop, label: "device stop", timeout: 60)
+                try? store.recordPhone(device: deviceName, state: result?.succeeded == true ? "stopped" : "stop failed", now: nowSeconds())
             }
             try? store.updateWorker(index: index, state: "stopped", job: nil, bootSeconds: Clock.secondsSinceBoot())
             log("stopped")

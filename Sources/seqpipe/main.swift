@@ -1,6 +1,6 @@
 // seqpipe: the help text, each command's options, and one case per command that reads its
 // arguments and calls SeqPipeline. Nothing else lives here; it is past 400 lines for the
-// help text (70 lines) and the argument handling of nineteen commands, which is its job.
+// help text (72 lines) and the argument handling of twenty commands, which is its job.
 
 import SeqGuard
 import SeqPipeline
@@ -23,8 +23,10 @@ let help = """
 
     COMMANDS:
       init                          Create the store and a default pipeline.json.
-      device add NAME [--url URL] [--health CMD] [--server-restart CMD] [--restart CMD]
-                 [--stop CMD]
+      device add NAME [--url URL] [--health CMD] [--server ARGV] [--server-restart CMD]
+                 [--restart CMD] [--stop CMD]
+                                    --server: the device's server (Appium), which its
+                                    worker starts, restarts and ends itself.
       device list | device remove NAME
       account add NAME [--daily-limit N]
       account list | account resume NAME
@@ -88,11 +90,12 @@ let globalOptions = [OptionSpec("--db", kind: .value), OptionSpec("--config", ki
 let seedOptions = [OptionSpec("--folder", kind: .value), OptionSpec("--accounts", kind: .values), OptionSpec("--csv", kind: .value),
                    OptionSpec("--export", kind: .value), OptionSpec("--priority", kind: .value), OptionSpec("--max-attempts", kind: .value)]
 
-/// Each command's own options. worker, scheduler and recurring-run are started by
-/// 'seqpipe run' only.
+/// Each command's own options. worker, device-server, scheduler and recurring-run are
+/// started by 'seqpipe run' only.
 let commandOptions: [String: [OptionSpec]] = [
     "init": [], "import-csv": [], "export-csv": [], "show-config": [], "stop-all": [], "retry": [], "cancel": [],
-    "device": [OptionSpec("--url", kind: .value), OptionSpec("--health", kind: .value), OptionSpec("--server-restart", kind: .value),
+    "device": [OptionSpec("--url", kind: .value), OptionSpec("--health", kind: .value), OptionSpec("--server", kind: .value),
+               OptionSpec("--server-restart", kind: .value),
                OptionSpec("--restart", kind: .value), OptionSpec("--stop", kind: .value)],
     "account": [OptionSpec("--daily-limit", kind: .value)],
     "add-job": [OptionSpec("--account", kind: .value), OptionSpec("--id", kind: .value), OptionSpec("--video", kind: .value),
@@ -105,6 +108,8 @@ let commandOptions: [String: [OptionSpec]] = [
     "events": [OptionSpec("--limit", kind: .value), OptionSpec("--since", kind: .value), OptionSpec("--json")],
     "schedule": [OptionSpec("--minutes", kind: .value)],
     "worker": [OptionSpec("--index", kind: .value), OptionSpec("--device", kind: .value), OptionSpec("--parent", kind: .value), OptionSpec("--lock-fd", kind: .value)],
+    "device-server": [OptionSpec("--index", kind: .value), OptionSpec("--device", kind: .value), OptionSpec("--parent", kind: .value),
+                      OptionSpec("--lock-fd", kind: .value), OptionSpec("--device-lock-fd", kind: .value)],
     "scheduler": [OptionSpec("--parent", kind: .value), OptionSpec("--lock-fd", kind: .value)],
     "recurring-run": [OptionSpec("--parent", kind: .value), OptionSpec("--lock-fd", kind: .value)],
 ]
@@ -208,11 +213,21 @@ case "device":
         if words.count != 2 { usage("expected a device name: seqpipe device add NAME [--url URL] ...") }
         var device = Device(name: words[1])
         device.statusURL = options.value("--url")
-        if let url = device.statusURL, HTTPProbe.parse(url) == nil { usage("--url '\(url)' must look like http://HOST:PORT/PATH") }
+        let example = Placeholders.example(device: device.name, config: loadConfig())
+        if let url = device.statusURL {
+            do {
+                if HTTPProbe.parse(try example.fill(url)) == nil { usage("--url '\(url)' must look like http://HOST:PORT/PATH") }
+            } catch { usage("--url: \(error.message)") }
+        }
         device.healthCommand = options.value("--health")
         device.restartCommand = options.value("--restart")
         device.serverRestartCommand = options.value("--server-restart")
         device.stopCommand = options.value("--stop")
+        if let line = options.value("--server") {
+            do { device.server = try ShellWords.split(line) } catch { usage("--server: \(error.message)") }
+            if device.server?.isEmpty != false { usage("--server needs a command, such as 'appium -p {appium_port}'") }
+            do { _ = try example.fill(device.server!) } catch { usage("--server: \(error.message)") }
+        }
         storeCall { () throws(StoreError) in try store.addDevice(device) }
         printOut("device \(device.name) added\n")
     case "list":
@@ -332,7 +347,15 @@ case "worker":
         reporter: Reporter(toolName: "seqpipe worker \(index)"), captureFile: "\(paths.run)/worker_\(index).out")
     worker.lifeline = member.lifeline
     worker.locks = member.locks
+    worker.paths = paths
     ProcessExit.now(worker.run())
+
+case "device-server":
+    let member = runMember("device server")
+    guard let device = options.value("--device") else { usage("--device is required") }
+    ProcessExit.now(DeviceServerMember.run(
+        words, member: member, device: device, deviceLock: options.value("--device-lock-fd").flatMap { Int32($0) }, config: loadConfig(),
+        reporter: Reporter(toolName: "seqpipe device-server \(number("--index", default: 0))")))
 
 case "scheduler":
     let member = runMember("scheduler")

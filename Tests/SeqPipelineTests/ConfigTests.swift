@@ -171,3 +171,19 @@ import TestSupport
         #expect(error("video,caption\n").hasPrefix("in.csv:1: no 'job_id' column"))
     }
 }
+
+@Suite struct ShellWordsTests {
+    @Test func splitsLikeAShellWithoutOne() throws {
+        #expect(try ShellWords.split("appium -p {appium_port}  --log-level info") == ["appium", "-p", "{appium_port}", "--log-level", "info"])
+        #expect(try ShellWords.split("a 'b c' \"d \\\"e\\\" $\" f\\ g ''") == ["a", "b c", "d \"e\" $", "f g", ""])
+        #expect(try ShellWords.split("   ") == [])
+    }
+
+    @Test func refusesWhatOnlyAShellWouldMean() {
+        for line in ["appium | tee log", "a; b", "a > log", "echo $HOME", "a && b", "x `y`"] {
+            #expect(throws: ConfigError.self) { try ShellWords.split(line) }
+        }
+        #expect(throws: ConfigError.self) { try ShellWords.split("a 'b") }
+        #expect(throws: ConfigError.self) { try ShellWords.split("a \"b") }
+    }
+}
