@@ -42,8 +42,10 @@ all: build
 build:
 	$(SWIFT) build $(RELEASE_FLAGS)
 
+# With a PostgreSQL server installed, scripts/with-postgres starts a throwaway one for the
+# store's PostgreSQL tests (they skip with a note where there is none).
 test:
-	$(SWIFT) test
+	scripts/with-postgres $(SWIFT) test
 
 bench: build
 	scripts/bench-guard

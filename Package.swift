@@ -23,7 +23,10 @@ let package = Package(
         // The system's libsqlite3; only SeqPipeline's store touches it.
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         // The device pipeline: a client of SeqGuard (its lock, its supervised steps).
-        .target(name: "SeqPipeline", dependencies: ["SeqGuard", "SeqSystem", "CSQLite"]),
+        // libpq's entry points, loaded at run time by the PostgreSQL store only (a build needs
+        // neither libpq nor its headers; a store on SQLite never loads it).
+        .systemLibrary(name: "CPostgreSQL", path: "Sources/CPostgreSQL"),
+        .target(name: "SeqPipeline", dependencies: ["SeqGuard", "SeqSystem", "CSQLite", "CPostgreSQL"]),
         .executableTarget(name: "seqpipe", dependencies: ["SeqPipeline", "SeqGuard", "SeqSystem"]),
         .executableTarget(name: "seqexec", dependencies: ["SeqGuard", "SeqSystem"]),
         .executableTarget(name: "make-seq", dependencies: ["SeqGuard", "SeqSystem"]),

@@ -57,6 +57,13 @@ extension PipelinePaths {
     /// database file's device and inode.
     /// - Throws: `GuardFailure` when the store does not exist or the directory is unsafe.
     public func locks(create: Bool = true) throws(GuardFailure) -> PipelineLocks {
+        if isURL {
+            // A server's store: this host's lock state, named by the URL (password hidden),
+            // where seqexec keeps its own (SEQEXEC_STATE_DIR, else /tmp/seqguard-UID).
+            let base = Spawn.environmentValue("SEQEXEC_STATE_DIR").flatMap { $0.isEmpty ? nil : $0 }
+            let directory = try StateDirectory.open(project: Project(root: "store \(storeName)"), base: base, namespace: .pipeline, create: create)
+            return PipelineLocks(directory: directory)
+        }
         let real: String
         let status: FileStatus
         do {

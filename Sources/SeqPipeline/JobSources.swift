@@ -65,7 +65,7 @@ extension JobSources {
     /// - Throws: `ConfigError` naming a folder or CSV that cannot be read; `StoreError`s pass
     ///   as `ConfigError` with the store's message.
     public static func seed(
-        store: SQLiteJobStore, folders: [String], accounts: [String], csvFiles: [String], priority: Int, maxAttempts: Int
+        store: SQLJobStore, folders: [String], accounts: [String], csvFiles: [String], priority: Int, maxAttempts: Int
     ) throws(ConfigError) -> SeedReport {
         var report = SeedReport()
         func existing() throws(ConfigError) -> [Job] {

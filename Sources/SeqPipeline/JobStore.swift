@@ -10,6 +10,9 @@ import SeqSystem
 public protocol JobStore: AnyObject {
     /// Brings the schema to the current version.
     func migrate() throws(StoreError)
+    /// The store's clock now (the database's, for a store shared by hosts): what its times
+    /// are compared with.
+    func currentTime() throws(StoreError) -> Double
 
     func addDevice(_ device: Device) throws(StoreError)
     /// Removes a device; false if there was none by that name.

@@ -18,7 +18,7 @@ public struct Rates: Sendable, Equatable {
     public var successRate: Double? { attempts == 0 ? nil : Double(successes) / Double(attempts) }
 }
 
-extension SQLiteJobStore {
+extension SQLJobStore {
     public static let metricsKeepDays = 30
 
     /// One more `outcome` for each subject in this hour; a response time adds to its sum.
@@ -29,7 +29,7 @@ extension SQLiteJobStore {
             try connection.run(
                 """
                 INSERT INTO metrics(hour, subject, outcome, count, response_ms_sum) VALUES (?1, ?2, ?3, 1, ?4)
-                ON CONFLICT(hour, subject, outcome) DO UPDATE SET count = count + 1, response_ms_sum = response_ms_sum + ?4
+                ON CONFLICT(hour, subject, outcome) DO UPDATE SET count = metrics.count + 1, response_ms_sum = metrics.response_ms_sum + ?4
                 """, [.integer(hour), .text(subject), .text(outcome), .integer(Int64(responseMilliseconds ?? 0))])
         }
         // What is past the window goes: a range of the primary key, nothing to do most times.
@@ -38,6 +38,7 @@ extension SQLiteJobStore {
 
     /// The subject's rates over the last `seconds` (whole hours, this one included).
     public func rates(subject: String, seconds: Double, now: Double) throws(StoreError) -> Rates {
+        let now = try databaseTime(now)
         let from = Int64(now / 3600) - Int64((seconds / 3600).rounded(.up)) + 1
         var rates = Rates()
         var responseSum: Int64 = 0

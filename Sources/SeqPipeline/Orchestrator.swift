@@ -10,12 +10,32 @@ public struct PipelinePaths: Sendable {
     public var logs: String { directory + "/logs" }
     public var run: String { directory + "/run" }
 
+    /// - Parameter database: a file, or a `postgresql://` URL; the logs and the default
+    ///   config of a store on PostgreSQL are in `.seqpipe` under the working directory.
     public init(database: String, config: String?) {
         self.database = database
-        let slash = database.lastIndex(of: "/")
-        directory = slash.map { $0 == database.startIndex ? "/" : String(database[..<$0]) } ?? "."
+        if SQLJobStore.isURL(database) {
+            let here = (try? FileSystem.currentDirectory()) ?? "."
+            directory = (here == "/" ? "" : here) + "/.seqpipe"
+        } else {
+            let slash = database.lastIndex(of: "/")
+            directory = slash.map { $0 == database.startIndex ? "/" : String(database[..<$0]) } ?? "."
+        }
         self.config = config ?? directory + "/pipeline.json"
     }
+
+    /// How a run member is told of this store: a file by `--db`, a URL by SEQPIPE_DB in its
+    /// environment (never on a command line, where ps would show its password).
+    public func memberStore(_ environment: [String]) -> (arguments: [String], environment: [String]) {
+        guard isURL else { return (["--db", database], environment) }
+        return ([], environment.filter { !$0.hasPrefix("SEQPIPE_DB=") } + ["SEQPIPE_DB=\(database)"])
+    }
+
+    /// Whether the store is a PostgreSQL server rather than a file.
+    public var isURL: Bool { SQLJobStore.isURL(database) }
+
+    /// The store as messages name it: its path, or its URL with the password hidden.
+    public var storeName: String { isURL ? PostgreSQLConnection.redacted(database) : database }
 
     public func log(worker: Int) -> String { "\(logs)/worker_\(worker).log" }
     /// What worker N's device server prints (the original's logs/appium_N.log).
@@ -76,13 +96,13 @@ public struct Orchestrator {
         let devices: [Device]
         do {
             devices = try store.devices()
-        } catch { throw GuardFailure("store \(paths.database): \(error.message)") }
+        } catch { throw GuardFailure("store \(paths.storeName): \(error.message)") }
         guard !devices.isEmpty else {
-            throw GuardFailure("\(paths.database) has no device; add one with 'seqpipe device add NAME --url URL'")
+            throw GuardFailure("\(paths.storeName) has no device; add one with 'seqpipe device add NAME --url URL'")
         }
         guard devices.count >= workerCount else {
             throw GuardFailure(
-                "\(workerCount) worker\(workerCount == 1 ? "" : "s") need as many devices; \(paths.database) has \(devices.count); add one with 'seqpipe device add NAME --url URL' or run with --workers \(devices.count)")
+                "\(workerCount) worker\(workerCount == 1 ? "" : "s") need as many devices; \(paths.storeName) has \(devices.count); add one with 'seqpipe device add NAME --url URL' or run with --workers \(devices.count)")
         }
         do {
             try Processes.becomeChildSubreaper()
@@ -110,7 +130,7 @@ public struct Orchestrator {
             if !orphans.isEmpty { say("requeued \(orphans.count) orphaned claim\(orphans.count == 1 ? "" : "s") of an earlier run: \(orphans.joined(separator: " "))") }
             try store.clearWorkers()
             try store.addEvent(Event(at: nowSeconds(), kind: "orchestrator-start", message: "pid \(Processes.currentPid), \(workerCount) workers\(once ? ", --once" : "")"))
-        } catch let error as StoreError { throw GuardFailure("store \(paths.database): \(error.message)") } catch let failure as GuardFailure {
+        } catch let error as StoreError { throw GuardFailure("store \(paths.storeName): \(error.message)") } catch let failure as GuardFailure {
             throw failure
         } catch { throw GuardFailure("\(error)") }
 
@@ -122,7 +142,7 @@ public struct Orchestrator {
         let reapAll = { while let ended = (try? Spawn.reapAny()) ?? nil { reaped.append(ended) } }
         for index in slots.indices { start(&slots[index], lock: held, fencer: fencer, reap: reapAll) }
         let recurring = config.recurring.isEmpty ? "" : " and the scheduler of \(config.recurring.count) recurring job\(config.recurring.count == 1 ? "" : "s")"
-        say("running \(workerCount) worker\(workerCount == 1 ? "" : "s")\(recurring) on \(paths.database); logs in \(paths.logs)")
+        say("running \(workerCount) worker\(workerCount == 1 ? "" : "s")\(recurring) on \(paths.storeName); logs in \(paths.logs)")
 
         var stopping = false
         var nextBeat = Clock.monotonicNanoseconds() + Int64(config.heartbeatSeconds * 1e9)
@@ -239,7 +259,7 @@ public struct Orchestrator {
             let requeued = try store.requeueClaims(worker: nil, crashed: false, policy: FailurePolicy.immediate(config.policy), now: nowSeconds())
             fencer.forget(claimed)
             if !requeued.isEmpty { say("put \(requeued.joined(separator: " ")) back to pending") }
-        } catch { reporter.error("store \(paths.database): \(error.message)") }
+        } catch { reporter.error("store \(paths.storeName): \(error.message)") }
         // Devices whose worker could not run its own stop command. A worker killed after it
         // ran it (its record says stopped, under its own pid) is not stopped twice.
         let stoppedThemselves = Set(((try? store.workers()) ?? []).filter { $0.state == "stopped" }.map(\.pid))
@@ -274,7 +294,7 @@ public struct Orchestrator {
                     let who = record.map { "pid \($0.holder.pid), since \(Clock.localDateTime($0.since))" } ?? "a process"
                     throw GuardFailure(
                         exitCode: ExitCode.gaveUpWaiting,
-                        "another orchestrator (\(who)) runs on \(paths.database); stop it with 'seqpipe stop-all' or wait for it")
+                        "another orchestrator (\(who)) runs on \(paths.storeName); stop it with 'seqpipe stop-all' or wait for it")
                 }
                 let roles = locks.roles(devices: (try? store.devices().map(\.name)) ?? [],
                                         jobs: ((try? store.jobs()) ?? []).filter { $0.status == .claimed || $0.status == .running })
@@ -287,7 +307,7 @@ public struct Orchestrator {
                 }
             }
         }
-        throw GuardFailure(exitCode: ExitCode.gaveUpWaiting, "the store \(paths.database) is taken again each time; is another 'seqpipe run' starting?")
+        throw GuardFailure(exitCode: ExitCode.gaveUpWaiting, "the store \(paths.storeName) is taken again each time; is another 'seqpipe run' starting?")
     }
 
     /// A dead worker's fence: every process still holding its device's lock or its job's
@@ -312,7 +332,7 @@ public struct Orchestrator {
                                          message: "requeued \(requeued.joined(separator: " ")) once its attempt's locks were free"))
             }
         } catch {
-            reporter.error("store \(paths.database): \(error.message)")
+            reporter.error("store \(paths.storeName): \(error.message)")
         }
         return true
     }
@@ -345,9 +365,9 @@ public struct Orchestrator {
     func spawn(_ slot: inout Slot, lock: HeldClaim) {
         let executable = (try? FileSystem.readLink("/proc/self/exe")) ?? CommandLine.arguments[0]
         let argv = slot.scheduler
-            ? [executable, "--db", paths.database, "--config", paths.config, "scheduler", "--parent", String(Processes.currentPid),
+            ? [executable] + paths.memberStore([]).arguments + ["--config", paths.config, "scheduler", "--parent", String(Processes.currentPid),
                "--lock-fd", String(lock.owner.rawValue)]
-            : [executable, "--db", paths.database, "--config", paths.config, "worker",
+            : [executable] + paths.memberStore([]).arguments + ["--config", paths.config, "worker",
                "--index", String(slot.index), "--device", slot.device.name, "--parent", String(Processes.currentPid),
                "--lock-fd", String(lock.owner.rawValue)]
         let logPath = slot.scheduler ? paths.schedulerLog : paths.log(worker: slot.index)
@@ -365,6 +385,7 @@ public struct Orchestrator {
         var environment = Spawn.currentEnvironment()
         environment.removeAll { $0.hasPrefix("SEQPIPE_WORKER=") }
         environment.append("SEQPIPE_WORKER=\(slot.index)")
+        environment = paths.memberStore(environment).environment
         do {
             let pid = try Spawn.spawn(argv, environment: environment, resetSignals: signals.signalsToReset(), input: input, output: log)
             let identity = ProcessIdentity(pid: pid, startTime: (try? ProcStat.read(pid).startTime) ?? 0)

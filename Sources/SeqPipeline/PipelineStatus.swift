@@ -26,7 +26,7 @@ public struct PipelineStatus {
 
     /// Reads everything from the store and the lock, at one moment.
     public static func read(store: any JobStore, config: PipelineConfig, paths: PipelinePaths) throws(StoreError) -> PipelineStatus {
-        let now = nowSeconds()
+        let now = try store.currentTime()
         let jobs = try store.jobs()
         var counts: [(JobStatus, Int)] = []
         for status in JobStatus.allCases { counts.append((status, jobs.filter { $0.status == status }.count)) }
@@ -46,7 +46,7 @@ public struct PipelineStatus {
                                         holder: holder, workers: workers, now: now)))
         }
         var status = PipelineStatus(
-            database: paths.database, counts: counts, holder: holder, holderSilentSeconds: silent,
+            database: paths.storeName, counts: counts, holder: holder, holderSilentSeconds: silent,
             hung: (silent ?? 0) > config.hungAfterSeconds, workers: holder == nil ? [] : workers,
             accounts: accounts, successesToday: successes, devices: devices, waiting: waiting, now: now, config: config,
             heartbeats: try store.heartbeats(), alerts: try store.alerts(), checks: try store.checks())

@@ -43,13 +43,13 @@ extension PipelinePaths {
     /// `seqpipe init`: the store's directory, the store at the current schema, and a
     /// pipeline.json with every default unless one is there. Returns whether it wrote the config.
     /// - Throws: `GuardFailure` naming the directory, store or file that could not be made.
-    public func initialize() throws(GuardFailure) -> (wroteConfig: Bool, store: SQLiteJobStore) {
+    public func initialize() throws(GuardFailure) -> (wroteConfig: Bool, store: SQLJobStore) {
         do { try FileSystem.makeDirectories(directory) } catch {
             throw GuardFailure("cannot create \(directory): \(error)", errno: error)
         }
-        let store: SQLiteJobStore
+        let store: SQLJobStore
         do {
-            store = try SQLiteJobStore(path: database)
+            store = try SQLJobStore.open(database)
             try store.migrate()
         } catch { throw GuardFailure(error.message) }
         guard !FileSystem.exists(config) else { return (false, store) }
@@ -74,7 +74,7 @@ extension PipelinePaths {
     /// it and every process of its run (`stopRun`), with `config`'s grace times.
     @available(*, noasync)
     public func stopAll(config: PipelineConfig, announce: (Int32) -> Void) -> StopOutcome {
-        guard FileSystem.exists(database), let locks = try? locks(create: false) else { return .notRunning }
+        guard isURL || FileSystem.exists(database), let locks = try? locks(create: false) else { return .notRunning }
         defer { locks.directory.close() }
         guard let holder = locks.instance.holder() else { return .notRunning }
         let pid = holder.holder.pid

@@ -330,10 +330,10 @@ public struct Scheduler {
     /// Starts one run of `job` as a child process; nil (and a recorded failure) if it cannot.
     func spawn(_ job: RecurringJob) -> ProcessIdentity? {
         let executable = (try? FileSystem.readLink("/proc/self/exe")) ?? CommandLine.arguments[0]
-        let argv = [executable, "--db", paths.database, "--config", paths.config, "recurring-run", "--parent", String(Processes.currentPid)]
+        let argv = [executable] + paths.memberStore([]).arguments + ["--config", paths.config, "recurring-run", "--parent", String(Processes.currentPid)]
             + (lockDescriptor.map { ["--lock-fd", String($0)] } ?? []) + [job.name]
         do {
-            let pid = try Spawn.spawn(argv, environment: Spawn.currentEnvironment(), resetSignals: signals.signalsToReset())
+            let pid = try Spawn.spawn(argv, environment: paths.memberStore(Spawn.currentEnvironment()).environment, resetSignals: signals.signalsToReset())
             return ProcessIdentity(pid: pid, startTime: (try? ProcStat.read(pid).startTime) ?? 0)
         } catch {
             log("\(job.name): cannot start a run: \(error)")

@@ -65,7 +65,7 @@ extension Worker {
             return .failed("a device server is started only by a worker of 'seqpipe run'")
         }
         let executable = (try? FileSystem.readLink("/proc/self/exe")) ?? CommandLine.arguments[0]
-        let command = [executable, "--db", paths.database, "--config", paths.config, "device-server", "--device", deviceName,
+        let command = [executable] + paths.memberStore([]).arguments + ["--config", paths.config, "device-server", "--device", deviceName,
                        "--index", String(index), "--parent", String(Processes.currentPid), "--lock-fd", String(storeLock.rawValue),
                        "--device-lock-fd", String(deviceLock.rawValue), "--"] + argv
         let logPath = paths.serverLog(worker: index)
@@ -81,7 +81,7 @@ extension Worker {
         do {
             // A group of its own: a terminal's Ctrl-C reaches the worker, which ends the
             // server in order after its step, not the server mid-step.
-            let pid = try Spawn.spawn(command, environment: runner.environment, resetSignals: signals.signalsToReset(), input: input,
+            let pid = try Spawn.spawn(command, environment: paths.memberStore(runner.environment).environment, resetSignals: signals.signalsToReset(), input: input,
                                       output: output, newProcessGroup: true)
             member = ProcessIdentity(pid: pid, startTime: (try? ProcStat.read(pid).startTime) ?? 0)
         } catch {

@@ -161,7 +161,8 @@ func absolute(_ path: String) -> String {
 
 /// The config named by --config or SEQPIPE_CONFIG, which must exist (the default may not).
 let namedConfig = path("--config", environment: "SEQPIPE_CONFIG")
-let paths = PipelinePaths(database: absolute(path("--db", environment: "SEQPIPE_DB") ?? ".seqpipe/pipeline.db"), config: namedConfig.map(absolute))
+let location = path("--db", environment: "SEQPIPE_DB") ?? ".seqpipe/pipeline.db"
+let paths = PipelinePaths(database: SQLJobStore.isURL(location) ? location : absolute(location), config: namedConfig.map(absolute))
 
 func loadConfig() -> PipelineConfig {
     // The default file may be missing (the defaults apply); one named by hand may not.
@@ -171,12 +172,15 @@ func loadConfig() -> PipelineConfig {
     do { return try PipelineConfig.load(path: paths.config) } catch { fail(error.message) }
 }
 
-func openStore() -> SQLiteJobStore {
-    if !FileSystem.exists(paths.database) {
-        fail("no store at \(paths.database); create it with 'seqpipe init' (or pass --db PATH)")
+func openStore() -> SQLJobStore {
+    if !paths.isURL && !FileSystem.exists(paths.database) {
+        fail("no store at \(paths.storeName); create it with 'seqpipe init' (or pass --db PATH)")
     }
     do {
-        let store = try SQLiteJobStore(path: paths.database)
+        let store = try SQLJobStore.open(paths.database)
+        if try !store.isInitialized() {
+            fail("no seqpipe store in \(paths.storeName); create it with 'seqpipe init --db URL'")
+        }
         try store.migrate()
         return store
     } catch {
@@ -185,7 +189,7 @@ func openStore() -> SQLiteJobStore {
 }
 
 func storeCall<T>(_ body: () throws(StoreError) -> T) -> T {
-    do { return try body() } catch { fail("store \(paths.database): \(error.message)") }
+    do { return try body() } catch { fail("store \(paths.storeName): \(error.message)") }
 }
 
 /// The set-up of a process 'seqpipe run' starts.
@@ -203,7 +207,7 @@ case "init":
         let (wroteConfig, _) = try paths.initialize()
         if wroteConfig { printOut("wrote \(paths.config)\n") }
     } catch { fail(error.message) }
-    printOut("store \(paths.database) ready (schema \(SQLiteJobStore.schemaVersion))\n")
+    printOut("store \(paths.storeName) ready (schema \(openStore().schemaVersion))\n")
 
 case "device":
     guard let sub = words.first else { usage("expected add, list or remove") }
@@ -403,7 +407,7 @@ case "events":
 case "show-config":
     expect(0, "no arguments")
     let config = loadConfig()
-    let devices = FileSystem.exists(paths.database) ? storeCall { () throws(StoreError) in try openStore().devices() } : []
+    let devices = paths.isURL || FileSystem.exists(paths.database) ? storeCall { () throws(StoreError) in try openStore().devices() } : []
     printOut(Listing.configuration(config, devices: devices, paths: paths))
 
 case "stop-all":
@@ -413,7 +417,7 @@ case "stop-all":
     }
     switch outcome {
     case .notRunning:
-        printOut("no orchestrator runs on \(paths.database)\n")
+        printOut("no orchestrator runs on \(paths.storeName)\n")
     case .cannotSignal(let pid):
         fail("cannot signal the orchestrator (pid \(pid)); is it another user's?", 1)
     case .stopped(_, let killed), .stillRunning(_, let killed, _):
@@ -445,7 +449,7 @@ func seed() {
     let folders = options.values("--folder")
     let accounts = options.values("--accounts")
     if !folders.isEmpty && accounts.isEmpty { usage("--folder needs --accounts A [B...] to post the files to") }
-    let store: SQLiteJobStore
+    let store: SQLJobStore
     do { store = try paths.initialize().store } catch { fail(error.message) }
     let config = loadConfig()
     let report: JobSources.SeedReport
@@ -458,5 +462,5 @@ func seed() {
         let text = ProgressCSV.export(storeCall { () throws(StoreError) in try store.jobs() })
         do { try FileSystem.writeFile(file, text) } catch { fail("cannot write \(file): \(error)", 1) }
     }
-    printOut("seeded \(paths.database): \(report.added) job\(report.added == 1 ? "" : "s") added, \(report.skipped) already there\(options.value("--export").map { "; progress in \($0)" } ?? ""); nothing was run\n")
+    printOut("seeded \(paths.storeName): \(report.added) job\(report.added == 1 ? "" : "s") added, \(report.skipped) already there\(options.value("--export").map { "; progress in \($0)" } ?? ""); nothing was run\n")
 }

@@ -5,9 +5,9 @@ import TestSupport
 /// Outcomes and response times per device and per account, rolled up by the hour in the
 /// store, and the window's rates computed from them; rows past the window are pruned.
 @Suite struct MetricsTests {
-    @Test func outcomesAndResponsesGiveRatesOverTheLastHourAndDay() throws {
-        let directory = TemporaryDirectory()
-        let store = try makeStore(directory, devices: 1)
+    @Test(arguments: StoreDriver.all) func outcomesAndResponsesGiveRatesOverTheLastHourAndDay(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place, devices: 1)
         let policy = FailurePolicy()
         _ = try store.addJobs([job("a", "alice"), job("b", "alice"), job("c", "bob")])
         let now = 1_796_200_000.0
@@ -31,9 +31,9 @@ import TestSupport
         #expect(try store.rates(subject: "account:bob", seconds: 86400, now: now + 5400) == Rates())
 
         // Past the kept window, the first row of a new hour prunes the old ones.
-        let later = now + Double(SQLiteJobStore.metricsKeepDays + 1) * 86400
+        let later = now + Double(SQLJobStore.metricsKeepDays + 1) * 86400
         _ = try store.recordHealth(device: "d0", ok: true, responseMilliseconds: 50, error: nil, now: later)
-        let all = try store.rates(subject: "device:d0", seconds: Double(SQLiteJobStore.metricsKeepDays + 5) * 86400, now: later)
+        let all = try store.rates(subject: "device:d0", seconds: Double(SQLJobStore.metricsKeepDays + 5) * 86400, now: later)
         #expect(all.attempts == 0 && all.responses == 1, "old hours are gone: \(all)")
     }
 }

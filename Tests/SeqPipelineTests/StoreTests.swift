@@ -4,9 +4,9 @@ import SeqSystem
 import Testing
 import TestSupport
 
-/// A fresh store in its own directory, with devices d0…d(n-1).
-func makeStore(_ directory: TemporaryDirectory, devices: Int = 2) throws -> SQLiteJobStore {
-    let store = try SQLiteJobStore(path: directory.path + "/pipeline.db")
+/// A fresh SQLite store in its own directory, with devices d0…d(n-1).
+func makeStore(_ directory: TemporaryDirectory, devices: Int = 2) throws -> SQLJobStore {
+    let store = try SQLJobStore(path: directory.path + "/pipeline.db")
     try store.migrate()
     for index in 0..<devices { try store.addDevice(Device(name: "d\(index)")) }
     return store
@@ -21,9 +21,9 @@ func job(_ id: String, _ account: String, maxAttempts: Int = 3) -> Job {
 let day = "2026-11-23"
 
 @Suite struct ClaimTests {
-    @Test func oneAccountNeverHasTwoJobsAtOnceAndOrderIsPriorityThenAge() throws {
-        let directory = TemporaryDirectory()
-        let store = try makeStore(directory)
+    @Test(arguments: StoreDriver.all) func oneAccountNeverHasTwoJobsAtOnceAndOrderIsPriorityThenAge(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place)
         var urgent = job("c", "bob")
         urgent.priority = 5
         _ = try store.addJobs([job("a", "alice"), job("b", "alice"), urgent])
@@ -37,13 +37,13 @@ let day = "2026-11-23"
         #expect(try store.claim(worker: 2, device: "d0", now: 102, today: day, bootSeconds: 1)?.job.id == "b")
     }
 
-    @Test func twoConnectionsRacingNeverClaimOneJobTwice() throws {
-        // Separate connections to one file, as separate worker processes have: each claim
-        // is one IMMEDIATE transaction, so a job goes to exactly one of them.
-        let directory = TemporaryDirectory()
-        let store = try makeStore(directory, devices: 4)
+    @Test(arguments: StoreDriver.all) func twoConnectionsRacingNeverClaimOneJobTwice(_ driver: StoreDriver) throws {
+        // Separate connections to one store, as separate worker processes have: each claim
+        // is one serialised write transaction, so a job goes to exactly one of them.
+        let place = try driver.place()
+        let store = try driver.makeStore(place, devices: 4)
         _ = try store.addJobs((0..<40).map { job("j\($0)", "acct\($0)") })
-        let others = try (1..<4).map { _ in try SQLiteJobStore(path: directory.path + "/pipeline.db") }
+        let others = try (1..<4).map { _ in try SQLJobStore.open(place.location) }
         var claimed: [String] = []
         for round in 0..<10 {
             for (worker, connection) in ([store] + others).enumerated() {
@@ -55,9 +55,9 @@ let day = "2026-11-23"
         #expect(Set(claimed).count == 40)
     }
 
-    @Test func aStaleTokenCannotOverwriteANewerAttempt() throws {
-        let directory = TemporaryDirectory()
-        let store = try makeStore(directory)
+    @Test(arguments: StoreDriver.all) func aStaleTokenCannotOverwriteANewerAttempt(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place)
         _ = try store.addJobs([job("a", "alice")])
         let stale = try #require(try store.claim(worker: 0, device: "d0", now: 1, today: day, bootSeconds: 1))
         // The claim is taken back (its worker was presumed dead) and claimed again.
@@ -73,9 +73,9 @@ let day = "2026-11-23"
         #expect(try store.job("a")?.status == .success)
     }
 
-    @Test func dailyLimitHoldsUntilTheNextDay() throws {
-        let directory = TemporaryDirectory()
-        let store = try makeStore(directory)
+    @Test(arguments: StoreDriver.all) func dailyLimitHoldsUntilTheNextDay(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place)
         try store.addAccount("alice", dailyLimit: 1)
         _ = try store.addJobs([job("a", "alice"), job("b", "alice")])
         let claim = try #require(try store.claim(worker: 0, device: "d0", now: 1, today: day, bootSeconds: 1))
@@ -85,9 +85,9 @@ let day = "2026-11-23"
         #expect(try store.claim(worker: 0, device: "d0", now: 3, today: "2026-11-24", bootSeconds: 1)?.job.id == "b")
     }
 
-    @Test func anUnhealthyDeviceGetsNoJob() throws {
-        let directory = TemporaryDirectory()
-        let store = try makeStore(directory)
+    @Test(arguments: StoreDriver.all) func anUnhealthyDeviceGetsNoJob(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place)
         _ = try store.addJobs([job("a", "alice")])
         #expect(try store.recordHealth(device: "d0", ok: false, responseMilliseconds: nil, error: "refused", now: 1) == 1)
         #expect(try store.claim(worker: 0, device: "d0", now: 2, today: day, bootSeconds: 1) == nil)
@@ -107,9 +107,9 @@ let day = "2026-11-23"
         return policy
     }
 
-    @Test func retryableFailuresUseTheJobsAttemptsThenFail() throws {
-        let directory = TemporaryDirectory()
-        let store = try makeStore(directory)
+    @Test(arguments: StoreDriver.all) func retryableFailuresUseTheJobsAttemptsThenFail(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place)
         _ = try store.addJobs([job("a", "alice", maxAttempts: 2)])
         let first = try #require(try store.claim(worker: 0, device: "d0", now: 0, today: day, bootSeconds: 1))
         #expect(try store.finish(first, outcome: .retryable(message: "boom"), policy: policy, now: 0, today: day))
@@ -122,9 +122,9 @@ let day = "2026-11-23"
         #expect(failed.status == .failed && failed.error == "boom again" && failed.errorType == "retryable")
     }
 
-    @Test func infrastructureFailuresChargeAccountAndDeviceNotTheJob() throws {
-        let directory = TemporaryDirectory()
-        let store = try makeStore(directory, devices: 3)
+    @Test(arguments: StoreDriver.all) func infrastructureFailuresChargeAccountAndDeviceNotTheJob(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place, devices: 3)
         _ = try store.addJobs([job("a", "alice", maxAttempts: 1)])
         for (round, device) in ["d0", "d1", "d2"].enumerated() {
             let claim = try #require(try store.claim(worker: 0, device: device, now: Double(round), today: day, bootSeconds: 1))
@@ -143,9 +143,9 @@ let day = "2026-11-23"
         #expect(try store.accounts().first { $0.name == "alice" }?.cooldownLevel == 0)
     }
 
-    @Test func aDeviceFailingThreeTimesInARowCoolsDownLongerEachTime() throws {
-        let directory = TemporaryDirectory()
-        let store = try makeStore(directory, devices: 1)
+    @Test(arguments: StoreDriver.all) func aDeviceFailingThreeTimesInARowCoolsDownLongerEachTime(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place, devices: 1)
         _ = try store.addJobs((0..<6).map { job("j\($0)", "acct\($0)") })
         var now = 0.0
         var levels: [Double] = []
@@ -160,9 +160,9 @@ let day = "2026-11-23"
         #expect(levels == [100, 200])
     }
 
-    @Test func aJobThatNeverGetsThroughTheInfrastructureFailsInTheEnd() throws {
-        let directory = TemporaryDirectory()
-        let store = try makeStore(directory, devices: 1)
+    @Test(arguments: StoreDriver.all) func aJobThatNeverGetsThroughTheInfrastructureFailsInTheEnd(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place, devices: 1)
         _ = try store.addJobs([job("a", "alice")])
         var limited = policy
         limited.cooldownAfter = 100
@@ -174,9 +174,9 @@ let day = "2026-11-23"
         #expect(job.status == .failed && job.errorType == "infrastructure" && job.infraAttempts == 5)
     }
 
-    @Test func aPermanentErrorPausesEveryPendingJobOfTheAccountUntilResumed() throws {
-        let directory = TemporaryDirectory()
-        let store = try makeStore(directory)
+    @Test(arguments: StoreDriver.all) func aPermanentErrorPausesEveryPendingJobOfTheAccountUntilResumed(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place)
         _ = try store.addJobs([job("a", "alice"), job("b", "alice"), job("c", "alice"), job("x", "bob")])
         let claim = try #require(try store.claim(worker: 0, device: "d0", now: 0, today: day, bootSeconds: 1))
         #expect(try store.finish(claim, outcome: .permanent(type: "suspended", message: "account suspended"), policy: policy, now: 0, today: day))
@@ -189,9 +189,9 @@ let day = "2026-11-23"
         #expect(try store.claim(worker: 1, device: "d1", now: 2, today: day, bootSeconds: 1)?.job.id == "b")
     }
 
-    @Test func aJobThatKillsItsWorkerThreeTimesIsQuarantined() throws {
-        let directory = TemporaryDirectory()
-        let store = try makeStore(directory)
+    @Test(arguments: StoreDriver.all) func aJobThatKillsItsWorkerThreeTimesIsQuarantined(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place)
         _ = try store.addJobs([job("a", "alice", maxAttempts: 10)])
         for round in 0..<2 {
             _ = try #require(try store.claim(worker: 0, device: "d0", now: Double(round * 100), today: day, bootSeconds: 1))
@@ -205,9 +205,9 @@ let day = "2026-11-23"
         #expect(job.status == .failed && job.errorType == "poison" && job.crashes == 3)
     }
 
-    @Test func orphanedClaimsGoBackUnchargedAndStoppedRunsToo() throws {
-        let directory = TemporaryDirectory()
-        let store = try makeStore(directory)
+    @Test(arguments: StoreDriver.all) func orphanedClaimsGoBackUnchargedAndStoppedRunsToo(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place)
         _ = try store.addJobs([job("a", "alice"), job("b", "bob")])
         let a = try #require(try store.claim(worker: 0, device: "d0", now: 0, today: day, bootSeconds: 1))
         _ = try #require(try store.claim(worker: 1, device: "d1", now: 0, today: day, bootSeconds: 1))
@@ -219,9 +219,9 @@ let day = "2026-11-23"
         }
     }
 
-    @Test func retryAndCancelByHand() throws {
-        let directory = TemporaryDirectory()
-        let store = try makeStore(directory)
+    @Test(arguments: StoreDriver.all) func retryAndCancelByHand(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place)
         _ = try store.addJobs([job("a", "alice", maxAttempts: 1), job("b", "bob")])
         let claim = try #require(try store.claim(worker: 0, device: "d0", now: 0, today: day, bootSeconds: 1))
         #expect(try !store.cancel("a"))  // claimed: the worker owns it
@@ -234,20 +234,24 @@ let day = "2026-11-23"
         #expect(try store.job("b")?.status == .cancelled)
     }
 
-    @Test func migrationsAreVersionedAndIdempotent() throws {
-        let directory = TemporaryDirectory()
-        let store = try makeStore(directory)
+    @Test(arguments: StoreDriver.all) func migrationsAreVersionedAndIdempotent(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place)
         try store.migrate()
-        let again = try SQLiteJobStore(path: directory.path + "/pipeline.db")
+        let again = try SQLJobStore.open(place.location)
         try again.migrate()
-        #expect(try again.connection.query("PRAGMA user_version").first?["user_version"].int == Int64(SQLiteJobStore.schemaVersion))
-        #expect(try again.connection.query("PRAGMA journal_mode").first?["journal_mode"].string == "wal")
+        if driver == .sqlite {
+            #expect(try again.connection.query("PRAGMA user_version").first?["user_version"].int == Int64(SQLJobStore.schemaVersion))
+            #expect(try again.connection.query("PRAGMA journal_mode").first?["journal_mode"].string == "wal")
+        } else {
+            #expect(try again.connection.query("SELECT MAX(version) AS v FROM schema_version").first?["v"].int == Int64(again.schemaVersion))
+        }
         #expect(try again.devices().count == 2)
     }
 
-    @Test func aJobHandedOffByADeviceGoesToAnotherUnlessNoneIsHealthy() throws {
-        let directory = TemporaryDirectory()
-        let store = try makeStore(directory)
+    @Test(arguments: StoreDriver.all) func aJobHandedOffByADeviceGoesToAnotherUnlessNoneIsHealthy(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place)
         _ = try store.addJobs([job("a", "alice")])
         let first = try #require(try store.claim(worker: 0, device: "d0", now: 100, today: day, bootSeconds: 1))
         #expect(try store.finish(first, outcome: .handOff(message: "device offline"), policy: FailurePolicy(), now: 100, today: day))
@@ -260,9 +264,9 @@ let day = "2026-11-23"
         #expect(try store.job("a")?.avoidDevice == nil)
     }
 
-    @Test func alertsRaiseOnceRefreshAndClear() throws {
-        let directory = TemporaryDirectory()
-        let store = try makeStore(directory)
+    @Test(arguments: StoreDriver.all) func alertsRaiseOnceRefreshAndClear(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place)
         #expect(try store.raiseAlert("stuck:plan", kind: "stuck", message: "first", now: 10))
         #expect(try !store.raiseAlert("stuck:plan", kind: "stuck", message: "still", now: 20))
         let alert = try #require(try store.alerts().first)

@@ -2,15 +2,16 @@ import SeqGuard
 import SeqSystem
 
 // Recurring runs, the watchdog's alerts and checks, workers and events.
-extension SQLiteJobStore {
+extension SQLJobStore {
     // MARK: recurring jobs
 
     public func recordRecurringStart(_ name: String, process: ProcessIdentity, now: Double) throws(StoreError) {
+        let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
             try connection.run(
                 """
                 INSERT INTO heartbeats(name, state, last_start, runs, pid, start_time, beat_at) VALUES (?1, 'running', ?2, 1, ?3, ?4, ?2)
-                ON CONFLICT(name) DO UPDATE SET state = 'running', last_start = ?2, runs = runs + 1, pid = ?3, start_time = ?4,
+                ON CONFLICT(name) DO UPDATE SET state = 'running', last_start = ?2, runs = heartbeats.runs + 1, pid = ?3, start_time = ?4,
                     beat_at = ?2, progress = NULL, progress_at = NULL, waiting = NULL
                 """, [.text(name), .real(now), .integer(Int64(process.pid)), .integer(Int64(process.startTime))])
             try insertEvent(Event(at: now, kind: "recurring-start", message: "\(name): run started (pid \(process.pid))"))
@@ -24,6 +25,7 @@ extension SQLiteJobStore {
     }
 
     public func recordRecurringEnd(_ name: String, succeeded: Bool, error: String?, now: Double) throws(StoreError) {
+        let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
             if succeeded {
                 try connection.run(
@@ -42,6 +44,7 @@ extension SQLiteJobStore {
     }
 
     public func recordRecurringSkip(_ name: String, reason: String, now: Double) throws(StoreError) {
+        let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
             try connection.run(
                 """
@@ -53,6 +56,7 @@ extension SQLiteJobStore {
     }
 
     public func recordRecurringStopped(_ name: String, reason: String, now: Double) throws(StoreError) {
+        let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
             try connection.run("UPDATE heartbeats SET state = 'idle', pid = NULL, start_time = NULL WHERE name = ?1", [.text(name)])
             try insertEvent(Event(at: now, kind: "recurring-stopped", message: "\(name): \(reason)"))
@@ -60,6 +64,7 @@ extension SQLiteJobStore {
     }
 
     public func recordRecurringBeat(_ name: String, progress: String?, now: Double) throws(StoreError) {
+        let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
             if let progress {
                 try connection.run("UPDATE heartbeats SET beat_at = ?2, progress = ?3, progress_at = ?2 WHERE name = ?1",
@@ -83,7 +88,8 @@ extension SQLiteJobStore {
     // MARK: watchdog
 
     public func raiseAlert(_ key: String, kind: String, message: String, now: Double) throws(StoreError) -> Bool {
-        try connection.write { () throws(StoreError) -> Bool in
+        let now = try databaseTime(now)
+        return try connection.write { () throws(StoreError) -> Bool in
             let active = try connection.query("SELECT 1 FROM alerts WHERE key = ?1 AND cleared_at IS NULL", [.text(key)]).first != nil
             if active {
                 try connection.run("UPDATE alerts SET message = ?2, seen_at = ?3 WHERE key = ?1", [.text(key), .text(message), .real(now)])
@@ -100,7 +106,8 @@ extension SQLiteJobStore {
     }
 
     public func clearAlert(_ key: String, now: Double) throws(StoreError) -> Bool {
-        try connection.write { () throws(StoreError) -> Bool in
+        let now = try databaseTime(now)
+        return try connection.write { () throws(StoreError) -> Bool in
             guard try connection.run("UPDATE alerts SET cleared_at = ?2 WHERE key = ?1 AND cleared_at IS NULL", [.text(key), .real(now)]) == 1
             else { return false }
             let row = try connection.query("SELECT kind, message FROM alerts WHERE key = ?1", [.text(key)]).first
@@ -119,7 +126,8 @@ extension SQLiteJobStore {
 
     /// Raises and clears not delivered yet whose next attempt is due, oldest first.
     public func dueNotifications(now: Double, limit: Int) throws(StoreError) -> [Notification] {
-        try connection.query(
+        let now = try databaseTime(now)
+        return try connection.query(
             "SELECT * FROM notifications WHERE delivered_at IS NULL AND failed_at IS NULL AND next_at <= ?1 ORDER BY id LIMIT ?2",
             [.real(now), .integer(Int64(limit))]).map { row in
             Notification(id: row["id"].int ?? 0, at: row["at"].double ?? 0, key: row["key"].string ?? "", kind: row["kind"].string ?? "",
@@ -130,6 +138,8 @@ extension SQLiteJobStore {
     /// Records one delivery attempt: delivered, or failed with its error and the next try
     /// (nil: given up).
     public func recordDelivery(_ id: Int64, delivered: Bool, error: String?, nextAt: Double?, now: Double) throws(StoreError) {
+        let now = try databaseTime(now)
+        let nextAt = try nextAt.map { (t) throws(StoreError) -> Double in try databaseTime(t) }
         try connection.write { () throws(StoreError) in
             if delivered {
                 try connection.run("UPDATE notifications SET delivered_at = ?2, attempts = attempts + 1 WHERE id = ?1", [.integer(id), .real(now)])
@@ -151,6 +161,7 @@ extension SQLiteJobStore {
     }
 
     public func recordCheck(_ name: String, ok: Bool, message: String, now: Double) throws(StoreError) {
+        let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
             try connection.run(
                 """
@@ -167,9 +178,10 @@ extension SQLiteJobStore {
     }
 
     public func pipelineHealth(now: Double, claimedLongerThan seconds: Double) throws(StoreError) -> PipelineHealth {
+        let now = try databaseTime(now)
         let newest = try connection.query("SELECT MAX(created_at) AS newest FROM jobs").first?["newest"].double
         let waiting = Int(try connection.query(
-            "SELECT COUNT(*) AS n FROM jobs INDEXED BY jobs_waiting WHERE status IN ('pending', 'retrying')").first?["n"].int ?? 0)
+            "SELECT COUNT(*) AS n FROM jobs \(waitingIndex) WHERE status IN ('pending', 'retrying')").first?["n"].int ?? 0)
         let long = try connection.query(
             "SELECT * FROM jobs WHERE status IN ('claimed', 'running') AND claimed_at < ?1 ORDER BY claimed_at",
             [.real(now - seconds)]).map(job(from:))
@@ -203,6 +215,8 @@ extension SQLiteJobStore {
     // MARK: workers and events
 
     public func setWorker(_ record: WorkerRecord) throws(StoreError) {
+        var record = record
+        record.heartbeatBootSeconds = try record.heartbeatBootSeconds.map { (t) throws(StoreError) -> Double in try databaseTime(boot: t) }
         try connection.write { () throws(StoreError) in
             try connection.run(
                 """
@@ -217,6 +231,7 @@ extension SQLiteJobStore {
     }
 
     public func updateWorker(index: Int, state: String, job: String?, bootSeconds: Double) throws(StoreError) {
+        let bootSeconds = try databaseTime(boot: bootSeconds)
         try connection.write { () throws(StoreError) in
             try connection.run("UPDATE workers SET state = ?2, job = ?3, heartbeat_boot = ?4 WHERE idx = ?1",
                                [.integer(Int64(index)), .text(state), optional(job), .real(bootSeconds)])
@@ -237,6 +252,8 @@ extension SQLiteJobStore {
     }
 
     public func addEvent(_ event: Event) throws(StoreError) {
+        var event = event
+        event.at = try databaseTime(event.at)
         try connection.write { () throws(StoreError) in try insertEvent(event) }
     }
 
@@ -248,8 +265,9 @@ extension SQLiteJobStore {
     }
 
     public func events(since: Double?, limit: Int) throws(StoreError) -> [Event] {
-        try connection.query(
-            "SELECT * FROM events WHERE ?2 IS NULL OR at >= ?2 ORDER BY id DESC LIMIT ?1",
+        let since = try since.map { (t) throws(StoreError) -> Double in try databaseTime(t) }
+        return try connection.query(
+            "SELECT * FROM events WHERE CAST(?2 AS DOUBLE PRECISION) IS NULL OR at >= ?2 ORDER BY id DESC LIMIT ?1",
             [.integer(Int64(limit)), optional(since)]).reversed().map { row in
             Event(at: row["at"].double ?? 0, kind: row["kind"].string ?? "", job: row["job"].string, account: row["account"].string,
                   device: row["device"].string, worker: row["worker"].int.map { Int($0) }, message: row["message"].string ?? "")

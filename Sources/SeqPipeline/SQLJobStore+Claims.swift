@@ -2,13 +2,13 @@ import SeqGuard
 import SeqSystem
 
 // Jobs, claims and their outcomes.
-extension SQLiteJobStore {
+extension SQLJobStore {
     // MARK: jobs
 
     public func addJobs(_ jobs: [Job]) throws(StoreError) -> [String] {
         try connection.write { () throws(StoreError) -> [String] in
             var ids: [String] = []
-            let now = nowSeconds()
+            let now = try databaseTime(nowSeconds())
             for job in jobs {
                 try connection.run("INSERT INTO accounts(name) VALUES (?1) ON CONFLICT(name) DO NOTHING", [.text(job.account)])
                 let id = job.id.isEmpty ? "j-" + Processes.randomHex(bytes: 5) : job.id
@@ -25,7 +25,7 @@ extension SQLiteJobStore {
                          job.completedAt.map { .text(Clock.isoUTC(WallTime(seconds: Int64($0), nanoseconds: 0)).prefix(10).description) } ?? .null,
                          .integer(Int64(job.attempts)), .integer(Int64(job.maxAttempts)), optional(job.retryAt),
                          optional(job.error), optional(job.errorType), .real(now)])
-                } catch where error.code == 19 {
+                } catch where Self.isUniqueViolation(error) {
                     throw StoreError("job '\(id)' is already in the store (or another active job of account '\(job.account)' is); give each job its own id", code: error.code)
                 }
                 ids.append(id)
@@ -72,7 +72,7 @@ extension SQLiteJobStore {
                     error_type = NULL, claim_token = NULL
                 WHERE id = ?1 AND status IN ('failed', 'cancelled', 'retrying', 'pending')
                 """, [.text(id)])
-            if changed == 1 { try insertEvent(Event(at: nowSeconds(), kind: "job-retry", job: id, message: "put back to pending by hand")) }
+            if changed == 1 { try insertEvent(Event(at: try databaseTime(nowSeconds()), kind: "job-retry", job: id, message: "put back to pending by hand")) }
             return changed == 1
         }
     }
@@ -82,7 +82,7 @@ extension SQLiteJobStore {
             let changed = try connection.run(
                 "UPDATE jobs SET status = 'cancelled', claim_token = NULL WHERE id = ?1 AND status IN ('pending', 'retrying', 'failed')",
                 [.text(id)])
-            if changed == 1 { try insertEvent(Event(at: nowSeconds(), kind: "job-cancelled", job: id, message: "cancelled by hand")) }
+            if changed == 1 { try insertEvent(Event(at: try databaseTime(nowSeconds()), kind: "job-cancelled", job: id, message: "cancelled by hand")) }
             return changed == 1
         }
     }
@@ -92,11 +92,17 @@ extension SQLiteJobStore {
     /// Walks the waiting jobs in claim order through `jobs_waiting` and stops at the first
     /// eligible one: a claim costs the jobs it skips, not the whole queue (a sort of every
     /// waiting job made 2,000 jobs take quadratic time).
-    static let claimStatement = """
+    /// On PostgreSQL the chosen job and its account are locked `FOR UPDATE SKIP LOCKED` in the
+    /// same statement (writers are serialised by the store's advisory lock too).
+    var claimStatement: String { dialect == .sqlite ? Self.sqliteClaim : Self.postgresClaim }
+    static let sqliteClaim = claimText(index: "INDEXED BY jobs_waiting", rowLocks: "")
+    static let postgresClaim = claimText(index: "", rowLocks: "FOR UPDATE OF j, a SKIP LOCKED")
+
+    static func claimText(index: String, rowLocks: String) -> String { """
         UPDATE jobs SET status = 'claimed', worker = ?1, device = ?2, claim_token = ?3, claimed_at = ?4,
             claimed_boot = ?6, heartbeat_boot = ?6, attempts = attempts + 1, runs = runs + 1, retry_at = NULL
         WHERE id = (
-            SELECT j.id FROM jobs j INDEXED BY jobs_waiting JOIN accounts a ON a.name = j.account
+            SELECT j.id FROM jobs j \(index) JOIN accounts a ON a.name = j.account
             WHERE j.status IN ('pending', 'retrying')
               AND (j.retry_at IS NULL OR j.retry_at <= ?4)
               AND a.paused = 0
@@ -111,15 +117,18 @@ extension SQLiteJobStore {
               AND EXISTS (SELECT 1 FROM devices v WHERE v.name = ?2 AND v.healthy = 1
                           AND (v.cooldown_until IS NULL OR v.cooldown_until <= ?4))
             ORDER BY j.priority DESC, j.seq
-            LIMIT 1)
+            LIMIT 1 \(rowLocks))
         RETURNING *
         """
+    }
 
     public func claim(worker: Int, device: String, now: Double, today: String, bootSeconds: Double) throws(StoreError) -> ClaimedJob? {
+        let now = try databaseTime(now)
+        let bootSeconds = try databaseTime(boot: bootSeconds)
         let token = Processes.randomHex(bytes: 8)
         return try connection.write { () throws(StoreError) -> ClaimedJob? in
             guard let row = try connection.query(
-                Self.claimStatement,
+                claimStatement,
                 [.integer(Int64(worker)), .text(device), .text(token), .real(now), .text(today), .real(bootSeconds)]).first
             else { return nil }
             let job = job(from: row)
@@ -130,7 +139,8 @@ extension SQLiteJobStore {
     }
 
     public func markRunning(_ claim: ClaimedJob, bootSeconds: Double) throws(StoreError) -> Bool {
-        try connection.write { () throws(StoreError) -> Bool in
+        let bootSeconds = try databaseTime(boot: bootSeconds)
+        return try connection.write { () throws(StoreError) -> Bool in
             try connection.run(
                 "UPDATE jobs SET status = 'running', heartbeat_boot = ?3 WHERE id = ?1 AND claim_token = ?2 AND status IN ('claimed', 'running')",
                 [.text(claim.job.id), .text(claim.token), .real(bootSeconds)]) == 1
@@ -138,7 +148,8 @@ extension SQLiteJobStore {
     }
 
     public func recordProgress(_ claim: ClaimedJob, progress: Int, bootSeconds: Double) throws(StoreError) -> Bool {
-        try connection.write { () throws(StoreError) -> Bool in
+        let bootSeconds = try databaseTime(boot: bootSeconds)
+        return try connection.write { () throws(StoreError) -> Bool in
             try connection.run(
                 "UPDATE jobs SET progress = ?3, heartbeat_boot = ?4 WHERE id = ?1 AND claim_token = ?2 AND status IN ('claimed', 'running')",
                 [.text(claim.job.id), .text(claim.token), .integer(Int64(progress)), .real(bootSeconds)]) == 1
@@ -146,7 +157,8 @@ extension SQLiteJobStore {
     }
 
     public func finish(_ claim: ClaimedJob, outcome: JobOutcome, policy: FailurePolicy, now: Double, today: String) throws(StoreError) -> Bool {
-        try connection.write { () throws(StoreError) -> Bool in
+        let now = try databaseTime(now)
+        return try connection.write { () throws(StoreError) -> Bool in
             guard let row = try connection.query(
                 "SELECT * FROM jobs WHERE id = ?1 AND claim_token = ?2 AND status IN ('claimed', 'running')",
                 [.text(claim.job.id), .text(claim.token)]).first
@@ -182,7 +194,7 @@ extension SQLiteJobStore {
             assign("completed_at", .real(now))
             if change.status == .success { assign("completed_day", .text(today)) }
         }
-        if change.refundsAttempt { assignments.append("attempts = MAX(attempts - 1, 0)") }
+        if change.refundsAttempt { assignments.append("attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END") }
         if let crashes = change.crashes { assign("crashes", .integer(Int64(crashes))) }
         if let attempts = change.infrastructureAttempts { assign("infra_attempts", .integer(Int64(attempts))) }
         switch change.retryAt {
@@ -240,9 +252,10 @@ extension SQLiteJobStore {
     }
 
     public func requeueClaims(worker: Int?, crashed: Bool, policy: FailurePolicy, now: Double) throws(StoreError) -> [String] {
-        try connection.write { () throws(StoreError) -> [String] in
+        let now = try databaseTime(now)
+        return try connection.write { () throws(StoreError) -> [String] in
             let rows = try connection.query(
-                "SELECT * FROM jobs WHERE status IN ('claimed', 'running') AND (?1 IS NULL OR worker = ?1)",
+                "SELECT * FROM jobs WHERE status IN ('claimed', 'running') AND (CAST(?1 AS BIGINT) IS NULL OR worker = ?1)",
                 [worker.map { .integer(Int64($0)) } ?? .null])
             var generator = SystemRandomNumberGenerator()
             var ids: [String] = []

@@ -2,7 +2,7 @@ import SeqGuard
 import SeqSystem
 
 // Devices, accounts and device health.
-extension SQLiteJobStore {
+extension SQLJobStore {
     // MARK: devices and accounts
 
     public func addDevice(_ device: Device) throws(StoreError) {
@@ -15,7 +15,7 @@ extension SQLiteJobStore {
                     server_restart_command = ?7, server_argv = ?8
                 """,
                 [.text(device.name), optional(device.statusURL), optional(device.healthCommand),
-                 optional(device.restartCommand), optional(device.stopCommand), .real(nowSeconds()), optional(device.serverRestartCommand),
+                 optional(device.restartCommand), optional(device.stopCommand), .real(try databaseTime(nowSeconds())), optional(device.serverRestartCommand),
                  optional(device.server.map { JSON.encode(.array($0.map { .string($0) })) })])
         }
     }
@@ -85,7 +85,7 @@ extension SQLiteJobStore {
             let changed = try connection.run(
                 "UPDATE accounts SET paused = 0, paused_reason = NULL, cooldown_until = NULL, cooldown_level = 0, infra_failures = 0 WHERE name = ?1",
                 [.text(name)])
-            if changed == 1 { try insertEvent(Event(at: nowSeconds(), kind: "account-resumed", account: name, message: "resumed by hand")) }
+            if changed == 1 { try insertEvent(Event(at: try databaseTime(nowSeconds()), kind: "account-resumed", account: name, message: "resumed by hand")) }
             return changed == 1
         }
     }
@@ -93,13 +93,14 @@ extension SQLiteJobStore {
     // MARK: device health
 
     public func recordHealth(device: String, ok: Bool, responseMilliseconds: Int?, error: String?, now: Double) throws(StoreError) -> Int {
-        try connection.write { () throws(StoreError) -> Int in
+        let now = try databaseTime(now)
+        return try connection.write { () throws(StoreError) -> Int in
             if ok {
                 try connection.run(
                     """
                     UPDATE devices SET healthy = 1, health_failures = 0, response_ms = ?2, last_check = ?3, last_error = NULL,
                         cooldown_until = CASE WHEN healthy = 0 THEN NULL ELSE cooldown_until END,
-                        phone_since = CASE WHEN phone_state IS 'up' THEN phone_since ELSE ?3 END, phone_state = 'up'
+                        phone_since = CASE WHEN phone_state = 'up' THEN phone_since ELSE ?3 END, phone_state = 'up'
                     WHERE name = ?1
                     """, [.text(device), responseMilliseconds.map { .integer(Int64($0)) } ?? .null, .real(now)])
                 if let responseMilliseconds {
@@ -110,7 +111,7 @@ extension SQLiteJobStore {
             let row = try connection.query(
                 """
                 UPDATE devices SET healthy = 0, health_failures = health_failures + 1, last_check = ?2, last_error = ?3,
-                    phone_since = CASE WHEN phone_state IS 'not answering' THEN phone_since ELSE ?2 END, phone_state = 'not answering'
+                    phone_since = CASE WHEN phone_state = 'not answering' THEN phone_since ELSE ?2 END, phone_state = 'not answering'
                 WHERE name = ?1 RETURNING health_failures
                 """,
                 [.text(device), .real(now), optional(error)]).first
@@ -120,6 +121,7 @@ extension SQLiteJobStore {
     }
 
     public func recordServer(device: String, state: String, process: ProcessIdentity?, port: Int?, note: String?, now: Double) throws(StoreError) {
+        let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
             try connection.run(
                 """
@@ -134,17 +136,19 @@ extension SQLiteJobStore {
     }
 
     public func recordPhone(device: String, state: String, now: Double) throws(StoreError) {
+        let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
             try connection.run("UPDATE devices SET phone_state = ?2, phone_since = ?3 WHERE name = ?1", [.text(device), .text(state), .real(now)])
         }
     }
 
     public func holdDevice(_ name: String, until: Double, reason: String) throws(StoreError) {
+        let until = try databaseTime(until)
         try connection.write { () throws(StoreError) in
             try connection.run(
                 "UPDATE devices SET healthy = 0, cooldown_until = ?2, last_error = ?3 WHERE name = ?1",
                 [.text(name), .real(until), .text(reason)])
-            try insertEvent(Event(at: nowSeconds(), kind: "device-unhealthy", device: name, message: reason))
+            try insertEvent(Event(at: try databaseTime(nowSeconds()), kind: "device-unhealthy", device: name, message: reason))
         }
     }
 }

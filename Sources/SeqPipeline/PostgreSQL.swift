@@ -1,0 +1,241 @@
+import CPostgreSQL
+import SeqSystem
+
+/// What the store needs of a database connection: statements with `?N` parameters, rows by
+/// column name, and write transactions that one writer at a time holds. SQLite and
+/// PostgreSQL each give it; the store's SQL is written once for both, except the schema.
+public protocol SQLDatabase: AnyObject {
+    /// What messages call the store: its file, or its URL with the password hidden.
+    var name: String { get }
+    /// Runs one or more statements with no parameters and no results.
+    func execute(_ sql: String) throws(StoreError)
+    /// Runs one statement and returns its rows.
+    @discardableResult
+    func query(_ sql: String, _ parameters: [SQLValue]) throws(StoreError) -> [SQLRow]
+    /// Runs one statement and returns how many rows it changed.
+    @discardableResult
+    func run(_ sql: String, _ parameters: [SQLValue]) throws(StoreError) -> Int
+    /// A write transaction, serialised with every other writer of the store.
+    @discardableResult
+    func write<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T
+}
+
+extension SQLDatabase {
+    @discardableResult
+    public func query(_ sql: String) throws(StoreError) -> [SQLRow] { try query(sql, []) }
+
+    @discardableResult
+    public func run(_ sql: String) throws(StoreError) -> Int { try run(sql, []) }
+}
+
+extension SQLiteConnection: SQLDatabase {
+    public var name: String { path }
+}
+
+/// One connection to a PostgreSQL store, through libpq (loaded on first use). Not
+/// thread-safe, like the SQLite one: each process of a run has its own.
+///
+/// Writers take one transaction-level advisory lock (`writeLockKey`) first, so writes are
+/// serialised across every host of a farm the way SQLite's `BEGIN IMMEDIATE` serialises the
+/// processes of one host: a claim's read of accounts, devices and jobs and its update are
+/// one step that no other write interleaves with. Reads need no lock (MVCC).
+public final class PostgreSQLConnection: SQLDatabase {
+    let api: UnsafePointer<cseq_libpq>
+    let handle: OpaquePointer
+    public let name: String
+    var translated: [String: String] = [:]
+    var inTransaction = false
+    /// The advisory lock every writer of this database takes (an arbitrary constant: "seqp").
+    public static let writeLockKey: Int64 = 0x7365_7170
+
+    /// Connects to `url` (`postgresql://USER:PASSWORD@HOST:PORT/DB?host=/socket/dir`).
+    /// - Throws: `StoreError` naming the URL (password hidden) and the fix.
+    public init(url: String) throws(StoreError) {
+        name = Self.redacted(url)
+        var error = [CChar](repeating: 0, count: 512)
+        guard let api = cseq_libpq_load(&error, error.count) else {
+            let reason = String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw StoreError("cannot use the PostgreSQL store \(name): libpq is not installed (\(reason)); install it (apt-get install libpq5)")
+        }
+        self.api = api
+        guard let connection = api.pointee.PQconnectdb(url) else {
+            throw StoreError("cannot connect to \(name): out of memory")
+        }
+        guard api.pointee.PQstatus(connection) == Int32(CSEQ_CONNECTION_OK) else {
+            let message = Self.firstLine(api.pointee.PQerrorMessage(connection))
+            api.pointee.PQfinish(connection)
+            throw StoreError("cannot connect to \(name): \(message); check the URL, that the server runs (pg_ctl status) and that this user may connect")
+        }
+        handle = connection
+        cseq_pq_quiet(api, connection)
+    }
+
+    deinit { api.pointee.PQfinish(handle) }
+
+    /// The URL with its password replaced by `***`, in the authority and in a `password=` parameter.
+    public static func redacted(_ url: String) -> String {
+        var text = Array(url)
+        if let scheme = find(Array("://"), in: text, from: 0) {
+            let start = scheme + 3
+            let end = text[start...].firstIndex { $0 == "/" || $0 == "?" } ?? text.endIndex
+            if let at = text[start..<end].lastIndex(of: "@"), let colon = text[start..<at].firstIndex(of: ":") {
+                text.replaceSubrange((colon + 1)..<at, with: Array("***"))
+            }
+        }
+        if let password = find(Array("password="), in: text, from: 0) {
+            let start = password + 9
+            let end = text[start...].firstIndex { $0 == "&" || $0 == " " } ?? text.endIndex
+            text.replaceSubrange(start..<end, with: Array("***"))
+        }
+        return String(text)
+    }
+
+    static func find(_ needle: [Character], in haystack: [Character], from start: Int) -> Int? {
+        guard haystack.count >= needle.count else { return nil }
+        var index = start
+        while index + needle.count <= haystack.count {
+            if Array(haystack[index..<(index + needle.count)]) == needle { return index }
+            index += 1
+        }
+        return nil
+    }
+
+    static func string(_ text: UnsafeMutablePointer<CChar>?) -> String { text.map { String(cString: $0) } ?? "" }
+
+    static func firstLine(_ text: UnsafeMutablePointer<CChar>?) -> String {
+        guard let text else { return "unknown error" }
+        let message = String(cString: text)
+        return message.split(separator: "\n").first.map { String($0) } ?? message
+    }
+
+    /// `?N` parameters as PostgreSQL's `$N`, outside quoted text.
+    func postgresText(_ sql: String) -> String {
+        if let done = translated[sql] { return done }
+        var result = ""
+        var quote: Character?
+        for character in sql {
+            if let open = quote {
+                if character == open { quote = nil }
+                result.append(character)
+            } else if character == "'" || character == "\"" {
+                quote = character
+                result.append(character)
+            } else if character == "?" {
+                result.append("$")
+            } else {
+                result.append(character)
+            }
+        }
+        translated[sql] = result
+        return result
+    }
+
+    func check(_ result: OpaquePointer?, _ sql: String) throws(StoreError) -> OpaquePointer {
+        guard let result else { throw StoreError("\(name): \(Self.firstLine(api.pointee.PQerrorMessage(handle)))") }
+        let status = api.pointee.PQresultStatus(result)
+        guard status == Int32(CSEQ_PGRES_COMMAND_OK) || status == Int32(CSEQ_PGRES_TUPLES_OK) else {
+            let message = Self.firstLine(api.pointee.PQresultErrorMessage(result))
+            let state = Self.string(api.pointee.PQresultErrorField(result, Int32(CSEQ_PG_DIAG_SQLSTATE)))
+            api.pointee.PQclear(result)
+            throw StoreError("\(name): \(message)\(state.isEmpty ? "" : " (SQLSTATE \(state))") in: \(sql)", code: Self.code(state))
+        }
+        return result
+    }
+
+    /// A SQLSTATE as a number for `StoreError.code` (23505, a unique violation, is 23505).
+    static func code(_ state: String) -> Int32 { Int32(state) ?? -1 }
+
+    public func execute(_ sql: String) throws(StoreError) {
+        let result = try check(api.pointee.PQexec(handle, sql), sql)
+        api.pointee.PQclear(result)
+    }
+
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [SQLValue]) throws(StoreError) -> [SQLRow] {
+        try perform(sql, parameters).rows
+    }
+
+    @discardableResult
+    public func run(_ sql: String, _ parameters: [SQLValue]) throws(StoreError) -> Int {
+        try perform(sql, parameters).changed
+    }
+
+    /// Sends the statement with typed text parameters and decodes the rows by column type.
+    func perform(_ sql: String, _ parameters: [SQLValue]) throws(StoreError) -> (rows: [SQLRow], changed: Int) {
+        let text = postgresText(sql)
+        var types: [Oid] = []
+        var values: [String?] = []
+        for parameter in parameters {
+            switch parameter {
+            case .null: types.append(0); values.append(nil)
+            case .integer(let number): types.append(20); values.append(String(number))
+            case .real(let number): types.append(701); values.append(number.isFinite ? String(number) : nil)
+            case .text(let string): types.append(25); values.append(string)
+            }
+        }
+        let raw = Self.withCStrings(values) { pointers in
+            api.pointee.PQexecParams(handle, text, Int32(parameters.count), types, pointers, nil, nil, 0)
+        }
+        let result = try check(raw, sql)
+        defer { api.pointee.PQclear(result) }
+        let rowCount = api.pointee.PQntuples(result)
+        let columnCount = api.pointee.PQnfields(result)
+        let columns = (0..<columnCount).map { Self.string(api.pointee.PQfname(result, $0)) }
+        let kinds = (0..<columnCount).map { api.pointee.PQftype(result, $0) }
+        var rows: [SQLRow] = []
+        rows.reserveCapacity(Int(rowCount))
+        for row in 0..<rowCount {
+            var decoded: [SQLValue] = []
+            decoded.reserveCapacity(Int(columnCount))
+            for column in 0..<columnCount {
+                if api.pointee.PQgetisnull(result, row, column) != 0 {
+                    decoded.append(.null)
+                    continue
+                }
+                let value = Self.string(api.pointee.PQgetvalue(result, row, column))
+                switch kinds[Int(column)] {
+                case 20, 21, 23: decoded.append(Int64(value).map { .integer($0) } ?? .text(value))
+                case 700, 701, 1700: decoded.append(Double(value).map { .real($0) } ?? .text(value))
+                case 16: decoded.append(.integer(value == "t" ? 1 : 0))
+                default: decoded.append(.text(value))
+                }
+            }
+            rows.append(SQLRow(columns: columns, values: decoded))
+        }
+        let changed = Int(Self.string(api.pointee.PQcmdTuples(result))) ?? 0
+        return (rows, changed)
+    }
+
+    static func withCStrings<R>(_ values: [String?], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+        var storage: [UnsafeMutablePointer<CChar>?] = values.map { value in value.map { strdupSwift($0) } }
+        defer { for pointer in storage { pointer?.deallocate() } }
+        let pointers = storage.map { UnsafePointer($0) }
+        storage.reserveCapacity(storage.count)
+        return body(pointers)
+    }
+
+    static func strdupSwift(_ text: String) -> UnsafeMutablePointer<CChar> {
+        let utf8 = Array(text.utf8)
+        let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: utf8.count + 1)
+        for (index, byte) in utf8.enumerated() { pointer[index] = CChar(bitPattern: byte) }
+        pointer[utf8.count] = 0
+        return pointer
+    }
+
+    @discardableResult
+    public func write<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+        precondition(!inTransaction, "nested write transaction")
+        try execute("BEGIN")
+        inTransaction = true
+        defer { inTransaction = false }
+        do {
+            try execute("SELECT pg_advisory_xact_lock(\(Self.writeLockKey))")
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+}

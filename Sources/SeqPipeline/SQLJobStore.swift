@@ -1,0 +1,332 @@
+import SeqGuard
+import SeqSystem
+
+/// Which database a store is on: the SQL is the same but for the schema, an index hint and
+/// the claim's row locks.
+public enum SQLDialect: Sendable {
+    /// One file, WAL mode, every write in `BEGIN IMMEDIATE`.
+    case sqlite
+    /// A server shared by a farm's hosts; every write under one advisory lock.
+    case postgresql
+}
+
+/// The store: SQLite by default (a path), PostgreSQL for a farm of hosts (a
+/// `postgresql://` URL). Both run the same statements and the same outcome policy.
+public final class SQLJobStore: JobStore {
+    public let connection: any SQLDatabase
+    public let dialect: SQLDialect
+    /// The database clock's lead over this host's, as last measured (PostgreSQL only).
+    var skew: (wall: Double, boot: Double, measuredAt: Int64)?
+
+    /// The SQLite store at `path` (created if missing).
+    public init(path: String) throws(StoreError) {
+        connection = try SQLiteConnection(path: path)
+        dialect = .sqlite
+    }
+
+    /// The PostgreSQL store at `url`.
+    public init(url: String) throws(StoreError) {
+        connection = try PostgreSQLConnection(url: url)
+        dialect = .postgresql
+    }
+
+    /// A store by location: a `postgresql://` (or `postgres://`) URL, else a file path.
+    public static func open(_ location: String) throws(StoreError) -> SQLJobStore {
+        isURL(location) ? try SQLJobStore(url: location) : try SQLJobStore(path: location)
+    }
+
+    public static func isURL(_ location: String) -> Bool {
+        location.hasPrefix("postgresql://") || location.hasPrefix("postgres://")
+    }
+
+    /// The schema version this seqpipe brings its store to.
+    public var schemaVersion: Int { dialect == .sqlite ? Self.migrations.count : Self.postgresMigrations.count }
+
+    /// Schema versions, applied in order; `PRAGMA user_version` says how many are in.
+    static let migrations: [String] = [
+        """
+        CREATE TABLE devices(
+            name TEXT PRIMARY KEY,
+            status_url TEXT, health_command TEXT, restart_command TEXT, stop_command TEXT,
+            healthy INTEGER NOT NULL DEFAULT 1,
+            health_failures INTEGER NOT NULL DEFAULT 0,
+            infra_failures INTEGER NOT NULL DEFAULT 0,
+            cooldown_until REAL, cooldown_level INTEGER NOT NULL DEFAULT 0,
+            response_ms INTEGER, last_check REAL, last_error TEXT,
+            added_at REAL NOT NULL);
+        CREATE TABLE accounts(
+            name TEXT PRIMARY KEY,
+            daily_limit INTEGER NOT NULL DEFAULT 0,
+            paused INTEGER NOT NULL DEFAULT 0, paused_reason TEXT,
+            infra_failures INTEGER NOT NULL DEFAULT 0,
+            cooldown_until REAL, cooldown_level INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE jobs(
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            account TEXT NOT NULL REFERENCES accounts(name),
+            payload TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending','claimed','running','success','failed','retrying','cancelled')),
+            priority INTEGER NOT NULL DEFAULT 0,
+            worker INTEGER, device TEXT, claim_token TEXT,
+            claimed_at REAL, claimed_boot REAL, heartbeat_boot REAL,
+            completed_at REAL, completed_day TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL DEFAULT 3,
+            runs INTEGER NOT NULL DEFAULT 0, progress INTEGER NOT NULL DEFAULT 0,
+            crashes INTEGER NOT NULL DEFAULT 0, infra_attempts INTEGER NOT NULL DEFAULT 0,
+            retry_at REAL, error TEXT, error_type TEXT,
+            created_at REAL NOT NULL);
+        CREATE INDEX jobs_waiting ON jobs(priority DESC, seq) WHERE status IN ('pending', 'retrying');
+        CREATE UNIQUE INDEX jobs_one_active_per_account ON jobs(account) WHERE status IN ('claimed','running');
+        CREATE UNIQUE INDEX jobs_one_active_per_worker ON jobs(worker) WHERE status IN ('claimed','running');
+        CREATE INDEX jobs_done_by_day ON jobs(account, completed_day) WHERE status = 'success';
+        CREATE TABLE workers(
+            idx INTEGER PRIMARY KEY, pid INTEGER NOT NULL, start_time INTEGER NOT NULL,
+            device TEXT NOT NULL, state TEXT NOT NULL, job TEXT,
+            restarts INTEGER NOT NULL DEFAULT 0, heartbeat_boot REAL);
+        CREATE TABLE events(
+            id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, kind TEXT NOT NULL,
+            job TEXT, account TEXT, device TEXT, worker INTEGER, message TEXT NOT NULL);
+        """,
+        // 2: recurring jobs' heartbeats.
+        """
+        CREATE TABLE heartbeats(
+            name TEXT PRIMARY KEY, state TEXT NOT NULL DEFAULT 'idle',
+            last_start REAL, last_success REAL, last_failure REAL, last_skip REAL,
+            skip_reason TEXT, last_error TEXT,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0, runs INTEGER NOT NULL DEFAULT 0,
+            pid INTEGER, start_time INTEGER);
+        """,
+        // 3: the watchdog, pools and dependencies, graded device recovery.
+        """
+        ALTER TABLE heartbeats ADD COLUMN next_due REAL;
+        ALTER TABLE heartbeats ADD COLUMN beat_at REAL;
+        ALTER TABLE heartbeats ADD COLUMN progress TEXT;
+        ALTER TABLE heartbeats ADD COLUMN progress_at REAL;
+        ALTER TABLE heartbeats ADD COLUMN waiting TEXT;
+        ALTER TABLE devices ADD COLUMN server_restart_command TEXT;
+        ALTER TABLE jobs ADD COLUMN avoid_device TEXT;
+        CREATE TABLE alerts(
+            key TEXT PRIMARY KEY, kind TEXT NOT NULL, message TEXT NOT NULL,
+            raised_at REAL NOT NULL, seen_at REAL NOT NULL, cleared_at REAL);
+        CREATE TABLE checks(name TEXT PRIMARY KEY, at REAL NOT NULL, ok INTEGER NOT NULL, message TEXT NOT NULL);
+        CREATE INDEX events_at ON events(at);
+        """,
+        // 4: an account's rest between two of its jobs.
+        """
+        ALTER TABLE accounts ADD COLUMN rest_until REAL;
+        """,
+        // 5: alerts going out: each raise and clear, until delivered (or given up).
+        """
+        CREATE TABLE notifications(
+            id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, key TEXT NOT NULL, kind TEXT NOT NULL,
+            state TEXT NOT NULL, message TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL,
+            delivered_at REAL, failed_at REAL, last_error TEXT);
+        CREATE INDEX notifications_due ON notifications(next_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
+        """,
+        // 6: metrics per device and per account, rolled up by the hour (bounded: see Metrics).
+        """
+        CREATE TABLE metrics(
+            hour INTEGER NOT NULL, subject TEXT NOT NULL, outcome TEXT NOT NULL,
+            count INTEGER NOT NULL DEFAULT 0, response_ms_sum INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY(hour, subject, outcome));
+        """,
+        // 7: device servers run by their workers, and whether each phone is up.
+        """
+        ALTER TABLE devices ADD COLUMN server_argv TEXT;
+        ALTER TABLE devices ADD COLUMN server_state TEXT;
+        ALTER TABLE devices ADD COLUMN server_pid INTEGER;
+        ALTER TABLE devices ADD COLUMN server_start_time INTEGER;
+        ALTER TABLE devices ADD COLUMN server_port INTEGER;
+        ALTER TABLE devices ADD COLUMN server_since REAL;
+        ALTER TABLE devices ADD COLUMN server_note TEXT;
+        ALTER TABLE devices ADD COLUMN phone_state TEXT;
+        ALTER TABLE devices ADD COLUMN phone_since REAL;
+        """,
+    ]
+
+    public static var schemaVersion: Int { migrations.count }
+
+    /// PostgreSQL's schema versions, applied in order under an advisory lock; the
+    /// `schema_version` table says how many are in. The first is the SQLite schema at its
+    /// version 7; later changes go to both lists.
+    static let postgresMigrations: [String] = [
+        """
+        CREATE TABLE devices(
+            name TEXT PRIMARY KEY,
+            status_url TEXT, health_command TEXT, restart_command TEXT, stop_command TEXT,
+            healthy BIGINT NOT NULL DEFAULT 1,
+            health_failures BIGINT NOT NULL DEFAULT 0,
+            infra_failures BIGINT NOT NULL DEFAULT 0,
+            cooldown_until DOUBLE PRECISION, cooldown_level BIGINT NOT NULL DEFAULT 0,
+            response_ms BIGINT, last_check DOUBLE PRECISION, last_error TEXT,
+            added_at DOUBLE PRECISION NOT NULL,
+            server_restart_command TEXT,
+            server_argv TEXT, server_state TEXT, server_pid BIGINT, server_start_time BIGINT, server_port BIGINT,
+            server_since DOUBLE PRECISION, server_note TEXT, phone_state TEXT, phone_since DOUBLE PRECISION);
+        CREATE TABLE accounts(
+            name TEXT PRIMARY KEY,
+            daily_limit BIGINT NOT NULL DEFAULT 0,
+            paused BIGINT NOT NULL DEFAULT 0, paused_reason TEXT,
+            infra_failures BIGINT NOT NULL DEFAULT 0,
+            cooldown_until DOUBLE PRECISION, cooldown_level BIGINT NOT NULL DEFAULT 0,
+            rest_until DOUBLE PRECISION);
+        CREATE TABLE jobs(
+            seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            account TEXT NOT NULL REFERENCES accounts(name),
+            payload TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending','claimed','running','success','failed','retrying','cancelled')),
+            priority BIGINT NOT NULL DEFAULT 0,
+            worker BIGINT, device TEXT, claim_token TEXT,
+            claimed_at DOUBLE PRECISION, claimed_boot DOUBLE PRECISION, heartbeat_boot DOUBLE PRECISION,
+            completed_at DOUBLE PRECISION, completed_day TEXT,
+            attempts BIGINT NOT NULL DEFAULT 0, max_attempts BIGINT NOT NULL DEFAULT 3,
+            runs BIGINT NOT NULL DEFAULT 0, progress BIGINT NOT NULL DEFAULT 0,
+            crashes BIGINT NOT NULL DEFAULT 0, infra_attempts BIGINT NOT NULL DEFAULT 0,
+            retry_at DOUBLE PRECISION, error TEXT, error_type TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            avoid_device TEXT);
+        CREATE INDEX jobs_waiting ON jobs(priority DESC, seq) WHERE status IN ('pending', 'retrying');
+        CREATE UNIQUE INDEX jobs_one_active_per_account ON jobs(account) WHERE status IN ('claimed','running');
+        CREATE UNIQUE INDEX jobs_one_active_per_worker ON jobs(worker) WHERE status IN ('claimed','running');
+        CREATE INDEX jobs_done_by_day ON jobs(account, completed_day) WHERE status = 'success';
+        CREATE TABLE workers(
+            idx BIGINT PRIMARY KEY, pid BIGINT NOT NULL, start_time BIGINT NOT NULL,
+            device TEXT NOT NULL, state TEXT NOT NULL, job TEXT,
+            restarts BIGINT NOT NULL DEFAULT 0, heartbeat_boot DOUBLE PRECISION);
+        CREATE TABLE events(
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, at DOUBLE PRECISION NOT NULL, kind TEXT NOT NULL,
+            job TEXT, account TEXT, device TEXT, worker BIGINT, message TEXT NOT NULL);
+        CREATE INDEX events_at ON events(at);
+        CREATE TABLE heartbeats(
+            name TEXT PRIMARY KEY, state TEXT NOT NULL DEFAULT 'idle',
+            last_start DOUBLE PRECISION, last_success DOUBLE PRECISION, last_failure DOUBLE PRECISION, last_skip DOUBLE PRECISION,
+            skip_reason TEXT, last_error TEXT,
+            consecutive_failures BIGINT NOT NULL DEFAULT 0, runs BIGINT NOT NULL DEFAULT 0,
+            pid BIGINT, start_time BIGINT,
+            next_due DOUBLE PRECISION, beat_at DOUBLE PRECISION, progress TEXT, progress_at DOUBLE PRECISION, waiting TEXT);
+        CREATE TABLE alerts(
+            key TEXT PRIMARY KEY, kind TEXT NOT NULL, message TEXT NOT NULL,
+            raised_at DOUBLE PRECISION NOT NULL, seen_at DOUBLE PRECISION NOT NULL, cleared_at DOUBLE PRECISION);
+        CREATE TABLE checks(name TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL, ok BIGINT NOT NULL, message TEXT NOT NULL);
+        CREATE TABLE notifications(
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, at DOUBLE PRECISION NOT NULL, key TEXT NOT NULL,
+            kind TEXT NOT NULL, state TEXT NOT NULL, message TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0,
+            next_at DOUBLE PRECISION NOT NULL, delivered_at DOUBLE PRECISION, failed_at DOUBLE PRECISION, last_error TEXT);
+        CREATE INDEX notifications_due ON notifications(next_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
+        CREATE TABLE metrics(
+            hour BIGINT NOT NULL, subject TEXT NOT NULL, outcome TEXT NOT NULL,
+            count BIGINT NOT NULL DEFAULT 0, response_ms_sum BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY(hour, subject, outcome));
+        """,
+    ]
+
+    /// Whether `init` made the store: a SQLite file always is; a PostgreSQL database is once
+    /// it has the schema.
+    public func isInitialized() throws(StoreError) -> Bool {
+        guard dialect == .postgresql else { return true }
+        return try connection.query("SELECT to_regclass('schema_version') IS NOT NULL AS made").first?["made"].int == 1
+    }
+
+    public func migrate() throws(StoreError) {
+        if dialect == .postgresql { return try migratePostgreSQL() }
+        let current = Int(try connection.query("PRAGMA user_version").first?["user_version"].int ?? 0)
+        if current > Self.migrations.count {
+            throw StoreError("store \(connection.name) has schema version \(current), newer than this seqpipe's \(Self.migrations.count); use a newer seqpipe")
+        }
+        for version in current..<Self.migrations.count {
+            try connection.write { () throws(StoreError) in
+                // Read again under the write lock: another process may have migrated meanwhile.
+                let now = Int(try connection.query("PRAGMA user_version").first?["user_version"].int ?? 0)
+                guard now == version else { return }
+                try connection.execute(Self.migrations[version])
+                try connection.execute("PRAGMA user_version = \(version + 1)")
+            }
+        }
+    }
+
+    /// PostgreSQL: each version in its own transaction, all under a session advisory lock,
+    /// so two hosts running `init` or `migrate` at once take turns and the second finds the
+    /// work done.
+    func migratePostgreSQL() throws(StoreError) {
+        let key = PostgreSQLConnection.writeLockKey + 1
+        try connection.execute("SELECT pg_advisory_lock(\(key))")
+        defer { try? connection.execute("SELECT pg_advisory_unlock(\(key))") }
+        try connection.execute("CREATE TABLE IF NOT EXISTS schema_version(version BIGINT NOT NULL)")
+        let current = Int(try connection.query("SELECT MAX(version) AS v FROM schema_version").first?["v"].int ?? 0)
+        if current > Self.postgresMigrations.count {
+            throw StoreError("store \(connection.name) has schema version \(current), newer than this seqpipe's \(Self.postgresMigrations.count); use a newer seqpipe")
+        }
+        for version in current..<Self.postgresMigrations.count {
+            try connection.write { () throws(StoreError) in
+                try connection.execute(Self.postgresMigrations[version])
+                try connection.run("INSERT INTO schema_version(version) VALUES (?1)", [.integer(Int64(version + 1))])
+            }
+        }
+    }
+
+    static func text(_ value: String) -> SQLValue { .text(value) }
+
+    // MARK: time
+
+    /// A time on this host's wall clock as the store's clock reads it. SQLite: the same (one
+    /// host). PostgreSQL: shifted by the database clock's lead over this host's, measured
+    /// with `clock_timestamp()` at most every 10 s and rounded to whole seconds (clocks
+    /// within half a second agree), so the leases, silences, cooldowns and retry times of
+    /// hosts with skewed clocks are all on the database's clock.
+    func databaseTime(_ hostWall: Double) throws(StoreError) -> Double {
+        guard dialect == .postgresql else { return hostWall }
+        return hostWall + (try measuredSkew().wall)
+    }
+
+    /// A reading of this host's boot-time clock (lease ages on one host) on the store's
+    /// clock: itself for SQLite, the database's wall clock for PostgreSQL, where the boot
+    /// clocks of different hosts cannot be compared.
+    func databaseTime(boot: Double) throws(StoreError) -> Double {
+        guard dialect == .postgresql else { return boot }
+        return boot + (try measuredSkew().boot)
+    }
+
+    func measuredSkew() throws(StoreError) -> (wall: Double, boot: Double) {
+        let now = Clock.monotonicNanoseconds()
+        if let skew, now - skew.measuredAt < 10_000_000_000 { return (skew.wall, skew.boot) }
+        let database = try connection.query("SELECT EXTRACT(EPOCH FROM clock_timestamp()) AS now").first?["now"].double ?? nowSeconds()
+        let measured = (wall: (database - nowSeconds()).rounded(), boot: (database - Clock.secondsSinceBoot()).rounded())
+        skew = (measured.wall, measured.boot, now)
+        return measured
+    }
+
+    /// The store's clock now: what `status` and the watchdog compare its times with.
+    public func currentTime() throws(StoreError) -> Double { try databaseTime(nowSeconds()) }
+
+    /// A unique index refused the row (SQLite's SQLITE_CONSTRAINT, PostgreSQL's 23505).
+    static func isUniqueViolation(_ error: StoreError) -> Bool { error.code == 19 || error.code == 23505 }
+
+    /// SQLite's hint to walk the waiting jobs by `jobs_waiting` (PostgreSQL plans it itself).
+    var waitingIndex: String { dialect == .sqlite ? "INDEXED BY jobs_waiting" : "" }
+}
+
+func optional(_ value: String?) -> SQLValue { value.map { .text($0) } ?? .null }
+func optional(_ value: Double?) -> SQLValue { value.map { .real($0) } ?? .null }
+
+/// A job's payload: flat string fields, stored as a JSON object.
+enum Payload {
+    static func encode(_ fields: [(String, String)]) -> String {
+        JSON.encode(.object(fields.map { ($0.0, .string($0.1)) }))
+    }
+
+    static func decode(_ text: String) -> [(String, String)] {
+        guard case .object(let fields)? = JSON.decode(text) else { return [] }
+        return fields.compactMap { key, value in
+            switch value {
+            case .string(let text): return (key, text)
+            case .integer(let number): return (key, String(number))
+            case .number(let number): return (key, String(number))
+            case .bool(let flag): return (key, flag ? "true" : "false")
+            default: return nil
+            }
+        }
+    }
+}
