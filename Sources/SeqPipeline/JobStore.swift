@@ -99,6 +99,20 @@ public protocol JobStore: AnyObject {
     /// What the pipeline health check reads.
     func pipelineHealth(now: Double, claimedLongerThan seconds: Double) throws(StoreError) -> PipelineHealth
 
+    /// The host this process works for: its workers, claims and devices.
+    var host: String { get }
+    /// This host's lease row: registered (answering the state it had: "lost" after a
+    /// take-over), renewed (false once it was taken over), released at a clean stop.
+    func registerHost(pid: Int32, leaseSeconds: Double, now: Double) throws(StoreError) -> String?
+    func renewHost(leaseSeconds: Double, now: Double) throws(StoreError) -> Bool
+    func releaseHost(now: Double) throws(StoreError)
+    /// Other hosts whose lease ran out: lost, their claims requeued, their devices held.
+    func takeOverLostHosts(policy: FailurePolicy, now: Double) throws(StoreError) -> [HostTakeover]
+    /// Takes or keeps a once-per-farm role (the scheduler) for this host; whether it has it.
+    func lead(_ role: String, leaseSeconds: Double, now: Double) throws(StoreError) -> Bool
+    func hosts() throws(StoreError) -> [HostRecord]
+    func leaders() throws(StoreError) -> [(role: String, host: String, leaseUntil: Double)]
+
     func addEvent(_ event: Event) throws(StoreError)
     /// The latest `limit` events at or after `since` (any time when nil), oldest first.
     func events(since: Double?, limit: Int) throws(StoreError) -> [Event]

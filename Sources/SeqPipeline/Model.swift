@@ -9,6 +9,8 @@ public enum JobStatus: String, Sendable, CaseIterable {
 /// A phone (real or cloud) driven by an Appium-style server, as the store keeps it.
 public struct Device: Sendable {
     public var name: String
+    /// The host whose orchestrator drives it; '' for any (a store on one host).
+    public var host = ""
     /// `http://host:port/status`: its server's status endpoint, for the health check.
     public var statusURL: String?
     /// Shell commands (run with /bin/sh -c, placeholders filled in).
@@ -97,6 +99,8 @@ public struct Job: Sendable {
     /// The device that gave up on this job after its graded recovery: another device takes
     /// it (this one only when no other is healthy).
     public var avoidDevice: String?
+    /// The host whose worker holds its claim.
+    public var host: String?
 
     public init(id: String, account: String) {
         self.id = id
@@ -114,6 +118,8 @@ public struct ClaimedJob: Sendable {
 
 /// A worker slot as the orchestrator records it.
 public struct WorkerRecord: Sendable {
+    /// The host whose orchestrator runs it ('' in a store from before hosts).
+    public var host = ""
     public var index: Int
     public var pid: Int32
     public var startTime: UInt64
@@ -122,6 +128,25 @@ public struct WorkerRecord: Sendable {
     public var job: String?
     public var restarts: Int
     public var heartbeatBootSeconds: Double?
+}
+
+/// A host of the farm as its lease row says: its orchestrator, when it last renewed, until
+/// when the lease holds, and whether it is running, stopped cleanly or was lost (taken over).
+public struct HostRecord: Sendable {
+    public var name: String
+    public var pid: Int32?
+    public var state: String
+    public var startedAt: Double?
+    public var beatAt: Double?
+    public var leaseUntil: Double?
+    public var note: String?
+}
+
+/// What taking over a lost host did: its name, the claims put back, its devices held.
+public struct HostTakeover: Sendable {
+    public var host: String
+    public var requeued: [String]
+    public var devices: [String]
 }
 
 /// One line of the events table: what happened, to what.

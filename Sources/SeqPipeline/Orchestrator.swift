@@ -26,7 +26,9 @@ public struct PipelinePaths: Sendable {
 
     /// How a run member is told of this store: a file by `--db`, a URL by SEQPIPE_DB in its
     /// environment (never on a command line, where ps would show its password).
-    public func memberStore(_ environment: [String]) -> (arguments: [String], environment: [String]) {
+    public func memberStore(_ environment: [String], host: String? = nil) -> (arguments: [String], environment: [String]) {
+        var environment = environment
+        if let host { environment = environment.filter { !$0.hasPrefix("SEQPIPE_HOST=") } + ["SEQPIPE_HOST=\(host)"] }
         guard isURL else { return (["--db", database], environment) }
         return ([], environment.filter { !$0.hasPrefix("SEQPIPE_DB=") } + ["SEQPIPE_DB=\(database)"])
     }
@@ -93,12 +95,16 @@ public struct Orchestrator {
         let lock = locks.instance
         defer { lock.release(held) }
 
-        let devices: [Device]
-        do {
-            devices = try store.devices()
-        } catch { throw GuardFailure("store \(paths.storeName): \(error.message)") }
-        guard !devices.isEmpty else {
+        let all: [Device]
+        do { all = try store.devices() } catch { throw GuardFailure("store \(paths.storeName): \(error.message)") }
+        guard !all.isEmpty else {
             throw GuardFailure("\(paths.storeName) has no device; add one with 'seqpipe device add NAME --url URL'")
+        }
+        // This host's devices (and those of no particular host).
+        let devices = all.filter { $0.host == store.host || $0.host.isEmpty }
+        guard !devices.isEmpty else {
+            let owners = Set(all.map(\.host)).sorted().joined(separator: ", ")
+            throw GuardFailure("\(paths.storeName) has no device for host \(store.host) (its devices belong to \(owners)); add one with 'seqpipe device add NAME --url URL --host \(store.host)' or run with --host NAME")
         }
         guard devices.count >= workerCount else {
             throw GuardFailure(
@@ -121,7 +127,7 @@ public struct Orchestrator {
             // Claims of an earlier run: the lock proves that run is gone; its attempts'
             // leftovers (a step that let go of the store's lock) are ended before the claims
             // are taken back.
-            let claimed = try store.jobs().filter { $0.status == .claimed || $0.status == .running }
+            let claimed = try store.jobs().filter { ($0.status == .claimed || $0.status == .running) && ($0.host == nil || $0.host == store.host) }
             for job in claimed where !fencer.fence(device: job.device, jobs: [job], worker: job.worker) {
                 throw GuardFailure("job \(job.id): a process of its earlier attempt did not end; see 'seqpipe events' and end it by hand")
             }
@@ -129,6 +135,9 @@ public struct Orchestrator {
             fencer.forget(claimed)
             if !orphans.isEmpty { say("requeued \(orphans.count) orphaned claim\(orphans.count == 1 ? "" : "s") of an earlier run: \(orphans.joined(separator: " "))") }
             try store.clearWorkers()
+            if try store.registerHost(pid: Processes.currentPid, leaseSeconds: config.hostLeaseSeconds, now: nowSeconds()) == "lost" {
+                say("host \(store.host) was taken over while it was away (its claims went back to the queue); registered again")
+            }
             try store.addEvent(Event(at: nowSeconds(), kind: "orchestrator-start", message: "pid \(Processes.currentPid), \(workerCount) workers\(once ? ", --once" : "")"))
         } catch let error as StoreError { throw GuardFailure("store \(paths.storeName): \(error.message)") } catch let failure as GuardFailure {
             throw failure
@@ -140,7 +149,12 @@ public struct Orchestrator {
         }
         var reaped: [(Int32, TerminationStatus)] = []
         let reapAll = { while let ended = (try? Spawn.reapAny()) ?? nil { reaped.append(ended) } }
-        for index in slots.indices { start(&slots[index], lock: held, fencer: fencer, reap: reapAll) }
+        // The scheduler (recurring jobs, the watchdog) runs once per farm: on the host that leads it.
+        var leading = !config.recurring.isEmpty && ((try? store.lead("scheduler", leaseSeconds: config.hostLeaseSeconds, now: nowSeconds())) ?? false)
+        for index in slots.indices where !slots[index].scheduler || leading { start(&slots[index], lock: held, fencer: fencer, reap: reapAll) }
+        if !config.recurring.isEmpty && !leading { say("another host leads the scheduler; this one runs workers only") }
+        var lastRenewal = Clock.monotonicNanoseconds()
+        var selfFenced = false
         let recurring = config.recurring.isEmpty ? "" : " and the scheduler of \(config.recurring.count) recurring job\(config.recurring.count == 1 ? "" : "s")"
         say("running \(workerCount) worker\(workerCount == 1 ? "" : "s")\(recurring) on \(paths.storeName); logs in \(paths.logs)")
 
@@ -194,6 +208,8 @@ public struct Orchestrator {
 
             let now = Clock.monotonicNanoseconds()
             for index in slots.indices {
+                // A host fenced off the store, or a scheduler this host does not lead, waits.
+                if selfFenced || (slots[index].scheduler && !leading) { continue }
                 if let at = slots[index].restartAt, at <= now {
                     slots[index].restartAt = nil
                     // A fence that could not complete (a process stuck in the kernel) is tried
@@ -216,6 +232,7 @@ public struct Orchestrator {
             if nextBeat <= now {
                 lock.beat(&held)
                 nextBeat = now + Int64(config.heartbeatSeconds * 1e9)
+                beatInStore(&slots, leading: &leading, lastRenewal: &lastRenewal, selfFenced: &selfFenced, reap: reapAll)
             }
             if once && nextCheck <= now {
                 nextCheck = now + Int64(config.idlePollSeconds * 1e9)
@@ -262,7 +279,7 @@ public struct Orchestrator {
         } catch { reporter.error("store \(paths.storeName): \(error.message)") }
         // Devices whose worker could not run its own stop command. A worker killed after it
         // ran it (its record says stopped, under its own pid) is not stopped twice.
-        let stoppedThemselves = Set(((try? store.workers()) ?? []).filter { $0.state == "stopped" }.map(\.pid))
+        let stoppedThemselves = Set(((try? store.workers()) ?? []).filter { $0.state == "stopped" && $0.host == store.host }.map(\.pid))
         for slot in slots where !slot.stoppedCleanly && !slot.scheduler {
             if let pid = slot.process?.pid, stoppedThemselves.contains(pid) { continue }
             guard let command = slot.device.stopCommand else { continue }
@@ -272,11 +289,56 @@ public struct Orchestrator {
             try? store.recordPhone(device: slot.device.name, state: result.succeeded ? "stopped" : "stop failed", now: nowSeconds())
         }
         try? store.addEvent(Event(at: nowSeconds(), kind: "orchestrator-stop", message: "pid \(Processes.currentPid) stopped"))
+        try? store.releaseHost(now: nowSeconds())
         for slot in slots where !slot.scheduler {
             try? store.updateWorker(index: slot.index, state: "stopped", job: nil, bootSeconds: Clock.secondsSinceBoot())
         }
         say("stopped")
         return 0
+    }
+
+    /// This host's heartbeat in the store: its lease renewed (registered again if another
+    /// host took it over meanwhile), other hosts whose lease ran out taken over, the
+    /// scheduler's leadership kept or taken. A host that cannot renew for longer than its
+    /// lease less one heartbeat ends its workers' trees (it fences itself: another host will
+    /// take its claims over) and starts them again once the store answers.
+    @available(*, noasync)
+    func beatInStore(_ slots: inout [Slot], leading: inout Bool, lastRenewal: inout Int64, selfFenced: inout Bool, reap: () -> Void) {
+        let now = Clock.monotonicNanoseconds()
+        do {
+            if try !store.renewHost(leaseSeconds: config.hostLeaseSeconds, now: nowSeconds()) {
+                say("host \(store.host) was taken over by another host (its lease ran out); its claims went back to the queue; registering again")
+                _ = try store.registerHost(pid: Processes.currentPid, leaseSeconds: config.hostLeaseSeconds, now: nowSeconds())
+            }
+            lastRenewal = now
+            if selfFenced {
+                selfFenced = false
+                say("the store answers again: starting the workers")
+                for index in slots.indices where slots[index].process == nil { slots[index].restartAt = now }
+            }
+            for takeover in try store.takeOverLostHosts(policy: config.policy, now: nowSeconds()) {
+                say("host \(takeover.host) lost its lease: took back \(takeover.requeued.isEmpty ? "no claim" : takeover.requeued.joined(separator: " ")); \(takeover.devices.count) of its devices held as unreachable")
+            }
+            if !config.recurring.isEmpty {
+                let leads = try store.lead("scheduler", leaseSeconds: config.hostLeaseSeconds, now: nowSeconds())
+                if leads != leading {
+                    say(leads ? "this host leads the scheduler now" : "another host leads the scheduler now: stopping this one's")
+                    leading = leads
+                    for index in slots.indices where slots[index].scheduler {
+                        if leads { slots[index].restartAt = now } else if let process = slots[index].process { Processes.signal(process, .terminate) }
+                    }
+                }
+            }
+        } catch {
+            reporter.error("store \(paths.storeName): \(error.message)")
+            let silent = Double(now - lastRenewal) / 1e9
+            if !selfFenced && silent > config.hostLeaseSeconds - config.heartbeatSeconds {
+                selfFenced = true
+                say("the lease of host \(store.host) could not be renewed for \(durationText(silent.rounded())): ending its workers before another host takes their jobs over")
+                let members = slots.compactMap(\.process)
+                Teardown.graceful(config.killGraceSeconds).run(find: Teardown.TreeFinder(roots: members).find, reap: reap)
+            }
+        }
     }
 
     /// Takes the store's single-instance lock. A lock still held by the processes of a run
@@ -385,7 +447,7 @@ public struct Orchestrator {
         var environment = Spawn.currentEnvironment()
         environment.removeAll { $0.hasPrefix("SEQPIPE_WORKER=") }
         environment.append("SEQPIPE_WORKER=\(slot.index)")
-        environment = paths.memberStore(environment).environment
+        environment = paths.memberStore(environment, host: store.host).environment
         do {
             let pid = try Spawn.spawn(argv, environment: environment, resetSignals: signals.signalsToReset(), input: input, output: log)
             let identity = ProcessIdentity(pid: pid, startTime: (try? ProcStat.read(pid).startTime) ?? 0)

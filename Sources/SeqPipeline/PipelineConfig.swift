@@ -51,6 +51,10 @@ public struct PipelineConfig: Sendable {
     // Orchestrator.
     public var heartbeatSeconds: Double = 30
     public var hungAfterSeconds: Double = 120
+    /// How long a host's lease (and the scheduler's leadership) holds without a renewal
+    /// before another host takes it over; nil: three heartbeats.
+    public var hostLeaseSecondsSetting: Double?
+    public var hostLeaseSeconds: Double { hostLeaseSecondsSetting ?? 3 * heartbeatSeconds }
     // Delays between steps.
     public var preBaseSeconds: Double = 8
     public var postBaseSeconds: Double = 10
@@ -108,7 +112,7 @@ public struct PipelineConfig: Sendable {
           "workers": {"appium_port_base": 4723, "appium_port_stride": 2, "system_port_base": 8200,
                       "system_port_stride": 10, "stop_grace_seconds": 30, "kill_grace_seconds": 5,
                       "restart_delay_seconds": 1, "idle_poll_seconds": 1, "server_memory_mb": null},
-          "orchestrator": {"heartbeat_seconds": 30, "hung_after_seconds": 120},
+          "orchestrator": {"heartbeat_seconds": 30, "hung_after_seconds": 120, "host_lease_seconds": 90},
           "delays": {"pre_base_seconds": 8, "post_base_seconds": 10, "cap_seconds": 8, "factor": 1.5,
                      "pre_fallback_seconds": 12, "post_fallback_seconds": 15},
           "retries": {"max_attempts": 3, "backoff_base_seconds": 30, "backoff_cap_seconds": 3600,
@@ -204,7 +208,8 @@ public struct PipelineConfig: Sendable {
             config.idlePollSeconds = try reader.number(workers["idle_poll_seconds"], "workers.idle_poll_seconds", minimum: 0.001) ?? config.idlePollSeconds
             config.serverMemoryMegabytes = try reader.integer(workers["server_memory_mb"], "workers.server_memory_mb", minimum: 1) ?? config.serverMemoryMegabytes
         }
-        if let section = try reader.section(root, "orchestrator", ["heartbeat_seconds", "hung_after_seconds"]) {
+        if let section = try reader.section(root, "orchestrator", ["heartbeat_seconds", "hung_after_seconds", "host_lease_seconds"]) {
+            config.hostLeaseSecondsSetting = try reader.number(section["host_lease_seconds"], "orchestrator.host_lease_seconds", minimum: 0.001)
             config.heartbeatSeconds = try reader.number(section["heartbeat_seconds"], "orchestrator.heartbeat_seconds", minimum: 0.001) ?? config.heartbeatSeconds
             config.hungAfterSeconds = try reader.number(section["hung_after_seconds"], "orchestrator.hung_after_seconds", minimum: 0.001) ?? config.hungAfterSeconds
         }

@@ -23,6 +23,9 @@ public struct PipelineStatus {
     public var checks: [Check] = []
     /// Each device's and account's rates (`device:NAME`, `account:NAME`): last hour, last day.
     public var rates: [String: (hour: Rates, day: Rates)] = [:]
+    /// The farm's hosts (one row on a single host) and who leads what.
+    public var hosts: [HostRecord] = []
+    public var leaders: [(role: String, host: String, leaseUntil: Double)] = []
 
     /// Reads everything from the store and the lock, at one moment.
     public static func read(store: any JobStore, config: PipelineConfig, paths: PipelinePaths) throws(StoreError) -> PipelineStatus {
@@ -40,6 +43,7 @@ public struct PipelineStatus {
         let successes = try store.successes(on: today)
         let active = jobs.filter { $0.status == .claimed || $0.status == .running }
         let workers = try store.workers()
+        let hosts = try store.hosts()
         var waiting: [(Job, String)] = []
         for job in jobs where job.status == .pending || job.status == .retrying {
             waiting.append((job, reason(job, accounts: accounts, devices: devices, successes: successes, active: active,
@@ -47,13 +51,66 @@ public struct PipelineStatus {
         }
         var status = PipelineStatus(
             database: paths.storeName, counts: counts, holder: holder, holderSilentSeconds: silent,
-            hung: (silent ?? 0) > config.hungAfterSeconds, workers: holder == nil ? [] : workers,
+            hung: (silent ?? 0) > config.hungAfterSeconds,
+            // A farm's workers are those of hosts that run; one host's, while its orchestrator holds the store.
+            workers: paths.isURL ? workers.filter { worker in hosts.contains { $0.name == worker.host && $0.state == "running" } }
+                : holder == nil ? [] : workers,
             accounts: accounts, successesToday: successes, devices: devices, waiting: waiting, now: now, config: config,
             heartbeats: try store.heartbeats(), alerts: try store.alerts(), checks: try store.checks())
+        status.hosts = hosts
+        status.leaders = try store.leaders()
         for subject in devices.map({ "device:\($0.name)" }) + accounts.map({ "account:\($0.name)" }) {
             status.rates[subject] = (try store.rates(subject: subject, seconds: 3600, now: now), try store.rates(subject: subject, seconds: 86400, now: now))
         }
         return status
+    }
+
+    /// One device for `status --json`.
+    func deviceJSON(_ device: Device) -> JSON.Value {
+        let serverPid: JSON.Value = device.serverNow == "up" || device.serverNow == "starting"
+            ? device.serverProcess.map { .integer(Int64($0.pid)) } ?? .null : .null
+        let server: JSON.Value = device.server == nil ? .null : .object([
+            ("argv", .array((device.server ?? []).map { .string($0) })), ("state", optional(device.serverNow)), ("pid", serverPid),
+            ("port", device.serverPort.map { .integer(Int64($0)) } ?? .null), ("since", time(device.serverSince)),
+            ("note", optional(device.serverNote)),
+        ])
+        return .object([
+            ("name", .string(device.name)), ("host", .string(device.host)), ("healthy", .bool(device.healthy)),
+            ("response_ms", device.responseMilliseconds.map { .integer(Int64($0)) } ?? .null),
+            ("health_failures", .integer(Int64(device.healthFailures))),
+            ("cooldown_until", (device.cooldownUntil ?? 0) > now ? time(device.cooldownUntil) : .null),
+            ("last_error", optional(device.lastError)),
+            ("server", server),
+            ("phone", optional(device.phoneState)), ("phone_since", time(device.phoneSince)),
+            ("last_hour", ratesJSON(rates["device:\(device.name)"]?.hour)), ("last_day", ratesJSON(rates["device:\(device.name)"]?.day)),
+        ])
+    }
+
+    /// One host for `status --json`.
+    func hostJSON(_ host: HostRecord) -> JSON.Value {
+        let age: JSON.Value = host.beatAt.map { .number(((now - $0) * 10).rounded() / 10) } ?? .null
+        return .object([
+            ("name", .string(host.name)), ("state", .string(host.state)), ("pid", host.pid.map { .integer(Int64($0)) } ?? .null),
+            ("lease_age_seconds", age), ("lease_until", time(host.leaseUntil)), ("note", optional(host.note)),
+            ("devices", .array(devices.filter { $0.host == host.name }.map { .string($0.name) })),
+            ("workers", .integer(Int64(workers.filter { $0.host == host.name }.count))),
+            ("leads", .array(leaders.filter { $0.host == host.name }.map { .string($0.role) })),
+        ])
+    }
+
+    /// One host's line: its state, orchestrator, lease age, devices, workers and roles.
+    func hostText(_ host: HostRecord) -> String {
+        var parts = [host.state == "running" ? "running" : host.state.uppercased()]
+        if let pid = host.pid, host.state == "running" { parts.append("orchestrator pid \(pid)") }
+        if let beat = host.beatAt {
+            let age = max(0, now - beat)
+            parts.append("lease renewed \(durationText((age * 10).rounded() / 10)) ago\(host.leaseUntil.map { ", until \(isoTime($0))" } ?? "")")
+        }
+        parts.append("\(devices.filter { $0.host == host.name }.count) devices, \(workers.filter { $0.host == host.name }.count) workers")
+        let leads = leaders.filter { $0.host == host.name }.map(\.role)
+        if !leads.isEmpty { parts.append("leads \(leads.joined(separator: ", "))") }
+        if let note = host.note, host.state != "running" { parts.append(note) }
+        return parts.joined(separator: ", ")
     }
 
     /// Attempts, successes, failures, the success rate and the mean response, for JSON.
@@ -98,6 +155,11 @@ public struct PipelineStatus {
             lines.append("orchestrator: none running")
         }
         lines.append("jobs: " + counts.map { "\($0.0.rawValue) \($0.1)" }.joined(separator: ", "))
+        // A farm: each host's lease, devices and workers, and what it leads.
+        if hosts.count > 1 || (hosts.first.map { !$0.name.isEmpty && devices.contains { !$0.host.isEmpty } } ?? false) {
+            lines.append("hosts:")
+            for host in hosts { lines.append("  \(host.name)  \(hostText(host))") }
+        }
         if !workers.isEmpty {
             lines.append("workers:")
             for worker in workers {
@@ -183,9 +245,10 @@ public struct PipelineStatus {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    func optional(_ value: String?) -> JSON.Value { value.map { .string($0) } ?? .null }
+    func time(_ value: Double?) -> JSON.Value { value.map { .string(isoTime($0)) } ?? .null }
+
     public var json: String {
-        func optional(_ value: String?) -> JSON.Value { value.map { .string($0) } ?? .null }
-        func time(_ value: Double?) -> JSON.Value { value.map { .string(isoTime($0)) } ?? .null }
         let orchestrator: JSON.Value = holder.map { holder in
             .object([
                 ("pid", .integer(Int64(holder.holder.pid))), ("since", .string(Clock.isoUTC(holder.since))),
@@ -194,6 +257,7 @@ public struct PipelineStatus {
         } ?? .null
         return JSON.encode(.object([
             ("store", .string(database)),
+            ("hosts", .array(hosts.map(hostJSON))),
             ("orchestrator", orchestrator),
             ("counts", .object(counts.map { ($0.0.rawValue, .integer(Int64($0.1))) })),
             ("workers", .array(workers.map { worker in
@@ -217,23 +281,7 @@ public struct PipelineStatus {
                     ("last_hour", ratesJSON(rates["account:\(account.name)"]?.hour)), ("last_day", ratesJSON(rates["account:\(account.name)"]?.day)),
                 ])
             })),
-            ("devices", .array(devices.map { device in
-                .object([
-                    ("name", .string(device.name)), ("healthy", .bool(device.healthy)),
-                    ("response_ms", device.responseMilliseconds.map { .integer(Int64($0)) } ?? .null),
-                    ("health_failures", .integer(Int64(device.healthFailures))),
-                    ("cooldown_until", (device.cooldownUntil ?? 0) > now ? time(device.cooldownUntil) : .null),
-                    ("last_error", optional(device.lastError)),
-                    ("server", device.server == nil ? .null : .object([
-                        ("argv", .array((device.server ?? []).map { .string($0) })), ("state", optional(device.serverNow)),
-                        ("pid", device.serverNow == "up" || device.serverNow == "starting" ? device.serverProcess.map { .integer(Int64($0.pid)) } ?? .null : .null),
-                        ("port", device.serverPort.map { .integer(Int64($0)) } ?? .null), ("since", time(device.serverSince)),
-                        ("note", optional(device.serverNote)),
-                    ])),
-                    ("phone", optional(device.phoneState)), ("phone_since", time(device.phoneSince)),
-                    ("last_hour", ratesJSON(rates["device:\(device.name)"]?.hour)), ("last_day", ratesJSON(rates["device:\(device.name)"]?.day)),
-                ])
-            })),
+            ("devices", .array(devices.map(deviceJSON))),
             ("recurring", .array(heartbeats.map { beat in
                 .object([
                     ("name", .string(beat.name)), ("state", .string(beat.state)), ("runs", .integer(Int64(beat.runs))),

@@ -53,6 +53,7 @@ extension SQLJobStore {
         job.error = row["error"].string
         job.errorType = row["error_type"].string
         job.avoidDevice = row["avoid_device"].string
+        job.host = row["host"].string
         return job
     }
 
@@ -99,7 +100,7 @@ extension SQLJobStore {
     static let postgresClaim = claimText(index: "", rowLocks: "FOR UPDATE OF j, a SKIP LOCKED")
 
     static func claimText(index: String, rowLocks: String) -> String { """
-        UPDATE jobs SET status = 'claimed', worker = ?1, device = ?2, claim_token = ?3, claimed_at = ?4,
+        UPDATE jobs SET status = 'claimed', worker = ?1, device = ?2, claim_token = ?3, claimed_at = ?4, host = ?7,
             claimed_boot = ?6, heartbeat_boot = ?6, attempts = attempts + 1, runs = runs + 1, retry_at = NULL
         WHERE id = (
             SELECT j.id FROM jobs j \(index) JOIN accounts a ON a.name = j.account
@@ -114,7 +115,8 @@ extension SQLJobStore {
               AND (j.avoid_device IS NULL OR j.avoid_device != ?2
                    OR NOT EXISTS (SELECT 1 FROM devices o WHERE o.name != ?2 AND o.healthy = 1
                                   AND (o.cooldown_until IS NULL OR o.cooldown_until <= ?4)))
-              AND EXISTS (SELECT 1 FROM devices v WHERE v.name = ?2 AND v.healthy = 1
+              AND NOT EXISTS (SELECT 1 FROM hosts h WHERE h.name = ?7 AND h.state = 'lost')
+              AND EXISTS (SELECT 1 FROM devices v WHERE v.name = ?2 AND v.host IN (?7, '') AND v.healthy = 1
                           AND (v.cooldown_until IS NULL OR v.cooldown_until <= ?4))
             ORDER BY j.priority DESC, j.seq
             LIMIT 1 \(rowLocks))
@@ -129,11 +131,11 @@ extension SQLJobStore {
         return try connection.write { () throws(StoreError) -> ClaimedJob? in
             guard let row = try connection.query(
                 claimStatement,
-                [.integer(Int64(worker)), .text(device), .text(token), .real(now), .text(today), .real(bootSeconds)]).first
+                [.integer(Int64(worker)), .text(device), .text(token), .real(now), .text(today), .real(bootSeconds), .text(host)]).first
             else { return nil }
             let job = job(from: row)
-            try connection.run("UPDATE workers SET state = 'running', job = ?2, heartbeat_boot = ?3 WHERE idx = ?1",
-                               [.integer(Int64(worker)), .text(job.id), .real(bootSeconds)])
+            try connection.run("UPDATE workers SET state = 'running', job = ?2, heartbeat_boot = ?3 WHERE idx = ?1 AND host = ?4",
+                               [.integer(Int64(worker)), .text(job.id), .real(bootSeconds), .text(host)])
             return ClaimedJob(job: job, token: token)
         }
     }
@@ -168,7 +170,8 @@ extension SQLJobStore {
             let change = policy.change(for: outcome, of: job, device: job.device ?? "", now: now, using: &generator)
             try apply(change, to: job, policy: policy, now: now, today: today)
             if let worker = job.worker {
-                try connection.run("UPDATE workers SET state = 'idle', job = NULL WHERE idx = ?1", [.integer(Int64(worker))])
+                try connection.run("UPDATE workers SET state = 'idle', job = NULL WHERE idx = ?1 AND host = ?2",
+                                   [.integer(Int64(worker)), .text(job.host ?? host)])
             }
             return true
         }
@@ -255,8 +258,11 @@ extension SQLJobStore {
         let now = try databaseTime(now)
         return try connection.write { () throws(StoreError) -> [String] in
             let rows = try connection.query(
-                "SELECT * FROM jobs WHERE status IN ('claimed', 'running') AND (CAST(?1 AS BIGINT) IS NULL OR worker = ?1)",
-                [worker.map { .integer(Int64($0)) } ?? .null])
+                """
+                SELECT * FROM jobs WHERE status IN ('claimed', 'running') AND (CAST(?1 AS BIGINT) IS NULL OR worker = ?1)
+                    AND (host = ?2 OR host IS NULL)
+                """,
+                [worker.map { .integer(Int64($0)) } ?? .null, .text(host)])
             var generator = SystemRandomNumberGenerator()
             var ids: [String] = []
             for row in rows {

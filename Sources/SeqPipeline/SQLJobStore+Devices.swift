@@ -9,14 +9,14 @@ extension SQLJobStore {
         try connection.write { () throws(StoreError) in
             try connection.run(
                 """
-                INSERT INTO devices(name, status_url, health_command, restart_command, stop_command, added_at, server_restart_command, server_argv)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                INSERT INTO devices(name, status_url, health_command, restart_command, stop_command, added_at, server_restart_command, server_argv, host)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                 ON CONFLICT(name) DO UPDATE SET status_url = ?2, health_command = ?3, restart_command = ?4, stop_command = ?5,
-                    server_restart_command = ?7, server_argv = ?8
+                    server_restart_command = ?7, server_argv = ?8, host = ?9
                 """,
                 [.text(device.name), optional(device.statusURL), optional(device.healthCommand),
                  optional(device.restartCommand), optional(device.stopCommand), .real(try databaseTime(nowSeconds())), optional(device.serverRestartCommand),
-                 optional(device.server.map { JSON.encode(.array($0.map { .string($0) })) })])
+                 optional(device.server.map { JSON.encode(.array($0.map { .string($0) })) }), .text(device.host)])
         }
     }
 
@@ -29,6 +29,7 @@ extension SQLJobStore {
     public func devices() throws(StoreError) -> [Device] {
         try connection.query("SELECT * FROM devices ORDER BY name").map { row in
             var device = Device(name: row["name"].string ?? "")
+            device.host = row["host"].string ?? ""
             device.statusURL = row["status_url"].string
             device.healthCommand = row["health_command"].string
             device.restartCommand = row["restart_command"].string

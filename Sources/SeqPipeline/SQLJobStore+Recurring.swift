@@ -89,31 +89,37 @@ extension SQLJobStore {
 
     public func raiseAlert(_ key: String, kind: String, message: String, now: Double) throws(StoreError) -> Bool {
         let now = try databaseTime(now)
-        return try connection.write { () throws(StoreError) -> Bool in
-            let active = try connection.query("SELECT 1 FROM alerts WHERE key = ?1 AND cleared_at IS NULL", [.text(key)]).first != nil
-            if active {
-                try connection.run("UPDATE alerts SET message = ?2, seen_at = ?3 WHERE key = ?1", [.text(key), .text(message), .real(now)])
-                return false
-            }
-            try connection.run(
-                """
-                INSERT INTO alerts(key, kind, message, raised_at, seen_at) VALUES (?1, ?2, ?3, ?4, ?4)
-                ON CONFLICT(key) DO UPDATE SET kind = ?2, message = ?3, raised_at = ?4, seen_at = ?4, cleared_at = NULL
-                """, [.text(key), .text(kind), .text(message), .real(now)])
-            try queueNotification(key: key, kind: kind, state: "raised", message: message, now: now)
-            return true
+        return try connection.write { () throws(StoreError) -> Bool in try raiseAlertInside(key, kind: kind, message: message, now: now) }
+    }
+
+    /// `raiseAlert` inside the caller's write transaction.
+    func raiseAlertInside(_ key: String, kind: String, message: String, now: Double) throws(StoreError) -> Bool {
+        let active = try connection.query("SELECT 1 FROM alerts WHERE key = ?1 AND cleared_at IS NULL", [.text(key)]).first != nil
+        if active {
+            try connection.run("UPDATE alerts SET message = ?2, seen_at = ?3 WHERE key = ?1", [.text(key), .text(message), .real(now)])
+            return false
         }
+        try connection.run(
+            """
+            INSERT INTO alerts(key, kind, message, raised_at, seen_at) VALUES (?1, ?2, ?3, ?4, ?4)
+            ON CONFLICT(key) DO UPDATE SET kind = ?2, message = ?3, raised_at = ?4, seen_at = ?4, cleared_at = NULL
+            """, [.text(key), .text(kind), .text(message), .real(now)])
+        try queueNotification(key: key, kind: kind, state: "raised", message: message, now: now)
+        return true
     }
 
     public func clearAlert(_ key: String, now: Double) throws(StoreError) -> Bool {
         let now = try databaseTime(now)
-        return try connection.write { () throws(StoreError) -> Bool in
-            guard try connection.run("UPDATE alerts SET cleared_at = ?2 WHERE key = ?1 AND cleared_at IS NULL", [.text(key), .real(now)]) == 1
-            else { return false }
-            let row = try connection.query("SELECT kind, message FROM alerts WHERE key = ?1", [.text(key)]).first
-            try queueNotification(key: key, kind: row?["kind"].string ?? "", state: "cleared", message: row?["message"].string ?? "", now: now)
-            return true
-        }
+        return try connection.write { () throws(StoreError) -> Bool in try clearAlertInside(key, now: now) }
+    }
+
+    /// `clearAlert` inside the caller's write transaction.
+    func clearAlertInside(_ key: String, now: Double) throws(StoreError) -> Bool {
+        guard try connection.run("UPDATE alerts SET cleared_at = ?2 WHERE key = ?1 AND cleared_at IS NULL", [.text(key), .real(now)]) == 1
+        else { return false }
+        let row = try connection.query("SELECT kind, message FROM alerts WHERE key = ?1", [.text(key)]).first
+        try queueNotification(key: key, kind: row?["kind"].string ?? "", state: "cleared", message: row?["message"].string ?? "", now: now)
+        return true
     }
 
     /// One raise or clear for the notifier (`alerts.notify`, `alerts.file`), in the same
@@ -220,35 +226,36 @@ extension SQLJobStore {
         try connection.write { () throws(StoreError) in
             try connection.run(
                 """
-                INSERT INTO workers(idx, pid, start_time, device, state, job, restarts, heartbeat_boot)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                ON CONFLICT(idx) DO UPDATE SET pid = ?2, start_time = ?3, device = ?4, state = ?5, job = ?6, restarts = ?7, heartbeat_boot = ?8
+                INSERT INTO workers(idx, pid, start_time, device, state, job, restarts, heartbeat_boot, host)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                ON CONFLICT(host, idx) DO UPDATE SET pid = ?2, start_time = ?3, device = ?4, state = ?5, job = ?6, restarts = ?7,
+                    heartbeat_boot = ?8
                 """,
                 [.integer(Int64(record.index)), .integer(Int64(record.pid)), .integer(Int64(record.startTime)),
                  .text(record.device), .text(record.state), optional(record.job), .integer(Int64(record.restarts)),
-                 optional(record.heartbeatBootSeconds)])
+                 optional(record.heartbeatBootSeconds), .text(host)])
         }
     }
 
     public func updateWorker(index: Int, state: String, job: String?, bootSeconds: Double) throws(StoreError) {
         let bootSeconds = try databaseTime(boot: bootSeconds)
         try connection.write { () throws(StoreError) in
-            try connection.run("UPDATE workers SET state = ?2, job = ?3, heartbeat_boot = ?4 WHERE idx = ?1",
-                               [.integer(Int64(index)), .text(state), optional(job), .real(bootSeconds)])
+            try connection.run("UPDATE workers SET state = ?2, job = ?3, heartbeat_boot = ?4 WHERE idx = ?1 AND host = ?5",
+                               [.integer(Int64(index)), .text(state), optional(job), .real(bootSeconds), .text(host)])
         }
     }
 
     public func workers() throws(StoreError) -> [WorkerRecord] {
-        try connection.query("SELECT * FROM workers ORDER BY idx").map { row in
+        try connection.query("SELECT * FROM workers ORDER BY host, idx").map { row in
             WorkerRecord(
-                index: Int(row["idx"].int ?? 0), pid: Int32(row["pid"].int ?? 0), startTime: UInt64(row["start_time"].int ?? 0),
+                host: row["host"].string ?? "", index: Int(row["idx"].int ?? 0), pid: Int32(row["pid"].int ?? 0), startTime: UInt64(row["start_time"].int ?? 0),
                 device: row["device"].string ?? "", state: row["state"].string ?? "", job: row["job"].string,
                 restarts: Int(row["restarts"].int ?? 0), heartbeatBootSeconds: row["heartbeat_boot"].double)
         }
     }
 
     public func clearWorkers() throws(StoreError) {
-        try connection.write { () throws(StoreError) in try connection.run("DELETE FROM workers") }
+        try connection.write { () throws(StoreError) in try connection.run("DELETE FROM workers WHERE host = ?1", [.text(host)]) }
     }
 
     public func addEvent(_ event: Event) throws(StoreError) {

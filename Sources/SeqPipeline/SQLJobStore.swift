@@ -17,6 +17,9 @@ public final class SQLJobStore: JobStore {
     public let dialect: SQLDialect
     /// The database clock's lead over this host's, as last measured (PostgreSQL only).
     var skew: (wall: Double, boot: Double, measuredAt: Int64)?
+    /// The host this process works for (`run --host`, default the machine's name): its
+    /// workers, claims and devices are this host's.
+    public var host: String = Processes.hostName()
 
     /// The SQLite store at `path` (created if missing).
     public init(path: String) throws(StoreError) {
@@ -143,6 +146,24 @@ public final class SQLJobStore: JobStore {
         ALTER TABLE devices ADD COLUMN phone_state TEXT;
         ALTER TABLE devices ADD COLUMN phone_since REAL;
         """,
+        // 8: hosts. A device belongs to a host ('' for any, as before), a worker is (host,
+        // index), a claim names its host; each host's orchestrator holds a lease row, and
+        // the farm's one scheduler holds the leader row.
+        """
+        ALTER TABLE devices ADD COLUMN host TEXT NOT NULL DEFAULT '';
+        ALTER TABLE jobs ADD COLUMN host TEXT;
+        DROP INDEX jobs_one_active_per_worker;
+        CREATE UNIQUE INDEX jobs_one_active_per_worker ON jobs(host, worker) WHERE status IN ('claimed','running');
+        DROP TABLE workers;
+        CREATE TABLE workers(
+            host TEXT NOT NULL DEFAULT '', idx INTEGER NOT NULL, pid INTEGER NOT NULL, start_time INTEGER NOT NULL,
+            device TEXT NOT NULL, state TEXT NOT NULL, job TEXT,
+            restarts INTEGER NOT NULL DEFAULT 0, heartbeat_boot REAL, PRIMARY KEY(host, idx));
+        CREATE TABLE hosts(
+            name TEXT PRIMARY KEY, pid INTEGER, state TEXT NOT NULL, started_at REAL, beat_at REAL,
+            lease_until REAL, note TEXT);
+        CREATE TABLE leaders(role TEXT PRIMARY KEY, host TEXT NOT NULL, lease_until REAL NOT NULL, since REAL NOT NULL);
+        """,
     ]
 
     public static var schemaVersion: Int { migrations.count }
@@ -220,6 +241,22 @@ public final class SQLJobStore: JobStore {
             hour BIGINT NOT NULL, subject TEXT NOT NULL, outcome TEXT NOT NULL,
             count BIGINT NOT NULL DEFAULT 0, response_ms_sum BIGINT NOT NULL DEFAULT 0,
             PRIMARY KEY(hour, subject, outcome));
+        """,
+        // 2: hosts (SQLite's 8).
+        """
+        ALTER TABLE devices ADD COLUMN host TEXT NOT NULL DEFAULT '';
+        ALTER TABLE jobs ADD COLUMN host TEXT;
+        DROP INDEX jobs_one_active_per_worker;
+        CREATE UNIQUE INDEX jobs_one_active_per_worker ON jobs(host, worker) WHERE status IN ('claimed','running');
+        DROP TABLE workers;
+        CREATE TABLE workers(
+            host TEXT NOT NULL DEFAULT '', idx BIGINT NOT NULL, pid BIGINT NOT NULL, start_time BIGINT NOT NULL,
+            device TEXT NOT NULL, state TEXT NOT NULL, job TEXT,
+            restarts BIGINT NOT NULL DEFAULT 0, heartbeat_boot DOUBLE PRECISION, PRIMARY KEY(host, idx));
+        CREATE TABLE hosts(
+            name TEXT PRIMARY KEY, pid BIGINT, state TEXT NOT NULL, started_at DOUBLE PRECISION, beat_at DOUBLE PRECISION,
+            lease_until DOUBLE PRECISION, note TEXT);
+        CREATE TABLE leaders(role TEXT PRIMARY KEY, host TEXT NOT NULL, lease_until DOUBLE PRECISION NOT NULL, since DOUBLE PRECISION NOT NULL);
         """,
     ]
 

@@ -96,13 +96,13 @@ let commandOptions: [String: [OptionSpec]] = [
     "init": [], "import-csv": [], "export-csv": [], "show-config": [], "stop-all": [], "retry": [], "cancel": [],
     "device": [OptionSpec("--url", kind: .value), OptionSpec("--health", kind: .value), OptionSpec("--server", kind: .value),
                OptionSpec("--server-restart", kind: .value),
-               OptionSpec("--restart", kind: .value), OptionSpec("--stop", kind: .value)],
+               OptionSpec("--restart", kind: .value), OptionSpec("--stop", kind: .value), OptionSpec("--host", kind: .value)],
     "account": [OptionSpec("--daily-limit", kind: .value)],
     "add-job": [OptionSpec("--account", kind: .value), OptionSpec("--id", kind: .value), OptionSpec("--video", kind: .value),
                 OptionSpec("--caption", kind: .value), OptionSpec("--priority", kind: .value), OptionSpec("--max-attempts", kind: .value),
                 OptionSpec("--field", kind: .value)],
     "add-folder": [OptionSpec("--accounts", kind: .values), OptionSpec("--priority", kind: .value), OptionSpec("--max-attempts", kind: .value)],
-    "run": [OptionSpec("--workers", kind: .value), OptionSpec("--once"), OptionSpec("--seed-only")] + seedOptions,
+    "run": [OptionSpec("--workers", kind: .value), OptionSpec("--once"), OptionSpec("--seed-only"), OptionSpec("--host", kind: .value)] + seedOptions,
     "seed": seedOptions,
     "status": [OptionSpec("--json")],
     "events": [OptionSpec("--limit", kind: .value), OptionSpec("--since", kind: .value), OptionSpec("--json")],
@@ -172,12 +172,23 @@ func loadConfig() -> PipelineConfig {
     do { return try PipelineConfig.load(path: paths.config) } catch { fail(error.message) }
 }
 
+/// The host this process works for: `run --host`, else SEQPIPE_HOST (how a run's members
+/// hear it), else the machine's name.
+let hostName: String = {
+    if command == "run", let name = options.value("--host") {
+        if name.isEmpty { usage("--host needs a name") }
+        return name
+    }
+    return Spawn.environmentValue("SEQPIPE_HOST").flatMap { $0.isEmpty ? nil : $0 } ?? Processes.hostName()
+}()
+
 func openStore() -> SQLJobStore {
     if !paths.isURL && !FileSystem.exists(paths.database) {
         fail("no store at \(paths.storeName); create it with 'seqpipe init' (or pass --db PATH)")
     }
     do {
         let store = try SQLJobStore.open(paths.database)
+        store.host = hostName
         if try !store.isInitialized() {
             fail("no seqpipe store in \(paths.storeName); create it with 'seqpipe init --db URL'")
         }
@@ -227,6 +238,9 @@ case "device":
         device.restartCommand = options.value("--restart")
         device.serverRestartCommand = options.value("--server-restart")
         device.stopCommand = options.value("--stop")
+        // A store shared by hosts: the device is this machine's unless named otherwise; on
+        // one host (SQLite) it is any host's, so a renamed machine still drives it.
+        device.host = options.value("--host") ?? (paths.isURL ? Processes.hostName() : "")
         if let line = options.value("--server") {
             do { device.server = try ShellWords.split(line) } catch { usage("--server: \(error.message)") }
             if device.server?.isEmpty != false { usage("--server needs a command, such as 'appium -p {appium_port}'") }
@@ -336,7 +350,7 @@ case "run":
     let config = loadConfig()
     let store = openStore()
     // One worker per device unless told otherwise.
-    let devices = storeCall { () throws(StoreError) in try store.devices() }.count
+    let devices = storeCall { () throws(StoreError) in try store.devices() }.filter { $0.host == store.host || $0.host.isEmpty }.count
     let orchestrator = Orchestrator(
         store: store, config: config, paths: paths, workerCount: number("--workers", default: max(devices, 1), minimum: 1),
         once: options.has("--once"), signals: signals, reporter: reporter)

@@ -1,0 +1,132 @@
+import Foundation
+import Glibc
+import SeqSystem
+import Testing
+
+/// The PostgreSQL server `make test` starts (scripts/with-postgres), if any.
+let farmDatabase: String? = ProcessInfo.processInfo.environment["SEQPIPE_TEST_PG"].flatMap { $0.isEmpty ? nil : $0 }
+
+/// Two hosts of a farm on one machine: two orchestrators with their own --host, devices,
+/// working directories and lock state, sharing one PostgreSQL store (a schema of the test's
+/// own, dropped at the end).
+@Suite(.serialized, .enabled(if: farmDatabase != nil && commandOnPath("psql"),
+                             "SEQPIPE_TEST_PG is not set (or psql is missing): the farm tests need a PostgreSQL server; 'make test' starts one when it is installed"))
+struct FarmTests {
+    final class Farm {
+        let pipeline: PipelineSandbox
+        let url: String
+        let schema: String
+
+        init() throws {
+            pipeline = try PipelineSandbox(devices: 0)
+            let base = try #require(farmDatabase)
+            schema = "farm_" + String(UInt64.random(in: 0..<UInt64.max), radix: 16)
+            let create = try pipeline.sandbox.start("/usr/bin/env", ["psql", "-q", base, "-c", "CREATE SCHEMA \(schema)"])
+            try #require(create.wait(30) == 0, "\(create.stderr)")
+            url = base + (base.contains("?") ? "&" : "?") + "options=-csearch_path%3D\(schema)"
+            for host in ["a", "b"] { try FileManager.default.createDirectory(atPath: pipeline.sandbox.path(host + "/state"), withIntermediateDirectories: true) }
+        }
+
+        deinit {
+            if let base = farmDatabase, let drop = try? pipeline.sandbox.start("/usr/bin/env", ["psql", "-q", base, "-c", "DROP SCHEMA \(schema) CASCADE"]) {
+                _ = drop.wait(30)
+            }
+        }
+
+        /// `seqpipe ARGS` as host `host` (its own directory and lock state), to completion.
+        func pipe(_ arguments: [String], host: String = "a", seconds: Double = 60) throws -> (Int32?, String, String) {
+            let child = try start(arguments, host: host)
+            let status = child.wait(seconds)
+            return (status, child.stdout, child.stderr)
+        }
+
+        func start(_ arguments: [String], host: String) throws -> Child {
+            try pipeline.sandbox.start(seqpipePath, ["--config", pipeline.sandbox.path(".seqpipe/pipeline.json")] + arguments, environment: [
+                "SEQPIPE_DB": url, "SEQEXEC_STATE_DIR": pipeline.sandbox.path(host + "/state"),
+            ], directory: pipeline.sandbox.path(host))
+        }
+
+        /// Each job's status, from export-csv.
+        func jobs() throws -> [String: String] {
+            let (code, out, err) = try pipe(["export-csv"])
+            try #require(code == 0, "export-csv: \(err)")
+            var result: [String: String] = [:]
+            for line in out.split(separator: "\r\n").dropFirst() {
+                let fields = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                result[fields[0]] = fields[4]
+            }
+            return result
+        }
+
+        func status() throws -> [String: Any] {
+            let (code, out, err) = try pipe(["status", "--json"])
+            try #require(code == 0, "status: \(err)")
+            return try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        }
+    }
+
+    /// Every process under `root`, found over /proc before any is signalled, stopped, then
+    /// killed: nothing it starts meanwhile escapes.
+    static func killTree(_ root: Int32) -> Set<Int32> {
+        var all = Set([root] + Processes.descendants(of: [root]).map(\.pid))
+        for pid in all { kill(pid, SIGSTOP) }
+        all.formUnion(Processes.descendants(of: all).map(\.pid))
+        for pid in all { kill(pid, SIGKILL) }
+        return all
+    }
+
+    @Test(.timeLimit(.minutes(3))) func aHostKilledWholeLosesNoJobAndNoJobRunsTwice() throws {
+        let farm = try Farm()
+        let pipeline = farm.pipeline
+        let steps = pipeline.stepLog
+        // A step that works for 30 ms, then posts (a line in posts.log), and a check that
+        // finds a post already made: a run cut short after its post does not post again.
+        let posts = pipeline.sandbox.path("posts.log")
+        let work = "\(simDirectory)/sim-step --log \(steps) --job {job_id} --account {account} slow:0.03 && echo {job_id} >> \(posts)"
+        try pipeline.configure(step: ["run": ["/bin/sh", "-c", work], "check": ["/bin/sh", "-c", "grep -qx {job_id} \(posts)"], "attempts": 2],
+                               extra: ["orchestrator": ["heartbeat_seconds": 0.2, "host_lease_seconds": 1.5]])
+        #expect(try farm.pipe(["init"]).0 == 0)
+        for (host, device) in [("a", "a0"), ("a", "a1"), ("b", "b0"), ("b", "b1")] {
+            let (status, _, err) = try farm.pipe(["device", "add", device, "--host", host])
+            try #require(status == 0, "device add: \(err)")
+        }
+        var csv = "job_id,account\n"
+        for index in 0..<300 { csv += "j\(String(format: "%03d", index)),acct\(index % 40)\n" }
+        _ = try pipeline.sandbox.write("jobs.csv", csv)
+        #expect(try farm.pipe(["import-csv", pipeline.sandbox.path("jobs.csv")]).0 == 0)
+
+        let hostA = try farm.start(["run", "--host", "a", "--once"], host: "a")
+        let hostB = try farm.start(["run", "--host", "b", "--once"], host: "b")
+        // Mid-run: both hosts have posted, host a has work in hand.
+        #expect(waitUntil(60) { pipeline.marks.filter { !$0.start }.count >= 60 })
+        let killed = Self.killTree(hostA.pid)
+        #expect(hostA.wait(10) == 137)
+        // The runs the kill cut short end at the kill, for the overlap check; they never posted.
+        var open: [Int32: Bool] = [:]
+        for mark in pipeline.marks { open[mark.pid] = mark.start }
+        let cutShort = Set(open.filter { $0.value }.keys).intersection(killed)
+        #expect(waitUntil(10) { cutShort.allSatisfy { !pipeline.sandbox.isAlive($0) } })
+        pipeline.endKilledRuns()
+        #expect(hostB.wait(120) == 0, "\(hostB.stderr)")
+        var posted: [String: Int] = [:]
+        for line in pipeline.sandbox.lines("posts.log") { posted[line, default: 0] += 1 }
+        let twice = posted.filter { $0.value > 1 }.keys.sorted()
+
+        // Every job ended once, none was posted twice, no two runs of a job overlapped.
+        let jobs = try farm.jobs()
+        #expect(jobs.count == 300)
+        #expect(jobs.values.allSatisfy { $0 == "success" }, "\(jobs.filter { $0.value != "success" })")
+        #expect(posted.count == 300 && twice.isEmpty, "\(posted.count) posted; twice: \(twice)")
+        #expect(pipeline.overlaps().isEmpty, "\(pipeline.overlaps())")
+        let (_, events, _) = try farm.pipe(["events", "--limit", "2000"])
+        #expect(events.contains("host-lost") && events.contains("taken over by host b"), "\(events.suffix(2000))")
+        let hosts = try farm.status()["hosts"] as? [[String: Any]] ?? []
+        #expect(hosts.first { $0["name"] as? String == "a" }?["state"] as? String == "lost", "\(hosts)")
+        #expect(hosts.first { $0["name"] as? String == "b" }?["state"] as? String == "stopped", "\(hosts)")
+        // Nothing of host a is left.
+        let survivors = Processes.descendants(of: [hostA.pid])
+        #expect(survivors.isEmpty)
+        let requeued = events.components(separatedBy: "\n").first { $0.contains("host-lost") } ?? ""
+        print("farm: 300 jobs on 2 hosts; killed host a's \(killed.count) processes mid-run (\(cutShort.count) runs cut short); \(posted.count) jobs posted, \(twice.count) posted twice, \(pipeline.overlaps().count) overlaps; \(requeued)")
+    }
+}
