@@ -28,6 +28,9 @@ struct cseq_libpq {
     PGresult *(*PQexecParams)(PGconn *conn, const char *command, int nParams, const Oid *paramTypes,
                               const char *const *paramValues, const int *paramLengths, const int *paramFormats,
                               int resultFormat);
+    PGresult *(*PQprepare)(PGconn *conn, const char *stmtName, const char *query, int nParams, const Oid *paramTypes);
+    PGresult *(*PQexecPrepared)(PGconn *conn, const char *stmtName, int nParams, const char *const *paramValues,
+                                const int *paramLengths, const int *paramFormats, int resultFormat);
     int (*PQresultStatus)(const PGresult *res);
     char *(*PQresultErrorMessage)(const PGresult *res);
     char *(*PQresultErrorField)(const PGresult *res, int fieldcode);
@@ -71,6 +74,8 @@ static inline const struct cseq_libpq *cseq_libpq_load(char *error, size_t size)
     CSEQ_PQ(PQfinish);
     CSEQ_PQ(PQexec);
     CSEQ_PQ(PQexecParams);
+    CSEQ_PQ(PQprepare);
+    CSEQ_PQ(PQexecPrepared);
     CSEQ_PQ(PQresultStatus);
     CSEQ_PQ(PQresultErrorMessage);
     CSEQ_PQ(PQresultErrorField);

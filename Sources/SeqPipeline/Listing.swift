@@ -5,12 +5,12 @@ import SeqSystem
 /// configuration and the recurring schedule. Text for a person, JSON where a script reads it.
 public enum Listing {
     /// `seqpipe device list`.
-    public static func devices(_ devices: [Device]) -> String {
+    public static func devices(_ devices: [Device], localHost: String) -> String {
         var rows = [["NAME", "HEALTH", "RESPONSE", "STATUS URL / HEALTH COMMAND", "SERVER"]]
         for device in devices {
             rows.append([device.name, device.healthy ? "healthy" : "unhealthy", device.responseMilliseconds.map { "\($0) ms" } ?? "-",
                          device.statusURL ?? device.healthCommand ?? "-",
-                         device.server.map { "\(device.serverNow ?? "not started"): \(GuardedCommand.displayCommand($0))" } ?? "-"])
+                          device.server.map { "\(device.serverState(localHost: localHost) ?? "not started"): \(GuardedCommand.displayCommand($0))" } ?? "-"])
         }
         return TextTable.render(rows)
     }

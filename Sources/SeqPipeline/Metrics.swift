@@ -25,15 +25,24 @@ extension SQLJobStore {
     /// Call inside a write transaction.
     func countMetric(subjects: [String], outcome: String, responseMilliseconds: Int? = nil, now: Double) throws(StoreError) {
         let hour = Int64(now / 3600)
+        guard !subjects.isEmpty else { return }
+        // Every subject in one statement: one row each, added to if the hour has it.
+        var rows: [String] = []
+        var values: [SQLValue] = [.integer(hour), .text(outcome), .integer(Int64(responseMilliseconds ?? 0))]
         for subject in subjects {
-            try connection.run(
-                """
-                INSERT INTO metrics(hour, subject, outcome, count, response_ms_sum) VALUES (?1, ?2, ?3, 1, ?4)
-                ON CONFLICT(hour, subject, outcome) DO UPDATE SET count = metrics.count + 1, response_ms_sum = metrics.response_ms_sum + ?4
-                """, [.integer(hour), .text(subject), .text(outcome), .integer(Int64(responseMilliseconds ?? 0))])
+            values.append(.text(subject))
+            rows.append("(?1, ?\(values.count), ?2, 1, ?3)")
         }
-        // What is past the window goes: a range of the primary key, nothing to do most times.
-        try connection.run("DELETE FROM metrics WHERE hour < ?1", [.integer(hour - Int64(Self.metricsKeepDays * 24))])
+        try connection.run(
+            """
+            INSERT INTO metrics(hour, subject, outcome, count, response_ms_sum) VALUES \(rows.joined(separator: ", "))
+            ON CONFLICT(hour, subject, outcome) DO UPDATE SET count = metrics.count + 1, response_ms_sum = metrics.response_ms_sum + ?3
+            """, values)
+        // What is past the window goes, once an hour per connection: a range of the primary key.
+        if prunedHour != hour {
+            try connection.run("DELETE FROM metrics WHERE hour < ?1", [.integer(hour - Int64(Self.metricsKeepDays * 24))])
+            prunedHour = hour
+        }
     }
 
     /// The subject's rates over the last `seconds` (whole hours, this one included).

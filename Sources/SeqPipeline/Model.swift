@@ -46,10 +46,14 @@ public struct Device: Sendable {
     public init(name: String) { self.name = name }
 
     /// The server's state as it is now: one recorded as up or starting whose process is gone
-    /// (its whole run was killed) reads "gone".
-    public var serverNow: String? {
+    /// (its whole run was killed) reads "gone". Only the processes of `localHost` (the host
+    /// this process works for) can be looked at; another host's server reads as its worker
+    /// last recorded it.
+    public func serverState(localHost: String) -> String? {
         guard let state = serverState else { return nil }
-        if state == "up" || state == "starting", let process = serverProcess, !process.isAlive { return "gone" }
+        if state == "up" || state == "starting", let process = serverProcess, host.isEmpty || host == localHost, !process.isAlive {
+            return "gone"
+        }
         return state
     }
 }

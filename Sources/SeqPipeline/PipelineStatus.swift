@@ -25,6 +25,9 @@ public struct PipelineStatus {
     public var rates: [String: (hour: Rates, day: Rates)] = [:]
     /// The farm's hosts (one row on a single host) and who leads what.
     public var hosts: [HostRecord] = []
+    /// The host this status was read on: its servers' processes can be looked at.
+    public var localHost = ""
+
     public var leaders: [(role: String, host: String, leaseUntil: Double)] = []
 
     /// Reads everything from the store and the lock, at one moment.
@@ -58,6 +61,7 @@ public struct PipelineStatus {
             accounts: accounts, successesToday: successes, devices: devices, waiting: waiting, now: now, config: config,
             heartbeats: try store.heartbeats(), alerts: try store.alerts(), checks: try store.checks())
         status.hosts = hosts
+        status.localHost = store.host
         status.leaders = try store.leaders()
         for subject in devices.map({ "device:\($0.name)" }) + accounts.map({ "account:\($0.name)" }) {
             status.rates[subject] = (try store.rates(subject: subject, seconds: 3600, now: now), try store.rates(subject: subject, seconds: 86400, now: now))
@@ -67,10 +71,11 @@ public struct PipelineStatus {
 
     /// One device for `status --json`.
     func deviceJSON(_ device: Device) -> JSON.Value {
-        let serverPid: JSON.Value = device.serverNow == "up" || device.serverNow == "starting"
+        let state = device.serverState(localHost: localHost)
+        let serverPid: JSON.Value = state == "up" || state == "starting"
             ? device.serverProcess.map { .integer(Int64($0.pid)) } ?? .null : .null
         let server: JSON.Value = device.server == nil ? .null : .object([
-            ("argv", .array((device.server ?? []).map { .string($0) })), ("state", optional(device.serverNow)), ("pid", serverPid),
+            ("argv", .array((device.server ?? []).map { .string($0) })), ("state", optional(state)), ("pid", serverPid),
             ("port", device.serverPort.map { .integer(Int64($0)) } ?? .null), ("since", time(device.serverSince)),
             ("note", optional(device.serverNote)),
         ])
@@ -188,7 +193,7 @@ public struct PipelineStatus {
                 if let ms = device.responseMilliseconds { state += ", \(ms) ms" }
                 if device.healthFailures > 0 { state += ", \(device.healthFailures) failed checks" }
                 if let error = device.lastError { state += ": \(error)" }
-                if let server = device.serverNow {
+                if let server = device.serverState(localHost: localHost) {
                     var words = "server \(server)"
                     var details: [String] = []
                     if server == "up" || server == "starting", let process = device.serverProcess { details.append("pid \(process.pid)") }

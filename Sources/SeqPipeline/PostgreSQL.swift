@@ -44,6 +44,9 @@ public final class PostgreSQLConnection: SQLDatabase {
     let handle: OpaquePointer
     public let name: String
     var translated: [String: String] = [:]
+    /// Statements prepared on this connection, by SQL text and parameter types: each is
+    /// parsed and planned once, not once per call.
+    var prepared: [String: String] = [:]
     var inTransaction = false
     /// The advisory lock every writer of this database takes (an arbitrary constant: "seqp").
     public static let writeLockKey: Int64 = 0x7365_7170
@@ -173,8 +176,18 @@ public final class PostgreSQLConnection: SQLDatabase {
             case .text(let string): types.append(25); values.append(string)
             }
         }
+        let key = types.map { String($0) }.joined(separator: ",") + "|" + sql
+        let statement: String
+        if let name = prepared[key] {
+            statement = name
+        } else {
+            statement = "s\(prepared.count + 1)"
+            let made = try check(api.pointee.PQprepare(handle, statement, text, Int32(types.count), types), sql)
+            api.pointee.PQclear(made)
+            prepared[key] = statement
+        }
         let raw = Self.withCStrings(values) { pointers in
-            api.pointee.PQexecParams(handle, text, Int32(parameters.count), types, pointers, nil, nil, 0)
+            api.pointee.PQexecPrepared(handle, statement, Int32(parameters.count), pointers, nil, nil, 0)
         }
         let result = try check(raw, sql)
         defer { api.pointee.PQclear(result) }
@@ -225,11 +238,11 @@ public final class PostgreSQLConnection: SQLDatabase {
     @discardableResult
     public func write<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
         precondition(!inTransaction, "nested write transaction")
-        try execute("BEGIN")
+        // One round trip: the transaction and the store's write lock.
+        try execute("BEGIN; SELECT pg_advisory_xact_lock(\(Self.writeLockKey))")
         inTransaction = true
         defer { inTransaction = false }
         do {
-            try execute("SELECT pg_advisory_xact_lock(\(Self.writeLockKey))")
             let result = try body()
             try execute("COMMIT")
             return result

@@ -239,7 +239,7 @@ extension SQLJobStore {
 
     public func updateWorker(index: Int, state: String, job: String?, bootSeconds: Double) throws(StoreError) {
         let bootSeconds = try databaseTime(boot: bootSeconds)
-        try connection.write { () throws(StoreError) in
+        try writeOne { () throws(StoreError) in
             try connection.run("UPDATE workers SET state = ?2, job = ?3, heartbeat_boot = ?4 WHERE idx = ?1 AND host = ?5",
                                [.integer(Int64(index)), .text(state), optional(job), .real(bootSeconds), .text(host)])
         }

@@ -20,6 +20,8 @@ public final class SQLJobStore: JobStore {
     /// The host this process works for (`run --host`, default the machine's name): its
     /// workers, claims and devices are this host's.
     public var host: String = Processes.hostName()
+    /// The hour whose old metrics this connection last pruned.
+    var prunedHour: Int64?
 
     /// The SQLite store at `path` (created if missing).
     public init(path: String) throws(StoreError) {
@@ -337,6 +339,13 @@ public final class SQLJobStore: JobStore {
 
     /// The store's clock now: what `status` and the watchdog compare its times with.
     public func currentTime() throws(StoreError) -> Double { try databaseTime(nowSeconds()) }
+
+    /// A write of one statement that reads no other row (a token-guarded update of one job,
+    /// a worker's own row): on PostgreSQL it commits by itself, outside the store's write lock,
+    /// which row locks make safe; on SQLite it is a write transaction like any other.
+    func writeOne<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+        dialect == .postgresql ? try body() : try connection.write(body)
+    }
 
     /// A unique index refused the row (SQLite's SQLITE_CONSTRAINT, PostgreSQL's 23505).
     static func isUniqueViolation(_ error: StoreError) -> Bool { error.code == 19 || error.code == 23505 }

@@ -1,6 +1,6 @@
 // seqpipe: the help text, each command's options, and one case per command that reads its
 // arguments and calls SeqPipeline. Nothing else lives here; it is past 400 lines for the
-// help text (72 lines) and the argument handling of twenty commands, which is its job.
+// help text (80 lines) and the argument handling of twenty commands, which is its job.
 
 import SeqGuard
 import SeqPipeline
@@ -24,9 +24,11 @@ let help = """
     COMMANDS:
       init                          Create the store and a default pipeline.json.
       device add NAME [--url URL] [--health CMD] [--server ARGV] [--server-restart CMD]
-                 [--restart CMD] [--stop CMD]
+                 [--restart CMD] [--stop CMD] [--host NAME]
                                     --server: the device's server (Appium), which its
-                                    worker starts, restarts and ends itself.
+                                    worker starts, restarts and ends itself. --host: the
+                                    farm host that drives it (PostgreSQL store: default
+                                    this machine's name).
       device list | device remove NAME
       account add NAME [--daily-limit N]
       account list | account resume NAME
@@ -37,8 +39,10 @@ let help = """
       seed [--folder DIR]... [--accounts A [B...]] [--csv FILE]... [--export FILE]
                                     Create or refresh the store (and the progress CSV
                                     with --export) from folders and CSVs; nothing runs.
-      run [--workers N] [--once]    Run N workers (default: one per device); --once: exit
-                                    when nothing is left to do. run --seed-only (the
+      run [--workers N] [--once] [--host NAME]
+                                    Run N workers (default: one per device of this host);
+                                    --once: exit when nothing is left to do; --host: this
+                                    machine's name in a farm. run --seed-only (the
                                     original's spelling) is seed.
       status [--json]               Counts, workers, accounts, devices, and why jobs wait.
       events [--since T] [--limit N] [--json]
@@ -51,7 +55,8 @@ let help = """
       retry JOB | cancel JOB
 
     OPTIONS:
-      --db PATH           The store (default: .seqpipe/pipeline.db).
+      --db PATH|URL       The store (default: .seqpipe/pipeline.db), or a farm's
+                          PostgreSQL store: postgresql://USER@HOST/DB.
       --config PATH       The pipeline definition (default: pipeline.json beside the store).
       -h, --help          Show this help; after a command, that command's usage.
                           Options go before or after the command; a value
@@ -59,7 +64,9 @@ let help = """
       --version           Show the version.
 
     ENVIRONMENT:
-      SEQPIPE_DB          The store, when --db is not given.
+      SEQPIPE_DB          The store, when --db is not given (a URL with a password
+                          belongs here, not on a command line).
+      SEQPIPE_HOST        This machine's name in a farm, when run --host is not given.
       SEQPIPE_CONFIG      The pipeline definition, when --config is not given.
 
     EXIT STATUS:
@@ -91,7 +98,7 @@ let seedOptions = [OptionSpec("--folder", kind: .value), OptionSpec("--accounts"
                    OptionSpec("--export", kind: .value), OptionSpec("--priority", kind: .value), OptionSpec("--max-attempts", kind: .value)]
 
 /// Each command's own options. worker, device-server, scheduler and recurring-run are
-/// started by 'seqpipe run' only.
+/// started by 'seqpipe run' only; bench-claims by scripts/bench-pipeline.
 let commandOptions: [String: [OptionSpec]] = [
     "init": [], "import-csv": [], "export-csv": [], "show-config": [], "stop-all": [], "retry": [], "cancel": [],
     "device": [OptionSpec("--url", kind: .value), OptionSpec("--health", kind: .value), OptionSpec("--server", kind: .value),
@@ -112,6 +119,7 @@ let commandOptions: [String: [OptionSpec]] = [
                       OptionSpec("--lock-fd", kind: .value), OptionSpec("--device-lock-fd", kind: .value)],
     "scheduler": [OptionSpec("--parent", kind: .value), OptionSpec("--lock-fd", kind: .value)],
     "recurring-run": [OptionSpec("--parent", kind: .value), OptionSpec("--lock-fd", kind: .value)],
+    "bench-claims": [OptionSpec("--claimers", kind: .value), OptionSpec("--member", kind: .value)],
 ]
 
 // Global options, then the command, then its words and options (global ones too) in any order.
@@ -250,7 +258,7 @@ case "device":
         printOut("device \(device.name) added\n")
     case "list":
         if words.count != 1 { usage("expected no arguments") }
-        printOut(Listing.devices(storeCall { () throws(StoreError) in try store.devices() }))
+        printOut(Listing.devices(storeCall { () throws(StoreError) in try store.devices() }, localHost: store.host))
     case "remove":
         if words.count != 2 { usage("expected a device name") }
         if !storeCall({ () throws(StoreError) in try store.removeDevice(words[1]) }) {
@@ -394,6 +402,20 @@ case "recurring-run":
         store: openStore(), config: config, job: job, signals: member.signals, captureFile: "\(paths.run)/recurring_\(job.name).out",
         lifeline: member.lifeline)
     ProcessExit.now(storeCall { () throws(StoreError) in try run.run() })
+
+case "bench-claims":
+    if let member = options.value("--member").flatMap({ Int($0) }) {
+        printOut("\(storeCall { () throws(StoreError) in try ClaimBench.member(store: openStore(), index: member) })\n")
+        ProcessExit.now(0)
+    }
+    let executable = (try? FileSystem.readLink("/proc/self/exe")) ?? CommandLine.arguments[0]
+    let member = paths.memberStore(Spawn.currentEnvironment(), host: hostName)
+    do {
+        let (claims, seconds) = try ClaimBench.run(
+            claimers: number("--claimers", default: 8, minimum: 1), argv: [executable] + member.arguments + ["bench-claims", "--member"],
+            environment: member.environment)
+        printOut("\(claims) claims in \(seconds) s\n")
+    } catch { fail(error.message) }
 
 case "schedule":
     expect(0, "no arguments but --minutes N")
