@@ -129,4 +129,59 @@ struct FarmTests {
         let requeued = events.components(separatedBy: "\n").first { $0.contains("host-lost") } ?? ""
         print("farm: 300 jobs on 2 hosts; killed host a's \(killed.count) processes mid-run (\(cutShort.count) runs cut short); \(posted.count) jobs posted, \(twice.count) posted twice, \(pipeline.overlaps().count) overlaps; \(requeued)")
     }
+
+    @Test func hostsRunningInitAtOnceMigrateOnce() throws {
+        let farm = try Farm()
+        let inits = try (0..<4).map { index in try farm.start(["init"], host: index % 2 == 0 ? "a" : "b") }
+        for child in inits { #expect(child.wait(60) == 0, "\(child.stderr)") }
+        let check = try farm.pipeline.sandbox.start("/usr/bin/env", [
+            "psql", "-qAt", farm.url, "-c", "SELECT COUNT(*), COUNT(DISTINCT version), MAX(version) FROM schema_version",
+        ])
+        #expect(check.wait(30) == 0, "\(check.stderr)")
+        let (rows, distinct, latest) = { () -> (String, String, String) in
+            let fields = check.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|").map(String.init)
+            return fields.count == 3 ? (fields[0], fields[1], fields[2]) : ("?", "?", "?")
+        }()
+        #expect(rows == distinct && rows == latest && Int(latest) ?? 0 >= 2, "\(check.stdout)")
+        #expect(try farm.pipe(["status"]).0 == 0)
+    }
+
+    @Test(.timeLimit(.minutes(2))) func theSchedulerRunsOnOneHostAndMovesWhenItDies() throws {
+        let farm = try Farm()
+        let pipeline = farm.pipeline
+        let runs = pipeline.sandbox.path("recurring.log")
+        try pipeline.configure(extra: [
+            "orchestrator": ["heartbeat_seconds": 0.2, "host_lease_seconds": 1],
+            "recurring": [["name": "tick", "interval_seconds": 0.3, "run": ["/bin/sh", "-c", "echo $SEQPIPE_HOST >> \(runs)"]]],
+        ])
+        #expect(try farm.pipe(["init"]).0 == 0)
+        for (host, device) in [("a", "a0"), ("b", "b0")] { #expect(try farm.pipe(["device", "add", device, "--host", host]).0 == 0) }
+        let hostA = try farm.start(["run", "--host", "a"], host: "a")
+        #expect(waitUntil(30) { pipeline.sandbox.lines("recurring.log").count >= 2 }, "\(hostA.stderr)")
+        let hostB = try farm.start(["run", "--host", "b"], host: "b")
+        #expect(waitUntil(30) { (try? farm.status()["hosts"] as? [[String: Any]])?.count == 2 })
+        // Both hosts run; the ticks keep coming from host a alone.
+        let before = pipeline.sandbox.lines("recurring.log").count
+        #expect(waitUntil(30) { pipeline.sandbox.lines("recurring.log").count >= before + 4 })
+        #expect(Set(pipeline.sandbox.lines("recurring.log")) == ["a"])
+        // Host a dies whole: host b takes the scheduler over.
+        _ = Self.killTree(hostA.pid)
+        #expect(hostA.wait(10) == 137)
+        #expect(waitUntil(30) { pipeline.sandbox.lines("recurring.log").contains("b") }, "\(hostB.stderr)")
+        let hosts = try farm.status()["hosts"] as? [[String: Any]] ?? []
+        #expect(hosts.first { $0["name"] as? String == "b" }?["leads"] as? [String] == ["scheduler"], "\(hosts)")
+        hostB.signal(SIGTERM)
+        #expect(hostB.wait(30) == 0, "\(hostB.stderr)")
+    }
+}
+
+/// A store URL that leads nowhere: one line naming it, its password hidden, and the fix.
+@Test func aPostgreSQLStoreThatCannotBeReachedIsOneLine() throws {
+    let sandbox = try Sandbox()
+    let child = try sandbox.start(seqpipePath, ["--db", "postgresql://farm:s3cret@127.0.0.1:9/seqpipe?connect_timeout=2", "status"])
+    #expect(child.wait(30) == 125)
+    let lines = child.stderr.split(separator: "\n")
+    #expect(lines.count == 1, "\(child.stderr)")
+    #expect(!child.stderr.contains("s3cret"))
+    #expect(child.stderr.contains("postgresql://farm:***@127.0.0.1:9/seqpipe") || child.stderr.contains("libpq is not installed"), "\(child.stderr)")
 }
