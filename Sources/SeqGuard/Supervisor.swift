@@ -31,6 +31,8 @@ public struct SupervisedRun: Sendable {
     /// The `cancel` descriptor became readable (a worker's orchestrator is gone): the tree
     /// was ended at once and the caller must stop now.
     public var cancelled = false
+    /// The tick said the run serves no one any more: the tree was ended at once.
+    public var abandoned = false
 
     public init(ending: RunEnding, child: ProcessIdentity? = nil) {
         self.ending = ending
@@ -56,8 +58,10 @@ public struct Supervisor {
     /// command gets this many seconds to finish, then its tree is ended. A caller that runs
     /// a sequence of commands (a pipeline worker) stops cleanly between them.
     public var stopGrace: Double?
-    /// Called about every `interval` seconds while the command runs (a heartbeat).
-    public var tick: (interval: Double, action: () -> Void)?
+    /// Called about every `interval` seconds while the command runs (a heartbeat). When it
+    /// answers false the run serves no one any more (a pipeline step whose claim was taken
+    /// back): the tree is ended at once and the run is `.stopped` with `abandoned` set.
+    public var tick: (interval: Double, action: () -> Bool)?
     /// Descriptors open in the command as the numbers given (a progress channel).
     public var passing: [(descriptor: FileDescriptor, as: Int32)] = []
     /// Once readable, the command's tree is ended at once (SIGTERM, `cancelGrace`, SIGKILL)
@@ -147,7 +151,14 @@ public struct Supervisor {
                 return finished()
             }
             if let tick, let due = nextTick, due <= now {
-                tick.action()
+                if !tick.action() {
+                    result.peakTreeBytes = monitor?.peak
+                    reporter.notice("'\(display)' serves no one any more: ending it now")
+                    tree.end(Teardown.graceful(cancelGrace), onReap: record)
+                    result.ending = .stopped
+                    result.abandoned = true
+                    return finished()
+                }
                 nextTick = Clock.monotonicNanoseconds() + Int64(tick.interval * 1e9)
             }
             if oomBaselineDue && firstLook <= now {

@@ -130,7 +130,7 @@ public struct StepRunner {
     /// progress line when it reported since the last beat (nil when not).
     @available(*, noasync)
     public func run(_ argv: [String], timeout: Double?, memoryLimitMegabytes: Int?, label: String,
-                    tick: (interval: Double, action: () -> Void)? = nil,
+                    tick: (interval: Double, action: () -> Bool)? = nil,
                     beat: (interval: Double, action: (String?) -> Void)? = nil) -> StepResult {
         let output: FileDescriptor
         do {
@@ -168,6 +168,7 @@ public struct StepRunner {
                         .map { String($0.prefix(200)) } ?? ""
                 }
                 beat.action(latest)
+                return true
             })
         }
         let run = supervisor.run(argv, environment: environment) { _ in }

@@ -74,7 +74,7 @@ public struct Worker {
 
     /// Runs a command through the guard, noting a stop or the orchestrator's end on the way.
     mutating func run(_ argv: [String], timeout: Double?, memoryLimitMegabytes: Int?, label: String,
-                      tick: (interval: Double, action: () -> Void)? = nil) -> StepResult {
+                      tick: (interval: Double, action: () -> Bool)? = nil) -> StepResult {
         // Nothing new starts once the orchestrator is gone.
         if orphaned {
             var run = SupervisedRun(ending: .stopped)
@@ -350,7 +350,13 @@ public struct Worker {
             let result = run(
                 argv, timeout: step.timeoutSeconds, memoryLimitMegabytes: step.memoryLimitMegabytes,
                 label: "job \(claim.job.id) step \(step.name) attempt \(attempt)",
-                tick: (config.heartbeatSeconds, { _ = try? store.recordProgress(token, progress: progress, bootSeconds: Clock.secondsSinceBoot()) }))
+                // The heartbeat also asks whether the claim is still this worker's: one taken
+                // back (its host lost its lease, another host took the job) ends the step now.
+                tick: (config.heartbeatSeconds, { (try? store.recordProgress(token, progress: progress, bootSeconds: Clock.secondsSinceBoot())) ?? true }))
+            if result.run.abandoned {
+                log("job \(claim.job.id): its claim was taken back while step \(step.name) ran; ended the step")
+                return .failed(.stopped)
+            }
             if result.succeeded { return .done }
             if orphaned { return .failed(.stopped) }
             let message = "step \(step.name): \(result.endingText)\(result.lastLine.isEmpty ? "" : ": \(result.lastLine)")"

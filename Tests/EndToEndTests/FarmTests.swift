@@ -130,6 +130,42 @@ struct FarmTests {
         print("farm: 300 jobs on 2 hosts; killed host a's \(killed.count) processes mid-run (\(cutShort.count) runs cut short); \(posted.count) jobs posted, \(twice.count) posted twice, \(pipeline.overlaps().count) overlaps; \(requeued)")
     }
 
+    @Test(.timeLimit(.minutes(2))) func aHostThatComesBackFindsItsClaimsTakenAndRegistersAgain() throws {
+        let farm = try Farm()
+        let pipeline = farm.pipeline
+        let steps = pipeline.stepLog
+        let posts = pipeline.sandbox.path("posts.log")
+        // Posts after 3 s of work; host a's orchestrator freezes while its two posts run.
+        let work = "\(simDirectory)/sim-step --log \(steps) --job {job_id} --account {account} slow:3 && echo {job_id} >> \(posts)"
+        try pipeline.configure(step: ["run": ["/bin/sh", "-c", work], "check": ["/bin/sh", "-c", "grep -qx {job_id} \(posts)"], "timeout_seconds": 30],
+                               extra: ["orchestrator": ["heartbeat_seconds": 0.2, "host_lease_seconds": 1]])
+        #expect(try farm.pipe(["init"]).0 == 0)
+        for (host, device) in [("a", "a0"), ("a", "a1"), ("b", "b0"), ("b", "b1")] {
+            #expect(try farm.pipe(["device", "add", device, "--host", host]).0 == 0)
+        }
+        try pipeline.addJobsTo(farm, ["p1", "p2"])
+        let hostA = try farm.start(["run", "--host", "a"], host: "a")
+        #expect(waitUntil(30) { pipeline.marks.filter(\.start).count == 2 }, "\(hostA.stderr)")
+        let first = Set(pipeline.marks.filter(\.start).map(\.pid))
+        let hostB = try farm.start(["run", "--host", "b"], host: "b")
+        kill(hostA.pid, SIGSTOP)
+        // Host a's lease runs out: host b takes both jobs, and host a's workers, whose claims
+        // were taken back, end their steps before these post.
+        #expect(waitUntil(30) { first.allSatisfy { !pipeline.sandbox.isAlive($0) } })
+        kill(hostA.pid, SIGCONT)
+        #expect(waitUntil(60) { pipeline.sandbox.lines("posts.log").count >= 2 }, "\(hostB.stderr)")
+        let (_, events, _) = try farm.pipe(["events", "--limit", "500"])
+        #expect(events.contains("host-lost") && events.contains("back after it was taken over"), "\(events)")
+        #expect(pipeline.sandbox.lines("posts.log").sorted() == ["p1", "p2"])
+        let jobs = try farm.jobs()
+        #expect(jobs["p1"] == "success" && jobs["p2"] == "success", "\(jobs)")
+        for host in [hostA, hostB] {
+            host.signal(SIGTERM)
+            #expect(host.wait(30) == 0, "\(host.stderr)")
+        }
+        #expect(pipeline.sandbox.lines("posts.log").sorted() == ["p1", "p2"])
+    }
+
     @Test func hostsRunningInitAtOnceMigrateOnce() throws {
         let farm = try Farm()
         let inits = try (0..<4).map { index in try farm.start(["init"], host: index % 2 == 0 ? "a" : "b") }
@@ -184,4 +220,14 @@ struct FarmTests {
     #expect(lines.count == 1, "\(child.stderr)")
     #expect(!child.stderr.contains("s3cret"))
     #expect(child.stderr.contains("postgresql://farm:***@127.0.0.1:9/seqpipe") || child.stderr.contains("libpq is not installed"), "\(child.stderr)")
+}
+
+extension PipelineSandbox {
+    /// One job per id, each on its own account, added to the farm's store.
+    func addJobsTo(_ farm: FarmTests.Farm, _ ids: [String]) throws {
+        for id in ids {
+            let (status, _, err) = try farm.pipe(["add-job", "--id", id, "--account", "acct-" + id])
+            try #require(status == 0, "add-job: \(err)")
+        }
+    }
 }
