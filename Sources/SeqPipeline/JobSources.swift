@@ -90,4 +90,18 @@ extension JobSources {
         }
         return report
     }
+
+    /// `seed` with its progress CSV written to `export` (if given), and the line it prints.
+    public static func seed(
+        store: SQLJobStore, folders: [String], accounts: [String], csvFiles: [String], priority: Int, maxAttempts: Int, export: String?
+    ) throws(ConfigError) -> String {
+        let report = try seed(store: store, folders: folders, accounts: accounts, csvFiles: csvFiles, priority: priority, maxAttempts: maxAttempts)
+        if let export {
+            let jobs: [Job]
+            do { jobs = try store.jobs() } catch { throw ConfigError(message: error.message) }
+            do { try FileSystem.writeFile(export, ProgressCSV.export(jobs)) } catch { throw ConfigError(message: "cannot write \(export): \(error)") }
+        }
+        return "seeded \(store.connection.name): \(report.added) job\(report.added == 1 ? "" : "s") added, \(report.skipped) already there"
+            + (export.map { "; progress in \($0)" } ?? "") + "; nothing was run\n"
+    }
 }

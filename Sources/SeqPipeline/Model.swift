@@ -45,6 +45,34 @@ public struct Device: Sendable {
 
     public init(name: String) { self.name = name }
 
+    /// A device as `device add` describes it, checked: the URL's form, the server's words,
+    /// and every placeholder, filled with worker 0's values.
+    /// - Throws: `ConfigError` naming the option and what is wrong with it.
+    public static func checked(name: String, url: String?, health: String?, server: String?, serverRestart: String?, restart: String?,
+                               stop: String?, host: String, config: PipelineConfig) throws(ConfigError) -> Device {
+        var device = Device(name: name)
+        let example = Placeholders.example(device: name, config: config)
+        if let url {
+            let filled: String
+            do { filled = try example.fill(url) } catch { throw ConfigError(message: "--url: \(error.message)") }
+            if HTTPProbe.parse(filled) == nil { throw ConfigError(message: "--url '\(url)' must look like http://HOST:PORT/PATH") }
+        }
+        device.statusURL = url
+        device.healthCommand = health
+        device.restartCommand = restart
+        device.serverRestartCommand = serverRestart
+        device.stopCommand = stop
+        device.host = host
+        if let server {
+            let words: [String]
+            do { words = try ShellWords.split(server) } catch { throw ConfigError(message: "--server: \(error.message)") }
+            if words.first?.isEmpty != false { throw ConfigError(message: "--server needs a command, such as 'appium -p {appium_port}'") }
+            do { _ = try example.fill(words) } catch { throw ConfigError(message: "--server: \(error.message)") }
+            device.server = words
+        }
+        return device
+    }
+
     /// The server's state as it is now: one recorded as up or starting whose process is gone
     /// (its whole run was killed) reads "gone". Only the processes of `localHost` (the host
     /// this process works for) can be looked at; another host's server reads as its worker

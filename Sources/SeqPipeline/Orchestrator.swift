@@ -1,50 +1,6 @@
 import SeqGuard
 import SeqSystem
 
-/// Where a pipeline's files are: the store, its config, the worker logs.
-public struct PipelinePaths: Sendable {
-    /// The store, as an absolute path.
-    public var database: String
-    public var config: String
-    public var directory: String
-    public var logs: String { directory + "/logs" }
-    public var run: String { directory + "/run" }
-
-    /// - Parameter database: a file, or a `postgresql://` URL; the logs and the default
-    ///   config of a store on PostgreSQL are in `.seqpipe` under the working directory.
-    public init(database: String, config: String?) {
-        self.database = database
-        if SQLJobStore.isURL(database) {
-            let here = (try? FileSystem.currentDirectory()) ?? "."
-            directory = (here == "/" ? "" : here) + "/.seqpipe"
-        } else {
-            let slash = database.lastIndex(of: "/")
-            directory = slash.map { $0 == database.startIndex ? "/" : String(database[..<$0]) } ?? "."
-        }
-        self.config = config ?? directory + "/pipeline.json"
-    }
-
-    /// How a run member is told of this store: a file by `--db`, a URL by SEQPIPE_DB in its
-    /// environment (never on a command line, where ps would show its password).
-    public func memberStore(_ environment: [String], host: String? = nil) -> (arguments: [String], environment: [String]) {
-        var environment = environment
-        if let host { environment = environment.filter { !$0.hasPrefix("SEQPIPE_HOST=") } + ["SEQPIPE_HOST=\(host)"] }
-        guard isURL else { return (["--db", database], environment) }
-        return ([], environment.filter { !$0.hasPrefix("SEQPIPE_DB=") } + ["SEQPIPE_DB=\(database)"])
-    }
-
-    /// Whether the store is a PostgreSQL server rather than a file.
-    public var isURL: Bool { SQLJobStore.isURL(database) }
-
-    /// The store as messages name it: its path, or its URL with the password hidden.
-    public var storeName: String { isURL ? PostgreSQLConnection.redacted(database) : database }
-
-    public func log(worker: Int) -> String { "\(logs)/worker_\(worker).log" }
-    /// What worker N's device server prints (the original's logs/appium_N.log).
-    public func serverLog(worker: Int) -> String { "\(logs)/server_\(worker).log" }
-    public var schedulerLog: String { "\(logs)/scheduler.log" }
-}
-
 /// Holds the pipeline's single-instance lock, runs N workers and watches them: restarts one
 /// that dies (requeuing its job), ends what it left behind, and stops them all cleanly.
 public struct Orchestrator {
@@ -295,50 +251,6 @@ public struct Orchestrator {
         }
         say("stopped")
         return 0
-    }
-
-    /// This host's heartbeat in the store: its lease renewed (registered again if another
-    /// host took it over meanwhile), other hosts whose lease ran out taken over, the
-    /// scheduler's leadership kept or taken. A host that cannot renew for longer than its
-    /// lease less one heartbeat ends its workers' trees (it fences itself: another host will
-    /// take its claims over) and starts them again once the store answers.
-    @available(*, noasync)
-    func beatInStore(_ slots: inout [Slot], leading: inout Bool, lastRenewal: inout Int64, selfFenced: inout Bool, reap: () -> Void) {
-        let now = Clock.monotonicNanoseconds()
-        do {
-            if try !store.renewHost(leaseSeconds: config.hostLeaseSeconds, now: nowSeconds()) {
-                say("host \(store.host) was taken over by another host (its lease ran out); its claims went back to the queue; registering again")
-                _ = try store.registerHost(pid: Processes.currentPid, leaseSeconds: config.hostLeaseSeconds, now: nowSeconds())
-            }
-            lastRenewal = now
-            if selfFenced {
-                selfFenced = false
-                say("the store answers again: starting the workers")
-                for index in slots.indices where slots[index].process == nil { slots[index].restartAt = now }
-            }
-            for takeover in try store.takeOverLostHosts(policy: config.policy, now: nowSeconds()) {
-                say("host \(takeover.host) lost its lease: took back \(takeover.requeued.isEmpty ? "no claim" : takeover.requeued.joined(separator: " ")); \(takeover.devices.count) of its devices held as unreachable")
-            }
-            if !config.recurring.isEmpty {
-                let leads = try store.lead("scheduler", leaseSeconds: config.hostLeaseSeconds, now: nowSeconds())
-                if leads != leading {
-                    say(leads ? "this host leads the scheduler now" : "another host leads the scheduler now: stopping this one's")
-                    leading = leads
-                    for index in slots.indices where slots[index].scheduler {
-                        if leads { slots[index].restartAt = now } else if let process = slots[index].process { Processes.signal(process, .terminate) }
-                    }
-                }
-            }
-        } catch {
-            reporter.error("store \(paths.storeName): \(error.message)")
-            let silent = Double(now - lastRenewal) / 1e9
-            if !selfFenced && silent > config.hostLeaseSeconds - config.heartbeatSeconds {
-                selfFenced = true
-                say("the lease of host \(store.host) could not be renewed for \(durationText(silent.rounded())): ending its workers before another host takes their jobs over")
-                let members = slots.compactMap(\.process)
-                Teardown.graceful(config.killGraceSeconds).run(find: Teardown.TreeFinder(roots: members).find, reap: reap)
-            }
-        }
     }
 
     /// Takes the store's single-instance lock. A lock still held by the processes of a run

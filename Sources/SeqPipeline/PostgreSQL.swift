@@ -15,9 +15,10 @@ public protocol SQLDatabase: AnyObject {
     /// Runs one statement and returns how many rows it changed.
     @discardableResult
     func run(_ sql: String, _ parameters: [SQLValue]) throws(StoreError) -> Int
-    /// A write transaction, serialised with every other writer of the store.
-    @discardableResult
-    func write<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T
+    /// What opens a write transaction, serialised with every other writer of the store.
+    var beginWrite: String { get }
+    /// Set while a write transaction is open (they do not nest).
+    var inTransaction: Bool { get set }
 }
 
 extension SQLDatabase {
@@ -26,10 +27,30 @@ extension SQLDatabase {
 
     @discardableResult
     public func run(_ sql: String) throws(StoreError) -> Int { try run(sql, []) }
+
+    /// A write transaction around `body`: committed when it returns, rolled back when it throws.
+    @discardableResult
+    public func write<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+        precondition(!inTransaction, "nested write transaction")
+        try execute(beginWrite)
+        inTransaction = true
+        defer { inTransaction = false }
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
 }
 
 extension SQLiteConnection: SQLDatabase {
     public var name: String { path }
+    /// Takes the write lock at once (waiting out the busy timeout), so a read-then-write never
+    /// fails with SQLITE_BUSY halfway through.
+    public var beginWrite: String { "BEGIN IMMEDIATE" }
 }
 
 /// One connection to a PostgreSQL store, through libpq (loaded on first use). Not
@@ -47,7 +68,7 @@ public final class PostgreSQLConnection: SQLDatabase {
     /// Statements prepared on this connection, by SQL text and parameter types: each is
     /// parsed and planned once, not once per call.
     var prepared: [String: String] = [:]
-    var inTransaction = false
+    public var inTransaction = false
     /// The advisory lock every writer of this database takes (an arbitrary constant: "seqp").
     public static let writeLockKey: Int64 = 0x7365_7170
 
@@ -220,11 +241,9 @@ public final class PostgreSQLConnection: SQLDatabase {
     }
 
     static func withCStrings<R>(_ values: [String?], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
-        var storage: [UnsafeMutablePointer<CChar>?] = values.map { value in value.map { strdupSwift($0) } }
+        let storage: [UnsafeMutablePointer<CChar>?] = values.map { value in value.map { strdupSwift($0) } }
         defer { for pointer in storage { pointer?.deallocate() } }
-        let pointers = storage.map { UnsafePointer($0) }
-        storage.reserveCapacity(storage.count)
-        return body(pointers)
+        return body(storage.map { UnsafePointer($0) })
     }
 
     static func strdupSwift(_ text: String) -> UnsafeMutablePointer<CChar> {
@@ -235,20 +254,6 @@ public final class PostgreSQLConnection: SQLDatabase {
         return pointer
     }
 
-    @discardableResult
-    public func write<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
-        precondition(!inTransaction, "nested write transaction")
-        // One round trip: the transaction and the store's write lock.
-        try execute("BEGIN; SELECT pg_advisory_xact_lock(\(Self.writeLockKey))")
-        inTransaction = true
-        defer { inTransaction = false }
-        do {
-            let result = try body()
-            try execute("COMMIT")
-            return result
-        } catch {
-            try? execute("ROLLBACK")
-            throw error
-        }
-    }
+    /// One round trip: the transaction and the store's write lock.
+    public var beginWrite: String { "BEGIN; SELECT pg_advisory_xact_lock(\(Self.writeLockKey))" }
 }

@@ -68,6 +68,23 @@ extension PipelinePaths {
         case cannotSignal(orchestrator: Int32)
         /// Some still hold the store after the grace.
         case stillRunning(orchestrator: Int32, killed: [Teardown.Target], survivors: [Int32])
+
+        /// What `stop-all` prints: the lines for stdout and, when it failed, the one-line error.
+        public func report(store: String) -> (text: String, failure: String?) {
+            switch self {
+            case .notRunning:
+                return ("no orchestrator runs on \(store)\n", nil)
+            case .cannotSignal(let pid):
+                return ("", "cannot signal the orchestrator (pid \(pid)); is it another user's?")
+            case .stopped(_, let killed), .stillRunning(_, let killed, _):
+                var text = ""
+                for target in killed { text += "killed pid \(target.process.pid) (\(target.command)): it did not stop within the grace\n" }
+                if case .stillRunning(_, _, let survivors) = self {
+                    return (text, "the run has not stopped yet (pid \(survivors.map { "\($0)" }.joined(separator: ", "))); see 'seqpipe status'")
+                }
+                return (text + "stopped\n", nil)
+            }
+        }
     }
 
     /// `seqpipe stop-all`: asks the orchestrator running on this store to stop, and waits for

@@ -66,7 +66,7 @@ public final class SQLiteConnection {
     let handle: OpaquePointer
     public let path: String
     var cache: [String: OpaquePointer] = [:]
-    var inTransaction = false
+    public var inTransaction = false
 
     /// Opens (creating) the database at `path`.
     /// - Throws: `StoreError` naming the file when it cannot be opened or is not a database.
@@ -163,23 +163,5 @@ public final class SQLiteConnection {
     public func run(_ sql: String, _ parameters: [SQLValue] = []) throws(StoreError) -> Int {
         try query(sql, parameters)
         return Int(sqlite3_changes(handle))
-    }
-
-    /// A write transaction: `BEGIN IMMEDIATE` takes the write lock at once (waiting out the
-    /// busy timeout), so a read-then-write never fails with SQLITE_BUSY halfway through.
-    @discardableResult
-    public func write<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
-        precondition(!inTransaction, "nested write transaction")
-        try execute("BEGIN IMMEDIATE")
-        inTransaction = true
-        defer { inTransaction = false }
-        do {
-            let result = try body()
-            try execute("COMMIT")
-            return result
-        } catch {
-            try? execute("ROLLBACK")
-            throw error
-        }
     }
 }

@@ -1,6 +1,6 @@
-// seqpipe: the help text, each command's options, and one case per command that reads its
-// arguments and calls SeqPipeline. Nothing else lives here; it is past 400 lines for the
-// help text (80 lines) and the argument handling of twenty commands, which is its job.
+// seqpipe: each command's options, and one case per command that reads its arguments and
+// calls SeqPipeline (the help text is SeqPipelineHelp). Nothing else lives here; it is just
+// past 400 lines for the argument handling of twenty-one commands, which is its job.
 
 import SeqGuard
 import SeqPipeline
@@ -8,75 +8,7 @@ import SeqSystem
 
 let version = "0.1.0"
 
-let help = """
-    OVERVIEW: seqpipe - a device-automation pipeline on the seqguard guards
-
-    Jobs ("post video X with caption Y to account Z") wait in one SQLite store. 'seqpipe run'
-    holds the store's single-instance lock and runs N workers, each with its own device and
-    ports; every step a job runs goes through the guard (time limit, memory limit, whole
-    process tree ended). Failures are classed permanent, infrastructure or retryable; nothing
-    is lost and nothing is posted twice when any process is killed: each attempt holds locks
-    (beside the store) that its processes inherit, and a job is taken back only once they
-    are free.
-
-    USAGE: seqpipe [--db PATH] [--config PATH] COMMAND [ARGS...]
-
-    COMMANDS:
-      init                          Create the store and a default pipeline.json.
-      device add NAME [--url URL] [--health CMD] [--server ARGV] [--server-restart CMD]
-                 [--restart CMD] [--stop CMD] [--host NAME]
-                                    --server: the device's server (Appium), which its
-                                    worker starts, restarts and ends itself. --host: the
-                                    farm host that drives it (PostgreSQL store: default
-                                    this machine's name).
-      device list | device remove NAME
-      account add NAME [--daily-limit N]
-      account list | account resume NAME
-      add-job --account A [--id ID] [--video PATH] [--caption TEXT] [--field KEY=VALUE]...
-              [--priority N] [--max-attempts N]
-      add-folder DIR --accounts A [B...] [--priority N] [--max-attempts N]
-      import-csv FILE | export-csv [FILE]
-      seed [--folder DIR]... [--accounts A [B...]] [--csv FILE]... [--export FILE]
-                                    Create or refresh the store (and the progress CSV
-                                    with --export) from folders and CSVs; nothing runs.
-      run [--workers N] [--once] [--host NAME]
-                                    Run N workers (default: one per device of this host);
-                                    --once: exit when nothing is left to do; --host: this
-                                    machine's name in a farm. run --seed-only (the
-                                    original's spelling) is seed.
-      status [--json]               Counts, workers, accounts, devices, and why jobs wait.
-      events [--since T] [--limit N] [--json]
-                                    What happened: the latest N (default 50), or all
-                                    since T (2026-11-23T10:00:00Z, epoch seconds, or an
-                                    age: 90s, 15m, 2h, 1d).
-      show-config                   Ports per worker, steps and policies.
-      schedule [--minutes N]        The recurring jobs' first runs after start, in order.
-      stop-all                      Stop the running orchestrator and its workers cleanly.
-      retry JOB | cancel JOB
-
-    OPTIONS:
-      --db PATH|URL       The store (default: .seqpipe/pipeline.db), or a farm's
-                          PostgreSQL store: postgresql://USER@HOST/DB.
-      --config PATH       The pipeline definition (default: pipeline.json beside the store).
-      -h, --help          Show this help; after a command, that command's usage.
-                          Options go before or after the command; a value
-                          attaches with = (--db=PATH).
-      --version           Show the version.
-
-    ENVIRONMENT:
-      SEQPIPE_DB          The store, when --db is not given (a URL with a password
-                          belongs here, not on a command line).
-      SEQPIPE_HOST        This machine's name in a farm, when run --host is not given.
-      SEQPIPE_CONFIG      The pipeline definition, when --config is not given.
-
-    EXIT STATUS:
-      0    Done.
-      1    The command could not do what was asked (no such job, job running, ...).
-      2    Bad usage.
-      75   Another orchestrator holds the store.
-      125  seqpipe itself failed: bad config, unreadable store, missing device.
-
-    """
+let help = SeqPipelineHelp.text
 
 // A closed stdout or stderr (`| head`) must not kill the supervisor mid-run.
 BrokenPipe.ignore()
@@ -234,26 +166,15 @@ case "device":
     switch sub {
     case "add":
         if words.count != 2 { usage("expected a device name: seqpipe device add NAME [--url URL] ...") }
-        var device = Device(name: words[1])
-        device.statusURL = options.value("--url")
-        let example = Placeholders.example(device: device.name, config: loadConfig())
-        if let url = device.statusURL {
-            do {
-                if HTTPProbe.parse(try example.fill(url)) == nil { usage("--url '\(url)' must look like http://HOST:PORT/PATH") }
-            } catch { usage("--url: \(error.message)") }
-        }
-        device.healthCommand = options.value("--health")
-        device.restartCommand = options.value("--restart")
-        device.serverRestartCommand = options.value("--server-restart")
-        device.stopCommand = options.value("--stop")
-        // A store shared by hosts: the device is this machine's unless named otherwise; on
-        // one host (SQLite) it is any host's, so a renamed machine still drives it.
-        device.host = options.value("--host") ?? (paths.isURL ? Processes.hostName() : "")
-        if let line = options.value("--server") {
-            do { device.server = try ShellWords.split(line) } catch { usage("--server: \(error.message)") }
-            if device.server?.isEmpty != false { usage("--server needs a command, such as 'appium -p {appium_port}'") }
-            do { _ = try example.fill(device.server!) } catch { usage("--server: \(error.message)") }
-        }
+        let device: Device
+        do {
+            // A store shared by hosts: the device is this machine's unless named otherwise; on
+            // one host (SQLite) it is any host's, so a renamed machine still drives it.
+            device = try Device.checked(
+                name: words[1], url: options.value("--url"), health: options.value("--health"), server: options.value("--server"),
+                serverRestart: options.value("--server-restart"), restart: options.value("--restart"), stop: options.value("--stop"),
+                host: options.value("--host") ?? (paths.isURL ? Processes.hostName() : ""), config: loadConfig())
+        } catch { usage(error.message) }
         storeCall { () throws(StoreError) in try store.addDevice(device) }
         printOut("device \(device.name) added\n")
     case "list":
@@ -451,20 +372,9 @@ case "stop-all":
     let outcome = paths.stopAll(config: loadConfig()) { pid in
         printOut("asking the orchestrator (pid \(pid)) to stop; waiting for its workers\n")
     }
-    switch outcome {
-    case .notRunning:
-        printOut("no orchestrator runs on \(paths.storeName)\n")
-    case .cannotSignal(let pid):
-        fail("cannot signal the orchestrator (pid \(pid)); is it another user's?", 1)
-    case .stopped(_, let killed), .stillRunning(_, let killed, _):
-        for target in killed {
-            printOut("killed pid \(target.process.pid) (\(target.command)): it did not stop within the grace\n")
-        }
-        if case .stillRunning(_, _, let survivors) = outcome {
-            fail("the run has not stopped yet (pid \(survivors.map { "\($0)" }.joined(separator: ", "))); see 'seqpipe status'", 1)
-        }
-        printOut("stopped\n")
-    }
+    let (text, failure) = outcome.report(store: paths.storeName)
+    printOut(text)
+    if let failure { fail(failure, 1) }
 
 default:  // retry, cancel
     expect(1, "a job id")
@@ -488,15 +398,10 @@ func seed() {
     let store: SQLJobStore
     do { store = try paths.initialize().store } catch { fail(error.message) }
     let config = loadConfig()
-    let report: JobSources.SeedReport
     do {
-        report = try JobSources.seed(
+        printOut(try JobSources.seed(
             store: store, folders: folders, accounts: accounts, csvFiles: options.values("--csv"),
-            priority: number("--priority", default: 0, minimum: Int.min), maxAttempts: number("--max-attempts", default: config.maxAttempts, minimum: 1))
+            priority: number("--priority", default: 0, minimum: Int.min), maxAttempts: number("--max-attempts", default: config.maxAttempts, minimum: 1),
+            export: options.value("--export")))
     } catch { fail(error.message, 1) }
-    if let file = options.value("--export") {
-        let text = ProgressCSV.export(storeCall { () throws(StoreError) in try store.jobs() })
-        do { try FileSystem.writeFile(file, text) } catch { fail("cannot write \(file): \(error)", 1) }
-    }
-    printOut("seeded \(paths.storeName): \(report.added) job\(report.added == 1 ? "" : "s") added, \(report.skipped) already there\(options.value("--export").map { "; progress in \($0)" } ?? ""); nothing was run\n")
 }

@@ -1,0 +1,50 @@
+import SeqGuard
+import SeqSystem
+
+// The orchestrator's part in a farm: its host's lease, the take-over of lost hosts, the
+// scheduler's leadership, and fencing itself off when the store cannot be reached.
+extension Orchestrator {
+    /// This host's heartbeat in the store: its lease renewed (registered again if another
+    /// host took it over meanwhile), other hosts whose lease ran out taken over, the
+    /// scheduler's leadership kept or taken. A host that cannot renew for longer than its
+    /// lease less one heartbeat ends its workers' trees (it fences itself: another host will
+    /// take its claims over) and starts them again once the store answers.
+    @available(*, noasync)
+    func beatInStore(_ slots: inout [Slot], leading: inout Bool, lastRenewal: inout Int64, selfFenced: inout Bool, reap: () -> Void) {
+        let now = Clock.monotonicNanoseconds()
+        do {
+            if try !store.renewHost(leaseSeconds: config.hostLeaseSeconds, now: nowSeconds()) {
+                say("host \(store.host) was taken over by another host (its lease ran out); its claims went back to the queue; registering again")
+                _ = try store.registerHost(pid: Processes.currentPid, leaseSeconds: config.hostLeaseSeconds, now: nowSeconds())
+            }
+            lastRenewal = now
+            if selfFenced {
+                selfFenced = false
+                say("the store answers again: starting the workers")
+                for index in slots.indices where slots[index].process == nil { slots[index].restartAt = now }
+            }
+            for takeover in try store.takeOverLostHosts(policy: config.policy, now: nowSeconds()) {
+                say("host \(takeover.host) lost its lease: took back \(takeover.requeued.isEmpty ? "no claim" : takeover.requeued.joined(separator: " ")); \(takeover.devices.count) of its devices held as unreachable")
+            }
+            if !config.recurring.isEmpty {
+                let leads = try store.lead("scheduler", leaseSeconds: config.hostLeaseSeconds, now: nowSeconds())
+                if leads != leading {
+                    say(leads ? "this host leads the scheduler now" : "another host leads the scheduler now: stopping this one's")
+                    leading = leads
+                    for index in slots.indices where slots[index].scheduler {
+                        if leads { slots[index].restartAt = now } else if let process = slots[index].process { Processes.signal(process, .terminate) }
+                    }
+                }
+            }
+        } catch {
+            reporter.error("store \(paths.storeName): \(error.message)")
+            let silent = Double(now - lastRenewal) / 1e9
+            if !selfFenced && silent > config.hostLeaseSeconds - config.heartbeatSeconds {
+                selfFenced = true
+                say("the lease of host \(store.host) could not be renewed for \(durationText(silent.rounded())): ending its workers before another host takes their jobs over")
+                let members = slots.compactMap(\.process)
+                Teardown.graceful(config.killGraceSeconds).run(find: Teardown.TreeFinder(roots: members).find, reap: reap)
+            }
+        }
+    }
+}
