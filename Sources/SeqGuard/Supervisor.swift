@@ -131,6 +131,15 @@ public struct Supervisor {
         var commandEndedForMemory = false
         var status: TerminationStatus?
         let record = { (reaped: Int32, ending: TerminationStatus) in if reaped == pid { status = ending } }
+        /// The run serves no one any more (`cancelled` or `abandoned` is set): its tree is ended
+        /// at once, after `cancelGrace`.
+        func endNow(_ notice: String) -> SupervisedRun {
+            result.peakTreeBytes = monitor?.peak
+            reporter.notice(notice)
+            tree.end(Teardown.graceful(cancelGrace), onReap: record)
+            result.ending = .stopped
+            return finished()
+        }
         var stopDeadline: Int64?
         var nextTick = tick.map { started + Int64($0.interval * 1e9) }
         while status == nil {
@@ -152,12 +161,8 @@ public struct Supervisor {
             }
             if let tick, let due = nextTick, due <= now {
                 if !tick.action() {
-                    result.peakTreeBytes = monitor?.peak
-                    reporter.notice("'\(display)' serves no one any more: ending it now")
-                    tree.end(Teardown.graceful(cancelGrace), onReap: record)
-                    result.ending = .stopped
                     result.abandoned = true
-                    return finished()
+                    return endNow("'\(display)' serves no one any more: ending it now")
                 }
                 nextTick = Clock.monotonicNanoseconds() + Int64(tick.interval * 1e9)
             }
@@ -215,12 +220,8 @@ public struct Supervisor {
             let wait: Int32 = wake == Int64.max ? -1 : Int32(clamping: max(0, wake - now) / 1_000_000 + 1)
             let ready = Poll.readable([signals.descriptor] + (cancel.map { [$0] } ?? []), timeoutMilliseconds: wait)
             if ready.contains(1) {
-                result.peakTreeBytes = monitor?.peak
-                reporter.notice("the process this run serves is gone: ending '\(display)' now")
-                tree.end(Teardown.graceful(cancelGrace), onReap: record)
-                result.ending = .stopped
                 result.cancelled = true
-                return finished()
+                return endNow("the process this run serves is gone: ending '\(display)' now")
             }
             guard ready.contains(0) else { continue }
             for received in signals.drain() where received.signal != .child {
