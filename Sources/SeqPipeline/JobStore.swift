@@ -114,6 +114,11 @@ public protocol JobStore: AnyObject {
     func leaders() throws(StoreError) -> [(role: String, host: String, leaseUntil: Double)]
 
     func addEvent(_ event: Event) throws(StoreError)
+    /// Every event of one job, oldest first.
+    func events(job: String) throws(StoreError) -> [Event]
+    /// When events of `kinds` happened since `since` (the dashboard's chart), oldest first.
+    /// `kinds` are the store's own names, never input.
+    func eventTimes(kinds: [String], since: Double) throws(StoreError) -> [(at: Double, kind: String)]
     /// The latest `limit` events at or after `since` (any time when nil), oldest first.
     func events(since: Double?, limit: Int) throws(StoreError) -> [Event]
 }

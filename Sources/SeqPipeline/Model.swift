@@ -133,6 +133,8 @@ public struct Job: Sendable {
     public var avoidDevice: String?
     /// The host whose worker holds its claim.
     public var host: String?
+    /// When it was added (the store's clock).
+    public var createdAt: Double?
 
     public init(id: String, account: String) {
         self.id = id

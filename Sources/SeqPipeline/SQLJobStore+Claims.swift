@@ -62,6 +62,7 @@ extension SQLJobStore {
         job.errorType = row["error_type"].string
         job.avoidDevice = row["avoid_device"].string
         job.host = row["host"].string
+        job.createdAt = row["created_at"].double
         return job
     }
 

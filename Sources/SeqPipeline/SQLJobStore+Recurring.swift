@@ -275,9 +275,22 @@ extension SQLJobStore {
         let since = try since.map { (t) throws(StoreError) -> Double in try databaseTime(t) }
         return try connection.query(
             "SELECT * FROM events WHERE CAST(?2 AS DOUBLE PRECISION) IS NULL OR at >= ?2 ORDER BY id DESC LIMIT ?1",
-            [.integer(Int64(limit)), optional(since)]).reversed().map { row in
-            Event(at: row["at"].double ?? 0, kind: row["kind"].string ?? "", job: row["job"].string, account: row["account"].string,
-                  device: row["device"].string, worker: row["worker"].int.map { Int($0) }, message: row["message"].string ?? "")
-        }
+            [.integer(Int64(limit)), optional(since)]).reversed().map(Self.event(from:))
+    }
+
+    public func events(job: String) throws(StoreError) -> [Event] {
+        try connection.query("SELECT * FROM events WHERE job = ?1 ORDER BY id", [.text(job)]).map(Self.event(from:))
+    }
+
+    /// Times and kinds of the events of `kinds` at or after `since`, oldest first.
+    public func eventTimes(kinds: [String], since: Double) throws(StoreError) -> [(at: Double, kind: String)] {
+        let list = kinds.map { "'\($0)'" }.joined(separator: ", ")
+        return try connection.query("SELECT at, kind FROM events WHERE at >= ?1 AND kind IN (\(list)) ORDER BY id", [.real(since)])
+            .map { ($0["at"].double ?? 0, $0["kind"].string ?? "") }
+    }
+
+    static func event(from row: SQLRow) -> Event {
+        Event(at: row["at"].double ?? 0, kind: row["kind"].string ?? "", job: row["job"].string, account: row["account"].string,
+              device: row["device"].string, worker: row["worker"].int.map { Int($0) }, message: row["message"].string ?? "")
     }
 }

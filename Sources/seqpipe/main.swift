@@ -52,6 +52,7 @@ let commandOptions: [String: [OptionSpec]] = [
     "scheduler": [OptionSpec("--parent", kind: .value), OptionSpec("--lock-fd", kind: .value)],
     "recurring-run": [OptionSpec("--parent", kind: .value), OptionSpec("--lock-fd", kind: .value)],
     "bench-claims": [OptionSpec("--claimers", kind: .value), OptionSpec("--member", kind: .value)],
+    "serve": [OptionSpec("--listen", kind: .value), OptionSpec("--allow-actions"), OptionSpec("--token-file", kind: .value)],
 ]
 
 // Global options, then the command, then its words and options (global ones too) in any order.
@@ -323,6 +324,25 @@ case "recurring-run":
         store: openStore(), config: config, job: job, signals: member.signals, captureFile: "\(paths.run)/recurring_\(job.name).out",
         lifeline: member.lifeline)
     ProcessExit.now(storeCall { () throws(StoreError) in try run.run() })
+
+case "serve":
+    expect(0, "options only: seqpipe serve [--listen HOST:PORT] [--allow-actions] [--token-file FILE]")
+    let listen = options.value("--listen") ?? "127.0.0.1:8080"
+    guard let (host, port) = Dashboard.listenAddress(listen) else { usage("--listen '\(listen)' must be HOST:PORT, such as 127.0.0.1:8080") }
+    var tokenText: String?
+    if let file = options.value("--token-file") {
+        do { tokenText = try Dashboard.token(file: file) } catch { fail(error.message, 2) }
+    }
+    if !ListeningSocket.isLoopback(host) && tokenText == nil {
+        usage("--listen \(listen) is beyond loopback: give it a token with --token-file FILE (every request must then carry it)")
+    }
+    let signals: SignalReceiver
+    do { signals = try SignalReceiver(signals: [.interrupt, .terminate, .hangup]) } catch { fail("cannot set up signal handling: \(error)") }
+    var dashboard = Dashboard(store: openStore(), config: loadConfig(), paths: paths)
+    dashboard.allowActions = options.has("--allow-actions")
+    dashboard.token = tokenText ?? (dashboard.allowActions ? Processes.randomHex(bytes: 16) : nil)
+    dashboard.tokenForReads = !ListeningSocket.isLoopback(host)
+    do { try dashboard.serve(host: host, port: port, signals: signals) { printOut($0 + "\n") } } catch { fail(error.message, error.exitCode) }
 
 case "bench-claims":
     if let member = options.value("--member").flatMap({ Int($0) }) {

@@ -1,0 +1,60 @@
+import SeqGuard
+import SeqSystem
+
+// GET /metrics: the dashboard's figures in the Prometheus text format (version 0.0.4), for
+// the monitoring people already run.
+extension Dashboard {
+    func metrics() throws(StoreError) -> String {
+        let now = try store.currentTime()
+        let jobs = try store.jobs()
+        var text = ""
+        func family(_ name: String, _ type: String, _ help: String, _ samples: [(labels: [(String, String)], value: Double)]) {
+            text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+            for sample in samples {
+                let labels = sample.labels.isEmpty ? "" : "{" + sample.labels.map { "\($0.0)=\"\(Self.escaped($0.1))\"" }.joined(separator: ",") + "}"
+                text += "\(name)\(labels) \(Self.number(sample.value))\n"
+            }
+        }
+        family("seqpipe_jobs", "gauge", "Jobs in the store by status.",
+               JobStatus.allCases.map { status in ([("status", status.rawValue)], Double(jobs.filter { $0.status == status }.count)) })
+        let (series, perMinute) = try throughput(minutes: 60, now: now)
+        family("seqpipe_finished_last_hour", "gauge", "Job runs that ended in the last hour, by outcome.",
+               Self.outcomeNames.map { outcome in ([("outcome", outcome)], Double(series.reduce(0) { $0 + ($1.counts[outcome] ?? 0) })) })
+        family("seqpipe_finished_per_minute", "gauge", "Jobs finished (success or failed) per minute over the last 15 minutes.",
+               [([], perMinute)])
+        let devices = try store.devices()
+        family("seqpipe_device_healthy", "gauge", "1 when the device answered its last health check.",
+               devices.map { ([("device", $0.name), ("host", $0.host)], $0.healthy ? 1 : 0) })
+        family("seqpipe_device_cooldown_seconds", "gauge", "Seconds left of the device's cooldown or hold (0: none).",
+               devices.map { ([("device", $0.name)], max(0, ($0.cooldownUntil ?? now) - now)) })
+        family("seqpipe_device_response_seconds", "gauge", "The device's last measured response time.",
+               devices.compactMap { device in device.responseMilliseconds.map { ([("device", device.name)], Double($0) / 1000) } })
+        let waiting = jobs.filter { $0.status == .pending || $0.status == .retrying }
+        family("seqpipe_queue_oldest_age_seconds", "gauge", "Age of the oldest job waiting (0: none).",
+               [([], max(0, waiting.compactMap(\.createdAt).min().map { now - $0 } ?? 0))])
+        let claimed = jobs.filter { job in (job.claimedAt ?? 0) >= now - 3600 && job.createdAt != nil }
+        let waits = claimed.map { ($0.claimedAt ?? 0) - ($0.createdAt ?? 0) }
+        family("seqpipe_claim_wait_seconds", "gauge", "Mean time from a job's creation to its latest claim, for claims in the last hour.",
+               [([], waits.isEmpty ? 0 : waits.reduce(0, +) / Double(waits.count))])
+        family("seqpipe_alerts", "gauge", "Alerts raised and not cleared.", [([], Double(try store.alerts().count))])
+        return text
+    }
+
+    /// A label value as the format wants it: backslash, double quote and newline escaped.
+    static func escaped(_ value: String) -> String {
+        var out = ""
+        for character in value {
+            switch character {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
+    static func number(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+    }
+}

@@ -1,0 +1,232 @@
+import SeqGuard
+import SeqSystem
+
+/// `seqpipe serve`: the dashboard of a store, answered from its own read-only connection.
+///   GET  /                     the page (HTML, its script and its chart inline; nothing fetched from elsewhere)
+///   GET  /api/status           `status --json`, plus the queue, its time to empty and whether actions are on
+///   GET  /api/jobs             jobs, filtered: ?status= &account= &device= &error= &q= &limit= (default 200)
+///   GET  /api/jobs/ID          one job: its fields, its events, why it waits
+///   GET  /api/throughput       jobs finished per minute by outcome: ?minutes= (default 180, at most 1440)
+///   GET  /metrics              the same figures in the Prometheus text format
+///   POST /api/jobs/ID/retry | /api/jobs/ID/cancel | /api/accounts/NAME/resume | /api/stop
+///                              with --allow-actions only, and the token
+public struct Dashboard {
+    public var store: any JobStore
+    public var config: PipelineConfig
+    public var paths: PipelinePaths
+    /// Whether the POST actions are served at all.
+    public var allowActions = false
+    /// What every action, and on a non-loopback address every request, must carry:
+    /// `Authorization: Bearer TOKEN`, `X-Seqpipe-Token: TOKEN`, or (reads) `?token=TOKEN`.
+    public var token: String?
+    /// Whether reads need the token too (listening beyond loopback).
+    public var tokenForReads = false
+
+    public init(store: any JobStore, config: PipelineConfig, paths: PipelinePaths) {
+        self.store = store
+        self.config = config
+        self.paths = paths
+    }
+
+    /// The token in `file` (its first line, spaces around it dropped).
+    /// - Throws: `GuardFailure` when it cannot be read or is empty.
+    public static func token(file: String) throws(GuardFailure) -> String {
+        let bytes: [UInt8]
+        do { bytes = try FileSystem.readFile(file) } catch { throw GuardFailure("cannot read --token-file \(file): \(error)", errno: error) }
+        let line = String(decoding: bytes, as: UTF8.self).split(separator: "\n").first.map { $0.trimmingSpaces() } ?? ""
+        guard !line.isEmpty else { throw GuardFailure("--token-file \(file) is empty; put the token on its first line") }
+        return line
+    }
+
+    /// Where `serve` listens: `HOST:PORT` (IPv6 in brackets).
+    public static func listenAddress(_ text: String) -> (host: String, port: Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return host.isEmpty ? nil : (host, port)
+    }
+
+    /// `seqpipe serve`: listens, says where (and the token, with actions), serves until a stop signal.
+    /// - Throws: `GuardFailure` naming the address that cannot be listened on.
+    @available(*, noasync)
+    public func serve(host: String, port: Int, signals: SignalReceiver, say: (String) -> Void) throws(GuardFailure) {
+        let socket: ListeningSocket
+        do { socket = try ListeningSocket.open(host: host, port: port) } catch {
+            throw GuardFailure("cannot listen on \(host):\(port): \(error); pick another --listen address", errno: error)
+        }
+        let shown = host.contains(":") ? "[\(host)]" : host
+        say("serving the dashboard of \(paths.storeName) on http://\(shown):\(socket.port)/")
+        if allowActions, let token { say("actions are on; their token: \(token)") }
+        HTTPServer(socket: socket, signals: signals).run(handle)
+        socket.descriptor.close()
+    }
+
+    /// The outcome each event kind counts as in the chart and in /metrics.
+    static let outcomes: [(kind: String, outcome: String)] = [
+        ("job-success", "success"), ("job-retrying", "retryable"), ("job-failed", "permanent"), ("job-poison", "permanent"),
+        ("account-paused", "permanent"),
+        ("job-infrastructure", "infrastructure"), ("job-handoff", "infrastructure"), ("job-requeued", "infrastructure"),
+    ]
+    static let outcomeNames = ["success", "retryable", "permanent", "infrastructure"]
+
+    public func handle(_ request: HTTPRequest) -> HTTPResponse {
+        if tokenForReads && !carriesToken(request, allowQuery: true) {
+            return .error(401, "this dashboard listens beyond loopback: send the token (Authorization: Bearer TOKEN, or ?token=TOKEN)")
+        }
+        let parts = request.path.split(separator: "/").map(String.init)
+        let known = parts.isEmpty || parts == ["metrics"] || (parts.first == "api" && (2...4).contains(parts.count))
+        do {
+            if request.method == "POST" { return try act(request, parts) }
+            guard request.method == "GET" || request.method == "HEAD" else {
+                return known ? .error(405, "\(request.method) is not served here; pages are GET, actions POST") : .error(404, "no such page: \(request.path)")
+            }
+            if parts.isEmpty { return HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", body: DashboardPage.html) }
+            if parts == ["metrics"] {
+                return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: try metrics())
+            }
+            if parts == ["api", "status"] { return .json(try status()) }
+            if parts == ["api", "jobs"] { return try jobs(request.query) }
+            if parts.count == 3 && parts[0] == "api" && parts[1] == "jobs" { return try job(parts[2]) }
+            if parts == ["api", "throughput"] {
+                guard let minutes = Self.number(request.query["minutes"], default: 180, range: 1...1440) else {
+                    return .error(400, "minutes must be a whole number from 1 to 1440")
+                }
+                return .json(try throughputJSON(minutes: minutes))
+            }
+            return .error(404, "no such page: \(request.path)")
+        } catch {
+            return .error(500, "store \(paths.storeName): \(error.message)")
+        }
+    }
+
+    func carriesToken(_ request: HTTPRequest, allowQuery: Bool) -> Bool {
+        guard let token else { return false }
+        let offered = request.headers["authorization"].map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : $0 }
+            ?? request.headers["x-seqpipe-token"] ?? (allowQuery ? request.query["token"] : nil)
+        guard let offered, offered.utf8.count == token.utf8.count else { return false }
+        // Compared in full whatever differs first.
+        return zip(offered.utf8, token.utf8).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+
+    static func number(_ text: String?, default fallback: Int, range: ClosedRange<Int>) -> Int? {
+        guard let text else { return fallback }
+        guard let value = Int(text), range.contains(value) else { return nil }
+        return value
+    }
+
+    // MARK: reads
+
+    /// Finished jobs per minute by outcome over the last `minutes`, and the queue's time to empty.
+    func throughput(minutes: Int, now: Double) throws(StoreError) -> (buckets: [(minute: Int64, counts: [String: Int])], perMinute: Double) {
+        let since = (now / 60).rounded(.down) * 60 - Double(minutes - 1) * 60
+        var buckets: [Int64: [String: Int]] = [:]
+        let outcome = Dictionary(uniqueKeysWithValues: Self.outcomes.map { ($0.kind, $0.outcome) })
+        let times = try store.eventTimes(kinds: Self.outcomes.map(\.kind), since: min(since, now - 900))
+        var recentFinished = 0
+        for (at, kind) in times {
+            if at >= now - 900, ["job-success", "job-failed", "job-poison", "account-paused"].contains(kind) { recentFinished += 1 }
+            guard at >= since, let name = outcome[kind] else { continue }
+            buckets[Int64(at / 60), default: [:]][name, default: 0] += 1
+        }
+        let first = Int64(since / 60)
+        let series = (0..<Int64(minutes)).map { (first + $0, buckets[first + $0] ?? [:]) }
+        return (series, Double(recentFinished) / 15)
+    }
+
+    func throughputJSON(minutes: Int) throws(StoreError) -> JSON.Value {
+        let (series, _) = try throughput(minutes: minutes, now: try store.currentTime())
+        return .object([("minutes", .array(series.map { minute, counts in
+            .object([("at", .string(isoTime(Double(minute) * 60)))] + Self.outcomeNames.map { ($0, .integer(Int64(counts[$0] ?? 0))) })
+        }))])
+    }
+
+    func status() throws(StoreError) -> JSON.Value {
+        let status = try PipelineStatus.read(store: store, config: config, paths: paths)
+        guard case .object(var fields)? = JSON.decode(status.json) else { return .object([]) }
+        let queue = status.counts.filter { [.pending, .retrying, .claimed, .running].contains($0.0) }.reduce(0) { $0 + $1.1 }
+        let perMinute = try throughput(minutes: 15, now: status.now).perMinute
+        fields.append(("queue", .integer(Int64(queue))))
+        fields.append(("finished_per_minute", .number((perMinute * 100).rounded() / 100)))
+        fields.append(("time_to_empty_seconds", queue == 0 ? .integer(0) : perMinute > 0 ? .integer(Int64(Double(queue) / perMinute * 60)) : .null))
+        fields.append(("actions", .bool(allowActions)))
+        fields.append(("host", .string(store.host)))
+        return .object(fields)
+    }
+
+    static func jobJSON(_ job: Job) -> JSON.Value {
+        func time(_ value: Double?) -> JSON.Value { value.map { .string(isoTime($0)) } ?? .null }
+        func text(_ value: String?) -> JSON.Value { value.map { .string($0) } ?? .null }
+        return .object([
+            ("id", .string(job.id)), ("account", .string(job.account)), ("status", .string(job.status.rawValue)),
+            ("priority", .integer(Int64(job.priority))), ("device", text(job.device)), ("host", text(job.host)),
+            ("worker", job.worker.map { .integer(Int64($0)) } ?? .null),
+            ("attempts", .integer(Int64(job.attempts))), ("max_attempts", .integer(Int64(job.maxAttempts))),
+            ("runs", .integer(Int64(job.runs))), ("progress", .integer(Int64(job.progress))),
+            ("error", text(job.error)), ("error_type", text(job.errorType)),
+            ("created_at", time(job.createdAt)), ("claimed_at", time(job.claimedAt)), ("completed_at", time(job.completedAt)),
+            ("retry_at", time(job.retryAt)), ("payload", .object(job.payload.map { ($0.0, .string($0.1)) })),
+        ])
+    }
+
+    func jobs(_ query: [String: String]) throws(StoreError) -> HTTPResponse {
+        if let status = query["status"], !status.isEmpty, JobStatus(rawValue: status) == nil {
+            return .error(400, "status must be one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard let limit = Self.number(query["limit"], default: 200, range: 1...10_000) else {
+            return .error(400, "limit must be a whole number from 1 to 10000")
+        }
+        func matches(_ job: Job) -> Bool {
+            func wanted(_ key: String, _ value: String?) -> Bool { (query[key] ?? "").isEmpty || query[key] == value }
+            guard wanted("status", job.status.rawValue), wanted("account", job.account), wanted("device", job.device),
+                  wanted("error", job.errorType) else { return false }
+            guard let search = query["q"]?.lowercased(), !search.isEmpty else { return true }
+            return ([job.id, job.account, job.error ?? ""] + job.payload.map(\.1)).contains { $0.lowercased().contains(search) }
+        }
+        let all = try store.jobs().filter(matches)
+        return .json(.object([("total", .integer(Int64(all.count))), ("jobs", .array(all.prefix(limit).map(Self.jobJSON)))]))
+    }
+
+    func job(_ id: String) throws(StoreError) -> HTTPResponse {
+        guard let job = try store.job(id) else { return .error(404, "no job '\(id)'") }
+        guard case .object(var fields) = Self.jobJSON(job) else { return .error(500, "job \(id)") }
+        let events = try store.events(job: id)
+        fields.append(("events", .array(events.map { event in
+            .object([("at", .string(isoTime(event.at))), ("kind", .string(event.kind)), ("device", event.device.map { .string($0) } ?? .null),
+                     ("message", .string(event.message))])
+        })))
+        if job.status == .pending || job.status == .retrying {
+            let status = try PipelineStatus.read(store: store, config: config, paths: paths)
+            fields.append(("waiting", status.waiting.first { $0.job.id == id }.map { .string($0.reason) } ?? .null))
+        }
+        return .json(.object(fields))
+    }
+
+    // MARK: actions
+
+    func act(_ request: HTTPRequest, _ parts: [String]) throws(StoreError) -> HTTPResponse {
+        guard allowActions else { return .error(403, "actions are off; start the dashboard with 'seqpipe serve --allow-actions'") }
+        guard carriesToken(request, allowQuery: false) else {
+            return .error(401, "an action needs the token printed when the dashboard started (Authorization: Bearer TOKEN)")
+        }
+        if parts.count == 4 && parts[0] == "api" && parts[1] == "jobs" && parts[3] == "retry" {
+            let id = parts[2]
+            return try store.retry(id) ? .json(.object([("done", .string("job \(id) back to pending"))]))
+                : .error(409, "job \(id) cannot be retried (only a failed, cancelled or retrying job can)")
+        }
+        if parts.count == 4 && parts[0] == "api" && parts[1] == "jobs" && parts[3] == "cancel" {
+            let id = parts[2]
+            return try store.cancel(id) ? .json(.object([("done", .string("job \(id) cancelled"))]))
+                : .error(409, "job \(id) cannot be cancelled (a claimed or running one cannot)")
+        }
+        if parts.count == 4 && parts[0] == "api" && parts[1] == "accounts" && parts[3] == "resume" {
+            let name = parts[2]
+            return try store.resumeAccount(name) ? .json(.object([("done", .string("account \(name) resumed"))]))
+                : .error(404, "no account '\(name)'")
+        }
+        if parts == ["api", "stop"] {
+            let (text, failure) = paths.stopAll(config: config) { _ in }.report(store: paths.storeName)
+            return failure.map { .error(409, $0) } ?? .json(.object([("done", .string(text.split(separator: "\n").last.map(String.init) ?? "stopped"))]))
+        }
+        return .error(404, "no such action: \(request.path)")
+    }
+}

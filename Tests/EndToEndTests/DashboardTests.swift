@@ -1,0 +1,209 @@
+import Foundation
+import Glibc
+import Testing
+
+/// One HTTP exchange over a plain socket: sends `raw` to 127.0.0.1:`port`, reads until the
+/// server closes. Answers the status (0 when nothing came back), and the head and body.
+func httpExchange(_ port: Int, _ raw: String, seconds: Int = 15) -> (status: Int, head: String, body: String) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return (0, "", "") }
+    defer { close(fd) }
+    var limit = timeval(tv_sec: seconds, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = UInt16(port).bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    }
+    guard connected else { return (0, "", "") }
+    let bytes = Array(raw.utf8)
+    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var reply: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n <= 0 { break }
+        reply += buffer[0..<n]
+    }
+    let text = String(decoding: reply, as: UTF8.self)
+    guard let split = text.range(of: "\r\n\r\n") else { return (0, text, "") }
+    let head = String(text[..<split.lowerBound])
+    let status = Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0
+    return (status, head, String(text[split.upperBound...]))
+}
+
+func httpGet(_ port: Int, _ path: String, headers: String = "") -> (status: Int, head: String, body: String) {
+    httpExchange(port, "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(headers)\r\n")
+}
+
+func httpPost(_ port: Int, _ path: String, headers: String = "") -> (status: Int, head: String, body: String) {
+    httpExchange(port, "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\(headers)\r\n")
+}
+
+/// The first headless Chromium on PATH, if any.
+let chromiumPath: String? = ["chromium", "chromium-browser", "google-chrome"].first(where: commandOnPath)
+
+/// `seqpipe serve`: the page, its API, /metrics, the token rules and the bad requests, on a
+/// store the pipeline has just worked on.
+@Suite(.serialized) struct DashboardTests {
+    /// A store after a run: ok jobs, one suspended account (a permanent failure).
+    static func workedPipeline() throws -> PipelineSandbox {
+        let pipeline = try PipelineSandbox()
+        try pipeline.addJobs((0..<5).map { ("ok\($0)", "ok", "acct\($0)") } + [("bad", "suspended", "acct-bad")])
+        let (status, _, err) = try pipeline.pipe(["run", "--once"], seconds: 60)
+        try #require(status == 0, "run: \(err)")
+        return pipeline
+    }
+
+    /// Starts `seqpipe serve ARGS` and waits for the line saying where it listens.
+    static func serve(_ pipeline: PipelineSandbox, _ arguments: [String] = []) throws -> (Child, Int) {
+        let server = try pipeline.start(["serve", "--listen", "127.0.0.1:0"] + arguments)
+        #expect(waitUntil(20) { server.stdout.contains("http://127.0.0.1:") || !server.isRunning }, "\(server.stderr)")
+        let port = server.stdout.split(separator: "\n").first.flatMap { line in
+            line.split(separator: ":").last.flatMap { Int($0.filter(\.isNumber)) }
+        }
+        return (server, try #require(port, "\(server.stdout)"))
+    }
+
+    @Test func thePageTheAPIAndMetricsAnswerAndBadRequestsGetAStatus() throws {
+        let pipeline = try Self.workedPipeline()
+        let (server, port) = try Self.serve(pipeline)
+        let page = httpGet(port, "/")
+        #expect(page.status == 200 && page.head.contains("text/html") && page.body.contains("<title>seqpipe</title>"))
+        for outside in ["src=\"http", "href=\"http", "@import", "url(http", "fetch(\"http"] {
+            #expect(!page.body.contains(outside), "the page fetches nothing from elsewhere: \(outside)")
+        }
+        let status = try #require(try JSONSerialization.jsonObject(with: Data(httpGet(port, "/api/status").body.utf8)) as? [String: Any])
+        #expect((status["devices"] as? [Any])?.count == 3 && status["queue"] as? Int == 0 && status["actions"] as? Bool == false, "\(status)")
+        let failed = try #require(try JSONSerialization.jsonObject(with: Data(httpGet(port, "/api/jobs?status=failed").body.utf8)) as? [String: Any])
+        let jobs = failed["jobs"] as? [[String: Any]] ?? []
+        #expect(jobs.count == 1 && jobs.first?["id"] as? String == "bad" && jobs.first?["error_type"] as? String == "suspended", "\(failed)")
+        let detail = try #require(try JSONSerialization.jsonObject(with: Data(httpGet(port, "/api/jobs/bad").body.utf8)) as? [String: Any])
+        #expect((detail["events"] as? [[String: Any]])?.contains { $0["kind"] as? String == "account-paused" } == true, "\(detail)")
+        let chart = httpGet(port, "/api/throughput?minutes=30")
+        #expect(chart.status == 200 && chart.body.contains("\"success\":5"), "\(chart.body)")
+
+        // /metrics parses as the text format: comments, or NAME{LABELS} VALUE.
+        let metrics = httpGet(port, "/metrics")
+        #expect(metrics.status == 200 && metrics.head.contains("text/plain; version=0.0.4"))
+        let sample = try Regex(#"^[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)*\})? -?[0-9.e+]+$"#)
+        for line in metrics.body.split(separator: "\n") where !line.hasPrefix("#") {
+            #expect(line.wholeMatch(of: sample) != nil, "not a sample: \(line)")
+        }
+        #expect(metrics.body.contains("seqpipe_jobs{status=\"failed\"} 1") && metrics.body.contains("seqpipe_jobs{status=\"success\"} 5"))
+        #expect(metrics.body.contains("seqpipe_device_healthy{device=\"d0\",host=\"\"} 1"), "\(metrics.body)")
+
+        // Bad requests get a status, and the server goes on.
+        #expect(httpGet(port, "/api/jobs?limit=abc").status == 400)
+        #expect(httpGet(port, "/api/jobs?status=bogus").status == 400)
+        #expect(httpGet(port, "/nowhere").status == 404)
+        #expect(httpExchange(port, "DELETE /api/status HTTP/1.1\r\n\r\n").status == 405)
+        #expect(httpExchange(port, "NONSENSE\r\n\r\n").status == 400)
+        #expect(httpGet(port, "/", headers: "X-Big: \(String(repeating: "x", count: 20000))\r\n").status == 431)
+        #expect(httpPost(port, "/api/jobs/bad/retry").status == 403)
+        #expect(httpGet(port, "/api/status").status == 200)
+        server.signal(SIGTERM)
+        #expect(server.wait(10) == 0, "\(server.stderr)")
+    }
+
+    @Test func aSlowClientGets408AndOthersAreServedMeanwhile() throws {
+        let pipeline = try Self.workedPipeline()
+        let (server, port) = try Self.serve(pipeline)
+        // A client that sends half a request and then nothing.
+        let slow = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(slow) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(slow, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        #expect(connected)
+        _ = Array("GET / HTTP/1.1\r\nHost: x\r\n".utf8).withUnsafeBytes { send(slow, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        // Meanwhile another client is answered at once.
+        let started = Date()
+        #expect(httpGet(port, "/api/status").status == 200)
+        #expect(Date().timeIntervalSince(started) < 4, "served while the slow client waits")
+        // The slow one is told so and let go.
+        var limit = timeval(tv_sec: 15, tv_usec: 0)
+        setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = recv(slow, &buffer, buffer.count, 0)
+        #expect(n > 0 && String(decoding: buffer[0..<max(n, 0)], as: UTF8.self).hasPrefix("HTTP/1.1 408"))
+        server.signal(SIGTERM)
+        #expect(server.wait(10) == 0)
+    }
+
+    @Test func actionsNeedTheTokenAndAWiderAddressNeedsOneForEverything() throws {
+        let pipeline = try Self.workedPipeline()
+        let (server, port) = try Self.serve(pipeline, ["--allow-actions"])
+        let token = try #require(server.stdout.split(separator: "\n").first { $0.contains("token: ") }?.split(separator: " ").last.map(String.init))
+        #expect(httpPost(port, "/api/jobs/bad/retry").status == 401)
+        #expect(httpPost(port, "/api/jobs/bad/retry", headers: "Authorization: Bearer wrong\r\n").status == 401)
+        #expect(httpGet(port, "/api/jobs/bad/retry", headers: "Authorization: Bearer \(token)\r\n").status == 404)
+        let done = httpPost(port, "/api/jobs/bad/retry", headers: "Authorization: Bearer \(token)\r\n")
+        #expect(done.status == 200, "\(done.body)")
+        #expect(try pipeline.jobs()["bad"]?.status == "pending")
+        #expect(httpPost(port, "/api/jobs/ok0/cancel", headers: "X-Seqpipe-Token: \(token)\r\n").status == 409)
+        #expect(httpPost(port, "/api/accounts/acct-bad/resume", headers: "X-Seqpipe-Token: \(token)\r\n").status == 200)
+        server.signal(SIGTERM)
+        #expect(server.wait(10) == 0)
+
+        // Beyond loopback: refused without a token file; with one, every request carries it.
+        let (refused, _, err) = try pipeline.pipe(["serve", "--listen", "0.0.0.0:0"])
+        #expect(refused == 2 && err.contains("--token-file") && err.split(separator: "\n").count == 1, "\(err)")
+        _ = try pipeline.sandbox.write("token", "s3cret-token\n")
+        let wide = try pipeline.start(["serve", "--listen", "0.0.0.0:0", "--token-file", pipeline.sandbox.path("token")])
+        #expect(waitUntil(20) { wide.stdout.contains("http://0.0.0.0:") }, "\(wide.stderr)")
+        let widePort = try #require(wide.stdout.split(separator: "\n").first?.split(separator: ":").last.flatMap { Int($0.filter(\.isNumber)) })
+        #expect(httpGet(widePort, "/api/status").status == 401)
+        #expect(httpGet(widePort, "/api/status?token=s3cret-token").status == 200)
+        #expect(httpGet(widePort, "/api/status", headers: "Authorization: Bearer s3cret-token\r\n").status == 200)
+        wide.signal(SIGTERM)
+        #expect(wide.wait(10) == 0)
+    }
+
+    @Test(.enabled(if: chromiumPath != nil, "no headless Chromium here (chromium, chromium-browser or google-chrome): the browser test skips; .ci/run installs chromium"),
+          .timeLimit(.minutes(3)))
+    func aHeadlessBrowserShowsDevicesJobsAFailureAndTheChartAndFollowsANewJob() throws {
+        let pipeline = try Self.workedPipeline()
+        let (server, port) = try Self.serve(pipeline)
+        func render() throws -> String {
+            let browser = try pipeline.sandbox.start(chromiumPath!, [
+                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--user-data-dir=\(pipeline.sandbox.path("chromium"))",
+                "--virtual-time-budget=6000", "--dump-dom", "http://127.0.0.1:\(port)/",
+            ])
+            #expect(browser.wait(90) == 0, "\(browser.stderr.suffix(2000))")
+            return browser.stdout
+        }
+        let before = try render()
+        for device in ["d0", "d1", "d2"] { #expect(before.contains("<td>\(device)</td>"), "device \(device)") }
+        #expect(before.contains("<td>bad</td>") && before.contains("suspended: "), "the failed job and its reason")
+        #expect(before.contains("<svg") && before.contains("class=\"bar success\""), "the chart")
+        #expect(before.contains("6 matching"), "the job count")
+        #expect(!before.contains("id=\"updated\">failed"), "no fetch failed: \(before)")
+
+        // A job finishes: the page follows.
+        try pipeline.addJobs([("later", "ok", "acct-later")])
+        #expect(try pipeline.pipe(["run", "--once"], seconds: 60).0 == 0)
+        let after = try render()
+        #expect(after.contains("<td>later</td>") && after.contains("7 matching"), "the new job")
+        #expect(after.contains("success 6"), "the chart's legend counts it")
+
+        // A picture for people to look at, kept beside the build.
+        let picture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/dashboard.png").path
+        let shot = try pipeline.sandbox.start(chromiumPath!, [
+            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars", "--user-data-dir=\(pipeline.sandbox.path("chromium"))",
+            "--window-size=1400,1000", "--virtual-time-budget=6000", "--screenshot=\(picture)", "http://127.0.0.1:\(port)/",
+        ])
+        #expect(shot.wait(90) == 0)
+        #expect(FileManager.default.fileExists(atPath: picture))
+        print("dashboard: screenshot in \(picture)")
+        server.signal(SIGTERM)
+        #expect(server.wait(10) == 0)
+    }
+}
