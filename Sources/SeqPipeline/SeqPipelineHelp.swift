@@ -44,6 +44,9 @@ public enum SeqPipelineHelp {
                                         age: 90s, 15m, 2h, 1d).
           show-config                   Ports per worker, steps and policies.
           schedule [--minutes N]        The recurring jobs' first runs after start, in order.
+          serve [--listen HOST:PORT] [--allow-actions] [--token-file FILE]
+                                        A live dashboard of the store in a browser (default
+                                        127.0.0.1:8080), JSON under /api/, and /metrics.
           stop-all                      Stop the running orchestrator and its workers cleanly.
           retry JOB | cancel JOB
 
