@@ -21,11 +21,32 @@ public struct Dashboard {
     public var token: String?
     /// Whether reads need the token too (listening beyond loopback).
     public var tokenForReads = false
+    /// Answers to reads, kept for `cacheSeconds`: browsers polling together cost one reading
+    /// of the store, not one each.
+    let cache = ResponseCache()
+    public var cacheSeconds = 1.0
 
     public init(store: any JobStore, config: PipelineConfig, paths: PipelinePaths) {
         self.store = store
         self.config = config
         self.paths = paths
+    }
+
+    /// Answers kept a short while, by path and query.
+    final class ResponseCache: @unchecked Sendable {
+        // @unchecked: used from the server's one thread.
+        var answers: [String: (at: Int64, response: HTTPResponse)] = [:]
+
+        func answer(_ key: String, maximumAge: Double) -> HTTPResponse? {
+            guard let kept = answers[key], Clock.monotonicNanoseconds() - kept.at < Int64(maximumAge * 1e9) else { return nil }
+            return kept.response
+        }
+
+        func keep(_ key: String, _ response: HTTPResponse) {
+            let now = Clock.monotonicNanoseconds()
+            answers = answers.filter { now - $0.value.at < 60_000_000_000 }
+            answers[key] = (now, response)
+        }
     }
 
     /// The token in `file` (its first line, spaces around it dropped).
@@ -81,22 +102,31 @@ public struct Dashboard {
                 return known ? .error(405, "\(request.method) is not served here; pages are GET, actions POST") : .error(404, "no such page: \(request.path)")
             }
             if parts.isEmpty { return HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", body: DashboardPage.html) }
-            if parts == ["metrics"] {
-                return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: try metrics())
-            }
-            if parts == ["api", "status"] { return .json(try status()) }
-            if parts == ["api", "jobs"] { return try jobs(request.query) }
-            if parts.count == 3 && parts[0] == "api" && parts[1] == "jobs" { return try job(parts[2]) }
-            if parts == ["api", "throughput"] {
-                guard let minutes = Self.number(request.query["minutes"], default: 180, range: 1...1440) else {
-                    return .error(400, "minutes must be a whole number from 1 to 1440")
-                }
-                return .json(try throughputJSON(minutes: minutes))
-            }
-            return .error(404, "no such page: \(request.path)")
+            let key = request.path + "?" + request.query.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "&")
+            if let kept = cache.answer(key, maximumAge: cacheSeconds) { return kept }
+            let answer = try read(request, parts)
+            if answer.status == 200 { cache.keep(key, answer) }
+            return answer
         } catch {
             return .error(500, "store \(paths.storeName): \(error.message)")
         }
+    }
+
+    /// A GET of the API or /metrics, answered from the store.
+    func read(_ request: HTTPRequest, _ parts: [String]) throws(StoreError) -> HTTPResponse {
+        if parts == ["metrics"] {
+            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: try metrics())
+        }
+        if parts == ["api", "status"] { return .json(try status()) }
+        if parts == ["api", "jobs"] { return try jobs(request.query) }
+        if parts.count == 3 && parts[0] == "api" && parts[1] == "jobs" { return try job(parts[2]) }
+        if parts == ["api", "throughput"] {
+            guard let minutes = Self.number(request.query["minutes"], default: 180, range: 1...1440) else {
+                return .error(400, "minutes must be a whole number from 1 to 1440")
+            }
+            return .json(try throughputJSON(minutes: minutes))
+        }
+        return .error(404, "no such page: \(request.path)")
     }
 
     func carriesToken(_ request: HTTPRequest, allowQuery: Bool) -> Bool {
@@ -142,7 +172,7 @@ public struct Dashboard {
 
     func status() throws(StoreError) -> JSON.Value {
         let status = try PipelineStatus.read(store: store, config: config, paths: paths)
-        guard case .object(var fields)? = JSON.decode(status.json) else { return .object([]) }
+        guard case .object(var fields) = status.jsonValue else { return .object([]) }
         let queue = status.counts.filter { [.pending, .retrying, .claimed, .running].contains($0.0) }.reduce(0) { $0 + $1.1 }
         let perMinute = try throughput(minutes: 15, now: status.now).perMinute
         fields.append(("queue", .integer(Int64(queue))))

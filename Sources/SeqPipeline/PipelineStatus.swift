@@ -253,14 +253,17 @@ public struct PipelineStatus {
     func optional(_ value: String?) -> JSON.Value { value.map { .string($0) } ?? .null }
     func time(_ value: Double?) -> JSON.Value { value.map { .string(isoTime($0)) } ?? .null }
 
-    public var json: String {
+    public var json: String { JSON.encode(jsonValue) + "\n" }
+
+    /// `status --json` as a value (the dashboard adds to it).
+    public var jsonValue: JSON.Value {
         let orchestrator: JSON.Value = holder.map { holder in
             .object([
                 ("pid", .integer(Int64(holder.holder.pid))), ("since", .string(Clock.isoUTC(holder.since))),
                 ("heartbeat_age_seconds", holderSilentSeconds.map { .number($0) } ?? .null), ("hung", .bool(hung)),
             ])
         } ?? .null
-        return JSON.encode(.object([
+        return .object([
             ("store", .string(database)),
             ("hosts", .array(hosts.map(hostJSON))),
             ("orchestrator", orchestrator),
@@ -307,6 +310,6 @@ public struct PipelineStatus {
                          ("since", time(alert.raisedAt)), ("seen", time(alert.seenAt))])
             })),
             ("waiting", .array(waiting.map { .object([("job", .string($0.job.id)), ("account", .string($0.job.account)), ("reason", .string($0.reason))]) })),
-        ])) + "\n"
+        ])
     }
 }
