@@ -65,13 +65,17 @@ extension JobSources {
     /// - Throws: `ConfigError` naming a folder or CSV that cannot be read; `StoreError`s pass
     ///   as `ConfigError` with the store's message.
     public static func seed(
-        store: SQLJobStore, folders: [String], accounts: [String], csvFiles: [String], priority: Int, maxAttempts: Int
+        store: SQLJobStore, folders: [String], accounts: [String], csvFiles: [String], priority: Int, maxAttempts: Int,
+        config: PipelineConfig? = nil
     ) throws(ConfigError) -> SeedReport {
         var report = SeedReport()
         func existing() throws(ConfigError) -> [Job] {
             do { return try store.jobs() } catch { throw ConfigError(message: error.message) }
         }
         func add(_ jobs: [Job]) throws(ConfigError) {
+            if let config {
+                for job in jobs { if let missing = Placeholders.missing(for: job, config: config) { throw ConfigError(message: "job \(job.id): \(missing)") } }
+            }
             let known = Set(try existing().map(\.id))
             let fresh = jobs.filter { $0.id.isEmpty || !known.contains($0.id) }
             report.skipped += jobs.count - fresh.count
@@ -93,9 +97,11 @@ extension JobSources {
 
     /// `seed` with its progress CSV written to `export` (if given), and the line it prints.
     public static func seed(
-        store: SQLJobStore, folders: [String], accounts: [String], csvFiles: [String], priority: Int, maxAttempts: Int, export: String?
+        store: SQLJobStore, folders: [String], accounts: [String], csvFiles: [String], priority: Int, maxAttempts: Int, export: String?,
+        config: PipelineConfig
     ) throws(ConfigError) -> String {
-        let report = try seed(store: store, folders: folders, accounts: accounts, csvFiles: csvFiles, priority: priority, maxAttempts: maxAttempts)
+        let report = try seed(store: store, folders: folders, accounts: accounts, csvFiles: csvFiles, priority: priority, maxAttempts: maxAttempts,
+                              config: config)
         if let export {
             let jobs: [Job]
             do { jobs = try store.jobs() } catch { throw ConfigError(message: error.message) }

@@ -86,14 +86,19 @@ public enum Listing {
     /// steps, and every policy in force.
     public static func configuration(_ config: PipelineConfig, devices: [Device], paths: PipelinePaths) -> String {
         var text = "config: \(config.path ?? "\(paths.config) (missing: defaults)")\n"
-        text += "workers (one per device, in name order):\n"
-        var rows = [["WORKER", "DEVICE", "APPIUM PORT", "SYSTEM PORTS", "LOG"]]
-        for index in 0..<max(devices.count, 3) {
-            rows.append([String(index), index < devices.count ? devices[index].name : "-", String(config.appiumPort(worker: index)),
-                         "\(config.systemPort(worker: index))-\(config.systemPort(worker: index) + config.systemPortStride - 1)",
-                         paths.log(worker: index)])
+        if devices.isEmpty {
+            text += "workers: none, for no device is in the store yet (add one with 'seqpipe device add NAME'); worker k gets Appium port "
+                + "\(config.appiumPortBase) + \(config.appiumPortStride)k and system ports \(config.systemPortBase) + \(config.systemPortStride)k on\n"
+        } else {
+            text += "workers (one per device, in name order):\n"
+            var rows = [["WORKER", "DEVICE", "APPIUM PORT", "SYSTEM PORTS", "LOG"]]
+            for (index, device) in devices.enumerated() {
+                rows.append([String(index), device.name, String(config.appiumPort(worker: index)),
+                             "\(config.systemPort(worker: index))-\(config.systemPort(worker: index) + config.systemPortStride - 1)",
+                             paths.log(worker: index)])
+            }
+            text += TextTable.render(rows)
         }
-        text += TextTable.render(rows)
         text += "steps:\n"
         for step in config.steps {
             text += "  \(step.name): \(GuardedCommand.displayCommand(step.run)) (timeout \(durationText(step.timeoutSeconds)), memory \(step.memoryLimitMegabytes) MB, \(step.attempts) attempts\(step.check.map { ", check \(GuardedCommand.displayCommand($0))" } ?? ""))\n"

@@ -102,6 +102,23 @@ public struct Account: Sendable {
     public init(name: String) { self.name = name }
 }
 
+/// One priority vocabulary for jobs, the CSV and recurring jobs: P0 (first) to P3, with
+/// high, normal and low as names for P0, P2 and P3 (seqexec's levels), or a whole number
+/// (higher first). A job's number: P0 2, P1 1, P2 0 (the default), P3 -1.
+public enum JobPriority {
+    public static let vocabulary = "P0 (first) to P3, high, normal, low, or a whole number (higher first)"
+
+    public static func parse(_ text: String) -> Int? {
+        switch text.lowercased() {
+        case "p0", "high": return 2
+        case "p1": return 1
+        case "p2", "normal": return 0
+        case "p3", "low": return -1
+        default: return Int(text)
+        }
+    }
+}
+
 /// A job as stored: its work (payload) and its progress.
 public struct Job: Sendable {
     public var id: String

@@ -7,14 +7,21 @@ public enum ProgressCSV {
     public static let header = ["job_id", "account", "video_path", "caption", "status", "worker_id", "claimed_at",
                                 "completed_at", "error", "attempts", "max_attempts", "retry_at", "error_type"]
 
+    /// The original's columns, then `priority` and a column per payload field beyond video
+    /// and caption (named by its key), so that `import-csv` gives the same jobs back.
     public static func export(_ jobs: [Job]) -> String {
-        var text = header.joined(separator: ",") + "\r\n"
+        let standard: Set<String> = ["video", "video_path", "caption"]
+        var extra: [String] = []
+        for job in jobs { for (key, _) in job.payload where !standard.contains(key) && !extra.contains(key) && !header.contains(key) { extra.append(key) } }
+        extra.sort()
+        var text = (header + ["priority"] + extra).map(quote).joined(separator: ",") + "\r\n"
         for job in jobs {
             let fields = [
                 job.id, job.account, job.field("video") ?? job.field("video_path") ?? "", job.field("caption") ?? "",
                 job.status.rawValue, job.worker.map(String.init) ?? "", isoTime(job.claimedAt), isoTime(job.completedAt),
                 job.error ?? "", String(job.attempts), String(job.maxAttempts), isoTime(job.retryAt), job.errorType ?? "",
-            ]
+                String(job.priority),
+            ] + extra.map { job.field($0) ?? "" }
             text += fields.map(quote).joined(separator: ",") + "\r\n"
         }
         return text
@@ -81,6 +88,12 @@ public enum ProgressCSV {
     /// Jobs from a progress CSV. A claimed or running row (a run that died) comes back pending.
     /// - Throws: `ConfigError` naming the line and the column.
     public static func importJobs(_ text: String, file: String, defaultMaxAttempts: Int) throws(ConfigError) -> [Job] {
+        try importRows(text, file: file, defaultMaxAttempts: defaultMaxAttempts).map(\.job)
+    }
+
+    /// The jobs with the line each came from. A column beyond the original's (and
+    /// `priority`) is a payload field; a job id seen twice is an error naming both lines.
+    public static func importRows(_ text: String, file: String, defaultMaxAttempts: Int) throws(ConfigError) -> [(job: Job, line: Int)] {
         let (rows, badLine) = parse(text)
         if let badLine { throw ConfigError(message: "\(file):\(badLine): a quoted field never ends; close its double quote") }
         guard let first = rows.first else { throw ConfigError(message: "\(file): empty; expected a header line: \(header.joined(separator: ","))") }
@@ -89,7 +102,9 @@ public enum ProgressCSV {
         for required in ["job_id", "account"] where column[required] == nil {
             throw ConfigError(message: "\(file):1: no '\(required)' column; expected a header line: \(header.joined(separator: ","))")
         }
-        var jobs: [Job] = []
+        var jobs: [(job: Job, line: Int)] = []
+        var seen: [String: Int] = [:]
+        let fields = column.filter { !header.contains($0.key) && $0.key != "priority" && !$0.key.isEmpty }.sorted { $0.value < $1.value }
         for (offset, row) in rows.dropFirst().enumerated() {
             let line = offset + 2
             if row.allSatisfy({ $0.isEmpty }) { continue }
@@ -117,7 +132,15 @@ public enum ProgressCSV {
             let account = value("account")
             guard !id.isEmpty else { throw ConfigError(message: "\(file):\(line): job_id is empty; every job needs an id") }
             guard !account.isEmpty else { throw ConfigError(message: "\(file):\(line): account is empty for job \(id)") }
+            if let first = seen[id] { throw ConfigError(message: "\(file):\(line): job '\(id)' is on line \(first) too; give each job its own id") }
+            seen[id] = line
             var job = Job(id: id, account: account)
+            if !value("priority").isEmpty {
+                guard let priority = JobPriority.parse(value("priority")) else {
+                    throw ConfigError(message: "\(file):\(line): priority '\(value("priority"))' is not \(JobPriority.vocabulary)")
+                }
+                job.priority = priority
+            }
             let statusText = value("status").isEmpty ? "pending" : value("status")
             guard let status = JobStatus(rawValue: statusText) else {
                 throw ConfigError(message: "\(file):\(line): status '\(statusText)' is not one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -125,6 +148,7 @@ public enum ProgressCSV {
             job.status = status == .claimed || status == .running ? .pending : status
             if !value("video_path").isEmpty { job.payload.append(("video", value("video_path"))) }
             if !value("caption").isEmpty { job.payload.append(("caption", value("caption"))) }
+            for (key, _) in fields where !value(key).isEmpty { job.payload.append((key, value(key))) }
             if !value("worker_id").isEmpty {
                 guard let worker = Int(value("worker_id")) else { throw ConfigError(message: "\(file):\(line): worker_id '\(value("worker_id"))' is not a number") }
                 job.worker = worker
@@ -136,7 +160,7 @@ public enum ProgressCSV {
             job.errorType = value("error_type").isEmpty ? nil : value("error_type")
             job.attempts = try number("attempts", 0)
             job.maxAttempts = max(1, try number("max_attempts", defaultMaxAttempts))
-            jobs.append(job)
+            jobs.append((job, line))
         }
         return jobs
     }

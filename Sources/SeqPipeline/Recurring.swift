@@ -210,8 +210,9 @@ extension ConfigReader {
             let (low, high) = try interval(item["interval_seconds"], "\(key).interval_seconds")
             var priority = 2
             if let text = try string(item["priority"], "\(key).priority") {
-                guard let level = ["P0", "P1", "P2", "P3"].firstIndex(of: text.uppercased()) else {
-                    throw fail("\(key).priority", "one of \"P0\" (first) … \"P3\" (found \"\(text)\")")
+                let names = ["high": "P0", "normal": "P2", "low": "P3"]
+                guard let level = ["P0", "P1", "P2", "P3"].firstIndex(of: names[text.lowercased()] ?? text.uppercased()) else {
+                    throw fail("\(key).priority", "one of \"P0\" (first) … \"P3\", or high, normal, low (found \"\(text)\")")
                 }
                 priority = level
             }

@@ -26,8 +26,10 @@ public enum SeqPipelineHelp {
           account add NAME [--daily-limit N]
           account list | account resume NAME
           add-job --account A [--id ID] [--video PATH] [--caption TEXT] [--field KEY=VALUE]...
-                  [--priority N] [--max-attempts N]
-          add-folder DIR --accounts A [B...] [--priority N] [--max-attempts N]
+                  [--priority P] [--max-attempts N]
+                                        --priority: P0 (first) to P3, high, normal, low,
+                                        or a number (higher first).
+          add-folder DIR --accounts A [B...] [--priority P] [--max-attempts N]
           import-csv FILE | export-csv [FILE]
           seed [--folder DIR]... [--accounts A [B...]] [--csv FILE]... [--export FILE]
                                         Create or refresh the store (and the progress CSV

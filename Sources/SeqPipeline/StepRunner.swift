@@ -7,13 +7,45 @@ public struct Placeholders: Sendable {
 
     public init(values: [String: String]) { self.values = values }
 
+    /// What worker `worker` fills in: its device and ports, and with a job, the job's fields,
+    /// id, run and account.
+    public static func of(worker: Int, device: String, config: PipelineConfig, job: Job?) -> Placeholders {
+        var values: [String: String] = [
+            "worker": String(worker), "device": device,
+            "appium_port": String(config.appiumPort(worker: worker)),
+            "system_port": String(config.systemPort(worker: worker)),
+            "system_port_end": String(config.systemPort(worker: worker) + config.systemPortStride - 1),
+        ]
+        if let job {
+            for (key, value) in job.payload { values[key] = value }
+            if let video = values["video"], values["video_path"] == nil { values["video_path"] = video }
+            if let video = values["video_path"], values["video"] == nil { values["video"] = video }
+            values["job_id"] = job.id
+            values["attempt"] = String(max(job.runs, 1))
+            values["account"] = job.account
+        }
+        return Placeholders(values: values)
+    }
+
     /// What a device's own commands and URL may use, with worker 0's values: for checking
     /// them when the device is added.
     public static func example(device: String, config: PipelineConfig) -> Placeholders {
-        Placeholders(values: [
-            "worker": "0", "device": device, "appium_port": String(config.appiumPort(worker: 0)),
-            "system_port": String(config.systemPort(worker: 0)), "system_port_end": String(config.systemPort(worker: 0) + config.systemPortStride - 1),
-        ])
+        of(worker: 0, device: device, config: config, job: nil)
+    }
+
+    /// Why `job` cannot run the steps (and the reset) of `config`: the first placeholder no
+    /// value exists for, with the step; nil when every one is filled. Checked when jobs are
+    /// added, so that a missing field is found then, not when the job fails at run time.
+    public static func missing(for job: Job, config: PipelineConfig) -> String? {
+        let values = of(worker: 0, device: "-", config: config, job: job)
+        var lists: [(String, [String])] = config.steps.flatMap { step in [(step.name, step.run)] + (step.check.map { [(step.name + " check", $0)] } ?? []) }
+        if let reset = config.reset { lists.append(("reset", reset)) }
+        for (name, argv) in lists {
+            do { _ = try values.fill(argv) } catch {
+                return "step \(name): \(error.message); add the field to the job (--field KEY=VALUE, or a CSV column)"
+            }
+        }
+        return nil
     }
 
     /// Every `{name}` replaced; `{{` and `}}` stand for braces.

@@ -117,21 +117,7 @@ public struct Worker {
     }
 
     func placeholders(job: Job?) -> Placeholders {
-        var values: [String: String] = [
-            "worker": String(index), "device": deviceName,
-            "appium_port": String(config.appiumPort(worker: index)),
-            "system_port": String(config.systemPort(worker: index)),
-            "system_port_end": String(config.systemPort(worker: index) + config.systemPortStride - 1),
-        ]
-        if let job {
-            for (key, value) in job.payload { values[key] = value }
-            if let video = values["video"], values["video_path"] == nil { values["video_path"] = video }
-            if let video = values["video_path"], values["video"] == nil { values["video"] = video }
-            values["job_id"] = job.id
-            values["attempt"] = String(job.runs)
-            values["account"] = job.account
-        }
-        return Placeholders(values: values)
+        Placeholders.of(worker: index, device: deviceName, config: config, job: job)
     }
 
     /// Loops until stopped: health check, claim, run.

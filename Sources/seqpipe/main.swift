@@ -82,6 +82,13 @@ func number(_ name: String, default fallback: Int, minimum: Int = 0) -> Int {
     return number
 }
 
+/// --priority: P0 to P3, high, normal, low, or a whole number.
+func priority() -> Int {
+    guard let text = options.value("--priority") else { return 0 }
+    guard let value = JobPriority.parse(text) else { usage("--priority '\(text)' must be \(JobPriority.vocabulary)") }
+    return value
+}
+
 func expect(_ count: Int, _ what: String) {
     if words.count != count { usage("expected \(what)") }
 }
@@ -218,7 +225,7 @@ case "add-job":
     guard let account = options.value("--account"), !account.isEmpty else { usage("--account is required") }
     let config = loadConfig()
     var job = Job(id: options.value("--id") ?? "", account: account)
-    job.priority = number("--priority", default: 0, minimum: Int.min)
+    job.priority = priority()
     job.maxAttempts = number("--max-attempts", default: config.maxAttempts, minimum: 1)
     if let video = options.value("--video") { job.payload.append(("video", video)) }
     if let caption = options.value("--caption") { job.payload.append(("caption", caption)) }
@@ -227,6 +234,7 @@ case "add-job":
         job.payload.append((String(field[..<equals]), String(field[field.index(after: equals)...])))
     }
     let store = openStore()
+    if let missing = Placeholders.missing(for: job, config: config) { fail("job \(job.id.isEmpty ? "to add" : job.id): \(missing)", 1) }
     let ids = storeCall { () throws(StoreError) in try store.addJobs([job]) }
     printOut("\(ids[0])\n")
 
@@ -240,9 +248,10 @@ case "add-folder":
     let made: (jobs: [Job], skipped: Int)
     do {
         made = try JobSources.folder(
-            words[0], accounts: accounts, priority: number("--priority", default: 0, minimum: Int.min),
+            words[0], accounts: accounts, priority: priority(),
             maxAttempts: number("--max-attempts", default: config.maxAttempts, minimum: 1), existingVideos: existing)
     } catch { fail(error.message, 1) }
+    if let job = made.jobs.first, let missing = Placeholders.missing(for: job, config: config) { fail("\(words[0]): \(missing)", 1) }
     let ids = storeCall { () throws(StoreError) in try store.addJobs(made.jobs) }
     printOut("added \(ids.count) job\(ids.count == 1 ? "" : "s") over \(min(accounts.count, max(ids.count, 1))) account\(accounts.count == 1 ? "" : "s")\(made.skipped > 0 ? "; \(made.skipped) file(s) already queued" : "")\n")
 
@@ -250,12 +259,18 @@ case "import-csv":
     expect(1, "a CSV file")
     let bytes: [UInt8]
     do { bytes = try FileSystem.readFile(words[0]) } catch { fail("cannot read \(words[0]): \(error)", 1) }
-    let jobs: [Job]
-    do { jobs = try ProgressCSV.importJobs(String(decoding: bytes, as: UTF8.self), file: words[0], defaultMaxAttempts: loadConfig().maxAttempts) } catch {
+    let config = loadConfig()
+    let rows: [(job: Job, line: Int)]
+    do { rows = try ProgressCSV.importRows(String(decoding: bytes, as: UTF8.self), file: words[0], defaultMaxAttempts: config.maxAttempts) } catch {
         fail(error.message, 1)
     }
     let store = openStore()
-    let ids = storeCall { () throws(StoreError) in try store.addJobs(jobs) }
+    let known = Set(storeCall { () throws(StoreError) in try store.jobs() }.map(\.id))
+    for (job, line) in rows {
+        if known.contains(job.id) { fail("\(words[0]):\(line): job '\(job.id)' is already in the store; give it another id, or drop the row", 1) }
+        if let missing = Placeholders.missing(for: job, config: config) { fail("\(words[0]):\(line): job \(job.id): \(missing)", 1) }
+    }
+    let ids = storeCall { () throws(StoreError) in try store.addJobs(rows.map(\.job)) }
     printOut("imported \(ids.count) job\(ids.count == 1 ? "" : "s")\n")
 
 case "export-csv":
@@ -421,7 +436,7 @@ func seed() {
     do {
         printOut(try JobSources.seed(
             store: store, folders: folders, accounts: accounts, csvFiles: options.values("--csv"),
-            priority: number("--priority", default: 0, minimum: Int.min), maxAttempts: number("--max-attempts", default: config.maxAttempts, minimum: 1),
-            export: options.value("--export")))
+            priority: priority(), maxAttempts: number("--max-attempts", default: config.maxAttempts, minimum: 1),
+            export: options.value("--export"), config: config))
     } catch { fail(error.message, 1) }
 }

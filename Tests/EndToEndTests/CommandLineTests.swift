@@ -34,7 +34,7 @@ struct CommandLineTests {
         // --db after the command, --json before the command's words: both work.
         let (status, json, err) = try pipeline.pipe(["status", "--json", "--db", store])
         #expect(status == 0 && json.hasPrefix("{"), "\(err)")
-        let (added, id, _) = try pipeline.pipe(["add-job", "--priority", "-3", "--account", "a1", "--db=\(store)"])
+        let (added, id, _) = try pipeline.pipe(["add-job", "--priority", "-3", "--account", "a1", "--field", "mode=ok", "--db=\(store)"])
         #expect(added == 0 && !id.isEmpty)
         let (help, text, _) = try pipeline.pipe(["device", "--help"])
         #expect(help == 0 && text.contains("device add NAME [--url URL]") && text.contains("device list | device remove NAME"), "\(text)")

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SeqSystem
 import Testing
 
 /// The help, the README and the man pages say the same thing, and the man pages render.
@@ -53,4 +54,23 @@ struct DocumentationTests {
             #expect(text.contains(".SH \(section)\n"), "\(page) has \(section)")
         }
     }
+}
+
+/// The README's seqpipe demo, pasted as one block into a shell, works: its store in the
+/// test's sandbox, its tools from this build.
+@Test(.enabled(if: TCPListeners.sockets(port: 4723).isEmpty, "port 4723 (the demo's Appium port) is taken here: the README demo test skips"))
+func theReadmeDemoWorksPastedAsOneBlock() throws {
+    let readme = try String(contentsOfFile: packageRoot + "/README.md", encoding: .utf8)
+    let section = try #require(readme.range(of: "## seqpipe\n"))
+    let start = try #require(readme.range(of: "```sh\n", range: section.upperBound..<readme.endIndex))
+    let end = try #require(readme.range(of: "```\n", range: start.upperBound..<readme.endIndex))
+    let sandbox = try Sandbox()
+    var block = String(readme[start.upperBound..<end.lowerBound])
+    block = block.replacingOccurrences(of: "swift build -c release && PATH=$PWD/.build/release:$PATH", with: "PATH=\(toolsDirectory):$PATH")
+    block = block.replacingOccurrences(of: "/tmp/seqpipe-demo/", with: sandbox.path("demo") + "/")
+    block = block.replacingOccurrences(of: "$PWD/scripts/", with: packageRoot + "/scripts/")
+    let script = try sandbox.script("demo.sh", "set -e\n" + block, interpreter: "/bin/bash")
+    let demo = try sandbox.start(script, [])
+    #expect(demo.wait(120) == 0, "\(demo.stdout)\(demo.stderr)")
+    #expect(demo.stdout.contains("success 1,"), "\(demo.stdout)")
 }

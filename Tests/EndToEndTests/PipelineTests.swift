@@ -446,6 +446,7 @@ extension Clock {
     /// progress CSV, and runs nothing; seeding again adds nothing twice.
     @Test func seedFillsTheStoreAndRunsNothing() throws {
         let pipeline = try PipelineSandbox(devices: 1)
+        try pipeline.configure(step: ["run": [simDirectory + "/sim-step", "--log", pipeline.stepLog, "--job", "{job_id}", "ok"]])
         let media = pipeline.sandbox.path("media")
         try FileManager.default.createDirectory(atPath: media, withIntermediateDirectories: true)
         for name in ["one.mp4", "two.mp4"] { _ = try pipeline.sandbox.write("media/\(name)", "video") }
@@ -501,8 +502,46 @@ extension Clock {
         #expect(status == 125 && err.hasPrefix("seqpipe: \(pipeline.sandbox.path(".seqpipe/pipeline.json")): steps[0].attempts: expected"), "\(err)")
     }
 
+    @Test func jobsAreCheckedWhenAddedAndTheCSVKeepsEveryField() throws {
+        let pipeline = try PipelineSandbox(devices: 0)
+        // A field the step needs ({mode}) is refused when the job is added, not found at run time.
+        let (refused, _, why) = try pipeline.pipe(["add-job", "--id", "j1", "--account", "a"])
+        #expect(refused == 1 && why.contains("job j1: step post: placeholder {mode} has no value") && why.contains("--field"), "\(why)")
+        // One priority vocabulary: P0–P3, high/normal/low, or a number.
+        for (word, value) in [("high", 2), ("P1", 1), ("normal", 0), ("low", -1), ("7", 7)] {
+            #expect(try pipeline.pipe(["add-job", "--id", "p-\(word)", "--account", "acct-\(word)", "--field", "mode=ok", "--priority", word]).0 == 0)
+            _ = value
+        }
+        let (badPriority, _, badWhy) = try pipeline.pipe(["add-job", "--account", "a", "--field", "mode=ok", "--priority", "urgent"])
+        #expect(badPriority == 2 && badWhy.contains("P0 (first) to P3, high, normal, low"), "\(badWhy)")
+        // export-csv keeps the priority and every field; import-csv gives them back.
+        let exported = pipeline.sandbox.path("all.csv")
+        #expect(try pipeline.pipe(["export-csv", exported]).0 == 0)
+        let text = pipeline.sandbox.read("all.csv")
+        #expect(text.hasPrefix("job_id,account,video_path,caption,status,worker_id,claimed_at,completed_at,error,attempts,max_attempts,retry_at,error_type,priority,mode\r\n"), "\(text)")
+        #expect(text.contains("p-high,acct-high,,,pending,,,,,0,3,,,2,ok"), "\(text)")
+        let copy = pipeline.sandbox.path("copy/pipeline.db")
+        #expect(try pipeline.pipe(["--db", copy, "init"]).0 == 0)
+        let same = pipeline.sandbox.path(".seqpipe/pipeline.json")
+        #expect(try pipeline.pipe(["--db", copy, "--config", same, "import-csv", exported]).0 == 0)
+        #expect(try pipeline.pipe(["--db", copy, "export-csv"]).1 == text)
+        // A duplicate id, in the store or in the file, is FILE:LINE: reason, exit 1.
+        let (duplicate, _, duplicateWhy) = try pipeline.pipe(["--db", copy, "--config", same, "import-csv", exported])
+        #expect(duplicate == 1 && duplicateWhy == "seqpipe: \(exported):2: job 'p-7' is already in the store; give it another id, or drop the row\n", "\(duplicateWhy)")
+        let twice = try pipeline.sandbox.write("twice.csv", "job_id,account,mode\nq1,a,ok\nq1,b,ok\n")
+        let (again, _, againWhy) = try pipeline.pipe(["import-csv", twice])
+        #expect(again == 1 && againWhy.contains("\(twice):3: job 'q1' is on line 2 too"), "\(againWhy)")
+        let lacking = try pipeline.sandbox.write("lacking.csv", "job_id,account\nr1,a\n")
+        let (lack, _, lackWhy) = try pipeline.pipe(["import-csv", lacking])
+        #expect(lack == 1 && lackWhy.contains("\(lacking):2: job r1: step post: placeholder {mode}"), "\(lackWhy)")
+        // show-config lists no worker for a device that does not exist.
+        let (_, config, _) = try pipeline.pipe(["show-config"])
+        #expect(config.contains("workers: none") && !config.contains("worker_0.log"), "\(config)")
+    }
+
     @Test func csvRoundTripsThroughTheCommands() throws {
         let pipeline = try PipelineSandbox(devices: 1)
+        try pipeline.configure(step: ["run": [simDirectory + "/sim-step", "--job", "{job_id}", "ok"]])
         let media = pipeline.sandbox.path("media")
         try FileManager.default.createDirectory(atPath: media, withIntermediateDirectories: true)
         for name in ["a.mp4", "b.mp4", "c.mov", "notes.md"] { try pipeline.sandbox.write("media/\(name)", "x") }

@@ -145,7 +145,7 @@ import TestSupport
         running.worker = 1
         _ = try store.addJobs([tricky, failed, running])
         let exported = ProgressCSV.export(try store.jobs())
-        #expect(exported.hasPrefix("job_id,account,video_path,caption,status,worker_id,claimed_at,completed_at,error,attempts,max_attempts,retry_at,error_type\r\n"))
+        #expect(exported.hasPrefix("job_id,account,video_path,caption,status,worker_id,claimed_at,completed_at,error,attempts,max_attempts,retry_at,error_type,priority\r\n"))
 
         let imported = try ProgressCSV.importJobs(exported, file: "progress.csv", defaultMaxAttempts: 3)
         let other = TemporaryDirectory()
