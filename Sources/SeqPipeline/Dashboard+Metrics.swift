@@ -17,9 +17,10 @@ extension Dashboard {
         }
         family("seqpipe_jobs", "gauge", "Jobs in the store by status.",
                JobStatus.allCases.map { status in ([("status", status.rawValue)], Double(jobs.filter { $0.status == status }.count)) })
-        let (series, perMinute) = try throughput(minutes: 60, now: now)
+        let series = try Throughput.series(store: store, minutes: 60, now: now)
+        let perMinute = try Throughput.finishedPerMinute(store: store, now: now)
         family("seqpipe_finished_last_hour", "gauge", "Job runs that ended in the last hour, by outcome.",
-               Self.outcomeNames.map { outcome in ([("outcome", outcome)], Double(series.reduce(0) { $0 + ($1.counts[outcome] ?? 0) })) })
+               Throughput.outcomeNames.map { outcome in ([("outcome", outcome)], Double(series.reduce(0) { $0 + ($1.counts[outcome] ?? 0) })) })
         family("seqpipe_finished_per_minute", "gauge", "Jobs finished (success or failed) per minute over the last 15 minutes.",
                [([], perMinute)])
         let devices = try store.devices()

@@ -82,14 +82,6 @@ public struct Dashboard {
         socket.descriptor.close()
     }
 
-    /// The outcome each event kind counts as in the chart and in /metrics.
-    static let outcomes: [(kind: String, outcome: String)] = [
-        ("job-success", "success"), ("job-retrying", "retryable"), ("job-failed", "permanent"), ("job-poison", "permanent"),
-        ("account-paused", "permanent"),
-        ("job-infrastructure", "infrastructure"), ("job-handoff", "infrastructure"), ("job-requeued", "infrastructure"),
-    ]
-    static let outcomeNames = ["success", "retryable", "permanent", "infrastructure"]
-
     public func handle(_ request: HTTPRequest) -> HTTPResponse {
         if tokenForReads && !carriesToken(request, allowQuery: true) {
             return .error(401, "this dashboard listens beyond loopback: send the token (Authorization: Bearer TOKEN, or ?token=TOKEN)")
@@ -146,44 +138,22 @@ public struct Dashboard {
 
     // MARK: reads
 
-    /// Finished jobs per minute by outcome over the last `minutes`, and the queue's time to empty.
-    func throughput(minutes: Int, now: Double) throws(StoreError) -> (buckets: [(minute: Int64, counts: [String: Int])], perMinute: Double) {
-        let since = (now / 60).rounded(.down) * 60 - Double(minutes - 1) * 60
-        var buckets: [Int64: [String: Int]] = [:]
-        let outcome = Dictionary(uniqueKeysWithValues: Self.outcomes.map { ($0.kind, $0.outcome) })
-        let times = try store.eventTimes(kinds: Self.outcomes.map(\.kind), since: min(since, now - 900))
-        var recentFinished = 0
-        for (at, kind) in times {
-            if at >= now - 900, ["job-success", "job-failed", "job-poison", "account-paused"].contains(kind) { recentFinished += 1 }
-            guard at >= since, let name = outcome[kind] else { continue }
-            buckets[Int64(at / 60), default: [:]][name, default: 0] += 1
-        }
-        let first = Int64(since / 60)
-        let series = (0..<Int64(minutes)).map { (first + $0, buckets[first + $0] ?? [:]) }
-        return (series, Double(recentFinished) / 15)
-    }
-
     func throughputJSON(minutes: Int) throws(StoreError) -> JSON.Value {
-        let (series, _) = try throughput(minutes: minutes, now: try store.currentTime())
+        let series = try Throughput.series(store: store, minutes: minutes, now: try store.currentTime())
         return .object([("minutes", .array(series.map { minute, counts in
-            .object([("at", .string(isoTime(Double(minute) * 60)))] + Self.outcomeNames.map { ($0, .integer(Int64(counts[$0] ?? 0))) })
+            .object([("at", .string(isoTime(Double(minute) * 60)))] + Throughput.outcomeNames.map { ($0, .integer(Int64(counts[$0] ?? 0))) })
         }))])
     }
 
     func status() throws(StoreError) -> JSON.Value {
         let status = try PipelineStatus.read(store: store, config: config, paths: paths)
         guard case .object(var fields) = status.jsonValue else { return .object([]) }
-        let queue = status.counts.filter { [.pending, .retrying, .claimed, .running].contains($0.0) }.reduce(0) { $0 + $1.1 }
-        let perMinute = try throughput(minutes: 15, now: status.now).perMinute
-        fields.append(("queue", .integer(Int64(queue))))
-        fields.append(("finished_per_minute", .number((perMinute * 100).rounded() / 100)))
-        fields.append(("time_to_empty_seconds", queue == 0 ? .integer(0) : perMinute > 0 ? .integer(Int64(Double(queue) / perMinute * 60)) : .null))
         fields.append(("actions", .bool(allowActions)))
         fields.append(("host", .string(store.host)))
         return .object(fields)
     }
 
-    static func jobJSON(_ job: Job) -> JSON.Value {
+    public static func jobJSON(_ job: Job) -> JSON.Value {
         func time(_ value: Double?) -> JSON.Value { value.map { .string(isoTime($0)) } ?? .null }
         func text(_ value: String?) -> JSON.Value { value.map { .string($0) } ?? .null }
         return .object([
@@ -205,30 +175,29 @@ public struct Dashboard {
         guard let limit = Self.number(query["limit"], default: 200, range: 1...10_000) else {
             return .error(400, "limit must be a whole number from 1 to 10000")
         }
-        func matches(_ job: Job) -> Bool {
-            func wanted(_ key: String, _ value: String?) -> Bool { (query[key] ?? "").isEmpty || query[key] == value }
-            guard wanted("status", job.status.rawValue), wanted("account", job.account), wanted("device", job.device),
-                  wanted("error", job.errorType) else { return false }
-            guard let search = query["q"]?.lowercased(), !search.isEmpty else { return true }
-            return ([job.id, job.account, job.error ?? ""] + job.payload.map(\.1)).contains { $0.lowercased().contains(search) }
-        }
-        let all = try store.jobs().filter(matches)
+        let filter = JobQuery(status: query["status"], account: query["account"], device: query["device"], errorType: query["error"], search: query["q"])
+        let all = try store.jobs().filter(filter.matches)
         return .json(.object([("total", .integer(Int64(all.count))), ("jobs", .array(all.prefix(limit).map(Self.jobJSON)))]))
     }
 
-    func job(_ id: String) throws(StoreError) -> HTTPResponse {
-        guard let job = try store.job(id) else { return .error(404, "no job '\(id)'") }
-        guard case .object(var fields) = Self.jobJSON(job) else { return .error(500, "job \(id)") }
-        let events = try store.events(job: id)
+    /// One job for `show` and /api/jobs/ID: its fields, its events, and why it waits.
+    public static func jobDetail(_ job: Job, store: any JobStore, config: PipelineConfig, paths: PipelinePaths) throws(StoreError) -> JSON.Value {
+        guard case .object(var fields) = jobJSON(job) else { return .null }
+        let events = try store.events(job: job.id)
         fields.append(("events", .array(events.map { event in
             .object([("at", .string(isoTime(event.at))), ("kind", .string(event.kind)), ("device", event.device.map { .string($0) } ?? .null),
                      ("message", .string(event.message))])
         })))
         if job.status == .pending || job.status == .retrying {
             let status = try PipelineStatus.read(store: store, config: config, paths: paths)
-            fields.append(("waiting", status.waiting.first { $0.job.id == id }.map { .string($0.reason) } ?? .null))
+            fields.append(("waiting", status.waiting.first { $0.job.id == job.id }.map { .string($0.reason) } ?? .null))
         }
-        return .json(.object(fields))
+        return .object(fields)
+    }
+
+    func job(_ id: String) throws(StoreError) -> HTTPResponse {
+        guard let job = try store.job(id) else { return .error(404, "no job '\(id)'") }
+        return .json(try Self.jobDetail(job, store: store, config: config, paths: paths))
     }
 
     // MARK: actions

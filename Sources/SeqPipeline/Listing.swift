@@ -15,6 +15,44 @@ public enum Listing {
         return TextTable.render(rows)
     }
 
+    /// `seqpipe jobs`: one aligned row per job.
+    public static func jobs(_ jobs: [Job]) -> String {
+        var rows = [["JOB", "ACCOUNT", "STATUS", "PRIORITY", "DEVICE", "ATTEMPTS", "ERROR"]]
+        for job in jobs {
+            let error = job.error.map { (job.errorType.map { "\($0): " } ?? "") + $0 } ?? ""
+            rows.append([job.id, job.account, job.status.rawValue, String(job.priority), job.device ?? "-", "\(job.attempts)/\(job.maxAttempts)",
+                         error.count > 80 ? String(error.prefix(79)) + "…" : error])
+        }
+        return TextTable.render(rows)
+    }
+
+    /// `seqpipe show JOB`: a job's fields, payload and events, and why it waits.
+    public static func job(_ detail: JSON.Value) -> String {
+        guard case .object(let fields) = detail else { return "" }
+        var text = ""
+        for (key, value) in fields {
+            switch value {
+            case .array(let events):
+                text += "events:\n"
+                for case .object(let event) in events {
+                    let get = { (name: String) -> String in
+                        if case .string(let s)? = event.first(where: { $0.0 == name })?.1 { return s }
+                        return ""
+                    }
+                    text += "  \(get("at"))  \(get("kind"))\(get("device").isEmpty ? "" : "  \(get("device"))")  \(get("message"))\n"
+                }
+            case .object(let payload):
+                text += "\(key):\(payload.isEmpty ? " -" : "")\n"
+                for (field, value) in payload { if case .string(let s) = value { text += "  \(field) = \(s)\n" } }
+            case .null: continue
+            case .string(let s): text += "\(key): \(s)\n"
+            case .integer(let n): text += "\(key): \(n)\n"
+            default: text += "\(key): \(JSON.encode(value))\n"
+            }
+        }
+        return text
+    }
+
     /// `seqpipe account list`: each account's successes today (in the config's day zone),
     /// its limit, and whether it is paused or cooling down.
     public static func accounts(_ accounts: [Account], successesToday: [String: Int], now: Double) -> String {

@@ -27,6 +27,13 @@ public struct PipelineStatus {
     public var hosts: [HostRecord] = []
     /// The host this status was read on: its servers' processes can be looked at.
     public var localHost = ""
+    /// Jobs still to run or running, jobs finished a minute over the last 15, and so the
+    /// time until the queue is empty (nil when nothing finished lately).
+    public var queue = 0
+    public var finishedPerMinute = 0.0
+    public var timeToEmptySeconds: Double? {
+        queue == 0 ? 0 : finishedPerMinute > 0 ? (Double(queue) / finishedPerMinute * 60).rounded() : nil
+    }
 
     public var leaders: [(role: String, host: String, leaseUntil: Double)] = []
 
@@ -62,6 +69,8 @@ public struct PipelineStatus {
             heartbeats: try store.heartbeats(), alerts: try store.alerts(), checks: try store.checks())
         status.hosts = hosts
         status.localHost = store.host
+        status.queue = counts.filter { [.pending, .retrying, .claimed, .running].contains($0.0) }.reduce(0) { $0 + $1.1 }
+        status.finishedPerMinute = try Throughput.finishedPerMinute(store: store, now: now)
         status.leaders = try store.leaders()
         for subject in devices.map({ "device:\($0.name)" }) + accounts.map({ "account:\($0.name)" }) {
             status.rates[subject] = (try store.rates(subject: subject, seconds: 3600, now: now), try store.rates(subject: subject, seconds: 86400, now: now))
@@ -118,6 +127,12 @@ public struct PipelineStatus {
         return parts.joined(separator: ", ")
     }
 
+    /// A success rate as the text table shows it: "90% of 10", or "-" with no attempt.
+    static func rateText(_ rates: Rates?) -> String {
+        guard let rates, rates.attempts > 0, let rate = rates.successRate else { return "-" }
+        return "\(Int((rate * 100).rounded()))% of \(rates.attempts)"
+    }
+
     /// Attempts, successes, failures, the success rate and the mean response, for JSON.
     func ratesJSON(_ rates: Rates?) -> JSON.Value {
         let rates = rates ?? Rates()
@@ -160,6 +175,8 @@ public struct PipelineStatus {
             lines.append("orchestrator: none running")
         }
         lines.append("jobs: " + counts.map { "\($0.0.rawValue) \($0.1)" }.joined(separator: ", "))
+        let empty = timeToEmptySeconds.map { $0 == 0 ? "empty" : "empty in about \(durationText($0))" } ?? "nothing finished in the last 15 minutes"
+        lines.append("queue: \(queue) to do, \((finishedPerMinute * 10).rounded() / 10) finished a minute; \(empty)")
         // A farm: each host's lease, devices and workers, and what it leads.
         if hosts.count > 1 || (hosts.first.map { !$0.name.isEmpty && devices.contains { !$0.host.isEmpty } } ?? false) {
             lines.append("hosts:")
@@ -175,18 +192,22 @@ public struct PipelineStatus {
         }
         if !accounts.isEmpty {
             lines.append("accounts:")
+            var rows = [["  ACCOUNT", "TODAY", "LAST HOUR", "LAST DAY", "STATE"]]
             for account in accounts {
                 var state: [String] = []
                 if account.paused { state.append("PAUSED: \(account.pausedReason ?? "")") }
                 if let until = account.cooldownUntil, until > now { state.append("cooldown until \(isoTime(until))") }
                 if let until = account.restUntil, until > now { state.append("resting until \(isoTime(until))") }
                 if account.infraFailures > 0 { state.append("\(account.infraFailures) infrastructure failures in a row") }
-                let limit = account.dailyLimit > 0 ? "\(successesToday[account.name] ?? 0)/\(account.dailyLimit) today" : "\(successesToday[account.name] ?? 0) today"
-                lines.append("  \(account.name)  \(limit)\(state.isEmpty ? "" : "  " + state.joined(separator: ", "))")
+                let limit = account.dailyLimit > 0 ? "\(successesToday[account.name] ?? 0)/\(account.dailyLimit)" : "\(successesToday[account.name] ?? 0)"
+                rows.append(["  " + account.name, limit, Self.rateText(rates["account:\(account.name)"]?.hour),
+                             Self.rateText(rates["account:\(account.name)"]?.day), state.isEmpty ? "ok" : state.joined(separator: ", ")])
             }
+            lines.append(contentsOf: TextTable.render(rows).split(separator: "\n").map(String.init))
         }
         if !devices.isEmpty {
             lines.append("devices:")
+            var rows = [["  DEVICE", "LAST HOUR", "LAST DAY", "STATE"]]
             for device in devices {
                 var state = device.healthy ? "healthy" : "UNHEALTHY"
                 if let until = device.cooldownUntil, until > now { state += ", held until \(isoTime(until))" }
@@ -206,8 +227,10 @@ public struct PipelineStatus {
                     state += "; server not started yet"
                 }
                 if let phone = device.phoneState { state += "; phone \(phone)\(device.phoneSince.map { " since \(isoTime($0))" } ?? "")" }
-                lines.append("  \(device.name)  \(state)")
+                rows.append(["  " + device.name, Self.rateText(rates["device:\(device.name)"]?.hour),
+                             Self.rateText(rates["device:\(device.name)"]?.day), state])
             }
+            lines.append(contentsOf: TextTable.render(rows).split(separator: "\n").map(String.init))
         }
         if !heartbeats.isEmpty {
             // The plan is the running scheduler's: with no orchestrator there is none.
@@ -309,6 +332,8 @@ public struct PipelineStatus {
                 .object([("key", .string(alert.key)), ("kind", .string(alert.kind)), ("message", .string(alert.message)),
                          ("since", time(alert.raisedAt)), ("seen", time(alert.seenAt))])
             })),
+            ("queue", .integer(Int64(queue))), ("finished_per_minute", .number((finishedPerMinute * 100).rounded() / 100)),
+            ("time_to_empty_seconds", timeToEmptySeconds.map { .integer(Int64($0)) } ?? .null),
             ("waiting", .array(waiting.map { .object([("job", .string($0.job.id)), ("account", .string($0.job.account)), ("reason", .string($0.reason))]) })),
         ])
     }

@@ -39,7 +39,12 @@ public enum SeqPipelineHelp {
                                         --once: exit when nothing is left to do; --host: this
                                         machine's name in a farm. run --seed-only (the
                                         original's spelling) is seed.
-          status [--json]               Counts, workers, accounts, devices, and why jobs wait.
+          status [--json | --watch]     Counts, the queue and its time to empty, workers,
+                                        accounts and devices with their success rates, and
+                                        why jobs wait; --watch redraws it every 2 s.
+          jobs [--status S] [--account A] [--device D] [--error TYPE] [--search TEXT] [--json]
+                                        The jobs, filtered.
+          show JOB [--json]             One job: its fields, payload, events, why it waits.
           events [--since T] [--limit N] [--json]
                                         What happened: the latest N (default 50), or all
                                         since T (2026-11-23T10:00:00Z, epoch seconds, or an

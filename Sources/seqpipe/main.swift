@@ -43,7 +43,10 @@ let commandOptions: [String: [OptionSpec]] = [
     "add-folder": [OptionSpec("--accounts", kind: .values), OptionSpec("--priority", kind: .value), OptionSpec("--max-attempts", kind: .value)],
     "run": [OptionSpec("--workers", kind: .value), OptionSpec("--once"), OptionSpec("--seed-only"), OptionSpec("--host", kind: .value)] + seedOptions,
     "seed": seedOptions,
-    "status": [OptionSpec("--json")],
+    "status": [OptionSpec("--json"), OptionSpec("--watch")],
+    "jobs": [OptionSpec("--status", kind: .value), OptionSpec("--account", kind: .value), OptionSpec("--device", kind: .value),
+             OptionSpec("--error", kind: .value), OptionSpec("--search", kind: .value), OptionSpec("--json")],
+    "show": [OptionSpec("--json")],
     "events": [OptionSpec("--limit", kind: .value), OptionSpec("--since", kind: .value), OptionSpec("--json")],
     "schedule": [OptionSpec("--minutes", kind: .value)],
     "worker": [OptionSpec("--index", kind: .value), OptionSpec("--device", kind: .value), OptionSpec("--parent", kind: .value), OptionSpec("--lock-fd", kind: .value)],
@@ -378,10 +381,41 @@ case "schedule":
     printOut(Listing.schedule(loadConfig(), paths: paths, minutes: number("--minutes", default: 60, minimum: 1)))
 
 case "status":
-    expect(0, "no arguments but --json")
+    expect(0, "no arguments but --json or --watch")
     let config = loadConfig()
-    let status = storeCall { () throws(StoreError) in try PipelineStatus.read(store: openStore(), config: config, paths: paths) }
-    printOut(options.has("--json") ? status.json : status.text)
+    let store = openStore()
+    func read() -> PipelineStatus { storeCall { () throws(StoreError) in try PipelineStatus.read(store: store, config: config, paths: paths) } }
+    guard options.has("--watch") else {
+        let status = read()
+        printOut(options.has("--json") ? status.json : status.text)
+        ProcessExit.now(0)
+    }
+    if options.has("--json") { usage("--watch redraws the text; --json is for one reading") }
+    let signals: SignalReceiver
+    do { signals = try SignalReceiver(signals: [.interrupt, .terminate, .hangup]) } catch { fail("cannot set up signal handling: \(error)") }
+    // On a terminal the screen is redrawn; elsewhere each reading follows the last.
+    let terminal = FileDescriptor.standardOutput.isTerminal
+    repeat {
+        printOut((terminal ? "\u{1B}[H\u{1B}[2J" : "") + read().text + (terminal ? "" : "\n"))
+    } while signals.sleep(seconds: 2, wakingOn: [], stopsOn: { _ in true }) == .elapsed
+
+case "jobs":
+    expect(0, "options only: seqpipe jobs [--status S] [--account A] [--device D] [--error TYPE] [--search TEXT] [--json]")
+    if let status = options.value("--status"), JobStatus(rawValue: status) == nil {
+        usage("--status '\(status)' must be one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    let query = JobQuery(status: options.value("--status"), account: options.value("--account"), device: options.value("--device"),
+                         errorType: options.value("--error"), search: options.value("--search"))
+    let jobs = storeCall { () throws(StoreError) in try openStore().jobs() }.filter(query.matches)
+    printOut(options.has("--json") ? JSON.encode(.object([("total", .integer(Int64(jobs.count))), ("jobs", .array(jobs.map(Dashboard.jobJSON)))])) + "\n"
+             : Listing.jobs(jobs))
+
+case "show":
+    expect(1, "a job id: seqpipe show JOB [--json]")
+    let store = openStore()
+    guard let job = storeCall({ () throws(StoreError) in try store.job(words[0]) }) else { fail("no job '\(words[0])'; see 'seqpipe jobs'", 1) }
+    let detail = storeCall { () throws(StoreError) in try Dashboard.jobDetail(job, store: store, config: loadConfig(), paths: paths) }
+    printOut(options.has("--json") ? JSON.encode(detail) + "\n" : Listing.job(detail))
 
 case "events":
     expect(0, "no arguments but --limit N, --since T and --json")

@@ -108,6 +108,31 @@ let chromiumPath: String? = ["chromium", "chromium-browser", "google-chrome"].fi
         #expect(server.wait(10) == 0, "\(server.stderr)")
     }
 
+    @Test func theTerminalListsJobsShowsOneAndWatchesTheStatus() throws {
+        let pipeline = try Self.workedPipeline()
+        let (listed, table, _) = try pipeline.pipe(["jobs", "--status", "failed"])
+        #expect(listed == 0 && table.hasPrefix("JOB  ACCOUNT   STATUS  PRIORITY  DEVICE  ATTEMPTS  ERROR\n") && table.contains("suspended: "), "\(table)")
+        #expect(table.split(separator: "\n").count == 2)
+        let (_, json, _) = try pipeline.pipe(["jobs", "--json"])
+        let all = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        #expect(all["total"] as? Int == 6)
+        #expect(try pipeline.pipe(["jobs", "--search", "OK3"]).1.split(separator: "\n").count == 2)
+        #expect(try pipeline.pipe(["jobs", "--status", "nope"]).0 == 2)
+        let (shown, detail, _) = try pipeline.pipe(["show", "bad"])
+        #expect(shown == 0 && detail.contains("error_type: suspended") && detail.contains("events:") && detail.contains("account-paused"), "\(detail)")
+        let (missing, _, why) = try pipeline.pipe(["show", "nope"])
+        #expect(missing == 1 && why == "seqpipe: no job 'nope'; see 'seqpipe jobs'\n")
+        let (_, status, _) = try pipeline.pipe(["status"])
+        #expect(status.contains("queue: 0 to do") && status.contains("; empty"), "\(status)")
+        #expect(status.contains("  ACCOUNT   TODAY  LAST HOUR  LAST DAY   STATE") && status.contains("0% of 1"), "\(status)")
+        #expect(status.contains("  DEVICE  LAST HOUR") && status.contains("100% of"), "\(status)")
+        // --watch reads again every 2 s until told to stop (here not a terminal: one after another).
+        let watch = try pipeline.start(["status", "--watch"])
+        #expect(waitUntil(20) { watch.stdout.components(separatedBy: "store: ").count >= 3 }, "\(watch.stdout)")
+        watch.signal(SIGTERM)
+        #expect(watch.wait(10) == 0)
+    }
+
     @Test func aSlowClientGets408AndOthersAreServedMeanwhile() throws {
         let pipeline = try Self.workedPipeline()
         let (server, port) = try Self.serve(pipeline)

@@ -406,7 +406,7 @@ extension Clock {
         let waiting = status["waiting"] as? [[String: Any]] ?? []
         #expect(waiting.count == 1 && (waiting[0]["reason"] as? String)?.contains("daily limit (1)") == true)
         let (code, text, _) = try pipeline.pipe(["status"])
-        #expect(code == 0 && text.contains("orchestrator: none running") && text.contains("limited  1/1 today"))
+        #expect(code == 0 && text.contains("orchestrator: none running") && text.contains("  limited  1/1 "), "\(text)")
         let (_, config, _) = try pipeline.pipe(["show-config"])
         #expect(config.contains("0       d0      4723         8200-8209"))
     }
