@@ -21,6 +21,9 @@ public struct Dashboard {
     public var token: String?
     /// Whether reads need the token too (listening beyond loopback).
     public var tokenForReads = false
+    /// Where it listens (`configure`).
+    public var host = "127.0.0.1"
+    public var port = 8080
     /// Answers to reads, kept for `cacheSeconds`: browsers polling together cost one reading
     /// of the store, not one each.
     let cache = ResponseCache()
@@ -67,10 +70,37 @@ public struct Dashboard {
         return host.isEmpty ? nil : (host, port)
     }
 
-    /// `seqpipe serve`: listens, says where (and the token, with actions), serves until a stop signal.
+    /// Where to listen, and the token rules: a token from `tokenFile`, else (with actions)
+    /// a fresh one; beyond loopback a token file is required, and reads need the token too.
+    /// - Throws: `GuardFailure` (exit 2) naming the option and the fix.
+    public mutating func configure(listen: String, allowActions: Bool, tokenFile: String?) throws(GuardFailure) {
+        guard let address = Self.listenAddress(listen) else {
+            throw GuardFailure(exitCode: 2, "--listen '\(listen)' must be HOST:PORT, such as 127.0.0.1:8080")
+        }
+        var fileToken: String?
+        if let tokenFile {
+            do { fileToken = try Self.token(file: tokenFile) } catch { throw GuardFailure(exitCode: 2, error.message) }
+        }
+        if !ListeningSocket.isLoopback(address.host) && fileToken == nil {
+            throw GuardFailure(exitCode: 2, "--listen \(listen) is beyond loopback: give it a token with --token-file FILE (every request must then carry it)")
+        }
+        host = address.host
+        port = address.port
+        self.allowActions = allowActions
+        let fresh: String? = allowActions ? Processes.randomHex(bytes: 16) : nil
+        token = fileToken ?? fresh
+        tokenForReads = !ListeningSocket.isLoopback(address.host)
+    }
+
+    /// `seqpipe serve`: listens, says where (and the token, with actions), serves until
+    /// SIGINT, SIGTERM or SIGHUP.
     /// - Throws: `GuardFailure` naming the address that cannot be listened on.
     @available(*, noasync)
-    public func serve(host: String, port: Int, signals: SignalReceiver, say: (String) -> Void) throws(GuardFailure) {
+    public func serve(say: (String) -> Void) throws(GuardFailure) {
+        let signals: SignalReceiver
+        do { signals = try SignalReceiver(signals: [.interrupt, .terminate, .hangup]) } catch {
+            throw GuardFailure("cannot set up signal handling: \(error)", errno: error)
+        }
         let socket: ListeningSocket
         do { socket = try ListeningSocket.open(host: host, port: port) } catch {
             throw GuardFailure("cannot listen on \(host):\(port): \(error); pick another --listen address", errno: error)

@@ -278,6 +278,23 @@ public struct PipelineStatus {
 
     public var json: String { JSON.encode(jsonValue) + "\n" }
 
+    /// `status --watch`: the text again every `seconds` until SIGINT, SIGTERM or SIGHUP; on a
+    /// terminal the screen is redrawn, elsewhere each reading follows the last.
+    /// - Throws: `GuardFailure` when the signals cannot be set up.
+    @available(*, noasync)
+    public static func watch(_ output: FileDescriptor, every seconds: Double, read: () -> PipelineStatus) throws(GuardFailure) {
+        let signals: SignalReceiver
+        do { signals = try SignalReceiver(signals: [.interrupt, .terminate, .hangup]) } catch {
+            throw GuardFailure("cannot set up signal handling: \(error)", errno: error)
+        }
+        let terminal = output.isTerminal
+        repeat {
+            let clear: String = terminal ? "\u{1B}[H\u{1B}[2J" : ""
+            let end: String = terminal ? "" : "\n"
+            try? output.writeAll(clear + read().text + end)
+        } while signals.sleep(seconds: seconds, wakingOn: [], stopsOn: { _ in true }) == .elapsed
+    }
+
     /// `status --json` as a value (the dashboard adds to it).
     public var jsonValue: JSON.Value {
         let orchestrator: JSON.Value = holder.map { holder in

@@ -1,6 +1,7 @@
 // seqpipe: each command's options, and one case per command that reads its arguments and
-// calls SeqPipeline (the help text is SeqPipelineHelp). Nothing else lives here; it is just
-// past 400 lines for the argument handling of twenty-one commands, which is its job.
+// calls SeqPipeline (the help text is SeqPipelineHelp). Nothing else lives here; it is past
+// 400 lines for the argument handling of twenty-four commands (five of them hidden, started
+// by a run or a script), which is its job.
 
 import SeqGuard
 import SeqPipeline
@@ -345,22 +346,12 @@ case "recurring-run":
 
 case "serve":
     expect(0, "options only: seqpipe serve [--listen HOST:PORT] [--allow-actions] [--token-file FILE]")
-    let listen = options.value("--listen") ?? "127.0.0.1:8080"
-    guard let (host, port) = Dashboard.listenAddress(listen) else { usage("--listen '\(listen)' must be HOST:PORT, such as 127.0.0.1:8080") }
-    var tokenText: String?
-    if let file = options.value("--token-file") {
-        do { tokenText = try Dashboard.token(file: file) } catch { fail(error.message, 2) }
-    }
-    if !ListeningSocket.isLoopback(host) && tokenText == nil {
-        usage("--listen \(listen) is beyond loopback: give it a token with --token-file FILE (every request must then carry it)")
-    }
-    let signals: SignalReceiver
-    do { signals = try SignalReceiver(signals: [.interrupt, .terminate, .hangup]) } catch { fail("cannot set up signal handling: \(error)") }
-    var dashboard = Dashboard(store: openStore(), config: loadConfig(), paths: paths)
-    dashboard.allowActions = options.has("--allow-actions")
-    dashboard.token = tokenText ?? (dashboard.allowActions ? Processes.randomHex(bytes: 16) : nil)
-    dashboard.tokenForReads = !ListeningSocket.isLoopback(host)
-    do { try dashboard.serve(host: host, port: port, signals: signals) { printOut($0 + "\n") } } catch { fail(error.message, error.exitCode) }
+    do {
+        var dashboard = Dashboard(store: openStore(), config: loadConfig(), paths: paths)
+        try dashboard.configure(listen: options.value("--listen") ?? "127.0.0.1:8080", allowActions: options.has("--allow-actions"),
+                                tokenFile: options.value("--token-file"))
+        try dashboard.serve { printOut($0 + "\n") }
+    } catch { fail("serve: \(error.message)", error.exitCode) }
 
 case "bench-claims":
     if let member = options.value("--member").flatMap({ Int($0) }) {
@@ -391,13 +382,7 @@ case "status":
         ProcessExit.now(0)
     }
     if options.has("--json") { usage("--watch redraws the text; --json is for one reading") }
-    let signals: SignalReceiver
-    do { signals = try SignalReceiver(signals: [.interrupt, .terminate, .hangup]) } catch { fail("cannot set up signal handling: \(error)") }
-    // On a terminal the screen is redrawn; elsewhere each reading follows the last.
-    let terminal = FileDescriptor.standardOutput.isTerminal
-    repeat {
-        printOut((terminal ? "\u{1B}[H\u{1B}[2J" : "") + read().text + (terminal ? "" : "\n"))
-    } while signals.sleep(seconds: 2, wakingOn: [], stopsOn: { _ in true }) == .elapsed
+    do { try PipelineStatus.watch(FileDescriptor.standardOutput, every: 2, read: read) } catch { fail(error.message) }
 
 case "jobs":
     expect(0, "options only: seqpipe jobs [--status S] [--account A] [--device D] [--error TYPE] [--search TEXT] [--json]")
