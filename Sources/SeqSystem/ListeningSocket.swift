@@ -16,8 +16,19 @@ public struct ListeningSocket: Sendable {
         guard fd >= 0 else { throw Errno.current }
         var yes: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
-        var bound: Int32
-        var actual = port
+        /// Binds `address`, listens, and reads back the port bound (for port 0).
+        func bindAndListen<Address>(_ address: inout Address, port: (Address) -> UInt16) -> (Int32, Int) {
+            var size = socklen_t(MemoryLayout<Address>.size)
+            let rc = withUnsafeMutablePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
+                    guard bind(fd, socketAddress, size) == 0, listen(fd, 64) == 0 else { return Int32(-1) }
+                    return getsockname(fd, socketAddress, &size)
+                }
+            }
+            return (rc, Int(UInt16(bigEndian: port(address))))
+        }
+        let bound: Int32
+        let actual: Int
         if family == AF_INET {
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
@@ -26,14 +37,7 @@ public struct ListeningSocket: Sendable {
                 close(fd)
                 throw Errno(rawValue: EINVAL)
             }
-            var size = socklen_t(MemoryLayout<sockaddr_in>.size)
-            bound = withUnsafeMutablePointer(to: &address) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-                    guard bind(fd, socketAddress, size) == 0, listen(fd, 64) == 0 else { return -1 }
-                    return getsockname(fd, socketAddress, &size)
-                }
-            }
-            actual = Int(UInt16(bigEndian: address.sin_port))
+            (bound, actual) = bindAndListen(&address) { $0.sin_port }
         } else {
             var address = sockaddr_in6()
             address.sin6_family = sa_family_t(AF_INET6)
@@ -43,14 +47,7 @@ public struct ListeningSocket: Sendable {
                 close(fd)
                 throw Errno(rawValue: EINVAL)
             }
-            var size = socklen_t(MemoryLayout<sockaddr_in6>.size)
-            bound = withUnsafeMutablePointer(to: &address) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-                    guard bind(fd, socketAddress, size) == 0, listen(fd, 64) == 0 else { return -1 }
-                    return getsockname(fd, socketAddress, &size)
-                }
-            }
-            actual = Int(UInt16(bigEndian: address.sin6_port))
+            (bound, actual) = bindAndListen(&address) { $0.sin6_port }
         }
         guard bound == 0 else {
             let error = Errno.current
