@@ -35,7 +35,7 @@ enum DashboardPage {
     <input id="f-account" placeholder="account"><input id="f-device" placeholder="device"><input id="f-error" placeholder="error type"><input id="f-q" placeholder="search"></div>
     <table id="jobs"><thead><tr><th>job</th><th>account</th><th>status</th><th>device</th><th>attempts</th><th>error</th></tr></thead><tbody></tbody></table>
     <div id="detail" hidden></div></section>
-    <section><h2>Recurring jobs</h2><table id="recurring"><thead><tr><th>job</th><th>state</th><th>last start</th><th>failures in a row</th><th>last error</th></tr></thead><tbody></tbody></table></section>
+    <section><h2>Recurring jobs</h2><table id="recurring"><thead><tr><th>job</th><th>state</th><th>next run</th><th>last outcome</th><th>failures in a row</th><th>last error</th></tr></thead><tbody></tbody></table></section>
     <section><h2>Alerts and checks</h2><table id="alerts"><tbody></tbody></table></section>
     </main>
     <script>
@@ -80,7 +80,7 @@ enum DashboardPage {
         $("queue").textContent="queue "+s.queue+(s.queue?", empty in "+(s.time_to_empty_seconds==null?"? (nothing finished in 15 min)":ago(s.time_to_empty_seconds)):"")+", "+s.finished_per_minute+"/min";
         $("actions").replaceChildren();
         if(actions){const b=document.createElement("button");b.textContent="stop the run";b.onclick=()=>{if(confirm("Stop the orchestrator and its workers?"))act("/api/stop");};$("actions").append(b);}
-        const running={};for(const w of s.workers||[])if(w.job)running[w.device]=w.job;
+        const running={};for(const w of s.workers||[])if(w.job)running[w.device]=w.job+(w.step?" ("+w.step+")":"");
         const waitingDevice=(s.waiting||[])[0];
         fill("devices",s.devices||[],(tr,d)=>{cell(tr,d.name);cell(tr,d.host||"");
           let state=d.healthy?"healthy":"UNHEALTHY";if(d.cooldown_until)state+=", held until "+d.cooldown_until.slice(11,19);
@@ -91,7 +91,9 @@ enum DashboardPage {
           cell(tr,a.paused?"PAUSED: "+(a.paused_reason||""):a.cooldown_until?"cooldown until "+a.cooldown_until.slice(11,19):a.rest_until?"resting until "+a.rest_until.slice(11,19):"ok",a.paused?"bad":"");
           cell(tr,rate(a.last_hour));cell(tr,rate(a.last_day));const td=cell(tr,"");
           if(actions&&a.paused){const b=document.createElement("button");b.textContent="resume";b.onclick=()=>act("/api/accounts/"+encodeURIComponent(a.name)+"/resume");td.append(b);}});
-        fill("recurring",s.recurring||[],(tr,r)=>{cell(tr,r.name);cell(tr,r.state);cell(tr,r.last_start||"");cell(tr,r.consecutive_failures,r.consecutive_failures?"bad":"");cell(tr,r.last_error||"","wrap");});
+        fill("recurring",s.recurring||[],(tr,r)=>{cell(tr,r.name);cell(tr,r.state);cell(tr,r.next_due||"");
+          const ok=r.last_success&&(!r.last_failure||r.last_success>r.last_failure);
+          cell(tr,r.last_success||r.last_failure?(ok?"success "+r.last_success:"failed "+r.last_failure):(r.skip_reason?"skipped: "+r.skip_reason:""),ok?"ok":(r.last_failure?"bad":""));cell(tr,r.consecutive_failures,r.consecutive_failures?"bad":"");cell(tr,r.last_error||"","wrap");});
         fill("alerts",(s.alerts||[]).map(a=>["ALERT "+a.kind,a.message,"bad"]).concat((s.checks||[]).map(c=>[c.name,c.message,c.ok?"ok":"bad"])),(tr,a)=>{cell(tr,a[0],a[2]);cell(tr,a[1],"wrap");});
         const q=new URLSearchParams({status:$("f-status").value,account:$("f-account").value,device:$("f-device").value,error:$("f-error").value,q:$("f-q").value,limit:"300"});
         const jobs=await get("/api/jobs?"+q);$("jobcount").textContent=jobs.total+" matching";

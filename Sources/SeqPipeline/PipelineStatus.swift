@@ -25,6 +25,8 @@ public struct PipelineStatus {
     public var rates: [String: (hour: Rates, day: Rates)] = [:]
     /// The farm's hosts (one row on a single host) and who leads what.
     public var hosts: [HostRecord] = []
+    /// The step each claimed or running job is in (its next step not yet done), by job id.
+    public var steps: [String: String] = [:]
     /// The host this status was read on: its servers' processes can be looked at.
     public var localHost = ""
     /// Jobs still to run or running, jobs finished a minute over the last 15, and so the
@@ -69,6 +71,7 @@ public struct PipelineStatus {
             heartbeats: try store.heartbeats(), alerts: try store.alerts(), checks: try store.checks())
         status.hosts = hosts
         status.localHost = store.host
+        for job in active where config.steps.indices.contains(job.progress) { status.steps[job.id] = config.steps[job.progress].name }
         status.queue = counts.filter { [.pending, .retrying, .claimed, .running].contains($0.0) }.reduce(0) { $0 + $1.1 }
         status.finishedPerMinute = try Throughput.finishedPerMinute(store: store, now: now)
         status.leaders = try store.leaders()
@@ -313,6 +316,7 @@ public struct PipelineStatus {
                     ("index", .integer(Int64(worker.index))), ("pid", .integer(Int64(worker.pid))),
                     ("alive", .bool(ProcessIdentity(pid: worker.pid, startTime: worker.startTime).isAlive)),
                     ("device", .string(worker.device)), ("state", .string(worker.state)), ("job", optional(worker.job)),
+                    ("step", optional(worker.job.flatMap { steps[$0] })), ("host", .string(worker.host)),
                     ("appium_port", .integer(Int64(config.appiumPort(worker: worker.index)))),
                     ("system_port", .integer(Int64(config.systemPort(worker: worker.index)))),
                     ("restarts", .integer(Int64(worker.restarts))),

@@ -246,6 +246,9 @@ extension Clock {
             let workers = try pipeline.status()["workers"] as? [[String: Any]] ?? []
             return workers.contains { ($0["index"] as? Int) == index && ($0["job"] as? String) == "hang" }
         })
+        // status names the step the worker's job is in.
+        let busy = (try pipeline.status()["workers"] as? [[String: Any]] ?? []).first { ($0["job"] as? String) == "hang" }
+        #expect(busy?["step"] as? String == "post", "\(String(describing: busy))")
         let workerPid = try #require(try pipeline.workerPid(worker))
         kill(workerPid, SIGKILL)
         // The guard's orphan: the step it ran is ended, the job is back with the crash counted.
