@@ -12,7 +12,7 @@ extension Dashboard {
             text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
             for sample in samples {
                 let labels = sample.labels.isEmpty ? "" : "{" + sample.labels.map { "\($0.0)=\"\(Self.escaped($0.1))\"" }.joined(separator: ",") + "}"
-                text += "\(name)\(labels) \(Self.number(sample.value))\n"
+                text += "\(name)\(labels) \(Self.sampleText(sample.value))\n"
             }
         }
         family("seqpipe_jobs", "gauge", "Jobs in the store by status.",
@@ -55,7 +55,8 @@ extension Dashboard {
         return out
     }
 
-    static func number(_ value: Double) -> String {
+    /// A sample's value: whole numbers without a fraction.
+    static func sampleText(_ value: Double) -> String {
         value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
     }
 }

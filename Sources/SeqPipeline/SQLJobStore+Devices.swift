@@ -39,9 +39,7 @@ extension SQLJobStore {
                 device.server = items.compactMap { if case .string(let word) = $0 { return word } else { return nil } }
             }
             device.serverState = row["server_state"].string
-            if let pid = row["server_pid"].int, let start = row["server_start_time"].int {
-                device.serverProcess = ProcessIdentity(pid: Int32(pid), startTime: UInt64(start))
-            }
+            device.serverProcess = row.process(pid: "server_pid", startTime: "server_start_time")
             device.serverPort = row["server_port"].int.map { Int($0) }
             device.serverSince = row["server_since"].double
             device.serverNote = row["server_note"].string

@@ -211,9 +211,7 @@ extension SQLJobStore {
             beat.progress = row["progress"].string
             beat.progressAt = row["progress_at"].double
             beat.waiting = row["waiting"].string
-            if let pid = row["pid"].int, let start = row["start_time"].int {
-                beat.process = ProcessIdentity(pid: Int32(pid), startTime: UInt64(start))
-            }
+            beat.process = row.process(pid: "pid", startTime: "start_time")
             return beat
         }
     }

@@ -45,6 +45,12 @@ public struct SQLRow: Sendable {
         guard let index = columns.firstIndex(of: name) else { return .null }
         return values[index]
     }
+
+    /// A process recorded as its pid and start time in two columns; nil when either is empty.
+    public func process(pid: String, startTime: String) -> ProcessIdentity? {
+        guard let number = self[pid].int, let start = self[startTime].int else { return nil }
+        return ProcessIdentity(pid: Int32(number), startTime: UInt64(start))
+    }
 }
 
 /// A failure of the store: what was being done, SQLite's message and its result code.
