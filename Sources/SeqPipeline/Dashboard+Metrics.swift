@@ -4,10 +4,17 @@ import SeqSystem
 // GET /metrics: the dashboard's figures in the Prometheus text format (version 0.0.4), for
 // the monitoring people already run.
 extension Dashboard {
+    static let metricsType = "text/plain; version=0.0.4; charset=utf-8"
+
+    /// The family that says whether the store answered this scrape.
+    static func storeUp(_ up: Bool) -> String {
+        "# HELP seqpipe_store_up 1 when the store answered this scrape, 0 when it could not be reached.\n# TYPE seqpipe_store_up gauge\nseqpipe_store_up \(up ? 1 : 0)\n"
+    }
+
     func metrics() throws(StoreError) -> String {
         let now = try store.currentTime()
         let jobs = try store.jobs()
-        var text = ""
+        var text = Self.storeUp(true)
         func family(_ name: String, _ type: String, _ help: String, _ samples: [(labels: [(String, String)], value: Double)]) {
             text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
             for sample in samples {

@@ -28,6 +28,26 @@ public struct Dashboard {
     /// of the store, not one each.
     let cache = ResponseCache()
     public var cacheSeconds = 1.0
+    /// Whether the store was unreachable at the last request: said once when it goes, once
+    /// when it comes back.
+    let storeState = StoreState()
+
+    /// The store's reachability as the requests found it.
+    final class StoreState: @unchecked Sendable {
+        // @unchecked: used from the server's one thread.
+        var lost = false
+        var say: (String) -> Void = { _ in }
+
+        func note(_ error: StoreError?) {
+            if let error, error.isUnreachable, !lost {
+                lost = true
+                say(error.message)
+            } else if error == nil || error?.isUnreachable == false, lost {
+                lost = false
+                say("the store answers again")
+            }
+        }
+    }
 
     public init(store: any JobStore, config: PipelineConfig, paths: PipelinePaths) {
         self.store = store
@@ -96,7 +116,7 @@ public struct Dashboard {
     /// SIGINT, SIGTERM or SIGHUP.
     /// - Throws: `GuardFailure` naming the address that cannot be listened on.
     @available(*, noasync)
-    public func serve(say: (String) -> Void) throws(GuardFailure) {
+    public func serve(say: @escaping (String) -> Void) throws(GuardFailure) {
         let signals: SignalReceiver
         do { signals = try SignalReceiver(signals: [.interrupt, .terminate, .hangup]) } catch {
             throw GuardFailure("cannot set up signal handling: \(error)", errno: error)
@@ -108,6 +128,7 @@ public struct Dashboard {
         let shown = host.contains(":") ? "[\(host)]" : host
         say("serving the dashboard of \(paths.storeName) on http://\(shown):\(socket.port)/")
         if allowActions, let token { say("actions are on; their token: \(token)") }
+        storeState.say = say
         HTTPServer(socket: socket, signals: signals).run(handle)
         socket.descriptor.close()
     }
@@ -127,17 +148,21 @@ public struct Dashboard {
             let key = request.path + "?" + request.query.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "&")
             if let kept = cache.answer(key, maximumAge: cacheSeconds) { return kept }
             let answer = try read(request, parts)
+            storeState.note(nil)
             if answer.status == 200 { cache.keep(key, answer) }
             return answer
         } catch {
-            return .error(500, "store \(paths.storeName): \(error.message)")
+            storeState.note(error)
+            // An exporter whose source is away still answers, saying so (as mysqld_exporter's mysql_up).
+            if error.isUnreachable && parts == ["metrics"] { return HTTPResponse(status: 200, contentType: Self.metricsType, body: Self.storeUp(false)) }
+            return .error(error.isUnreachable ? 503 : 500, "store \(paths.storeName): \(error.message)")
         }
     }
 
     /// A GET of the API or /metrics, answered from the store.
     func read(_ request: HTTPRequest, _ parts: [String]) throws(StoreError) -> HTTPResponse {
         if parts == ["metrics"] {
-            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: try metrics())
+            return HTTPResponse(status: 200, contentType: Self.metricsType, body: try metrics())
         }
         if parts == ["api", "status"] { return .json(try status()) }
         if parts == ["api", "jobs"] { return try jobs(request.query) }

@@ -33,8 +33,11 @@ public protocol JobStore: AnyObject {
     /// Cancels a job that is not running; false if it is running, finished or unknown.
     func cancel(_ id: String) throws(StoreError) -> Bool
 
-    /// Claims the first eligible job for `worker` on `device`, or nil.
-    func claim(worker: Int, device: String, now: Double, today: String, bootSeconds: Double) throws(StoreError) -> ClaimedJob?
+    /// Claims the first eligible job for `worker` on `device` under `token`, or nil.
+    func claim(worker: Int, device: String, token: String, now: Double, today: String, bootSeconds: Double) throws(StoreError) -> ClaimedJob?
+    /// The claim made under `token`, if it holds: a claim whose reply was lost with the
+    /// connection is found again by the token its worker chose.
+    func claimed(token: String) throws(StoreError) -> ClaimedJob?
     func markRunning(_ claim: ClaimedJob, bootSeconds: Double) throws(StoreError) -> Bool
     /// Records that steps before `progress` are done.
     func recordProgress(_ claim: ClaimedJob, progress: Int, bootSeconds: Double) throws(StoreError) -> Bool
@@ -121,4 +124,18 @@ public protocol JobStore: AnyObject {
     func eventTimes(kinds: [String], since: Double) throws(StoreError) -> [(at: Double, kind: String)]
     /// The latest `limit` events at or after `since` (any time when nil), oldest first.
     func events(since: Double?, limit: Int) throws(StoreError) -> [Event]
+
+    /// One round trip to the store: throws while it cannot be reached.
+    func ping() throws(StoreError)
+    /// Since when the store cannot be reached, while it cannot.
+    var outage: StoreOutage? { get }
+    /// The outage a reconnect ended, once: the caller says the store is back.
+    func takeRecovered() -> StoreOutage?
+}
+
+extension JobStore {
+    /// Claims under a fresh token.
+    public func claim(worker: Int, device: String, now: Double, today: String, bootSeconds: Double) throws(StoreError) -> ClaimedJob? {
+        try claim(worker: worker, device: device, token: Processes.randomHex(bytes: 8), now: now, today: today, bootSeconds: bootSeconds)
+    }
 }

@@ -4,22 +4,51 @@ import SeqSystem
 // The orchestrator's part in a farm: its host's lease, the take-over of lost hosts, the
 // scheduler's leadership, and fencing itself off when the store cannot be reached.
 extension Orchestrator {
+    /// What the heartbeat keeps between beats.
+    struct HostBeat {
+        /// This host runs the farm's scheduler.
+        var leading: Bool
+        /// When the lease was last renewed (monotonic nanoseconds).
+        var lastRenewal: Int64
+        /// The host ended its workers: its lease could not be renewed.
+        var selfFenced = false
+        /// The store could not be reached since this wall-clock time (said once).
+        var storeDown: Double?
+    }
+
     /// This host's heartbeat in the store: its lease renewed (registered again if another
     /// host took it over meanwhile), other hosts whose lease ran out taken over, the
     /// scheduler's leadership kept or taken. A host that cannot renew for longer than its
     /// lease less one heartbeat ends its workers' trees (it fences itself: another host will
     /// take its claims over) and starts them again once the store answers.
+    /// Says once that the store cannot be reached (the connection tries again at each call,
+    /// with backoff), and once that it answers again, then as an alert and an event.
+    func noteStore(_ beat: inout HostBeat) {
+        if let outage = store.takeRecovered() ?? (store.outage == nil ? beat.storeDown.map { StoreOutage(since: $0, error: StoreError("")) } : nil) {
+            beat.storeDown = nil
+            let since = Clock.localDateTime(WallTime(seconds: Int64(outage.since), nanoseconds: 0))
+            let message = "store \(paths.storeName) was unreachable for \(durationText((nowSeconds() - outage.since).rounded())) (since \(since))\(beat.selfFenced ? "; host \(store.host) ended its workers meanwhile" : "")"
+            say("the store answers again: \(message)")
+            _ = try? store.raiseAlert("store", kind: "store", message: message, now: nowSeconds())
+            try? store.addEvent(Event(at: nowSeconds(), kind: "store-back", message: message))
+        } else if beat.storeDown == nil, let outage = store.outage {
+            beat.storeDown = outage.since
+            reporter.error(outage.error.message)
+        }
+    }
+
     @available(*, noasync)
-    func beatInStore(_ slots: inout [Slot], leading: inout Bool, lastRenewal: inout Int64, selfFenced: inout Bool, reap: () -> Void) {
+    func beatInStore(_ slots: inout [Slot], _ beat: inout HostBeat, reap: () -> Void) {
         let now = Clock.monotonicNanoseconds()
         do {
             if try !store.renewHost(leaseSeconds: config.hostLeaseSeconds, now: nowSeconds()) {
                 say("host \(store.host) was taken over by another host (its lease ran out); its claims went back to the queue; registering again")
                 _ = try store.registerHost(pid: Processes.currentPid, leaseSeconds: config.hostLeaseSeconds, now: nowSeconds())
             }
-            lastRenewal = now
-            if selfFenced {
-                selfFenced = false
+            beat.lastRenewal = now
+            noteStore(&beat)
+            if beat.selfFenced {
+                beat.selfFenced = false
                 say("the store answers again: starting the workers")
                 for index in slots.indices where slots[index].process == nil { slots[index].restartAt = now }
             }
@@ -28,19 +57,20 @@ extension Orchestrator {
             }
             if !config.recurring.isEmpty {
                 let leads = try store.lead("scheduler", leaseSeconds: config.hostLeaseSeconds, now: nowSeconds())
-                if leads != leading {
+                if leads != beat.leading {
                     say(leads ? "this host leads the scheduler now" : "another host leads the scheduler now: stopping this one's")
-                    leading = leads
+                    beat.leading = leads
                     for index in slots.indices where slots[index].scheduler {
                         if leads { slots[index].restartAt = now } else if let process = slots[index].process { Processes.signal(process, .terminate) }
                     }
                 }
             }
         } catch {
-            reporter.error("store \(paths.storeName): \(error.message)")
-            let silent = Double(now - lastRenewal) / 1e9
-            if !selfFenced && silent > config.hostLeaseSeconds - config.heartbeatSeconds {
-                selfFenced = true
+            if !error.isUnreachable { reporter.error("store \(paths.storeName): \(error.message)") }
+            noteStore(&beat)
+            let silent = Double(now - beat.lastRenewal) / 1e9
+            if !beat.selfFenced && silent > config.hostLeaseSeconds - config.heartbeatSeconds {
+                beat.selfFenced = true
                 say("the lease of host \(store.host) could not be renewed for \(durationText(silent.rounded())): ending its workers before another host takes their jobs over")
                 let members = slots.compactMap(\.process)
                 Teardown.graceful(config.killGraceSeconds).run(find: Teardown.TreeFinder(roots: members).find, reap: reap)

@@ -50,9 +50,26 @@ public struct Orchestrator {
         var held = try acquire(locks)
         let lock = locks.instance
         defer { lock.release(held) }
+        // A file store is its inode: held for the run, whatever name another caller uses.
+        var storeFile: StoreFile?
+        if !paths.isURL {
+            switch try StoreFile.hold(paths.database) {
+            case .held(let file): storeFile = file
+            case .taken(let holders):
+                let who = holders.map { "pid \($0.pid)" }.joined(separator: ", ")
+                throw GuardFailure(
+                    exitCode: ExitCode.gaveUpWaiting,
+                    "another orchestrator (\(who.isEmpty ? "a process" : who)) runs on the store file \(paths.storeName) under another name (a hard link or another mount of it); stop it with 'seqpipe stop-all' there, or wait for it")
+            }
+        }
 
         let all: [Device]
-        do { all = try store.devices() } catch { throw GuardFailure("store \(paths.storeName): \(error.message)") }
+        do throws(StoreError) {
+            if let sqlStore = store as? SQLJobStore, let damage = try sqlStore.damage() {
+                throw StoreError("the store is damaged (SQLite's quick_check: \(damage)); restore it from a copy, or export what it still reads ('seqpipe export-csv') into a new one")
+            }
+            all = try store.devices()
+        } catch { throw GuardFailure("store \(paths.storeName): \(error.message)") }
         guard !all.isEmpty else {
             throw GuardFailure("\(paths.storeName) has no device; add one with 'seqpipe device add NAME --url URL'")
         }
@@ -109,8 +126,7 @@ public struct Orchestrator {
         var leading = !config.recurring.isEmpty && ((try? store.lead("scheduler", leaseSeconds: config.hostLeaseSeconds, now: nowSeconds())) ?? false)
         for index in slots.indices where !slots[index].scheduler || leading { start(&slots[index], lock: held, fencer: fencer, reap: reapAll) }
         if !config.recurring.isEmpty && !leading { say("another host leads the scheduler; this one runs workers only") }
-        var lastRenewal = Clock.monotonicNanoseconds()
-        var selfFenced = false
+        var beat = HostBeat(leading: leading, lastRenewal: Clock.monotonicNanoseconds())
         let recurring = config.recurring.isEmpty ? "" : " and the scheduler of \(config.recurring.count) recurring job\(config.recurring.count == 1 ? "" : "s")"
         say("running \(workerCount) worker\(workerCount == 1 ? "" : "s")\(recurring) on \(paths.storeName); logs in \(paths.logs)")
 
@@ -124,8 +140,19 @@ public struct Orchestrator {
             signals: signals, reporter: reporter, captureFile: "\(paths.run)/notify.out", killGrace: config.killGraceSeconds,
             stopGrace: 0, environment: Spawn.currentEnvironment())) : nil
         var nextNotify = Clock.monotonicNanoseconds()
+        var failure: String?
         while !stopping {
             reapAll()
+            // Checked every pass (at least once a second): a store deleted, renamed or
+            // replaced under the run stops it at once, claims first.
+            if let change = storeFile?.change() {
+                failure = change
+                reporter.error("\(change); stopping the run")
+                for process in slots.compactMap(\.process) { Processes.signal(process, .terminate) }
+                _ = try? store.raiseAlert("store", kind: "store", message: change, now: nowSeconds())
+                try? store.addEvent(Event(at: nowSeconds(), kind: "store-changed", message: change))
+                break
+            }
             var died: [Int] = []
             for (pid, status) in reaped {
                 guard let index = slots.firstIndex(where: { $0.process?.pid == pid }) else { continue }
@@ -165,7 +192,7 @@ public struct Orchestrator {
             let now = Clock.monotonicNanoseconds()
             for index in slots.indices {
                 // A host fenced off the store, or a scheduler this host does not lead, waits.
-                if selfFenced || (slots[index].scheduler && !leading) { continue }
+                if beat.selfFenced || (slots[index].scheduler && !beat.leading) { continue }
                 if let at = slots[index].restartAt, at <= now {
                     slots[index].restartAt = nil
                     // A fence that could not complete (a process stuck in the kernel) is tried
@@ -188,11 +215,13 @@ public struct Orchestrator {
             if nextBeat <= now {
                 lock.beat(&held)
                 nextBeat = now + Int64(config.heartbeatSeconds * 1e9)
-                beatInStore(&slots, leading: &leading, lastRenewal: &lastRenewal, selfFenced: &selfFenced, reap: reapAll)
+                beatInStore(&slots, &beat, reap: reapAll)
             }
             if once && nextCheck <= now {
                 nextCheck = now + Int64(config.idlePollSeconds * 1e9)
-                if let left = try? store.remainingWork(today: ZoneCalendar.day(of: nowSeconds(), zone: config.dayZone)), left == 0 {
+                let left = try? store.remainingWork(today: ZoneCalendar.day(of: nowSeconds(), zone: config.dayZone))
+                noteStore(&beat)
+                if left == 0 {
                     say("--once: nothing left to do: stopping \(slots.filter { $0.process != nil }.count) worker(s)")
                     stopping = true
                     break
@@ -249,6 +278,9 @@ public struct Orchestrator {
         for slot in slots where !slot.scheduler {
             try? store.updateWorker(index: slot.index, state: "stopped", job: nil, bootSeconds: Clock.secondsSinceBoot())
         }
+        if let failure {
+            throw GuardFailure(exitCode: ExitCode.toolFailure, "stopped: \(failure); find the file, or start again on a store that can be opened ('seqpipe init')")
+        }
         say("stopped")
         return 0
     }
@@ -291,6 +323,9 @@ public struct Orchestrator {
     func fenceWorker(_ slot: Slot, fencer: Fencer, sparing: Set<ProcessIdentity>, reap: () -> Void) -> Bool {
         let claims = ((try? store.jobs()) ?? []).filter { ($0.status == .claimed || $0.status == .running) && $0.worker == slot.index }
         guard fencer.fence(device: slot.device.name, jobs: claims, worker: slot.index, sparing: sparing, reap: reap) else { return false }
+        // Its claims go back only through the store: while it cannot be reached the fence
+        // stays pending and the device gets no new worker (which would find its claim).
+        guard (try? store.ping()) != nil else { return false }
         // Its device server held the device's lock too: the fence ended it.
         if let device = try? store.devices().first(where: { $0.name == slot.device.name }), device.server != nil,
            device.serverState == "up" || device.serverState == "starting" {
@@ -307,6 +342,7 @@ public struct Orchestrator {
             }
         } catch {
             reporter.error("store \(paths.storeName): \(error.message)")
+            if error.isUnreachable { return false }
         }
         return true
     }

@@ -33,6 +33,25 @@ public struct PipelinePaths: Sendable {
         return ([], environment.filter { !$0.hasPrefix("SEQPIPE_DB=") } + ["SEQPIPE_DB=\(database)"])
     }
 
+    /// What is wrong with the store's location before anything opens it: a URL of a
+    /// database seqpipe does not speak (`mysql://…` is no file name either), or a path that
+    /// names something other than a regular file (`/dev/null`, a directory). Nil when fine.
+    public static func problem(with location: String) -> (message: String, usage: Bool)? {
+        let name = location.prefix { $0 != ":" }
+        if !SQLJobStore.isURL(location), !name.isEmpty, location.dropFirst(name.count).hasPrefix("://") {
+            let schemeLike = name.allSatisfy { (character: Character) -> Bool in character.isLetter || character.isNumber || "+-.".contains(character) }
+            if schemeLike {
+                return ("--db \(location): seqpipe speaks no '\(name)' store; give a file path (SQLite) or a postgresql:// URL", true)
+            }
+        }
+        guard !SQLJobStore.isURL(location), let status = try? FileSystem.status(FileSystem.realPath(location)) else { return nil }
+        guard status.isRegularFile else {
+            let kind = status.isDirectory ? "a directory" : "not a regular file"
+            return ("the store \(location) is \(kind); an SQLite store is one regular file: pass --db PATH to one (seqpipe init makes it)", false)
+        }
+        return nil
+    }
+
     /// Whether the store is a PostgreSQL server rather than a file.
     public var isURL: Bool { SQLJobStore.isURL(database) }
 

@@ -117,7 +117,11 @@ public struct PipelineStatus {
 
     /// One host's line: its state, orchestrator, lease age, devices, workers and roles.
     func hostText(_ host: HostRecord) -> String {
-        var parts = [host.state == "running" ? "running" : host.state.uppercased()]
+        // A lease that ran out with no take-over yet: the host cannot reach the store (it
+        // ends its workers at the end of its lease, and starts them again when the store
+        // answers), or it is gone.
+        let expired = host.state == "running" && (host.leaseUntil.map { $0 < now } ?? false)
+        var parts = [expired ? "LEASE EXPIRED (the host cannot reach the store, or is gone; its workers are ended)" : host.state == "running" ? "running" : host.state.uppercased()]
         if let pid = host.pid, host.state == "running" { parts.append("orchestrator pid \(pid)") }
         if let beat = host.beatAt {
             let age = max(0, now - beat)

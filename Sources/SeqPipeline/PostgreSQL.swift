@@ -19,6 +19,10 @@ public protocol SQLDatabase: AnyObject {
     var beginWrite: String { get }
     /// Set while a write transaction is open (they do not nest).
     var inTransaction: Bool { get set }
+    /// Since when the store cannot be reached, while it cannot (a server's store only).
+    var outage: StoreOutage? { get }
+    /// The outage the last reconnect ended, once: the caller says the store is back.
+    func takeRecovered() -> StoreOutage?
 }
 
 extension SQLDatabase {
@@ -48,6 +52,9 @@ extension SQLDatabase {
 
 extension SQLiteConnection: SQLDatabase {
     public var name: String { path }
+    /// A file is there or not: it has no outages to ride out.
+    public var outage: StoreOutage? { nil }
+    public func takeRecovered() -> StoreOutage? { nil }
     /// Takes the write lock at once (waiting out the busy timeout), so a read-then-write never
     /// fails with SQLITE_BUSY halfway through.
     public var beginWrite: String { "BEGIN IMMEDIATE" }
@@ -62,13 +69,22 @@ extension SQLiteConnection: SQLDatabase {
 /// one step that no other write interleaves with. Reads need no lock (MVCC).
 public final class PostgreSQLConnection: SQLDatabase {
     let api: UnsafePointer<cseq_libpq>
-    let handle: OpaquePointer
+    /// The live connection; nil while the server cannot be reached.
+    var handle: OpaquePointer?
+    /// What libpq is given: the URL, with a connect timeout unless it names one (a host
+    /// that does not answer must not hold a member up for minutes).
+    let connectionString: String
     public let name: String
     var translated: [String: String] = [:]
     /// Statements prepared on this connection, by SQL text and parameter types: each is
-    /// parsed and planned once, not once per call.
+    /// parsed and planned once, not once per call (and again after a reconnect).
     var prepared: [String: String] = [:]
     public var inTransaction = false
+    /// Set from the first failure that found the connection gone until a new one is made.
+    public private(set) var outage: StoreOutage?
+    /// Incremented by each reconnect: a caller that keeps session state (prepared
+    /// statements, session locks) on the server knows it is gone.
+    public private(set) var sessions = 1
     /// The advisory lock every writer of this database takes (an arbitrary constant: "seqp").
     public static let writeLockKey: Int64 = 0x7365_7170
 
@@ -82,19 +98,70 @@ public final class PostgreSQLConnection: SQLDatabase {
             throw StoreError("cannot use the PostgreSQL store \(name): libpq is not installed (\(reason)); install it (apt-get install libpq5)")
         }
         self.api = api
-        guard let connection = api.pointee.PQconnectdb(url) else {
-            throw StoreError("cannot connect to \(name): out of memory")
+        connectionString = url.contains("connect_timeout=") ? url : url + (url.contains("?") ? "&" : "?") + "connect_timeout=10"
+        handle = try connect()
+    }
+
+    deinit { if let handle { api.pointee.PQfinish(handle) } }
+
+    /// A new session, or a `StoreError` that says why none could be had.
+    func connect() throws(StoreError) -> OpaquePointer {
+        guard let connection = api.pointee.PQconnectdb(connectionString) else {
+            throw StoreError("cannot connect to \(name): out of memory", code: StoreError.unreachable)
         }
         guard api.pointee.PQstatus(connection) == Int32(CSEQ_CONNECTION_OK) else {
             let message = Self.firstLine(api.pointee.PQerrorMessage(connection))
             api.pointee.PQfinish(connection)
-            throw StoreError("cannot connect to \(name): \(message); check the URL, that the server runs (pg_ctl status) and that this user may connect")
+            throw StoreError("cannot connect to \(name): \(message); check the URL, that the server runs (pg_ctl status) and that this user may connect",
+                             code: StoreError.unreachable)
         }
-        handle = connection
         cseq_pq_quiet(api, connection)
+        return connection
     }
 
-    deinit { api.pointee.PQfinish(handle) }
+    /// The live session, made again when the last one was lost: at most one attempt per
+    /// backoff step (full jitter, 0.2 s doubling to 5 s), so a member polling its loop does
+    /// not hammer a server that is starting up.
+    func live() throws(StoreError) -> OpaquePointer {
+        if let handle { return handle }
+        // Never a statement of a transaction on a new session: the rest of it is gone.
+        guard !inTransaction, var outage else { throw StoreError("\(name): no connection", code: StoreError.unreachable) }
+        let now = Clock.monotonicNanoseconds()
+        guard now >= outage.nextAttempt else { throw outage.error }
+        do {
+            let connection = try connect()
+            handle = connection
+            prepared = [:]
+            sessions += 1
+            self.outage = nil
+            recovered = outage
+            return connection
+        } catch {
+            outage.attempts += 1
+            let cap = min(5.0, 0.2 * Double(1 << min(outage.attempts, 5)))
+            outage.nextAttempt = now + Int64(Double.random(in: (cap / 2)...cap) * 1e9)
+            outage.error = StoreError("store \(name) unreachable since \(Clock.localDateTime(WallTime(seconds: Int64(outage.since), nanoseconds: 0))): \(error.message)", code: StoreError.unreachable)
+            self.outage = outage
+            throw outage.error
+        }
+    }
+
+    /// The outage that the last reconnect ended, until a member takes it to say the store is back.
+    var recovered: StoreOutage?
+
+    public func takeRecovered() -> StoreOutage? {
+        defer { recovered = nil }
+        return recovered
+    }
+
+    /// Drops a session the server or the network ended: the next call connects again.
+    func lose(_ message: String) -> StoreError {
+        if let handle { api.pointee.PQfinish(handle) }
+        handle = nil
+        let error = StoreError("store \(name) unreachable since \(Clock.localDateTime(Clock.wallTime())): \(message); retrying", code: StoreError.unreachable)
+        if outage == nil { outage = StoreOutage(since: nowSeconds(), error: error) }
+        return error
+    }
 
     /// The URL with its password replaced by `***`, in the authority and in a `password=` parameter.
     public static func redacted(_ url: String) -> String {
@@ -154,13 +221,21 @@ public final class PostgreSQLConnection: SQLDatabase {
         return result
     }
 
-    func check(_ result: OpaquePointer?, _ sql: String) throws(StoreError) -> OpaquePointer {
-        guard let result else { throw StoreError("\(name): \(Self.firstLine(api.pointee.PQerrorMessage(handle)))") }
+    func check(_ result: OpaquePointer?, _ sql: String, on connection: OpaquePointer) throws(StoreError) -> OpaquePointer {
+        let gone = api.pointee.PQstatus(connection) != Int32(CSEQ_CONNECTION_OK)
+        guard let result else {
+            let message = Self.firstLine(api.pointee.PQerrorMessage(connection))
+            if gone { throw lose(message) }
+            throw StoreError("\(name): \(message)")
+        }
         let status = api.pointee.PQresultStatus(result)
         guard status == Int32(CSEQ_PGRES_COMMAND_OK) || status == Int32(CSEQ_PGRES_TUPLES_OK) else {
             let message = Self.firstLine(api.pointee.PQresultErrorMessage(result))
             let state = Self.string(api.pointee.PQresultErrorField(result, Int32(CSEQ_PG_DIAG_SQLSTATE)))
             api.pointee.PQclear(result)
+            // The session is over (the server shut down or restarted, the backend was
+            // terminated, the network cut it): classes 08 and 57P.
+            if gone || state.hasPrefix("08") || state.hasPrefix("57P") { throw lose(message) }
             throw StoreError("\(name): \(message)\(state.isEmpty ? "" : " (SQLSTATE \(state))") in: \(sql)", code: Self.code(state))
         }
         return result
@@ -170,7 +245,8 @@ public final class PostgreSQLConnection: SQLDatabase {
     static func code(_ state: String) -> Int32 { Int32(state) ?? -1 }
 
     public func execute(_ sql: String) throws(StoreError) {
-        let result = try check(api.pointee.PQexec(handle, sql), sql)
+        let handle = try live()
+        let result = try check(api.pointee.PQexec(handle, sql), sql, on: handle)
         api.pointee.PQclear(result)
     }
 
@@ -186,6 +262,7 @@ public final class PostgreSQLConnection: SQLDatabase {
 
     /// Sends the statement with typed text parameters and decodes the rows by column type.
     func perform(_ sql: String, _ parameters: [SQLValue]) throws(StoreError) -> (rows: [SQLRow], changed: Int) {
+        let handle = try live()
         let text = postgresText(sql)
         var types: [Oid] = []
         var values: [String?] = []
@@ -203,14 +280,14 @@ public final class PostgreSQLConnection: SQLDatabase {
             statement = name
         } else {
             statement = "s\(prepared.count + 1)"
-            let made = try check(api.pointee.PQprepare(handle, statement, text, Int32(types.count), types), sql)
+            let made = try check(api.pointee.PQprepare(handle, statement, text, Int32(types.count), types), sql, on: handle)
             api.pointee.PQclear(made)
             prepared[key] = statement
         }
         let raw = Self.withCStrings(values) { pointers in
             api.pointee.PQexecPrepared(handle, statement, Int32(parameters.count), pointers, nil, nil, 0)
         }
-        let result = try check(raw, sql)
+        let result = try check(raw, sql, on: handle)
         defer { api.pointee.PQclear(result) }
         let rowCount = api.pointee.PQntuples(result)
         let columnCount = api.pointee.PQnfields(result)

@@ -49,7 +49,7 @@ extension PipelinePaths {
         }
         let store: SQLJobStore
         do {
-            store = try SQLJobStore.open(database)
+            store = try SQLJobStore.open(database, create: true)
             try store.migrate()
         } catch { throw GuardFailure(error.message) }
         guard !FileSystem.exists(config) else { return (false, store) }

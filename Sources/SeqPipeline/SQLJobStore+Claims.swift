@@ -140,10 +140,9 @@ extension SQLJobStore {
         """
     }
 
-    public func claim(worker: Int, device: String, now: Double, today: String, bootSeconds: Double) throws(StoreError) -> ClaimedJob? {
+    public func claim(worker: Int, device: String, token: String, now: Double, today: String, bootSeconds: Double) throws(StoreError) -> ClaimedJob? {
         let now = try databaseTime(now)
         let bootSeconds = try databaseTime(boot: bootSeconds)
-        let token = Processes.randomHex(bytes: 8)
         return try connection.write { () throws(StoreError) -> ClaimedJob? in
             guard let row = try connection.query(
                 claimStatement,
@@ -156,6 +155,11 @@ extension SQLJobStore {
             }
             return ClaimedJob(job: job, token: token)
         }
+    }
+
+    public func claimed(token: String) throws(StoreError) -> ClaimedJob? {
+        try connection.query("SELECT * FROM jobs WHERE claim_token = ?1 AND status IN ('claimed', 'running')", [.text(token)])
+            .first.map { ClaimedJob(job: job(from: $0), token: token) }
     }
 
     public func markRunning(_ claim: ClaimedJob, bootSeconds: Double) throws(StoreError) -> Bool {

@@ -53,7 +53,8 @@ public struct SQLRow: Sendable {
     }
 }
 
-/// A failure of the store: what was being done, SQLite's message and its result code.
+/// A failure of the store: what was being done, the database's message and its code
+/// (SQLite's result code, PostgreSQL's SQLSTATE as a number, or `unreachable`).
 public struct StoreError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var code: Int32
@@ -64,6 +65,31 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { message }
+
+    /// The code of a store that cannot be reached: its server is down or restarting, or the
+    /// session was cut. The statement did not run, or its reply was lost; the caller waits
+    /// and tries again (the connection reconnects by itself).
+    public static let unreachable: Int32 = -100
+
+    /// Whether the store could not be reached (as opposed to refusing the statement).
+    public var isUnreachable: Bool { code == Self.unreachable }
+}
+
+/// A time the store could not be reached: since when, how many reconnects failed, and
+/// when the next may be tried.
+public struct StoreOutage: Sendable {
+    /// Wall-clock seconds of the first failure.
+    public var since: Double
+    public var attempts = 0
+    /// Monotonic nanoseconds before which no reconnect is tried.
+    var nextAttempt: Int64 = 0
+    /// What the callers are told meanwhile.
+    var error: StoreError
+
+    init(since: Double, error: StoreError) {
+        self.since = since
+        self.error = error
+    }
 }
 
 /// One SQLite connection (a process has one): WAL mode, a busy timeout, statements cached.
@@ -74,28 +100,101 @@ public final class SQLiteConnection {
     var cache: [String: OpaquePointer] = [:]
     public var inTransaction = false
 
-    /// Opens (creating) the database at `path`.
+    /// Whether this connection only reads: the store is on a read-only mount or not
+    /// writable by this user, and the command only reads (`status`, `jobs`, `serve`, …).
+    public let readOnly: Bool
+
+    /// Opens the database at `path`: read-write in WAL mode, or, when `readingOnly` allows
+    /// and the file cannot be written, read-only.
+    /// - Parameter create: make the file when it is missing (`init` only: a run whose store
+    ///   was removed must not start again on a new, empty one).
     /// - Throws: `StoreError` naming the file when it cannot be opened or is not a database.
-    public init(path: String, busyTimeoutMilliseconds: Int32 = 10_000) throws(StoreError) {
+    public init(path: String, create: Bool = false, readingOnly: Bool = false, busyTimeoutMilliseconds: Int32 = 10_000) throws(StoreError) {
+        let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX
+        var opened: (OpaquePointer, Bool)
+        do throws(StoreError) {
+            let db = try Self.open(path, flags: flags)
+            // journal_mode answers with a row; WAL lets readers (status) run beside a writer.
+            do { try Self.execute(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON") } catch {
+                sqlite3_close(db)
+                throw error
+            }
+            opened = (db, false)
+        } catch where readingOnly && [SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_FULL, SQLITE_IOERR].contains(error.code & 0xFF) {
+            opened = (try Self.openReadOnly(path), true)
+        } catch {
+            // Said plainly when the file or its directory cannot be written (SQLite needs
+            // both: the -wal and -shm files are made beside the store).
+            let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+            if [SQLITE_FULL, SQLITE_IOERR].contains(error.code & 0xFF), Self.diskFull(path) {
+                throw StoreError("cannot use store \(path): the disk holding it is full; free space on it and run again", code: SQLITE_FULL)
+            }
+            if [SQLITE_READONLY, SQLITE_CANTOPEN].contains(error.code & 0xFF),
+               let refusal = FileSystem.writeRefusal(path) ?? FileSystem.writeRefusal(directory) {
+                let why = refusal == .readOnlyFileSystem ? "it is on a read-only mount" : "this user may not write it or its directory (\(refusal))"
+                throw StoreError("cannot write the store \(path): \(why); 'status', 'jobs' and 'serve' can read it, a command that writes needs it writable", code: SQLITE_READONLY)
+            }
+            throw StoreError("cannot use store \(path): \(error.message)", code: error.code)
+        }
+        handle = opened.0
+        readOnly = opened.1
+        self.path = path
+        cseq_sqlite_busy_timeout(handle, busyTimeoutMilliseconds)
+    }
+
+    static func open(_ path: String, flags: Int32) throws(StoreError) -> OpaquePointer {
         var db: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             sqlite3_close(db)
-            throw StoreError("cannot open store \(path): \(message)", code: rc)
+            throw StoreError("\(message)\(advice(rc))", code: rc)
         }
-        handle = db
-        self.path = path
-        cseq_sqlite_busy_timeout(db, busyTimeoutMilliseconds)
-        do {
-            // journal_mode answers with a row; WAL lets readers (status) run beside a writer.
-            _ = try query("PRAGMA journal_mode=WAL")
-            try execute("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON")
-        } catch {
+        return db
+    }
+
+    static func execute(_ db: OpaquePointer, _ sql: String) throws(StoreError) {
+        var error: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(db, sql, nil, nil, &error)
+        guard rc == SQLITE_OK else {
+            let message = error.map { String(cString: $0) } ?? String(cString: sqlite3_errmsg(db))
+            sqlite3_free(error)
+            throw StoreError(message + advice(rc), code: rc)
+        }
+    }
+
+    /// A store that cannot be written, for reading: with its write-ahead log where SQLite
+    /// can read it; on a read-only mount with no -shm file, as an immutable file (what a
+    /// run left in the log then is not seen; a run cannot write there anyway).
+    static func openReadOnly(_ path: String) throws(StoreError) -> OpaquePointer {
+        let flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI
+        if let db = try? open(path.hasPrefix("/") ? "file:" + uriPath(path) : path, flags: flags) {
+            if (try? execute(db, "SELECT count(*) FROM sqlite_master")) != nil { return db }
             sqlite3_close(db)
-            throw StoreError("cannot use store \(path): \(error.message); is it an SQLite file?", code: error.code)
         }
+        let db: OpaquePointer
+        do { db = try open("file:\(uriPath(path))?immutable=1", flags: flags) } catch {
+            throw StoreError("cannot read store \(path): \(error.message)", code: error.code)
+        }
+        do { try execute(db, "SELECT count(*) FROM sqlite_master") } catch {
+            sqlite3_close(db)
+            throw StoreError("cannot read store \(path): \(error.message)", code: error.code)
+        }
+        return db
+    }
+
+    /// A path as the path of a `file:` URI: `%`, `?` and `#` escaped.
+    static func uriPath(_ path: String) -> String {
+        var out = ""
+        for character in path {
+            switch character {
+            case "%": out += "%25"
+            case "?": out += "%3f"
+            case "#": out += "%23"
+            default: out.append(character)
+            }
+        }
+        return out
     }
 
     deinit {
@@ -105,6 +204,40 @@ public final class SQLiteConnection {
 
     var lastMessage: String { String(cString: sqlite3_errmsg(handle)) }
 
+    /// Whether the filesystem holding `path` has no room left for the store to grow (less
+    /// than 64 KiB: SQLite's failures on a full disk are I/O errors as often as SQLITE_FULL).
+    static func diskFull(_ path: String) -> Bool {
+        let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        return (FileSystem.freeBytes(directory) ?? Int64.max) < 64 << 10
+    }
+
+    /// The advice for a failure of a statement: a full disk named as such, whatever code it came with.
+    func failure(_ message: String, _ rc: Int32) -> StoreError {
+        if [SQLITE_FULL, SQLITE_IOERR].contains(rc & 0xFF), Self.diskFull(path) {
+            return StoreError("\(message) (the disk holding the store is full): free space on it and run again", code: SQLITE_FULL)
+        }
+        return StoreError(message + Self.advice(rc), code: rc)
+    }
+
+    /// What to do about a failure, by SQLite's primary result code: each says what is wrong
+    /// with the file or its disk in the user's words, and the fix.
+    static func advice(_ code: Int32) -> String {
+        switch code & 0xFF {
+        case SQLITE_CORRUPT, SQLITE_NOTADB:
+            return " (the file is damaged, or not a seqpipe store): restore it from a copy, or export what it still reads ('seqpipe export-csv') into a new one"
+        case SQLITE_FULL:
+            return " (the disk holding the store is full): free space on it and run again"
+        case SQLITE_READONLY:
+            return " (the store is read-only: a read-only mount, or no write permission on it or its directory): 'status', 'jobs' and 'serve' can read it; a command that writes needs it writable"
+        case SQLITE_IOERR:
+            return " (an I/O error on the store's disk, or a file beside it removed): check the disk and the store's -wal and -shm files"
+        case SQLITE_CANTOPEN:
+            return " (the file, or the -wal and -shm files SQLite keeps beside it, cannot be opened): check the directory's permissions"
+        default:
+            return ""
+        }
+    }
+
     /// Runs one or more statements with no parameters and no results.
     public func execute(_ sql: String) throws(StoreError) {
         var error: UnsafeMutablePointer<CChar>?
@@ -112,7 +245,7 @@ public final class SQLiteConnection {
         if rc != SQLITE_OK {
             let message = error.map { String(cString: $0) } ?? lastMessage
             sqlite3_free(error)
-            throw StoreError(message, code: rc)
+            throw failure(message, rc)
         }
     }
 
@@ -120,7 +253,7 @@ public final class SQLiteConnection {
         if let statement = cache[sql] { return statement }
         var statement: OpaquePointer?
         let rc = sqlite3_prepare_v2(handle, sql, -1, &statement, nil)
-        guard rc == SQLITE_OK, let statement else { throw StoreError("\(lastMessage) in: \(sql)", code: rc) }
+        guard rc == SQLITE_OK, let statement else { throw StoreError("\(lastMessage)\(Self.advice(rc)) in: \(sql)", code: rc) }
         cache[sql] = statement
         return statement
     }
@@ -148,7 +281,7 @@ public final class SQLiteConnection {
         while true {
             let rc = sqlite3_step(statement)
             if rc == SQLITE_DONE { break }
-            guard rc == SQLITE_ROW else { throw StoreError(lastMessage, code: rc) }
+            guard rc == SQLITE_ROW else { throw failure(lastMessage, rc) }
             var values: [SQLValue] = []
             values.reserveCapacity(Int(count))
             for column in 0..<count {

@@ -82,12 +82,24 @@ public struct Scheduler {
     public func run() -> Int32 {
         let start = Clock.monotonicNanoseconds()
         let startWall = nowSeconds()
-        let beats: [String: Heartbeat]
-        do {
-            beats = Dictionary(try store.heartbeats().map { ($0.name, $0) }, uniquingKeysWith: { $1 })
-        } catch {
-            reporter.error("scheduler: store: \(error.message)")
-            return ExitCode.toolFailure
+        var beats: [String: Heartbeat] = [:]
+        var said = false
+        while true {
+            do {
+                beats = Dictionary(try store.heartbeats().map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+                break
+            } catch where error.isUnreachable {
+                // A store that is away is waited for (the connection tries again by itself).
+                if !said { log(error.message) }
+                said = true
+                switch signals.sleep(seconds: 0.5, wakingOn: lifeline.map { [$0] } ?? [], stopsOn: { [.terminate, .interrupt, .hangup].contains($0.signal) }) {
+                case .elapsed: continue
+                case .readable, .stopped: return 0
+                }
+            } catch {
+                reporter.error("scheduler: store: \(error.message)")
+                return ExitCode.toolFailure
+            }
         }
         var entries: [Entry] = []
         // Whether MemAvailable is in a pressure episode (the emergency command has run for it).

@@ -39,6 +39,12 @@ public struct Worker {
     var deviceLock: FileDescriptor?
     /// The device server this worker runs, if the device has one.
     var server: RunningServer?
+    /// The store could not be reached; said once until it answers again.
+    var storeLost = false
+    /// The store file as this worker opened it, and whether its path was seen to name
+    /// another file since.
+    var storeIdentity: FileStatus?
+    var storeChanged = false
 
     public init(store: any JobStore, config: PipelineConfig, index: Int, deviceName: String,
                 signals: SignalReceiver, reporter: Reporter, captureFile: String) {
@@ -140,43 +146,118 @@ public struct Worker {
             }
         }
         defer { deviceLock?.close() }
+        if let paths, !paths.isURL { storeIdentity = StoreFile.identity(paths.database) }
         // However the worker leaves, its server goes first.
         defer { stopServer(reason: orphaned ? "the orchestrator is gone" : "the worker stopped") }
         log("started: device \(deviceName), appium port \(config.appiumPort(worker: index)), system ports \(config.systemPort(worker: index))-\(config.systemPort(worker: index) + config.systemPortStride - 1)")
-        do {
-            while !stopping {
+        while !stopping {
+            do {
                 noteSignals()
                 if stopping { break }
                 guard let device = try store.devices().first(where: { $0.name == deviceName }) else {
                     log("device \(deviceName) is no longer in the store; stopping")
                     return ExitCode.toolFailure
                 }
+                noteStoreBack()
                 guard try waitOutHold(device) else { continue }
                 guard try ensureServer(device) else { continue }
                 guard try checkHealth(device) else { continue }
                 try record("idle")
-                guard let claim = try store.claim(worker: index, device: deviceName, now: nowSeconds(), today: today(), bootSeconds: Clock.secondsSinceBoot()) else {
+                // A store file deleted, renamed or replaced under the run takes no more
+                // claims here; the orchestrator stops the run.
+                if let storeIdentity, let paths, !StoreFile.sameFile(paths.database, as: storeIdentity) {
+                    if !storeChanged { log("the store \(paths.database) is no longer the file this worker opened: no more claims") }
+                    storeChanged = true
                     _ = pause(config.idlePollSeconds)
                     continue
                 }
-                try runJob(claim)
+                // The token is chosen here: a claim whose reply is lost with the connection
+                // is found again by it, not left claimed by nobody.
+                let token = Processes.randomHex(bytes: 8)
+                let claimed: ClaimedJob?
+                do {
+                    claimed = try store.claim(worker: index, device: deviceName, token: token, now: nowSeconds(), today: today(), bootSeconds: Clock.secondsSinceBoot())
+                } catch where error.isUnreachable {
+                    let store = store
+                    guard let found = try stored("the claim", { () throws(StoreError) in try store.claimed(token: token) }) else { break }
+                    claimed = found
+                }
+                guard let claim = claimed else {
+                    _ = pause(config.idlePollSeconds)
+                    continue
+                }
+                do { try runJob(claim) } catch where error.isUnreachable {
+                    // Lost before any step ran (the steps' writes wait for the store
+                    // themselves): the claim goes back once the store answers.
+                    let store = store
+                    let (policy, day) = (config.policy, today())
+                    guard try stored("job \(claim.job.id)'s claim", { () throws(StoreError) in
+                        try store.finish(claim, outcome: .stopped, policy: policy, now: nowSeconds(), today: day)
+                    }) != nil else { break }
+                }
                 // finish() left the worker idle in the store.
                 recorded = ("idle", Clock.secondsSinceBoot())
+            } catch where error.isUnreachable {
+                // Between jobs an outage only waits: the connection tries again by itself.
+                noteStoreLost(error)
+                _ = pause(0.5)
+            } catch {
+                log("store: \(error.message)")
+                reporter.error("worker \(index): store: \(error.message)")
+                return ExitCode.toolFailure
             }
-            if orphaned { return 1 }
-            // The server first, then the phone itself (a cloud phone left running costs money).
-            stopServer(reason: "the worker stopped")
-            if let device = try? store.devices().first(where: { $0.name == deviceName }), let stop = device.stopCommand {
-                let result = runDeviceCommand(stop, label: "device stop", timeout: 60)
-                try? store.recordPhone(device: deviceName, state: result?.succeeded == true ? "stopped" : "stop failed", now: nowSeconds())
+        }
+        if orphaned { return 1 }
+        // The server first, then the phone itself (a cloud phone left running costs money).
+        stopServer(reason: "the worker stopped")
+        if let device = try? store.devices().first(where: { $0.name == deviceName }), let stop = device.stopCommand {
+            let result = runDeviceCommand(stop, label: "device stop", timeout: 60)
+            try? store.recordPhone(device: deviceName, state: result?.succeeded == true ? "stopped" : "stop failed", now: nowSeconds())
+        }
+        try? store.updateWorker(index: index, state: "stopped", job: nil, bootSeconds: Clock.secondsSinceBoot())
+        log("stopped")
+        return 0
+    }
+
+    /// Says once that the store cannot be reached.
+    mutating func noteStoreLost(_ error: StoreError) {
+        guard !storeLost else { return }
+        storeLost = true
+        log(error.message)
+    }
+
+    /// Says once that it answers again.
+    mutating func noteStoreBack() {
+        let outage = store.takeRecovered()
+        guard storeLost || outage != nil else { return }
+        storeLost = false
+        log("the store answers again\(outage.map { " (unreachable for \(durationText((nowSeconds() - $0.since).rounded())))" } ?? "")")
+    }
+
+    /// A write the outcome of an attempt depends on, tried until the store takes it: an
+    /// outage only delays it (a stop request too: the orchestrator's grace bounds the wait).
+    /// Nil once the orchestrator is gone, which ends the worker and fences its claim.
+    /// - Throws: what the store refused for another reason than being unreachable.
+    mutating func stored<T>(_ what: String, _ body: () throws(StoreError) -> T) throws(StoreError) -> T? {
+        while true {
+            do {
+                let result = try body()
+                noteStoreBack()
+                return result
+            } catch where error.isUnreachable {
+                if !storeLost { log("\(what) waits for the store: \(error.message)") }
+                storeLost = true
+                switch signals.sleep(seconds: 0.25, wakingOn: lifeline.map { [$0] } ?? [], stopsOn: { [.terminate, .interrupt, .hangup].contains($0.signal) }) {
+                case .readable:
+                    noteOrphaned()
+                    return nil
+                case .stopped(let received):
+                    if !stopping { log("\(received.signal.name): stopping once the store has taken \(what)") }
+                    stopping = true
+                case .elapsed:
+                    break
+                }
             }
-            try? store.updateWorker(index: index, state: "stopped", job: nil, bootSeconds: Clock.secondsSinceBoot())
-            log("stopped")
-            return 0
-        } catch {
-            log("store: \(error.message)")
-            reporter.error("worker \(index): store: \(error.message)")
-            return ExitCode.toolFailure
         }
     }
 
@@ -224,7 +305,9 @@ public struct Worker {
                 return
             }
         }
-        guard try store.markRunning(claim, bootSeconds: Clock.secondsSinceBoot()) else {
+        let store = store
+        guard let running = try stored("job \(job.id)'s start", { () throws(StoreError) in try store.markRunning(claim, bootSeconds: Clock.secondsSinceBoot()) }) else { return }
+        guard running else {
             log("job \(job.id): claim was taken back before it started")
             return
         }
@@ -257,7 +340,9 @@ public struct Worker {
             switch runStep(step, argv: argv, check: check, claim: claim, progress: progress, firstRunOfJob: job.runs == 1 && progress == job.progress && job.progress == 0) {
             case .done:
                 progress += 1
-                guard try store.recordProgress(claim, progress: progress, bootSeconds: Clock.secondsSinceBoot()) else {
+                let done = progress
+                guard let recorded = try stored("job \(job.id)'s progress", { () throws(StoreError) in try store.recordProgress(claim, progress: done, bootSeconds: Clock.secondsSinceBoot()) }) else { return }
+                guard recorded else {
                     log("job \(job.id): claim was taken back; leaving it to its new holder")
                     return
                 }
@@ -279,8 +364,27 @@ public struct Worker {
                 break steps
             }
         }
-        release()
-        guard try store.finish(claim, outcome: outcome, policy: config.policy, now: nowSeconds(), today: today()) else {
+        // The job's lock is let go just before each try (a worker that claims the job next
+        // must find it free), and taken again while the store cannot be reached, so no one
+        // starts the job while its outcome waits; the claim is still this worker's until the
+        // store says otherwise.
+        var finishedOrNil: Bool?
+        while true {
+            release()
+            do {
+                finishedOrNil = try store.finish(claim, outcome: outcome, policy: config.policy, now: nowSeconds(), today: today())
+                noteStoreBack()
+                break
+            } catch where error.isUnreachable {
+                if !storeLost { log("job \(job.id)'s outcome waits for the store: \(error.message)") }
+                storeLost = true
+                if let jobLock { attemptLock = try? jobLock.tryAcquire()?.movedUp() }
+                // Tried again once the store answers.
+                guard try stored("job \(job.id)'s outcome", { () throws(StoreError) in try store.ping() }) != nil else { return }
+            }
+        }
+        guard let finished = finishedOrNil else { return }
+        guard finished else {
             log("job \(job.id): claim was taken back; its outcome is not recorded")
             return
         }

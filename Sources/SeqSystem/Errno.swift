@@ -31,6 +31,7 @@ public struct Errno: Error, Equatable, Hashable, Sendable, CustomStringConvertib
     public static let tooManyOpenFiles = Errno(rawValue: EMFILE)
     public static let tooManyOpenFilesInSystem = Errno(rawValue: ENFILE)
     public static let noSpace = Errno(rawValue: ENOSPC)
+    public static let readOnlyFileSystem = Errno(rawValue: EROFS)
 
     /// The calling thread's errno.
     public static var current: Errno { Errno(rawValue: cseq_errno()) }

@@ -106,6 +106,13 @@ public struct FileDescriptor: Hashable, Sendable {
         return (Array(buffer[0..<filled]), size)
     }
 
+    /// Gives back the disk blocks of `length` bytes from `offset` (fallocate(2) punching a
+    /// hole, the size kept): reads of that range answer zeros. Throws `.notSupported`-like
+    /// errnos (EOPNOTSUPP) on filesystems without holes.
+    public func releaseRange(offset: Int64, length: Int64) throws(Errno) {
+        _ = try valueOrErrno { cseq_punch_hole(rawValue, offset, length) }
+    }
+
     public func status() throws(Errno) -> FileStatus {
         var st = stat()
         _ = try valueOrErrno { fstat(rawValue, &st) }
@@ -176,9 +183,12 @@ public struct FileStatus: Sendable, Equatable {
     public var size: Int64
     /// Last modification, seconds since the epoch.
     public var modified: Int64
+    /// Names the file has (0: deleted, alive only through open descriptors).
+    public var links: UInt64
 
     init(_ st: stat) {
         modified = Int64(st.st_mtim.tv_sec)
+        links = UInt64(st.st_nlink)
         device = UInt64(st.st_dev)
         inode = UInt64(st.st_ino)
         mode = UInt32(st.st_mode)
@@ -344,6 +354,19 @@ public enum FileSystem {
         let fd = try open(path, [.writeOnly, .create, .append], mode: mode)
         defer { fd.close() }
         try fd.writeAll(text)
+    }
+
+    /// Bytes free to this user on the filesystem holding `path` (statvfs(2)), or nil.
+    public static func freeBytes(_ path: String) -> Int64? {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return nil }
+        return Int64(info.f_bavail) * Int64(info.f_frsize)
+    }
+
+    /// Why this process may not write `path`, or nil when it may (access(2) W_OK):
+    /// `.readOnlyFileSystem` on a read-only mount, `.permissionDenied` without the right.
+    public static func writeRefusal(_ path: String) -> Errno? {
+        access(path, W_OK) == 0 ? nil : Errno.current
     }
 
     /// Whether `path` is a regular file this process may execute (access(2) X_OK).

@@ -114,6 +114,7 @@ func absolute(_ path: String) -> String {
 /// The config named by --config or SEQPIPE_CONFIG, which must exist (the default may not).
 let namedConfig = path("--config", environment: "SEQPIPE_CONFIG")
 let location = path("--db", environment: "SEQPIPE_DB") ?? ".seqpipe/pipeline.db"
+if let problem = PipelinePaths.problem(with: location) { problem.usage ? usage(problem.message) : fail(problem.message) }
 let paths = PipelinePaths(database: SQLJobStore.isURL(location) ? location : absolute(location), config: namedConfig.map(absolute))
 
 func loadConfig() -> PipelineConfig {
@@ -134,12 +135,15 @@ let hostName: String = {
     return Spawn.environmentValue("SEQPIPE_HOST").flatMap { $0.isEmpty ? nil : $0 } ?? Processes.hostName()
 }()
 
+/// The store; commands that only read it (status, jobs, show, events, export-csv, serve)
+/// read one that cannot be written (a read-only mount) rather than refuse it.
 func openStore() -> SQLJobStore {
+    let reading = ["status", "jobs", "show", "events", "export-csv", "serve", "show-config"].contains(command)
     if !paths.isURL && !FileSystem.exists(paths.database) {
         fail("no store at \(paths.storeName); create it with 'seqpipe init' (or pass --db PATH)")
     }
     do {
-        let store = try SQLJobStore.open(paths.database)
+        let store = try SQLJobStore.open(paths.database, readingOnly: reading)
         store.host = hostName
         if try !store.isInitialized() {
             fail("no seqpipe store in \(paths.storeName); create it with 'seqpipe init --db URL'")

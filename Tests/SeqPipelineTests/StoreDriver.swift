@@ -22,7 +22,7 @@ enum StoreDriver: String, CustomTestStringConvertible, Sendable {
 
     /// A fresh store with devices d0…d(n-1); kept alive (and its schema or directory) by `place`.
     func makeStore(_ place: StorePlace, devices: Int = 2) throws -> SQLJobStore {
-        let store = try SQLJobStore.open(place.location)
+        let store = try SQLJobStore.open(place.location, create: true)
         try store.migrate()
         for index in 0..<devices { try store.addDevice(Device(name: "d\(index)")) }
         return store

@@ -6,7 +6,7 @@ import TestSupport
 
 /// A fresh SQLite store in its own directory, with devices d0…d(n-1).
 func makeStore(_ directory: TemporaryDirectory, devices: Int = 2) throws -> SQLJobStore {
-    let store = try SQLJobStore(path: directory.path + "/pipeline.db")
+    let store = try SQLJobStore(path: directory.path + "/pipeline.db", create: true)
     try store.migrate()
     for index in 0..<devices { try store.addDevice(Device(name: "d\(index)")) }
     return store
