@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <linux/falloc.h>
 
 struct watch { int lock_fd; int notify_fd; };
 
@@ -98,4 +99,8 @@ int cseq_resolve(const char *host, const char *port, int timeout_ms, struct addr
     free((char *)request->ar_service);
     free(request);
     return rc;
+}
+
+int cseq_punch_hole(int fd, long long offset, long long length) {
+    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
 }

@@ -62,6 +62,11 @@ public struct Supervisor {
     /// answers false the run serves no one any more (a pipeline step whose claim was taken
     /// back): the tree is ended at once and the run is `.stopped` with `abandoned` set.
     public var tick: (interval: Double, action: () -> Bool)?
+    /// About this many bytes of `output` (a file) are kept on disk while the command runs:
+    /// every half second (every 50 ms while it prints fast), what came before its last
+    /// `outputCap / 2` bytes is given back to the disk (a hole; the size and the tail stay),
+    /// so a command that prints without end cannot fill it. Nil: no cap.
+    public var outputCap: Int64?
     /// Descriptors open in the command as the numbers given (a progress channel).
     public var passing: [(descriptor: FileDescriptor, as: Int32)] = []
     /// Once readable, the command's tree is ended at once (SIGTERM, `cancelGrace`, SIGKILL)
@@ -142,6 +147,9 @@ public struct Supervisor {
         }
         var stopDeadline: Int64?
         var nextTick = tick.map { started + Int64($0.interval * 1e9) }
+        var nextOutputCheck = started + 50_000_000
+        var released: Int64 = 0
+        var outputSeen: Int64 = 0
         while status == nil {
             _ = tree.reapEnded(record)
             if status != nil { break }
@@ -165,6 +173,14 @@ public struct Supervisor {
                     return endNow("'\(display)' serves no one any more: ending it now")
                 }
                 nextTick = Clock.monotonicNanoseconds() + Int64(tick.interval * 1e9)
+            }
+            if let outputCap, let output, nextOutputCheck <= now {
+                let size = (try? output.status().size) ?? 0
+                released = Self.capOutput(output, size: size, cap: outputCap, released: released)
+                // A command printing fast (a quarter of the cap since the last look) is looked
+                // at every 50 ms until it slows down.
+                nextOutputCheck = now + (size - outputSeen > outputCap / 4 ? 50_000_000 : 500_000_000)
+                outputSeen = size
             }
             if oomBaselineDue && firstLook <= now {
                 result.oomKillsAtStart = SystemMemory.oomKillCount()
@@ -216,6 +232,7 @@ public struct Supervisor {
             if monitor != nil { wake = min(wake, nextSample) }
             if let stopDeadline { wake = min(wake, stopDeadline) }
             if let nextTick { wake = min(wake, nextTick) }
+            if outputCap != nil && output != nil { wake = min(wake, nextOutputCheck) }
             if oomBaselineDue { wake = min(wake, firstLook) }
             let wait: Int32 = wake == Int64.max ? -1 : Int32(clamping: max(0, wake - now) / 1_000_000 + 1)
             let ready = Poll.readable([signals.descriptor] + (cancel.map { [$0] } ?? []), timeoutMilliseconds: wait)
@@ -256,4 +273,16 @@ public struct Supervisor {
 /// `5s`, `1.5s`.
 func formatDuration(_ seconds: Double) -> String {
     seconds == seconds.rounded() ? "\(Int(seconds))s" : "\(seconds)s"
+}
+
+extension Supervisor {
+    /// Gives back the blocks of `output` before its last `cap / 2` bytes once it holds more
+    /// than `cap` (whole 64 KiB pieces); returns where the released range now ends. A
+    /// filesystem without holes keeps the file whole.
+    static func capOutput(_ output: FileDescriptor, size: Int64, cap: Int64, released: Int64) -> Int64 {
+        guard size - released > cap else { return released }
+        let upTo = (size - cap / 2) / 65536 * 65536
+        guard upTo > released, (try? output.releaseRange(offset: released, length: upTo - released)) != nil else { return released }
+        return upTo
+    }
 }

@@ -152,6 +152,10 @@ public struct StepRunner {
     /// `progressDescriptor` (named in SEQPIPE_PROGRESS_FD) and writes a line per report.
     public var progressFile: String?
     public static let progressDescriptor: Int32 = 3
+    /// What of a command's output is kept: its last 64 KiB go to the log and the classifier,
+    /// and at most `outputCap` bytes are on disk while it runs.
+    public static let outputKept = 65536
+    public static let outputCap: Int64 = 4 << 20
     /// Once readable (the orchestrator is gone), the running command's tree is ended at once.
     public var cancel: FileDescriptor?
     /// Children that are not the command's (the worker's device server): see `Supervisor.spared`.
@@ -166,7 +170,8 @@ public struct StepRunner {
                     beat: (interval: Double, action: (String?) -> Void)? = nil) -> StepResult {
         let output: FileDescriptor
         do {
-            output = try FileSystem.open(captureFile, [.writeOnly, .create, .truncate], mode: 0o600)
+            // Read back (its tail) through the same descriptor once the command ends.
+            output = try FileSystem.open(captureFile, [.readWrite, .create, .truncate], mode: 0o600)
         } catch {
             return StepResult(run: SupervisedRun(ending: .couldNotStart(error)), output: "cannot open \(captureFile): \(error)")
         }
@@ -203,11 +208,17 @@ public struct StepRunner {
                 return true
             })
         }
+        supervisor.outputCap = Self.outputCap
         let run = supervisor.run(argv, environment: environment) { _ in }
+        // The tail only, whatever was printed; the capture goes once read (nothing is left
+        // behind after the run).
+        let (tail, size) = (try? output.readTail(maximum: Self.outputKept)) ?? ([], 0)
         output.close()
-        let bytes = (try? FileSystem.readFile(captureFile)) ?? []
-        let tail = bytes.count > 65536 ? Array(bytes[(bytes.count - 65536)...]) : bytes
-        let text = String(decoding: tail, as: UTF8.self)
+        try? FileSystem.removeFile(captureFile)
+        var text = String(decoding: tail, as: UTF8.self)
+        if size > Int64(tail.count) {
+            text = "[seqpipe: \(size - Int64(tail.count)) earlier bytes of output dropped; the last \(tail.count / 1024) KiB follow]\n" + text
+        }
         let result = StepResult(run: run, output: text)
         // The step's words go to the worker's log (our stdout), under a header.
         var log = "--- \(label): \(GuardedCommand.displayCommand(argv))\n"
