@@ -13,7 +13,7 @@ extension Dashboard {
 
     func metrics() throws(StoreError) -> String {
         let now = try store.currentTime()
-        let jobs = try store.jobs()
+        let counts = try store.jobCounts()
         var text = Self.storeUp(true)
         func family(_ name: String, _ type: String, _ help: String, _ samples: [(labels: [(String, String)], value: Double)]) {
             text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
@@ -23,7 +23,7 @@ extension Dashboard {
             }
         }
         family("seqpipe_jobs", "gauge", "Jobs in the store by status.",
-               JobStatus.allCases.map { status in ([("status", status.rawValue)], Double(jobs.filter { $0.status == status }.count)) })
+               JobStatus.allCases.map { status in ([("status", status.rawValue)], Double(counts[status] ?? 0)) })
         let series = try Throughput.series(store: store, minutes: 60, now: now)
         let perMinute = try Throughput.finishedPerMinute(store: store, now: now)
         family("seqpipe_finished_last_hour", "gauge", "Job runs that ended in the last hour, by outcome.",
@@ -37,13 +37,11 @@ extension Dashboard {
                devices.map { ([("device", $0.name)], max(0, ($0.cooldownUntil ?? now) - now)) })
         family("seqpipe_device_response_seconds", "gauge", "The device's last measured response time.",
                devices.compactMap { device in device.responseMilliseconds.map { ([("device", device.name)], Double($0) / 1000) } })
-        let waiting = jobs.filter { $0.status == .pending || $0.status == .retrying }
+        let ages = try store.queueAges(since: now - 3600)
         family("seqpipe_queue_oldest_age_seconds", "gauge", "Age of the oldest job waiting (0: none).",
-               [([], max(0, waiting.compactMap(\.createdAt).min().map { now - $0 } ?? 0))])
-        let claimed = jobs.filter { job in (job.claimedAt ?? 0) >= now - 3600 && job.createdAt != nil }
-        let waits = claimed.map { ($0.claimedAt ?? 0) - ($0.createdAt ?? 0) }
+               [([], max(0, ages.oldestWaiting.map { now - $0 } ?? 0))])
         family("seqpipe_claim_wait_seconds", "gauge", "Mean time from a job's creation to its latest claim, for claims in the last hour.",
-               [([], waits.isEmpty ? 0 : waits.reduce(0, +) / Double(waits.count))])
+               [([], ages.meanClaimWait ?? 0)])
         family("seqpipe_alerts", "gauge", "Alerts raised and not cleared.", [([], Double(try store.alerts().count))])
         return text
     }

@@ -231,8 +231,8 @@ public struct Dashboard {
             return .error(400, "limit must be a whole number from 1 to 10000")
         }
         let filter = JobQuery(status: query["status"], account: query["account"], device: query["device"], errorType: query["error"], search: query["q"])
-        let all = try store.jobs().filter(filter.matches)
-        return .json(.object([("total", .integer(Int64(all.count))), ("jobs", .array(all.prefix(limit).map(Self.jobJSON)))]))
+        let found = try store.jobs(matching: filter, limit: limit)
+        return .json(.object([("total", .integer(Int64(found.total))), ("jobs", .array(found.jobs.map(Self.jobJSON)))]))
     }
 
     /// One job for `show` and /api/jobs/ID: its fields, its events, and why it waits.
@@ -245,7 +245,7 @@ public struct Dashboard {
         })))
         if job.status == .pending || job.status == .retrying {
             let status = try PipelineStatus.read(store: store, config: config, paths: paths)
-            fields.append(("waiting", status.waiting.first { $0.job.id == job.id }.map { .string($0.reason) } ?? .null))
+            fields.append(("waiting", .string(status.reason(job))))
         }
         return .object(fields)
     }

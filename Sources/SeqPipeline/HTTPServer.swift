@@ -36,19 +36,41 @@ public struct HTTPRequest: Sendable {
         var headers: [String: String] = [:]
         for line in lines where !line.isEmpty {
             guard let colon = line.firstIndex(of: ":") else { return .refuse(400, "malformed header line") }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingSpaces()
-        }
-        var length = 0
-        if let text = headers["content-length"] {
-            guard let value = Int(text), value >= 0 else { return .refuse(400, "bad Content-Length") }
-            guard value <= maximumBody else { return .refuse(413, "body larger than \(maximumBody) bytes") }
-            length = value
+            let name = line[..<colon].lowercased()
+            let value = line[line.index(after: colon)...].trimmingSpaces()
+            // Two lengths that disagree are how one request is smuggled inside another.
+            if let earlier = headers[name], name == "content-length" || name == "transfer-encoding", earlier != value {
+                return .refuse(400, "two \(name) headers that disagree")
+            }
+            headers[name] = value
         }
         let start = end + 4
-        guard bytes.count >= start + length else { return .incomplete }
+        let body: [UInt8]
+        if let coding = headers["transfer-encoding"] {
+            guard headers["content-length"] == nil else { return .refuse(400, "both Content-Length and Transfer-Encoding") }
+            guard coding.lowercased() == "chunked" else { return .refuse(400, "Transfer-Encoding \(coding) is not served; send Content-Length") }
+            switch chunkedBody(bytes[start...]) {
+            case .incomplete: return .incomplete
+            case .refuse(let status, let why): return .refuse(status, why)
+            case .complete(let decoded): body = decoded
+            }
+        } else {
+            var length = 0
+            if let text = headers["content-length"] {
+                guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let value = Int(text) else { return .refuse(400, "bad Content-Length") }
+                guard value <= maximumBody else { return .refuse(413, "body larger than \(maximumBody) bytes") }
+                length = value
+            }
+            guard bytes.count >= start + length else { return .incomplete }
+            body = Array(bytes[start..<(start + length)])
+        }
         let target = requestLine[1]
         let question = target.firstIndex(of: "?")
-        let path = percentDecoded(String(target[..<(question ?? target.endIndex)])) ?? ""
+        // A control character (a NUL above all) in the path names no page: refused, not cut.
+        guard let path = percentDecoded(String(target[..<(question ?? target.endIndex)])),
+              !path.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            return .refuse(400, "bad percent-encoding or a control character in the path")
+        }
         var query: [String: String] = [:]
         if let question {
             for pair in target[target.index(after: question)...].split(separator: "&") {
@@ -58,8 +80,53 @@ public struct HTTPRequest: Sendable {
                 query[key] = value
             }
         }
-        return .complete(HTTPRequest(method: requestLine[0], path: path, query: query, headers: headers,
-                                     body: Array(bytes[start..<(start + length)])))
+        return .complete(HTTPRequest(method: requestLine[0], path: path, query: query, headers: headers, body: body))
+    }
+
+    /// What a chunked body decodes to so far: each chunk's size in at most 8 hex digits and
+    /// the whole within `maximumBody` (a size of FFFFFFFFFFFF is refused, never waited for).
+    enum Chunked {
+        case incomplete
+        case complete([UInt8])
+        case refuse(Int, String)
+    }
+
+    static func chunkedBody(_ bytes: ArraySlice<UInt8>) -> Chunked {
+        var body: [UInt8] = []
+        var index = bytes.startIndex
+        while true {
+            guard let lineEnd = crlf(in: bytes, from: index) else {
+                return bytes.endIndex - index > 32 ? .refuse(400, "a malformed chunk size") : .incomplete
+            }
+            let sizeText = String(decoding: bytes[index..<lineEnd], as: UTF8.self).prefix { $0 != ";" }.trimmingSpaces()
+            guard !sizeText.isEmpty, sizeText.count <= 8, let size = Int(sizeText, radix: 16) else {
+                return .refuse(400, "a malformed or oversized chunk size '\(sizeText.prefix(20))'")
+            }
+            guard body.count + size <= maximumBody else { return .refuse(413, "body larger than \(maximumBody) bytes") }
+            let data = lineEnd + 2
+            if size == 0 {
+                // The last chunk, then trailers (ignored) up to an empty line.
+                var at = data
+                while true {
+                    guard let end = crlf(in: bytes, from: at) else { return .incomplete }
+                    if end == at { return .complete(body) }
+                    at = end + 2
+                }
+            }
+            guard bytes.endIndex >= data + size + 2 else { return .incomplete }
+            guard bytes[data + size] == 13, bytes[data + size + 1] == 10 else { return .refuse(400, "a chunk longer than its size") }
+            body += bytes[data..<(data + size)]
+            index = data + size + 2
+        }
+    }
+
+    static func crlf(in bytes: ArraySlice<UInt8>, from start: Int) -> Int? {
+        var index = start
+        while index + 1 < bytes.endIndex {
+            if bytes[index] == 13 && bytes[index + 1] == 10 { return index }
+            index += 1
+        }
+        return nil
     }
 
     static func headerEnd(_ bytes: [UInt8]) -> Int? {
@@ -121,18 +188,23 @@ public struct HTTPResponse: Sendable {
                           431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable"]
 
     /// The bytes on the wire; every answer closes its connection.
-    public var bytes: [UInt8] {
+    public var bytes: [UInt8] { bytes(withBody: true) }
+
+    /// The head alone answers a HEAD: the same headers (Content-Length included), no body.
+    public func bytes(withBody: Bool) -> [UInt8] {
         var head = "HTTP/1.1 \(status) \(Self.reasons[status] ?? "Status")\r\n"
         head += "Content-Type: \(contentType)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n"
         head += "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
-        return Array((head + "\r\n").utf8) + body
+        return Array((head + "\r\n").utf8) + (withBody ? body : [])
     }
 }
 
 /// A small HTTP server on one thread: it polls its listening socket and its clients, reads
 /// each request within `requestSeconds` (a slow client gets 408 and the others are served
-/// meanwhile), answers it with `handle`, and closes. It stops on SIGINT, SIGTERM or SIGHUP.
+/// meanwhile), answers it with `handle`, and closes. At `maximumClients` a new connection
+/// pushes out the one that has waited longest without a request. It stops on SIGINT,
+/// SIGTERM or SIGHUP.
 public struct HTTPServer {
     public var socket: ListeningSocket
     public var signals: SignalReceiver
@@ -153,8 +225,8 @@ public struct HTTPServer {
     @available(*, noasync)
     public func run(_ handle: (HTTPRequest) -> HTTPResponse) {
         var clients: [Client] = []
-        func answer(_ client: Client, _ response: HTTPResponse) {
-            try? client.descriptor.writeAll(response.bytes)
+        func answer(_ client: Client, _ response: HTTPResponse, withBody: Bool = true) {
+            try? client.descriptor.writeAll(response.bytes(withBody: withBody))
             client.descriptor.close()
         }
         while true {
@@ -184,14 +256,20 @@ public struct HTTPServer {
                 switch HTTPRequest.parse(clients[slot].buffer) {
                 case .incomplete: continue
                 case .refuse(let status, let why): answer(clients[slot], .error(status, why))
-                case .complete(let request): answer(clients[slot], handle(request))
+                case .complete(let request): answer(clients[slot], handle(request), withBody: request.method != "HEAD")
                 }
                 finished.insert(slot)
             }
             clients = clients.enumerated().filter { !finished.contains($0.offset) }.map(\.element)
             if ready.contains(1), let descriptor = socket.accept(timeoutMilliseconds: Int(requestSeconds * 1000)) {
                 let client = Client(descriptor: descriptor, deadline: Clock.monotonicNanoseconds() + Int64(requestSeconds * 1e9))
-                if clients.count >= maximumClients { answer(client, .error(503, "too many connections")) } else { clients.append(client) }
+                // Full: the connection that has waited longest without a whole request is let
+                // go, never the new one. A client that keeps many idle connections open only
+                // pushes out its own; a real request, which arrives at once, is served.
+                if clients.count >= maximumClients, let oldest = clients.indices.min(by: { clients[$0].deadline < clients[$1].deadline }) {
+                    answer(clients.remove(at: oldest), .error(503, "too many connections: this one waited longest without a request"))
+                }
+                clients.append(client)
             }
         }
     }

@@ -28,6 +28,15 @@ public protocol JobStore: AnyObject {
     /// Every job, in claim order (priority, then age).
     func jobs() throws(StoreError) -> [Job]
     func job(_ id: String) throws(StoreError) -> Job?
+    /// How many jobs are in each status (one query, whatever the queue's length).
+    func jobCounts() throws(StoreError) -> [JobStatus: Int]
+    /// The jobs in any of `statuses`, in claim order: how many, and the first `limit`.
+    func jobs(in statuses: [JobStatus], limit: Int) throws(StoreError) -> (total: Int, jobs: [Job])
+    /// The jobs `query` matches, in claim order: how many, and the first `limit`.
+    func jobs(matching query: JobQuery, limit: Int) throws(StoreError) -> (total: Int, jobs: [Job])
+    /// When the oldest waiting job was added, and the mean time from a job's creation to its
+    /// latest claim over the claims since `since` (nil when none).
+    func queueAges(since: Double) throws(StoreError) -> (oldestWaiting: Double?, meanClaimWait: Double?)
     /// Puts a failed, cancelled or retrying job back to pending with fresh attempts.
     func retry(_ id: String) throws(StoreError) -> Bool
     /// Cancels a job that is not running; false if it is running, finished or unknown.

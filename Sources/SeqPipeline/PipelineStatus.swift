@@ -13,7 +13,13 @@ public struct PipelineStatus {
     public var accounts: [Account]
     public var successesToday: [String: Int]
     public var devices: [Device]
+    /// The first `waitingShown` waiting jobs in claim order, each with why it waits; how
+    /// many wait in all is `waitingTotal`.
     public var waiting: [(job: Job, reason: String)]
+    public var waitingTotal = 0
+    public static let waitingShown = 200
+    /// The jobs claimed or running.
+    public var active: [Job] = []
     public var now: Double
     public var config: PipelineConfig
     /// The recurring jobs' heartbeats.
@@ -42,9 +48,10 @@ public struct PipelineStatus {
     /// Reads everything from the store and the lock, at one moment.
     public static func read(store: any JobStore, config: PipelineConfig, paths: PipelinePaths) throws(StoreError) -> PipelineStatus {
         let now = try store.currentTime()
-        let jobs = try store.jobs()
-        var counts: [(JobStatus, Int)] = []
-        for status in JobStatus.allCases { counts.append((status, jobs.filter { $0.status == status }.count)) }
+        // Counts and the first waiting jobs, not the whole queue: a status of 100,000 queued
+        // jobs costs what one of 100 does.
+        let tally = try store.jobCounts()
+        let counts = JobStatus.allCases.map { ($0, tally[$0] ?? 0) }
         let locks = try? paths.locks(create: false)
         defer { locks?.directory.close() }
         let holder = locks?.instance.holder()
@@ -53,11 +60,12 @@ public struct PipelineStatus {
         let devices = try store.devices()
         let today = ZoneCalendar.day(of: now, zone: config.dayZone)
         let successes = try store.successes(on: today)
-        let active = jobs.filter { $0.status == .claimed || $0.status == .running }
+        let active = try store.jobs(in: [.claimed, .running], limit: 100_000).jobs
         let workers = try store.workers()
         let hosts = try store.hosts()
         var waiting: [(Job, String)] = []
-        for job in jobs where job.status == .pending || job.status == .retrying {
+        let queued = try store.jobs(in: [.pending, .retrying], limit: waitingShown)
+        for job in queued.jobs {
             waiting.append((job, reason(job, accounts: accounts, devices: devices, successes: successes, active: active,
                                         holder: holder, workers: workers, now: now)))
         }
@@ -70,6 +78,8 @@ public struct PipelineStatus {
             accounts: accounts, successesToday: successes, devices: devices, waiting: waiting, now: now, config: config,
             heartbeats: try store.heartbeats(), alerts: try store.alerts(), checks: try store.checks())
         status.hosts = hosts
+        status.waitingTotal = queued.total
+        status.active = active
         status.localHost = store.host
         for job in active where config.steps.indices.contains(job.progress) { status.steps[job.id] = config.steps[job.progress].name }
         status.queue = counts.filter { [.pending, .retrying, .claimed, .running].contains($0.0) }.reduce(0) { $0 + $1.1 }
@@ -149,6 +159,12 @@ public struct PipelineStatus {
             ("responses", .integer(Int64(rates.responses))), ("unanswered", .integer(Int64(rates.unanswered))),
             ("mean_response_ms", rates.meanResponseMilliseconds.map { .integer(Int64($0)) } ?? .null),
         ])
+    }
+
+    /// Why `job` (waiting) is not running, with what this status read.
+    public func reason(_ job: Job) -> String {
+        waiting.first { $0.job.id == job.id }?.reason ?? Self.reason(
+            job, accounts: accounts, devices: devices, successes: successesToday, active: active, holder: holder, workers: workers, now: now)
     }
 
     static func reason(_ job: Job, accounts: [Account], devices: [Device], successes: [String: Int], active: [Job],
@@ -275,7 +291,7 @@ public struct PipelineStatus {
         if !waiting.isEmpty {
             lines.append("waiting:")
             for (job, reason) in waiting.prefix(20) { lines.append("  \(job.id)  \(job.account)  \(reason)") }
-            if waiting.count > 20 { lines.append("  … and \(waiting.count - 20) more") }
+            if waitingTotal > 20 { lines.append("  … and \(waitingTotal - min(20, waiting.count)) more") }
         }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -359,6 +375,7 @@ public struct PipelineStatus {
             })),
             ("queue", .integer(Int64(queue))), ("finished_per_minute", .number((finishedPerMinute * 100).rounded() / 100)),
             ("time_to_empty_seconds", timeToEmptySeconds.map { .integer(Int64($0)) } ?? .null),
+            ("waiting_total", .integer(Int64(waitingTotal))),
             ("waiting", .array(waiting.map { .object([("job", .string($0.job.id)), ("account", .string($0.job.account)), ("reason", .string($0.reason))]) })),
         ])
     }

@@ -70,6 +70,48 @@ extension SQLJobStore {
         try connection.query("SELECT * FROM jobs ORDER BY priority DESC, seq").map(job(from:))
     }
 
+    public func jobCounts() throws(StoreError) -> [JobStatus: Int] {
+        var counts: [JobStatus: Int] = [:]
+        for row in try connection.query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status") {
+            if let status = row["status"].string.flatMap(JobStatus.init(rawValue:)) { counts[status] = Int(row["n"].int ?? 0) }
+        }
+        return counts
+    }
+
+    public func jobs(in statuses: [JobStatus], limit: Int) throws(StoreError) -> (total: Int, jobs: [Job]) {
+        // The statuses are the store's own names, never input.
+        let filter = "WHERE status IN (\(statuses.map { "'\($0.rawValue)'" }.joined(separator: ", ")))"
+        let total = try connection.query("SELECT COUNT(*) AS n FROM jobs \(filter)").first?["n"].int ?? 0
+        let rows = try connection.query("SELECT * FROM jobs \(filter) ORDER BY priority DESC, seq LIMIT \(max(0, limit))")
+        return (Int(total), rows.map(job(from:)))
+    }
+
+    public func jobs(matching query: JobQuery, limit: Int) throws(StoreError) -> (total: Int, jobs: [Job]) {
+        var conditions: [String] = []
+        var values: [SQLValue] = []
+        for (column, value) in [("status", query.status), ("account", query.account), ("device", query.device), ("error_type", query.errorType)] {
+            guard let value, !value.isEmpty else { continue }
+            values.append(.text(value))
+            conditions.append("\(column) = ?\(values.count)")
+        }
+        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        // A text search reads what the other filters leave and matches in Swift, exactly as
+        // `seqpipe jobs` does (any case, payload values only).
+        if let search = query.search, !search.isEmpty {
+            let found = try connection.query("SELECT * FROM jobs \(filter) ORDER BY priority DESC, seq", values).map(job(from:)).filter(query.matches)
+            return (found.count, Array(found.prefix(limit)))
+        }
+        let total = try connection.query("SELECT COUNT(*) AS n FROM jobs \(filter)", values).first?["n"].int ?? 0
+        let rows = try connection.query("SELECT * FROM jobs \(filter) ORDER BY priority DESC, seq LIMIT \(max(0, limit))", values)
+        return (Int(total), rows.map(job(from:)))
+    }
+
+    public func queueAges(since: Double) throws(StoreError) -> (oldestWaiting: Double?, meanClaimWait: Double?) {
+        let oldest = try connection.query("SELECT MIN(created_at) AS t FROM jobs WHERE status IN ('pending', 'retrying')").first?["t"].double
+        let mean = try connection.query("SELECT AVG(claimed_at - created_at) AS w FROM jobs WHERE claimed_at >= ?1", [.real(since)]).first?["w"].double
+        return (oldest, mean)
+    }
+
     public func job(_ id: String) throws(StoreError) -> Job? {
         try connection.query("SELECT * FROM jobs WHERE id = ?1", [.text(id)]).first.map(job(from:))
     }
