@@ -90,7 +90,7 @@ extension JobSources {
         for file in csvFiles {
             let bytes: [UInt8]
             do { bytes = try FileSystem.readFile(file) } catch { throw ConfigError(message: "cannot read \(file): \(error)") }
-            try add(try ProgressCSV.importJobs(String(decoding: bytes, as: UTF8.self), file: file, defaultMaxAttempts: maxAttempts))
+            try add(try ProgressCSV.importJobs(ProgressCSV.text(bytes, file: file), file: file, defaultMaxAttempts: maxAttempts))
         }
         return report
     }

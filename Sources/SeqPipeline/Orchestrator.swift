@@ -36,6 +36,8 @@ public struct Orchestrator {
         var fencePending = false
         /// The scheduler of recurring jobs, not a worker: no device, no claims.
         var scheduler = false
+        /// Its device was removed: it is not started again.
+        var retired = false
     }
 
     func say(_ message: String) {
@@ -181,7 +183,15 @@ public struct Orchestrator {
                 if !orphans.isEmpty {
                     Teardown.graceful(config.killGraceSeconds).run(find: Teardown.TreeFinder(roots: orphans).find, reap: reapAll)
                 }
+                let known = (try? store.devices()).map { Set($0.map(\.name)) }
                 for index in died {
+                    // A device removed from the store ('device remove --force') retires its
+                    // worker's slot: it is not started again.
+                    if !slots[index].scheduler, let known, !known.contains(slots[index].device.name) {
+                        slots[index].retired = true
+                        say("worker \(index): its device \(slots[index].device.name) was removed from the store; not restarted")
+                        continue
+                    }
                     let quick = Clock.monotonicNanoseconds() - slots[index].startedAt < 5_000_000_000
                     slots[index].quickDeaths = quick ? slots[index].quickDeaths + 1 : 0
                     let delay = config.restartDelaySeconds * Double(1 << min(slots[index].quickDeaths, 6))
@@ -265,7 +275,7 @@ public struct Orchestrator {
         // Devices whose worker could not run its own stop command. A worker killed after it
         // ran it (its record says stopped, under its own pid) is not stopped twice.
         let stoppedThemselves = Set(((try? store.workers()) ?? []).filter { $0.state == "stopped" && $0.host == store.host }.map(\.pid))
-        for slot in slots where !slot.stoppedCleanly && !slot.scheduler {
+        for slot in slots where !slot.stoppedCleanly && !slot.scheduler && !slot.retired {
             if let pid = slot.process?.pid, stoppedThemselves.contains(pid) { continue }
             guard let command = slot.device.stopCommand else { continue }
             let runner = StepRunner(signals: signals, reporter: reporter, captureFile: "\(paths.run)/orchestrator.out",

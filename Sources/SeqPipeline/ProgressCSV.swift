@@ -34,8 +34,40 @@ public enum ProgressCSV {
         return result + "\""
     }
 
-    /// Rows of fields; nil with the line number of an unterminated quote.
+    /// A CSV file's bytes as text, refused rather than changed: a NUL byte (it would cut a
+    /// step's argument there) or bytes that are not UTF-8 (they would become U+FFFD) are an
+    /// error naming the line. A UTF-8 byte order mark is dropped.
+    /// - Throws: `ConfigError` as `FILE:LINE: …` with the fix.
+    public static func text(_ bytes: [UInt8], file: String) throws(ConfigError) -> String {
+        var body = bytes[...]
+        if body.starts(with: [0xEF, 0xBB, 0xBF]) { body = body.dropFirst(3) }
+        var line = 1
+        var start = body.startIndex
+        for index in body.indices where body[index] == 0x0A || index == body.endIndex - 1 {
+            let end = body[index] == 0x0A ? index : index + 1
+            let piece = body[start..<end]
+            if let nul = piece.firstIndex(of: 0) {
+                throw ConfigError(message: "\(file):\(line): a NUL byte at column \(nul - start + 1); remove it (a NUL would cut the field there)")
+            }
+            if String(validating: piece, as: UTF8.self) == nil {
+                throw ConfigError(message: "\(file):\(line): not UTF-8; convert the file (iconv -f ENCODING -t UTF-8 \(file)) and import it again")
+            }
+            line += 1
+            start = index + 1
+        }
+        return String(decoding: body, as: UTF8.self)
+    }
+
+    /// Rows of fields, each with the line it starts on; the line number of an unterminated
+    /// quote instead when there is one.
     public static func parse(_ text: String) -> (rows: [[String]], badLine: Int?) {
+        let parsed = parseLines(text)
+        return (parsed.rows, parsed.badLine)
+    }
+
+    static func parseLines(_ text: String) -> (rows: [[String]], lines: [Int], badLine: Int?) {
+        var lines: [Int] = []
+        var rowLine = 1
         var rows: [[String]] = []
         var row: [String] = []
         var field = ""
@@ -68,21 +100,24 @@ public enum ProgressCSV {
             case "\n":
                 row.append(field)
                 rows.append(row)
+                lines.append(rowLine)
                 row = []
                 field = ""
                 atFieldStart = true
                 line += 1
+                rowLine = line
             default:
                 field.unicodeScalars.append(scalar)
                 atFieldStart = false
             }
         }
-        if quoted { return (rows, quoteLine) }
+        if quoted { return (rows, lines, quoteLine) }
         if !field.isEmpty || !row.isEmpty {
             row.append(field)
             rows.append(row)
+            lines.append(rowLine)
         }
-        return (rows, nil)
+        return (rows, lines, nil)
     }
 
     /// Jobs from a progress CSV. A claimed or running row (a run that died) comes back pending.
@@ -94,11 +129,17 @@ public enum ProgressCSV {
     /// The jobs with the line each came from. A column beyond the original's (and
     /// `priority`) is a payload field; a job id seen twice is an error naming both lines.
     public static func importRows(_ text: String, file: String, defaultMaxAttempts: Int) throws(ConfigError) -> [(job: Job, line: Int)] {
-        let (rows, badLine) = parse(text)
+        let (rows, rowLines, badLine) = parseLines(text)
         if let badLine { throw ConfigError(message: "\(file):\(badLine): a quoted field never ends; close its double quote") }
         guard let first = rows.first else { throw ConfigError(message: "\(file): empty; expected a header line: \(header.joined(separator: ","))") }
         var column: [String: Int] = [:]
-        for (index, name) in first.enumerated() { column[name.trimmingSpaces] = index }
+        for (index, name) in first.enumerated() {
+            let name = name.trimmingSpaces
+            if let earlier = column[name], !name.isEmpty {
+                throw ConfigError(message: "\(file):1: column '\(name)' is named twice (columns \(earlier + 1) and \(index + 1)); keep one")
+            }
+            column[name] = index
+        }
         for required in ["job_id", "account"] where column[required] == nil {
             throw ConfigError(message: "\(file):1: no '\(required)' column; expected a header line: \(header.joined(separator: ","))")
         }
@@ -106,8 +147,11 @@ public enum ProgressCSV {
         var seen: [String: Int] = [:]
         let fields = column.filter { !header.contains($0.key) && $0.key != "priority" && !$0.key.isEmpty }.sorted { $0.value < $1.value }
         for (offset, row) in rows.dropFirst().enumerated() {
-            let line = offset + 2
+            let line = rowLines[offset + 1]
             if row.allSatisfy({ $0.isEmpty }) { continue }
+            if row.count > first.count {
+                throw ConfigError(message: "\(file):\(line): \(row.count) values but the header names \(first.count) columns; quote a value that holds a comma, or name the column")
+            }
             func value(_ name: String) -> String {
                 guard let index = column[name], index < row.count else { return "" }
                 return row[index]

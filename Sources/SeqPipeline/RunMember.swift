@@ -107,3 +107,30 @@ extension PipelinePaths {
         return .stopped(orchestrator: pid, killed: killed)
     }
 }
+
+extension PipelinePaths {
+    /// Before `device remove`: a device a worker of the run holds (the kernel's word: its
+    /// lock) is refused, or with `force` drained: held so it takes no new job, and waited
+    /// for until its job is done. Its worker then stops and is not started again.
+    /// - Throws: `GuardFailure` (exit 1) naming the holder and the two ways on.
+    @available(*, noasync)
+    public func drainDevice(_ name: String, store: any JobStore, force: Bool, announce: (String) -> Void) throws(GuardFailure) {
+        guard let locks = try? locks(create: false) else { return }
+        defer { locks.directory.close() }
+        let lock = locks.device(name)
+        guard lock.isHeld else { return }
+        guard force else {
+            let holders = lock.holders().map { "\($0.pid)" }.joined(separator: ", ")
+            throw GuardFailure(exitCode: 1, "device \(name) is in use by a worker of the running orchestrator (pid \(holders)); stop the run first ('seqpipe stop-all'), or drain it with 'seqpipe device remove \(name) --force' (its worker finishes its job, then stops)")
+        }
+        do {
+            try store.holdDevice(name, until: nowSeconds() + 365 * 86400, reason: "being removed (device remove --force)")
+            var said = false
+            while let job = try store.jobs(in: [.claimed, .running], limit: 100_000).jobs.first(where: { $0.device == name }) {
+                if !said { announce("device \(name): no new job; waiting for job \(job.id) to finish\n") }
+                said = true
+                _ = Poll.readable([], timeoutMilliseconds: 250)
+            }
+        } catch { throw GuardFailure("store \(storeName): \(error.message)") }
+    }
+}

@@ -155,8 +155,10 @@ public struct Worker {
                 noteSignals()
                 if stopping { break }
                 guard let device = try store.devices().first(where: { $0.name == deviceName }) else {
-                    log("device \(deviceName) is no longer in the store; stopping")
-                    return ExitCode.toolFailure
+                    // Removed (drained first by 'device remove --force'): a clean stop.
+                    log("device \(deviceName) was removed from the store; stopping")
+                    stopping = true
+                    break
                 }
                 noteStoreBack()
                 guard try waitOutHold(device) else { continue }

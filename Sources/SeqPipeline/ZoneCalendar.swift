@@ -53,6 +53,9 @@ public enum ZoneCalendar {
         if index < bytes.count, bytes[index] == 90 { index += 1 }
         guard index == bytes.count else { return nil }
         let days = CivilDate(year: year, month: month, day: day).daysSinceEpoch
+        // A day the month does not have (2026-02-30) is no time, not 2026-03-02.
+        let back = CivilDate(daysSinceEpoch: days)
+        guard back.year == year, back.month == month, back.day == day else { return nil }
         return Double(days * 86400 + hour * 3600 + minute * 60 + second) + fraction
     }
 }

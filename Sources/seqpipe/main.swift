@@ -36,7 +36,8 @@ let commandOptions: [String: [OptionSpec]] = [
     "init": [], "import-csv": [], "export-csv": [], "show-config": [], "stop-all": [], "retry": [], "cancel": [],
     "device": [OptionSpec("--url", kind: .value), OptionSpec("--health", kind: .value), OptionSpec("--server", kind: .value),
                OptionSpec("--server-restart", kind: .value),
-               OptionSpec("--restart", kind: .value), OptionSpec("--stop", kind: .value), OptionSpec("--host", kind: .value)],
+               OptionSpec("--restart", kind: .value), OptionSpec("--stop", kind: .value), OptionSpec("--host", kind: .value),
+               OptionSpec("--force")],
     "account": [OptionSpec("--daily-limit", kind: .value)],
     "add-job": [OptionSpec("--account", kind: .value), OptionSpec("--id", kind: .value), OptionSpec("--video", kind: .value),
                 OptionSpec("--caption", kind: .value), OptionSpec("--priority", kind: .value), OptionSpec("--max-attempts", kind: .value),
@@ -198,10 +199,15 @@ case "device":
         printOut(Listing.devices(storeCall { () throws(StoreError) in try store.devices() }, localHost: store.host))
     case "remove":
         if words.count != 2 { usage("expected a device name") }
-        if !storeCall({ () throws(StoreError) in try store.removeDevice(words[1]) }) {
-            fail("no device '\(words[1])'; see 'seqpipe device list'", 1)
+        let name = words[1]
+        guard storeCall({ () throws(StoreError) in try store.devices() }).contains(where: { $0.name == name }) else {
+            fail("no device '\(name)'; see 'seqpipe device list'", 1)
         }
-        printOut("device \(words[1]) removed\n")
+        do { try paths.drainDevice(name, store: store, force: options.has("--force"), announce: printOut) } catch { fail(error.message, error.exitCode) }
+        if !storeCall({ () throws(StoreError) in try store.removeDevice(name) }) {
+            fail("no device '\(name)'; see 'seqpipe device list'", 1)
+        }
+        printOut("device \(name) removed\n")
     default: usage("expected add, list or remove, not '\(sub)'")
     }
 
@@ -269,7 +275,7 @@ case "import-csv":
     do { bytes = try FileSystem.readFile(words[0]) } catch { fail("cannot read \(words[0]): \(error)", 1) }
     let config = loadConfig()
     let rows: [(job: Job, line: Int)]
-    do { rows = try ProgressCSV.importRows(String(decoding: bytes, as: UTF8.self), file: words[0], defaultMaxAttempts: config.maxAttempts) } catch {
+    do { rows = try ProgressCSV.importRows(ProgressCSV.text(bytes, file: words[0]), file: words[0], defaultMaxAttempts: config.maxAttempts) } catch {
         fail(error.message, 1)
     }
     let store = openStore()
