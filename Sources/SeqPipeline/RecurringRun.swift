@@ -26,37 +26,50 @@ public struct RecurringRun {
     @available(*, noasync)
     public func run() throws(StoreError) -> Int32 {
         let me = ProcessIdentity(pid: Processes.currentPid, startTime: (try? ProcStat.read(Processes.currentPid).startTime) ?? 0)
-        try store.recordRecurringStart(job.name, process: me, now: nowSeconds())
+        let (store, name) = (store, job.name)
+        try recorded { () throws(StoreError) in try store.recordRecurringStart(job.name, process: me, now: nowSeconds()) }
         var error = ""
         var stopped = false
         for attempt in 1...job.attempts {
             if attempt > 1 {
-                try store.recordRecurringState(job.name, state: "backoff")
+                try recorded { () throws(StoreError) in try store.recordRecurringState(job.name, state: "backoff") }
                 let wait = Backoff.fullJitter(attempt: attempt - 1, base: config.scheduler.backoffBaseSeconds, cap: config.scheduler.backoffCapSeconds)
                 if !pause(wait) { stopped = true; break }
-                try store.recordRecurringState(job.name, state: "running")
+                try recorded { () throws(StoreError) in try store.recordRecurringState(job.name, state: "running") }
             }
             // While the step runs: a heartbeat, with its progress reports.
-            let (store, name) = (store, job.name)
             let result = runner.run(job.run, timeout: job.timeoutSeconds, memoryLimitMegabytes: job.memoryLimitMegabytes,
                                     label: "\(job.name) attempt \(attempt) of \(job.attempts)",
                                     beat: (config.heartbeatSeconds, { progress in try? store.recordRecurringBeat(name, progress: progress, now: nowSeconds()) }))
             if result.succeeded {
-                try store.recordRecurringEnd(job.name, succeeded: true, error: nil, now: nowSeconds())
+                try recorded { () throws(StoreError) in try store.recordRecurringEnd(job.name, succeeded: true, error: nil, now: nowSeconds()) }
                 return 0
             }
             if result.run.stopRequested || result.run.ending == .stopped || result.run.cancelled || stopPending() {
-                try store.recordRecurringStopped(job.name, reason: "run stopped during attempt \(attempt) (\(result.endingText))", now: nowSeconds())
+                try recorded { () throws(StoreError) in try store.recordRecurringStopped(job.name, reason: "run stopped during attempt \(attempt) (\(result.endingText))", now: nowSeconds()) }
                 return 1
             }
             error = "attempt \(attempt) of \(job.attempts): \(result.endingText)\(result.lastLine.isEmpty ? "" : ": \(result.lastLine)")"
         }
         if stopped {
-            try store.recordRecurringStopped(job.name, reason: "run stopped between attempts", now: nowSeconds())
+            try recorded { () throws(StoreError) in try store.recordRecurringStopped(job.name, reason: "run stopped between attempts", now: nowSeconds()) }
             return 1
         }
-        try store.recordRecurringEnd(job.name, succeeded: false, error: error, now: nowSeconds())
+        try recorded { () throws(StoreError) in try store.recordRecurringEnd(job.name, succeeded: false, error: error, now: nowSeconds()) }
         return 1
+    }
+
+    /// A record of the run, tried until the store takes it: an unreachable store is waited
+    /// for (the connection tries again by itself) while the scheduler lives.
+    /// - Throws: what the store refused, or the outage once the scheduler is gone.
+    @available(*, noasync)
+    func recorded(_ body: () throws(StoreError) -> Void) throws(StoreError) {
+        while true {
+            do { return try body() } catch where error.isUnreachable {
+                let lifeline = runner.cancel.map { [$0] } ?? []
+                if case .readable = runner.signals.sleep(seconds: 0.25, wakingOn: lifeline, stopsOn: { _ in false }) { throw error }
+            }
+        }
     }
 
     /// Whether a stop signal is waiting: the watchdog signals the run before its step, so a

@@ -22,7 +22,9 @@ public enum SeqPipelineHelp {
                                         worker starts, restarts and ends itself. --host: the
                                         farm host that drives it (PostgreSQL store: default
                                         this machine's name).
-          device list | device remove NAME
+          device list | device remove NAME [--force]
+                                        --force: a device in use is drained first (its
+                                        worker finishes its job, then stops).
           account add NAME [--daily-limit N]
           account list | account resume NAME
           add-job --account A [--id ID] [--video PATH] [--caption TEXT] [--field KEY=VALUE]...
@@ -77,7 +79,8 @@ public enum SeqPipelineHelp {
           1    The command could not do what was asked (no such job, job running, ...).
           2    Bad usage.
           75   Another orchestrator holds the store.
-          125  seqpipe itself failed: bad config, unreadable store, missing device.
+          125  seqpipe itself failed: bad config, unreadable store, missing device, the
+               store file deleted or replaced under the run.
 
         """
 }
