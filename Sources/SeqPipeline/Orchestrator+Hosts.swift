@@ -24,16 +24,17 @@ extension Orchestrator {
     /// Says once that the store cannot be reached (the connection tries again at each call,
     /// with backoff), and once that it answers again, then as an alert and an event.
     func noteStore(_ beat: inout HostBeat) {
-        if let outage = store.takeRecovered() ?? (store.outage == nil ? beat.storeDown.map { StoreOutage(since: $0, error: StoreError("")) } : nil) {
+        let recovered = store.takeRecovered()
+        if let outage = store.outage {
+            guard beat.storeDown == nil else { return }
+            beat.storeDown = outage.since
+            reporter.error(outage.error.message)
+        } else if let since = recovered?.since ?? beat.storeDown {
             beat.storeDown = nil
-            let since = Clock.localDateTime(WallTime(seconds: Int64(outage.since), nanoseconds: 0))
-            let message = "store \(paths.storeName) was unreachable for \(durationText((nowSeconds() - outage.since).rounded())) (since \(since))\(beat.selfFenced ? "; host \(store.host) ended its workers meanwhile" : "")"
+            let message = "store \(paths.storeName) was unreachable for \(durationText((nowSeconds() - since).rounded())) (since \(Clock.localDateTime(WallTime(seconds: Int64(since), nanoseconds: 0))))\(beat.selfFenced ? "; host \(store.host) ended its workers meanwhile" : "")"
             say("the store answers again: \(message)")
             _ = try? store.raiseAlert("store", kind: "store", message: message, now: nowSeconds())
             try? store.addEvent(Event(at: nowSeconds(), kind: "store-back", message: message))
-        } else if beat.storeDown == nil, let outage = store.outage {
-            beat.storeDown = outage.since
-            reporter.error(outage.error.message)
         }
     }
 

@@ -65,13 +65,12 @@ public struct Orchestrator {
             }
         }
 
-        let all: [Device]
-        do throws(StoreError) {
+        let all: [Device] = try waitingOutTheStore { () throws -> [Device] in
             if let sqlStore = store as? SQLJobStore, let damage = try sqlStore.damage() {
                 throw StoreError("the store is damaged (SQLite's quick_check: \(damage)); restore it from a copy, or export what it still reads ('seqpipe export-csv') into a new one")
             }
-            all = try store.devices()
-        } catch { throw GuardFailure("store \(paths.storeName): \(error.message)") }
+            return try store.devices()
+        }
         guard !all.isEmpty else {
             throw GuardFailure("\(paths.storeName) has no device; add one with 'seqpipe device add NAME --url URL'")
         }
@@ -98,7 +97,7 @@ public struct Orchestrator {
             throw GuardFailure("cannot prepare to run workers: \(error)", errno: error)
         }
         let fencer = Fencer(locks: locks, store: store, config: config, say: say)
-        do {
+        try waitingOutTheStore { () throws in
             // Claims of an earlier run: the lock proves that run is gone; its attempts'
             // leftovers (a step that let go of the store's lock) are ended before the claims
             // are taken back.
@@ -114,9 +113,7 @@ public struct Orchestrator {
                 say("host \(store.host) was taken over while it was away (its claims went back to the queue); registered again")
             }
             try store.addEvent(Event(at: nowSeconds(), kind: "orchestrator-start", message: "pid \(Processes.currentPid), \(workerCount) workers\(once ? ", --once" : "")"))
-        } catch let error as StoreError { throw GuardFailure("store \(paths.storeName): \(error.message)") } catch let failure as GuardFailure {
-            throw failure
-        } catch { throw GuardFailure("\(error)") }
+        }
 
         var slots = (0..<workerCount).map { Slot(index: $0, device: devices[$0]) }
         if !config.recurring.isEmpty {
@@ -293,6 +290,28 @@ public struct Orchestrator {
         }
         say("stopped")
         return 0
+    }
+
+    /// The start's work with the store, done again while the store cannot be reached (said
+    /// once; a stop signal meanwhile ends the run): a store restarting as the run starts is
+    /// waited for, not a failure. Every step of it may be done again.
+    /// - Throws: `GuardFailure` with the store's message for any other failure.
+    @available(*, noasync)
+    func waitingOutTheStore<T>(_ body: () throws -> T) throws(GuardFailure) -> T {
+        var said = false
+        while true {
+            do { return try body() } catch let error as StoreError where error.isUnreachable {
+                if !said { reporter.error("\(error.message); waiting for it") }
+                said = true
+                if case .stopped = signals.sleep(seconds: 0.5, stopsOn: { [.terminate, .interrupt, .hangup].contains($0.signal) }) {
+                    throw GuardFailure("store \(paths.storeName): \(error.message); stopped while waiting for it")
+                }
+            } catch let error as StoreError {
+                throw GuardFailure("store \(paths.storeName): \(error.message)")
+            } catch let failure as GuardFailure {
+                throw failure
+            } catch { throw GuardFailure("\(error)") }
+        }
     }
 
     /// Takes the store's single-instance lock. A lock still held by the processes of a run

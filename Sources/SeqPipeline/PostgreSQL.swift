@@ -234,8 +234,9 @@ public final class PostgreSQLConnection: SQLDatabase {
             let state = Self.string(api.pointee.PQresultErrorField(result, Int32(CSEQ_PG_DIAG_SQLSTATE)))
             api.pointee.PQclear(result)
             // The session is over (the server shut down or restarted, the backend was
-            // terminated, the network cut it): classes 08 and 57P.
-            if gone || state.hasPrefix("08") || state.hasPrefix("57P") { throw lose(message) }
+            // terminated, the network cut it): classes 08 and 57P, or an error libpq made
+            // itself (no SQLSTATE: "server closed the connection unexpectedly" while sending).
+            if gone || state.isEmpty || state.hasPrefix("08") || state.hasPrefix("57P") { throw lose(message) }
             throw StoreError("\(name): \(message)\(state.isEmpty ? "" : " (SQLSTATE \(state))") in: \(sql)", code: Self.code(state))
         }
         return result

@@ -46,6 +46,30 @@ public final class SQLJobStore: JobStore {
         isURL(location) ? try SQLJobStore(url: location) : try SQLJobStore(path: location, create: create, readingOnly: readingOnly)
     }
 
+    /// A store as a command uses it: opened for `host`, checked to have been made by `init`
+    /// (`noSchema` otherwise) and brought to the current schema. With `waiting`, a server's
+    /// store that cannot be reached (restarting as a run's member starts) is tried again for
+    /// as long as `waiting` answers true; it is told each failure and whether it is the first.
+    public static func openForUse(_ location: String, host: String, readingOnly: Bool = false,
+                                  waiting: ((StoreError, Bool) -> Bool)? = nil) throws(StoreError) -> SQLJobStore {
+        var first = true
+        while true {
+            do throws(StoreError) {
+                let store = try open(location, readingOnly: readingOnly)
+                store.host = host
+                guard try store.isInitialized() else { throw StoreError("no seqpipe store in \(store.connection.name)", code: noSchema) }
+                try store.migrate()
+                return store
+            } catch where error.isUnreachable {
+                guard let waiting, waiting(error, first) else { throw error }
+                first = false
+            }
+        }
+    }
+
+    /// The code of a PostgreSQL database that `init` has not made a store of.
+    public static let noSchema: Int32 = -101
+
     public static func isURL(_ location: String) -> Bool {
         location.hasPrefix("postgresql://") || location.hasPrefix("postgres://")
     }

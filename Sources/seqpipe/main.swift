@@ -137,20 +137,22 @@ let hostName: String = {
 }()
 
 /// The store; commands that only read it (status, jobs, show, events, export-csv, serve)
-/// read one that cannot be written (a read-only mount) rather than refuse it.
-func openStore() -> SQLJobStore {
+/// read one that cannot be written (a read-only mount) rather than refuse it. A run and its
+/// members (given their signals, and a member its lifeline) wait for a server's store that
+/// cannot be reached yet, until a stop signal or their parent's end.
+func openStore(waitingWith signals: SignalReceiver? = nil, lifeline: FileDescriptor? = nil) -> SQLJobStore {
     let reading = ["status", "jobs", "show", "events", "export-csv", "serve", "show-config"].contains(command)
     if !paths.isURL && !FileSystem.exists(paths.database) {
         fail("no store at \(paths.storeName); create it with 'seqpipe init' (or pass --db PATH)")
     }
+    let waiting: ((StoreError, Bool) -> Bool)? = signals.map { signals in { error, first in
+        if first { reporter.error("\(error.message); waiting for it") }
+        return signals.sleep(seconds: 0.5, wakingOn: lifeline.map { [$0] } ?? [], stopsOn: { [.terminate, .interrupt, .hangup].contains($0.signal) }) == .elapsed
+    } }
     do {
-        let store = try SQLJobStore.open(paths.database, readingOnly: reading)
-        store.host = hostName
-        if try !store.isInitialized() {
-            fail("no seqpipe store in \(paths.storeName); create it with 'seqpipe init --db URL'")
-        }
-        try store.migrate()
-        return store
+        return try SQLJobStore.openForUse(paths.database, host: hostName, readingOnly: reading, waiting: waiting)
+    } catch where error.code == SQLJobStore.noSchema {
+        fail("no seqpipe store in \(paths.storeName); create it with 'seqpipe init --db URL'")
     } catch {
         fail(error.message)
     }
@@ -307,7 +309,7 @@ case "run":
         fail("cannot set up signal handling: \(error)")
     }
     let config = loadConfig()
-    let store = openStore()
+    let store = openStore(waitingWith: signals)
     // One worker per device unless told otherwise.
     let devices = storeCall { () throws(StoreError) in try store.devices() }.filter { $0.host == store.host || $0.host.isEmpty }.count
     let orchestrator = Orchestrator(
@@ -320,7 +322,7 @@ case "worker":
     guard let device = options.value("--device") else { usage("--device is required") }
     let index = number("--index", default: 0)
     var worker = Worker(
-        store: openStore(), config: loadConfig(), index: index, deviceName: device, signals: member.signals,
+        store: openStore(waitingWith: member.signals, lifeline: member.lifeline), config: loadConfig(), index: index, deviceName: device, signals: member.signals,
         reporter: Reporter(toolName: "seqpipe worker \(index)"), captureFile: "\(paths.run)/worker_\(index).out")
     worker.lifeline = member.lifeline
     worker.locks = member.locks
@@ -337,7 +339,8 @@ case "device-server":
 case "scheduler":
     let member = runMember("scheduler")
     var scheduler = Scheduler(
-        store: openStore(), config: loadConfig(), paths: paths, signals: member.signals, reporter: Reporter(toolName: "seqpipe scheduler"))
+        store: openStore(waitingWith: member.signals, lifeline: member.lifeline), config: loadConfig(), paths: paths, signals: member.signals,
+        reporter: Reporter(toolName: "seqpipe scheduler"))
     scheduler.lifeline = member.lifeline
     scheduler.lockDescriptor = member.locks?.inherited?.rawValue
     ProcessExit.now(scheduler.run())
@@ -350,7 +353,8 @@ case "recurring-run":
         fail("no recurring job '\(words[0])' in \(paths.config); see 'seqpipe schedule'", 1)
     }
     let run = RecurringRun(
-        store: openStore(), config: config, job: job, signals: member.signals, captureFile: "\(paths.run)/recurring_\(job.name).out",
+        store: openStore(waitingWith: member.signals, lifeline: member.lifeline), config: config, job: job, signals: member.signals,
+        captureFile: "\(paths.run)/recurring_\(job.name).out",
         lifeline: member.lifeline)
     ProcessExit.now(storeCall { () throws(StoreError) in try run.run() })
 

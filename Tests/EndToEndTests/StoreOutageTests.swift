@@ -226,4 +226,20 @@ struct StoreOutageTests {
         #expect(count == 30 && twice.isEmpty, "\(count) posted; twice: \(twice)")
         #expect(try run.statuses() == ["success": 30])
     }
+
+    /// The chaos test on PostgreSQL, short: kill -9 of every kind of process and restarts of
+    /// the store itself (fast and immediate), then the same invariants (scripts/chaos-pipeline).
+    @Test(.timeLimit(.minutes(5))) func chaosWithStoreRestartsLosesNothingAndPostsNothingTwice() throws {
+        let sandbox = try Sandbox()
+        let script = URL(fileURLWithPath: simDirectory).deletingLastPathComponent().appendingPathComponent("chaos-pipeline").path
+        let chaos = try sandbox.start("/usr/bin/env", [
+            "python3", script, "--postgres", "--jobs", "40", "--devices", "2", "--kill-min", "0.2", "--kill-max", "0.8",
+            "--kill-grace", "1", "--limit", "200", "--seqpipe", seqpipePath,
+        ])
+        let status = chaos.wait(240)
+        print(chaos.stdout)
+        #expect(status == 0, "\(chaos.stdout)\(chaos.stderr)")
+        #expect(chaos.stdout.contains("40 posted, 0 posted twice, 0 job overlaps, 0 device overlaps, integrity ok, 0 processes left"))
+        #expect(chaos.stdout.contains(" store restarts ("), "\(chaos.stdout)")
+    }
 }
