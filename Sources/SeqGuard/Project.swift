@@ -1,20 +1,48 @@
 import SeqSystem
 
 /// A project: the directory whose commands are serialised, and the name of its state.
+///
+/// A directory is what the kernel says it is, its device and inode, not the path it was
+/// reached by: a bind mount, a renamed checkout, a symlink or `..` all meet the same lock.
+/// Its state directory is named by the whole SHA-1 of that identity, and the identity is
+/// recorded inside (`project`), so two projects never share one by a short digest.
 public struct Project: Sendable, Equatable {
-    /// The real path of the project root.
+    /// The real path of the project root, as this caller reached it.
     public var root: String
-    /// First 8 hex digits of SHA-1 over the root and a newline (`printf '%s\n' "$root" | sha1sum | cut -c1-8`).
+    /// What the project is: `dir DEV:INO` for a directory, else the name it was given (a
+    /// seqpipe store's identity, a named lock).
+    public var identity: String
+    /// SHA-1 (40 hex digits) of the identity and a newline: the state directory's name.
     public var hash: String
 
+    /// A project known by a name rather than a directory (`identity` is the name).
     public init(root: String) {
+        self.init(root: root, identity: root)
+    }
+
+    /// The directory `root`, known by its device and inode.
+    public init(directory root: String, status: FileStatus) {
+        self.init(root: root, identity: "dir \(status.device):\(status.inode)")
+    }
+
+    init(root: String, identity: String) {
         self.root = root
-        self.hash = String(SHA1.hexDigest(Array((root + "\n").utf8)).prefix(8))
+        self.identity = identity
+        self.hash = SHA1.hexDigest(Array((identity + "\n").utf8))
     }
 
     init(root: String, hash: String) {
         self.root = root
+        self.identity = root
         self.hash = hash
+    }
+
+    /// Two callers are in one project when the kernel says so, whatever path each used.
+    public static func == (lhs: Project, rhs: Project) -> Bool { lhs.identity == rhs.identity }
+
+    /// The directory at real path `real`, by its identity.
+    static func directory(_ real: String) throws(Errno) -> Project {
+        Project(directory: real, status: try FileSystem.status(real))
     }
 
     /// The user's machine-wide lane (`--machine`): one lock for every project, state in
@@ -30,10 +58,11 @@ public struct Project: Sendable, Equatable {
         if let explicit {
             do {
                 let real = try FileSystem.realPath(explicit)
-                guard try FileSystem.status(real).isDirectory else {
+                let status = try FileSystem.status(real)
+                guard status.isDirectory else {
                     throw GuardFailure("project '\(explicit)' is not a directory; pass a directory to --project")
                 }
-                return Project(root: real)
+                return Project(directory: real, status: status)
             } catch let error as GuardFailure {
                 throw error
             } catch {
@@ -49,12 +78,18 @@ public struct Project: Sendable, Equatable {
             throw GuardFailure("cannot read the current directory: \(error); cd to the project or pass --project", errno: error)
         }
         var candidate = cwd
+        var root = cwd
         while true {
-            if FileSystem.exists(candidate == "/" ? "/.git" : candidate + "/.git") { return Project(root: candidate) }
+            if FileSystem.exists(candidate == "/" ? "/.git" : candidate + "/.git") {
+                root = candidate
+                break
+            }
             guard candidate != "/", let slash = candidate.lastIndex(of: "/") else { break }
             candidate = slash == candidate.startIndex ? "/" : String(candidate[..<slash])
         }
-        return Project(root: cwd)
+        do { return try directory(root) } catch {
+            throw GuardFailure("cannot use project \(root): \(error); cd to the project or pass --project", errno: error)
+        }
     }
 }
 

@@ -64,8 +64,37 @@ public struct StateDirectory: Sendable {
             }
         }
         let descriptor = try openChecked(name, in: baseDescriptor, path: path, fix: fix)
-        return StateDirectory(path: path, name: name, descriptor: descriptor, namespace: namespace)
+        let directory = StateDirectory(path: path, name: name, descriptor: descriptor, namespace: namespace)
+        do { try directory.checkRecordedProject(project, create: create) } catch {
+            descriptor.close()
+            throw error
+        }
+        return directory
     }
+
+    /// The project a state directory belongs to, recorded in it (`project`: the identity,
+    /// then the root it was first reached by) when it is made and checked at every open:
+    /// a directory that records another project is refused, never shared.
+    func checkRecordedProject(_ project: Project, create: Bool) throws(GuardFailure) {
+        let text = project.identity + "\n" + project.root + "\n"
+        if create, let fd = try? FileSystem.open(Self.projectFileName, [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600, relativeTo: descriptor) {
+            defer { fd.close() }
+            do { try fd.writeAll(text) } catch {
+                throw GuardFailure("cannot record the project in \(path): \(error); check free space", errno: error)
+            }
+            return
+        }
+        // A record still being written by its maker reads short: only a whole line counts.
+        guard let bytes = try readFile(Self.projectFileName), let newline = bytes.firstIndex(of: 10) else { return }
+        let recorded = String(decoding: bytes[..<newline], as: UTF8.self)
+        guard recorded == project.identity else {
+            let rest = bytes[(newline + 1)...].split(separator: 10).first.map { String(decoding: $0, as: UTF8.self) } ?? "?"
+            throw GuardFailure("state directory \(path) records another project (\(recorded), first reached as \(rest)), not \(project.root) (\(project.identity)); remove it with 'rm -r \(path)' once nothing of that project runs")
+        }
+    }
+
+    /// The file that records which project a state directory belongs to.
+    public static let projectFileName = "project"
 
     /// Opens directory `name` of `parent` without following a symlink, and holds it to
     /// `check`: a real directory of this user that nobody else may write.

@@ -126,7 +126,7 @@ struct StateAndControlTests {
         #expect(status == 0)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any])
         #expect(object["project"] as? String == URL(fileURLWithPath: sandbox.project).resolvingSymlinksInPath().path)
-        #expect((object["hash"] as? String)?.count == 8)
+        #expect((object["hash"] as? String)?.count == 40)
         let holders = try #require(object["holders"] as? [[String: Any]])
         #expect(holders.count == 1)
         #expect(holders.first?["pid"] as? Int == Int(holder.pid))

@@ -5,9 +5,16 @@ import Testing
 import TestSupport
 
 @Suite struct HashAndEncodingTests {
-    @Test func hashMatchesSha1sumOfRootAndNewline() {
-        // printf '%s\n' /work/main | sha1sum | cut -c1-8
-        #expect(Project(root: "/work/main").hash == "081e9be4")
+    @Test func hashIsTheWholeSha1OfTheIdentityAndANewline() {
+        // printf '%s\n' /work/main | sha1sum: a name's identity is the name itself.
+        #expect(Project(root: "/work/main").hash == "081e9be42e646d863a655f0098185403335ad485")
+        // A directory's identity is its device and inode, whatever path reached it.
+        let status = try? FileSystem.status("/tmp")
+        if let status {
+            let one = Project(directory: "/tmp", status: status)
+            let other = Project(directory: "/elsewhere/same-inode", status: status)
+            #expect(one == other && one.hash == other.hash && one.identity == "dir \(status.device):\(status.inode)")
+        }
         #expect(SHA1.hexDigest(Array("abc".utf8)) == "a9993e364706816aba3e25717850c26c9cd0d89d")
         #expect(SHA1.hexDigest([]) == "da39a3ee5e6b4b0d3255bfef95601890afd80709")
     }
