@@ -11,6 +11,18 @@ public struct FileDescriptor: Hashable, Sendable {
     public static let standardOutput = FileDescriptor(rawValue: 1)
     public static let standardError = FileDescriptor(rawValue: 2)
 
+    /// Opens /dev/null on each of 0, 1 and 2 that is closed, lowest first, before anything
+    /// else is opened: otherwise the next file opened (a lock's owner record, a status pipe)
+    /// would take that number, and the command's output, or our own errors, would go into it.
+    /// Three fcntl(2) calls when all are open.
+    public static func makeStandardDescriptorsValid() {
+        for fd: Int32 in 0...2 where fcntl(fd, F_GETFD) == -1 && Errno.current == .badFileDescriptor {
+            // open(2) answers the lowest free number, which is this one: the lower are valid.
+            let opened = Glibc.open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY)
+            if opened >= 0 && opened != fd { _ = Glibc.close(opened) }
+        }
+    }
+
     /// Closes the descriptor. Never retried on EINTR: on Linux the descriptor is gone anyway,
     /// and a retry could close a descriptor another thread just opened.
     public func close() {

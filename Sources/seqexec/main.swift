@@ -231,6 +231,8 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
 }
 
 // A closed stdout or stderr (`| head`) must not kill the supervisor mid-run.
+// Standard descriptors a caller closed are /dev/null before anything is opened.
+FileDescriptor.makeStandardDescriptorsValid()
 BrokenPipe.ignore()
 // Too few descriptors to read even the arguments: say so, not "no command given".
 if let failure = GuardFailure.checkOpenFileLimit(tool: "seqexec") {

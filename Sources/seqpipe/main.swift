@@ -12,6 +12,8 @@ let version = "0.1.0"
 let help = SeqPipelineHelp.text
 
 // A closed stdout or stderr (`| head`) must not kill the supervisor mid-run.
+// Standard descriptors a caller closed are /dev/null before anything is opened.
+FileDescriptor.makeStandardDescriptorsValid()
 BrokenPipe.ignore()
 
 let reporter = Reporter(toolName: "seqpipe")
