@@ -55,6 +55,7 @@ public struct LockWaiter {
         let current = ProcessIdentity.current()
         func record() -> OwnerRecord {
             var record = OwnerRecord(holder: me, host: host, since: Clock.wallTime(), command: request.command, token: token)
+            record.slots = request.slots
             // Waiting for the front: this process holds the claim, and supervises under it.
             if current != me { record.supervisor = current }
             return record
@@ -273,7 +274,7 @@ public struct LockWaiter {
                 // A caller that can start at once never needs a line: the mutex is held from
                 // this look to the claim, so nobody can see the queue in between.
                 if mine == nil, request.minimumAvailableBytes == nil,
-                   (QueueSnapshot(entries: entries + [entry]).ordered.firstIndex { $0.process == me } ?? 0) < request.slots - live.count,
+                   (QueueSnapshot(entries: entries + [entry]).ordered.firstIndex { $0.process == me } ?? 0) < Self.freeSlots(asking: request.slots, live: live),
                    let held = try lock.claim(slots: request.slots, record: record) {
                     if changed { try queue.write(entries) }
                     return .acquired(held)
@@ -293,12 +294,13 @@ public struct LockWaiter {
             }
             let ordered = QueueSnapshot(entries: entries).ordered
             let rank = ordered.firstIndex { $0.process == me } ?? 0
+            let free = Self.freeSlots(asking: request.slots, live: live)
             var memoryShort: Int64?
-            if rank < request.slots - live.count, let needed = request.minimumAvailableBytes,
+            if rank < free, let needed = request.minimumAvailableBytes,
                let available = SystemMemory.available(), available < needed {
                 // Our turn, but starting now would push the machine into swap: stay first in line.
                 memoryShort = available
-            } else if rank < request.slots - live.count, let held = try lock.claim(slots: request.slots, record: record) {
+            } else if rank < free, let held = try lock.claim(slots: request.slots, record: record) {
                 entries.removeAll { $0.process == me }
                 if changed || !firstCall { try queue.write(entries) }
                 return .acquired(held)
@@ -335,7 +337,14 @@ public struct LockWaiter {
     func worthChecking(me: ProcessIdentity, slots: Int) -> Bool {
         guard let snapshot = try? queue.read(), let claims = try? lock.inspect() else { return true }
         guard let rank = snapshot.ordered.firstIndex(where: { $0.process == me }) else { return true }
-        return rank < slots - claims.filter(\.isLive).count
+        return rank < Self.freeSlots(asking: slots, live: claims.filter(\.isLive))
+    }
+
+    /// How many more commands may start now: the strictest `--slots` among the caller's and
+    /// the live holders' (a holder that asked to be alone is alone), less those running. A
+    /// holder whose record cannot be read counts as alone.
+    static func freeSlots(asking slots: Int, live: [Claim]) -> Int {
+        live.map { $0.record?.slots ?? 1 }.reduce(slots, min) - live.count
     }
 
     /// Gives our waiter's lock up (the line is gone or going).

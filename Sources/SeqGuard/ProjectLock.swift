@@ -25,6 +25,9 @@ public struct OwnerRecord: Sendable, Equatable {
     /// What the holder waits for before its command starts: `git:PID:LOCKFILE`, set while a
     /// git command waits out another git operation.
     public var waitingFor: String?
+    /// How many commands the holder agreed to run beside (`--slots`): 1, alone. The
+    /// strictest live holder's number caps everyone's.
+    public var slots = 1
 
     public init(holder: ProcessIdentity, host: String, since: WallTime, command: String, token: String, child: ProcessIdentity? = nil) {
         self.holder = holder
@@ -42,6 +45,7 @@ public struct OwnerRecord: Sendable, Equatable {
         if let supervisor { text += "supervisor=\(supervisor.pid)\nsupervisor_start=\(supervisor.startTime)\n" }
         if let deadline { text += "deadline=\(deadline)\n" }
         if let waitingFor { text += "waiting_for=\(PercentEncoding.encode(waitingFor))\n" }
+        if slots != 1 { text += "slots=\(slots)\n" }
         if let heartbeat, let heartbeatBootSeconds {
             text += "heartbeat=\(heartbeat)\nheartbeat_boot=\(heartbeatBootSeconds)\n"
         }
@@ -78,6 +82,8 @@ public struct OwnerRecord: Sendable, Equatable {
         }
         heartbeatBootSeconds = fields["heartbeat_boot"].flatMap { Double($0) }
         deadline = fields["deadline"].flatMap { WallTime(parsing: $0) }
+        // A record without the field (or with a bad one) is the strictest: alone.
+        slots = fields["slots"].flatMap { Int($0) }.map { max(1, $0) } ?? 1
         waitingFor = fields["waiting_for"].flatMap { PercentEncoding.decode($0) }
     }
 }

@@ -34,7 +34,8 @@ OPTIONS:
                           with --wait: stop following the run after S seconds,
                           exit 75 (the run goes on).
       --slots N           Let up to N commands of the project run at once
-                          (default: 1).
+                          (default: 1); the strictest running command's N
+                          wins: beside one that asked to be alone, none.
       --priority P        high, normal or low; the queue runs by priority, then
                           arrival (default: normal).
   -v, --verbose           Log each step to stderr, prefixed [SEQUENTIAL].

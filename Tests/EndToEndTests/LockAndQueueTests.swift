@@ -220,4 +220,29 @@ struct LockAndQueueTests {
         let left = (try? FileManager.default.contentsOfDirectory(atPath: sandbox.projectState ?? "")) ?? []
         #expect(left.filter { $0.hasPrefix("waiter-") || $0.hasSuffix(".tmp") } == [], "\(left)")
     }
+
+    /// The strictest claim wins: a holder that asked to be alone stays alone, even against a
+    /// caller that would share (`--slots 2`); two that both share run together.
+    @Test(.timeLimit(.minutes(1))) func aHolderThatAskedToBeAloneIsAloneWhateverSlotsTheNextAsks() throws {
+        let sandbox = try Sandbox()
+        let log = sandbox.path("order.log")
+        let go = sandbox.path("go")
+        let alone = try sandbox.seqexec(["sh", "-c", "echo A-start >> '\(log)'; while [ ! -e '\(go)' ]; do sleep 0.02; done; echo A-end >> '\(log)'"])
+        #expect(waitUntil { sandbox.read("order.log").contains("A-start") })
+        let sharing = try sandbox.seqexec(["--slots", "2", "sh", "-c", "echo B-start >> '\(log)'; echo B-end >> '\(log)'"])
+        #expect(waitUntil { sandbox.queueLines.count == 1 }, "the sharing caller waits")
+        #expect(!sandbox.read("order.log").contains("B-start"))
+        FileManager.default.createFile(atPath: go, contents: nil)
+        #expect(alone.wait() == 0 && sharing.wait() == 0)
+        #expect(sandbox.lines("order.log") == ["A-start", "A-end", "B-start", "B-end"], "\(sandbox.read("order.log"))")
+
+        // Both sharing: the second starts beside the first.
+        try? FileManager.default.removeItem(atPath: go)
+        let first = try sandbox.seqexec(["--slots", "2", "sh", "-c", "echo C-start >> '\(log)'; while [ ! -e '\(go)' ]; do sleep 0.02; done"])
+        #expect(waitUntil { sandbox.read("order.log").contains("C-start") })
+        let second = try sandbox.seqexec(["--slots", "2", "sh", "-c", "echo D-ran >> '\(log)'"])
+        #expect(second.wait() == 0 && sandbox.read("order.log").contains("D-ran"), "ran beside C")
+        FileManager.default.createFile(atPath: go, contents: nil)
+        #expect(first.wait() == 0)
+    }
 }
