@@ -39,7 +39,8 @@ extension GuardedCommand {
                 // keep `--submit` waiting.
                 configuration.announce?.close()
                 defer { channel.read.close() }
-                let status = waitAsFront(supervisor: supervisorPid, signals: signals, report: channel.read)
+                let status = waitAsFront(supervisor: supervisorPid, signals: signals, report: channel.read, reporter: reporter,
+                                         display: displayCommand(configuration.arguments))
                 // The lock is free and the run recorded: what is left of the supervisor is its
                 // exit, which need not hold up the caller. Nested under another guarded run,
                 // though, it is reaped first: an orphan still exiting would be taken for a
@@ -57,7 +58,7 @@ extension GuardedCommand {
         }
         let status: Int32
         do {
-            status = try run(configuration, front: front, signals: signals, reporter: reporter)
+            status = try run(configuration, front: front, signals: signals, reporter: reporter, frontReport: report)
         } catch {
             reporter.error(error.message)
             status = error.exitCode
@@ -73,7 +74,7 @@ extension GuardedCommand {
     /// while it waits, leaves the queue); one from the terminal reached them both already.
     /// Killing the front during the run leaves the run supervised.
     @available(*, noasync)
-    static func waitAsFront(supervisor pid: Int32, signals: SignalReceiver, report: FileDescriptor) -> Int32 {
+    static func waitAsFront(supervisor pid: Int32, signals: SignalReceiver, report: FileDescriptor, reporter: Reporter, display: String) -> Int32 {
         var message: [UInt8] = []
         var reportOpen = true
         while true {
@@ -81,10 +82,19 @@ extension GuardedCommand {
             while reportOpen, let chunk = try? report.read(upTo: 16) {
                 if chunk.isEmpty { reportOpen = false } else { message += chunk }
             }
-            if let status = FrontReport.decode(message) { return status }
+            let said = FrontReport.decode(message)
+            if let status = said.status { return status }
             do {
                 // Ended without a report: killed, or it became the command (a nested call).
-                if let status = try Spawn.reap(pid) { return status.shellExitCode }
+                if let status = try Spawn.reap(pid) {
+                    // Killed under a command that lives on: the command has not ended, and
+                    // holds the lock (its tree does) until it does.
+                    if case .signaled(let signal) = status, let command = said.command, command.isAlive {
+                        reporter.error("supervisor pid \(pid) was killed (\(signal.name)); '\(display)' (pid \(command.pid)) runs on unsupervised, holding the lock; 'seqexec --status' shows it, 'seqexec --kill-all' ends it")
+                        return ExitCode.toolFailure
+                    }
+                    return status.shellExitCode
+                }
             } catch {
                 return ExitCode.toolFailure  // not our child any more: nothing left to wait for
             }
@@ -97,15 +107,41 @@ extension GuardedCommand {
     }
 }
 
-/// The supervisor's report to the front: the exit status, 4 bytes.
+/// The supervisor's reports to the front, in order: the command's process once it started
+/// (`C`, pid and start time), then the exit status (`E`, 4 bytes).
 enum FrontReport {
     static func encode(_ status: Int32) -> [UInt8] {
-        let value = UInt32(bitPattern: status)
-        return (0..<4).map { UInt8(truncatingIfNeeded: value >> UInt32(8 * $0)) }
+        [UInt8(ascii: "E")] + bytes(UInt64(UInt32(bitPattern: status)), count: 4)
     }
 
-    static func decode(_ bytes: [UInt8]) -> Int32? {
-        guard bytes.count >= 4 else { return nil }
-        return Int32(bitPattern: (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[$1]) << UInt32(8 * $1) })
+    static func started(_ command: ProcessIdentity) -> [UInt8] {
+        [UInt8(ascii: "C")] + bytes(UInt64(UInt32(bitPattern: command.pid)), count: 4) + bytes(command.startTime, count: 8)
+    }
+
+    static func bytes(_ value: UInt64, count: Int) -> [UInt8] {
+        (0..<count).map { UInt8(truncatingIfNeeded: value >> UInt64(8 * $0)) }
+    }
+
+    static func number(_ bytes: ArraySlice<UInt8>) -> UInt64 {
+        bytes.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) }
+    }
+
+    /// What the reports so far say: the command's process, and the status once it came.
+    static func decode(_ message: [UInt8]) -> (command: ProcessIdentity?, status: Int32?) {
+        var command: ProcessIdentity?
+        var index = 0
+        while index < message.count {
+            switch message[index] {
+            case UInt8(ascii: "C") where message.count >= index + 13:
+                command = ProcessIdentity(pid: Int32(bitPattern: UInt32(number(message[(index + 1)..<(index + 5)]))),
+                                          startTime: number(message[(index + 5)..<(index + 13)]))
+                index += 13
+            case UInt8(ascii: "E") where message.count >= index + 5:
+                return (command, Int32(bitPattern: UInt32(number(message[(index + 1)..<(index + 5)]))))
+            default:
+                return (command, nil)
+            }
+        }
+        return (command, nil)
     }
 }

@@ -16,8 +16,10 @@ public enum GuardedCommand {
     /// The supervisor's part, with `front` the process the caller started: it names the run
     /// in queue lines, lock records and history. The phases, in order; each early end has
     /// been recorded in the history by the phase that ended it, and the locks go on the way out.
-    static func run(_ configuration: GuardConfiguration, front: ProcessIdentity, signals: SignalReceiver, reporter: Reporter) throws(GuardFailure) -> Int32 {
+    static func run(_ configuration: GuardConfiguration, front: ProcessIdentity, signals: SignalReceiver, reporter: Reporter,
+                    frontReport: FileDescriptor? = nil) throws(GuardFailure) -> Int32 {
         var run = try GuardedRun(configuration, front: front, signals: signals, reporter: reporter)
+        run.frontReport = frontReport
         defer {
             run.releaseAll()
             run.closeLanes()

@@ -22,6 +22,9 @@ struct GuardedRun {
     let queuedAt = Clock.wallTime()
     let arrival = Clock.monotonicNanoseconds()
     let history: History
+    /// Where the front hears of the command's process (so that it can name it if this
+    /// supervisor is killed) and, at the end, the status.
+    var frontReport: FileDescriptor?
 
     init(_ configuration: GuardConfiguration, front: ProcessIdentity, signals: SignalReceiver, reporter: Reporter) throws(GuardFailure) {
         self.configuration = configuration
@@ -220,7 +223,9 @@ struct GuardedRun {
         var lanes = self.lanes
         let timeout = configuration.timeout
         var deadline: WallTime?
+        let frontReport = frontReport
         let run = supervisor.run(configuration.commandBytes, environment: environment) { child in
+            _ = try? frontReport?.writeAll(FrontReport.started(child))
             // The command's time limit plus the grace its teardown gets: past this, an
             // unsupervised tree is ended by whoever finds it.
             deadline = timeout.map { Clock.wallTime().adding(seconds: $0 + configuration.killGrace) }

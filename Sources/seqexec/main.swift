@@ -123,8 +123,9 @@ EXIT STATUS:
            line says so, or says it was the kernel's OOM killer or a kill -9
   75       gave up waiting for the lock (--wait-timeout), for memory
            (--min-available), or for another git operation (--git-wait)
-  125      seqexec itself failed: bad usage, unsafe or unusable state, or a
-           stale git lock file
+  125      seqexec itself failed: bad usage, unsafe or unusable state, a
+           stale git lock file, or its supervisor was killed (a line names
+           the command, which runs on unsupervised, holding the lock)
   126      the command could not be executed
   127      the command was not found
 

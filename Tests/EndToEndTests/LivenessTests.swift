@@ -161,4 +161,34 @@ struct LivenessTests {
         holder.signal(SIGTERM)
         #expect(holder.wait(10) != nil)
     }
+
+    /// The supervisor alone SIGKILLed: the front says so at once, naming the command that
+    /// runs on unsupervised, exits 125 without claiming the command ended, and the lock is
+    /// still the command's.
+    @Test func aKilledSupervisorIsNamedByTheFrontAndTheCommandKeepsTheLock() throws {
+        let sandbox = try Sandbox()
+        let marks = sandbox.path("marks")
+        let go = sandbox.path("go")
+        let holder = try sandbox.seqexec(["--", "sh", "-c", "echo A-start >> '\(marks)'; while [ ! -e '\(go)' ]; do sleep 0.02; done; echo A-end >> '\(marks)'"])
+        #expect(waitUntil { sandbox.lines("marks") == ["A-start"] })
+        let owner = try #require(sandbox.stateDirectory("seq-exec-").map { (try? String(contentsOfFile: $0 + "/executor.lock/owner", encoding: .utf8)) ?? "" })
+        func field(_ name: String) -> Int32? {
+            owner.split(separator: "\n").first { $0.hasPrefix(name + "=") }.flatMap { Int32($0.dropFirst(name.count + 1)) }
+        }
+        let supervisor = try #require(field("supervisor"))
+        let command = try #require(field("child"))
+        sandbox.extraPids += [command]
+        #expect(kill(supervisor, SIGKILL) == 0)
+        #expect(holder.wait(10) == 125)
+        #expect(holder.stderr.contains("supervisor pid \(supervisor) was killed") && holder.stderr.contains("(pid \(command)) runs on unsupervised, holding the lock"),
+                "\(holder.stderr)")
+        #expect(sandbox.isAlive(command) && sandbox.lines("marks") == ["A-start"], "the command runs on")
+        let (status, _, _) = try sandbox.run(["-w", "0.3", "--", "sh", "-c", "echo B >> '\(marks)'"])
+        #expect(status == 75, "the lock is still the command's")
+        FileManager.default.createFile(atPath: go, contents: nil)
+        #expect(waitUntil { !sandbox.isAlive(command) })
+        let after = try sandbox.seqexec(["-q", "--", "sh", "-c", "echo B >> '\(marks)'"])
+        #expect(after.wait(20) == 0)
+        #expect(sandbox.lines("marks") == ["A-start", "A-end", "B"])
+    }
 }
