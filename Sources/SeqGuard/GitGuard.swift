@@ -20,7 +20,9 @@ public struct GitRepository: Sendable, Equatable {
             let dotGit = join(candidate, ".git")
             if let status = try? FileSystem.status(dotGit) {
                 if status.isDirectory { return repository(gitDirectory: dotGit, worktree: candidate) }
-                if status.isRegularFile, let bytes = try? FileSystem.readFile(dotGit) {
+                // A `gitdir:` file is one line; git refuses a larger one, and so is it not read
+                // whole here (a 1 GB `.git` file must not hold up the command's start).
+                if status.isRegularFile, status.size <= maximumPointerBytes, let bytes = try? FileSystem.readFile(dotGit) {
                     let text = String(decoding: bytes, as: UTF8.self)
                     if text.hasPrefix("gitdir:") {
                         let path = text.dropFirst("gitdir:".count).trimmingWhitespace
@@ -33,11 +35,15 @@ public struct GitRepository: Sendable, Equatable {
         }
     }
 
+    /// The most a `.git` file or a `commondir` holding one path is read.
+    static let maximumPointerBytes: Int64 = 64 << 10
+
     /// The repository from an explicit git dir (GIT_DIR, `--git-dir`).
     public static func repository(gitDirectory: String, worktree: String?) -> GitRepository? {
         guard let git = try? FileSystem.realPath(gitDirectory) else { return nil }
         var common = git
-        if let bytes = try? FileSystem.readFile(join(git, "commondir")) {
+        if let status = try? FileSystem.status(join(git, "commondir")), status.size <= maximumPointerBytes,
+           let bytes = try? FileSystem.readFile(join(git, "commondir")) {
             let path = String(decoding: bytes, as: UTF8.self).trimmingWhitespace
             if let real = try? FileSystem.realPath(path.hasPrefix("/") ? path : join(git, path)) { common = real }
         }

@@ -59,6 +59,10 @@ public enum GuardedCommand {
             reporter.error("cannot run '\(arguments[0])': command not found; check the name and PATH")
             return ExitCode.notFound
         }
+        if error == .argumentListTooLong {
+            reporter.error("cannot execute '\(arguments[0])': its arguments and environment together are larger than the kernel takes in one exec (E2BIG); pass fewer or shorter arguments (xargs splits a long list) or a smaller environment")
+            return ExitCode.cannotExecute
+        }
         reporter.error("cannot execute '\(arguments[0])': \(error); check that it is a program with execute permission")
         return ExitCode.cannotExecute
     }

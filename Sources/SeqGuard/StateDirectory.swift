@@ -131,6 +131,11 @@ public struct StateDirectory: Sendable {
         }
         if status.isWritableByOthers {
             let mode = String(status.permissions, radix: 8)
+            // A shared directory such as /tmp (sticky, everyone's) is meant to be so: the fix
+            // is a directory of one's own, never a chmod of it.
+            if status.permissions & 0o1000 != 0 {
+                throw GuardFailure("unsafe state \(path): mode \(mode) makes it a directory everyone shares; pass a private directory of yours (such as \(path == "/" ? "" : path)/seqguard-\(uid), made 0700) to --state-dir / SEQEXEC_STATE_DIR, or drop it for the default")
+            }
             throw GuardFailure("unsafe state \(path): mode \(mode) lets others write it; run 'chmod 700 \(path)' or \(fix)")
         }
     }

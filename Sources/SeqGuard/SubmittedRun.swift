@@ -127,21 +127,22 @@ public struct RunStore: Sendable {
         return SubmittedRun.Result(parsing: bytes)
     }
 
-    /// Every run recorded here, oldest first.
+    /// Every run recorded here, oldest first: by when it was submitted (to the nanosecond),
+    /// not by its id, whose second is shared by the runs of one second and whose suffix is random.
     public func runs() throws(GuardFailure) -> [SubmittedRun] {
         var found: [SubmittedRun] = []
-        for name in try directory.names().filter({ $0.hasSuffix(".run") }).sorted() {
+        for name in try directory.names() where name.hasSuffix(".run") {
             if let run = try run(String(name.dropLast(4))) { found.append(run) }
         }
-        return found
+        return found.sorted { ($0.submittedAt, $0.id) < ($1.submittedAt, $1.id) }
     }
 
-    /// Removes the oldest ended runs past `keep`, and files of runs whose record is gone.
+    /// Removes the runs that ended, oldest submitted first, past the newest `keep`.
     func prune(keep: Int) throws(GuardFailure) {
-        let names = try directory.names()
-        let ended = names.filter { $0.hasSuffix(".result") }.map { String($0.dropLast(7)) }.sorted()
-        for id in ended.dropLast(keep) {
-            for suffix in [".run", ".log", ".result"] { try? FileSystem.removeFile(id + suffix, relativeTo: directory.descriptor) }
+        let names = Set(try directory.names())
+        let ended = try runs().filter { names.contains($0.id + ".result") }
+        for run in ended.dropLast(keep) {
+            for suffix in [".run", ".log", ".result"] { try? FileSystem.removeFile(run.id + suffix, relativeTo: directory.descriptor) }
         }
     }
 }

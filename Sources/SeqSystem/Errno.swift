@@ -32,6 +32,7 @@ public struct Errno: Error, Equatable, Hashable, Sendable, CustomStringConvertib
     public static let tooManyOpenFilesInSystem = Errno(rawValue: ENFILE)
     public static let noSpace = Errno(rawValue: ENOSPC)
     public static let readOnlyFileSystem = Errno(rawValue: EROFS)
+    public static let argumentListTooLong = Errno(rawValue: E2BIG)
 
     /// The calling thread's errno.
     public static var current: Errno { Errno(rawValue: cseq_errno()) }

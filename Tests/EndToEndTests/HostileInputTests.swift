@@ -249,4 +249,24 @@ struct HostileInputTests {
         sandbox.release(hold)
         #expect(holder.wait() == 0 && waiter.wait() == 0)
     }
+
+    /// A shared directory (/tmp, sticky and everyone's) as the state base is refused with the
+    /// fix a user wants: a private directory, not a chmod of /tmp.
+    @Test func aSharedStateBaseIsRefusedWithAPrivateOneAsTheFix() throws {
+        let sandbox = try Sandbox()
+        let (status, _, err) = try sandbox.run(["--state-dir", "/tmp", "true"])
+        #expect(status == 125 && err.contains("a directory everyone shares") && !err.contains("chmod"), "\(err)")
+    }
+
+    /// A 1 GB `.git` file is no `gitdir:` pointer: it is not read (here, under a 256 MB address
+    /// space limit that reading it whole would break), and the command runs.
+    @Test func aHugeDotGitFileIsNotReadWhole() throws {
+        let sandbox = try Sandbox()
+        let dotGit = sandbox.path(".git")
+        #expect(FileManager.default.createFile(atPath: dotGit, contents: nil))
+        #expect(truncate(dotGit, 1 << 30) == 0)
+        let run = try sandbox.start("/bin/sh", ["-c", "ulimit -v 262144 && exec \"$0\" -q git --version", seqexecPath])
+        #expect(run.wait(30) == 0, "\(run.stderr)")
+        #expect(run.stdout.hasPrefix("git version"), "\(run.stdout)")
+    }
 }

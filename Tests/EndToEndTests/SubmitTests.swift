@@ -160,4 +160,20 @@ struct SubmitTests {
         let (both, _, bothErr) = try sandbox.run(["--status", "--kill-all"])
         #expect(both == 125 && bothErr == "seqexec: --status and --kill-all go alone; give one\n", "\(bothErr)")
     }
+
+    /// `--runs` lists by submission, not by the id's random suffix: six runs queued in one
+    /// second list in the order they were submitted.
+    @Test(.timeLimit(.minutes(1))) func runsAreListedInTheOrderTheyWereSubmitted() throws {
+        let sandbox = try Sandbox()
+        let go = sandbox.path("go")
+        let holder = try sandbox.seqexec(["-q", "sh", "-c", "while [ ! -e '\(go)' ]; do sleep 0.02; done"])
+        #expect(waitUntil { sandbox.projectState.map { FileManager.default.fileExists(atPath: $0 + "/executor.lock/owner") } ?? false })
+        var ids: [String] = []
+        for _ in 0..<6 { ids.append(try submit(sandbox, ["-q", "true"])) }
+        #expect(try runs(sandbox).compactMap { $0["id"] as? String } == ids)
+        FileManager.default.createFile(atPath: go, contents: nil)
+        #expect(holder.wait() == 0)
+        for id in ids { #expect(try sandbox.run(["--wait", id]).0 == 0) }
+        #expect(try runs(sandbox).compactMap { $0["id"] as? String } == ids, "still in submission order once ended")
+    }
 }
