@@ -18,7 +18,10 @@ public enum KillAll {
         do {
             let ended = try run(configuration)
             if ended.isEmpty { print("\(tool): nothing to end") }
-            for item in ended { print("\(tool): ended \(item.role) pid \(item.process.pid) '\(item.command)'") }
+            for item in ended {
+                let never = item.role.hasPrefix("waiter") ? " (never started)" : ""
+                print("\(tool): ended \(item.role) pid \(item.process.pid) '\(item.command)'\(never)")
+            }
             return 0
         } catch {
             configuration.reporter.error(error.message)
@@ -46,16 +49,18 @@ public enum KillAll {
         let lock = ProjectLock(directory: directory)
         let queue = WaitQueue(directory: directory)
         let me = Processes.currentPid
-        // Who is stopping the project, for the runs it ends: each says so on its caller's stderr.
-        try? directory.withMutex { () throws(GuardFailure) in
+        // Who is stopping the project, for the runs it ends: each says so on its caller's
+        // stderr. And the door closes, in the same moment: from here no waiter takes the lock
+        // (each looks under the mutex before it claims), so nothing queued starts.
+        try directory.withMutex { () throws(GuardFailure) in
             try KillAllMark(pid: me, at: Clock.wallTime(), command: Processes.commandLine(me).map(GuardedCommand.displayCommand) ?? "seqexec --kill-all")
                 .write(in: directory)
+            try KillAllDoor.close(in: directory)
         }
+        defer { try? directory.withMutex { () throws(GuardFailure) in KillAllDoor.open(in: directory) } }
 
-        // Found afresh before every signal: a waiter that took the lock meanwhile is a holder
-        // by the next round. Waiters go first (wave 0), and are gone before any holder is
-        // signalled: a waiter that saw the holder die before its own signal came would take
-        // the lock and start its command.
+        // Found afresh before every signal. With the door closed, waiters and holders get
+        // SIGTERM together (wave 0), then SIGKILL after the grace; a supervisor last (wave 2).
         var roles: [ProcessIdentity: String] = [:]
         func find(_ signal: Signal) -> [Teardown.Target] {
             guard let (claims, snapshot) = try? directory.withMutex({ () throws(GuardFailure) in (try lock.inspect(), try queue.read()) }) else { return [] }
@@ -95,12 +100,12 @@ public enum KillAll {
             }
             let table = Processes.all()
             for (root, command) in roots where root.pid != me && root.isAlive && targets[root] == nil {
-                targets[root] = Teardown.Target(root, command: command, wave: 1)
+                targets[root] = Teardown.Target(root, command: command, wave: 0)
                 roles[root] = roles[root] ?? "holder"
             }
             let rootPids = Set(roots.keys.filter(\.isAlive).map(\.pid))
             for process in Processes.descendants(of: rootPids, in: table) where process.pid != me && targets[process.identity] == nil {
-                targets[process.identity] = Teardown.Target(process.identity, command: process.command, wave: 1)
+                targets[process.identity] = Teardown.Target(process.identity, command: process.command, wave: 0)
                 roles[process.identity] = roles[process.identity] ?? "holder's tree"
             }
             // A supervisor goes last (wave 2): while it lives, everything its command starts
@@ -128,6 +133,35 @@ public enum KillAll {
         }
         return report.ended.map { Ended(process: $0.process, role: roles[$0.process] ?? "holder", command: $0.command) }
             .sorted { $0.process.pid < $1.process.pid }
+    }
+}
+
+/// The door a `--kill-all` closes for as long as it runs (`kill-all.door`: its process, pid
+/// and start time): no waiter claims the lock while that process lives. One left by a
+/// kill-all that was itself killed names a dead process, and so is open.
+enum KillAllDoor {
+    static let fileName = "kill-all.door"
+
+    static func close(in directory: StateDirectory) throws(GuardFailure) {
+        guard let fd = try directory.openFile(fileName, [.writeOnly, .create, .truncate]) else { return }
+        defer { fd.close() }
+        let me = ProcessIdentity.current()
+        do { try fd.writeAll("\(me.pid)@\(me.startTime)\n") } catch {
+            throw GuardFailure("cannot write \(directory.path)/\(fileName): \(error)", errno: error)
+        }
+    }
+
+    static func open(in directory: StateDirectory) {
+        try? FileSystem.removeFile(fileName, relativeTo: directory.descriptor)
+    }
+
+    /// Whether a live kill-all holds the door closed; `names` is the directory's listing
+    /// (the file is read only when it is there).
+    static func isClosed(in directory: StateDirectory, names: [String]) -> Bool {
+        guard names.contains(fileName), let bytes = try? directory.readFile(fileName) else { return false }
+        let parts = String(decoding: bytes, as: UTF8.self).split(separator: "\n").first?.split(separator: "@") ?? []
+        guard parts.count == 2, let pid = Int32(parts[0]), let start = UInt64(parts[1]) else { return false }
+        return ProcessIdentity(pid: pid, startTime: start).isAlive
     }
 }
 

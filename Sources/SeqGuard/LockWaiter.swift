@@ -230,6 +230,8 @@ public struct LockWaiter {
         let result = try directory.withMutex { () throws(GuardFailure) -> Evaluation in
             let names = try directory.names()
             queue.removeOldTemporaries(among: names)
+            // A kill-all under way: nothing queued starts (it ends us shortly).
+            let doorClosed = KillAllDoor.isClosed(in: directory, names: names)
             let claims = try lock.inspect(names: names)
             var live: [Claim] = []
             for claim in claims {
@@ -273,7 +275,7 @@ public struct LockWaiter {
                 var entry = mine ?? QueueEntry(process: me, queuedAt: Clock.wallTime(), command: request.command, priority: request.priority)
                 // A caller that can start at once never needs a line: the mutex is held from
                 // this look to the claim, so nobody can see the queue in between.
-                if mine == nil, request.minimumAvailableBytes == nil,
+                if mine == nil, request.minimumAvailableBytes == nil, !doorClosed,
                    (QueueSnapshot(entries: entries + [entry]).ordered.firstIndex { $0.process == me } ?? 0) < Self.freeSlots(asking: request.slots, live: live),
                    let held = try lock.claim(slots: request.slots, record: record) {
                     if changed { try queue.write(entries) }
@@ -294,7 +296,7 @@ public struct LockWaiter {
             }
             let ordered = QueueSnapshot(entries: entries).ordered
             let rank = ordered.firstIndex { $0.process == me } ?? 0
-            let free = Self.freeSlots(asking: request.slots, live: live)
+            let free = doorClosed ? 0 : Self.freeSlots(asking: request.slots, live: live)
             var memoryShort: Int64?
             if rank < free, let needed = request.minimumAvailableBytes,
                let available = SystemMemory.available(), available < needed {

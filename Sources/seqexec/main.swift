@@ -72,7 +72,8 @@ OPTIONS:
                           JSON array of runs.
       --kill-all          End the holder's whole tree and every waiter of the
                           project, make-seq's too (only processes recorded in its
-                          state), clear the locks and the queues, exit 0.
+                          state), clear the locks and the queues, exit 0. From
+                          its start no queued command starts.
       --submit            Queue the command as a run that outlives this call:
                           print its id once it has its place, exit 0. Its
                           supervisor leaves this session and terminal; output

@@ -191,4 +191,27 @@ struct LivenessTests {
         #expect(after.wait(20) == 0)
         #expect(sandbox.lines("marks") == ["A-start", "A-end", "B"])
     }
+
+    /// The issue's repro: 15 waiters behind a holder, then --kill-all. The door closes first:
+    /// no queued command starts, every process gets its SIGTERM at once, and the report says
+    /// which never started.
+    @Test func killAllClosesTheDoorBeforeAnyQueuedCommandCanStart() throws {
+        let sandbox = try Sandbox()
+        let log = sandbox.path("started")
+        // The holder finishes its work the moment the kill-all begins (its mark appears): the
+        // lock goes free while the waiters are still there.
+        let holder = try sandbox.seqexec(["-q", "sh", "-c", "echo holder >> '\(log)'; until ls '\(sandbox.state)'/seq-exec-*/kill-all.txt >/dev/null 2>&1; do sleep 0.005; done"])
+        #expect(waitUntil { sandbox.lines("started") == ["holder"] })
+        let waiters = try (0..<15).map { index in try sandbox.seqexec(["-q", "sh", "-c", "echo waiter-\(index) >> '\(log)'"]) }
+        #expect(waitUntil { sandbox.queueLines.count == 15 })
+        let (status, out, err) = try sandbox.run(["--kill-all"], seconds: 60)
+        #expect(status == 0, "\(err)")
+        for waiter in waiters { _ = waiter.wait(20) }
+        _ = holder.wait(20)
+        #expect(sandbox.lines("started") == ["holder"], "a queued command started: \(sandbox.read("started"))")
+        #expect(out.components(separatedBy: "(never started)").count - 1 >= 15, "\(out)")
+        #expect(!FileManager.default.fileExists(atPath: (sandbox.projectState ?? "") + "/kill-all.door"), "the door opens again")
+        // After it, the project runs again.
+        #expect(try sandbox.run(["-q", "true"]).0 == 0)
+    }
 }
