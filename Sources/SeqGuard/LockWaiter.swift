@@ -118,11 +118,15 @@ public struct LockWaiter {
             // our rank stays at N or more and we still cannot start. A waiter that moves on to
             // hold the lock keeps its pidfd here, which fires when it exits after releasing.
             var recheckNow = false
+            // Stopped waiters near the head (Ctrl-Z) keep their places but take no turn: a
+            // waiter counts its place without them (a few /proc looks, near the head only).
+            let stalled = position <= request.slots + 8 ? ahead.prefix(8).filter(WaitQueue.isStopped).count : 0
+            let effective = position - stalled
             for entry in ahead.suffix(request.slots) where pidfds[entry.process] == nil {
                 if let fd = Processes.openPidfd(entry.process) { pidfds[entry.process] = (fd, true) } else { recheckNow = true }
             }
             // Holders matter only to the waiters a freed slot would let in.
-            for claim in live where ahead.count < request.slots {
+            for claim in live where ahead.count - stalled < request.slots {
                 for holder in [claim.record?.holder, claim.record?.supervisor].compactMap({ $0 })
                 where pidfds[holder] == nil {
                     if let fd = Processes.openPidfd(holder) { pidfds[holder] = (fd, false) }
@@ -153,7 +157,8 @@ public struct LockWaiter {
             var quick = false
             // A waiter that cannot be next wakes through the pidfd of the one just ahead; its
             // safety net is rarer, and skipped while the queue file has not changed.
-            let safetyNanos = position > request.slots ? farSafetyNanos : nearSafetyNanos
+            // The one just behind the next in line looks often too: the next may be stopped.
+            let safetyNanos = effective > request.slots + 1 ? farSafetyNanos : nearSafetyNanos
             if !full {
                 var timeout = safetyNanos - (now - lastFull)
                 if !reporter.quiet { timeout = min(timeout, statusEvery - (now - lastStatus)) }
@@ -206,7 +211,11 @@ public struct LockWaiter {
                     full = true
                 } else if after - lastFull >= safetyNanos {
                     let stamp = queueStamp()
-                    if stamp != lastStamp || position <= request.slots { full = true } else { lastFull = after }
+                    if stamp != lastStamp || effective <= request.slots || ahead.prefix(request.slots).contains(where: WaitQueue.isStopped) {
+                        full = true
+                    } else {
+                        lastFull = after
+                    }
                 }
             }
             if full || (quick && worthChecking(me: me, slots: request.slots)) {
@@ -295,14 +304,21 @@ public struct LockWaiter {
                 changed = true
             }
             let ordered = QueueSnapshot(entries: entries).ordered
-            let rank = ordered.firstIndex { $0.process == me } ?? 0
             let free = doorClosed ? 0 : Self.freeSlots(asking: request.slots, live: live)
+            let rank = ordered.firstIndex { $0.process == me } ?? 0
+            // Our turn counts those ahead that can take theirs: when a slot is free and someone
+            // ahead has not taken it, a waiter that is stopped (Ctrl-Z) keeps its place but
+            // does not hold up those behind it.
+            var turn = rank
+            if free > 0 && rank >= free {
+                turn -= ordered[..<rank].filter(WaitQueue.isStopped).count
+            }
             var memoryShort: Int64?
-            if rank < free, let needed = request.minimumAvailableBytes,
+            if turn < free, let needed = request.minimumAvailableBytes,
                let available = SystemMemory.available(), available < needed {
                 // Our turn, but starting now would push the machine into swap: stay first in line.
                 memoryShort = available
-            } else if rank < free, let held = try lock.claim(slots: request.slots, record: record) {
+            } else if turn < free, let held = try lock.claim(slots: request.slots, record: record) {
                 entries.removeAll { $0.process == me }
                 if changed || !firstCall { try queue.write(entries) }
                 return .acquired(held)
@@ -339,7 +355,11 @@ public struct LockWaiter {
     func worthChecking(me: ProcessIdentity, slots: Int) -> Bool {
         guard let snapshot = try? queue.read(), let claims = try? lock.inspect() else { return true }
         guard let rank = snapshot.ordered.firstIndex(where: { $0.process == me }) else { return true }
-        return rank < Self.freeSlots(asking: slots, live: claims.filter(\.isLive))
+        let free = Self.freeSlots(asking: slots, live: claims.filter(\.isLive))
+        if free > 0 && rank >= free {
+            return rank - snapshot.ordered[..<rank].filter(WaitQueue.isStopped).count < free
+        }
+        return rank < free
     }
 
     /// How many more commands may start now: the strictest `--slots` among the caller's and

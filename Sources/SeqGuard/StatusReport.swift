@@ -105,7 +105,7 @@ public struct StatusReport {
         for (index, entry) in ordered.enumerated() {
             let waited = formatSeconds(max(0, entry.queuedAt.seconds(until: now)))
             let priority = entry.priority == .normal ? "" : " [\(entry.priority.rawValue)]"
-            let stale = liveWaiters.contains(entry.process) ? "" : " STALE: process gone"
+            let stale = liveWaiters.contains(entry.process) ? (WaitQueue.isStopped(entry) ? " STOPPED: keeps its place, the line moves past it until it is continued" : "") : " STALE: process gone"
             lines.append("  \(index + 1). pid \(entry.process.pid), '\(entry.command)', waiting \(waited)\(priority)\(stale), \(reason(of: entry, at: index, in: ordered).text)")
         }
         for line in queue.rejectedLines { lines.append("  malformed queue line: '\(line)'") }
@@ -147,6 +147,7 @@ public struct StatusReport {
                 ("queued_at", .string(Clock.isoUTC(entry.queuedAt))),
                 ("waited_seconds", .number(max(0, entry.queuedAt.seconds(until: now)))),
                 ("stale", .bool(!liveWaiters.contains(entry.process))),
+                ("stopped", .bool(WaitQueue.isStopped(entry))),
                 ("reason", .object([("kind", .string(why.kind))] + why.fields)),
             ])
         }

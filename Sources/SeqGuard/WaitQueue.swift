@@ -127,6 +127,14 @@ public struct WaitQueue: Sendable {
     /// Whether `entry`'s waiter still waits: it holds its own lock. A line with no token
     /// (forged, or an older seqexec's, which adds it again) is not live: a pid and a start
     /// time can be reused, in a pid namespace even within one clock tick.
+    /// Whether `entry`'s waiter is stopped (Ctrl-Z, SIGSTOP to its group): it keeps its
+    /// place, but the line moves past it until it is continued. The kernel's word on the
+    /// process the line names.
+    public static func isStopped(_ entry: QueueEntry) -> Bool {
+        guard let stat = try? ProcStat.read(entry.process.pid), stat.startTime == entry.process.startTime else { return false }
+        return stat.state == "T" || stat.state == "t"
+    }
+
     public func isLive(_ entry: QueueEntry) -> Bool {
         guard let token = entry.token else { return false }
         return waiterLock(token).isHeld

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SeqSystem
 import Testing
 
 /// A guarded job: fails loudly if another job of the project is inside at the same time,
@@ -244,5 +245,33 @@ struct LockAndQueueTests {
         #expect(second.wait() == 0 && sandbox.read("order.log").contains("D-ran"), "ran beside C")
         FileManager.default.createFile(atPath: go, contents: nil)
         #expect(first.wait() == 0)
+    }
+
+    /// A waiter stopped at the head of the line (Ctrl-Z: its front and supervisor stopped)
+    /// keeps its place but does not stall the line: the next runs when the lock is free,
+    /// --status flags it STOPPED, and once continued it runs in its turn.
+    @Test(.timeLimit(.minutes(1))) func aStoppedWaiterDoesNotStallTheLine() throws {
+        let sandbox = try Sandbox()
+        let log = sandbox.path("order.log")
+        let go = sandbox.path("go")
+        let first = try sandbox.seqexec(["-q", "sh", "-c", "echo A >> '\(log)'; while [ ! -e '\(go)' ]; do sleep 0.02; done"])
+        #expect(waitUntil { sandbox.lines("order.log") == ["A"] })
+        let stopped = try sandbox.seqexec(["-q", "sh", "-c", "echo B >> '\(log)'"])
+        #expect(waitUntil { sandbox.queueLines.count == 1 })
+        let third = try sandbox.seqexec(["-q", "sh", "-c", "echo C >> '\(log)'"])
+        #expect(waitUntil { sandbox.queueLines.count == 2 })
+        // As a terminal's Ctrl-Z would: the waiter's front and its supervisor, stopped.
+        let group = [stopped.pid] + Processes.descendants(of: [stopped.pid]).map(\.pid)
+        for pid in group { kill(pid, SIGSTOP) }
+        defer { for pid in group { kill(pid, SIGCONT) } }
+        let (_, text, _) = try sandbox.run(["--status"])
+        #expect(text.contains("STOPPED"), "\(text)")
+        FileManager.default.createFile(atPath: go, contents: nil)
+        #expect(first.wait() == 0)
+        #expect(third.wait(20) == 0, "the third ran while the second was stopped")
+        #expect(sandbox.lines("order.log") == ["A", "C"], "\(sandbox.read("order.log"))")
+        for pid in group { kill(pid, SIGCONT) }
+        #expect(stopped.wait(20) == 0)
+        #expect(sandbox.lines("order.log") == ["A", "C", "B"], "\(sandbox.read("order.log"))")
     }
 }
