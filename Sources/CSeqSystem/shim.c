@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 #include <linux/falloc.h>
+#include <sys/ioctl.h>
 
 struct watch { int lock_fd; int notify_fd; };
 
@@ -103,4 +104,10 @@ int cseq_resolve(const char *host, const char *port, int timeout_ms, struct addr
 
 int cseq_punch_hole(int fd, long long offset, long long length) {
     return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
+}
+
+int cseq_terminal_columns(int fd) {
+    struct winsize size;
+    if (ioctl(fd, TIOCGWINSZ, &size) != 0) return 0;
+    return size.ws_col;
 }

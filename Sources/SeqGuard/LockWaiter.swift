@@ -87,7 +87,6 @@ public struct LockWaiter {
         var watchedOwners: Set<String> = []
         let isTerminal = reporter.stderrIsTerminal && !reporter.quiet
         var lastStatus: Int64 = 0
-        var statusShown = false
         let nearSafetyNanos = Int64(safetyInterval * 1e9)
         let farSafetyNanos = Int64(max(safetyInterval, 30) * 1e9)
         var lastFull = Clock.monotonicNanoseconds()
@@ -97,10 +96,9 @@ public struct LockWaiter {
         let deadline = request.waitTimeout.map { started + Int64($0 * 1e9) }
 
         func waited() -> Double { Double(Clock.monotonicNanoseconds() - started) / 1e9 }
-        func clearStatus() {
-            if statusShown && isTerminal { reporter.write("\r\u{1B}[K") }
-            statusShown = false
-        }
+        var lastLine = ""
+        // Whole lines only: nothing is left half-drawn to clear.
+        func clearStatus() {}
 
         while true {
             guard case .waiting(let live, let ahead, let position, let total, let memoryShort) = state else { break }
@@ -142,14 +140,21 @@ public struct LockWaiter {
                     }
                 }
             }
-            // Tell the person (or the log) what we wait for.
+            // Tell the person (or the log) what we wait for, as this waiter's own line. Several
+            // waiters may share one terminal, so none redraws a line: on a terminal each prints
+            // a whole line, fitted to the width, when what it waits for changes; off one, every
+            // `logInterval` seconds with the time waited.
             let now = Clock.monotonicNanoseconds()
             let statusEvery = Int64((isTerminal ? 1 : logInterval) * 1e9)
             if !reporter.quiet && (lastStatus == 0 || now - lastStatus >= statusEvery) {
-                let line = memoryShort.map { "\(reporter.toolName): waiting for memory: \(memoryText($0, request))" }
-                    ?? statusLine(live: live, ahead: ahead, position: position, total: total)
-                if isTerminal { reporter.write("\r\u{1B}[K\(line)") } else { reporter.write(line + "\n") }
-                statusShown = true
+                let line = memoryShort.map { "\(reporter.toolName): '\(request.command)' waiting for memory: \(memoryText($0, request))" }
+                    ?? statusLine(command: request.command, live: live, ahead: ahead, position: position, total: total, elapsed: !isTerminal)
+                if !isTerminal {
+                    reporter.write(line + "\n")
+                } else if line != lastLine {
+                    reporter.write(Self.fitted(line, columns: FileDescriptor.standardError.terminalColumns) + "\n")
+                    lastLine = line
+                }
                 lastStatus = now
             }
 
@@ -390,16 +395,24 @@ public struct LockWaiter {
         "MemAvailable \(formatMegabytes(available)) is below --min-available \(formatMegabytes(request.minimumAvailableBytes ?? 0))"
     }
 
-    func statusLine(live: [Claim], ahead: [QueueEntry], position: Int, total: Int) -> String {
-        let tool = reporter.toolName
+    /// "seqexec: 'make lint' waiting for 'make test' (pid N, 12s) — position 2 of 3": this
+    /// waiter's own command first, so several waiters' lines say which is which.
+    func statusLine(command: String, live: [Claim], ahead: [QueueEntry], position: Int, total: Int, elapsed: Bool = true) -> String {
+        let me = "\(reporter.toolName): '\(command)'"
         let place = "position \(position) of \(total)"
         if let record = live.first?.record {
-            let elapsed = formatSeconds(max(0, record.since.seconds(until: Clock.wallTime())))
-            return "\(tool): waiting for '\(record.command)' (pid \(record.holder.pid), \(elapsed)) — \(place)"
+            let time = elapsed ? ", \(formatSeconds(max(0, record.since.seconds(until: Clock.wallTime()))))" : ""
+            return "\(me) waiting for '\(record.command)' (pid \(record.holder.pid)\(time)) — \(place)"
         }
-        if live.first != nil { return "\(tool): waiting for a lock holder with an unreadable record — \(place)" }
-        if let first = ahead.first { return "\(tool): waiting behind '\(first.command)' (pid \(first.process.pid)) — \(place)" }
-        return "\(tool): waiting — \(place)"
+        if live.first != nil { return "\(me) waiting for a lock holder with an unreadable record — \(place)" }
+        if let first = ahead.first { return "\(me) waiting behind '\(first.command)' (pid \(first.process.pid)) — \(place)" }
+        return "\(me) waiting — \(place)"
+    }
+
+    /// A line cut to the terminal's width (less one column, so it never wraps), with "…".
+    static func fitted(_ line: String, columns: Int?) -> String {
+        guard let columns, columns > 1, line.count > columns - 1 else { return line }
+        return String(line.prefix(columns - 2)) + "…"
     }
 }
 

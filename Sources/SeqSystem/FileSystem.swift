@@ -11,6 +11,12 @@ public struct FileDescriptor: Hashable, Sendable {
     public static let standardOutput = FileDescriptor(rawValue: 1)
     public static let standardError = FileDescriptor(rawValue: 2)
 
+    /// The width of the terminal this descriptor is, in columns; nil when it is none.
+    public var terminalColumns: Int? {
+        let columns = cseq_terminal_columns(rawValue)
+        return columns > 0 ? Int(columns) : nil
+    }
+
     /// Opens /dev/null on each of 0, 1 and 2 that is closed, lowest first, before anything
     /// else is opened: otherwise the next file opened (a lock's owner record, a status pipe)
     /// would take that number, and the command's output, or our own errors, would go into it.

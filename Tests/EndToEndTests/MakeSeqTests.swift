@@ -34,7 +34,7 @@ struct MakeSeqTests {
         let command = try sandbox.seqexec(["sh", "-c", "echo command >> order"])
         #expect(waitUntil { sandbox.queueLines.count == 1 })
         #expect(!FileManager.default.fileExists(atPath: sandbox.path("order")))
-        #expect(second.stderr.contains("make-seq: waiting for 'make hold' (pid \(holder.pid), "), "\(second.stderr)")
+        #expect(second.stderr.contains("make-seq: 'make quick N=1' waiting for 'make hold' (pid \(holder.pid), "), "\(second.stderr)")
         #expect(second.stderr.contains("— position 1 of 1"), "\(second.stderr)")
         #expect(third.stderr.contains("— position 2 of 2"), "\(third.stderr)")
         let (status, text, _) = try sandbox.run(["--status"])
@@ -206,7 +206,7 @@ struct SeqMkTests {
         #expect(waitUntil { sandbox.queueLines("make-lock-").count == 1 })
         let second = try make(sandbox, ["quick", "N=2"])
         #expect(waitUntil { sandbox.queueLines("make-lock-").count == 2 })
-        #expect(first.stderr.contains("make-seq: waiting for 'make -f Makefile hold'"), "\(first.stderr)")
+        #expect(first.stderr.contains("' waiting for 'make -f Makefile hold'"), "\(first.stderr)")
         sandbox.release(hold)
         for child in [holder, first, second] { #expect(child.wait() == 0, "\(child.stderr)") }
         #expect(sandbox.lines("order") == ["quick 1", "quick 2"])

@@ -40,11 +40,56 @@ struct TerminalTests {
         let (job, hold, holder) = try blockedHolder(sandbox)
         let waiter = try sandbox.seqexec([job, "waiter"])
         #expect(waitUntil { waiter.stderr.contains("position 1 of 1") })
-        #expect(waiter.stderr.hasPrefix("seqexec: waiting for '\(job) holder \(hold)' (pid \(holder.pid), "))
+        // Its own command first, then what it waits for: several waiters' lines say which is which.
+        #expect(waiter.stderr.hasPrefix("seqexec: '\(job) waiter' waiting for '\(job) holder \(hold)' (pid \(holder.pid), "), "\(waiter.stderr)")
         #expect(!waiter.stderr.contains("\r"), "no in-place updates off a terminal")
         sandbox.release(hold)
         #expect(holder.wait() == 0 && waiter.wait() == 0)
         let (free, _, quiet) = try sandbox.run(["true"])
         #expect(free == 0 && quiet == "", "nothing is printed when the lock is free")
+    }
+
+    /// The README's own example on a real terminal: three waiters share one screen. Each
+    /// prints whole lines that name its own command, fitted to the width, and none redraws
+    /// a line (so no "position 2 of 2lint" garble, no stale half-line left behind).
+    @Test(.enabled(if: python3 != nil, "needs python3 for a pty"))
+    func waitersSharingATerminalEachPrintTheirOwnWholeLines() throws {
+        let sandbox = try Sandbox()
+        let go = sandbox.path("go")
+        let holder = try sandbox.seqexec(["-q", "sh", "-c", "echo held > '\(sandbox.path("held"))'; while [ ! -e '\(go)' ]; do sleep 0.02; done"])
+        #expect(waitUntil { FileManager.default.fileExists(atPath: sandbox.path("held")) })
+        let driver = sandbox.path("shared_driver.py")
+        try """
+        import fcntl, os, pty, select, struct, sys, termios, time
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execv("/bin/sh", ["sh", "-c", '"$0" true make-test & "$0" true make-lint & "$0" true sleep-1 & wait', sys.argv[1]])
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        out = b""
+        deadline = time.time() + 40
+        while time.time() < deadline:
+            if not os.path.exists(sys.argv[2]) and out.count(b"waiting") >= 3:
+                open(sys.argv[2], "w").close()
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+        os.waitpid(pid, 0)
+        sys.stdout.write(out.decode(errors="replace"))
+        """.write(toFile: driver, atomically: true, encoding: .utf8)
+        let run = try sandbox.start(python3!, [driver, seqexecPath, go])
+        #expect(run.wait(60) == 0, "\(run.stderr)")
+        #expect(holder.wait(20) == 0)
+        let screen = run.stdout
+        #expect(!screen.contains("\u{1B}[K"), "no line is redrawn: \(screen.debugDescription)")
+        let lines = screen.split(whereSeparator: \.isNewline).map(String.init).filter { $0.contains("waiting") }
+        for name in ["make-test", "make-lint", "sleep-1"] {
+            #expect(lines.contains { $0.hasPrefix("seqexec: 'true \(name)' waiting ") }, "\(name): \(lines)")
+        }
+        #expect(lines.allSatisfy { $0.count <= 79 && $0.components(separatedBy: "seqexec:").count == 2 }, "whole lines, one waiter each: \(lines)")
     }
 }

@@ -74,6 +74,9 @@ static inline int cseq_siginfo_code(const siginfo_t *info) { return info->si_cod
 
 static inline int cseq_errno(void) { return errno; }
 
+/// The width of the terminal on `fd` in columns (TIOCGWINSZ), or 0 when it is none.
+int cseq_terminal_columns(int fd);
+
 /// fallocate(2) with FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE (a GNU extension).
 int cseq_punch_hole(int fd, long long offset, long long length);
 
