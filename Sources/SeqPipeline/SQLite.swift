@@ -113,7 +113,7 @@ public final class SQLiteConnection {
         let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX
         var opened: (OpaquePointer, Bool)
         do throws(StoreError) {
-            let db = try Self.open(path, flags: flags)
+            let db = try Self.open(path, flags: flags, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
             // journal_mode answers with a row; WAL lets readers (status) run beside a writer.
             do { try Self.execute(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON") } catch {
                 sqlite3_close(db)
@@ -121,7 +121,7 @@ public final class SQLiteConnection {
             }
             opened = (db, false)
         } catch where readingOnly && [SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_FULL, SQLITE_IOERR].contains(error.code & 0xFF) {
-            opened = (try Self.openReadOnly(path), true)
+            opened = (try Self.openReadOnly(path, busyTimeoutMilliseconds: busyTimeoutMilliseconds), true)
         } catch {
             // Said plainly when the file or its directory cannot be written (SQLite needs
             // both: the -wal and -shm files are made beside the store).
@@ -139,10 +139,11 @@ public final class SQLiteConnection {
         handle = opened.0
         readOnly = opened.1
         self.path = path
-        cseq_sqlite_busy_timeout(handle, busyTimeoutMilliseconds)
     }
 
-    static func open(_ path: String, flags: Int32) throws(StoreError) -> OpaquePointer {
+    /// Opens a connection with its busy timeout set before any statement: the first one
+    /// (journal_mode) waits out a writer like every later one.
+    static func open(_ path: String, flags: Int32, busyTimeoutMilliseconds: Int32) throws(StoreError) -> OpaquePointer {
         var db: OpaquePointer?
         let rc = sqlite3_open_v2(path, &db, flags, nil)
         guard rc == SQLITE_OK, let db else {
@@ -150,6 +151,7 @@ public final class SQLiteConnection {
             sqlite3_close(db)
             throw StoreError("\(message)\(advice(rc))", code: rc)
         }
+        cseq_sqlite_busy_timeout(db, busyTimeoutMilliseconds)
         return db
     }
 
@@ -166,14 +168,14 @@ public final class SQLiteConnection {
     /// A store that cannot be written, for reading: with its write-ahead log where SQLite
     /// can read it; on a read-only mount with no -shm file, as an immutable file (what a
     /// run left in the log then is not seen; a run cannot write there anyway).
-    static func openReadOnly(_ path: String) throws(StoreError) -> OpaquePointer {
+    static func openReadOnly(_ path: String, busyTimeoutMilliseconds: Int32) throws(StoreError) -> OpaquePointer {
         let flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI
-        if let db = try? open(path.hasPrefix("/") ? "file:" + uriPath(path) : path, flags: flags) {
+        if let db = try? open(path.hasPrefix("/") ? "file:" + uriPath(path) : path, flags: flags, busyTimeoutMilliseconds: busyTimeoutMilliseconds) {
             if (try? execute(db, "SELECT count(*) FROM sqlite_master")) != nil { return db }
             sqlite3_close(db)
         }
         let db: OpaquePointer
-        do { db = try open("file:\(uriPath(path))?immutable=1", flags: flags) } catch {
+        do { db = try open("file:\(uriPath(path))?immutable=1", flags: flags, busyTimeoutMilliseconds: busyTimeoutMilliseconds) } catch {
             throw StoreError("cannot read store \(path): \(error.message)", code: error.code)
         }
         do { try execute(db, "SELECT count(*) FROM sqlite_master") } catch {
