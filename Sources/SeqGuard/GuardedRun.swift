@@ -217,9 +217,13 @@ struct GuardedRun {
         }
         environment.setVariable(tokensVariable, tokens)
         let policy = configuration.memoryPolicy
-        let supervisor = Supervisor(
+        var supervisor = Supervisor(
             signals: signals, reporter: reporter, timeout: configuration.timeout,
             killGrace: configuration.killGrace, memory: policy)
+        // A run the command submitted (`seqexec --submit` inside it) outlives it by design:
+        // it is no leftover of this one.
+        let base = configuration.stateBase
+        supervisor.spareAtEnd = { RunStore.liveRelays(base: base) }
         var lanes = self.lanes
         let timeout = configuration.timeout
         var deadline: WallTime?

@@ -74,6 +74,11 @@ public enum Submission {
         let reporter = configuration.reporter
         do {
             try Processes.startSession()
+            // Submitted from inside a guarded command, the run is no part of it: it keeps no
+            // descriptor of the outer run (its lock's owner record would stay held for as long
+            // as this run lives) and no nested-call token (it queues like any caller).
+            FileDescriptor.closeAll(keeping: [log.rawValue, announce.rawValue, store.directory.descriptor.rawValue])
+            Spawn.removeEnvironmentValue(tokensVariable)
             let output = try FileSystem.pipe()
             let input = try FileSystem.open("/dev/null", .readOnly)
             // Nothing of the caller's stays open here: a `$(seqexec --submit …)` reads to the

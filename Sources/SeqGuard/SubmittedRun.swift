@@ -71,6 +71,29 @@ extension SubmittedRun.Result {
 }
 
 /// The `runs/` directory of a project's state: submitted runs' records, logs and results.
+extension RunStore {
+    /// The relays of the submitted runs recorded under the state base `base` (every
+    /// project's `runs/`) that are alive: the processes a run submitted from inside a guarded
+    /// command is, which that command's supervisor must not end as its leftovers. Only files
+    /// of this user's base are read; a pid counts with its recorded start time.
+    public static func liveRelays(base: String?) -> Set<Int32> {
+        let root = base ?? StateDirectory.defaultBase()
+        guard let lanes = try? FileSystem.contents(ofDirectory: root) else { return [] }
+        var relays: Set<Int32> = []
+        for lane in lanes where lane.hasPrefix(LockNamespace.seqexec.directoryPrefix) {
+            let runs = "\(root)/\(lane)/\(directoryName)"
+            guard let names = try? FileSystem.contents(ofDirectory: runs) else { continue }
+            for name in names where name.hasSuffix(".run") {
+                guard let status = try? FileSystem.status("\(runs)/\(name)"), status.isRegularFile, status.size < 64 << 10,
+                      status.owner == Processes.userID, let bytes = try? FileSystem.readFile("\(runs)/\(name)"),
+                      let run = SubmittedRun(parsing: bytes), run.relay.isAlive else { continue }
+                relays.insert(run.relay.pid)
+            }
+        }
+        return relays
+    }
+}
+
 public struct RunStore: Sendable {
     public static let directoryName = "runs"
     /// Ended runs kept (their record, log and result); older ones go at the next submit.

@@ -77,6 +77,10 @@ public struct Supervisor {
     /// Children of this process that are not the command's (a worker's device server): left
     /// out of its memory and never ended with its tree.
     public var spared: Set<Int32> = []
+    /// Asked once the command has ended, when something of its tree is left: processes (and
+    /// their trees) that are not leftovers after all (runs submitted from inside the command,
+    /// which outlive it by design). Nil: everything left is a leftover.
+    public var spareAtEnd: (@Sendable () -> Set<Int32>)?
 
     public init(signals: SignalReceiver, reporter: Reporter, timeout: Double?, killGrace: Double, memory: MemoryPolicy? = nil) {
         self.signals = signals
@@ -125,7 +129,7 @@ public struct Supervisor {
             if let monitor, monitor.samplesTaken > 0 { result.peakSharedFileBytes = monitor.peakSharedFiles }
             return result
         }
-        let tree = ProcessTree(signals: signals, spared: spared)
+        var tree = ProcessTree(signals: signals, spared: spared)
         let deadline = timeout.map { started + Int64($0 * 1e9) }
         let firstLook = started + Int64(MemoryMonitor.startupDelay * 1e9)
         var nextSample = firstLook
@@ -260,6 +264,7 @@ public struct Supervisor {
         result.ending = commandEndedForMemory ? .memoryExceeded : .exited(status!)
         // The command is gone; anything it left behind is still ours to end.
         if !tree.reapEnded({ _, _ in }) {
+            if let spareAtEnd { tree.spared.formUnion(spareAtEnd()) }
             let leftovers = tree.descendants()
             if !leftovers.isEmpty {
                 reporter.notice("ending \(leftovers.count) leftover process\(leftovers.count == 1 ? "" : "es") of '\(display)'")

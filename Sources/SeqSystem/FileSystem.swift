@@ -184,6 +184,18 @@ public struct FileDescriptor: Hashable, Sendable {
 
     /// Marks every open descriptor above stderr close-on-exec: what a process inherited
     /// (a lock's owner descriptor) then reaches none of the commands it starts.
+    /// Closes every descriptor above 2 but `keeping`: a process that must hold nothing it
+    /// inherited (a submitted run leaving the run that submitted it, whose lock descriptors
+    /// would otherwise keep that run's lock held for as long as it lives).
+    public static func closeAll(keeping: Set<Int32>) {
+        guard let names = try? FileSystem.contents(ofDirectory: "/proc/self/fd") else { return }
+        for name in names {
+            guard let fd = Int32(name), fd > 2, !keeping.contains(fd) else { continue }
+            // The directory listing's own descriptor is already closed by now: EBADF is fine.
+            _ = Glibc.close(fd)
+        }
+    }
+
     public static func closeInheritedOnExec() {
         guard let names = try? FileSystem.contents(ofDirectory: "/proc/self/fd") else { return }
         for name in names {

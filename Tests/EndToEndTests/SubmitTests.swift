@@ -176,4 +176,26 @@ struct SubmitTests {
         for id in ids { #expect(try sandbox.run(["--wait", id]).0 == 0) }
         #expect(try runs(sandbox).compactMap { $0["id"] as? String } == ids, "still in submission order once ended")
     }
+
+    /// An agent's tool, a hook or a make recipe that runs under seqexec submits work: the
+    /// run outlives the guarded command that submitted it (no leftover of it, no token of
+    /// it), queues behind it, and runs to its end with its result recorded.
+    @Test(.timeLimit(.minutes(1))) func aRunSubmittedFromInsideAGuardedCommandOutlivesIt() throws {
+        let sandbox = try Sandbox()
+        let done = sandbox.path("done")
+        let idFile = sandbox.path("id")
+        let submitter = try sandbox.script("submitter", """
+            "$1" --submit -q -- sh -c 'sleep 0.3; echo done > "$0"' "$2" > "$3"
+            """)
+        let outer = try sandbox.seqexec(["-q", submitter, seqexecPath, done, idFile])
+        #expect(outer.wait(20) == 0, "\(outer.stderr)")
+        let id = sandbox.read("id").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(!id.isEmpty)
+        let (status, _, err) = try sandbox.run(["--wait", id], seconds: 30)
+        #expect(status == 0, "\(err)")
+        #expect(sandbox.read("done") == "done\n")
+        let run = try state(sandbox, id)
+        #expect(run?["state"] as? String == "ended" && run?["exit_status"] as? Int == 0, "\(run ?? [:])")
+        #expect(!outer.stderr.contains("leftover"), "\(outer.stderr)")
+    }
 }
