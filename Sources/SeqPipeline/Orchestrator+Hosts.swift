@@ -21,23 +21,6 @@ extension Orchestrator {
     /// scheduler's leadership kept or taken. A host that cannot renew for longer than its
     /// lease less one heartbeat ends its workers' trees (it fences itself: another host will
     /// take its claims over) and starts them again once the store answers.
-    /// Says once that the store cannot be reached (the connection tries again at each call,
-    /// with backoff), and once that it answers again, then as an alert and an event.
-    func noteStore(_ beat: inout HostBeat) {
-        let recovered = store.takeRecovered()
-        if let outage = store.outage {
-            guard beat.storeDown == nil else { return }
-            beat.storeDown = outage.since
-            reporter.error(outage.error.message)
-        } else if let since = recovered?.since ?? beat.storeDown {
-            beat.storeDown = nil
-            let message = "store \(paths.storeName) was unreachable for \(durationText((nowSeconds() - since).rounded())) (since \(Clock.localDateTime(WallTime(seconds: Int64(since), nanoseconds: 0))))\(beat.selfFenced ? "; host \(store.host) ended its workers meanwhile" : "")"
-            say("the store answers again: \(message)")
-            _ = try? store.raiseAlert("store", kind: "store", message: message, now: nowSeconds())
-            try? store.addEvent(Event(at: nowSeconds(), kind: "store-back", message: message))
-        }
-    }
-
     @available(*, noasync)
     func beatInStore(_ slots: inout [Slot], _ beat: inout HostBeat, reap: () -> Void) {
         let now = Clock.monotonicNanoseconds()

@@ -292,28 +292,6 @@ public struct Orchestrator {
         return 0
     }
 
-    /// The start's work with the store, done again while the store cannot be reached (said
-    /// once; a stop signal meanwhile ends the run): a store restarting as the run starts is
-    /// waited for, not a failure. Every step of it may be done again.
-    /// - Throws: `GuardFailure` with the store's message for any other failure.
-    @available(*, noasync)
-    func waitingOutTheStore<T>(_ body: () throws -> T) throws(GuardFailure) -> T {
-        var said = false
-        while true {
-            do { return try body() } catch let error as StoreError where error.isUnreachable {
-                if !said { reporter.error("\(error.message); waiting for it") }
-                said = true
-                if case .stopped = signals.sleep(seconds: 0.5, stopsOn: { [.terminate, .interrupt, .hangup].contains($0.signal) }) {
-                    throw GuardFailure("store \(paths.storeName): \(error.message); stopped while waiting for it")
-                }
-            } catch let error as StoreError {
-                throw GuardFailure("store \(paths.storeName): \(error.message)")
-            } catch let failure as GuardFailure {
-                throw failure
-            } catch { throw GuardFailure("\(error)") }
-        }
-    }
-
     /// Takes the store's single-instance lock. A lock still held by the processes of a run
     /// whose orchestrator is gone (its workers, their steps) is theirs no longer: they are
     /// ended, one line each, and the lock taken once the kernel says it is free.

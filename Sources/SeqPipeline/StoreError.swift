@@ -1,0 +1,38 @@
+/// A failure of the store: what was being done, the database's message and its code
+/// (SQLite's result code, PostgreSQL's SQLSTATE as a number, or `unreachable`).
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var code: Int32
+
+    public init(_ message: String, code: Int32 = 0) {
+        self.message = message
+        self.code = code
+    }
+
+    public var description: String { message }
+
+    /// The code of a store that cannot be reached: its server is down or restarting, or the
+    /// session was cut. The statement did not run, or its reply was lost; the caller waits
+    /// and tries again (the connection reconnects by itself).
+    public static let unreachable: Int32 = -100
+
+    /// Whether the store could not be reached (as opposed to refusing the statement).
+    public var isUnreachable: Bool { code == Self.unreachable }
+}
+
+/// A time the store could not be reached: since when, how many reconnects failed, and
+/// when the next may be tried.
+public struct StoreOutage: Sendable {
+    /// Wall-clock seconds of the first failure.
+    public var since: Double
+    public var attempts = 0
+    /// Monotonic nanoseconds before which no reconnect is tried.
+    var nextAttempt: Int64 = 0
+    /// What the callers are told meanwhile.
+    var error: StoreError
+
+    init(since: Double, error: StoreError) {
+        self.since = since
+        self.error = error
+    }
+}
