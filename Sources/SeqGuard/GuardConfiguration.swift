@@ -44,6 +44,9 @@ public struct GuardConfiguration: Sendable {
     public var historyMaximumBytes = History.defaultMaximumBytes
     /// A submitted run (`--submit`): its id, under which its supervisor records the result.
     public var runID: String?
+    /// A submitted run: the nested-call tokens in the environment are whoever submitted it
+    /// (a guarded command), not an ancestor it may run straight through under.
+    public var ignoresInheritedTokens = false
     /// Written once (one byte) and closed when the run has its place: its queue line, or the
     /// lock itself. `--submit` returns only then, so the next submit lands behind it.
     public var announce: FileDescriptor?

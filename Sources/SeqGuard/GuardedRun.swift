@@ -45,7 +45,8 @@ struct GuardedRun {
         project = lanes[home].project
         command = GuardedCommand.displayCommand(configuration.arguments)
         reporter.step("project \(project.root) (\(project.hash)), state \(lanes.map(\.directory.path).joined(separator: ", "))")
-        inherited = Spawn.environmentValue(tokensVariable) ?? ""
+        // A submitted run is no part of whoever submitted it: their tokens are not its own.
+        inherited = configuration.ignoresInheritedTokens ? "" : Spawn.environmentValue(tokensVariable) ?? ""
         inheritedTokens = GuardedCommand.parseTokens(inherited)
         environment = Spawn.rawEnvironment()
         for (name, value) in configuration.environmentChanges { environment.setVariable(name, value) }

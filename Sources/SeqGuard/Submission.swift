@@ -78,7 +78,6 @@ public enum Submission {
             // descriptor of the outer run (its lock's owner record would stay held for as long
             // as this run lives) and no nested-call token (it queues like any caller).
             FileDescriptor.closeAll(keeping: [log.rawValue, announce.rawValue, store.directory.descriptor.rawValue])
-            Spawn.removeEnvironmentValue(tokensVariable)
             let output = try FileSystem.pipe()
             let input = try FileSystem.open("/dev/null", .readOnly)
             // Nothing of the caller's stays open here: a `$(seqexec --submit …)` reads to the
@@ -98,6 +97,7 @@ public enum Submission {
                 output.write.close()
                 var run = configuration
                 run.runID = id
+                run.ignoresInheritedTokens = true
                 run.announce = announce
                 ProcessExit.now(GuardedCommand.run(run))
             }

@@ -265,11 +265,3 @@ extension Array where Element == [UInt8] {
         if let value { append(prefix + [UInt8](value.utf8)) }
     }
 }
-
-extension Spawn {
-    /// Removes `name` from this process's environment (unsetenv(3)): what it starts from
-    /// now on does not see it.
-    public static func removeEnvironmentValue(_ name: String) {
-        _ = unsetenv(name)
-    }
-}
