@@ -139,14 +139,22 @@ extension ProjectLock {
 /// inherits it, so the lock lives exactly as long as seqexec or any process of the tree.
 public struct HeldClaim: Sendable {
     public var name: String
+    /// The owner record, flock'd: inherited by the command's tree, so the lock outlives a
+    /// killed supervisor.
     public var owner: FileDescriptor
     public var record: OwnerRecord
+    /// The claimant's own flock (`guard`), never inherited (close-on-exec): nothing the
+    /// command does to its descriptors (`flock -u` on the owner record it inherited) lets
+    /// another command in while the claimant lives.
+    public var guardLock: FileDescriptor?
 }
 
 /// The per-project lock: claim directories made with mkdir(2), each holding an owner record
 /// on which the holder keeps an exclusive flock.
 public struct ProjectLock: Sendable {
     public static let ownerFileName = "owner"
+    /// The claimant's own lock beside the record (see `HeldClaim.guardLock`).
+    public static let guardFileName = "guard"
     public var directory: StateDirectory
 
     public init(directory: StateDirectory) { self.directory = directory }
@@ -196,13 +204,24 @@ public struct ProjectLock: Sendable {
         }
         defer { fd.close() }
         let ownerStatus = try? fd.status()
-        // A shared lock is granted only when no process holds the exclusive one.
-        let live = !((try? fd.lock(exclusive: false, nonBlocking: true)) ?? true)
+        // A shared lock is granted only when no process holds the exclusive one. The claim
+        // lives while its tree holds the record or its claimant holds the guard.
+        let live = !((try? fd.lock(exclusive: false, nonBlocking: true)) ?? true) || isGuarded(name)
         let bytes = (try? fd.readContents()) ?? []
         let record = OwnerRecord(parsing: bytes)
         return Claim(
             name: name, slot: slot, record: record, isLive: live, ownerFile: ownerStatus,
             problem: record == nil ? "unreadable owner record (\(bytes.count) bytes)" : nil)
+    }
+
+    /// Whether claim `name`'s claimant still holds its guard (a file that is not there, or
+    /// not a regular file, guards nothing).
+    func isGuarded(_ name: String) -> Bool {
+        guard let fd = try? FileSystem.open("\(name)/\(Self.guardFileName)", [.readOnly, .noFollow, .nonBlocking], relativeTo: directory.descriptor)
+        else { return false }
+        defer { fd.close() }
+        guard (try? fd.status())?.isRegularFile == true else { return false }
+        return !((try? fd.lock(exclusive: false, nonBlocking: true)) ?? true)
     }
 
     /// Removes a claim no process holds. Call under the mutex, after `inspect` said it is not live.
@@ -235,8 +254,19 @@ public struct ProjectLock: Sendable {
                     throw Errno.wouldBlock
                 }
                 try owner.replaceContents(record.text)
-                return HeldClaim(name: name, owner: owner, record: record)
+                // Taken while the mutex is held and the record's lock too: nobody can see the
+                // claim between the two.
+                let guardLock = try FileSystem.open(
+                    "\(name)/\(Self.guardFileName)", [.readOnly, .create, .exclusive, .noFollow], mode: 0o600,
+                    relativeTo: directory.descriptor)
+                guard try guardLock.lock(exclusive: true, nonBlocking: true) else {
+                    guardLock.close()
+                    owner.close()
+                    throw Errno.wouldBlock
+                }
+                return HeldClaim(name: name, owner: owner, record: record, guardLock: guardLock)
             } catch {
+                try? FileSystem.removeFile("\(name)/\(Self.guardFileName)", relativeTo: directory.descriptor)
                 try? FileSystem.removeFile("\(name)/\(Self.ownerFileName)", relativeTo: directory.descriptor)
                 try? FileSystem.removeDirectory(name, relativeTo: directory.descriptor)
                 throw GuardFailure("cannot write lock record \(directory.path)/\(name): \(error)", errno: error)
@@ -254,7 +284,9 @@ public struct ProjectLock: Sendable {
     /// Gives a claim up: record and directory removed, then the flock dropped. Call under the mutex.
     public func release(_ held: HeldClaim) {
         try? FileSystem.removeFile("\(held.name)/\(Self.ownerFileName)", relativeTo: directory.descriptor)
+        try? FileSystem.removeFile("\(held.name)/\(Self.guardFileName)", relativeTo: directory.descriptor)
         try? FileSystem.removeDirectory(held.name, relativeTo: directory.descriptor)
         held.owner.close()
+        held.guardLock?.close()
     }
 }

@@ -214,4 +214,29 @@ struct LivenessTests {
         // After it, the project runs again.
         #expect(try sandbox.run(["-q", "true"]).0 == 0)
     }
+
+    /// The issue's repro: the command unlocks the owner record it inherited (`flock -u`). The
+    /// supervisor's own lock, which no command inherits, keeps the next command out until the
+    /// first has ended, and the first is recorded as it ended, not as holder_killed.
+    @Test(.enabled(if: commandOnPath("flock"), "needs flock(1) (util-linux)"))
+    func aCommandThatUnlocksItsInheritedRecordDoesNotLetTheNextIn() throws {
+        let sandbox = try Sandbox()
+        let marks = sandbox.path("marks")
+        let go = sandbox.path("go")
+        let holder = try sandbox.seqexec(["-q", "--", "sh", "-c", """
+            for f in /proc/$$/fd/*; do case $(readlink $f) in */owner) flock -u ${f##*/};; esac; done
+            echo A-unlocked >> "\(marks)"; while [ ! -e "\(go)" ]; do sleep 0.02; done; echo A-end >> "\(marks)"
+            """])
+        #expect(waitUntil { sandbox.lines("marks") == ["A-unlocked"] })
+        let (status, _, _) = try sandbox.run(["-w", "0.5", "--", "sh", "-c", "echo B >> \"\(marks)\""])
+        #expect(status == 75, "B waited and gave up: the lock is still A's")
+        FileManager.default.createFile(atPath: go, contents: nil)
+        #expect(holder.wait(20) == 0)
+        let after = try sandbox.seqexec(["-q", "--", "sh", "-c", "echo B >> \"\(marks)\""])
+        #expect(after.wait(20) == 0)
+        #expect(sandbox.lines("marks") == ["A-unlocked", "A-end", "B"], "\(sandbox.read("marks"))")
+        #expect(sandbox.history.contains { ($0["command"] as? String)?.hasPrefix("sh") == true && $0["ended"] as? String == "exit" },
+                "A is recorded as it ended: \(sandbox.history)")
+        #expect(!sandbox.history.contains { $0["ended"] as? String == "holder_killed" }, "\(sandbox.history)")
+    }
 }
