@@ -184,7 +184,11 @@ import TestSupport
         let lock = try makeLock(temp)
         defer { lock.directory.close() }
         let held = try #require(try lock.claim(slots: 1, record: record()))
+        // The record's flock alone gone (a command's `flock -u`): the claimant's guard keeps it live.
+        try held.owner.unlock()
+        #expect(try lock.inspect().first?.isLive == true)
         held.owner.close()  // as if the holder and its whole tree were SIGKILLed
+        held.guardLock?.close()
         // Another test of this process may be spawning a child right now: until it execs, the
         // child's copy of the descriptor table still holds the flock. Allow it to pass.
         var claims = try lock.inspect()
