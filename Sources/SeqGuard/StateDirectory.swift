@@ -76,16 +76,18 @@ public struct StateDirectory: Sendable {
     /// then the root it was first reached by) when it is made and checked at every open:
     /// a directory that records another project is refused, never shared.
     func checkRecordedProject(_ project: Project, create: Bool) throws(GuardFailure) {
-        let text = project.identity + "\n" + project.root + "\n"
-        if create, let fd = try? FileSystem.open(Self.projectFileName, [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600, relativeTo: descriptor) {
+        // Read first: on every start but the first, the record is there (one open, one read).
+        guard let bytes = try readFile(Self.projectFileName) else {
+            guard create, let fd = try? FileSystem.open(Self.projectFileName, [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600,
+                                                         relativeTo: descriptor) else { return }
             defer { fd.close() }
-            do { try fd.writeAll(text) } catch {
+            do { try fd.writeAll(project.identity + "\n" + project.root + "\n") } catch {
                 throw GuardFailure("cannot record the project in \(path): \(error); check free space", errno: error)
             }
             return
         }
         // A record still being written by its maker reads short: only a whole line counts.
-        guard let bytes = try readFile(Self.projectFileName), let newline = bytes.firstIndex(of: 10) else { return }
+        guard let newline = bytes.firstIndex(of: 10) else { return }
         let recorded = String(decoding: bytes[..<newline], as: UTF8.self)
         guard recorded == project.identity else {
             let rest = bytes[(newline + 1)...].split(separator: 10).first.map { String(decoding: $0, as: UTF8.self) } ?? "?"
