@@ -97,8 +97,6 @@ public struct LockWaiter {
 
         func waited() -> Double { Double(Clock.monotonicNanoseconds() - started) / 1e9 }
         var lastLine = ""
-        // Whole lines only: nothing is left half-drawn to clear.
-        func clearStatus() {}
 
         while true {
             guard case .waiting(let live, let ahead, let position, let total, let memoryShort) = state else { break }
@@ -178,7 +176,6 @@ public struct LockWaiter {
                     switch index {
                     case 0:
                         for received in signals.drain() where [.interrupt, .terminate, .hangup, .quit].contains(received.signal) {
-                            clearStatus()
                             try? removeLine(of: me)
                             // An ending that is not the command's own gets its line: who sent what.
                             // From the front, it is a signal passed on: a --kill-all since we
@@ -206,7 +203,6 @@ public struct LockWaiter {
                 }
                 let after = Clock.monotonicNanoseconds()
                 if let deadline, after >= deadline {
-                    clearStatus()
                     try? removeLine(of: me)
                     let holder = memoryShort.map { "memory (\(memoryText($0, request)))" }
                         ?? live.first?.record.map { "'\($0.command)' (pid \($0.holder.pid))" }
@@ -229,7 +225,6 @@ public struct LockWaiter {
                 state = try evaluate(me: me, mine: &mine, request: request, record: record(), firstCall: false)
             }
         }
-        clearStatus()
         guard case .acquired(let held) = state else { return .passThrough }
         reporter.step("acquired \(held.name) after \(formatSeconds(waited()))")
         return .acquired(held, waitedSeconds: waited())

@@ -82,9 +82,6 @@ public final class PostgreSQLConnection: SQLDatabase {
     public var inTransaction = false
     /// Set from the first failure that found the connection gone until a new one is made.
     public private(set) var outage: StoreOutage?
-    /// Incremented by each reconnect: a caller that keeps session state (prepared
-    /// statements, session locks) on the server knows it is gone.
-    public private(set) var sessions = 1
     /// The advisory lock every writer of this database takes (an arbitrary constant: "seqp").
     public static let writeLockKey: Int64 = 0x7365_7170
 
@@ -132,7 +129,6 @@ public final class PostgreSQLConnection: SQLDatabase {
             let connection = try connect()
             handle = connection
             prepared = [:]
-            sessions += 1
             self.outage = nil
             recovered = outage
             return connection

@@ -336,10 +336,8 @@ public struct Worker {
                 noteStoreBack()
                 break
             } catch where error.isUnreachable {
-                if !storeLost { log("job \(job.id)'s outcome waits for the store: \(error.message)") }
-                storeLost = true
                 if let jobLock { attemptLock = try? jobLock.tryAcquire()?.movedUp() }
-                // Tried again once the store answers.
+                // Tried again once the store answers (`stored` says the wait, once).
                 guard try stored("job \(job.id)'s outcome", { () throws(StoreError) in try store.ping() }) != nil else { return }
             }
         }
