@@ -7,7 +7,7 @@ extension GuardedCommand {
     /// Runs `configuration.arguments` under the project's lock. Returns the exit status.
     @available(*, noasync)
     public static func run(_ configuration: GuardConfiguration) -> Int32 {
-        let reporter = configuration.reporter
+        var reporter = configuration.reporter
         let signals: SignalReceiver
         do {
             // Before any thread exists, so every thread inherits the blocked mask.
@@ -56,6 +56,9 @@ extension GuardedCommand {
         } catch {
             reporter.notice("cannot fork a supervisor (\(error)); supervising in this process")
         }
+        // This process waits in the line and holds the locks: its words must not wait on
+        // stderr's reader (a full pipe, Ctrl-S), or the line would wait with them.
+        reporter.neverBlocks = true
         let status: Int32
         do {
             status = try run(configuration, front: front, signals: signals, reporter: reporter, frontReport: report)
@@ -63,8 +66,10 @@ extension GuardedCommand {
             reporter.error(error.message)
             status = error.exitCode
         }
-        // The locks are released and the run recorded: the front may answer now, while this
-        // process exits beside it.
+        // The locks are released and the run recorded: what stderr could not take yet goes
+        // now (before the front answers, so the caller sees it first), and the front may
+        // answer while this process exits beside it.
+        reporter.flushHeldBack()
         _ = try? report?.writeAll(FrontReport.encode(status))
         return status
     }

@@ -161,6 +161,7 @@ struct GuardedRun {
         closeLanes()
         signals.restoreMask()
         _ = try? Processes.setParentDeathSignal(nil)
+        reporter.flushHeldBack()
         let error = Spawn.replaceProcess(configuration.commandBytes, environment: environment)
         return GuardedCommand.reportSpawnFailure(error, configuration.arguments, reporter)
     }

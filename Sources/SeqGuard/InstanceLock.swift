@@ -31,6 +31,7 @@ public struct InstanceLock: Sendable {
             var record = OwnerRecord(
                 holder: ProcessIdentity.current(), host: Processes.hostName(), since: Clock.wallTime(),
                 command: command, token: Processes.randomHex(bytes: 12))
+            record.pidNamespace = Processes.pidNamespace
             record.heartbeat = Clock.wallTime()
             record.heartbeatBootSeconds = Clock.secondsSinceBoot()
             guard let held = try lock.claim(slots: 1, record: record) else {

@@ -86,7 +86,16 @@ public enum KillAll {
             var supervisors: [ProcessIdentity: String] = [:]
             for claim in claims {
                 let command = claim.record?.command ?? "?"
-                if let record = claim.record {
+                if let record = claim.record, !record.pidsAreOurs {
+                    // Pids of another pid namespace name other processes here: its claimant
+                    // is whoever holds the guard, its tree whoever holds the record (below).
+                    if let guardFile = try? FileSystem.status("\(claim.name)/\(ProjectLock.guardFileName)", relativeTo: directory.descriptor) {
+                        for supervisor in Processes.holding(device: guardFile.device, inode: guardFile.inode, lockedOnly: true) {
+                            roots[supervisor] = command
+                            supervisors[supervisor] = command
+                        }
+                    }
+                } else if let record = claim.record {
                     roots[record.holder] = command
                     if let child = record.child { roots[child] = command }
                     if let supervisor = record.supervisor { roots[supervisor] = command; supervisors[supervisor] = command }

@@ -32,8 +32,9 @@ public struct LockWaiter {
     enum Evaluation {
         case acquired(HeldClaim)
         case passThrough
-        /// `memoryShort` is MemAvailable when it is our turn but memory keeps us queued.
-        case waiting(live: [Claim], ahead: [QueueEntry], position: Int, total: Int, memoryShort: Int64?)
+        /// `memoryShort` is MemAvailable when it is our turn but memory keeps us queued;
+        /// `blocked`, that it is our turn but our stderr takes nothing (we let others pass).
+        case waiting(live: [Claim], ahead: [QueueEntry], position: Int, total: Int, memoryShort: Int64?, blocked: Bool)
     }
 
     /// Waits for a slot, in queue order, and takes it.
@@ -56,6 +57,7 @@ public struct LockWaiter {
         func record() -> OwnerRecord {
             var record = OwnerRecord(holder: me, host: host, since: Clock.wallTime(), command: request.command, token: token)
             record.slots = request.slots
+            record.pidNamespace = Processes.pidNamespace
             // Waiting for the front: this process holds the claim, and supervises under it.
             if current != me { record.supervisor = current }
             return record
@@ -99,7 +101,7 @@ public struct LockWaiter {
         var lastLine = ""
 
         while true {
-            guard case .waiting(let live, let ahead, let position, let total, let memoryShort) = state else { break }
+            guard case .waiting(let live, let ahead, let position, let total, let memoryShort, let blocked) = state else { break }
             // A holder whose seqexec and supervisor were killed runs on unsupervised: its own
             // deadline still holds, and the waiter that finds it past it ends its tree.
             // (One liveness look per claim: the usual holder is supervised and skipped here.)
@@ -114,16 +116,28 @@ public struct LockWaiter {
             // our rank stays at N or more and we still cannot start. A waiter that moves on to
             // hold the lock keeps its pidfd here, which fires when it exits after releasing.
             var recheckNow = false
-            // Stopped waiters near the head (Ctrl-Z) keep their places but take no turn: a
-            // waiter counts its place without them (a few /proc looks, near the head only).
-            let stalled = position <= request.slots + 8 ? ahead.prefix(8).filter(WaitQueue.isStopped).count : 0
+            // Stopped waiters near the head (Ctrl-Z), and those whose stderr takes nothing, keep
+            // their places but take no turn: a waiter counts its place without them (a few
+            // /proc looks, near the head only).
+            let stalled = position <= request.slots + 8 ? ahead.prefix(8).filter(WaitQueue.isPassed).count : 0
             let effective = position - stalled
             for entry in ahead.suffix(request.slots) where pidfds[entry.process] == nil {
-                if let fd = Processes.openPidfd(entry.process) { pidfds[entry.process] = (fd, true) } else { recheckNow = true }
+                if let fd = Processes.openPidfd(entry.process) {
+                    pidfds[entry.process] = (fd, true)
+                } else if let fd = queue.waiters(entry).lazy.compactMap(Processes.openPidfd).first {
+                    // A live line whose pid is not found here (its waiter is in another pid
+                    // namespace): the process holding its waiter lock is the one to watch.
+                    pidfds[entry.process] = (fd, true)
+                } else {
+                    recheckNow = true
+                }
             }
             // Holders matter only to the waiters a freed slot would let in.
             for claim in live where ahead.count - stalled < request.slots {
-                for holder in [claim.record?.holder, claim.record?.supervisor].compactMap({ $0 })
+                // (Pids of another pid namespace are not these processes: its flock watcher
+                // alone says when it ends.)
+                let pids = claim.record?.pidsAreOurs == true ? [claim.record?.holder, claim.record?.supervisor] : []
+                for holder in pids.compactMap({ $0 })
                 where pidfds[holder] == nil {
                     if let fd = Processes.openPidfd(holder) { pidfds[holder] = (fd, false) }
                 }
@@ -147,10 +161,10 @@ public struct LockWaiter {
             if !reporter.quiet && (lastStatus == 0 || now - lastStatus >= statusEvery) {
                 let line = memoryShort.map { "\(reporter.toolName): '\(request.command)' waiting for memory: \(memoryText($0, request))" }
                     ?? statusLine(command: request.command, live: live, ahead: ahead, position: position, total: total, elapsed: !isTerminal)
+                // A line stderr cannot take now is dropped, never waited for: the next says it.
                 if !isTerminal {
-                    reporter.write(line + "\n")
-                } else if line != lastLine {
-                    reporter.write(Self.fitted(line, columns: FileDescriptor.standardError.terminalColumns) + "\n")
+                    reporter.writeReplaceable(line + "\n")
+                } else if line != lastLine, reporter.writeReplaceable(Self.fitted(line, columns: FileDescriptor.standardError.terminalColumns) + "\n") {
                     lastLine = line
                 }
                 lastStatus = now
@@ -167,8 +181,9 @@ public struct LockWaiter {
                 if !reporter.quiet { timeout = min(timeout, statusEvery - (now - lastStatus)) }
                 if let deadline { timeout = min(timeout, deadline - now) }
                 if let nextDeadline { timeout = min(timeout, Int64((nextDeadline.asDouble - Clock.wallTime().asDouble) * 1e9) + 1_000_000) }
-                // Memory recovering sends no event: look again every half second.
-                if memoryShort != nil { timeout = min(timeout, 500_000_000) }
+                // Memory recovering, or stderr taking writes again, sends no event: look again
+                // every half second.
+                if memoryShort != nil || blocked { timeout = min(timeout, 500_000_000) }
                 let order = Array(pidfds.keys)
                 let fds = [signals.descriptor, notify.read] + order.map { pidfds[$0]!.fd }
                 let ready = Poll.readable(fds, timeoutMilliseconds: Int32(clamping: max(0, timeout) / 1_000_000 + 1))
@@ -208,11 +223,11 @@ public struct LockWaiter {
                         ?? live.first?.record.map { "'\($0.command)' (pid \($0.holder.pid))" }
                     return .gaveUp(waitedSeconds: waited(), holder: holder)
                 }
-                if memoryShort != nil || nextDeadline.map({ Clock.wallTime() >= $0 }) == true {
+                if memoryShort != nil || blocked || nextDeadline.map({ Clock.wallTime() >= $0 }) == true {
                     full = true
                 } else if after - lastFull >= safetyNanos {
                     let stamp = queueStamp()
-                    if stamp != lastStamp || effective <= request.slots || ahead.prefix(request.slots).contains(where: WaitQueue.isStopped) {
+                    if stamp != lastStamp || effective <= request.slots || ahead.prefix(request.slots).contains(where: WaitQueue.isPassed) {
                         full = true
                     } else {
                         lastFull = after
@@ -236,6 +251,9 @@ public struct LockWaiter {
         me: ProcessIdentity, mine: inout QueueEntry?, request: AcquireRequest, record: OwnerRecord, firstCall: Bool
     ) throws(GuardFailure) -> Evaluation {
         var problems: [String] = []
+        // Our stderr takes nothing (a full pipe, a terminal stopped with Ctrl-S): we do not
+        // take a turn we could not report in, and the line moves past us until it does.
+        let blocked = reporter.outputIsBlocked
         let result = try directory.withMutex { () throws(GuardFailure) -> Evaluation in
             let names = try directory.names()
             queue.removeOldTemporaries(among: names)
@@ -307,14 +325,16 @@ public struct LockWaiter {
             let free = doorClosed ? 0 : Self.freeSlots(asking: request.slots, live: live)
             let rank = ordered.firstIndex { $0.process == me } ?? 0
             // Our turn counts those ahead that can take theirs: when a slot is free and someone
-            // ahead has not taken it, a waiter that is stopped (Ctrl-Z) keeps its place but
-            // does not hold up those behind it.
+            // ahead has not taken it, a waiter that is stopped (Ctrl-Z) or blocked keeps its
+            // place but does not hold up those behind it.
             var turn = rank
             if free > 0 && rank >= free {
-                turn -= ordered[..<rank].filter(WaitQueue.isStopped).count
+                turn -= ordered[..<rank].filter(WaitQueue.isPassed).count
             }
             var memoryShort: Int64?
-            if turn < free, let needed = request.minimumAvailableBytes,
+            if turn < free && blocked {
+                // Our turn, but we would take it blocked: stay in line, marked, and let others by.
+            } else if turn < free, let needed = request.minimumAvailableBytes,
                let available = SystemMemory.available(), available < needed {
                 // Our turn, but starting now would push the machine into swap: stay first in line.
                 memoryShort = available
@@ -325,8 +345,9 @@ public struct LockWaiter {
             }
             // What we wait for, when the queue and the holders do not say it: `--status` reads it.
             if let index = entries.firstIndex(where: { $0.process == me }) {
-                var extra = entries[index].extra.filter { !$0.hasPrefix("why=") }
+                var extra = entries[index].extra.filter { !$0.hasPrefix("why=") && $0 != WaitQueue.blockedMark }
                 if let memoryShort { extra.append("why=memory-\(memoryShort >> 20)-\((request.minimumAvailableBytes ?? 0) >> 20)") }
+                if blocked && turn < free { extra.append(WaitQueue.blockedMark) }
                 if extra != entries[index].extra {
                     entries[index].extra = extra
                     mine?.extra = extra
@@ -334,7 +355,8 @@ public struct LockWaiter {
                 }
             }
             if changed { try queue.write(entries) }
-            return .waiting(live: live, ahead: Array(ordered[..<rank]), position: rank + 1, total: ordered.count, memoryShort: memoryShort)
+            return .waiting(live: live, ahead: Array(ordered[..<rank]), position: rank + 1, total: ordered.count,
+                            memoryShort: memoryShort, blocked: blocked && turn < free)
         }
         for problem in problems where !reportedProblems.contains(problem) {
             reportedProblems.insert(problem)
@@ -357,7 +379,7 @@ public struct LockWaiter {
         guard let rank = snapshot.ordered.firstIndex(where: { $0.process == me }) else { return true }
         let free = Self.freeSlots(asking: slots, live: claims.filter(\.isLive))
         if free > 0 && rank >= free {
-            return rank - snapshot.ordered[..<rank].filter(WaitQueue.isStopped).count < free
+            return rank - snapshot.ordered[..<rank].filter(WaitQueue.isPassed).count < free
         }
         return rank < free
     }

@@ -28,6 +28,10 @@ public struct OwnerRecord: Sendable, Equatable {
     /// How many commands the holder agreed to run beside (`--slots`): 1, alone. The
     /// strictest live holder's number caps everyone's.
     public var slots = 1
+    /// The pid namespace the pids above belong to (the inode of /proc/self/ns/pid): a reader
+    /// in another one (the holder ran under `unshare -p`) cannot look them up, and judges the
+    /// claim by its flocks alone. Nil in an older record: taken as the reader's own.
+    public var pidNamespace: UInt64?
 
     public init(holder: ProcessIdentity, host: String, since: WallTime, command: String, token: String, child: ProcessIdentity? = nil) {
         self.holder = holder
@@ -46,6 +50,7 @@ public struct OwnerRecord: Sendable, Equatable {
         if let deadline { text += "deadline=\(deadline)\n" }
         if let waitingFor { text += "waiting_for=\(PercentEncoding.encode(waitingFor))\n" }
         if slots != 1 { text += "slots=\(slots)\n" }
+        if let pidNamespace { text += "pidns=\(pidNamespace)\n" }
         if let heartbeat, let heartbeatBootSeconds {
             text += "heartbeat=\(heartbeat)\nheartbeat_boot=\(heartbeatBootSeconds)\n"
         }
@@ -85,6 +90,15 @@ public struct OwnerRecord: Sendable, Equatable {
         // A record without the field (or with a bad one) is the strictest: alone.
         slots = fields["slots"].flatMap { Int($0) }.map { max(1, $0) } ?? 1
         waitingFor = fields["waiting_for"].flatMap { PercentEncoding.decode($0) }
+        pidNamespace = fields["pidns"].flatMap { UInt64($0) }
+    }
+
+    /// Whether the pids of this record can be looked up here: they are of this process's
+    /// pid namespace. When not, a pid here is another process (or none), and nothing may be
+    /// signalled or judged by it.
+    public var pidsAreOurs: Bool {
+        guard let pidNamespace, let ours = Processes.pidNamespace else { return true }
+        return pidNamespace == ours
     }
 }
 
@@ -101,11 +115,17 @@ public struct Claim: Sendable {
     /// Why the claim is not trusted, if it is not.
     public var problem: String?
 
+    /// Whether the claimant still holds its guard: the kernel's word that the process that
+    /// took the claim (the supervisor) lives, whatever pid namespace it is in.
+    public var isGuarded = false
+
     /// Held by the command's tree alone: its seqexec and its supervisor are gone (killed by
     /// pid), so nothing enforces its limits but the deadline in its record.
     public var isUnsupervised: Bool {
-        guard isLive, let record, record.child != nil, !record.holder.isAlive else { return false }
-        return !(record.supervisor?.isAlive ?? false)
+        guard isLive, !isGuarded, let record, record.child != nil else { return false }
+        // Pids of another namespace say nothing here: the guard's flock alone decides.
+        guard record.pidsAreOurs else { return true }
+        return !record.holder.isAlive && !(record.supervisor?.isAlive ?? false)
     }
 
     /// Unsupervised and past its recorded deadline, at `now`.
@@ -126,7 +146,12 @@ extension ProjectLock {
         var lines: [String] = []
         for claim in claims where claim.isOverdue(at: now) {
             guard let record = claim.record, let child = record.child else { continue }
-            let report = Teardown.graceful(killGrace).run(find: Teardown.TreeFinder(roots: [child]).find)
+            // A tree in another pid namespace is found by what the kernel says holds its
+            // record open, not by the pids the record names.
+            let roots = record.pidsAreOurs ? [child]
+                : claim.ownerFile.map { Processes.holding(device: $0.device, inode: $0.inode, lockedOnly: true) } ?? []
+            guard !roots.isEmpty else { continue }
+            let report = Teardown.graceful(killGrace).run(find: Teardown.TreeFinder(roots: roots).find)
             let line = "'\(record.command)' ran unsupervised (its seqexec, pid \(record.holder.pid), and supervisor were killed) past its deadline \(Clock.localClockTime(record.deadline ?? now)): ended its tree (\(report.ended.count) process\(report.ended.count == 1 ? "" : "es"))"
             reporter.error(line)
             lines.append(line)
@@ -206,12 +231,15 @@ public struct ProjectLock: Sendable {
         let ownerStatus = try? fd.status()
         // A shared lock is granted only when no process holds the exclusive one. The claim
         // lives while its tree holds the record or its claimant holds the guard.
-        let live = !((try? fd.lock(exclusive: false, nonBlocking: true)) ?? true) || isGuarded(name)
+        let guarded = isGuarded(name)
+        let live = guarded || !((try? fd.lock(exclusive: false, nonBlocking: true)) ?? true)
         let bytes = (try? fd.readContents()) ?? []
         let record = OwnerRecord(parsing: bytes)
-        return Claim(
+        var claim = Claim(
             name: name, slot: slot, record: record, isLive: live, ownerFile: ownerStatus,
             problem: record == nil ? "unreadable owner record (\(bytes.count) bytes)" : nil)
+        claim.isGuarded = guarded
+        return claim
     }
 
     /// Whether claim `name`'s claimant still holds its guard (a file that is not there, or

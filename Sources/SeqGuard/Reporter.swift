@@ -6,6 +6,11 @@ public struct Reporter: Sendable {
     public var toolName: String
     public var verbose: Bool
     public var quiet: Bool
+    /// Set in a process that waits in a line or holds a lock (a guarded run's supervisor):
+    /// its words never wait on stderr's reader, so a full pipe or a terminal stopped with
+    /// Ctrl-S holds up no one. What stderr cannot take yet is held back (see StandardError)
+    /// and written once the locks are released.
+    public var neverBlocks = false
 
     public init(toolName: String, verbose: Bool = false, quiet: Bool = false) {
         self.toolName = toolName
@@ -35,7 +40,26 @@ public struct Reporter: Sendable {
     }
 
     public func write(_ text: String) {
-        try? FileDescriptor.standardError.writeAll(text)
+        if neverBlocks { StandardError.write(text) } else { try? FileDescriptor.standardError.writeAll(text) }
+    }
+
+    /// A line the next one replaces (a waiting line): when stderr cannot take it now, it is
+    /// dropped rather than held back. Returns whether it went.
+    @discardableResult
+    public func writeReplaceable(_ text: String) -> Bool {
+        if neverBlocks { return StandardError.writeIfReady(text) }
+        write(text)
+        return true
+    }
+
+    /// Whether stderr takes nothing now (a full pipe, a stopped terminal): a waiter then lets
+    /// the line move past it. Only asked of a process whose words never block.
+    public var outputIsBlocked: Bool { neverBlocks && StandardError.isBlocked }
+
+    /// Writes what was held back, waiting as long as the reader takes: once no one waits on
+    /// this process.
+    public func flushHeldBack() {
+        if neverBlocks { StandardError.flush() }
     }
 
     public var stderrIsTerminal: Bool { FileDescriptor.standardError.isTerminal }

@@ -52,6 +52,9 @@ public struct StatusReport {
             return Reason(kind: "memory", fields: [("available_mb", .integer(available)), ("needed_mb", .integer(needed))],
                           text: "for memory: \(available) MB available, \(needed) MB needed (--min-available)")
         }
+        if WaitQueue.isBlocked(entry) {
+            return Reason(kind: "output", fields: [], text: "for its stderr to take writes again (its turn passes to those behind meanwhile)")
+        }
         let holders = claims.filter(\.isLive).compactMap(\.record)
         let named = holders.map { "pid \($0.holder.pid) '\($0.command)'" }.joined(separator: ", ")
         let holderFields: JSON.Value = .array(holders.map { .object([("pid", .integer(Int64($0.holder.pid))), ("command", .string($0.command))]) })
@@ -84,7 +87,13 @@ public struct StatusReport {
             let elapsed = formatSeconds(max(0, record.since.seconds(until: now)))
             let child = record.child.map { ", command pid \($0.pid)" } ?? ""
             var flags = claim.isLive ? "" : " STALE: holder and its tree are gone"
-            if claim.isLive, !record.holder.isAlive {
+            if claim.isLive, !record.pidsAreOurs {
+                // Its pids are another pid namespace's: the kernel's flocks say how it is.
+                flags = " (pids of another pid namespace\(claim.isGuarded ? ", supervised" : ""))"
+                if claim.isUnsupervised {
+                    flags += " SUPERVISOR GONE: its command runs unsupervised, holding the lock"
+                }
+            } else if claim.isLive, !record.holder.isAlive {
                 if let supervisor = record.supervisor, supervisor.isAlive {
                     flags = " SEQEXEC GONE: its supervisor pid \(supervisor.pid) runs the command on and keeps the lock"
                 } else {
@@ -92,7 +101,7 @@ public struct StatusReport {
                     flags = " SEQEXEC GONE: its command runs unsupervised (seqexec and supervisor killed), holding the lock\(deadline)"
                 }
             }
-            if let stopped = [record.supervisor, record.child].compactMap({ $0 }).first(where: { (try? ProcStat.read($0.pid))?.state == "T" }) {
+            if record.pidsAreOurs, let stopped = [record.supervisor, record.child].compactMap({ $0 }).first(where: { (try? ProcStat.read($0.pid))?.state == "T" }) {
                 flags += " STOPPED: pid \(stopped.pid) is stopped (SIGSTOP); 'kill -CONT \(stopped.pid)' resumes it"
             }
             if record.child == nil, let git = Self.gitWait(record) {
@@ -105,7 +114,12 @@ public struct StatusReport {
         for (index, entry) in ordered.enumerated() {
             let waited = formatSeconds(max(0, entry.queuedAt.seconds(until: now)))
             let priority = entry.priority == .normal ? "" : " [\(entry.priority.rawValue)]"
-            let stale = liveWaiters.contains(entry.process) ? (WaitQueue.isStopped(entry) ? " STOPPED: keeps its place, the line moves past it until it is continued" : "") : " STALE: process gone"
+            var stale = liveWaiters.contains(entry.process) ? "" : " STALE: process gone"
+            if stale.isEmpty && WaitQueue.isStopped(entry) {
+                stale = " STOPPED: keeps its place, the line moves past it until it is continued ('kill -CONT \(entry.process.pid)')"
+            } else if stale.isEmpty && WaitQueue.isBlocked(entry) {
+                stale = " BLOCKED: its stderr takes nothing (a full pipe, or a terminal stopped with Ctrl-S, which Ctrl-Q resumes); keeps its place"
+            }
             lines.append("  \(index + 1). pid \(entry.process.pid), '\(entry.command)', waiting \(waited)\(priority)\(stale), \(reason(of: entry, at: index, in: ordered).text)")
         }
         for line in queue.rejectedLines { lines.append("  malformed queue line: '\(line)'") }
@@ -120,13 +134,14 @@ public struct StatusReport {
                     ("pid", .integer(Int64(record.holder.pid))),
                     ("command_pid", record.child.map { .integer(Int64($0.pid)) } ?? .null),
                     ("supervisor_pid", record.supervisor.map { .integer(Int64($0.pid)) } ?? .null),
-                    ("holder_alive", .bool(record.holder.isAlive)),
+                    ("holder_alive", record.pidsAreOurs ? .bool(record.holder.isAlive) : .null),
+                    ("other_pid_namespace", .bool(!record.pidsAreOurs)),
                     ("unsupervised", .bool(claim.isUnsupervised)),
                     ("deadline", record.deadline.map { .string(Clock.isoUTC($0)) } ?? .null),
                     ("reason", record.child == nil ? Self.gitWait(record).map { git in
                         .object([("kind", .string("git")), ("lock", git.lock.isEmpty ? .null : .string(git.lock)), ("pid", git.pid > 0 ? .integer(Int64(git.pid)) : .null)])
                     } ?? .null : .null),
-                    ("stopped", .bool([record.supervisor, record.child].compactMap { $0 }.contains { (try? ProcStat.read($0.pid))?.state == "T" })),
+                    ("stopped", .bool(record.pidsAreOurs && [record.supervisor, record.child].compactMap { $0 }.contains { (try? ProcStat.read($0.pid))?.state == "T" })),
                     ("command", .string(record.command)),
                     ("host", .string(record.host)),
                     ("since", .string(Clock.isoUTC(record.since))),
@@ -148,6 +163,7 @@ public struct StatusReport {
                 ("waited_seconds", .number(max(0, entry.queuedAt.seconds(until: now)))),
                 ("stale", .bool(!liveWaiters.contains(entry.process))),
                 ("stopped", .bool(WaitQueue.isStopped(entry))),
+                ("blocked", .bool(WaitQueue.isBlocked(entry))),
                 ("reason", .object([("kind", .string(why.kind))] + why.fields)),
             ])
         }

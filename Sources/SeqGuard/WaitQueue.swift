@@ -124,9 +124,18 @@ public struct WaitQueue: Sendable {
     /// The lock a waiter with `token` holds while it waits.
     public func waiterLock(_ token: String) -> LockFile { LockFile(directory: directory, name: "waiter-\(token).lock") }
 
-    /// Whether `entry`'s waiter still waits: it holds its own lock. A line with no token
-    /// (forged, or an older seqexec's, which adds it again) is not live: a pid and a start
-    /// time can be reused, in a pid namespace even within one clock tick.
+    /// The mark a waiter puts on its line while it is its turn but its stderr takes nothing
+    /// (a full pipe, a terminal stopped with Ctrl-S): it does not take the turn, and the line
+    /// moves past it until its output moves again.
+    public static let blockedMark = "out=blocked"
+
+    /// Whether `entry`'s waiter says its stderr is blocked.
+    public static func isBlocked(_ entry: QueueEntry) -> Bool { entry.extra.contains(blockedMark) }
+
+    /// Whether the line moves past `entry` while a slot is free: its waiter is stopped or
+    /// its stderr blocked. It keeps its place, and takes its turn once it can.
+    public static func isPassed(_ entry: QueueEntry) -> Bool { isBlocked(entry) || isStopped(entry) }
+
     /// Whether `entry`'s waiter is stopped (Ctrl-Z, SIGSTOP to its group): it keeps its
     /// place, but the line moves past it until it is continued. The kernel's word on the
     /// process the line names.
@@ -135,6 +144,9 @@ public struct WaitQueue: Sendable {
         return stat.state == "T" || stat.state == "t"
     }
 
+    /// Whether `entry`'s waiter still waits: it holds its own lock. A line with no token
+    /// (forged, or an older seqexec's, which adds it again) is not live: a pid and a start
+    /// time can be reused, in a pid namespace even within one clock tick.
     public func isLive(_ entry: QueueEntry) -> Bool {
         guard let token = entry.token else { return false }
         return waiterLock(token).isHeld

@@ -122,7 +122,7 @@ public struct Orchestrator {
         var reaped: [(Int32, TerminationStatus)] = []
         let reapAll = { while let ended = (try? Spawn.reapAny()) ?? nil { reaped.append(ended) } }
         // The scheduler (recurring jobs, the watchdog) runs once per farm: on the host that leads it.
-        var leading = !config.recurring.isEmpty && ((try? store.lead("scheduler", leaseSeconds: config.hostLeaseSeconds, now: nowSeconds())) ?? false)
+        let leading = !config.recurring.isEmpty && ((try? store.lead("scheduler", leaseSeconds: config.hostLeaseSeconds, now: nowSeconds())) ?? false)
         for index in slots.indices where !slots[index].scheduler || leading { start(&slots[index], lock: held, fencer: fencer, reap: reapAll) }
         if !config.recurring.isEmpty && !leading { say("another host leads the scheduler; this one runs workers only") }
         var beat = HostBeat(leading: leading, lastRenewal: Clock.monotonicNanoseconds())

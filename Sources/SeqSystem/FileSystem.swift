@@ -182,8 +182,6 @@ public struct FileDescriptor: Hashable, Sendable {
 
     public var isTerminal: Bool { isatty(rawValue) == 1 }
 
-    /// Marks every open descriptor above stderr close-on-exec: what a process inherited
-    /// (a lock's owner descriptor) then reaches none of the commands it starts.
     /// Closes every descriptor above 2 but `keeping`: a process that must hold nothing it
     /// inherited (a submitted run leaving the run that submitted it, whose lock descriptors
     /// would otherwise keep that run's lock held for as long as it lives).
@@ -196,6 +194,8 @@ public struct FileDescriptor: Hashable, Sendable {
         }
     }
 
+    /// Marks every open descriptor above stderr close-on-exec: what a process inherited
+    /// (a lock's owner descriptor) then reaches none of the commands it starts.
     public static func closeInheritedOnExec() {
         guard let names = try? FileSystem.contents(ofDirectory: "/proc/self/fd") else { return }
         for name in names {

@@ -261,6 +261,15 @@ public enum Processes {
     public static var parentPid: Int32 { getppid() }
     public static var userID: UInt32 { getuid() }
 
+    /// This process's pid namespace, as the kernel names it (the inode of /proc/self/ns/pid);
+    /// nil where it cannot be read. Pids are only meaningful within one. Read once: a
+    /// process stays in the namespace it started in.
+    public static let pidNamespace: UInt64? = {
+        var info = stat()
+        guard fstatat(AT_FDCWD, "/proc/self/ns/pid", &info, 0) == 0 else { return nil }
+        return UInt64(info.st_ino)
+    }()
+
     public static func hostName() -> String {
         var buffer = [CChar](repeating: 0, count: 256)
         guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown" }

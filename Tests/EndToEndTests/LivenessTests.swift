@@ -239,4 +239,44 @@ struct LivenessTests {
                 "A is recorded as it ended: \(sandbox.history)")
         #expect(!sandbox.history.contains { $0["ended"] as? String == "holder_killed" }, "\(sandbox.history)")
     }
+
+    /// The issue's repro: a holder inside a pid namespace (`unshare -pf --mount-proc`). Its
+    /// record's pids are that namespace's; from outside it is judged by its flocks, never
+    /// reported gone, waited for, and ended by --kill-all (found by what holds its lock). A
+    /// waiter inside another namespace keeps its place ahead of one outside.
+    @Test func aHolderInsideAPidNamespaceIsJudgedByItsLocksNotItsPids() throws {
+        let sandbox = try Sandbox()
+        let unshare = ["/usr/bin/unshare", "/bin/unshare"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        let namespace = geteuid() == 0 ? ["--pid", "--fork", "--mount-proc", "--kill-child"]
+            : ["--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child"]
+        guard let unshare, (try? sandbox.start(unshare, namespace + ["/bin/true"]).wait(10)) == 0 else {
+            print("skipped: aHolderInsideAPidNamespaceIsJudgedByItsLocksNotItsPids needs unshare(1) (util-linux) and pid namespaces")
+            return
+        }
+        let log = sandbox.path("order.log")
+        let go = sandbox.path("go")
+        let holder = try sandbox.start(unshare, namespace + [seqexecPath, "-q", "sh", "-c", "echo A >> '\(log)'; while [ ! -e '\(go)' ]; do sleep 0.02; done"])
+        #expect(waitUntil { sandbox.lines("order.log") == ["A"] })
+        let (_, text, _) = try sandbox.run(["--status"])
+        #expect(text.contains("(pids of another pid namespace, supervised)") && !text.contains("GONE"), "\(text)")
+        let inside = try sandbox.start(unshare, namespace + [seqexecPath, "-q", "sh", "-c", "echo B >> '\(log)'"])
+        #expect(waitUntil { sandbox.queueLines.count == 1 })
+        let outside = try sandbox.seqexec(["-q", "sh", "-c", "echo C >> '\(log)'"])
+        #expect(waitUntil { sandbox.queueLines.count == 2 })
+        let (gaveUp, _, _) = try sandbox.run(["-q", "-w", "0.3", "true"])
+        #expect(gaveUp == 75, "the holder in the namespace holds the lock")
+        FileManager.default.createFile(atPath: go, contents: nil)
+        #expect(holder.wait(20) == 0 && inside.wait(20) == 0 && outside.wait(20) == 0)
+        #expect(sandbox.lines("order.log") == ["A", "B", "C"], "\(sandbox.read("order.log"))")
+
+        // --kill-all from outside ends a holder inside, found by the locks it holds.
+        try? FileManager.default.removeItem(atPath: go)
+        let ended = try sandbox.start(unshare, namespace + [seqexecPath, "-q", "sh", "-c", "echo D >> '\(log)'; while [ ! -e '\(go)' ]; do sleep 0.02; done"])
+        #expect(waitUntil { sandbox.lines("order.log").last == "D" })
+        let (killed, out, err) = try sandbox.run(["--kill-all"], seconds: 60)
+        #expect(killed == 0 && out.contains("seqexec: ended "), "\(out)\(err)")
+        #expect(ended.wait(20) != nil, "the run in the namespace ended")
+        let (_, after, _) = try sandbox.run(["--status"])
+        #expect(sandbox.stateIsClean, "\(after)")
+    }
 }

@@ -274,4 +274,101 @@ struct LockAndQueueTests {
         #expect(stopped.wait(20) == 0)
         #expect(sandbox.lines("order.log") == ["A", "C", "B"], "\(sandbox.read("order.log"))")
     }
+
+    /// A waiter whose stderr takes nothing (a full pipe nobody reads, as `2>&1 | less` left
+    /// unread, or Ctrl-S) at the head of the line: it never sits in write(2), it does not take
+    /// its turn blocked, the line moves past it, --status flags it BLOCKED, and once the pipe
+    /// is read it runs in its turn.
+    @Test(.timeLimit(.minutes(1))) func aWaiterWhoseStderrIsBlockedDoesNotStallTheLine() throws {
+        let sandbox = try Sandbox()
+        let log = sandbox.path("order.log")
+        let go = sandbox.path("go")
+        // A FIFO this test holds open for reading and writing, filled until it takes no more.
+        let fifo = sandbox.path("stderr.fifo")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let pipe = open(fifo, O_RDWR | O_NONBLOCK)
+        #expect(pipe >= 0)
+        defer { close(pipe) }
+        let page = [UInt8](repeating: 0x2E, count: 4096)
+        var filled = 0
+        while true {
+            let n = page.withUnsafeBytes { Glibc.write(pipe, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            filled += n
+        }
+        #expect(filled >= 4096 && errno == EAGAIN, "the pipe is full")
+        let first = try sandbox.seqexec(["-q", "sh", "-c", "echo A >> '\(log)'; while [ ! -e '\(go)' ]; do sleep 0.02; done"])
+        #expect(waitUntil { sandbox.lines("order.log") == ["A"] })
+        let blocked = try sandbox.start("/bin/sh", ["-c", "exec 2>\"$0\"; exec \"$@\"", fifo, seqexecPath, "sh", "-c", "echo B >> '\(log)'"])
+        #expect(waitUntil { sandbox.queueLines.count == 1 })
+        let third = try sandbox.seqexec(["sh", "-c", "echo C >> '\(log)'"])
+        #expect(waitUntil { sandbox.queueLines.count == 2 })
+        FileManager.default.createFile(atPath: go, contents: nil)
+        #expect(first.wait() == 0)
+        #expect(third.wait(20) == 0, "the third ran while the second's stderr was blocked: \(third.stderr)")
+        #expect(sandbox.lines("order.log") == ["A", "C"], "\(sandbox.read("order.log"))")
+        let (_, text, _) = try sandbox.run(["--status"])
+        #expect(text.contains("BLOCKED: its stderr takes nothing") && text.contains("for its stderr to take writes again"), "\(text)")
+        #expect(blocked.isRunning, "it keeps its place while its stderr is full")
+        // Read the pipe: the waiter's output moves, and it runs in its turn.
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var drained = ""
+        #expect(waitUntil {
+            let n = read(pipe, &buffer, buffer.count)
+            if n > 0 { drained += String(decoding: buffer[..<n], as: UTF8.self).replacingOccurrences(of: ".", with: "") }
+            return !blocked.isRunning
+        })
+        #expect(blocked.wait(20) == 0)
+        #expect(sandbox.lines("order.log") == ["A", "C", "B"], "\(sandbox.read("order.log"))")
+        #expect(sandbox.stateIsClean)
+    }
+
+    /// The same on a real terminal stopped with Ctrl-S (a pty with IXON): the waiter lets the
+    /// line by; Ctrl-Q lets it run.
+    @Test(.enabled(if: python3 != nil, "needs python3 for a pty"), .timeLimit(.minutes(1)))
+    func aWaiterOnATerminalStoppedWithCtrlSDoesNotStallTheLine() throws {
+        let sandbox = try Sandbox()
+        let log = sandbox.path("order.log")
+        let go = sandbox.path("go")
+        let first = try sandbox.seqexec(["-q", "sh", "-c", "echo A >> '\(log)'; while [ ! -e '\(go)' ]; do sleep 0.02; done"])
+        #expect(waitUntil { sandbox.lines("order.log") == ["A"] })
+        // The driver gives seqexec a pty, types Ctrl-S once seqexec has queued, waits for the
+        // file `resume`, types Ctrl-Q, and reads the terminal until seqexec exits.
+        let driver = sandbox.path("ctrls_driver.py")
+        try """
+        import os, pty, select, sys, time
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execv(sys.argv[1], [sys.argv[1], "sh", "-c", "echo B >> " + sys.argv[2]])
+        os.write(fd, b"\\x13")
+        print("stopped", flush=True)
+        while not os.path.exists(sys.argv[3]):
+            time.sleep(0.02)
+        os.write(fd, b"\\x11")
+        while True:
+            if select.select([fd], [], [], 0.5)[0]:
+                try:
+                    if not os.read(fd, 4096):
+                        break
+                except OSError:
+                    break
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), flush=True)
+        """.write(toFile: driver, atomically: true, encoding: .utf8)
+        let resume = sandbox.path("resume")
+        let blocked = try sandbox.start(python3!, [driver, seqexecPath, log, resume])
+        #expect(waitUntil { blocked.stdout.contains("stopped") && sandbox.queueLines.count == 1 })
+        let third = try sandbox.seqexec(["sh", "-c", "echo C >> '\(log)'"])
+        #expect(waitUntil { sandbox.queueLines.count == 2 })
+        FileManager.default.createFile(atPath: go, contents: nil)
+        #expect(first.wait() == 0)
+        #expect(third.wait(20) == 0, "the third ran while the second's terminal was stopped: \(third.stderr)")
+        #expect(sandbox.lines("order.log") == ["A", "C"], "\(sandbox.read("order.log"))")
+        let (_, text, _) = try sandbox.run(["--status"])
+        #expect(text.contains("BLOCKED"), "\(text)")
+        FileManager.default.createFile(atPath: resume, contents: nil)
+        #expect(blocked.wait(20) == 0)
+        #expect(blocked.stdout.hasSuffix("\n0\n"), "\(blocked.stdout)")
+        #expect(sandbox.lines("order.log") == ["A", "C", "B"], "\(sandbox.read("order.log"))")
+    }
 }
