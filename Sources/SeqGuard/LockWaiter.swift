@@ -414,16 +414,25 @@ public struct LockWaiter {
 
     /// "seqexec: 'make lint' waiting for 'make test' (pid N, 12s) — position 2 of 3": this
     /// waiter's own command first, so several waiters' lines say which is which.
+    /// Commands are cut to `commandWidth` characters: a 100 KB argument list is not repeated
+    /// in every waiter's line.
     func statusLine(command: String, live: [Claim], ahead: [QueueEntry], position: Int, total: Int, elapsed: Bool = true) -> String {
-        let me = "\(reporter.toolName): '\(command)'"
+        let me = "\(reporter.toolName): '\(Self.shortened(command))'"
         let place = "position \(position) of \(total)"
         if let record = live.first?.record {
             let time = elapsed ? ", \(formatSeconds(max(0, record.since.seconds(until: Clock.wallTime()))))" : ""
-            return "\(me) waiting for '\(record.command)' (pid \(record.holder.pid)\(time)) — \(place)"
+            return "\(me) waiting for '\(Self.shortened(record.command))' (pid \(record.holder.pid)\(time)) — \(place)"
         }
         if live.first != nil { return "\(me) waiting for a lock holder with an unreadable record — \(place)" }
-        if let first = ahead.first { return "\(me) waiting behind '\(first.command)' (pid \(first.process.pid)) — \(place)" }
+        if let first = ahead.first { return "\(me) waiting behind '\(Self.shortened(first.command))' (pid \(first.process.pid)) — \(place)" }
         return "\(me) waiting — \(place)"
+    }
+
+    static let commandWidth = 200
+
+    /// `command` cut to `commandWidth` characters, with "…".
+    static func shortened(_ command: String) -> String {
+        command.count <= commandWidth ? command : String(command.prefix(commandWidth - 1)) + "…"
     }
 
     /// A line cut to the terminal's width (less one column, so it never wraps), with "…".

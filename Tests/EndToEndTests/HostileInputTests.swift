@@ -269,4 +269,32 @@ struct HostileInputTests {
         #expect(run.wait(30) == 0, "\(run.stderr)")
         #expect(run.stdout.hasPrefix("git version"), "\(run.stdout)")
     }
+
+    /// A command whose arguments the kernel will not take in one exec (E2BIG): seqexec says
+    /// so, with the fix, and exits 126, not "permission denied". The waiting supervisor's
+    /// stack limit is lowered (prlimit) so that the exec it makes fails while its own did not.
+    @Test(.enabled(if: commandOnPath("prlimit"), "needs prlimit(1) (util-linux)"))
+    func argumentsTooLargeForOneExecAreNamedAsSuch() throws {
+        let sandbox = try Sandbox()
+        let go = sandbox.path("go")
+        let holder = try sandbox.seqexec(["-q", "sh", "-c", "echo held > '\(sandbox.path("held"))'; while [ ! -e '\(go)' ]; do sleep 0.02; done"])
+        #expect(waitUntil { FileManager.default.fileExists(atPath: sandbox.path("held")) })
+        // 180 KB of arguments: fine under the default 8 MB stack, over the 128 KB floor of a
+        // 512 KB one.
+        let big = String(repeating: "a", count: 60_000)
+        let waiter = try sandbox.seqexec(["echo", big, big, big])
+        #expect(waitUntil { sandbox.queueLines.count == 1 })
+        let supervisor = Processes.descendants(of: [waiter.pid]).first?.pid ?? 0
+        #expect(supervisor > 0)
+        let prlimit = try sandbox.start("/usr/bin/env", ["prlimit", "--pid", "\(supervisor)", "--stack=524288:"])
+        #expect(prlimit.wait(10) == 0, "\(prlimit.stderr)")
+        FileManager.default.createFile(atPath: go, contents: nil)
+        #expect(holder.wait() == 0)
+        #expect(waiter.wait() == 126)
+        let said = waiter.stderr.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(said == "seqexec: cannot execute 'echo': its arguments and environment together are larger than the kernel takes in one exec (E2BIG); pass fewer or shorter arguments (xargs splits a long list) or a smaller environment",
+                "\(said.prefix(300))")
+        #expect(!waiter.stderr.contains(big), "no waiting line repeats the whole argument list")
+        #expect(sandbox.stateIsClean)
+    }
 }
