@@ -23,7 +23,9 @@ USAGE: seqexec [OPTIONS] [--] COMMAND [ARG...]
 OPTIONS:
   A duration S is seconds (30, 2.5) or takes units: 500ms, 90s, 10m, 1h30m.
   -p, --project DIR       Project root (default: the git top-level of the current
-                          directory, else the current directory).
+                          directory, else the current directory). A project is
+                          its directory's device and inode, not its path: a
+                          symlink, bind mount or rename meets the same lock.
       --state-dir DIR     Base of the lock state, yours and private like the
                           default (default: /tmp/seqguard-<uid>).
   -t, --timeout S         End the command's whole tree after S seconds and exit
