@@ -150,6 +150,13 @@ public struct LockWaiter {
                             recheckNow = true
                         }
                     }
+                    // With no pidfd for its claimant (another pid namespace), the claimant's own
+                    // flock is watched too: it wakes us when the claimant ends after its tree
+                    // let the record go (a command's `flock -u`).
+                    if claim.record?.pidsAreOurs == false, !watchedOwners.contains("guard " + key),
+                       FlockWatcher.start(path: "\(claim.name)/\(ProjectLock.guardFileName)", relativeTo: directory.descriptor, notify: notify.write) {
+                        watchedOwners.insert("guard " + key)
+                    }
                 }
             }
             // Tell the person (or the log) what we wait for, as this waiter's own line. Several
