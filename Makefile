@@ -13,6 +13,7 @@ include scripts/seq.mk
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man/man1
+MAN7DIR ?= $(PREFIX)/share/man/man7
 DATADIR ?= $(PREFIX)/share/seqguard
 BASHDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHDIR ?= $(PREFIX)/share/zsh/site-functions
@@ -29,7 +30,7 @@ BIN = $(shell $(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)
 
 # What `make install` writes, and all that `make uninstall` removes.
 INSTALLED = $(BINDIR)/seqexec $(BINDIR)/make-seq $(BINDIR)/seqpipe \
-	$(MANDIR)/seqexec.1 $(MANDIR)/make-seq.1 $(MANDIR)/seqpipe.1 \
+	$(MANDIR)/seqexec.1 $(MANDIR)/make-seq.1 $(MANDIR)/seqpipe.1 $(MAN7DIR)/seqguard.7 \
 	$(DATADIR)/seq.mk \
 	$(BASHDIR)/seqexec $(BASHDIR)/make-seq \
 	$(ZSHDIR)/_seqexec $(ZSHDIR)/_make-seq \
@@ -55,10 +56,11 @@ bench: build
 	scripts/bench-agents
 
 install: $(if $(filter command line,$(origin BIN)),,build)
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(DATADIR) \
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(MAN7DIR) $(DESTDIR)$(DATADIR) \
 		$(DESTDIR)$(BASHDIR) $(DESTDIR)$(ZSHDIR) $(DESTDIR)$(FISHDIR)
 	install -m 755 $(BIN)/seqexec $(BIN)/make-seq $(BIN)/seqpipe $(DESTDIR)$(BINDIR)/
 	install -m 644 man/seqexec.1 man/make-seq.1 man/seqpipe.1 $(DESTDIR)$(MANDIR)/
+	install -m 644 man/seqguard.7 $(DESTDIR)$(MAN7DIR)/
 	install -m 644 scripts/seq.mk $(DESTDIR)$(DATADIR)/seq.mk
 	install -m 644 scripts/completions/seqexec.bash $(DESTDIR)$(BASHDIR)/seqexec
 	install -m 644 scripts/completions/make-seq.bash $(DESTDIR)$(BASHDIR)/make-seq

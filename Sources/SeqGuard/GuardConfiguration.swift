@@ -78,7 +78,7 @@ public struct GuardConfiguration: Sendable {
         try Project.resolve(explicit: projectPath, searchingFrom: searchDirectory)
     }
 
-    /// The locks a run takes, outermost first; see "Lock order" in the README. The machine
+    /// The locks a run takes, outermost first; see LOCK ORDER in seqguard(7). The machine
     /// lane is outermost; a make lock comes before the executor lock it guards.
     public func lockPlan() throws(GuardFailure) -> [(Project, LockNamespace)] {
         if machineWide {

@@ -1,5 +1,4 @@
-/// `seqpipe --help`: README.md carries it verbatim and man/seqpipe.1 documents every option
-/// in it (DocumentationTests checks both).
+/// `seqpipe --help`: man/seqpipe.1 documents every option in it (DocumentationTests checks).
 public enum SeqPipelineHelp {
     public static let text = """
         OVERVIEW: seqpipe - a device-automation pipeline on the seqguard guards

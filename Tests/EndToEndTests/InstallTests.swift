@@ -26,7 +26,7 @@ struct InstallTests {
             "bin/make-seq", "bin/seqexec", "bin/seqpipe", "bin/someone-else",
             "share/bash-completion/completions/make-seq", "share/bash-completion/completions/seqexec",
             "share/fish/vendor_completions.d/make-seq.fish", "share/fish/vendor_completions.d/seqexec.fish",
-            "share/man/man1/make-seq.1", "share/man/man1/seqexec.1", "share/man/man1/seqpipe.1",
+            "share/man/man1/make-seq.1", "share/man/man1/seqexec.1", "share/man/man1/seqpipe.1", "share/man/man7/seqguard.7",
             "share/seqguard/seq.mk",
             "share/zsh/site-functions/_make-seq", "share/zsh/site-functions/_seqexec",
         ])
