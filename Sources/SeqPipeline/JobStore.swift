@@ -1,7 +1,7 @@
 import SeqSystem
 
-/// Where jobs, accounts, devices, workers and events live. SQLite today; a PostgreSQL store
-/// for fleets spread over several machines would keep these semantics:
+/// Where jobs, accounts, devices, workers and events live: one SQLite file, or PostgreSQL for
+/// a farm of several hosts. Both keep these semantics:
 /// - `claim` is atomic: two workers never hold one job, one account never has two jobs
 ///   claimed or running, and the job, its account and the device are leased together.
 /// - Every write about a claimed job carries its token and is refused (`false`) once the

@@ -1,7 +1,7 @@
 /// What becomes of a job when an attempt ends, decided from the outcome and the job's
 /// counters alone: attempt budgets, poison, infrastructure budgets, backoff and hand-off.
 /// A pure function of its inputs (the jitter comes from the generator passed in), so any
-/// store applies the same policy: SQLite today, PostgreSQL next.
+/// store (SQLite, PostgreSQL) applies the same policy.
 public struct JobChange: Sendable, Equatable {
     /// A column the change sets, clears, or leaves as it is.
     public enum Field<Value: Sendable & Equatable>: Sendable, Equatable {

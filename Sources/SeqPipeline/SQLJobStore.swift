@@ -318,6 +318,7 @@ public final class SQLJobStore: JobStore {
     /// A write of one statement that reads no other row (a token-guarded update of one job,
     /// a worker's own row): on PostgreSQL it commits by itself, outside the store's write lock,
     /// which row locks make safe; on SQLite it is a write transaction like any other.
+    @discardableResult
     func writeOne<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
         dialect == .postgresql ? try body() : try connection.write(body)
     }

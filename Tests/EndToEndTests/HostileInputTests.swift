@@ -288,7 +288,7 @@ struct HostileInputTests {
         #expect(supervisor > 0)
         let prlimit = try sandbox.start("/usr/bin/env", ["prlimit", "--pid", "\(supervisor)", "--stack=524288:"])
         #expect(prlimit.wait(10) == 0, "\(prlimit.stderr)")
-        FileManager.default.createFile(atPath: go, contents: nil)
+        _ = FileManager.default.createFile(atPath: go, contents: nil)
         #expect(holder.wait() == 0)
         #expect(waiter.wait() == 126)
         let said = waiter.stderr.split(separator: "\n").last.map(String.init) ?? ""

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// The layering rules DESIGN.md states, checked against the sources themselves: a rule a
+/// The layering rules seqguard(7) states (ARCHITECTURE), checked against the sources themselves: a rule a
 /// reviewer has to remember is a rule that erodes.
 @Suite struct LayeringTests {
     /// Every Swift file under Sources/, as (path relative to Sources, text).

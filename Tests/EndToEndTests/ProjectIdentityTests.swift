@@ -25,7 +25,7 @@ import Testing
         // B waits for A: it is queued behind it, in the same state directory.
         #expect(waitUntil { sandbox.queueLines.count == 1 }, "the second caller waits in the first's queue")
         #expect(!sandbox.read("order.log").contains("B-start"))
-        FileManager.default.createFile(atPath: go, contents: nil)
+        _ = FileManager.default.createFile(atPath: go, contents: nil)
         #expect(first.wait() == 0 && second.wait() == 0)
         #expect(sandbox.lines("order.log") == ["A-start", "A-end", "B-start", "B-end"], "\(sandbox.read("order.log"))")
     }

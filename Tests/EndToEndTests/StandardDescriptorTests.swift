@@ -14,7 +14,7 @@ import Testing
         // All three closed, waiting behind the holder.
         let closed = try sandbox.start("/bin/sh", ["-c", "exec \"$0\" sh -c 'echo ran > \"$0\"' \"$1\" <&- >&- 2>&-", seqexecPath, sandbox.path("ran")])
         #expect(waitUntil { sandbox.queueLines.count == 1 })
-        FileManager.default.createFile(atPath: go, contents: nil)
+        _ = FileManager.default.createFile(atPath: go, contents: nil)
         #expect(holder.wait() == 0)
         #expect(closed.wait() == 0, "\(closed.stderr)")
         #expect(sandbox.read("ran") == "ran\n")
@@ -37,7 +37,7 @@ import Testing
         let owner = (sandbox.stateDirectory("seq-exec-").map { (try? String(contentsOfFile: $0 + "/executor.lock/owner", encoding: .utf8)) ?? "" }) ?? ""
         // Its own lines only (the command text names the noise; no line of noise is in it).
         #expect(!owner.split(separator: "\n").contains { $0.hasPrefix("noise-") } && owner.contains("token="), "\(owner)")
-        FileManager.default.createFile(atPath: go, contents: nil)
+        _ = FileManager.default.createFile(atPath: go, contents: nil)
         #expect(run.wait() == 0)
     }
 }

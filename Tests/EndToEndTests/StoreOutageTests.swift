@@ -194,7 +194,7 @@ struct StoreOutageTests {
     /// connects again and nothing is posted twice.
     @Test(.timeLimit(.minutes(3))) func cutSessionsAreMadeAgain() throws {
         let run = try Run(jobs: 80, work: 0.05)
-        let (serve, port) = try run.serve()
+        let (_, port) = try run.serve()
         #expect(httpGet(port, "/metrics").body.contains("seqpipe_store_up 1"))
         let orchestrator = try run.start(["run", "--once"])
         var cut = 0

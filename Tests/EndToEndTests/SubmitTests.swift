@@ -171,7 +171,7 @@ struct SubmitTests {
         var ids: [String] = []
         for _ in 0..<6 { ids.append(try submit(sandbox, ["-q", "true"])) }
         #expect(try runs(sandbox).compactMap { $0["id"] as? String } == ids)
-        FileManager.default.createFile(atPath: go, contents: nil)
+        _ = FileManager.default.createFile(atPath: go, contents: nil)
         #expect(holder.wait() == 0)
         for id in ids { #expect(try sandbox.run(["--wait", id]).0 == 0) }
         #expect(try runs(sandbox).compactMap { $0["id"] as? String } == ids, "still in submission order once ended")
