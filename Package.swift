@@ -26,7 +26,11 @@ let package = Package(
         // libpq's entry points, loaded at run time by the PostgreSQL store only (a build needs
         // neither libpq nor its headers; a store on SQLite never loads it).
         .systemLibrary(name: "CPostgreSQL", path: "Sources/CPostgreSQL"),
-        .target(name: "SeqPipeline", dependencies: ["SeqGuard", "SeqSystem", "CSQLite", "CPostgreSQL"]),
+        // The pipeline's model: jobs, devices, accounts, states, the outcome policy, the
+        // config, placeholders, the failure classifier. Values and pure decisions; no store,
+        // no process.
+        .target(name: "PipelineModel", dependencies: ["SeqGuard", "SeqSystem"]),
+        .target(name: "SeqPipeline", dependencies: ["PipelineModel", "SeqGuard", "SeqSystem", "CSQLite", "CPostgreSQL"]),
         .executableTarget(name: "seqpipe", dependencies: ["SeqPipeline", "SeqGuard", "SeqSystem"]),
         .executableTarget(name: "seqexec", dependencies: ["SeqGuard", "SeqSystem"]),
         .executableTarget(name: "make-seq", dependencies: ["SeqGuard", "SeqSystem"]),
@@ -34,7 +38,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "SeqSystemTests", dependencies: ["SeqSystem"]),
         .testTarget(name: "SeqGuardTests", dependencies: ["SeqGuard", "SeqSystem", "TestSupport"]),
-        .testTarget(name: "SeqPipelineTests", dependencies: ["SeqPipeline", "SeqGuard", "SeqSystem", "TestSupport"]),
+        .testTarget(name: "SeqPipelineTests", dependencies: ["PipelineModel", "SeqPipeline", "SeqGuard", "SeqSystem", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SeqSystem"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,3 +1,4 @@
+import PipelineModel
 /// Which jobs `seqpipe jobs` and /api/jobs list: each filter empty or nil matches any job.
 public struct JobQuery: Sendable {
     public var status: String?

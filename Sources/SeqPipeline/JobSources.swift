@@ -1,3 +1,4 @@
+import PipelineModel
 import SeqSystem
 
 /// Jobs made from files: `seqpipe add-folder`.

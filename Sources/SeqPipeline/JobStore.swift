@@ -1,3 +1,4 @@
+import PipelineModel
 import SeqSystem
 
 /// Where jobs, accounts, devices, workers and events live: one SQLite file, or PostgreSQL for

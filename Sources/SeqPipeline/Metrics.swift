@@ -1,3 +1,4 @@
+import PipelineModel
 import SeqSystem
 
 /// Response times, attempts and outcomes per device and per account, kept as hourly counts

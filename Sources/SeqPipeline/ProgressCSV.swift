@@ -1,3 +1,4 @@
+import PipelineModel
 import SeqSystem
 
 /// The progress CSV of the original parallel pipeline (RFC 4180 quoting):

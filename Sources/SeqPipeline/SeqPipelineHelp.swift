@@ -1,3 +1,4 @@
+import PipelineModel
 /// `seqpipe --help`: man/seqpipe.1 documents every option in it (DocumentationTests checks).
 public enum SeqPipelineHelp {
     public static let text = """

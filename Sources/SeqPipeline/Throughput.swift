@@ -1,3 +1,4 @@
+import PipelineModel
 import SeqSystem
 
 /// Jobs finished over time, from the events: the dashboard's chart, /metrics, and the queue's

@@ -52,11 +52,25 @@ import Testing
     /// launch several milliseconds, more than flock(1) takes in all.
     @Test func theGuardsStartUpPathDoesNotImportFoundation() throws {
         var offenders: [String] = []
-        for (path, text) in try sources() where !path.hasPrefix("SeqPipeline/") && !path.hasPrefix("seqpipe/") {
+        for (path, text) in try sources() where !path.hasPrefix("SeqPipeline/") && !path.hasPrefix("PipelineModel/") && !path.hasPrefix("seqpipe/") {
             for line in codeLines(text) where line.hasPrefix("import Foundation") {
                 offenders.append("\(path): \(line)")
             }
         }
         #expect(offenders.isEmpty, "Foundation on the guard's start-up path:\n\(offenders.joined(separator: "\n"))")
+    }
+
+    /// The pipeline's layers point one way: the model (values and pure decisions) imports
+    /// neither the store's C libraries nor the runtime; the runtime and the surfaces build
+    /// on the model. Package.swift makes a wrong import fail to build; this says why.
+    @Test func thePipelinesModelDependsOnNothingAboveIt() throws {
+        var offenders: [String] = []
+        for (path, text) in try sources() where path.hasPrefix("PipelineModel/") {
+            for line in codeLines(text) where line.hasPrefix("import ") || line.hasPrefix("@testable import ") || line.hasPrefix("@_exported import ") {
+                let module = line.split(separator: " ").last.map(String.init) ?? ""
+                if !["SeqSystem", "SeqGuard", "Synchronization"].contains(module) { offenders.append("\(path): \(line)") }
+            }
+        }
+        #expect(offenders.isEmpty, "the pipeline's model imports what sits above it:\n\(offenders.joined(separator: "\n"))")
     }
 }

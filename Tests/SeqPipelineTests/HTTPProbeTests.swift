@@ -1,4 +1,5 @@
 import Glibc
+@testable import PipelineModel
 @testable import SeqPipeline
 import SeqSystem
 import Testing

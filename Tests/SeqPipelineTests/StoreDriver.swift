@@ -1,3 +1,4 @@
+@testable import PipelineModel
 @testable import SeqPipeline
 import SeqSystem
 import Testing

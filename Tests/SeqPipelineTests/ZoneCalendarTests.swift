@@ -1,4 +1,5 @@
 import Foundation
+@testable import PipelineModel
 @testable import SeqPipeline
 import SeqSystem
 import Testing

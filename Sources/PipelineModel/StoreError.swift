@@ -27,11 +27,11 @@ public struct StoreOutage: Sendable {
     public var since: Double
     public var attempts = 0
     /// Monotonic nanoseconds before which no reconnect is tried.
-    var nextAttempt: Int64 = 0
+    public var nextAttempt: Int64 = 0
     /// What the callers are told meanwhile.
-    var error: StoreError
+    public var error: StoreError
 
-    init(since: Double, error: StoreError) {
+    public init(since: Double, error: StoreError) {
         self.since = since
         self.error = error
     }

@@ -5,6 +5,10 @@ import SeqSystem
 public struct ConfigError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var description: String { message }
+
+    public init(message: String) {
+        self.message = message
+    }
 }
 
 /// One step of a job's pipeline: a program run through the guard.

@@ -318,6 +318,14 @@ public struct Alert: Sendable {
     public var message: String
     public var raisedAt: Double
     public var seenAt: Double
+
+    public init(key: String, kind: String, message: String, raisedAt: Double, seenAt: Double) {
+        self.key = key
+        self.kind = kind
+        self.message = message
+        self.raisedAt = raisedAt
+        self.seenAt = seenAt
+    }
 }
 
 /// The latest result of a periodic check.
@@ -326,6 +334,13 @@ public struct Check: Sendable {
     public var at: Double
     public var ok: Bool
     public var message: String
+
+    public init(name: String, at: Double, ok: Bool, message: String) {
+        self.name = name
+        self.at = at
+        self.ok = ok
+        self.message = message
+    }
 }
 
 /// What the pipeline health check looks at.
@@ -336,4 +351,10 @@ public struct PipelineHealth: Sendable {
     public var waiting: Int
     /// Jobs claimed or running for longer than the limit.
     public var longClaims: [Job]
+
+    public init(newestJobCreatedAt: Double? = nil, waiting: Int, longClaims: [Job]) {
+        self.newestJobCreatedAt = newestJobCreatedAt
+        self.waiting = waiting
+        self.longClaims = longClaims
+    }
 }
