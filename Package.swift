@@ -30,7 +30,15 @@ let package = Package(
         // config, placeholders, the failure classifier. Values and pure decisions; no store,
         // no process.
         .target(name: "PipelineModel", dependencies: ["SeqGuard", "SeqSystem"]),
-        .target(name: "SeqPipeline", dependencies: ["PipelineModel", "SeqGuard", "SeqSystem", "CSQLite", "CPostgreSQL"]),
+        // Where the model is kept: the JobStore protocol, one SQL store over SQLite or
+        // PostgreSQL (SQLDatabase), its migrations, the store file's lock.
+        .target(name: "PipelineStore", dependencies: ["PipelineModel", "SeqGuard", "SeqSystem", "CSQLite", "CPostgreSQL"]),
+        // What runs: the orchestrator, workers, the scheduler, steps, fences, notifications,
+        // device servers, over the store and the model.
+        .target(name: "PipelineRuntime", dependencies: ["PipelineStore", "PipelineModel", "SeqGuard", "SeqSystem"]),
+        // What people and programs see and do: status, listings, CSV, seeding, the web page,
+        // Prometheus metrics, the commands' help.
+        .target(name: "SeqPipeline", dependencies: ["PipelineRuntime", "PipelineStore", "PipelineModel", "SeqGuard", "SeqSystem"]),
         .executableTarget(name: "seqpipe", dependencies: ["SeqPipeline", "SeqGuard", "SeqSystem"]),
         .executableTarget(name: "seqexec", dependencies: ["SeqGuard", "SeqSystem"]),
         .executableTarget(name: "make-seq", dependencies: ["SeqGuard", "SeqSystem"]),
@@ -38,7 +46,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "SeqSystemTests", dependencies: ["SeqSystem"]),
         .testTarget(name: "SeqGuardTests", dependencies: ["SeqGuard", "SeqSystem", "TestSupport"]),
-        .testTarget(name: "SeqPipelineTests", dependencies: ["PipelineModel", "SeqPipeline", "SeqGuard", "SeqSystem", "TestSupport"]),
+        .testTarget(name: "SeqPipelineTests", dependencies: ["PipelineModel", "PipelineStore", "PipelineRuntime", "SeqPipeline", "SeqGuard", "SeqSystem", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SeqSystem"]),
     ],
     swiftLanguageModes: [.v6]

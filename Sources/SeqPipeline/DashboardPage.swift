@@ -1,3 +1,4 @@
+import PipelineStore
 import PipelineModel
 /// The dashboard's one page: its style, its script and its chart are all here (no CDN, no
 /// font, nothing fetched but the store's own /api/), so it works on a farm without internet.

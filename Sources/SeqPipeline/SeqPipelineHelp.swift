@@ -1,3 +1,4 @@
+import PipelineStore
 import PipelineModel
 /// `seqpipe --help`: man/seqpipe.1 documents every option in it (DocumentationTests checks).
 public enum SeqPipelineHelp {

@@ -52,7 +52,8 @@ import Testing
     /// launch several milliseconds, more than flock(1) takes in all.
     @Test func theGuardsStartUpPathDoesNotImportFoundation() throws {
         var offenders: [String] = []
-        for (path, text) in try sources() where !path.hasPrefix("SeqPipeline/") && !path.hasPrefix("PipelineModel/") && !path.hasPrefix("seqpipe/") {
+        let pipeline = ["SeqPipeline/", "PipelineModel/", "PipelineStore/", "PipelineRuntime/", "seqpipe/"]
+        for (path, text) in try sources() where !pipeline.contains(where: { path.hasPrefix($0) }) {
             for line in codeLines(text) where line.hasPrefix("import Foundation") {
                 offenders.append("\(path): \(line)")
             }
@@ -60,17 +61,25 @@ import Testing
         #expect(offenders.isEmpty, "Foundation on the guard's start-up path:\n\(offenders.joined(separator: "\n"))")
     }
 
-    /// The pipeline's layers point one way: the model (values and pure decisions) imports
-    /// neither the store's C libraries nor the runtime; the runtime and the surfaces build
-    /// on the model. Package.swift makes a wrong import fail to build; this says why.
-    @Test func thePipelinesModelDependsOnNothingAboveIt() throws {
+    /// The pipeline's layers point one way, along its data flow: the model (values and pure
+    /// decisions) under the store (where they are kept) under the runtime (what runs) under
+    /// the surfaces (what people and programs see, in SeqPipeline). Package.swift makes a
+    /// wrong import fail to build; this says which way is right.
+    @Test func thePipelinesLayersPointOneWay() throws {
+        let layers = ["PipelineModel", "PipelineStore", "PipelineRuntime", "SeqPipeline"]
+        let foreign = ["SeqSystem", "SeqGuard", "Synchronization", "CSQLite", "CPostgreSQL"]
         var offenders: [String] = []
-        for (path, text) in try sources() where path.hasPrefix("PipelineModel/") {
-            for line in codeLines(text) where line.hasPrefix("import ") || line.hasPrefix("@testable import ") || line.hasPrefix("@_exported import ") {
+        for (path, text) in try sources() {
+            guard let layer = layers.firstIndex(where: { path.hasPrefix($0 + "/") }) else { continue }
+            for line in codeLines(text) where line.hasPrefix("import ") || line.hasPrefix("@_exported import ") {
                 let module = line.split(separator: " ").last.map(String.init) ?? ""
-                if !["SeqSystem", "SeqGuard", "Synchronization"].contains(module) { offenders.append("\(path): \(line)") }
+                if let other = layers.firstIndex(of: module) {
+                    if other >= layer { offenders.append("\(path): \(line) (\(module) is not below \(layers[layer]))") }
+                } else if !foreign.contains(module) || (layer == 0 && module.hasPrefix("C")) {
+                    offenders.append("\(path): \(line)")
+                }
             }
         }
-        #expect(offenders.isEmpty, "the pipeline's model imports what sits above it:\n\(offenders.joined(separator: "\n"))")
+        #expect(offenders.isEmpty, "the pipeline's layers point the wrong way:\n\(offenders.joined(separator: "\n"))")
     }
 }

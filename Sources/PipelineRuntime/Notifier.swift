@@ -1,3 +1,4 @@
+import PipelineStore
 import PipelineModel
 import SeqGuard
 import SeqSystem

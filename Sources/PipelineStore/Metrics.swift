@@ -6,19 +6,6 @@ import SeqSystem
 /// response times for `response`). Rates over the last hour and day come from them. The
 /// store stays bounded: one row per hour, subject and outcome, and rows older than
 /// `metricsKeepDays` go whenever a count is written.
-public struct Rates: Sendable, Equatable {
-    /// Attempts that ended: success, failed, retrying or pending again.
-    public var attempts = 0
-    public var successes = 0
-    public var failures = 0
-    /// Health checks that measured a response, and their mean; those the device did not answer.
-    public var responses = 0
-    public var unanswered = 0
-    public var meanResponseMilliseconds: Int?
-
-    public var successRate: Double? { attempts == 0 ? nil : Double(successes) / Double(attempts) }
-}
-
 extension SQLJobStore {
     public static let metricsKeepDays = 30
 

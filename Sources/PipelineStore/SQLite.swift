@@ -2,58 +2,6 @@ import PipelineModel
 import CSQLite
 import SeqSystem
 
-/// A value bound to or read from a statement.
-public enum SQLValue: Sendable, Equatable {
-    case null
-    case integer(Int64)
-    case real(Double)
-    case text(String)
-
-    public var int: Int64? {
-        switch self {
-        case .integer(let value): return value
-        case .real(let value): return Int64(value)
-        case .text(let value): return Int64(value)
-        case .null: return nil
-        }
-    }
-
-    public var double: Double? {
-        switch self {
-        case .integer(let value): return Double(value)
-        case .real(let value): return value
-        case .text(let value): return Double(value)
-        case .null: return nil
-        }
-    }
-
-    public var string: String? {
-        switch self {
-        case .text(let value): return value
-        case .integer(let value): return String(value)
-        case .real(let value): return String(value)
-        case .null: return nil
-        }
-    }
-}
-
-/// One result row, by column name.
-public struct SQLRow: Sendable {
-    public var columns: [String]
-    public var values: [SQLValue]
-
-    public subscript(_ name: String) -> SQLValue {
-        guard let index = columns.firstIndex(of: name) else { return .null }
-        return values[index]
-    }
-
-    /// A process recorded as its pid and start time in two columns; nil when either is empty.
-    public func process(pid: String, startTime: String) -> ProcessIdentity? {
-        guard let number = self[pid].int, let start = self[startTime].int else { return nil }
-        return ProcessIdentity(pid: Int32(number), startTime: UInt64(start))
-    }
-}
-
 /// One SQLite connection (a process has one): WAL mode, a busy timeout, statements cached.
 /// Not thread-safe; a worker and the orchestrator are single-threaded processes.
 public final class SQLiteConnection {

@@ -2,65 +2,6 @@ import PipelineModel
 import CPostgreSQL
 import SeqSystem
 
-/// What the store needs of a database connection: statements with `?N` parameters, rows by
-/// column name, and write transactions that one writer at a time holds. SQLite and
-/// PostgreSQL each give it; the store's SQL is written once for both, except the schema.
-public protocol SQLDatabase: AnyObject {
-    /// What messages call the store: its file, or its URL with the password hidden.
-    var name: String { get }
-    /// Runs one or more statements with no parameters and no results.
-    func execute(_ sql: String) throws(StoreError)
-    /// Runs one statement and returns its rows.
-    @discardableResult
-    func query(_ sql: String, _ parameters: [SQLValue]) throws(StoreError) -> [SQLRow]
-    /// Runs one statement and returns how many rows it changed.
-    @discardableResult
-    func run(_ sql: String, _ parameters: [SQLValue]) throws(StoreError) -> Int
-    /// What opens a write transaction, serialised with every other writer of the store.
-    var beginWrite: String { get }
-    /// Set while a write transaction is open (they do not nest).
-    var inTransaction: Bool { get set }
-    /// Since when the store cannot be reached, while it cannot (a server's store only).
-    var outage: StoreOutage? { get }
-    /// The outage the last reconnect ended, once: the caller says the store is back.
-    func takeRecovered() -> StoreOutage?
-}
-
-extension SQLDatabase {
-    @discardableResult
-    public func query(_ sql: String) throws(StoreError) -> [SQLRow] { try query(sql, []) }
-
-    @discardableResult
-    public func run(_ sql: String) throws(StoreError) -> Int { try run(sql, []) }
-
-    /// A write transaction around `body`: committed when it returns, rolled back when it throws.
-    @discardableResult
-    public func write<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
-        precondition(!inTransaction, "nested write transaction")
-        try execute(beginWrite)
-        inTransaction = true
-        defer { inTransaction = false }
-        do {
-            let result = try body()
-            try execute("COMMIT")
-            return result
-        } catch {
-            try? execute("ROLLBACK")
-            throw error
-        }
-    }
-}
-
-extension SQLiteConnection: SQLDatabase {
-    public var name: String { path }
-    /// A file is there or not: it has no outages to ride out.
-    public var outage: StoreOutage? { nil }
-    public func takeRecovered() -> StoreOutage? { nil }
-    /// Takes the write lock at once (waiting out the busy timeout), so a read-then-write never
-    /// fails with SQLITE_BUSY halfway through.
-    public var beginWrite: String { "BEGIN IMMEDIATE" }
-}
-
 /// One connection to a PostgreSQL store, through libpq (loaded on first use). Not
 /// thread-safe, like the SQLite one: each process of a run has its own.
 ///
