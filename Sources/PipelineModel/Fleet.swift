@@ -27,37 +27,3 @@ public struct WorkerRecord: Sendable {
     }
 }
 
-/// A host of the farm as its lease row says: its orchestrator, when it last renewed, until
-/// when the lease holds, and whether it is running, stopped cleanly or was lost (taken over).
-public struct HostRecord: Sendable {
-    public var name: String
-    public var pid: Int32?
-    public var state: String
-    public var startedAt: Double?
-    public var beatAt: Double?
-    public var leaseUntil: Double?
-    public var note: String?
-
-    public init(name: String, pid: Int32? = nil, state: String, startedAt: Double? = nil, beatAt: Double? = nil, leaseUntil: Double? = nil, note: String? = nil) {
-        self.name = name
-        self.pid = pid
-        self.state = state
-        self.startedAt = startedAt
-        self.beatAt = beatAt
-        self.leaseUntil = leaseUntil
-        self.note = note
-    }
-}
-
-/// What taking over a lost host did: its name, the claims put back, its devices held.
-public struct HostTakeover: Sendable {
-    public var host: String
-    public var requeued: [String]
-    public var devices: [String]
-
-    public init(host: String, requeued: [String], devices: [String]) {
-        self.host = host
-        self.requeued = requeued
-        self.devices = devices
-    }
-}

@@ -65,17 +65,6 @@ public struct Job: Sendable {
     public func field(_ name: String) -> String? { payload.first { $0.0 == name }?.1 }
 }
 
-/// A job a worker holds: every later write carries `token`.
-public struct ClaimedJob: Sendable {
-    public var job: Job
-    public var token: String
-
-    public init(job: Job, token: String) {
-        self.job = job
-        self.token = token
-    }
-}
-
 /// How a run of a job ended, as the worker reports it to the store.
 public enum JobOutcome: Sendable {
     case success
