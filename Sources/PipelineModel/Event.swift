@@ -2,7 +2,7 @@ import SeqGuard
 import SeqSystem
 
 /// One line of the events table: what happened, to what.
-public struct Event: Sendable {
+public struct Event: Sendable, Equatable {
     public var at: Double
     public var kind: String
     public var job: String?
@@ -19,5 +19,12 @@ public struct Event: Sendable {
         self.device = device
         self.worker = worker
         self.message = message
+    }
+}
+
+extension Job {
+    /// An event about this job (its account, device and worker as it holds them) at `at`.
+    public func event(_ kind: String, _ message: String, at: Double) -> Event {
+        Event(at: at, kind: kind, job: id, account: account, device: device, worker: worker, message: message)
     }
 }

@@ -6,19 +6,31 @@ public enum JobStatus: String, Sendable, CaseIterable {
     case pending, claimed, running, success, failed, retrying, cancelled
 }
 
-/// One priority vocabulary for jobs, the CSV and recurring jobs: P0 (first) to P3, with
-/// high, normal and low as names for P0, P2 and P3 (seqexec's levels), or a whole number
-/// (higher first). A job's number: P0 2, P1 1, P2 0 (the default), P3 -1.
-public enum JobPriority {
-    public static let vocabulary = "P0 (first) to P3, high, normal, low, or a whole number (higher first)"
+/// A job's priority is a number (higher first): P0 2, P1 1, P2 0 (the default), P3 -1, or
+/// any whole number. The queue's one `Priority` names three of them, as seqexec's levels do:
+/// high is P0, normal P2, low P3. The same words for jobs, the CSV and recurring jobs.
+extension Priority {
+    public static let jobVocabulary = "P0 (first) to P3, high, normal, low, or a whole number (higher first)"
 
-    public static func parse(_ text: String) -> Int? {
-        switch text.lowercased() {
-        case "p0", "high": return 2
+    /// The job number `text` names; nil if it names none.
+    public static func jobNumber(_ text: String) -> Int? {
+        let word = text.lowercased()
+        if let level = Priority(rawValue: word) { return level.jobNumber }
+        switch word {
+        case "p0": return 2
         case "p1": return 1
-        case "p2", "normal": return 0
-        case "p3", "low": return -1
+        case "p2": return 0
+        case "p3": return -1
         default: return Int(text)
+        }
+    }
+
+    /// This level as a job's number.
+    public var jobNumber: Int {
+        switch self {
+        case .high: return 2
+        case .normal: return 0
+        case .low: return -1
         }
     }
 }

@@ -37,12 +37,8 @@ public struct JobChange: Sendable, Equatable {
     public var accountRestsUntil: Double?
     public var infrastructure = Infrastructure.untouched
     /// What the events table says, in order: (kind, message).
+    /// What to write to the events table, about the job, at the change's time.
     public var events: [Event] = []
-
-    public struct Event: Sendable, Equatable {
-        public var kind: String
-        public var message: String
-    }
 
     init(status: JobStatus) { self.status = status }
 }
@@ -54,7 +50,7 @@ extension FailurePolicy {
         for outcome: JobOutcome, of job: Job, device: String, now: Double, using generator: inout G
     ) -> JobChange {
         var change: JobChange
-        func event(_ kind: String, _ message: String) { change.events.append(.init(kind: kind, message: message)) }
+        func event(_ kind: String, _ message: String) { change.events.append(job.event(kind, message, at: now)) }
         switch outcome {
         case .success:
             change = JobChange(status: .success)
@@ -148,7 +144,7 @@ extension FailurePolicy {
             var change = JobChange(status: .pending)
             change.refundsAttempt = true
             change.retryAt = .set(retryAt)
-            change.events = [.init(kind: "job-requeued", message: "orphaned claim (no orchestrator held it); requeued")]
+            change.events = [job.event("job-requeued", "orphaned claim (no orchestrator held it); requeued", at: now)]
             return change
         }
         let crashes = job.crashes + 1
@@ -158,11 +154,11 @@ extension FailurePolicy {
         if crashes >= poisonAfter {
             change.completes = true
             change.errorType = .set("poison")
-            change.events = [.init(kind: "job-poison", message: "quarantined: its worker died \(crashes) times during it")]
+            change.events = [job.event("job-poison", "quarantined: its worker died \(crashes) times during it", at: now)]
         } else {
             change.retryAt = .set(retryAt)
             change.errorType = .set("crash")
-            change.events = [.init(kind: "job-requeued", message: "worker died mid-job (crash \(crashes) of \(poisonAfter)); requeued")]
+            change.events = [job.event("job-requeued", "worker died mid-job (crash \(crashes) of \(poisonAfter)); requeued", at: now)]
         }
         return change
     }

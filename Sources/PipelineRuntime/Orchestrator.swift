@@ -103,7 +103,7 @@ public struct Orchestrator {
             // Claims of an earlier run: the lock proves that run is gone; its attempts'
             // leftovers (a step that let go of the store's lock) are ended before the claims
             // are taken back.
-            let claimed = try store.jobs().filter { ($0.status == .claimed || $0.status == .running) && ($0.host == nil || $0.host == store.host) }
+            let claimed = try store.claimedJobs().filter { $0.host == nil || $0.host == store.host }
             for job in claimed where !fencer.fence(device: job.device, jobs: [job], worker: job.worker) {
                 throw GuardFailure("job \(job.id): a process of its earlier attempt did not end; see 'seqpipe events' and end it by hand")
             }
@@ -266,7 +266,7 @@ public struct Orchestrator {
         // Every process of the run but this one is gone. Claims a killed worker still held
         // go back to pending.
         do {
-            let claimed = try store.jobs().filter { $0.status == .claimed || $0.status == .running }
+            let claimed = try store.claimedJobs()
             let requeued = try store.requeueClaims(worker: nil, crashed: false, policy: FailurePolicy.immediate(config.policy), now: nowSeconds())
             fencer.forget(claimed)
             if !requeued.isEmpty { say("put \(requeued.joined(separator: " ")) back to pending") }
@@ -312,7 +312,7 @@ public struct Orchestrator {
                         "another orchestrator (\(who)) runs on \(paths.storeName); stop it with 'seqpipe stop-all' or wait for it")
                 }
                 let roles = locks.roles(devices: (try? store.devices().map(\.name)) ?? [],
-                                        jobs: ((try? store.jobs()) ?? []).filter { $0.status == .claimed || $0.status == .running })
+                                        jobs: (try? store.claimedJobs()) ?? [])
                 let fence = LockFile.fence([locks.store], teardown: .graceful(config.killGraceSeconds), seconds: config.killGraceSeconds + 5)
                 for target in fence.report.ended {
                     say("ended pid \(target.process.pid) (\(target.command)) left by the dead run (orchestrator pid \(record?.holder.pid ?? 0))\(roles[target.process].map { ": \($0)" } ?? "")")
@@ -330,13 +330,13 @@ public struct Orchestrator {
     /// lock is still held (it is tried again after the next death or before a restart).
     @available(*, noasync)
     func fenceWorker(_ slot: Slot, fencer: Fencer, sparing: Set<ProcessIdentity>, reap: () -> Void) -> Bool {
-        let claims = ((try? store.jobs()) ?? []).filter { ($0.status == .claimed || $0.status == .running) && $0.worker == slot.index }
+        let claims = ((try? store.claimedJobs()) ?? []).filter { $0.worker == slot.index }
         guard fencer.fence(device: slot.device.name, jobs: claims, worker: slot.index, sparing: sparing, reap: reap) else { return false }
         // Its claims go back only through the store: while it cannot be reached the fence
         // stays pending and the device gets no new worker (which would find its claim).
         guard (try? store.ping()) != nil else { return false }
         // Its device server held the device's lock too: the fence ended it.
-        if let device = try? store.devices().first(where: { $0.name == slot.device.name }), device.server != nil,
+        if let device = try? store.device(slot.device.name), device.server != nil,
            device.serverState == "up" || device.serverState == "starting" {
             try? store.recordServer(device: device.name, state: "stopped", process: nil, port: device.serverPort,
                                     note: "its worker died; the fence of the device ended it", now: nowSeconds())

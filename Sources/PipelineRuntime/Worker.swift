@@ -156,7 +156,7 @@ public struct Worker {
             do {
                 noteSignals()
                 if stopping { break }
-                guard let device = try store.devices().first(where: { $0.name == deviceName }) else {
+                guard let device = try store.device(deviceName) else {
                     // Removed (drained first by 'device remove --force'): a clean stop.
                     log("device \(deviceName) was removed from the store; stopping")
                     stopping = true
@@ -214,7 +214,7 @@ public struct Worker {
         if orphaned { return 1 }
         // The server first, then the phone itself (a cloud phone left running costs money).
         stopServer(reason: "the worker stopped")
-        if let device = try? store.devices().first(where: { $0.name == deviceName }), let stop = device.stopCommand {
+        if let device = try? store.device(deviceName), let stop = device.stopCommand {
             let result = runDeviceCommand(stop, label: "device stop", timeout: 60)
             try? store.recordPhone(device: deviceName, state: result?.succeeded == true ? "stopped" : "stop failed", now: nowSeconds())
         }
@@ -310,7 +310,7 @@ public struct Worker {
                 }
                 // The device must still answer after the step (a phone that froze mid-post):
                 // if not, the job goes back as an infrastructure failure, after this step.
-                if let device = try? store.devices().first(where: { $0.name == deviceName }) {
+                if let device = try? store.device(deviceName) {
                     switch probe(device) {
                     case .answered(let seconds): lastResponseSeconds = seconds
                     case .failed(let problem):
@@ -433,7 +433,7 @@ public struct Worker {
             log("job \(claim.job.id): \(message) (attempt \(attempt) of \(step.attempts))")
             // Device trouble: the next grade of recovery before the next attempt.
             if case .infrastructure = last, attempt < step.attempts,
-               let device = try? store.devices().first(where: { $0.name == deviceName }) {
+               let device = try? store.device(deviceName) {
                 _ = try? recoverDevice(device, reason: "job \(claim.job.id): \(message)", job: claim.job.id)
             }
         }

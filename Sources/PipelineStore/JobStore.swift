@@ -19,6 +19,8 @@ public protocol JobStore: AnyObject {
     /// Removes a device; false if there was none by that name.
     func removeDevice(_ name: String) throws(StoreError) -> Bool
     func devices() throws(StoreError) -> [Device]
+    /// One device by name (a worker reads its own, not the table); nil if there is none.
+    func device(_ name: String) throws(StoreError) -> Device?
     func addAccount(_ name: String, dailyLimit: Int) throws(StoreError)
     func accounts() throws(StoreError) -> [Account]
     /// Unpauses an account and clears its cooldown; false if there is no such account.
@@ -29,6 +31,9 @@ public protocol JobStore: AnyObject {
     /// Every job, in claim order (priority, then age).
     func jobs() throws(StoreError) -> [Job]
     func job(_ id: String) throws(StoreError) -> Job?
+    /// The jobs claimed or running, in claim order: what the orchestrator checks against
+    /// its workers, without reading the queue.
+    func claimedJobs() throws(StoreError) -> [Job]
     /// How many jobs are in each status (one query, whatever the queue's length).
     func jobCounts() throws(StoreError) -> [JobStatus: Int]
     /// The jobs in any of `statuses`, in claim order: how many, and the first `limit`.

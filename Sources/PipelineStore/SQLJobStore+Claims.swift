@@ -79,6 +79,10 @@ extension SQLJobStore {
         return counts
     }
 
+    public func claimedJobs() throws(StoreError) -> [Job] {
+        try connection.query("SELECT * FROM jobs WHERE status IN ('claimed', 'running') ORDER BY priority DESC, seq").map(job(from:))
+    }
+
     public func jobs(in statuses: [JobStatus], limit: Int) throws(StoreError) -> (total: Int, jobs: [Job]) {
         // The statuses are the store's own names, never input.
         let filter = "WHERE status IN (\(statuses.map { "'\($0.rawValue)'" }.joined(separator: ", ")))"
@@ -275,9 +279,7 @@ extension SQLJobStore {
         assign("avoid_device", change.avoidDevice)
         try connection.run("UPDATE jobs SET \(assignments.joined(separator: ", ")) WHERE id = ?1", values)
 
-        for event in change.events {
-            try insertEvent(Event(at: now, kind: event.kind, job: job.id, account: job.account, device: job.device, worker: job.worker, message: event.message))
-        }
+        for event in change.events { try insertEvent(event) }
         try countMetric(subjects: ["account:\(job.account)"] + (job.device.map { ["device:\($0)"] } ?? []), outcome: change.status.rawValue, now: now)
         let device = job.device ?? ""
         if let until = change.accountRestsUntil {

@@ -28,34 +28,40 @@ extension SQLJobStore {
     }
 
     public func devices() throws(StoreError) -> [Device] {
-        try connection.query("SELECT * FROM devices ORDER BY name").map { row in
-            var device = Device(name: row["name"].string ?? "")
-            device.host = row["host"].string ?? ""
-            device.statusURL = row["status_url"].string
-            device.healthCommand = row["health_command"].string
-            device.restartCommand = row["restart_command"].string
-            device.stopCommand = row["stop_command"].string
-            device.serverRestartCommand = row["server_restart_command"].string
-            if let text = row["server_argv"].string, case .array(let items)? = JSON.decode(text) {
-                device.server = items.compactMap { if case .string(let word) = $0 { return word } else { return nil } }
-            }
-            device.serverState = row["server_state"].string
-            device.serverProcess = row.process(pid: "server_pid", startTime: "server_start_time")
-            device.serverPort = row["server_port"].int.map { Int($0) }
-            device.serverSince = row["server_since"].double
-            device.serverNote = row["server_note"].string
-            device.phoneState = row["phone_state"].string
-            device.phoneSince = row["phone_since"].double
-            device.healthy = row["healthy"].int == 1
-            device.healthFailures = Int(row["health_failures"].int ?? 0)
-            device.infraFailures = Int(row["infra_failures"].int ?? 0)
-            device.cooldownUntil = row["cooldown_until"].double
-            device.cooldownLevel = Int(row["cooldown_level"].int ?? 0)
-            device.responseMilliseconds = row["response_ms"].int.map { Int($0) }
-            device.lastCheck = row["last_check"].double
-            device.lastError = row["last_error"].string
-            return device
+        try connection.query("SELECT * FROM devices ORDER BY name").map(device(from:))
+    }
+
+    public func device(_ name: String) throws(StoreError) -> Device? {
+        try connection.query("SELECT * FROM devices WHERE name = ?1", [.text(name)]).first.map(device(from:))
+    }
+
+    func device(from row: SQLRow) -> Device {
+        var device = Device(name: row["name"].string ?? "")
+        device.host = row["host"].string ?? ""
+        device.statusURL = row["status_url"].string
+        device.healthCommand = row["health_command"].string
+        device.restartCommand = row["restart_command"].string
+        device.stopCommand = row["stop_command"].string
+        device.serverRestartCommand = row["server_restart_command"].string
+        if let text = row["server_argv"].string, case .array(let items)? = JSON.decode(text) {
+            device.server = items.compactMap { if case .string(let word) = $0 { return word } else { return nil } }
         }
+        device.serverState = row["server_state"].string
+        device.serverProcess = row.process(pid: "server_pid", startTime: "server_start_time")
+        device.serverPort = row["server_port"].int.map { Int($0) }
+        device.serverSince = row["server_since"].double
+        device.serverNote = row["server_note"].string
+        device.phoneState = row["phone_state"].string
+        device.phoneSince = row["phone_since"].double
+        device.healthy = row["healthy"].int == 1
+        device.healthFailures = Int(row["health_failures"].int ?? 0)
+        device.infraFailures = Int(row["infra_failures"].int ?? 0)
+        device.cooldownUntil = row["cooldown_until"].double
+        device.cooldownLevel = Int(row["cooldown_level"].int ?? 0)
+        device.responseMilliseconds = row["response_ms"].int.map { Int($0) }
+        device.lastCheck = row["last_check"].double
+        device.lastError = row["last_error"].string
+        return device
     }
 
     public func addAccount(_ name: String, dailyLimit: Int) throws(StoreError) {

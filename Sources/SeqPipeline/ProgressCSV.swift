@@ -1,6 +1,7 @@
 import PipelineStore
 import PipelineModel
 import SeqSystem
+import SeqGuard
 
 /// The progress CSV of the original parallel pipeline (RFC 4180 quoting):
 /// job_id, account, video_path, caption, status, worker_id, claimed_at, completed_at, error,
@@ -182,8 +183,8 @@ public enum ProgressCSV {
             seen[id] = line
             var job = Job(id: id, account: account)
             if !value("priority").isEmpty {
-                guard let priority = JobPriority.parse(value("priority")) else {
-                    throw ConfigError(message: "\(file):\(line): priority '\(value("priority"))' is not \(JobPriority.vocabulary)")
+                guard let priority = Priority.jobNumber(value("priority")) else {
+                    throw ConfigError(message: "\(file):\(line): priority '\(value("priority"))' is not \(Priority.jobVocabulary)")
                 }
                 job.priority = priority
             }

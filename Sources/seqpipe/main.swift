@@ -92,7 +92,7 @@ func number(_ name: String, default fallback: Int, minimum: Int = 0) -> Int {
 /// --priority: P0 to P3, high, normal, low, or a whole number.
 func priority() -> Int {
     guard let text = options.value("--priority") else { return 0 }
-    guard let value = JobPriority.parse(text) else { usage("--priority '\(text)' must be \(JobPriority.vocabulary)") }
+    guard let value = Priority.jobNumber(text) else { usage("--priority '\(text)' must be \(Priority.jobVocabulary)") }
     return value
 }
 

@@ -206,6 +206,26 @@ let day = "2026-11-23"
         #expect(job.status == .failed && job.errorType == "poison" && job.crashes == 3)
     }
 
+    /// The targeted reads: one device by name, and the claimed or running jobs alone, in
+    /// claim order, whatever the queue holds.
+    @Test(arguments: StoreDriver.all) func aDeviceAndTheClaimsAreReadWithoutTheirTables(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place)
+        #expect(try store.device("d1")?.name == "d1")
+        #expect(try store.device("nope") == nil)
+        var urgent = job("c", "carol")
+        urgent.priority = 5
+        _ = try store.addJobs([job("a", "alice"), job("b", "bob"), urgent])
+        #expect(try store.claimedJobs().isEmpty)
+        let first = try #require(try store.claim(worker: 0, device: "d0", now: 0, today: day, bootSeconds: 1))
+        let second = try #require(try store.claim(worker: 1, device: "d1", now: 0, today: day, bootSeconds: 1))
+        #expect(try store.markRunning(second, bootSeconds: 2))
+        #expect(try store.claimedJobs().map(\.id) == [first.job.id, second.job.id])
+        #expect(try store.claimedJobs().map(\.status) == [.claimed, .running])
+        #expect(try store.finish(first, outcome: .success, policy: policy, now: 2, today: day))
+        #expect(try store.claimedJobs().map(\.id) == [second.job.id])
+    }
+
     @Test(arguments: StoreDriver.all) func orphanedClaimsGoBackUnchargedAndStoppedRunsToo(_ driver: StoreDriver) throws {
         let place = try driver.place()
         let store = try driver.makeStore(place)
