@@ -1,6 +1,3 @@
-import SeqGuard
-import SeqSystem
-
 /// One line of the events table: what happened, to what.
 public struct Event: Sendable, Equatable {
     public var at: Double
@@ -12,13 +9,8 @@ public struct Event: Sendable, Equatable {
     public var message: String
 
     public init(at: Double, kind: String, job: String? = nil, account: String? = nil, device: String? = nil, worker: Int? = nil, message: String) {
-        self.at = at
-        self.kind = kind
-        self.job = job
-        self.account = account
-        self.device = device
-        self.worker = worker
-        self.message = message
+        (self.at, self.kind, self.message) = (at, kind, message)
+        (self.job, self.account, self.device, self.worker) = (job, account, device, worker)
     }
 }
 
