@@ -18,16 +18,15 @@ public struct Device: Sendable {
     /// The device's automation server as an argv (placeholders filled in by its worker),
     /// which the worker starts, watches and ends itself; nil when it runs elsewhere.
     public var server: [String]?
-    /// What its worker last said of that server: starting, up, exited, stopped, port-busy,
-    /// failed; with the server's process, its port, since when, and why.
-    public var serverState: String?
+    /// What its worker last said of that server, with the server's process, its port, since
+    /// when, and why.
+    public var serverState: ServerState?
     public var serverProcess: ProcessIdentity?
     public var serverPort: Int?
     public var serverSince: Double?
     public var serverNote: String?
-    /// The phone itself: up (it answered its last check), not answering, stopped (its stop
-    /// command ran), stop failed; nil before anything was heard of it.
-    public var phoneState: String?
+    /// The phone itself; nil before anything was heard of it.
+    public var phoneState: PhoneState?
     public var phoneSince: Double?
     public var healthy = true
     public var healthFailures = 0
@@ -72,11 +71,34 @@ public struct Device: Sendable {
     /// (its whole run was killed) reads "gone". Only the processes of `localHost` (the host
     /// this process works for) can be looked at; another host's server reads as its worker
     /// last recorded it.
-    public func serverState(localHost: String) -> String? {
+    public func serverState(localHost: String) -> ServerState? {
         guard let state = serverState else { return nil }
-        if state == "up" || state == "starting", let process = serverProcess, host.isEmpty || host == localHost, !process.isAlive {
-            return "gone"
+        if state.hasProcess, let process = serverProcess, host.isEmpty || host == localHost, !process.isAlive {
+            return .gone
         }
         return state
     }
+}
+
+/// A device's server as its worker records it (the store keeps the raw value).
+public enum ServerState: String, Sendable, CaseIterable {
+    case starting, up, exited, stopped, failed
+    /// Its port was taken by another process, so it could not start.
+    case portBusy = "port-busy"
+    /// Recorded up or starting, but its process is gone (its whole run was killed): only
+    /// ever read, never recorded.
+    case gone
+
+    /// Whether a process of it should be running: starting or up.
+    public var hasProcess: Bool { self == .starting || self == .up }
+}
+
+/// The phone itself, as its checks and its stop command left it.
+public enum PhoneState: String, Sendable, CaseIterable {
+    /// It answered its last check.
+    case up
+    case notAnswering = "not answering"
+    /// Its stop command ran, and ended well or not.
+    case stopped
+    case stopFailed = "stop failed"
 }

@@ -280,7 +280,7 @@ public struct Orchestrator {
             let runner = StepRunner(signals: signals, reporter: reporter, captureFile: "\(paths.run)/orchestrator.out",
                                     killGrace: config.killGraceSeconds, stopGrace: 0, environment: Spawn.currentEnvironment())
             let result = runner.run(["/bin/sh", "-c", command], timeout: 60, memoryLimitMegabytes: nil, label: "device \(slot.device.name) stop")
-            try? store.recordPhone(device: slot.device.name, state: result.succeeded ? "stopped" : "stop failed", now: nowSeconds())
+            try? store.recordPhone(device: slot.device.name, state: result.succeeded ? .stopped : .stopFailed, now: nowSeconds())
         }
         try? store.addEvent(Event(at: nowSeconds(), kind: "orchestrator-stop", message: "pid \(Processes.currentPid) stopped"))
         try? store.releaseHost(now: nowSeconds())
@@ -337,8 +337,8 @@ public struct Orchestrator {
         guard (try? store.ping()) != nil else { return false }
         // Its device server held the device's lock too: the fence ended it.
         if let device = try? store.device(slot.device.name), device.server != nil,
-           device.serverState == "up" || device.serverState == "starting" {
-            try? store.recordServer(device: device.name, state: "stopped", process: nil, port: device.serverPort,
+           device.serverState?.hasProcess == true {
+            try? store.recordServer(device: device.name, state: .stopped, process: nil, port: device.serverPort,
                                     note: "its worker died; the fence of the device ended it", now: nowSeconds())
         }
         do {

@@ -30,7 +30,7 @@ extension Worker {
             let message = "its server (pid \((running.server ?? running.member).pid)) ended by itself (\(how)); starting it again"
             log(message)
             try store.addEvent(Event(at: nowSeconds(), kind: "device-server-exited", device: deviceName, worker: index, message: message))
-            try store.recordServer(device: deviceName, state: "exited", process: nil, port: running.port, note: how, now: nowSeconds())
+            try store.recordServer(device: deviceName, state: .exited, process: nil, port: running.port, note: how, now: nowSeconds())
         }
         switch try startServer(device, argv: argv) {
         case .up:
@@ -57,7 +57,7 @@ extension Worker {
         }
         if let busy = busyPort(device, port: port) {
             log(busy)
-            try store.recordServer(device: deviceName, state: "port-busy", process: nil, port: port, note: busy, now: nowSeconds())
+            try store.recordServer(device: deviceName, state: .portBusy, process: nil, port: port, note: busy, now: nowSeconds())
             try store.addEvent(Event(at: nowSeconds(), kind: "device-server-port-busy", device: deviceName, worker: index, message: busy))
             _ = try store.raiseAlert("server-port:\(deviceName)", kind: "server-port", message: busy, now: nowSeconds())
             return .portBusy(busy)
@@ -91,7 +91,7 @@ extension Worker {
         }
         server = RunningServer(member: member, server: nil, port: port)
         log("starting its server (pid \(member.pid) guards it; output in \(logPath)): \(GuardedCommand.displayCommand(argv))")
-        try store.recordServer(device: deviceName, state: "starting", process: member, port: port, note: nil, now: nowSeconds())
+        try store.recordServer(device: deviceName, state: .starting, process: member, port: port, note: nil, now: nowSeconds())
 
         let started = Clock.monotonicNanoseconds()
         let deadline = started + Int64(config.serverStartSeconds * 1e9)
@@ -106,14 +106,14 @@ extension Worker {
                 let last = Self.lastLine(of: logPath)
                 let message = "its server exited during its start (\(how))\(last.isEmpty ? "" : ": \(last)"); see \(logPath)"
                 log(message)
-                try store.recordServer(device: deviceName, state: "failed", process: nil, port: port, note: message, now: nowSeconds())
+                try store.recordServer(device: deviceName, state: .failed, process: nil, port: port, note: message, now: nowSeconds())
                 try store.addEvent(Event(at: nowSeconds(), kind: "device-server-failed", device: deviceName, worker: index, message: message))
                 return .failed(message)
             }
             if serverAnswers(device, port: port, watchesPort: watchesPort, deadline: deadline) { break }
             if Clock.monotonicNanoseconds() >= deadline {
                 let message = "its server did not answer \(statusURL(device) ?? "on port \(port)") within \(durationText(config.serverStartSeconds)); ended it"
-                stopServer(reason: message, state: "failed")
+                stopServer(reason: message, state: .failed)
                 log(message)
                 try store.addEvent(Event(at: nowSeconds(), kind: "device-server-failed", device: deviceName, worker: index, message: message))
                 return .failed(message)
@@ -127,7 +127,7 @@ extension Worker {
         let process = server?.server ?? member
         let message = "its server is up (pid \(process.pid), port \(port)) after \(durationText((seconds * 100).rounded() / 100))"
         log(message)
-        try store.recordServer(device: deviceName, state: "up", process: process, port: port, note: nil, now: nowSeconds())
+        try store.recordServer(device: deviceName, state: .up, process: process, port: port, note: nil, now: nowSeconds())
         try store.addEvent(Event(at: nowSeconds(), kind: "device-server-up", device: deviceName, worker: index, message: message))
         return .up
     }
@@ -168,7 +168,7 @@ extension Worker {
 
     /// Ends the server's whole tree through the guard's teardown: SIGTERM to its guard, which
     /// passes it on, then SIGKILL to whatever is left after the grace.
-    mutating func stopServer(reason: String, state: String = "stopped") {
+    mutating func stopServer(reason: String, state: ServerState = .stopped) {
         guard let running = server else { return }
         server = nil
         let report = Teardown([.send(.terminate, grace: 2 * config.killGraceSeconds + 1)]).run(

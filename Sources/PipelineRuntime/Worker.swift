@@ -216,7 +216,7 @@ public struct Worker {
         stopServer(reason: "the worker stopped")
         if let device = try? store.device(deviceName), let stop = device.stopCommand {
             let result = runDeviceCommand(stop, label: "device stop", timeout: 60)
-            try? store.recordPhone(device: deviceName, state: result?.succeeded == true ? "stopped" : "stop failed", now: nowSeconds())
+            try? store.recordPhone(device: deviceName, state: result?.succeeded == true ? .stopped : .stopFailed, now: nowSeconds())
         }
         try? store.updateWorker(index: index, state: "stopped", job: nil, bootSeconds: Clock.secondsSinceBoot())
         log("stopped")

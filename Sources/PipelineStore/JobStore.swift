@@ -72,9 +72,9 @@ public protocol JobStore: AnyObject {
     func recordHealth(device: String, ok: Bool, responseMilliseconds: Int?, error: String?, now: Double) throws(StoreError) -> Int
     /// What a worker did with its device's server (`Device.serverState`): the state, the
     /// server's process and port when it has them, and why.
-    func recordServer(device: String, state: String, process: ProcessIdentity?, port: Int?, note: String?, now: Double) throws(StoreError)
+    func recordServer(device: String, state: ServerState, process: ProcessIdentity?, port: Int?, note: String?, now: Double) throws(StoreError)
     /// The phone's own state, where no health check says it (stopped, stop failed).
-    func recordPhone(device: String, state: String, now: Double) throws(StoreError)
+    func recordPhone(device: String, state: PhoneState, now: Double) throws(StoreError)
     /// Marks a device unhealthy until `until` (its restart failed).
     func holdDevice(_ name: String, until: Double, reason: String) throws(StoreError)
 

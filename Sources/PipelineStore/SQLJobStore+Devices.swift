@@ -46,12 +46,12 @@ extension SQLJobStore {
         if let text = row["server_argv"].string, case .array(let items)? = JSON.decode(text) {
             device.server = items.compactMap { if case .string(let word) = $0 { return word } else { return nil } }
         }
-        device.serverState = row["server_state"].string
+        device.serverState = row["server_state"].string.flatMap(ServerState.init(rawValue:))
         device.serverProcess = row.process(pid: "server_pid", startTime: "server_start_time")
         device.serverPort = row["server_port"].int.map { Int($0) }
         device.serverSince = row["server_since"].double
         device.serverNote = row["server_note"].string
-        device.phoneState = row["phone_state"].string
+        device.phoneState = row["phone_state"].string.flatMap(PhoneState.init(rawValue:))
         device.phoneSince = row["phone_since"].double
         device.healthy = row["healthy"].int == 1
         device.healthFailures = Int(row["health_failures"].int ?? 0)
@@ -126,7 +126,7 @@ extension SQLJobStore {
         }
     }
 
-    public func recordServer(device: String, state: String, process: ProcessIdentity?, port: Int?, note: String?, now: Double) throws(StoreError) {
+    public func recordServer(device: String, state: ServerState, process: ProcessIdentity?, port: Int?, note: String?, now: Double) throws(StoreError) {
         let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
             try connection.run(
@@ -135,16 +135,16 @@ extension SQLJobStore {
                     server_note = ?7
                 WHERE name = ?1
                 """,
-                [.text(device), .text(state), process.map { .integer(Int64($0.pid)) } ?? .null,
+                [.text(device), .text(state.rawValue), process.map { .integer(Int64($0.pid)) } ?? .null,
                  process.map { .integer(Int64(bitPattern: $0.startTime)) } ?? .null, port.map { .integer(Int64($0)) } ?? .null,
                  .real(now), optional(note)])
         }
     }
 
-    public func recordPhone(device: String, state: String, now: Double) throws(StoreError) {
+    public func recordPhone(device: String, state: PhoneState, now: Double) throws(StoreError) {
         let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
-            try connection.run("UPDATE devices SET phone_state = ?2, phone_since = ?3 WHERE name = ?1", [.text(device), .text(state), .real(now)])
+            try connection.run("UPDATE devices SET phone_state = ?2, phone_since = ?3 WHERE name = ?1", [.text(device), .text(state.rawValue), .real(now)])
         }
     }
 

@@ -12,7 +12,7 @@ public enum Listing {
         for device in devices {
             rows.append([device.name, device.healthy ? "healthy" : "unhealthy", device.responseMilliseconds.map { "\($0) ms" } ?? "-",
                          device.statusURL ?? device.healthCommand ?? "-",
-                          device.server.map { "\(device.serverState(localHost: localHost) ?? "not started"): \(GuardedCommand.displayCommand($0))" } ?? "-"])
+                          device.server.map { "\(device.serverState(localHost: localHost)?.rawValue ?? "not started"): \(GuardedCommand.displayCommand($0))" } ?? "-"])
         }
         return TextTable.render(rows)
     }

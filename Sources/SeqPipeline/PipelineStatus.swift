@@ -96,10 +96,10 @@ public struct PipelineStatus {
     /// One device for `status --json`.
     func deviceJSON(_ device: Device) -> JSON.Value {
         let state = device.serverState(localHost: localHost)
-        let serverPid: JSON.Value = state == "up" || state == "starting"
+        let serverPid: JSON.Value = state?.hasProcess == true
             ? device.serverProcess.map { .integer(Int64($0.pid)) } ?? .null : .null
         let server: JSON.Value = device.server == nil ? .null : .object([
-            ("argv", .array((device.server ?? []).map { .string($0) })), ("state", optional(state)), ("pid", serverPid),
+            ("argv", .array((device.server ?? []).map { .string($0) })), ("state", optional(state?.rawValue)), ("pid", serverPid),
             ("port", device.serverPort.map { .integer(Int64($0)) } ?? .null), ("since", time(device.serverSince)),
             ("note", optional(device.serverNote)),
         ])
@@ -110,7 +110,7 @@ public struct PipelineStatus {
             ("cooldown_until", (device.cooldownUntil ?? 0) > now ? time(device.cooldownUntil) : .null),
             ("last_error", optional(device.lastError)),
             ("server", server),
-            ("phone", optional(device.phoneState)), ("phone_since", time(device.phoneSince)),
+            ("phone", optional(device.phoneState?.rawValue)), ("phone_since", time(device.phoneSince)),
             ("last_hour", ratesJSON(rates["device:\(device.name)"]?.hour)), ("last_day", ratesJSON(rates["device:\(device.name)"]?.day)),
         ])
     }
@@ -240,18 +240,18 @@ public struct PipelineStatus {
                 if device.healthFailures > 0 { state += ", \(device.healthFailures) failed checks" }
                 if let error = device.lastError { state += ": \(error)" }
                 if let server = device.serverState(localHost: localHost) {
-                    var words = "server \(server)"
+                    var words = "server \(server.rawValue)"
                     var details: [String] = []
-                    if server == "up" || server == "starting", let process = device.serverProcess { details.append("pid \(process.pid)") }
+                    if server.hasProcess, let process = device.serverProcess { details.append("pid \(process.pid)") }
                     if let port = device.serverPort { details.append("port \(port)") }
                     if let since = device.serverSince { details.append("since \(isoTime(since))") }
                     if !details.isEmpty { words += " (\(details.joined(separator: ", ")))" }
-                    if let note = device.serverNote, server != "up" { words += ": \(note)" }
+                    if let note = device.serverNote, server != .up { words += ": \(note)" }
                     state += "; " + words
                 } else if device.server != nil {
                     state += "; server not started yet"
                 }
-                if let phone = device.phoneState { state += "; phone \(phone)\(device.phoneSince.map { " since \(isoTime($0))" } ?? "")" }
+                if let phone = device.phoneState { state += "; phone \(phone.rawValue)\(device.phoneSince.map { " since \(isoTime($0))" } ?? "")" }
                 rows.append(["  " + device.name, Self.rateText(rates["device:\(device.name)"]?.hour),
                              Self.rateText(rates["device:\(device.name)"]?.day), state])
             }
