@@ -50,18 +50,18 @@ extension FailurePolicy {
         for outcome: JobOutcome, of job: Job, device: String, now: Double, using generator: inout G
     ) -> JobChange {
         var change: JobChange
-        func event(_ kind: String, _ message: String) { change.events.append(job.event(kind, message, at: now)) }
+        func event(_ kind: EventKind, _ message: String) { change.events.append(job.event(kind, message, at: now)) }
         switch outcome {
         case .success:
             change = JobChange(status: .success)
             change.completes = true
             (change.retryAt, change.error, change.errorType, change.avoidDevice) = (.clear, .clear, .clear, .clear)
             change.infrastructure = .reset
-            event("job-success", "done in run \(job.runs)")
+            event(.jobSuccess, "done in run \(job.runs)")
             if let rest = accountRestSeconds {
                 let until = now + Double.random(in: rest, using: &generator)
                 change.accountRestsUntil = until
-                event("account-rest", "\(job.account) rests \(durationText(until - now)) before its next job")
+                event(.accountRest, "\(job.account) rests \(durationText(until - now)) before its next job")
             }
 
         case .permanent(let type, let message):
@@ -69,7 +69,7 @@ extension FailurePolicy {
             change.completes = true
             (change.error, change.errorType) = (.set(message), .set(type))
             change.pauseAccount = "\(type) (job \(job.id))"
-            event("account-paused", "\(type): \(message); its jobs wait for 'seqpipe account resume \(job.account)'")
+            event(.accountPaused, "\(type): \(message); its jobs wait for 'seqpipe account resume \(job.account)'")
 
         case .infrastructure(let message), .handOff(let message):
             // Not the job's fault: its attempts stay uncharged, the account's and the device's
@@ -84,14 +84,14 @@ extension FailurePolicy {
             change.infrastructure = .charge
             if case .handOff = outcome {
                 change.avoidDevice = .set(device)
-                event("job-handoff", "device \(device) could not run it after its server and device restarts; another device takes it")
+                event(.jobHandoff, "device \(device) could not run it after its server and device restarts; another device takes it")
             }
             if exhausted {
                 change.completes = true
-                event("job-failed", "after \(attempts) infrastructure failures: \(message)")
+                event(.jobFailed, "after \(attempts) infrastructure failures: \(message)")
             } else {
                 change.retryAt = .set(now + Double.random(in: 0...max(infraRetrySeconds, 0), using: &generator))
-                event("job-infrastructure", message)
+                event(.jobInfrastructure, message)
             }
 
         case .retryable(let message), .memory(let message):
@@ -105,15 +105,15 @@ extension FailurePolicy {
                 change = JobChange(status: .failed)
                 change.completes = true
                 type = "poison"
-                event("job-poison", "quarantined after \(crashes) crashes: \(message)")
+                event(.jobPoison, "quarantined after \(crashes) crashes: \(message)")
             } else if job.attempts >= job.maxAttempts {
                 change = JobChange(status: .failed)
                 change.completes = true
-                event("job-failed", "after \(job.attempts) attempts: \(message)")
+                event(.jobFailed, "after \(job.attempts) attempts: \(message)")
             } else {
                 change = JobChange(status: .retrying)
                 change.retryAt = .set(now + backoff(failures: job.attempts, using: &generator))
-                event("job-retrying", "attempt \(job.attempts) of \(job.maxAttempts) failed: \(message)")
+                event(.jobRetrying, "attempt \(job.attempts) of \(job.maxAttempts) failed: \(message)")
             }
             change.crashes = crashes
             (change.error, change.errorType) = (.set(message), .set(type))
@@ -122,13 +122,13 @@ extension FailurePolicy {
             change = JobChange(status: .failed)
             change.completes = true
             (change.error, change.errorType) = (.set(message), .set("invalid"))
-            event("job-failed", message)
+            event(.jobFailed, message)
 
         case .stopped:
             change = JobChange(status: .pending)
             change.refundsAttempt = true
             change.retryAt = .clear
-            event("job-released", "stopped before it finished; back to pending")
+            event(.jobReleased, "stopped before it finished; back to pending")
         }
         return change
     }
@@ -144,7 +144,7 @@ extension FailurePolicy {
             var change = JobChange(status: .pending)
             change.refundsAttempt = true
             change.retryAt = .set(retryAt)
-            change.events = [job.event("job-requeued", "orphaned claim (no orchestrator held it); requeued", at: now)]
+            change.events = [job.event(.jobRequeued, "orphaned claim (no orchestrator held it); requeued", at: now)]
             return change
         }
         let crashes = job.crashes + 1
@@ -154,11 +154,11 @@ extension FailurePolicy {
         if crashes >= poisonAfter {
             change.completes = true
             change.errorType = .set("poison")
-            change.events = [job.event("job-poison", "quarantined: its worker died \(crashes) times during it", at: now)]
+            change.events = [job.event(.jobPoison, "quarantined: its worker died \(crashes) times during it", at: now)]
         } else {
             change.retryAt = .set(retryAt)
             change.errorType = .set("crash")
-            change.events = [job.event("job-requeued", "worker died mid-job (crash \(crashes) of \(poisonAfter)); requeued", at: now)]
+            change.events = [job.event(.jobRequeued, "worker died mid-job (crash \(crashes) of \(poisonAfter)); requeued", at: now)]
         }
         return change
     }

@@ -35,7 +35,7 @@ public struct Notifier {
             let wait = min(outlet.backoffCapSeconds, outlet.backoffBaseSeconds * Double(1 << min(attempt - 1, 20)))
             try? store.recordDelivery(notification.id, delivered: false, error: problem, nextAt: giveUp ? nil : nowSeconds() + wait, now: nowSeconds())
             try? store.addEvent(Event(
-                at: nowSeconds(), kind: giveUp ? "notify-gave-up" : "notify-failed", message:
+                at: nowSeconds(), kind: giveUp ? .notifyGaveUp : .notifyFailed, message:
                     "alert \(notification.key) (\(notification.state)): \(problem ?? "") (attempt \(attempt) of \(outlet.attempts)\(giveUp ? "; given up" : "; again in \(durationText(wait))"))"))
         }
         return delivered

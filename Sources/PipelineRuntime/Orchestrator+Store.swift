@@ -41,7 +41,7 @@ extension Orchestrator {
             let message = "store \(paths.storeName) was unreachable for \(durationText((nowSeconds() - since).rounded())) (since \(Clock.localDateTime(WallTime(seconds: Int64(since), nanoseconds: 0))))\(beat.selfFenced ? "; host \(store.host) ended its workers meanwhile" : "")"
             say("the store answers again: \(message)")
             _ = try? store.raiseAlert("store", kind: "store", message: message, now: nowSeconds())
-            try? store.addEvent(Event(at: nowSeconds(), kind: "store-back", message: message))
+            try? store.addEvent(Event(at: nowSeconds(), kind: .storeBack, message: message))
         }
     }
 }

@@ -114,7 +114,7 @@ public struct Orchestrator {
             if try store.registerHost(pid: Processes.currentPid, leaseSeconds: config.hostLeaseSeconds, now: nowSeconds()) == "lost" {
                 say("host \(store.host) was taken over while it was away (its claims went back to the queue); registered again")
             }
-            try store.addEvent(Event(at: nowSeconds(), kind: "orchestrator-start", message: "pid \(Processes.currentPid), \(workerCount) workers\(once ? ", --once" : "")"))
+            try store.addEvent(Event(at: nowSeconds(), kind: .orchestratorStart, message: "pid \(Processes.currentPid), \(workerCount) workers\(once ? ", --once" : "")"))
         }
 
         var slots = (0..<workerCount).map { Slot(index: $0, device: devices[$0]) }
@@ -151,7 +151,7 @@ public struct Orchestrator {
                 reporter.error("\(change); stopping the run")
                 for process in slots.compactMap(\.process) { Processes.signal(process, .terminate) }
                 _ = try? store.raiseAlert("store", kind: "store", message: change, now: nowSeconds())
-                try? store.addEvent(Event(at: nowSeconds(), kind: "store-changed", message: change))
+                try? store.addEvent(Event(at: nowSeconds(), kind: .storeChanged, message: change))
                 break
             }
             var died: [Int] = []
@@ -161,10 +161,10 @@ public struct Orchestrator {
                 let how = GuardedCommand.describe(status)
                 if slots[index].scheduler {
                     say("the scheduler (pid \(pid)) ended (\(how))")
-                    try? store.addEvent(Event(at: nowSeconds(), kind: "scheduler-died", message: "pid \(pid) ended (\(how))"))
+                    try? store.addEvent(Event(at: nowSeconds(), kind: .schedulerDied, message: "pid \(pid) ended (\(how))"))
                 } else {
                     say("worker \(index) (pid \(pid)) ended (\(how))")
-                    try? store.addEvent(Event(at: nowSeconds(), kind: "worker-died", device: slots[index].device.name, worker: index, message: "pid \(pid) ended (\(how))"))
+                    try? store.addEvent(Event(at: nowSeconds(), kind: .workerDied, device: slots[index].device.name, worker: index, message: "pid \(pid) ended (\(how))"))
                 }
                 died.append(index)
             }
@@ -282,7 +282,7 @@ public struct Orchestrator {
             let result = runner.run(["/bin/sh", "-c", command], timeout: 60, memoryLimitMegabytes: nil, label: "device \(slot.device.name) stop")
             try? store.recordPhone(device: slot.device.name, state: result.succeeded ? .stopped : .stopFailed, now: nowSeconds())
         }
-        try? store.addEvent(Event(at: nowSeconds(), kind: "orchestrator-stop", message: "pid \(Processes.currentPid) stopped"))
+        try? store.addEvent(Event(at: nowSeconds(), kind: .orchestratorStop, message: "pid \(Processes.currentPid) stopped"))
         try? store.releaseHost(now: nowSeconds())
         for slot in slots where !slot.scheduler {
             try? store.updateWorker(index: slot.index, state: "stopped", job: nil, bootSeconds: Clock.secondsSinceBoot())
@@ -346,7 +346,7 @@ public struct Orchestrator {
             fencer.forget(claims)
             if !requeued.isEmpty {
                 say("worker \(slot.index): its job \(requeued.joined(separator: " ")) is back in the queue")
-                try store.addEvent(Event(at: nowSeconds(), kind: "worker-requeue", job: requeued.first, device: slot.device.name, worker: slot.index,
+                try store.addEvent(Event(at: nowSeconds(), kind: .workerRequeue, job: requeued.first, device: slot.device.name, worker: slot.index,
                                          message: "requeued \(requeued.joined(separator: " ")) once its attempt's locks were free"))
             }
         } catch {
@@ -416,7 +416,7 @@ public struct Orchestrator {
                 index: slot.index, pid: pid, startTime: identity.startTime, device: slot.device.name, state: "starting",
                 job: nil, restarts: slot.restarts, heartbeatBootSeconds: Clock.secondsSinceBoot()))
             if slot.restarts > 0 {
-                try? store.addEvent(Event(at: nowSeconds(), kind: "worker-restart", device: slot.device.name, worker: slot.index, message: "restart \(slot.restarts): pid \(pid)"))
+                try? store.addEvent(Event(at: nowSeconds(), kind: .workerRestart, device: slot.device.name, worker: slot.index, message: "restart \(slot.restarts): pid \(pid)"))
             }
         } catch {
             reporter.error("cannot start worker \(slot.index) (\(executable)): \(error)")

@@ -22,7 +22,7 @@ extension Scheduler {
                     let message = "hung: no sign of life for \(durationText(wall - lastSign)) (hung after \(durationText(job.hungAfterSeconds))); ended by the watchdog"
                     problems.append("\(job.name) hung")
                     _ = try? store.raiseAlert("hung:\(job.name)", kind: "hung", message: "\(job.name): \(message)", now: wall)
-                    event("watchdog-hung", "\(job.name): run pid \(running.process.pid) \(message)")
+                    event(.watchdogHung, "\(job.name): run pid \(running.process.pid) \(message)")
                     entries[index].running?.hung = message
                     // The run first, then its tree: it knows it is being stopped before its
                     // step dies, so it records a stop, not a failure of its own.
@@ -30,7 +30,7 @@ extension Scheduler {
                 }
             }
             if let alert = alerts["hung:\(job.name)"], let success = beat?.lastSuccess, success > alert.raisedAt {
-                if (try? store.clearAlert(alert.key, now: wall)) == true { event("watchdog-cleared", "\(job.name): succeeded since it hung") }
+                if (try? store.clearAlert(alert.key, now: wall)) == true { event(.watchdogCleared, "\(job.name): succeeded since it hung") }
             }
             guard let stuck = job.stuckAfterSeconds else { continue }
             // The clock starts no earlier than this scheduler: a fresh start gets its chance.
@@ -44,14 +44,14 @@ extension Scheduler {
                 let now = Clock.monotonicNanoseconds()
                 if entries[index].running == nil && entries[index].pending == nil
                     && (entries[index].lastEmergency.map { now - $0 >= Int64(stuck * 1e9) } ?? true) {
-                    event("watchdog-stuck", "\(message); emergency run")
+                    event(.watchdogStuck, "\(message); emergency run")
                     entries[index].pending = Pending(since: now, reason: "emergency run: \(since)")
                     entries[index].lastEmergency = now
                 } else {
                     log("\(message); \(entries[index].running != nil ? "a run is under way" : entries[index].pending != nil ? "a run is due" : "its emergency run was recent")")
                 }
             } else if alerts["stuck:\(job.name)"] != nil, (try? store.clearAlert("stuck:\(job.name)", now: wall)) == true {
-                event("watchdog-cleared", "\(job.name): no longer stuck (last success \(isoTime(beat?.lastSuccess)))")
+                event(.watchdogCleared, "\(job.name): no longer stuck (last success \(isoTime(beat?.lastSuccess)))")
             }
         }
         try? store.recordCheck("watchdog", ok: problems.isEmpty, message: problems.isEmpty ? "ok" : problems.joined(separator: ", "), now: wall)
@@ -73,12 +73,12 @@ extension Scheduler {
             let ids = health.longClaims.prefix(5).map { "\($0.id) (worker \($0.worker.map(String.init) ?? "-"), since \(isoTime($0.claimedAt)))" }
             failed.append(("health:claims", "\(health.longClaims.count) job\(health.longClaims.count == 1 ? "" : "s") claimed or running for over \(durationText(policy.claimMaxSeconds)): \(ids.joined(separator: ", "))"))
         }
-        for key in passed where (try? store.clearAlert(key, now: wall)) == true { event("health-cleared", "health check: \(key.dropFirst(7)) ok again") }
+        for key in passed where (try? store.clearAlert(key, now: wall)) == true { event(.healthCleared, "health check: \(key.dropFirst(7)) ok again") }
         for problem in failed { _ = try? store.raiseAlert(problem.key, kind: "health", message: problem.message, now: wall) }
         let summary = failed.isEmpty ? "ok: content \(durationText(wall - (health.newestJobCreatedAt ?? wall))) old, \(health.waiting) waiting" : failed.map(\.message).joined(separator: "; ")
         try? store.recordCheck("health", ok: failed.isEmpty, message: summary, now: wall)
         guard !failed.isEmpty else { log("health check: \(summary)"); return }
-        event("health-check-failed", "health check: \(summary)")
+        event(.healthCheckFailed, "health check: \(summary)")
         guard failed.contains(where: { $0.key != "health:claims" }) else { return }
         guard let producer = policy.producer, let index = entries.firstIndex(where: { $0.job.name == producer }) else {
             log("health check: no watchdog.producer configured; nothing to run")
@@ -87,7 +87,7 @@ extension Scheduler {
         if entries[index].running != nil || entries[index].pending != nil {
             log("health check: \(producer) is already running or due")
         } else {
-            event("health-recovery", "health check: emergency run of \(producer)")
+            event(.healthRecovery, "health check: emergency run of \(producer)")
             entries[index].pending = Pending(since: Clock.monotonicNanoseconds(), reason: "emergency run after a failed health check")
         }
     }

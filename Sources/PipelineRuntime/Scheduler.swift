@@ -34,7 +34,7 @@ public struct Scheduler {
         try? FileDescriptor.standardOutput.writeAll("[\(Clock.isoUTC(Clock.wallTime()))] scheduler: \(message)\n")
     }
 
-    func event(_ kind: String, _ message: String) {
+    func event(_ kind: EventKind, _ message: String) {
         log(message)
         try? store.addEvent(Event(at: nowSeconds(), kind: kind, message: message))
     }
@@ -130,9 +130,9 @@ public struct Scheduler {
                     } else if ended.recovery {
                         // Run again at once only once: a job that hangs every time waits for
                         // its next due run instead of looping.
-                        event("watchdog-recovery", "\(name): its hung run is ended (\(GuardedCommand.describe(status))); it hung again right after a recovery run, so it waits for its next due run")
+                        event(.watchdogRecovery, "\(name): its hung run is ended (\(GuardedCommand.describe(status))); it hung again right after a recovery run, so it waits for its next due run")
                     } else {
-                        event("watchdog-recovery", "\(name): its hung run is ended (\(GuardedCommand.describe(status))); running it again")
+                        event(.watchdogRecovery, "\(name): its hung run is ended (\(GuardedCommand.describe(status))); running it again")
                         entries[index].pending = Pending(since: Clock.monotonicNanoseconds(), reason: Self.recoveryReason)
                         entries[index].queued = false
                     }
@@ -226,7 +226,7 @@ public struct Scheduler {
         let message = "MemAvailable \(formatMegabytes(reading)) is below scheduler.memory_critical_mb \(formatMegabytes(critical))"
         _ = try? store.raiseAlert(Self.memoryAlertKey, kind: "memory", message: message, now: nowSeconds())
         guard let emergency = config.scheduler.emergency else {
-            event("memory-critical", "\(message); no scheduler.emergency command to run")
+            event(.memoryCritical, "\(message); no scheduler.emergency command to run")
             return
         }
         let runner = StepRunner(
@@ -234,7 +234,7 @@ public struct Scheduler {
             killGrace: config.killGraceSeconds, stopGrace: 0, environment: Spawn.currentEnvironment())
         let result = runner.run(emergency, timeout: 60, memoryLimitMegabytes: nil, label: "memory emergency")
         let after = SystemMemory.available().map(formatMegabytes) ?? "?"
-        event("memory-emergency", "\(message): ran \(GuardedCommand.displayCommand(emergency)) (\(result.succeeded ? "ok" : result.endingText)); MemAvailable now \(after)")
+        event(.memoryEmergency, "\(message): ran \(GuardedCommand.displayCommand(emergency)) (\(result.succeeded ? "ok" : result.endingText)); MemAvailable now \(after)")
     }
 
     static let recoveryReason = "recovery after a hung run"
@@ -274,7 +274,7 @@ public struct Scheduler {
                         waitsFor = rule.job
                         if entries[other].running == nil && entries[other].pending == nil {
                             let age = last.map { "is \(durationText(wall - $0)) old" } ?? "never happened"
-                            event("dependency-run", "\(job.name): its prerequisite \(rule.job)'s last success \(age) (max \(durationText(rule.maxAgeSeconds))); running \(rule.job) first")
+                            event(.dependencyRun, "\(job.name): its prerequisite \(rule.job)'s last success \(age) (max \(durationText(rule.maxAgeSeconds))); running \(rule.job) first")
                             entries[other].pending = Pending(since: Clock.monotonicNanoseconds(), reason: "prerequisite of \(job.name)")
                             again = true
                         }
@@ -307,7 +307,7 @@ public struct Scheduler {
                 } else if let reading = available, reading >= critical, pressure {
                     pressure = false
                     _ = try? store.clearAlert(Self.memoryAlertKey, now: nowSeconds())
-                    event("memory-recovered", "MemAvailable \(formatMegabytes(reading)) is back above scheduler.memory_critical_mb \(formatMegabytes(critical))")
+                    event(.memoryRecovered, "MemAvailable \(formatMegabytes(reading)) is back above scheduler.memory_critical_mb \(formatMegabytes(critical))")
                 }
                 if let available, available < critical {
                     let reading = "MemAvailable \(formatMegabytes(available)) is below scheduler.memory_critical_mb \(formatMegabytes(critical))"
@@ -317,7 +317,7 @@ public struct Scheduler {
                         entries[index].pending = nil
                         continue
                     }
-                    event("memory-warning", "\(job.name): memory critical (\(reading)); a critical job, so it runs anyway")
+                    event(.memoryWarning, "\(job.name): memory critical (\(reading)); a critical job, so it runs anyway")
                 }
                 let reason = entries[index].pending?.reason ?? "due"
                 if reason != "due" { log("\(job.name): starting (\(reason))") }

@@ -113,7 +113,7 @@ extension Worker {
             recoveryGrade += 1
             let isServer = recoveryGrade == 1
             guard isServer ? (device.server != nil || device.serverRestartCommand != nil) : device.restartCommand != nil else { continue }
-            let kind = isServer ? "device-server-restart" : "device-restart"
+            let kind: EventKind = isServer ? .deviceServerRestart : .deviceRestart
             log("\(isServer ? "restarting the device's server" : "restarting the device") (recovery grade \(recoveryGrade) of 3): \(reason)")
             try store.addEvent(Event(at: nowSeconds(), kind: kind, job: job, device: deviceName, worker: index,
                                      message: "recovery grade \(recoveryGrade) of 3: \(reason)"))
@@ -122,7 +122,7 @@ extension Worker {
                 continue
             }
             let command = (isServer ? device.serverRestartCommand : device.restartCommand)!
-            if let result = runDeviceCommand(command, label: kind, timeout: max(config.restartWaitSeconds, 60)), result.succeeded { return true }
+            if let result = runDeviceCommand(command, label: kind.rawValue, timeout: max(config.restartWaitSeconds, 60)), result.succeeded { return true }
         }
         return false
     }

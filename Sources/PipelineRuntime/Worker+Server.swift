@@ -29,7 +29,7 @@ extension Worker {
             let how = Self.ending(of: running)
             let message = "its server (pid \((running.server ?? running.member).pid)) ended by itself (\(how)); starting it again"
             log(message)
-            try store.addEvent(Event(at: nowSeconds(), kind: "device-server-exited", device: deviceName, worker: index, message: message))
+            try store.addEvent(Event(at: nowSeconds(), kind: .deviceServerExited, device: deviceName, worker: index, message: message))
             try store.recordServer(device: deviceName, state: .exited, process: nil, port: running.port, note: how, now: nowSeconds())
         }
         switch try startServer(device, argv: argv) {
@@ -58,7 +58,7 @@ extension Worker {
         if let busy = busyPort(device, port: port) {
             log(busy)
             try store.recordServer(device: deviceName, state: .portBusy, process: nil, port: port, note: busy, now: nowSeconds())
-            try store.addEvent(Event(at: nowSeconds(), kind: "device-server-port-busy", device: deviceName, worker: index, message: busy))
+            try store.addEvent(Event(at: nowSeconds(), kind: .deviceServerPortBusy, device: deviceName, worker: index, message: busy))
             _ = try store.raiseAlert("server-port:\(deviceName)", kind: "server-port", message: busy, now: nowSeconds())
             return .portBusy(busy)
         }
@@ -107,7 +107,7 @@ extension Worker {
                 let message = "its server exited during its start (\(how))\(last.isEmpty ? "" : ": \(last)"); see \(logPath)"
                 log(message)
                 try store.recordServer(device: deviceName, state: .failed, process: nil, port: port, note: message, now: nowSeconds())
-                try store.addEvent(Event(at: nowSeconds(), kind: "device-server-failed", device: deviceName, worker: index, message: message))
+                try store.addEvent(Event(at: nowSeconds(), kind: .deviceServerFailed, device: deviceName, worker: index, message: message))
                 return .failed(message)
             }
             if serverAnswers(device, port: port, watchesPort: watchesPort, deadline: deadline) { break }
@@ -115,7 +115,7 @@ extension Worker {
                 let message = "its server did not answer \(statusURL(device) ?? "on port \(port)") within \(durationText(config.serverStartSeconds)); ended it"
                 stopServer(reason: message, state: .failed)
                 log(message)
-                try store.addEvent(Event(at: nowSeconds(), kind: "device-server-failed", device: deviceName, worker: index, message: message))
+                try store.addEvent(Event(at: nowSeconds(), kind: .deviceServerFailed, device: deviceName, worker: index, message: message))
                 return .failed(message)
             }
             if !pause(0.2) {
@@ -128,7 +128,7 @@ extension Worker {
         let message = "its server is up (pid \(process.pid), port \(port)) after \(durationText((seconds * 100).rounded() / 100))"
         log(message)
         try store.recordServer(device: deviceName, state: .up, process: process, port: port, note: nil, now: nowSeconds())
-        try store.addEvent(Event(at: nowSeconds(), kind: "device-server-up", device: deviceName, worker: index, message: message))
+        try store.addEvent(Event(at: nowSeconds(), kind: .deviceServerUp, device: deviceName, worker: index, message: message))
         return .up
     }
 

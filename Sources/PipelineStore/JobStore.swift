@@ -136,7 +136,7 @@ public protocol JobStore: AnyObject {
     func events(job: String) throws(StoreError) -> [Event]
     /// When events of `kinds` happened since `since` (the dashboard's chart), oldest first.
     /// `kinds` are the store's own names, never input.
-    func eventTimes(kinds: [String], since: Double) throws(StoreError) -> [(at: Double, kind: String)]
+    func eventTimes(kinds: [EventKind], since: Double) throws(StoreError) -> [(at: Double, kind: EventKind)]
     /// The latest `limit` events at or after `since` (any time when nil), oldest first.
     func events(since: Double?, limit: Int) throws(StoreError) -> [Event]
 

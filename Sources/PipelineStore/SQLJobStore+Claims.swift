@@ -129,7 +129,7 @@ extension SQLJobStore {
                     error_type = NULL, claim_token = NULL
                 WHERE id = ?1 AND status IN ('failed', 'cancelled', 'retrying', 'pending')
                 """, [.text(id)])
-            if changed == 1 { try insertEvent(Event(at: try databaseTime(nowSeconds()), kind: "job-retry", job: id, message: "put back to pending by hand")) }
+            if changed == 1 { try insertEvent(Event(at: try databaseTime(nowSeconds()), kind: .jobRetry, job: id, message: "put back to pending by hand")) }
             return changed == 1
         }
     }
@@ -139,7 +139,7 @@ extension SQLJobStore {
             let changed = try connection.run(
                 "UPDATE jobs SET status = 'cancelled', claim_token = NULL WHERE id = ?1 AND status IN ('pending', 'retrying', 'failed')",
                 [.text(id)])
-            if changed == 1 { try insertEvent(Event(at: try databaseTime(nowSeconds()), kind: "job-cancelled", job: id, message: "cancelled by hand")) }
+            if changed == 1 { try insertEvent(Event(at: try databaseTime(nowSeconds()), kind: .jobCancelled, job: id, message: "cancelled by hand")) }
             return changed == 1
         }
     }
@@ -314,9 +314,8 @@ extension SQLJobStore {
         try connection.run(
             "UPDATE \(table) SET infra_failures = 0, cooldown_level = ?2, cooldown_until = ?3 WHERE name = ?1",
             [.text(name), .integer(Int64(charged.level)), .real(now + seconds)])
-        let what = table == "accounts" ? "account" : "device"
         try insertEvent(Event(
-            at: now, kind: "\(what)-cooldown", job: job.id, account: table == "accounts" ? name : nil,
+            at: now, kind: .cooldown(of: table), job: job.id, account: table == "accounts" ? name : nil,
             device: table == "devices" ? name : nil, worker: job.worker,
             message: "\(before + 1) infrastructure failures in a row: cooldown \(durationText(seconds)) (level \(charged.level))"))
     }

@@ -91,7 +91,7 @@ extension SQLJobStore {
             let changed = try connection.run(
                 "UPDATE accounts SET paused = 0, paused_reason = NULL, cooldown_until = NULL, cooldown_level = 0, infra_failures = 0 WHERE name = ?1",
                 [.text(name)])
-            if changed == 1 { try insertEvent(Event(at: try databaseTime(nowSeconds()), kind: "account-resumed", account: name, message: "resumed by hand")) }
+            if changed == 1 { try insertEvent(Event(at: try databaseTime(nowSeconds()), kind: .accountResumed, account: name, message: "resumed by hand")) }
             return changed == 1
         }
     }
@@ -154,7 +154,7 @@ extension SQLJobStore {
             try connection.run(
                 "UPDATE devices SET healthy = 0, cooldown_until = ?2, last_error = ?3 WHERE name = ?1",
                 [.text(name), .real(until), .text(reason)])
-            try insertEvent(Event(at: try databaseTime(nowSeconds()), kind: "device-unhealthy", device: name, message: reason))
+            try insertEvent(Event(at: try databaseTime(nowSeconds()), kind: .deviceUnhealthy, device: name, message: reason))
         }
     }
 }

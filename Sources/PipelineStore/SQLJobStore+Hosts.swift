@@ -18,7 +18,7 @@ extension SQLJobStore {
                 INSERT INTO hosts(name, pid, state, started_at, beat_at, lease_until, note) VALUES (?1, ?2, 'running', ?3, ?3, ?4, NULL)
                 ON CONFLICT(name) DO UPDATE SET pid = ?2, state = 'running', started_at = ?3, beat_at = ?3, lease_until = ?4, note = NULL
                 """, [.text(host), .integer(Int64(pid)), .real(now), .real(now + leaseSeconds)])
-            try insertEvent(Event(at: now, kind: "host-start", message: "host \(host): orchestrator pid \(pid)\(before == "lost" ? ", back after it was taken over" : "")"))
+            try insertEvent(Event(at: now, kind: .hostStart, message: "host \(host): orchestrator pid \(pid)\(before == "lost" ? ", back after it was taken over" : "")"))
             if before == "lost" { _ = try clearAlertInside("host:\(host)", now: now) }
             return before
         }
@@ -72,7 +72,7 @@ extension SQLJobStore {
                 try connection.run("UPDATE workers SET state = 'lost', job = NULL WHERE host = ?1", [.text(lost)])
                 try connection.run("DELETE FROM leaders WHERE host = ?1", [.text(lost)])
                 let message = "\(reason): \(requeued.isEmpty ? "no claim" : "put back \(requeued.joined(separator: " "))"), \(devices.count) device(s) unreachable"
-                try insertEvent(Event(at: now, kind: "host-lost", message: message))
+                try insertEvent(Event(at: now, kind: .hostLost, message: message))
                 _ = try raiseAlertInside("host:\(lost)", kind: "host", message: message, now: now)
                 result.append(HostTakeover(host: lost, requeued: requeued, devices: devices))
             }
@@ -95,7 +95,7 @@ extension SQLJobStore {
                 """, [.text(role), .text(host), .real(now + leaseSeconds), .real(now)])
             if current?["host"].string != host {
                 let previous = current?["host"].string.map { " from host \($0)" } ?? ""
-                try insertEvent(Event(at: now, kind: "leader", message: "host \(host) leads \(role)\(previous)"))
+                try insertEvent(Event(at: now, kind: .leader, message: "host \(host) leads \(role)\(previous)"))
             }
             return true
         }

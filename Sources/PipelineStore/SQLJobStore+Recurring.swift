@@ -15,7 +15,7 @@ extension SQLJobStore {
                 ON CONFLICT(name) DO UPDATE SET state = 'running', last_start = ?2, runs = heartbeats.runs + 1, pid = ?3, start_time = ?4,
                     beat_at = ?2, progress = NULL, progress_at = NULL, waiting = NULL
                 """, [.text(name), .real(now), .integer(Int64(process.pid)), .integer(Int64(process.startTime))])
-            try insertEvent(Event(at: now, kind: "recurring-start", message: "\(name): run started (pid \(process.pid))"))
+            try insertEvent(Event(at: now, kind: .recurringStart, message: "\(name): run started (pid \(process.pid))"))
         }
     }
 
@@ -32,14 +32,14 @@ extension SQLJobStore {
                 try connection.run(
                     "UPDATE heartbeats SET state = 'idle', last_success = ?2, consecutive_failures = 0, pid = NULL, start_time = NULL WHERE name = ?1",
                     [.text(name), .real(now)])
-                try insertEvent(Event(at: now, kind: "recurring-success", message: "\(name): run succeeded"))
+                try insertEvent(Event(at: now, kind: .recurringSuccess, message: "\(name): run succeeded"))
             } else {
                 try connection.run(
                     """
                     UPDATE heartbeats SET state = 'idle', last_failure = ?2, last_error = ?3,
                         consecutive_failures = consecutive_failures + 1, pid = NULL, start_time = NULL WHERE name = ?1
                     """, [.text(name), .real(now), optional(error)])
-                try insertEvent(Event(at: now, kind: "recurring-failure", message: "\(name): \(error ?? "failed")"))
+                try insertEvent(Event(at: now, kind: .recurringFailure, message: "\(name): \(error ?? "failed")"))
             }
         }
     }
@@ -52,7 +52,7 @@ extension SQLJobStore {
                 INSERT INTO heartbeats(name, last_skip, skip_reason) VALUES (?1, ?2, ?3)
                 ON CONFLICT(name) DO UPDATE SET last_skip = ?2, skip_reason = ?3
                 """, [.text(name), .real(now), .text(reason)])
-            try insertEvent(Event(at: now, kind: "recurring-skip", message: "\(name): skipped: \(reason)"))
+            try insertEvent(Event(at: now, kind: .recurringSkip, message: "\(name): skipped: \(reason)"))
         }
     }
 
@@ -60,7 +60,7 @@ extension SQLJobStore {
         let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
             try connection.run("UPDATE heartbeats SET state = 'idle', pid = NULL, start_time = NULL WHERE name = ?1", [.text(name)])
-            try insertEvent(Event(at: now, kind: "recurring-stopped", message: "\(name): \(reason)"))
+            try insertEvent(Event(at: now, kind: .recurringStopped, message: "\(name): \(reason)"))
         }
     }
 
@@ -266,7 +266,7 @@ extension SQLJobStore {
     func insertEvent(_ event: Event) throws(StoreError) {
         try connection.run(
             "INSERT INTO events(at, kind, job, account, device, worker, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            [.real(event.at), .text(event.kind), optional(event.job), optional(event.account), optional(event.device),
+            [.real(event.at), .text(event.kind.rawValue), optional(event.job), optional(event.account), optional(event.device),
              event.worker.map { .integer(Int64($0)) } ?? .null, .text(event.message)])
     }
 
@@ -282,14 +282,15 @@ extension SQLJobStore {
     }
 
     /// Times and kinds of the events of `kinds` at or after `since`, oldest first.
-    public func eventTimes(kinds: [String], since: Double) throws(StoreError) -> [(at: Double, kind: String)] {
-        let list = kinds.map { "'\($0)'" }.joined(separator: ", ")
+    public func eventTimes(kinds: [EventKind], since: Double) throws(StoreError) -> [(at: Double, kind: EventKind)] {
+        // The kinds are this program's own names, never input.
+        let list = kinds.map { "'\($0.rawValue)'" }.joined(separator: ", ")
         return try connection.query("SELECT at, kind FROM events WHERE at >= ?1 AND kind IN (\(list)) ORDER BY id", [.real(since)])
-            .map { ($0["at"].double ?? 0, $0["kind"].string ?? "") }
+            .map { ($0["at"].double ?? 0, EventKind(rawValue: $0["kind"].string ?? "")) }
     }
 
     static func event(from row: SQLRow) -> Event {
-        Event(at: row["at"].double ?? 0, kind: row["kind"].string ?? "", job: row["job"].string, account: row["account"].string,
+        Event(at: row["at"].double ?? 0, kind: EventKind(rawValue: row["kind"].string ?? ""), job: row["job"].string, account: row["account"].string,
               device: row["device"].string, worker: row["worker"].int.map { Int($0) }, message: row["message"].string ?? "")
     }
 }

@@ -242,7 +242,7 @@ public struct Dashboard {
         guard case .object(var fields) = jobJSON(job) else { return .null }
         let events = try store.events(job: job.id)
         fields.append(("events", .array(events.map { event in
-            .object([("at", .string(isoTime(event.at))), ("kind", .string(event.kind)), ("device", event.device.map { .string($0) } ?? .null),
+            .object([("at", .string(isoTime(event.at))), ("kind", .string(event.kind.rawValue)), ("device", event.device.map { .string($0) } ?? .null),
                      ("message", .string(event.message))])
         })))
         if job.status == .pending || job.status == .retrying {

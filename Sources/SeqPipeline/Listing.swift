@@ -77,7 +77,7 @@ public enum Listing {
     public static func events(_ events: [Event], json: Bool) -> String {
         if json {
             return JSON.encode(.array(events.map { event in
-                var fields: [(String, JSON.Value)] = [("at", .string(isoTime(event.at))), ("at_seconds", .number(event.at)), ("kind", .string(event.kind))]
+                var fields: [(String, JSON.Value)] = [("at", .string(isoTime(event.at))), ("at_seconds", .number(event.at)), ("kind", .string(event.kind.rawValue))]
                 if let job = event.job { fields.append(("job", .string(job))) }
                 if let account = event.account { fields.append(("account", .string(account))) }
                 if let device = event.device { fields.append(("device", .string(device))) }

@@ -6,14 +6,14 @@ import SeqSystem
 /// time to empty in `status`.
 public enum Throughput {
     /// The outcome each event kind counts as.
-    static let outcomes: [(kind: String, outcome: String)] = [
-        ("job-success", "success"), ("job-retrying", "retryable"), ("job-failed", "permanent"), ("job-poison", "permanent"),
-        ("account-paused", "permanent"), ("job-infrastructure", "infrastructure"), ("job-handoff", "infrastructure"),
-        ("job-requeued", "infrastructure"),
+    static let outcomes: [(kind: EventKind, outcome: String)] = [
+        (.jobSuccess, "success"), (.jobRetrying, "retryable"), (.jobFailed, "permanent"), (.jobPoison, "permanent"),
+        (.accountPaused, "permanent"), (.jobInfrastructure, "infrastructure"), (.jobHandoff, "infrastructure"),
+        (.jobRequeued, "infrastructure"),
     ]
     public static let outcomeNames = ["success", "retryable", "permanent", "infrastructure"]
     /// The kinds that end a job for good (success or failed).
-    static let finishing: Set<String> = ["job-success", "job-failed", "job-poison", "account-paused"]
+    static let finishing: Set<EventKind> = [.jobSuccess, .jobFailed, .jobPoison, .accountPaused]
 
     /// Per minute over the last `minutes` (this one included), how many runs ended how.
     public static func series(store: any JobStore, minutes: Int, now: Double) throws(StoreError) -> [(minute: Int64, counts: [String: Int])] {

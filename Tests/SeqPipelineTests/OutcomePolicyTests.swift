@@ -39,7 +39,7 @@ import Testing
         let done = change(.success, job())
         #expect(done.status == .success && done.completes && done.infrastructure == .reset)
         #expect(done.error == .clear && done.retryAt == .clear && done.avoidDevice == .clear)
-        #expect(done.events.map(\.kind) == ["job-success"])
+        #expect(done.events.map(\.kind.rawValue) == ["job-success"])
     }
 
     @Test func retryableFailuresBackOffUntilTheAttemptsRunOut() {
@@ -50,7 +50,7 @@ import Testing
         #expect(at >= 1000 && at <= 1020)
         #expect(change(.retryable(message: "flaky"), job(attempts: 2), seed: 1) == retry, "same seed, same change")
         let last = change(.retryable(message: "flaky"), job(attempts: 3))
-        #expect(last.status == .failed && last.completes && last.events.map(\.kind) == ["job-failed"])
+        #expect(last.status == .failed && last.completes && last.events.map(\.kind.rawValue) == ["job-failed"])
     }
 
     @Test func memoryKillsCountTowardPoison() {
@@ -58,7 +58,7 @@ import Testing
         #expect(second.status == .retrying && second.crashes == 2 && second.errorType == .set("memory"))
         let third = change(.memory(message: "tree over 512 MB"), job(crashes: 2))
         #expect(third.status == .failed && third.crashes == 3 && third.errorType == .set("poison"))
-        #expect(third.events.map(\.kind) == ["job-poison"])
+        #expect(third.events.map(\.kind.rawValue) == ["job-poison"])
     }
 
     @Test func infrastructureIsNotTheJobsFaultButHasItsOwnBudget() {
@@ -69,7 +69,7 @@ import Testing
         let exhausted = change(.infrastructure(message: "server down"), job(infra: 3))
         #expect(exhausted.status == .failed && exhausted.completes && exhausted.refundsAttempt && exhausted.infrastructureAttempts == 4)
         let handOff = change(.handOff(message: "device stuck"), job())
-        #expect(handOff.avoidDevice == .set("d1") && handOff.events.map(\.kind) == ["job-handoff", "job-infrastructure"])
+        #expect(handOff.avoidDevice == .set("d1") && handOff.events.map(\.kind.rawValue) == ["job-handoff", "job-infrastructure"])
     }
 
     @Test func permanentTroublePausesTheAccountAndInvalidJobsFailAlone() {
@@ -96,7 +96,7 @@ import Testing
         resting.accountRestSeconds = 10...20
         var generator = SplitMix(state: 3)
         let done = resting.change(for: .success, of: job(), device: "d1", now: 1000, using: &generator)
-        #expect((1010...1020).contains(done.accountRestsUntil ?? 0) && done.events.map(\.kind) == ["job-success", "account-rest"])
+        #expect((1010...1020).contains(done.accountRestsUntil ?? 0) && done.events.map(\.kind.rawValue) == ["job-success", "account-rest"])
         let failed = resting.change(for: .retryable(message: "x"), of: job(), device: "d1", now: 1000, using: &generator)
         #expect(failed.accountRestsUntil == nil, "a rest follows a processed job, not a failure")
         #expect(change(.success, job()).accountRestsUntil == nil, "none configured, none taken")

@@ -297,8 +297,8 @@ let day = "2026-11-23"
         #expect(try store.raiseAlert("stuck:plan", kind: "stuck", message: "again", now: 40) && store.alerts().first?.raisedAt == 40)
         try store.recordCheck("health", ok: false, message: "the queue is empty", now: 50)
         #expect(try store.checks().map { "\($0.name) \($0.ok) \($0.message)" } == ["health false the queue is empty"])
-        try store.addEvent(Event(at: 5, kind: "old", message: "x"))
-        try store.addEvent(Event(at: 60, kind: "new", message: "y"))
-        #expect(try store.events(since: 50, limit: 10).map(\.kind) == ["new"])
+        try store.addEvent(Event(at: 5, kind: EventKind(rawValue: "old"), message: "x"))
+        try store.addEvent(Event(at: 60, kind: EventKind(rawValue: "new"), message: "y"))
+        #expect(try store.events(since: 50, limit: 10).map(\.kind.rawValue) == ["new"])
     }
 }
