@@ -16,6 +16,10 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     /// and tries again (the connection reconnects by itself).
     public static let unreachable: Int32 = -100
 
+    /// The code of a server that answered and refused the connection for good: no such
+    /// database or role, a password it did not take. Waiting would not change its answer.
+    public static let refused: Int32 = -102
+
     /// Whether the store could not be reached (as opposed to refusing the statement).
     public var isUnreachable: Bool { code == Self.unreachable }
 }

@@ -38,7 +38,23 @@ public final class PostgreSQLConnection: SQLDatabase {
         }
         self.api = api
         connectionString = url.contains("connect_timeout=") ? url : url + (url.contains("?") ? "&" : "?") + "connect_timeout=10"
-        handle = try connect()
+        do { handle = try connect() } catch where Self.isRefusal(error.message) {
+            // At the first connection, a refusal is the URL's fault, not an outage: said at
+            // once rather than waited out. (Later, a refusal mid-run is waited out like any
+            // lost session: a restarting server refuses too.)
+            throw StoreError(error.message, code: StoreError.refused)
+        }
+    }
+
+    /// Whether libpq's message says the server answered and refused for good (a FATAL that
+    /// is not one of the transient ones, or a password it wanted and did not get). libpq
+    /// gives a failed connection no SQLSTATE, so its words are all there is.
+    static func isRefusal(_ message: String) -> Bool {
+        if message.contains("no password supplied") || message.contains("password authentication failed") { return true }
+        guard message.contains("FATAL:") else { return false }
+        let transient = ["starting up", "shutting down", "in recovery", "not yet accepting", "not accepting connections",
+                         "too many", "connection slots", "terminating connection"]
+        return !transient.contains { message.contains($0) }
     }
 
     deinit { if let handle { api.pointee.PQfinish(handle) } }

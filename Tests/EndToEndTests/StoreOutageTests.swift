@@ -146,6 +146,19 @@ struct StoreOutageTests {
         }
     }
 
+    /// A URL the server refuses for good (here a database that is not there): `run` says so
+    /// and exits 125 at once, rather than waiting for it as for a server that is down.
+    @Test(.timeLimit(.minutes(2))) func aURLTheServerRefusesIsAnErrorNotAnOutage() throws {
+        let server = try PrivatePostgres()
+        let pipeline = try PipelineSandbox(devices: 0)
+        let url = server.url.replacingOccurrences(of: "postgresql:///postgres?", with: "postgresql:///no_such_database?")
+        #expect(url != server.url)
+        let run = try pipeline.sandbox.start(seqpipePath, ["run", "--once"], environment: ["SEQPIPE_DB": url], directory: pipeline.sandbox.project)
+        #expect(run.wait(30) == 125, "\(run.stderr)")
+        #expect(run.stderr.contains("no_such_database") && run.stderr.contains("does not exist"), "\(run.stderr)")
+        #expect(!run.stderr.contains("waiting for it"), "\(run.stderr)")
+    }
+
     @Test(.timeLimit(.minutes(3))) func aRestartMidRunLosesNoJobAndPostsNoneTwice() throws {
         let run = try Run(jobs: 150, work: 0.05)
         let orchestrator = try run.start(["run", "--once"])
