@@ -32,9 +32,9 @@ BIN = $(shell $(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)
 INSTALLED = $(BINDIR)/seqexec $(BINDIR)/make-seq $(BINDIR)/seqpipe \
 	$(MANDIR)/seqexec.1 $(MANDIR)/make-seq.1 $(MANDIR)/seqpipe.1 $(MAN7DIR)/seqguard.7 \
 	$(DATADIR)/seq.mk \
-	$(BASHDIR)/seqexec $(BASHDIR)/make-seq \
-	$(ZSHDIR)/_seqexec $(ZSHDIR)/_make-seq \
-	$(FISHDIR)/seqexec.fish $(FISHDIR)/make-seq.fish
+	$(BASHDIR)/seqexec $(BASHDIR)/make-seq $(BASHDIR)/seqpipe \
+	$(ZSHDIR)/_seqexec $(ZSHDIR)/_make-seq $(ZSHDIR)/_seqpipe \
+	$(FISHDIR)/seqexec.fish $(FISHDIR)/make-seq.fish $(FISHDIR)/seqpipe.fish
 
 .PHONY: all build test bench install uninstall clean
 
@@ -64,8 +64,9 @@ install: $(if $(filter command line,$(origin BIN)),,build)
 	install -m 644 scripts/seq.mk $(DESTDIR)$(DATADIR)/seq.mk
 	install -m 644 scripts/completions/seqexec.bash $(DESTDIR)$(BASHDIR)/seqexec
 	install -m 644 scripts/completions/make-seq.bash $(DESTDIR)$(BASHDIR)/make-seq
-	install -m 644 scripts/completions/_seqexec scripts/completions/_make-seq $(DESTDIR)$(ZSHDIR)/
-	install -m 644 scripts/completions/seqexec.fish scripts/completions/make-seq.fish $(DESTDIR)$(FISHDIR)/
+	install -m 644 scripts/completions/seqpipe.bash $(DESTDIR)$(BASHDIR)/seqpipe
+	install -m 644 scripts/completions/_seqexec scripts/completions/_make-seq scripts/completions/_seqpipe $(DESTDIR)$(ZSHDIR)/
+	install -m 644 scripts/completions/seqexec.fish scripts/completions/make-seq.fish scripts/completions/seqpipe.fish $(DESTDIR)$(FISHDIR)/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))

@@ -36,6 +36,38 @@ struct DocumentationTests {
 
     @Test func seqpipeHelpIsTheDocumentedText() throws { try checkHelp("seqpipe", minimumOptions: 20) }
 
+    /// Every command seqpipe declares (its `--help` is made from the declarations) has its own
+    /// entry in the man page's COMMANDS, and the page names no command seqpipe does not have.
+    @Test func seqpipesManPageHasAnEntryForEveryCommand() throws {
+        let sandbox = try Sandbox()
+        let help = try sandbox.start(toolsDirectory + "/seqpipe", ["--help"])
+        #expect(help.wait() == 0)
+        let section = help.stdout.components(separatedBy: "COMMANDS:\n").last?.components(separatedBy: "\n\n").first ?? ""
+        var declared: Set<String> = []
+        for line in section.split(separator: "\n") where line.hasPrefix("  ") && !line.hasPrefix("   ") {
+            let words = line.split(separator: " ")
+            declared.insert(String(words[0]))
+            for index in words.indices.dropLast() where words[index] == "|" && words[index + 1].first?.isLetter == true {
+                declared.insert(String(words[index + 1]))
+            }
+        }
+        #expect(declared.count >= 18, "\(declared)")
+        let manual = try String(contentsOfFile: packageRoot + "/man/seqpipe.1", encoding: .utf8)
+        let commands = manual.components(separatedBy: ".SH COMMANDS\n").last?.components(separatedBy: "\n.SH ").first ?? ""
+        let lines = commands.split(separator: "\n", omittingEmptySubsequences: false)
+        var entries: Set<String> = []
+        for (index, line) in lines.enumerated() where line == ".TP" && index + 1 < lines.count {
+            let item = lines[index + 1].replacingOccurrences(of: "\\-", with: "-")
+            for name in item.components(separatedBy: " | ") {
+                let word = name.replacingOccurrences(of: ".B ", with: "").replacingOccurrences(of: "\\fB", with: "")
+                    .trimmingCharacters(in: .whitespaces).split(whereSeparator: { $0 == " " || $0 == "\\" }).first.map(String.init) ?? ""
+                if word.first?.isLetter == true { entries.insert(word) }
+            }
+        }
+        #expect(declared.subtracting(entries).isEmpty, "man/seqpipe.1 has no entry for \(declared.subtracting(entries).sorted())")
+        #expect(entries.subtracting(declared).isEmpty, "man/seqpipe.1 documents commands seqpipe does not declare: \(entries.subtracting(declared).sorted())")
+    }
+
     /// groff's own lint: every warning on (-ww), output thrown away (-z); it must say nothing.
     @Test(arguments: ["seqexec.1", "make-seq.1", "seqpipe.1", "seqguard.7"])
     func manPageRendersWithoutWarnings(_ page: String) throws {

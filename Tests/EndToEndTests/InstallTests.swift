@@ -24,11 +24,11 @@ struct InstallTests {
         #expect(install.wait(60) == 0, "\(install.stderr)")
         #expect(files(under: prefix) == [
             "bin/make-seq", "bin/seqexec", "bin/seqpipe", "bin/someone-else",
-            "share/bash-completion/completions/make-seq", "share/bash-completion/completions/seqexec",
-            "share/fish/vendor_completions.d/make-seq.fish", "share/fish/vendor_completions.d/seqexec.fish",
+            "share/bash-completion/completions/make-seq", "share/bash-completion/completions/seqexec", "share/bash-completion/completions/seqpipe",
+            "share/fish/vendor_completions.d/make-seq.fish", "share/fish/vendor_completions.d/seqexec.fish", "share/fish/vendor_completions.d/seqpipe.fish",
             "share/man/man1/make-seq.1", "share/man/man1/seqexec.1", "share/man/man1/seqpipe.1", "share/man/man7/seqguard.7",
             "share/seqguard/seq.mk",
-            "share/zsh/site-functions/_make-seq", "share/zsh/site-functions/_seqexec",
+            "share/zsh/site-functions/_make-seq", "share/zsh/site-functions/_seqexec", "share/zsh/site-functions/_seqpipe",
         ])
         let version = try sandbox.start(prefix + "/bin/make-seq", ["--version"])
         #expect(version.wait() == 0 && version.stdout == "make-seq 0.1.0\n")
@@ -93,6 +93,40 @@ struct InstallTests {
         #expect(fish.wait() == 0, "\(fish.stderr)")
         let answers = fish.stdout.split(separator: "\n").map { String($0.split(separator: "\t").first ?? "") }
         #expect(answers == ["--memory-action", "largest", "tree", "--status", "lib"], "\(fish.stdout)")
+    }
+
+    /// seqpipe's completions are made from its commands' declarations: the checked-in copies
+    /// are exactly what `seqpipe completion SHELL` prints, and they complete commands,
+    /// subcommands and each command's options.
+    @Test func seqpipeCompletionsAreMadeFromItsCommands() throws {
+        let sandbox = try Sandbox()
+        for (shell, file) in [("bash", "seqpipe.bash"), ("zsh", "_seqpipe"), ("fish", "seqpipe.fish")] {
+            let made = try sandbox.start(toolsDirectory + "/seqpipe", ["completion", shell])
+            #expect(made.wait() == 0, "\(made.stderr)")
+            let checkedIn = try String(contentsOfFile: packageRoot + "/scripts/completions/" + file, encoding: .utf8)
+            #expect(made.stdout == checkedIn, "scripts/completions/\(file) is not what 'seqpipe completion \(shell)' prints; write it again from that")
+        }
+        #expect(try bashCompletion(sandbox, "seqpipe.bash", "_seqpipe", ["seqpipe", "dev"]) == ["device"], "hidden commands are not offered")
+        #expect(try bashCompletion(sandbox, "seqpipe.bash", "_seqpipe", ["seqpipe", "device", ""]) == ["add", "list", "remove"])
+        #expect(try bashCompletion(sandbox, "seqpipe.bash", "_seqpipe", ["seqpipe", "--db", "x.db", "jobs", "--st"]) == ["--status"])
+        #expect(try bashCompletion(sandbox, "seqpipe.bash", "_seqpipe", ["seqpipe", "serve", "--allow"]) == ["--allow-actions"])
+        let shells = ["zsh", "fish"].filter { shell in
+            if commandOnPath(shell) { return true }
+            print("skipped: seqpipeCompletionsAreMadeFromItsCommands' \(shell) check needs \(shell) (apt-get install \(shell)); .ci/run installs it")
+            return false
+        }
+        for (shell, file) in [("zsh", "_seqpipe"), ("fish", "seqpipe.fish")] where shells.contains(shell) {
+            let check = try sandbox.start("/usr/bin/env", [shell, "-n", packageRoot + "/scripts/completions/" + file])
+            #expect(check.wait() == 0, "\(shell) -n \(file): \(check.stderr)")
+        }
+        guard shells.contains("fish") else { return }
+        let fish = try sandbox.start("/usr/bin/env", ["HOME=\(sandbox.root)", "fish", "--no-config", "-c", """
+            source \(packageRoot)/scripts/completions/seqpipe.fish
+            complete -C 'seqpipe stat'; complete -C 'seqpipe account '; complete -C 'seqpipe events --li'
+            """])
+        #expect(fish.wait() == 0, "\(fish.stderr)")
+        let answers = fish.stdout.split(separator: "\n").map { String($0.split(separator: "\t").first ?? "") }
+        #expect(answers == ["status", "add", "list", "resume", "--limit"], "\(fish.stdout)")
     }
 
     @Test func migrationShimsRunTheSwiftToolsWithTheOriginalNames() throws {

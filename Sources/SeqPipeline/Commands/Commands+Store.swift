@@ -1,0 +1,172 @@
+import PipelineStore
+import PipelineModel
+import PipelineRuntime
+import SeqGuard
+import SeqSystem
+
+// The commands that fill and change the store: init, device, account, add-job, add-folder,
+// import-csv, export-csv, seed, retry and cancel.
+
+extension Invocation {
+    func initializeCommand() {
+        expect(0, "no arguments")
+        do {
+            let (wroteConfig, _) = try paths.initialize()
+            if wroteConfig { printOut("wrote \(paths.config)\n") }
+        } catch { fail(error.message) }
+        printOut("store \(paths.storeName) ready (schema \(openStore().schemaVersion))\n")
+    }
+
+    func deviceCommand() {
+        guard let sub = words.first else { usage("expected add, list or remove") }
+        let store = openStore()
+        switch sub {
+        case "add":
+            if words.count != 2 { usage("expected a device name: seqpipe device add NAME [--url URL] ...") }
+            let device: Device
+            do {
+                // A store shared by hosts: the device is this machine's unless named otherwise; on
+                // one host (SQLite) it is any host's, so a renamed machine still drives it.
+                device = try Device.checked(
+                    name: words[1], url: options.value("--url"), health: options.value("--health"), server: options.value("--server"),
+                    serverRestart: options.value("--server-restart"), restart: options.value("--restart"), stop: options.value("--stop"),
+                    host: options.value("--host") ?? (paths.isURL ? Processes.hostName() : ""), config: loadConfig())
+            } catch { usage(error.message) }
+            storeCall { () throws(StoreError) in try store.addDevice(device) }
+            printOut("device \(device.name) added\n")
+        case "list":
+            if words.count != 1 { usage("expected no arguments") }
+            printOut(Listing.devices(storeCall { () throws(StoreError) in try store.devices() }, localHost: store.host))
+        case "remove":
+            if words.count != 2 { usage("expected a device name") }
+            let name = words[1]
+            guard storeCall({ () throws(StoreError) in try store.devices() }).contains(where: { $0.name == name }) else {
+                fail("no device '\(name)'; see 'seqpipe device list'", 1)
+            }
+            do { try paths.drainDevice(name, store: store, force: options.has("--force"), announce: printOut) } catch { fail(error.message, error.exitCode) }
+            if !storeCall({ () throws(StoreError) in try store.removeDevice(name) }) {
+                fail("no device '\(name)'; see 'seqpipe device list'", 1)
+            }
+            printOut("device \(name) removed\n")
+        default: usage("expected add, list or remove, not '\(sub)'")
+        }
+    }
+
+    func accountCommand() {
+        guard let sub = words.first else { usage("expected add, list or resume") }
+        let store = openStore()
+        switch sub {
+        case "add":
+            if words.count != 2 { usage("expected an account name: seqpipe account add NAME [--daily-limit N]") }
+            let limit = number("--daily-limit", default: 0)
+            storeCall { () throws(StoreError) in try store.addAccount(words[1], dailyLimit: limit) }
+            printOut("account \(words[1]) added\(limit > 0 ? " (\(limit) a day)" : "")\n")
+        case "list":
+            if words.count != 1 { usage("expected no arguments") }
+            let today = ZoneCalendar.day(of: nowSeconds(), zone: loadConfig().dayZone)
+            let done = storeCall { () throws(StoreError) in try store.successes(on: today) }
+            printOut(Listing.accounts(storeCall { () throws(StoreError) in try store.accounts() }, successesToday: done, now: nowSeconds()))
+        case "resume":
+            if words.count != 2 { usage("expected an account name") }
+            if !storeCall({ () throws(StoreError) in try store.resumeAccount(words[1]) }) {
+                fail("no account '\(words[1])'; see 'seqpipe account list'", 1)
+            }
+            printOut("account \(words[1]) resumed\n")
+        default: usage("expected add, list or resume, not '\(sub)'")
+        }
+    }
+
+    func addJobCommand() {
+        expect(0, "options only: seqpipe add-job --account A [--video PATH] ...")
+        guard let account = options.value("--account"), !account.isEmpty else { usage("--account is required") }
+        let config = loadConfig()
+        var job = Job(id: options.value("--id") ?? "", account: account)
+        job.priority = priority()
+        job.maxAttempts = number("--max-attempts", default: config.maxAttempts, minimum: 1)
+        if let video = options.value("--video") { job.payload.append(("video", video)) }
+        if let caption = options.value("--caption") { job.payload.append(("caption", caption)) }
+        for field in options.values("--field") {
+            guard let equals = field.firstIndex(of: "="), equals != field.startIndex else { usage("--field '\(field)' must be KEY=VALUE") }
+            job.payload.append((String(field[..<equals]), String(field[field.index(after: equals)...])))
+        }
+        let store = openStore()
+        if let missing = Placeholders.missing(for: job, config: config) { fail("job \(job.id.isEmpty ? "to add" : job.id): \(missing)", 1) }
+        let ids = storeCall { () throws(StoreError) in try store.addJobs([job]) }
+        printOut("\(ids[0])\n")
+    }
+
+    func addFolderCommand() {
+        expect(1, "a folder: seqpipe add-folder DIR --accounts A B C")
+        let accounts = options.values("--accounts")
+        guard !accounts.isEmpty else { usage("--accounts A [B...] is required") }
+        let config = loadConfig()
+        let store = openStore()
+        let existing = Set(storeCall { () throws(StoreError) in try store.jobs() }.compactMap { $0.field("video") })
+        let made: (jobs: [Job], skipped: Int)
+        do {
+            made = try JobSources.folder(
+                words[0], accounts: accounts, priority: priority(),
+                maxAttempts: number("--max-attempts", default: config.maxAttempts, minimum: 1), existingVideos: existing)
+        } catch { fail(error.message, 1) }
+        if let job = made.jobs.first, let missing = Placeholders.missing(for: job, config: config) { fail("\(words[0]): \(missing)", 1) }
+        let ids = storeCall { () throws(StoreError) in try store.addJobs(made.jobs) }
+        printOut("added \(ids.count) job\(ids.count == 1 ? "" : "s") over \(min(accounts.count, max(ids.count, 1))) account\(accounts.count == 1 ? "" : "s")\(made.skipped > 0 ? "; \(made.skipped) file(s) already queued" : "")\n")
+    }
+
+    func importCsvCommand() {
+        expect(1, "a CSV file")
+        let bytes: [UInt8]
+        do { bytes = try FileSystem.readFile(words[0]) } catch { fail("cannot read \(words[0]): \(error)", 1) }
+        let config = loadConfig()
+        let rows: [(job: Job, line: Int)]
+        do { rows = try ProgressCSV.importRows(ProgressCSV.text(bytes, file: words[0]), file: words[0], defaultMaxAttempts: config.maxAttempts) } catch {
+            fail(error.message, 1)
+        }
+        let store = openStore()
+        let known = Set(storeCall { () throws(StoreError) in try store.jobs() }.map(\.id))
+        for (job, line) in rows {
+            if known.contains(job.id) { fail("\(words[0]):\(line): job '\(job.id)' is already in the store; give it another id, or drop the row", 1) }
+            if let missing = Placeholders.missing(for: job, config: config) { fail("\(words[0]):\(line): job \(job.id): \(missing)", 1) }
+        }
+        let ids = storeCall { () throws(StoreError) in try store.addJobs(rows.map(\.job)) }
+        printOut("imported \(ids.count) job\(ids.count == 1 ? "" : "s")\n")
+    }
+
+    func exportCsvCommand() {
+        if words.count > 1 { usage("expected at most one file") }
+        let store = openStore()
+        let text = ProgressCSV.export(storeCall { () throws(StoreError) in try store.jobs() })
+        guard let file = words.first else { printOut(text); ProcessExit.now(0) }
+        do { try FileSystem.writeFile(file, text) } catch { fail("cannot write \(file): \(error)", 1) }
+    }
+
+    /// `seqpipe seed` and `run --seed-only`: the store filled from folders and CSVs, the
+    /// progress CSV written with --export; no worker starts.
+    func seedCommand() {
+        expect(0, "options only: seqpipe seed [--folder DIR --accounts A B] [--csv FILE] [--export FILE]")
+        let folders = options.values("--folder")
+        let accounts = options.values("--accounts")
+        if !folders.isEmpty && accounts.isEmpty { usage("--folder needs --accounts A [B...] to post the files to") }
+        let store: SQLJobStore
+        do { store = try paths.initialize().store } catch { fail(error.message) }
+        let config = loadConfig()
+        do {
+            printOut(try JobSources.seed(
+                store: store, folders: folders, accounts: accounts, csvFiles: options.values("--csv"),
+                priority: priority(), maxAttempts: number("--max-attempts", default: config.maxAttempts, minimum: 1),
+                export: options.value("--export"), config: config))
+        } catch { fail(error.message, 1) }
+    }
+
+    func retryOrCancel() {
+        expect(1, "a job id")
+        let id = words[0]
+        let store = openStore()
+        let changed = storeCall { () throws(StoreError) in command.name == "retry" ? try store.retry(id) : try store.cancel(id) }
+        if !changed {
+            guard let job = storeCall({ () throws(StoreError) in try store.job(id) }) else { fail("no job '\(id)'; see 'seqpipe status'", 1) }
+            fail("job \(id) is \(job.status.rawValue); \(command.name == "retry" ? "only a failed, cancelled or retrying job can be retried" : "a claimed or running job cannot be cancelled; stop it first, a finished one need not be")", 1)
+        }
+        printOut("job \(id) \(command.name == "retry" ? "back to pending" : "cancelled")\n")
+    }
+}
