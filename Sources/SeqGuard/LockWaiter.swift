@@ -48,21 +48,14 @@ public struct LockWaiter {
         }
     }
 
+    /// The wait, in its phases: a first look (most callers start at once, with no line);
+    /// then, until it is our turn, end an overdue unsupervised holder, watch what can end the
+    /// wait, say what we wait for, sleep until something changes, and look again.
     mutating func waitForTurn(_ request: AcquireRequest, token: String) throws(GuardFailure) -> Acquisition {
         let me = identity
-        let host = Processes.hostName()
         let started = Clock.monotonicNanoseconds()
+        let record = ownerRecord(request, token: token)
         var mine: QueueEntry?
-        let current = ProcessIdentity.current()
-        func record() -> OwnerRecord {
-            var record = OwnerRecord(holder: me, host: host, since: Clock.wallTime(), command: request.command, token: token)
-            record.slots = request.slots
-            record.pidNamespace = Processes.pidNamespace
-            // Waiting for the front: this process holds the claim, and supervises under it.
-            if current != me { record.supervisor = current }
-            return record
-        }
-
         var state = try evaluate(me: me, mine: &mine, request: request, record: record(), firstCall: true)
         if let announce = request.announce {
             _ = try? announce.writeAll([0x71])
@@ -75,33 +68,16 @@ public struct LockWaiter {
         }
         reporter.step("queued: \(request.command) (pid \(me.pid))")
 
-        let notify: (read: FileDescriptor, write: FileDescriptor)
-        do { notify = try FileSystem.pipe() } catch {
+        var watch: Watch
+        do { watch = try Watch(queueStamp: queueStamp(), isTerminal: reporter.stderrIsTerminal && !reporter.quiet) } catch {
             try? removeLine(of: me)
             throw GuardFailure("cannot create a pipe: \(error)", errno: error)
         }
-        defer {
-            notify.read.close()
-            // The write end stays open: a watcher thread may still write to it.
-        }
-        var pidfds: [ProcessIdentity: (fd: FileDescriptor, isWaiter: Bool)] = [:]
-        defer { for (_, watch) in pidfds { watch.fd.close() } }
-        var watchedOwners: Set<String> = []
-        let isTerminal = reporter.stderrIsTerminal && !reporter.quiet
-        var lastStatus: Int64 = 0
-        let nearSafetyNanos = Int64(safetyInterval * 1e9)
-        let farSafetyNanos = Int64(max(safetyInterval, 30) * 1e9)
-        var lastFull = Clock.monotonicNanoseconds()
-        /// The queue file as last evaluated: rename(2) gives every new version a new inode.
-        func queueStamp() -> FileStatus? { try? FileSystem.status(WaitQueue.fileName, relativeTo: directory.descriptor) }
-        var lastStamp = queueStamp()
+        defer { watch.close() }
         let deadline = request.waitTimeout.map { started + Int64($0 * 1e9) }
-
         func waited() -> Double { Double(Clock.monotonicNanoseconds() - started) / 1e9 }
-        var lastLine = ""
 
-        while true {
-            guard case .waiting(let live, let ahead, let position, let total, let memoryShort, let blocked) = state else { break }
+        while case .waiting(let live, let ahead, let position, let total, let memoryShort, let blocked) = state {
             // A holder whose seqexec and supervisor were killed runs on unsupervised: its own
             // deadline still holds, and the waiter that finds it past it ends its tree.
             // (One liveness look per claim: the usual holder is supervised and skipped here.)
@@ -110,140 +86,40 @@ public struct LockWaiter {
                 state = try evaluate(me: me, mine: &mine, request: request, record: record(), firstCall: false)
                 continue
             }
-            let nextDeadline = unsupervised.compactMap { $0.record?.deadline }.min()
-            // Watch only what can end this wait, so one release wakes one waiter, not a herd.
-            // With N slots, only the N waiters nearest ahead matter: if one further ahead goes,
-            // our rank stays at N or more and we still cannot start. A waiter that moves on to
-            // hold the lock keeps its pidfd here, which fires when it exits after releasing.
-            var recheckNow = false
             // Stopped waiters near the head (Ctrl-Z), and those whose stderr takes nothing, keep
             // their places but take no turn: a waiter counts its place without them (a few
             // /proc looks, near the head only).
             let stalled = position <= request.slots + 8 ? ahead.prefix(8).filter(WaitQueue.isPassed).count : 0
-            let effective = position - stalled
-            for entry in ahead.suffix(request.slots) where pidfds[entry.process] == nil {
-                if let fd = Processes.openPidfd(entry.process) {
-                    pidfds[entry.process] = (fd, true)
-                } else if let fd = queue.waiters(entry).lazy.compactMap(Processes.openPidfd).first {
-                    // A live line whose pid is not found here (its waiter is in another pid
-                    // namespace): the process holding its waiter lock is the one to watch.
-                    pidfds[entry.process] = (fd, true)
-                } else {
-                    recheckNow = true
-                }
-            }
-            // Holders matter only to the waiters a freed slot would let in.
-            for claim in live where ahead.count - stalled < request.slots {
-                // (Pids of another pid namespace are not these processes: its flock watcher
-                // alone says when it ends.)
-                let pids = claim.record?.pidsAreOurs == true ? [claim.record?.holder, claim.record?.supervisor] : []
-                for holder in pids.compactMap({ $0 })
-                where pidfds[holder] == nil {
-                    if let fd = Processes.openPidfd(holder) { pidfds[holder] = (fd, false) }
-                }
-                if let owner = claim.ownerFile {
-                    let key = "\(owner.device):\(owner.inode)"
-                    if !watchedOwners.contains(key) {
-                        if FlockWatcher.start(path: "\(claim.name)/\(ProjectLock.ownerFileName)", relativeTo: directory.descriptor, notify: notify.write) {
-                            watchedOwners.insert(key)
-                        } else {
-                            recheckNow = true
-                        }
-                    }
-                    // With no pidfd for its claimant (another pid namespace), the claimant's own
-                    // flock is watched too: it wakes us when the claimant ends after its tree
-                    // let the record go (a command's `flock -u`).
-                    if claim.record?.pidsAreOurs == false, !watchedOwners.contains("guard " + key),
-                       FlockWatcher.start(path: "\(claim.name)/\(ProjectLock.guardFileName)", relativeTo: directory.descriptor, notify: notify.write) {
-                        watchedOwners.insert("guard " + key)
-                    }
-                }
-            }
-            // Tell the person (or the log) what we wait for, as this waiter's own line. Several
-            // waiters may share one terminal, so none redraws a line: on a terminal each prints
-            // a whole line, fitted to the width, when what it waits for changes; off one, every
-            // `logInterval` seconds with the time waited.
-            let now = Clock.monotonicNanoseconds()
-            let statusEvery = Int64((isTerminal ? 1 : logInterval) * 1e9)
-            if !reporter.quiet && (lastStatus == 0 || now - lastStatus >= statusEvery) {
-                let line = memoryShort.map { "\(reporter.toolName): '\(request.command)' waiting for memory: \(memoryText($0, request))" }
-                    ?? statusLine(command: request.command, live: live, ahead: ahead, position: position, total: total, elapsed: !isTerminal)
-                // A line stderr cannot take now is dropped, never waited for: the next says it.
-                if !isTerminal {
-                    reporter.writeReplaceable(line + "\n")
-                } else if line != lastLine, reporter.writeReplaceable(Self.fitted(line, columns: FileDescriptor.standardError.terminalColumns) + "\n") {
-                    lastLine = line
-                }
-                lastStatus = now
-            }
-
-            var full = recheckNow
+            var full = watchWhatCanEndTheWait(live: live, ahead: ahead, stalled: stalled, slots: request.slots, &watch)
+            sayWhatWeWaitFor(request, live: live, ahead: ahead, position: position, total: total, memoryShort: memoryShort, &watch)
             var quick = false
-            // A waiter that cannot be next wakes through the pidfd of the one just ahead; its
-            // safety net is rarer, and skipped while the queue file has not changed.
-            // The one just behind the next in line looks often too: the next may be stopped.
-            let safetyNanos = effective > request.slots + 1 ? farSafetyNanos : nearSafetyNanos
             if !full {
-                var timeout = safetyNanos - (now - lastFull)
-                if !reporter.quiet { timeout = min(timeout, statusEvery - (now - lastStatus)) }
-                if let deadline { timeout = min(timeout, deadline - now) }
-                if let nextDeadline { timeout = min(timeout, Int64((nextDeadline.asDouble - Clock.wallTime().asDouble) * 1e9) + 1_000_000) }
-                // Memory recovering, or stderr taking writes again, sends no event: look again
-                // every half second.
-                if memoryShort != nil || blocked { timeout = min(timeout, 500_000_000) }
-                let order = Array(pidfds.keys)
-                let fds = [signals.descriptor, notify.read] + order.map { pidfds[$0]!.fd }
-                let ready = Poll.readable(fds, timeoutMilliseconds: Int32(clamping: max(0, timeout) / 1_000_000 + 1))
-                for index in ready {
-                    switch index {
-                    case 0:
-                        for received in signals.drain() where [.interrupt, .terminate, .hangup, .quit].contains(received.signal) {
-                            try? removeLine(of: me)
-                            // An ending that is not the command's own gets its line: who sent what.
-                            // From the front, it is a signal passed on: a --kill-all since we
-                            // queued (it signals the front and this process alike) is named
-                            // from its mark, any other sender is the caller's own business.
-                            var sender = ""
-                            if received.senderPid > 0 && received.senderPid != me.pid {
-                                sender = " from pid \(received.senderPid)\(Processes.commandLine(received.senderPid).map { " ('\(GuardedCommand.displayCommand($0))')" } ?? "")"
-                            } else if let mark = KillAllMark.read(in: directory), let since = mine?.queuedAt, mark.at >= since {
-                                sender = " from pid \(mark.pid) ('\(mark.command)')"
-                            }
-                            reporter.error("interrupted by \(received.signal.name)\(sender) while waiting; '\(request.command)' was not run")
-                            return .interrupted(signal: received.signal)
-                        }
-                    case 1:
-                        _ = try? notify.read.read(upTo: 256)
-                        quick = true
-                    default:
-                        let identity = order[index - 2]
-                        if let watch = pidfds.removeValue(forKey: identity) {
-                            watch.fd.close()
-                            if watch.isWaiter { full = true } else { quick = true }
-                        }
-                    }
-                }
-                let after = Clock.monotonicNanoseconds()
-                if let deadline, after >= deadline {
+                // A waiter that cannot be next wakes through the pidfd of the one just ahead; its
+                // safety net is rarer, and skipped while the queue file has not changed.
+                // The one just behind the next in line looks often too: the next may be stopped.
+                let far = position - stalled > request.slots + 1
+                let nextDeadline = unsupervised.compactMap { $0.record?.deadline }.min()
+                let pollsOften = memoryShort != nil || blocked
+                switch sleepUntilSomethingChanges(far: far, deadline: deadline, nextDeadline: nextDeadline, pollsOften: pollsOften, &watch) {
+                case .signal(let received):
+                    try? removeLine(of: me)
+                    reporter.error("interrupted by \(received.signal.name)\(sender(of: received, me: me, queuedAt: mine?.queuedAt)) while waiting; '\(request.command)' was not run")
+                    return .interrupted(signal: received.signal)
+                case .deadline:
                     try? removeLine(of: me)
                     let holder = memoryShort.map { "memory (\(memoryText($0, request)))" }
                         ?? live.first?.record.map { "'\($0.command)' (pid \($0.holder.pid))" }
                     return .gaveUp(waitedSeconds: waited(), holder: holder)
+                case .woke(let waiterGone, let holderMoved):
+                    full = waiterGone
+                    quick = holderMoved
                 }
-                if memoryShort != nil || blocked || nextDeadline.map({ Clock.wallTime() >= $0 }) == true {
-                    full = true
-                } else if after - lastFull >= safetyNanos {
-                    let stamp = queueStamp()
-                    if stamp != lastStamp || effective <= request.slots || ahead.prefix(request.slots).contains(where: WaitQueue.isPassed) {
-                        full = true
-                    } else {
-                        lastFull = after
-                    }
-                }
+                if !full { full = safetyLookIsDue(far: far, pollsOften: pollsOften || nextDeadline.map({ Clock.wallTime() >= $0 }) == true,
+                                                  ahead: ahead, slots: request.slots, effective: position - stalled, &watch) }
             }
             if full || (quick && worthChecking(me: me, slots: request.slots)) {
-                lastFull = Clock.monotonicNanoseconds()
-                lastStamp = queueStamp()
+                watch.lastFull = Clock.monotonicNanoseconds()
+                watch.lastStamp = queueStamp()
                 state = try evaluate(me: me, mine: &mine, request: request, record: record(), firstCall: false)
             }
         }
