@@ -67,25 +67,7 @@ public struct Orchestrator {
             }
         }
 
-        let all: [Device] = try waitingOutTheStore { () throws -> [Device] in
-            if let sqlStore = store as? SQLJobStore, let damage = try sqlStore.damage() {
-                throw StoreError("the store is damaged (SQLite's quick_check: \(damage)); restore it from a copy, or export what it still reads ('seqpipe export-csv') into a new one")
-            }
-            return try store.devices()
-        }
-        guard !all.isEmpty else {
-            throw GuardFailure("\(paths.storeName) has no device; add one with 'seqpipe device add NAME --url URL'")
-        }
-        // This host's devices (and those of no particular host).
-        let devices = all.filter { $0.host == store.host || $0.host.isEmpty }
-        guard !devices.isEmpty else {
-            let owners = Set(all.map(\.host)).sorted().joined(separator: ", ")
-            throw GuardFailure("\(paths.storeName) has no device for host \(store.host) (its devices belong to \(owners)); add one with 'seqpipe device add NAME --url URL --host \(store.host)' or run with --host NAME")
-        }
-        guard devices.count >= workerCount else {
-            throw GuardFailure(
-                "\(workerCount) worker\(workerCount == 1 ? "" : "s") need as many devices; \(paths.storeName) has \(devices.count); add one with 'seqpipe device add NAME --url URL' or run with --workers \(devices.count)")
-        }
+        let devices = try thisHostsDevices()
         do {
             try Processes.becomeChildSubreaper()
             // Every process of the run holds the store: workers get this descriptor, and the
@@ -99,23 +81,7 @@ public struct Orchestrator {
             throw GuardFailure("cannot prepare to run workers: \(error)", errno: error)
         }
         let fencer = Fencer(locks: locks, store: store, config: config, say: say)
-        try waitingOutTheStore { () throws in
-            // Claims of an earlier run: the lock proves that run is gone; its attempts'
-            // leftovers (a step that let go of the store's lock) are ended before the claims
-            // are taken back.
-            let claimed = try store.claimedJobs().filter { $0.host == nil || $0.host == store.host }
-            for job in claimed where !fencer.fence(device: job.device, jobs: [job], worker: job.worker) {
-                throw GuardFailure("job \(job.id): a process of its earlier attempt did not end; see 'seqpipe events' and end it by hand")
-            }
-            let orphans = try store.requeueClaims(worker: nil, crashed: false, policy: config.policy, now: nowSeconds())
-            fencer.forget(claimed)
-            if !orphans.isEmpty { say("requeued \(orphans.count) orphaned claim\(orphans.count == 1 ? "" : "s") of an earlier run: \(orphans.joined(separator: " "))") }
-            try store.clearWorkers()
-            if try store.registerHost(pid: Processes.currentPid, leaseSeconds: config.hostLeaseSeconds, now: nowSeconds()) == "lost" {
-                say("host \(store.host) was taken over while it was away (its claims went back to the queue); registered again")
-            }
-            try store.addEvent(Event(at: nowSeconds(), kind: .orchestratorStart, message: "pid \(Processes.currentPid), \(workerCount) workers\(once ? ", --once" : "")"))
-        }
+        try takeBackAnEarlierRunsClaims(fencer: fencer)
 
         var slots = (0..<workerCount).map { Slot(index: $0, device: devices[$0]) }
         if !config.recurring.isEmpty {
@@ -154,49 +120,10 @@ public struct Orchestrator {
                 try? store.addEvent(Event(at: nowSeconds(), kind: .storeChanged, message: change))
                 break
             }
-            var died: [Int] = []
-            for (pid, status) in reaped {
-                guard let index = slots.firstIndex(where: { $0.process?.pid == pid }) else { continue }
-                slots[index].process = nil
-                let how = GuardedCommand.describe(status)
-                if slots[index].scheduler {
-                    say("the scheduler (pid \(pid)) ended (\(how))")
-                    try? store.addEvent(Event(at: nowSeconds(), kind: .schedulerDied, message: "pid \(pid) ended (\(how))"))
-                } else {
-                    say("worker \(index) (pid \(pid)) ended (\(how))")
-                    try? store.addEvent(Event(at: nowSeconds(), kind: .workerDied, device: slots[index].device.name, worker: index, message: "pid \(pid) ended (\(how))"))
-                }
-                died.append(index)
-            }
+            // (What reaping finds meanwhile, while it fences, is for the next pass.)
+            let ended = reaped
             reaped.removeAll()
-            if !died.isEmpty {
-                // What the dead left behind (steps still posting, reparented here) is ended and
-                // its locks are free before its job goes back to the queue or its device gets
-                // a new worker.
-                let workers = Set(slots.compactMap(\.process))
-                for index in died where !slots[index].scheduler { slots[index].fencePending = true }
-                for index in slots.indices where slots[index].fencePending {
-                    slots[index].fencePending = !fenceWorker(slots[index], fencer: fencer, sparing: workers, reap: reapAll)
-                }
-                let orphans = orphans(of: slots)
-                if !orphans.isEmpty {
-                    Teardown.graceful(config.killGraceSeconds).run(find: Teardown.TreeFinder(roots: orphans).find, reap: reapAll)
-                }
-                let known = (try? store.devices()).map { Set($0.map(\.name)) }
-                for index in died {
-                    // A device removed from the store ('device remove --force') retires its
-                    // worker's slot: it is not started again.
-                    if !slots[index].scheduler, let known, !known.contains(slots[index].device.name) {
-                        slots[index].retired = true
-                        say("worker \(index): its device \(slots[index].device.name) was removed from the store; not restarted")
-                        continue
-                    }
-                    let quick = Clock.monotonicNanoseconds() - slots[index].startedAt < 5_000_000_000
-                    slots[index].quickDeaths = quick ? slots[index].quickDeaths + 1 : 0
-                    let delay = config.restartDelaySeconds * Double(1 << min(slots[index].quickDeaths, 6))
-                    slots[index].restartAt = Clock.monotonicNanoseconds() + Int64(delay * 1e9)
-                }
-            }
+            restartTheDead(&slots, ended: ended, fencer: fencer, reap: reapAll)
 
             let now = Clock.monotonicNanoseconds()
             for index in slots.indices {
@@ -248,8 +175,119 @@ public struct Orchestrator {
             }
         }
 
-        // The stop: workers and the scheduler get SIGTERM and the grace to finish their step;
-        // then everything still under this process is killed.
+        stop(&slots, fencer: fencer, reaped: { reaped }, reap: reapAll)
+        if let failure {
+            throw GuardFailure(exitCode: ExitCode.toolFailure, "stopped: \(failure); find the file, or start again on a store that can be opened ('seqpipe init')")
+        }
+        say("stopped")
+        return 0
+    }
+
+    /// Members that ended since the last pass: each is said and recorded; what it left
+    /// behind (steps still posting, reparented here) is ended and its locks are free before
+    /// its job goes back to the queue or its device gets a new worker, which starts after a
+    /// delay that doubles while members die quickly. A worker whose device was removed from
+    /// the store is not started again.
+    @available(*, noasync)
+    func restartTheDead(_ slots: inout [Slot], ended: [(Int32, TerminationStatus)], fencer: Fencer, reap reapAll: () -> Void) {
+        var died: [Int] = []
+        for (pid, status) in ended {
+            guard let index = slots.firstIndex(where: { $0.process?.pid == pid }) else { continue }
+            slots[index].process = nil
+            let how = GuardedCommand.describe(status)
+            if slots[index].scheduler {
+                say("the scheduler (pid \(pid)) ended (\(how))")
+                try? store.addEvent(Event(at: nowSeconds(), kind: .schedulerDied, message: "pid \(pid) ended (\(how))"))
+            } else {
+                say("worker \(index) (pid \(pid)) ended (\(how))")
+                try? store.addEvent(Event(at: nowSeconds(), kind: .workerDied, device: slots[index].device.name, worker: index, message: "pid \(pid) ended (\(how))"))
+            }
+            died.append(index)
+        }
+        if !died.isEmpty {
+            // What the dead left behind (steps still posting, reparented here) is ended and
+            // its locks are free before its job goes back to the queue or its device gets
+            // a new worker.
+            let workers = Set(slots.compactMap(\.process))
+            for index in died where !slots[index].scheduler { slots[index].fencePending = true }
+            for index in slots.indices where slots[index].fencePending {
+                slots[index].fencePending = !fenceWorker(slots[index], fencer: fencer, sparing: workers, reap: reapAll)
+            }
+            let orphans = orphans(of: slots)
+            if !orphans.isEmpty {
+                Teardown.graceful(config.killGraceSeconds).run(find: Teardown.TreeFinder(roots: orphans).find, reap: reapAll)
+            }
+            let known = (try? store.devices()).map { Set($0.map(\.name)) }
+            for index in died {
+                // A device removed from the store ('device remove --force') retires its
+                // worker's slot: it is not started again.
+                if !slots[index].scheduler, let known, !known.contains(slots[index].device.name) {
+                    slots[index].retired = true
+                    say("worker \(index): its device \(slots[index].device.name) was removed from the store; not restarted")
+                    continue
+                }
+                let quick = Clock.monotonicNanoseconds() - slots[index].startedAt < 5_000_000_000
+                slots[index].quickDeaths = quick ? slots[index].quickDeaths + 1 : 0
+                let delay = config.restartDelaySeconds * Double(1 << min(slots[index].quickDeaths, 6))
+                slots[index].restartAt = Clock.monotonicNanoseconds() + Int64(delay * 1e9)
+            }
+        }
+    }
+
+    /// The devices this run drives (this host's, and those of no particular host), read
+    /// once the store answers; a store SQLite finds damaged, no device, or fewer devices than
+    /// workers, is refused with the fix.
+    @available(*, noasync)
+    func thisHostsDevices() throws(GuardFailure) -> [Device] {
+        let all: [Device] = try waitingOutTheStore { () throws -> [Device] in
+            if let sqlStore = store as? SQLJobStore, let damage = try sqlStore.damage() {
+                throw StoreError("the store is damaged (SQLite's quick_check: \(damage)); restore it from a copy, or export what it still reads ('seqpipe export-csv') into a new one")
+            }
+            return try store.devices()
+        }
+        guard !all.isEmpty else {
+            throw GuardFailure("\(paths.storeName) has no device; add one with 'seqpipe device add NAME --url URL'")
+        }
+        // This host's devices (and those of no particular host).
+        let devices = all.filter { $0.host == store.host || $0.host.isEmpty }
+        guard !devices.isEmpty else {
+            let owners = Set(all.map(\.host)).sorted().joined(separator: ", ")
+            throw GuardFailure("\(paths.storeName) has no device for host \(store.host) (its devices belong to \(owners)); add one with 'seqpipe device add NAME --url URL --host \(store.host)' or run with --host NAME")
+        }
+        guard devices.count >= workerCount else {
+            throw GuardFailure(
+                "\(workerCount) worker\(workerCount == 1 ? "" : "s") need as many devices; \(paths.storeName) has \(devices.count); add one with 'seqpipe device add NAME --url URL' or run with --workers \(devices.count)")
+        }
+        return devices
+    }
+
+    /// Claims of an earlier run: the lock proves that run is gone; its attempts' leftovers
+    /// (a step that let go of the store's lock) are ended before the claims are taken back.
+    /// Then this host registers, and the run's start is an event.
+    @available(*, noasync)
+    func takeBackAnEarlierRunsClaims(fencer: Fencer) throws(GuardFailure) {
+        try waitingOutTheStore { () throws in
+            let claimed = try store.claimedJobs().filter { $0.host == nil || $0.host == store.host }
+            for job in claimed where !fencer.fence(device: job.device, jobs: [job], worker: job.worker) {
+                throw GuardFailure("job \(job.id): a process of its earlier attempt did not end; see 'seqpipe events' and end it by hand")
+            }
+            let orphans = try store.requeueClaims(worker: nil, crashed: false, policy: config.policy, now: nowSeconds())
+            fencer.forget(claimed)
+            if !orphans.isEmpty { say("requeued \(orphans.count) orphaned claim\(orphans.count == 1 ? "" : "s") of an earlier run: \(orphans.joined(separator: " "))") }
+            try store.clearWorkers()
+            if try store.registerHost(pid: Processes.currentPid, leaseSeconds: config.hostLeaseSeconds, now: nowSeconds()) == "lost" {
+                say("host \(store.host) was taken over while it was away (its claims went back to the queue); registered again")
+            }
+            try store.addEvent(Event(at: nowSeconds(), kind: .orchestratorStart, message: "pid \(Processes.currentPid), \(workerCount) workers\(once ? ", --once" : "")"))
+        }
+    }
+
+    /// The stop: workers and the scheduler get SIGTERM and the grace to finish their step;
+    /// then everything still under this process is killed, claims a killed worker held go
+    /// back to pending, devices whose worker could not stop its phone are stopped here, and
+    /// the store hears that the run and its host stopped.
+    @available(*, noasync)
+    func stop(_ slots: inout [Slot], fencer: Fencer, reaped: () -> [(Int32, TerminationStatus)], reap reapAll: () -> Void) {
         let members = slots.compactMap(\.process)
         let finder = Teardown.TreeFinder(roots: members, rootsOnlyFor: [.terminate], extra: {
             Processes.descendants(of: [Processes.currentPid]).map { Teardown.Target($0.identity, command: $0.command) }
@@ -259,7 +297,7 @@ public struct Orchestrator {
             let index = slots.firstIndex { $0.process == process }!
             reporter.error("\(slots[index].scheduler ? "the scheduler" : "worker \(index)") (pid \(process.pid)) did not stop within the grace; killed it")
         }
-        for (pid, status) in reaped {
+        for (pid, status) in reaped() {
             guard let index = slots.firstIndex(where: { $0.process?.pid == pid }) else { continue }
             slots[index].stoppedCleanly = status == .exited(0)
         }
@@ -287,11 +325,6 @@ public struct Orchestrator {
         for slot in slots where !slot.scheduler {
             try? store.updateWorker(index: slot.index, state: "stopped", job: nil, bootSeconds: Clock.secondsSinceBoot())
         }
-        if let failure {
-            throw GuardFailure(exitCode: ExitCode.toolFailure, "stopped: \(failure); find the file, or start again on a store that can be opened ('seqpipe init')")
-        }
-        say("stopped")
-        return 0
     }
 
     /// Takes the store's single-instance lock. A lock still held by the processes of a run
