@@ -9,12 +9,12 @@ public struct WorkerRecord: Sendable {
     public var pid: Int32
     public var startTime: UInt64
     public var device: String
-    public var state: String
+    public var state: WorkerState
     public var job: String?
     public var restarts: Int
     public var heartbeatBootSeconds: Double?
 
-    public init(host: String = "", index: Int, pid: Int32, startTime: UInt64, device: String, state: String, job: String? = nil, restarts: Int, heartbeatBootSeconds: Double? = nil) {
+    public init(host: String = "", index: Int, pid: Int32, startTime: UInt64, device: String, state: WorkerState, job: String? = nil, restarts: Int, heartbeatBootSeconds: Double? = nil) {
         self.host = host
         self.index = index
         self.pid = pid
@@ -27,3 +27,25 @@ public struct WorkerRecord: Sendable {
     }
 }
 
+/// What a worker is doing, as the store records it. The stored word is the raw value; one
+/// this version does not name (a newer version wrote it) is read and shown as it is.
+public struct WorkerState: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    /// Started by the orchestrator, not yet looking for a job.
+    public static let starting = WorkerState(rawValue: "starting")
+    /// Looking for a job (none it may take).
+    public static let idle = WorkerState(rawValue: "idle")
+    /// Holding a claim and running its steps.
+    public static let running = WorkerState(rawValue: "running")
+    /// Waiting for the processes of an earlier attempt of its job to be gone.
+    public static let fencing = WorkerState(rawValue: "fencing")
+    /// Waiting out its device's cooldown, or for its device to answer again.
+    public static let cooldown = WorkerState(rawValue: "cooldown")
+    public static let unhealthy = WorkerState(rawValue: "unhealthy")
+    public static let stopped = WorkerState(rawValue: "stopped")
+    /// Its host was taken over by another (a farm).
+    public static let lost = WorkerState(rawValue: "lost")
+}

@@ -311,7 +311,7 @@ public struct Orchestrator {
         } catch { reporter.error("store \(paths.storeName): \(error.message)") }
         // Devices whose worker could not run its own stop command. A worker killed after it
         // ran it (its record says stopped, under its own pid) is not stopped twice.
-        let stoppedThemselves = Set(((try? store.workers()) ?? []).filter { $0.state == "stopped" && $0.host == store.host }.map(\.pid))
+        let stoppedThemselves = Set(((try? store.workers()) ?? []).filter { $0.state == .stopped && $0.host == store.host }.map(\.pid))
         for slot in slots where !slot.stoppedCleanly && !slot.scheduler && !slot.retired {
             if let pid = slot.process?.pid, stoppedThemselves.contains(pid) { continue }
             guard let command = slot.device.stopCommand else { continue }
@@ -323,7 +323,7 @@ public struct Orchestrator {
         try? store.addEvent(Event(at: nowSeconds(), kind: .orchestratorStop, message: "pid \(Processes.currentPid) stopped"))
         try? store.releaseHost(now: nowSeconds())
         for slot in slots where !slot.scheduler {
-            try? store.updateWorker(index: slot.index, state: "stopped", job: nil, bootSeconds: Clock.secondsSinceBoot())
+            try? store.updateWorker(index: slot.index, state: .stopped, job: nil, bootSeconds: Clock.secondsSinceBoot())
         }
     }
 
@@ -446,7 +446,7 @@ public struct Orchestrator {
             slot.stoppedCleanly = false
             if slot.scheduler { return }
             try? store.setWorker(WorkerRecord(
-                index: slot.index, pid: pid, startTime: identity.startTime, device: slot.device.name, state: "starting",
+                index: slot.index, pid: pid, startTime: identity.startTime, device: slot.device.name, state: .starting,
                 job: nil, restarts: slot.restarts, heartbeatBootSeconds: Clock.secondsSinceBoot()))
             if slot.restarts > 0 {
                 try? store.addEvent(Event(at: nowSeconds(), kind: .workerRestart, device: slot.device.name, worker: slot.index, message: "restart \(slot.restarts): pid \(pid)"))

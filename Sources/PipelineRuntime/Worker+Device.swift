@@ -60,7 +60,7 @@ extension Worker {
     mutating func waitOutHold(_ device: Device) throws(StoreError) -> Bool {
         let now = nowSeconds()
         guard let until = device.cooldownUntil, until > now else { return true }
-        try record(device.healthy ? "cooldown" : "unhealthy")
+        try record(device.healthy ? .cooldown : .unhealthy)
         _ = pause(min(until - now, config.idlePollSeconds))
         return false
     }

@@ -24,7 +24,7 @@ public struct Worker {
     var lastResponseSeconds: Double?
     /// The state last written to the workers table, and when (seconds since boot): an idle
     /// worker rewrites it once per heartbeat, not once per poll or per job.
-    var recorded: (state: String, at: Double)?
+    var recorded: (state: WorkerState, at: Double)?
     /// Graded recovery after infrastructure trouble: 1 has restarted the device's server, 2
     /// the device; past 2 the job goes to another device (or, for failed health checks, the
     /// device is held).
@@ -166,7 +166,7 @@ public struct Worker {
                 guard try waitOutHold(device) else { continue }
                 guard try ensureServer(device) else { continue }
                 guard try checkHealth(device) else { continue }
-                try record("idle")
+                try record(.idle)
                 // A store file deleted, renamed or replaced under the run takes no more
                 // claims here; the orchestrator stops the run.
                 if let storeIdentity, let paths, !StoreFile.sameFile(paths.database, as: storeIdentity) {
@@ -200,7 +200,7 @@ public struct Worker {
                     }) != nil else { break }
                 }
                 // finish() left the worker idle in the store.
-                recorded = ("idle", Clock.secondsSinceBoot())
+                recorded = (.idle, Clock.secondsSinceBoot())
             } catch where error.isUnreachable {
                 // Between jobs an outage only waits: the connection tries again by itself.
                 noteStoreLost(error)
@@ -218,12 +218,12 @@ public struct Worker {
             let result = runDeviceCommand(stop, label: "device stop", timeout: 60)
             try? store.recordPhone(device: deviceName, state: result?.succeeded == true ? .stopped : .stopFailed, now: nowSeconds())
         }
-        try? store.updateWorker(index: index, state: "stopped", job: nil, bootSeconds: Clock.secondsSinceBoot())
+        try? store.updateWorker(index: index, state: .stopped, job: nil, bootSeconds: Clock.secondsSinceBoot())
         log("stopped")
         return 0
     }
 
-    mutating func record(_ state: String) throws(StoreError) {
+    mutating func record(_ state: WorkerState) throws(StoreError) {
         let now = Clock.secondsSinceBoot()
         if let recorded, recorded.state == state, now - recorded.at < config.heartbeatSeconds { return }
         try store.updateWorker(index: index, state: state, job: nil, bootSeconds: now)
@@ -254,7 +254,7 @@ public struct Worker {
         if let locks, let lock = jobLock {
             attemptLock = try? lock.tryAcquire()?.movedUp()
             if attemptLock == nil {
-                try store.updateWorker(index: index, state: "fencing", job: job.id, bootSeconds: Clock.secondsSinceBoot())
+                try store.updateWorker(index: index, state: .fencing, job: job.id, bootSeconds: Clock.secondsSinceBoot())
                 let fencer = Fencer(locks: locks, store: store, config: config, say: log)
                 // Never the orchestrator: only an earlier attempt's processes are ended.
                 let sparing = Set([try? ProcStat.read(Processes.parentPid).identity].compactMap { $0 })

@@ -79,7 +79,7 @@ public protocol JobStore: AnyObject {
     func holdDevice(_ name: String, until: Double, reason: String) throws(StoreError)
 
     func setWorker(_ record: WorkerRecord) throws(StoreError)
-    func updateWorker(index: Int, state: String, job: String?, bootSeconds: Double) throws(StoreError)
+    func updateWorker(index: Int, state: WorkerState, job: String?, bootSeconds: Double) throws(StoreError)
     func workers() throws(StoreError) -> [WorkerRecord]
     func clearWorkers() throws(StoreError)
 

@@ -231,16 +231,16 @@ extension SQLJobStore {
                     heartbeat_boot = ?8
                 """,
                 [.integer(Int64(record.index)), .integer(Int64(record.pid)), .integer(Int64(record.startTime)),
-                 .text(record.device), .text(record.state), optional(record.job), .integer(Int64(record.restarts)),
+                 .text(record.device), .text(record.state.rawValue), optional(record.job), .integer(Int64(record.restarts)),
                  optional(record.heartbeatBootSeconds), .text(host)])
         }
     }
 
-    public func updateWorker(index: Int, state: String, job: String?, bootSeconds: Double) throws(StoreError) {
+    public func updateWorker(index: Int, state: WorkerState, job: String?, bootSeconds: Double) throws(StoreError) {
         let bootSeconds = try databaseTime(boot: bootSeconds)
         try writeOne { () throws(StoreError) in
             try connection.run("UPDATE workers SET state = ?2, job = ?3, heartbeat_boot = ?4 WHERE idx = ?1 AND host = ?5",
-                               [.integer(Int64(index)), .text(state), optional(job), .real(bootSeconds), .text(host)])
+                               [.integer(Int64(index)), .text(state.rawValue), optional(job), .real(bootSeconds), .text(host)])
         }
     }
 
@@ -248,7 +248,7 @@ extension SQLJobStore {
         try connection.query("SELECT * FROM workers ORDER BY host, idx").map { row in
             WorkerRecord(
                 host: row["host"].string ?? "", index: Int(row["idx"].int ?? 0), pid: Int32(row["pid"].int ?? 0), startTime: UInt64(row["start_time"].int ?? 0),
-                device: row["device"].string ?? "", state: row["state"].string ?? "", job: row["job"].string,
+                device: row["device"].string ?? "", state: WorkerState(rawValue: row["state"].string ?? ""), job: row["job"].string,
                 restarts: Int(row["restarts"].int ?? 0), heartbeatBootSeconds: row["heartbeat_boot"].double)
         }
     }

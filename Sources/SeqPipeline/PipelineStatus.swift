@@ -337,7 +337,7 @@ public struct PipelineStatus {
                 .object([
                     ("index", .integer(Int64(worker.index))), ("pid", .integer(Int64(worker.pid))),
                     ("alive", .bool(ProcessIdentity(pid: worker.pid, startTime: worker.startTime).isAlive)),
-                    ("device", .string(worker.device)), ("state", .string(worker.state)), ("job", optional(worker.job)),
+                    ("device", .string(worker.device)), ("state", .string(worker.state.rawValue)), ("job", optional(worker.job)),
                     ("step", optional(worker.job.flatMap { steps[$0] })), ("host", .string(worker.host)),
                     ("appium_port", .integer(Int64(config.appiumPort(worker: worker.index)))),
                     ("system_port", .integer(Int64(config.systemPort(worker: worker.index)))),
