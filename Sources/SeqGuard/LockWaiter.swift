@@ -134,9 +134,6 @@ public struct LockWaiter {
         me: ProcessIdentity, mine: inout QueueEntry?, request: AcquireRequest, record: OwnerRecord, firstCall: Bool
     ) throws(GuardFailure) -> Evaluation {
         var problems: [String] = []
-        // Our stderr takes nothing (a full pipe, a terminal stopped with Ctrl-S): we do not
-        // take a turn we could not report in, and the line moves past us until it does.
-        let blocked = reporter.outputIsBlocked
         let result = try directory.withMutex { () throws(GuardFailure) -> Evaluation in
             let names = try directory.names()
             queue.removeOldTemporaries(among: names)
@@ -214,8 +211,12 @@ public struct LockWaiter {
             if free > 0 && rank >= free {
                 turn -= ordered[..<rank].filter(WaitQueue.isPassed).count
             }
+            // Our stderr takes nothing (a full pipe, a terminal stopped with Ctrl-S): we do not
+            // take a turn we could not report in, and the line moves past us until it does.
+            // Asked only when it is our turn (a poll(2), without waiting).
+            let blocked = turn < free && reporter.outputIsBlocked
             var memoryShort: Int64?
-            if turn < free && blocked {
+            if blocked {
                 // Our turn, but we would take it blocked: stay in line, marked, and let others by.
             } else if turn < free, let needed = request.minimumAvailableBytes,
                let available = SystemMemory.available(), available < needed {
@@ -230,7 +231,7 @@ public struct LockWaiter {
             if let index = entries.firstIndex(where: { $0.process == me }) {
                 var extra = entries[index].extra.filter { !$0.hasPrefix("why=") && $0 != WaitQueue.blockedMark }
                 if let memoryShort { extra.append("why=memory-\(memoryShort >> 20)-\((request.minimumAvailableBytes ?? 0) >> 20)") }
-                if blocked && turn < free { extra.append(WaitQueue.blockedMark) }
+                if blocked { extra.append(WaitQueue.blockedMark) }
                 if extra != entries[index].extra {
                     entries[index].extra = extra
                     mine?.extra = extra
@@ -239,7 +240,7 @@ public struct LockWaiter {
             }
             if changed { try queue.write(entries) }
             return .waiting(live: live, ahead: Array(ordered[..<rank]), position: rank + 1, total: ordered.count,
-                            memoryShort: memoryShort, blocked: blocked && turn < free)
+                            memoryShort: memoryShort, blocked: blocked)
         }
         for problem in problems where !reportedProblems.contains(problem) {
             reportedProblems.insert(problem)
