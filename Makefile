@@ -36,7 +36,7 @@ INSTALLED = $(BINDIR)/seqexec $(BINDIR)/make-seq $(BINDIR)/seqpipe \
 	$(ZSHDIR)/_seqexec $(ZSHDIR)/_make-seq $(ZSHDIR)/_seqpipe \
 	$(FISHDIR)/seqexec.fish $(FISHDIR)/make-seq.fish $(FISHDIR)/seqpipe.fish
 
-.PHONY: all build test bench install uninstall clean
+.PHONY: all build test bench completions install uninstall clean
 
 all: build
 
@@ -47,6 +47,16 @@ build:
 # store's PostgreSQL tests (they skip with a note where there is none).
 test:
 	scripts/with-postgres $(SWIFT) test
+
+# The completion scripts, written again from the tools' declarations (a test fails while a
+# checked-in copy differs from what the tools print).
+completions:
+	$(SWIFT) build --product seqexec && $(SWIFT) build --product make-seq && $(SWIFT) build --product seqpipe
+	bin=$$($(SWIFT) build --show-bin-path); for shell in bash zsh fish; do \
+		case $$shell in bash) name='%s.bash' ;; zsh) name='_%s' ;; fish) name='%s.fish' ;; esac; \
+		for tool in seqexec make-seq; do $$bin/$$tool --completion $$shell > scripts/completions/$$(printf "$$name" $$tool); done; \
+		$$bin/seqpipe completion $$shell > scripts/completions/$$(printf "$$name" seqpipe); \
+	done
 
 bench: build
 	scripts/bench-guard

@@ -1,7 +1,7 @@
 import SeqSystem
 
 /// What the memory monitor adds up over a tree.
-public enum MemoryMetric: String, Sendable {
+public enum MemoryMetric: String, Sendable, CaseIterable {
     /// Resident set size (stat field 24): cheap, but pages shared by forked workers count
     /// once per process.
     case rss
@@ -10,7 +10,7 @@ public enum MemoryMetric: String, Sendable {
 }
 
 /// What the monitor ends when the tree reaches the limit.
-public enum MemoryAction: String, Sendable {
+public enum MemoryAction: String, Sendable, CaseIterable {
     /// The whole tree, deepest first; the run exits 137.
     case tree
     /// Only the tree's largest process; the rest runs on.

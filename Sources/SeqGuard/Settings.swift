@@ -85,43 +85,4 @@ extension GuardConfiguration {
     /// bare names read (TIMEOUT, VERBOSE, MEMORY_LIMIT_MB, CHECK_INTERVAL). Anywhere else they
     /// mean something else: a CI's generic `TIMEOUT=1` must not end commands after a second.
     public static let legacyNamesVariable = "SEQEXEC_LEGACY_NAMES"
-
-    /// Applies the settings found in the environment. For each setting the first name set
-    /// wins: `prefixes` in order (`SEQEXEC_`, or `MAKE_SEQ_` then `SEQEXEC_` for make-seq), then,
-    /// under a migration shim only (`SEQEXEC_LEGACY_NAMES=1`), the original tooling's name
-    /// where it had one. Flags, applied afterwards, beat all of them.
-    /// - Throws: `GuardFailure` (125) naming the variable and the value expected.
-    public mutating func applyEnvironment(prefixes: [String]) throws(GuardFailure) {
-        let legacyNames = Spawn.environmentValue(Self.legacyNamesVariable).map(Setting.flag) ?? false
-        func find(_ setting: String, legacy: String? = nil) -> (name: String, value: String)? {
-            for name in prefixes.map({ $0 + setting }) + (legacyNames ? legacy.map { [$0] } ?? [] : []) {
-                if let value = Spawn.environmentValue(name) { return (name, value) }
-            }
-            return nil
-        }
-        if let (_, value) = find("PROJECT"), !value.isEmpty { projectPath = value }
-        if let (_, value) = find("STATE_DIR"), !value.isEmpty { stateBase = value }
-        if let (name, value) = find("TIMEOUT", legacy: "TIMEOUT") {
-            let limit = try Setting.seconds(value, name)
-            timeout = limit == 0 ? nil : limit
-        }
-        if let (name, value) = find("KILL_GRACE") { killGrace = try Setting.seconds(value, name) }
-        if let (name, value) = find("WAIT_TIMEOUT") { waitTimeout = try Setting.seconds(value, name) }
-        if let (name, value) = find("SLOTS") { slots = try Setting.wholeNumber(value, name, minimum: 1) }
-        if let (name, value) = find("PRIORITY") { priority = try Setting.priority(value, name) }
-        if let (_, value) = find("VERBOSE", legacy: "VERBOSE") { verbose = Setting.flag(value) }
-        if let (_, value) = find("QUIET") { quiet = Setting.flag(value) }
-        if let (name, value) = find("MEMORY_LIMIT_MB", legacy: "MEMORY_LIMIT_MB") {
-            memoryLimitMegabytes = try Setting.wholeNumber(value, name, minimum: 0)
-        }
-        if let (name, value) = find("CHECK_INTERVAL", legacy: "CHECK_INTERVAL") { checkInterval = try Setting.interval(value, name) }
-        if let (name, value) = find("MEMORY_METRIC") { memoryMetric = try Setting.memoryMetric(value, name) }
-        if let (name, value) = find("MEMORY_ACTION") { memoryAction = try Setting.memoryAction(value, name) }
-        if let (name, value) = find("MIN_AVAILABLE_MB") { minimumAvailableMegabytes = try Setting.wholeNumber(value, name, minimum: 0) }
-        if let (_, value) = find("MACHINE") { machineWide = Setting.flag(value) }
-        if let (name, value) = find("GIT_WAIT") { gitWait = try Setting.seconds(value, name) }
-        if let (name, value) = find("HISTORY_MAX_KB") {
-            historyMaximumBytes = Int64(try Setting.wholeNumber(value, name, minimum: 1)) * 1024
-        }
-    }
 }

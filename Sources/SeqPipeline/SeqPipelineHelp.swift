@@ -16,6 +16,7 @@ public enum SeqPipelineHelp {
         processes inherit, and a job is taken back only once they are free.
 
         USAGE: seqpipe [--db PATH] [--config PATH] COMMAND [ARGS...]
+               seqpipe --help | --version
 
         COMMANDS:
 

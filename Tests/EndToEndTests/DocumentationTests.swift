@@ -38,6 +38,71 @@ struct DocumentationTests {
 
     /// Every command seqpipe declares (its `--help` is made from the declarations) has its own
     /// entry in the man page's COMMANDS, and the page names no command seqpipe does not have.
+    /// A man page line as text: fonts dropped, `\-` a hyphen, a leading `.B ` gone.
+    func roffText(_ line: Substring) -> String {
+        var text = String(line)
+        if text.hasPrefix(".B ") || text.hasPrefix(".I ") { text.removeFirst(3) }
+        for font in ["\\fB", "\\fR", "\\fI", "\\fP"] { text = text.replacingOccurrences(of: font, with: "") }
+        return text.replacingOccurrences(of: "\\-", with: "-").replacingOccurrences(of: "\\~", with: " ")
+    }
+
+    func words(_ text: String) -> String { text.split(whereSeparator: \.isWhitespace).joined(separator: " ") }
+
+    /// `text`'s section that starts with `heading` (`--help`'s "OPTIONS:", or a man page's
+    /// ".SH OPTIONS\n"), up to the next blank line or section.
+    func section(_ text: String, _ heading: String, endsAt end: String) -> [Substring] {
+        let body = text.components(separatedBy: heading).dropFirst().first?.components(separatedBy: end).first ?? ""
+        return body.split(separator: "\n", omittingEmptySubsequences: false)
+    }
+
+    /// The options a page's items name (`-p`, `--project`), and `--help`'s option lines.
+    func optionNames(_ line: String) -> [String] {
+        Array(line.split(whereSeparator: { $0 == " " || $0 == "," }).prefix { $0.hasPrefix("-") }.map(String.init).filter { $0 != "--" })
+    }
+
+    /// The man page and `--help` are one reference: SYNOPSIS is USAGE line for line, OPTIONS
+    /// has an entry for every option `--help` lists and none it does not, and ENVIRONMENT names
+    /// the same variables. `--help` is made from the options' declarations, so this is the check
+    /// that the page has not drifted from them.
+    @Test(arguments: ["seqexec", "make-seq", "seqpipe"])
+    func theManPageSaysWhatTheDeclarationsSay(_ tool: String) throws {
+        let sandbox = try Sandbox()
+        let run = try sandbox.start(toolsDirectory + "/" + tool, ["--help"])
+        #expect(run.wait() == 0)
+        let help = run.stdout
+        let manual = try String(contentsOfFile: packageRoot + "/man/\(tool).1", encoding: .utf8)
+
+        let usage = section(help, "USAGE: ", endsAt: "\n\n").map { words(String($0)) }.filter { !$0.isEmpty }
+        var synopsis: [String] = []
+        var entry = ""
+        for line in section(manual, ".SH SYNOPSIS\n", endsAt: "\n.SH ") {
+            if line == ".br" { synopsis.append(words(entry)); entry = "" } else { entry += " " + roffText(line) }
+        }
+        synopsis.append(words(entry))
+        #expect(usage.count >= 2 && synopsis == usage, "man/\(tool).1's SYNOPSIS is --help's USAGE")
+
+        guard tool != "seqpipe" else { return }  // seqpipe's options are its commands': the COMMANDS test checks those
+        let helpOptions = Set(section(help, "OPTIONS:\n", endsAt: "\n\n").flatMap { line -> [String] in
+            let indent = line.prefix { $0 == " " }.count
+            return indent == 2 || indent == 6 ? optionNames(String(line.dropFirst(indent))) : []
+        })
+        let manLines = section(manual, ".SH OPTIONS\n", endsAt: "\n.SH ")
+        let manOptions = Set(manLines.indices.dropLast().filter { manLines[$0] == ".TP" }.flatMap { optionNames(roffText(manLines[$0 + 1])) })
+        #expect(helpOptions.count >= 8 && helpOptions == manOptions,
+                "man/\(tool).1's OPTIONS lacks \(helpOptions.subtracting(manOptions).sorted()), has undeclared \(manOptions.subtracting(helpOptions).sorted())")
+
+        func variables(_ lines: [String]) -> Set<String> {
+            Set(lines.flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "," }) }.map { $0.replacingOccurrences(of: "<", with: "").replacingOccurrences(of: ">", with: "") }
+                .filter { $0.hasPrefix("SEQEXEC_") && $0 != "SEQEXEC_" || $0.hasPrefix("MAKE_SEQ_") && $0 != "MAKE_SEQ_" })
+        }
+        let helpVariables = variables(section(help, "ENVIRONMENT:\n", endsAt: "\n\n").filter { $0.hasPrefix("  ") && !$0.hasPrefix("   ") }
+            .map { String($0.dropFirst(2).components(separatedBy: "   ")[0]) })
+        let envLines = section(manual, ".SH ENVIRONMENT\n", endsAt: "\n.SH ")
+        let manVariables = variables(envLines.indices.dropLast().filter { envLines[$0] == ".TP" }.map { roffText(envLines[$0 + 1]) })
+        #expect(helpVariables.count >= 3 && helpVariables == manVariables,
+                "man/\(tool).1's ENVIRONMENT lacks \(helpVariables.subtracting(manVariables).sorted()), has undeclared \(manVariables.subtracting(helpVariables).sorted())")
+    }
+
     @Test func seqpipesManPageHasAnEntryForEveryCommand() throws {
         let sandbox = try Sandbox()
         let help = try sandbox.start(toolsDirectory + "/seqpipe", ["--help"])

@@ -95,6 +95,26 @@ struct InstallTests {
         #expect(answers == ["--memory-action", "largest", "tree", "--status", "lib"], "\(fish.stdout)")
     }
 
+    /// seqexec's and make-seq's completions are made from their options' declarations: the
+    /// checked-in copies are exactly what `TOOL --completion SHELL` prints, and an unknown
+    /// shell is refused with a line naming the known ones.
+    @Test func seqexecAndMakeSeqCompletionsAreMadeFromTheirOptions() throws {
+        let sandbox = try Sandbox()
+        for tool in ["seqexec", "make-seq"] {
+            for (shell, file) in [("bash", "\(tool).bash"), ("zsh", "_\(tool)"), ("fish", "\(tool).fish")] {
+                let made = try sandbox.start(toolsDirectory + "/" + tool, ["--completion", shell])
+                #expect(made.wait() == 0, "\(made.stderr)")
+                let checkedIn = try String(contentsOfFile: packageRoot + "/scripts/completions/" + file, encoding: .utf8)
+                #expect(made.stdout == checkedIn, "scripts/completions/\(file) is not what '\(tool) --completion \(shell)' prints; write it again from that (make completions)")
+            }
+            let unknown = try sandbox.start(toolsDirectory + "/" + tool, ["--completion", "tcsh"])
+            #expect(unknown.wait() == 125 && unknown.stdout.isEmpty)
+            #expect(unknown.stderr.contains("no completion for 'tcsh'; the shells are bash, zsh, fish"), "\(unknown.stderr)")
+        }
+        #expect(try bashCompletion(sandbox, "seqexec.bash", "_seqexec", ["seqexec", "--completion", ""]) == ["bash", "zsh", "fish"])
+        #expect(try bashCompletion(sandbox, "make-seq.bash", "_make_seq", ["make-seq", "--completion", "z"]) == ["zsh"])
+    }
+
     /// seqpipe's completions are made from its commands' declarations: the checked-in copies
     /// are exactly what `seqpipe completion SHELL` prints, and they complete commands,
     /// subcommands and each command's options.

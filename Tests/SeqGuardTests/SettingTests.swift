@@ -49,3 +49,53 @@ import Testing
         }
     }
 }
+
+/// seqexec's and make-seq's options are declared once (`GuardOptions`): the scanner, `--help`,
+/// the environment and the completions all read the same list, so it must be consistent.
+@Suite struct DeclaredOptionsTests {
+    @Test func everyOptionAndVariableIsDeclaredOnce() {
+        for options in [GuardOptions.seqexec, GuardOptions.makeSeq] {
+            let names = options.specs.flatMap(\.names)
+            #expect(Set(names).count == names.count, "a name declared twice: \(names)")
+            for option in options where option.spec != nil {
+                #expect(!option.summary.isEmpty && !option.help.isEmpty, "\(option.name ?? "") has a summary and help")
+                #expect(option.helpLinesMention, "\(option.name ?? "")")
+            }
+        }
+        let variables = GuardOptions.settings.environmentNames
+        #expect(Set(variables).count == variables.count && variables.count >= 17)
+        #expect(GuardOptions.settings.allSatisfy { $0.apply != nil }, "every setting sets something")
+        #expect(GuardOptions.seqexecModes.allSatisfy { $0.apply == nil && $0.environment == nil }, "a mode is not a setting")
+    }
+
+    /// A value given under any name reaches the configuration through the one declaration,
+    /// and a bad one is refused naming the option as typed.
+    @Test func anOptionSetsWhatItsDeclarationSays() throws {
+        var configuration = GuardConfiguration()
+        try configuration.apply(.init(name: "--timeout", typed: "-t", value: "1m30s"))
+        try configuration.apply(.init(name: "--priority", typed: "--priority", value: "low"))
+        try configuration.apply(.init(name: "--verbose", typed: "-v", value: nil))
+        try configuration.apply(.init(name: "--no-git-wait", typed: "--no-git-wait", value: nil))
+        try configuration.apply(.init(name: "--git-wait", typed: "--git-wait", value: "3"))
+        #expect(configuration.timeout == 90 && configuration.priority == .low && configuration.verbose)
+        #expect(configuration.gitMode == .auto && configuration.gitWait == 3, "a wait asked for after --no-git-wait turns git safety back on")
+        try configuration.apply(.init(name: "--timeout", typed: "-t", value: "0"))
+        #expect(configuration.timeout == nil, "0 means no limit")
+        #expect(throws: GuardFailure.self) { try configuration.apply(.init(name: "--slots", typed: "--slots", value: "0")) }
+        do {
+            try configuration.apply(.init(name: "--memory-metric", typed: "--memory-metric", value: "vsz"))
+            Issue.record("vsz was accepted")
+        } catch {
+            #expect(error.message == "invalid --memory-metric 'vsz': expected rss or pss")
+        }
+    }
+}
+
+extension ToolOption {
+    /// `--help` shows this option's first help line beside or under its names.
+    var helpLinesMention: Bool {
+        let text = [self].helpLines
+        return spec.map { spec in spec.names.allSatisfy(text.contains) } ?? true
+            && text.contains(help.split(separator: "\n")[0])
+    }
+}
