@@ -1,3 +1,5 @@
+import SeqGuard
+
 /// What becomes of a job when an attempt ends, decided from the outcome and the job's
 /// counters alone: attempt budgets, poison, infrastructure budgets, backoff and hand-off.
 /// A pure function of its inputs (the jitter comes from the generator passed in), so any
@@ -61,7 +63,7 @@ extension FailurePolicy {
             if let rest = accountRestSeconds {
                 let until = now + Double.random(in: rest, using: &generator)
                 change.accountRestsUntil = until
-                event(.accountRest, "\(job.account) rests \(durationText(until - now)) before its next job")
+                event(.accountRest, "\(job.account) rests \(formatDuration(until - now)) before its next job")
             }
 
         case .permanent(let type, let message):

@@ -49,8 +49,8 @@ public struct RecurringJob: Sendable {
 
     public var intervalText: String {
         intervalMaximum > intervalMinimum
-            ? "every \(durationText(intervalMinimum))–\(durationText(intervalMaximum))"
-            : "every \(durationText(intervalMinimum))"
+            ? "every \(formatDuration(intervalMinimum))–\(formatDuration(intervalMaximum))"
+            : "every \(formatDuration(intervalMinimum))"
     }
 }
 

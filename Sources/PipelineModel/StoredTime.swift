@@ -13,13 +13,3 @@ public func isoTime(_ seconds: Double?) -> String {
     return Clock.isoUTC(WallTime(seconds: Int64(seconds.rounded(.down)), nanoseconds: 0))
 }
 
-/// A duration for people: `formatSeconds`, but a short one keeps its fraction (tests and
-/// demos configure milliseconds, and "0s" would hide them).
-public func durationText(_ seconds: Double) -> String {
-    if seconds < 10, seconds != seconds.rounded(.down) {
-        let tenths = Int((seconds * 10).rounded())
-        if tenths > 0 { return "\(tenths / 10).\(tenths % 10)s" }
-        return "\(Int((seconds * 1000).rounded()))ms"
-    }
-    return formatSeconds(seconds)
-}

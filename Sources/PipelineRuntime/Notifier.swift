@@ -36,7 +36,7 @@ public struct Notifier {
             try? store.recordDelivery(notification.id, delivered: false, error: problem, nextAt: giveUp ? nil : nowSeconds() + wait, now: nowSeconds())
             try? store.addEvent(Event(
                 at: nowSeconds(), kind: giveUp ? .notifyGaveUp : .notifyFailed, message:
-                    "alert \(notification.key) (\(notification.state)): \(problem ?? "") (attempt \(attempt) of \(outlet.attempts)\(giveUp ? "; given up" : "; again in \(durationText(wait))"))"))
+                    "alert \(notification.key) (\(notification.state)): \(problem ?? "") (attempt \(attempt) of \(outlet.attempts)\(giveUp ? "; given up" : "; again in \(formatDuration(wait))"))"))
         }
         return delivered
     }

@@ -57,7 +57,7 @@ extension Orchestrator {
             let silent = Double(now - beat.lastRenewal) / 1e9
             if !beat.selfFenced && silent > config.hostLeaseSeconds - config.heartbeatSeconds {
                 beat.selfFenced = true
-                say("the lease of host \(store.host) could not be renewed for \(durationText(silent.rounded())): ending its workers before another host takes their jobs over")
+                say("the lease of host \(store.host) could not be renewed for \(formatDuration(silent.rounded())): ending its workers before another host takes their jobs over")
                 let members = slots.compactMap(\.process)
                 Teardown.graceful(config.killGraceSeconds).run(find: Teardown.TreeFinder(roots: members).find, reap: reap)
             }

@@ -38,7 +38,7 @@ extension Orchestrator {
             reporter.error(outage.error.message)
         } else if let since = recovered?.since ?? beat.storeDown {
             beat.storeDown = nil
-            let message = "store \(paths.storeName) was unreachable for \(durationText((nowSeconds() - since).rounded())) (since \(Clock.localDateTime(WallTime(seconds: Int64(since), nanoseconds: 0))))\(beat.selfFenced ? "; host \(store.host) ended its workers meanwhile" : "")"
+            let message = "store \(paths.storeName) was unreachable for \(formatDuration((nowSeconds() - since).rounded())) (since \(Clock.localDateTime(WallTime(seconds: Int64(since), nanoseconds: 0))))\(beat.selfFenced ? "; host \(store.host) ended its workers meanwhile" : "")"
             say("the store answers again: \(message)")
             _ = try? store.raiseAlert("store", kind: "store", message: message, now: nowSeconds())
             try? store.addEvent(Event(at: nowSeconds(), kind: .storeBack, message: message))

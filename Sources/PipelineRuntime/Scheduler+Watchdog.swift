@@ -19,7 +19,7 @@ extension Scheduler {
             if let running = entries[index].running, running.hung == nil {
                 let lastSign = max(running.startedWall, beat?.progressAt ?? 0)
                 if wall - lastSign > job.hungAfterSeconds {
-                    let message = "hung: no sign of life for \(durationText(wall - lastSign)) (hung after \(durationText(job.hungAfterSeconds))); ended by the watchdog"
+                    let message = "hung: no sign of life for \(formatDuration(wall - lastSign)) (hung after \(formatDuration(job.hungAfterSeconds))); ended by the watchdog"
                     problems.append("\(job.name) hung")
                     _ = try? store.raiseAlert("hung:\(job.name)", kind: "hung", message: "\(job.name): \(message)", now: wall)
                     event(.watchdogHung, "\(job.name): run pid \(running.process.pid) \(message)")
@@ -35,11 +35,11 @@ extension Scheduler {
             guard let stuck = job.stuckAfterSeconds else { continue }
             // The clock starts no earlier than this scheduler: a fresh start gets its chance.
             let reference = max(beat?.lastSuccess ?? 0, startWall)
-            let since = reference > startWall ? "no success for \(durationText(wall - reference))"
-                : "no success since the scheduler started \(durationText(wall - startWall)) ago"
+            let since = reference > startWall ? "no success for \(formatDuration(wall - reference))"
+                : "no success since the scheduler started \(formatDuration(wall - startWall)) ago"
             if wall - reference > stuck {
                 problems.append("\(job.name) stuck")
-                let message = "\(job.name): stuck: \(since) (stuck after \(durationText(stuck)))"
+                let message = "\(job.name): stuck: \(since) (stuck after \(formatDuration(stuck)))"
                 _ = try? store.raiseAlert("stuck:\(job.name)", kind: "stuck", message: message, now: wall)
                 let now = Clock.monotonicNanoseconds()
                 if entries[index].running == nil && entries[index].pending == nil
@@ -66,16 +66,16 @@ extension Scheduler {
         var failed: [(key: String, message: String)] = []
         var passed: [String] = []
         if let newest = health.newestJobCreatedAt, wall - newest <= policy.contentMaxAgeSeconds { passed.append("health:content") } else {
-            failed.append(("health:content", health.newestJobCreatedAt.map { "no new job for \(durationText(wall - $0)) (content_max_age_seconds \(durationText(policy.contentMaxAgeSeconds)))" } ?? "no job was ever added"))
+            failed.append(("health:content", health.newestJobCreatedAt.map { "no new job for \(formatDuration(wall - $0)) (content_max_age_seconds \(formatDuration(policy.contentMaxAgeSeconds)))" } ?? "no job was ever added"))
         }
         if health.waiting > 0 { passed.append("health:queue") } else { failed.append(("health:queue", "the queue is empty: no job pending or retrying")) }
         if health.longClaims.isEmpty { passed.append("health:claims") } else {
             let ids = health.longClaims.prefix(5).map { "\($0.id) (worker \($0.worker.map(String.init) ?? "-"), since \(isoTime($0.claimedAt)))" }
-            failed.append(("health:claims", "\(health.longClaims.count) job\(health.longClaims.count == 1 ? "" : "s") claimed or running for over \(durationText(policy.claimMaxSeconds)): \(ids.joined(separator: ", "))"))
+            failed.append(("health:claims", "\(health.longClaims.count) job\(health.longClaims.count == 1 ? "" : "s") claimed or running for over \(formatDuration(policy.claimMaxSeconds)): \(ids.joined(separator: ", "))"))
         }
         for key in passed where (try? store.clearAlert(key, now: wall)) == true { event(.healthCleared, "health check: \(key.dropFirst(7)) ok again") }
         for problem in failed { _ = try? store.raiseAlert(problem.key, kind: "health", message: problem.message, now: wall) }
-        let summary = failed.isEmpty ? "ok: content \(durationText(wall - (health.newestJobCreatedAt ?? wall))) old, \(health.waiting) waiting" : failed.map(\.message).joined(separator: "; ")
+        let summary = failed.isEmpty ? "ok: content \(formatDuration(wall - (health.newestJobCreatedAt ?? wall))) old, \(health.waiting) waiting" : failed.map(\.message).joined(separator: "; ")
         try? store.recordCheck("health", ok: failed.isEmpty, message: summary, now: wall)
         guard !failed.isEmpty else { log("health check: \(summary)"); return }
         event(.healthCheckFailed, "health check: \(summary)")

@@ -205,7 +205,7 @@ public struct Scheduler {
             guard ready.contains(0) else { continue }
             for received in signals.drain() where [.terminate, .interrupt, .hangup].contains(received.signal) && !stopping {
                 stopping = true
-                log("\(received.signal.name): stopping; running jobs get \(durationText(config.stopGraceSeconds)) to finish")
+                log("\(received.signal.name): stopping; running jobs get \(formatDuration(config.stopGraceSeconds)) to finish")
                 for index in entries.indices { entries[index].pending = nil }
                 // The runs hear SIGTERM and stop their steps in their own time; what is left
                 // after the grace is killed, run and tree.
@@ -273,8 +273,8 @@ public struct Scheduler {
                         guard let other = entries.firstIndex(where: { $0.job.name == rule.job }) else { continue }
                         waitsFor = rule.job
                         if entries[other].running == nil && entries[other].pending == nil {
-                            let age = last.map { "is \(durationText(wall - $0)) old" } ?? "never happened"
-                            event(.dependencyRun, "\(job.name): its prerequisite \(rule.job)'s last success \(age) (max \(durationText(rule.maxAgeSeconds))); running \(rule.job) first")
+                            let age = last.map { "is \(formatDuration(wall - $0)) old" } ?? "never happened"
+                            event(.dependencyRun, "\(job.name): its prerequisite \(rule.job)'s last success \(age) (max \(formatDuration(rule.maxAgeSeconds))); running \(rule.job) first")
                             entries[other].pending = Pending(since: Clock.monotonicNanoseconds(), reason: "prerequisite of \(job.name)")
                             again = true
                         }

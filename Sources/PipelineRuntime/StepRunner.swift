@@ -113,7 +113,7 @@ public struct StepRunner {
         var log = "--- \(label): \(GuardedCommand.displayCommand(argv))\n"
         log += text
         if !text.isEmpty && !text.hasSuffix("\n") { log += "\n" }
-        log += "--- \(label): \(result.endingText) after \(formatMilliseconds(run.runNanoseconds / 1_000_000))\n"
+        log += "--- \(label): \(result.endingText) after \(formatDuration(Double(run.runNanoseconds) / 1e9))\n"
         try? FileDescriptor.standardOutput.writeAll(log)
         return result
     }

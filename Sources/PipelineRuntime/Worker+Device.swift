@@ -44,7 +44,7 @@ extension Worker {
                 noteOrphaned()
                 return .interrupted
             } catch {
-                return .failed("\(url): \(error == .timedOut ? "no answer within \(durationText(config.healthTimeoutSeconds))" : "\(error)")")
+                return .failed("\(url): \(error == .timedOut ? "no answer within \(formatDuration(config.healthTimeoutSeconds))" : "\(error)")")
             }
         }
         guard let command = device.healthCommand else { return .unchecked }
@@ -97,8 +97,8 @@ extension Worker {
             return
         }
         let reason = device.restartCommand == nil && device.serverRestartCommand == nil && device.server == nil
-            ? "\(failures) failed health checks and no restart command; waiting \(durationText(config.restartWaitSeconds))"
-            : "\(failures) failed health checks after its server and device restarts; waiting \(durationText(config.restartWaitSeconds))"
+            ? "\(failures) failed health checks and no restart command; waiting \(formatDuration(config.restartWaitSeconds))"
+            : "\(failures) failed health checks after its server and device restarts; waiting \(formatDuration(config.restartWaitSeconds))"
         log(reason)
         try store.holdDevice(deviceName, until: nowSeconds() + config.restartWaitSeconds, reason: reason)
         recoveryGrade = 0

@@ -112,7 +112,7 @@ extension Worker {
             }
             if serverAnswers(device, port: port, watchesPort: watchesPort, deadline: deadline) { break }
             if Clock.monotonicNanoseconds() >= deadline {
-                let message = "its server did not answer \(statusURL(device) ?? "on port \(port)") within \(durationText(config.serverStartSeconds)); ended it"
+                let message = "its server did not answer \(statusURL(device) ?? "on port \(port)") within \(formatDuration(config.serverStartSeconds)); ended it"
                 stopServer(reason: message, state: .failed)
                 log(message)
                 try store.addEvent(Event(at: nowSeconds(), kind: .deviceServerFailed, device: deviceName, worker: index, message: message))
@@ -125,7 +125,7 @@ extension Worker {
         }
         let seconds = Double(Clock.monotonicNanoseconds() - started) / 1e9
         let process = server?.server ?? member
-        let message = "its server is up (pid \(process.pid), port \(port)) after \(durationText((seconds * 100).rounded() / 100))"
+        let message = "its server is up (pid \(process.pid), port \(port)) after \(formatDuration((seconds * 100).rounded() / 100))"
         log(message)
         try store.recordServer(device: deviceName, state: .up, process: process, port: port, note: nil, now: nowSeconds())
         try store.addEvent(Event(at: nowSeconds(), kind: .deviceServerUp, device: deviceName, worker: index, message: message))

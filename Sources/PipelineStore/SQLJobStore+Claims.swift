@@ -317,7 +317,7 @@ extension SQLJobStore {
         try insertEvent(Event(
             at: now, kind: .cooldown(of: table), job: job.id, account: table == "accounts" ? name : nil,
             device: table == "devices" ? name : nil, worker: job.worker,
-            message: "\(before + 1) infrastructure failures in a row: cooldown \(durationText(seconds)) (level \(charged.level))"))
+            message: "\(before + 1) infrastructure failures in a row: cooldown \(formatDuration(seconds)) (level \(charged.level))"))
     }
 
     public func requeueClaims(worker: Int?, crashed: Bool, policy: FailurePolicy, now: Double) throws(StoreError) -> [String] {

@@ -233,7 +233,7 @@ public struct GitGuard {
             let locks = repository.lockFiles()
             let gits = liveGitProcesses(in: Processes.all()).filter { !ancestorPids.contains($0.identity.pid) }
             if locks.isEmpty && gits.isEmpty {
-                if told { reporter.step("git is quiet in \(repository.displayName) after \(formatSeconds(Double(Clock.monotonicNanoseconds() - started) / 1e9))") }
+                if told { reporter.step("git is quiet in \(repository.displayName) after \(formatDuration(Double(Clock.monotonicNanoseconds() - started) / 1e9))") }
                 return .clear
             }
             if gits.isEmpty {
@@ -268,13 +268,13 @@ public struct GitGuard {
             if now >= deadline {
                 if locks.isEmpty {
                     // Only a process, no lock: nothing for the command to collide with yet.
-                    reporter.notice("\(what) is still running in \(repository.displayName) after \(formatSeconds(wait)); going ahead")
+                    reporter.notice("\(what) is still running in \(repository.displayName) after \(formatDuration(wait)); going ahead")
                     return .clear
                 }
-                return .gaveUp("gave up after \(formatSeconds(wait)) waiting for \(what)\(lockText) in \(repository.displayName); retry, or raise --git-wait")
+                return .gaveUp("gave up after \(formatDuration(wait)) waiting for \(what)\(lockText) in \(repository.displayName); retry, or raise --git-wait")
             }
             if !told {
-                reporter.notice("waiting up to \(formatSeconds(wait)) for \(what)\(lockText) in \(repository.displayName)")
+                reporter.notice("waiting up to \(formatDuration(wait)) for \(what)\(lockText) in \(repository.displayName)")
                 onWaiting?(locks.first, gits.first)
                 told = true
             }

@@ -139,7 +139,7 @@ struct GuardedRun {
             case .passThrough:
                 reporter.step("nested call inside the holder of \(directory.name): not taking it again")
             case .gaveUp(_, let holder):
-                reporter.error("gave up after \(formatSeconds(waitedSoFar())) waiting\(holder.map { " for \($0)" } ?? ""); '\(command)' was not run")
+                reporter.error("gave up after \(formatDuration(waitedSoFar())) waiting\(holder.map { " for \($0)" } ?? ""); '\(command)' was not run")
                 releaseAll()
                 record(.gaveUp, status: ExitCode.gaveUpWaiting)
                 return ExitCode.gaveUpWaiting

@@ -157,12 +157,12 @@ public struct History {
     public static func table(_ records: [HistoryRecord]) -> String {
         var rows = [["QUEUED", "WAIT", "RUN", "PEAK", "ENDED", "EXIT", "COMMAND"]]
         for record in records {
-            let run = record.runMilliseconds.map { formatMilliseconds($0) } ?? "-"
+            let run = record.runMilliseconds.map { formatDuration(Double($0) / 1000) } ?? "-"
             let peak = (record.peakTreeBytes ?? record.largestProcessBytes).map(formatMegabytes) ?? "-"
             var ended = record.ended.rawValue
             if let signal = record.signal, record.ended == .signal || record.ended == .killed { ended += " (\(signal))" }
             rows.append([
-                Clock.localDateTime(record.queuedAt), formatMilliseconds(record.waitMilliseconds), run, peak,
+                Clock.localDateTime(record.queuedAt), formatDuration(Double(record.waitMilliseconds) / 1000), run, peak,
                 ended, String(record.exitStatus), record.command,
             ])
         }
@@ -170,12 +170,6 @@ public struct History {
     }
 }
 
-/// `850ms`, `12.3s`, `3m04s`.
-public func formatMilliseconds(_ milliseconds: Int64) -> String {
-    if milliseconds < 1000 { return "\(milliseconds)ms" }
-    if milliseconds < 60_000 { return "\(Double(milliseconds / 100) / 10)s" }
-    return formatSeconds(Double(milliseconds) / 1000)
-}
 
 extension History {
     /// `seqexec --history`: prints the last `limit` runs (a table, or JSON) and returns the

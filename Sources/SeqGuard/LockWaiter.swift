@@ -124,7 +124,7 @@ public struct LockWaiter {
             }
         }
         guard case .acquired(let held) = state else { return .passThrough }
-        reporter.step("acquired \(held.name) after \(formatSeconds(waited()))")
+        reporter.step("acquired \(held.name) after \(formatDuration(waited()))")
         return .acquired(held, waitedSeconds: waited())
     }
 
@@ -304,7 +304,7 @@ public struct LockWaiter {
         let me = "\(reporter.toolName): '\(Self.shortened(command))'"
         let place = "position \(position) of \(total)"
         if let record = live.first?.record {
-            let time = elapsed ? ", \(formatSeconds(max(0, record.since.seconds(until: Clock.wallTime()))))" : ""
+            let time = elapsed ? ", \(formatDuration(record.since.seconds(until: Clock.wallTime()), wholeSeconds: true))" : ""
             return "\(me) waiting for '\(Self.shortened(record.command))' (pid \(record.holder.pid)\(time)) — \(place)"
         }
         if live.first != nil { return "\(me) waiting for a lock holder with an unreadable record — \(place)" }
@@ -326,10 +326,3 @@ public struct LockWaiter {
     }
 }
 
-/// `12s`, `3m04s`, `1h02m`.
-public func formatSeconds(_ seconds: Double) -> String {
-    let whole = Int(seconds.rounded(.down))
-    if whole < 60 { return "\(whole)s" }
-    if whole < 3600 { return "\(whole / 60)m\(whole % 60 < 10 ? "0" : "")\(whole % 60)s" }
-    return "\(whole / 3600)h\((whole % 3600) / 60 < 10 ? "0" : "")\((whole % 3600) / 60)m"
-}

@@ -84,7 +84,7 @@ public struct StatusReport {
                 lines.append("holder:   \(claim.isLive ? "live" : "STALE"), \(claim.problem ?? "no record")\(slot)")
                 continue
             }
-            let elapsed = formatSeconds(max(0, record.since.seconds(until: now)))
+            let elapsed = formatDuration(record.since.seconds(until: now), wholeSeconds: true)
             let child = record.child.map { ", command pid \($0.pid)" } ?? ""
             var flags = claim.isLive ? "" : " STALE: holder and its tree are gone"
             if claim.isLive, !record.pidsAreOurs {
@@ -112,7 +112,7 @@ public struct StatusReport {
         let ordered = queue.ordered
         lines.append("queue:    \(ordered.isEmpty ? "empty" : "\(ordered.count) waiting")")
         for (index, entry) in ordered.enumerated() {
-            let waited = formatSeconds(max(0, entry.queuedAt.seconds(until: now)))
+            let waited = formatDuration(entry.queuedAt.seconds(until: now), wholeSeconds: true)
             let priority = entry.priority == .normal ? "" : " [\(entry.priority.rawValue)]"
             var stale = liveWaiters.contains(entry.process) ? "" : " STALE: process gone"
             if stale.isEmpty && WaitQueue.isStopped(entry) {

@@ -275,10 +275,6 @@ public struct Supervisor {
     }
 }
 
-/// `5s`, `1.5s`.
-func formatDuration(_ seconds: Double) -> String {
-    seconds == seconds.rounded() ? "\(Int(seconds))s" : "\(seconds)s"
-}
 
 extension Supervisor {
     /// Gives back the blocks of `output` before its last `cap / 2` bytes once it holds more

@@ -236,7 +236,7 @@ public struct HTTPServer {
             // Whoever has not sent a whole request in time is answered 408 and let go.
             clients.removeAll { client in
                 guard client.deadline <= now else { return false }
-                answer(client, .error(408, "the request did not arrive within \(durationText(requestSeconds))"))
+                answer(client, .error(408, "the request did not arrive within \(formatDuration(requestSeconds))"))
                 return true
             }
             let wake = clients.map(\.deadline).min().map { Int32(clamping: max(0, $0 - now) / 1_000_000 + 1) } ?? -1

@@ -141,19 +141,19 @@ public enum Listing {
         }
         text += "steps:\n"
         for step in config.steps {
-            text += "  \(step.name): \(GuardedCommand.displayCommand(step.run)) (timeout \(durationText(step.timeoutSeconds)), memory \(step.memoryLimitMegabytes) MB, \(step.attempts) attempts\(step.check.map { ", check \(GuardedCommand.displayCommand($0))" } ?? ""))\n"
+            text += "  \(step.name): \(GuardedCommand.displayCommand(step.run)) (timeout \(formatDuration(step.timeoutSeconds)), memory \(step.memoryLimitMegabytes) MB, \(step.attempts) attempts\(step.check.map { ", check \(GuardedCommand.displayCommand($0))" } ?? ""))\n"
         }
         if let reset = config.reset { text += "  reset between attempts: \(GuardedCommand.displayCommand(reset))\n" }
         let policy = config.policy
         text += """
             policies:
-              job attempts \(config.maxAttempts), backoff \(durationText(policy.backoffBaseSeconds))·2^n up to \(durationText(policy.backoffCapSeconds)) (full jitter)
-              step backoff \(durationText(config.stepBackoffBaseSeconds))·2^n up to \(durationText(config.stepBackoffCapSeconds)); infrastructure retry within \(durationText(policy.infraRetrySeconds))
-              cooldown after \(policy.cooldownAfter) infrastructure failures in a row: \(durationText(policy.cooldownBaseSeconds)), doubling, up to \(durationText(policy.cooldownCapSeconds))
-              poison after \(policy.poisonAfter) crashes; a job fails after \(policy.maxInfrastructureAttempts) infrastructure failures; requeues spread over \(durationText(policy.requeueSpreadSeconds))
-              delays: pre \(durationText(config.preBaseSeconds)) + min(response × \(config.delayFactor), \(durationText(config.delayCapSeconds))), post \(durationText(config.postBaseSeconds)) + the same; unmeasured: \(durationText(config.preFallbackSeconds)) / \(durationText(config.postFallbackSeconds))
-              health: \(durationText(config.healthTimeoutSeconds)) limit, restart after \(config.failuresBeforeRestart) failures, then wait \(durationText(config.restartWaitSeconds))
-              stop grace \(durationText(config.stopGraceSeconds)), kill grace \(durationText(config.killGraceSeconds)); heartbeat every \(durationText(config.heartbeatSeconds)), hung after \(durationText(config.hungAfterSeconds))
+              job attempts \(config.maxAttempts), backoff \(formatDuration(policy.backoffBaseSeconds))·2^n up to \(formatDuration(policy.backoffCapSeconds)) (full jitter)
+              step backoff \(formatDuration(config.stepBackoffBaseSeconds))·2^n up to \(formatDuration(config.stepBackoffCapSeconds)); infrastructure retry within \(formatDuration(policy.infraRetrySeconds))
+              cooldown after \(policy.cooldownAfter) infrastructure failures in a row: \(formatDuration(policy.cooldownBaseSeconds)), doubling, up to \(formatDuration(policy.cooldownCapSeconds))
+              poison after \(policy.poisonAfter) crashes; a job fails after \(policy.maxInfrastructureAttempts) infrastructure failures; requeues spread over \(formatDuration(policy.requeueSpreadSeconds))
+              delays: pre \(formatDuration(config.preBaseSeconds)) + min(response × \(config.delayFactor), \(formatDuration(config.delayCapSeconds))), post \(formatDuration(config.postBaseSeconds)) + the same; unmeasured: \(formatDuration(config.preFallbackSeconds)) / \(formatDuration(config.postFallbackSeconds))
+              health: \(formatDuration(config.healthTimeoutSeconds)) limit, restart after \(config.failuresBeforeRestart) failures, then wait \(formatDuration(config.restartWaitSeconds))
+              stop grace \(formatDuration(config.stopGraceSeconds)), kill grace \(formatDuration(config.killGraceSeconds)); heartbeat every \(formatDuration(config.heartbeatSeconds)), hung after \(formatDuration(config.hungAfterSeconds))
               permanent: \(config.permanentPatterns.map { "\($0.type)=\"\($0.pattern)\"" }.joined(separator: " "))
               infrastructure: \(config.infrastructurePatterns.map { "\"\($0)\"" }.joined(separator: " "))
               days start at midnight \(config.dayZone)
@@ -163,7 +163,7 @@ public enum Listing {
             let watchdog = config.watchdog
             text += """
                 recurring: \(config.recurring.count) jobs (see 'seqpipe schedule'); missed runs: \(config.scheduler.missed.rawValue); memory critical below \(config.scheduler.memoryCriticalMegabytes) MB
-                  watchdog every \(durationText(watchdog.intervalSeconds)) (hung after \(durationText(watchdog.hungAfterSeconds)) unless a job says); health check every \(durationText(watchdog.healthIntervalSeconds)), first after \(durationText(watchdog.healthOffsetSeconds)): content within \(durationText(watchdog.contentMaxAgeSeconds)), claims within \(durationText(watchdog.claimMaxSeconds)), producer \(watchdog.producer ?? "none")
+                  watchdog every \(formatDuration(watchdog.intervalSeconds)) (hung after \(formatDuration(watchdog.hungAfterSeconds)) unless a job says); health check every \(formatDuration(watchdog.healthIntervalSeconds)), first after \(formatDuration(watchdog.healthOffsetSeconds)): content within \(formatDuration(watchdog.contentMaxAgeSeconds)), claims within \(formatDuration(watchdog.claimMaxSeconds)), producer \(watchdog.producer ?? "none")
                   pools: \(config.pools.isEmpty ? "none" : config.pools.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
 
                 """

@@ -137,7 +137,7 @@ public struct PipelineStatus {
         if let pid = host.pid, host.state == "running" { parts.append("orchestrator pid \(pid)") }
         if let beat = host.beatAt {
             let age = max(0, now - beat)
-            parts.append("lease renewed \(durationText((age * 10).rounded() / 10)) ago\(host.leaseUntil.map { ", until \(isoTime($0))" } ?? "")")
+            parts.append("lease renewed \(formatDuration((age * 10).rounded() / 10)) ago\(host.leaseUntil.map { ", until \(isoTime($0))" } ?? "")")
         }
         parts.append("\(devices.filter { $0.host == host.name }.count) devices, \(workers.filter { $0.host == host.name }.count) workers")
         let leads = leaders.filter { $0.host == host.name }.map(\.role)
@@ -171,7 +171,7 @@ public struct PipelineStatus {
 
     static func reason(_ job: Job, accounts: [Account], devices: [Device], successes: [String: Int], active: [Job],
                        holder: OwnerRecord?, workers: [WorkerRecord], now: Double) -> String {
-        if let retryAt = job.retryAt, retryAt > now { return "retry at \(isoTime(retryAt)) (in \(durationText((retryAt - now).rounded(.up))))" }
+        if let retryAt = job.retryAt, retryAt > now { return "retry at \(isoTime(retryAt)) (in \(formatDuration((retryAt - now).rounded(.up))))" }
         if let account = accounts.first(where: { $0.name == job.account }) {
             if account.paused { return "account \(account.name) paused: \(account.pausedReason ?? "by hand"); resume with 'seqpipe account resume \(account.name)'" }
             if let until = account.cooldownUntil, until > now { return "account \(account.name) on cooldown until \(isoTime(until))" }
@@ -193,14 +193,14 @@ public struct PipelineStatus {
         if let holder {
             var line = "orchestrator: pid \(holder.holder.pid), since \(Clock.localDateTime(holder.since))"
             if let silent = holderSilentSeconds {
-                line += hung ? ", HUNG: no heartbeat for \(durationText(silent.rounded()))" : ", heartbeat \(durationText(silent.rounded())) ago"
+                line += hung ? ", HUNG: no heartbeat for \(formatDuration(silent.rounded()))" : ", heartbeat \(formatDuration(silent.rounded())) ago"
             }
             lines.append(line)
         } else {
             lines.append("orchestrator: none running")
         }
         lines.append("jobs: " + counts.map { "\($0.0.rawValue) \($0.1)" }.joined(separator: ", "))
-        let empty = timeToEmptySeconds.map { $0 == 0 ? "empty" : "empty in about \(durationText($0))" } ?? "nothing finished in the last 15 minutes"
+        let empty = timeToEmptySeconds.map { $0 == 0 ? "empty" : "empty in about \(formatDuration($0))" } ?? "nothing finished in the last 15 minutes"
         lines.append("queue: \(queue) to do, \((finishedPerMinute * 10).rounded() / 10) finished a minute; \(empty)")
         // A farm: each host's lease, devices and workers, and what it leads.
         if hosts.count > 1 || (hosts.first.map { !$0.name.isEmpty && devices.contains { !$0.host.isEmpty } } ?? false) {
@@ -264,16 +264,16 @@ public struct PipelineStatus {
                 lines.append("schedule (next runs):")
                 for beat in planned {
                     let due = beat.nextDue!
-                    let when = due > now ? "in \(durationText((due - now).rounded(.up)))" : "now"
+                    let when = due > now ? "in \(formatDuration((due - now).rounded(.up)))" : "now"
                     lines.append("  \(isoTime(due))  \(when)  \(beat.name)\(beat.waiting.map { "  (due run \($0))" } ?? "")")
                 }
             }
             lines.append("recurring jobs:")
             for beat in heartbeats {
                 var parts = ["\(beat.state)", "\(beat.runs) runs"]
-                if beat.state != "idle", let at = beat.beatAt { parts.append("heartbeat \(durationText(max(0, now - at).rounded())) ago") }
+                if beat.state != "idle", let at = beat.beatAt { parts.append("heartbeat \(formatDuration(max(0, now - at).rounded())) ago") }
                 if beat.state != "idle", let progress = beat.progress, let at = beat.progressAt {
-                    parts.append("progress \"\(progress)\" \(durationText(max(0, now - at).rounded())) ago")
+                    parts.append("progress \"\(progress)\" \(formatDuration(max(0, now - at).rounded())) ago")
                 }
                 if let at = beat.lastSuccess { parts.append("last success \(isoTime(at))") }
                 if let at = beat.lastFailure { parts.append("last failure \(isoTime(at))\(beat.lastError.map { ": \($0)" } ?? "")") }

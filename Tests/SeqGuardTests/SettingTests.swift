@@ -2,6 +2,16 @@
 import Testing
 
 @Suite struct SettingTests {
+    /// The one duration format of the three tools.
+    @Test func durationsKeepTheirFractionWhenShort() {
+        #expect(formatDuration(0.85) == "0.9s" && formatDuration(12.34) == "12.3s" && formatDuration(59.97) == "1m00s")
+        #expect(formatDuration(12.9, wholeSeconds: true) == "12s" && formatDuration(3725) == "1h02m" && formatDuration(-1) == "0s")
+        #expect(formatDuration(0.2) == "0.2s")
+        #expect(formatDuration(0.01) == "10ms")
+        #expect(formatDuration(8) == "8s")
+        #expect(formatDuration(600) == "10m00s")
+    }
+
     @Test func durationsAreDecimalAndBounded() throws {
         #expect(try Setting.seconds("30", "-t") == 30)
         #expect(try Setting.seconds("2.5", "-t") == 2.5)

@@ -121,12 +121,6 @@ import TestSupport
         #expect(config.delay(pre: false, responseSeconds: nil) == 15)
     }
 
-    @Test func durationsKeepTheirFractionWhenShort() {
-        #expect(durationText(0.2) == "0.2s")
-        #expect(durationText(0.01) == "10ms")
-        #expect(durationText(8) == "8s")
-        #expect(durationText(600) == "10m00s")
-    }
 }
 
 @Suite struct ProgressCSVTests {
