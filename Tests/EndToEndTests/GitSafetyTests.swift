@@ -73,7 +73,7 @@ struct GitSafetyTests {
         let (status, stdout, stderr) = try sandbox.run(["--git-wait", "0.3", "git", "status"])
         #expect(status == 75, "\(stderr)")
         #expect(stdout.isEmpty)
-        #expect(stderr.contains("gave up after 0s waiting for git pid \(commit.pid)"), "\(stderr)")
+        #expect(stderr.contains("gave up after 0.3s waiting for git pid \(commit.pid)"), "\(stderr)")
         #expect(stderr.contains("holding \(sandbox.project)/.git/index.lock") || stderr.contains("/.git/index.lock"), "\(stderr)")
         #expect(sandbox.history.last?["ended"] as? String == "gave_up")
         _ = FileManager.default.createFile(atPath: release, contents: nil)
