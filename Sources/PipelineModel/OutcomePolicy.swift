@@ -38,7 +38,6 @@ public struct JobChange: Sendable, Equatable {
     /// The account rests until then before its next job (`account_rest_seconds`).
     public var accountRestsUntil: Double?
     public var infrastructure = Infrastructure.untouched
-    /// What the events table says, in order: (kind, message).
     /// What to write to the events table, about the job, at the change's time.
     public var events: [Event] = []
 
@@ -47,7 +46,8 @@ public struct JobChange: Sendable, Equatable {
 
 extension FailurePolicy {
     /// The change for `outcome` of the attempt of `job` (its counters as the store holds them,
-    /// this attempt already counted in `attempts`) that ran on `device`, at `now`.
+    /// this attempt already counted in `attempts`) that ran on `device`, at `now`. Longer
+    /// than 80 lines on purpose: one case per outcome, each a few lines, read side by side.
     public func change<G: RandomNumberGenerator>(
         for outcome: JobOutcome, of job: Job, device: String, now: Double, using generator: inout G
     ) -> JobChange {

@@ -169,110 +169,12 @@ public struct PipelineConfig: Sendable {
         config.path = path
         try reader.object(root, "(top level)")
         try reader.known(root, "", ["steps", "reset", "reset_when", "account_rest_seconds", "workers", "orchestrator", "delays", "retries", "cooldown", "health", "classify", "day_zone", "recurring", "scheduler", "watchdog", "pools", "alerts"])
-        guard let steps = root["steps"] else { throw reader.fail("steps", "a list of steps, each {\"name\": …, \"run\": [argv…]}") }
-        guard case .array(let items) = steps, !items.isEmpty else { throw reader.fail("steps", "a non-empty list of steps") }
-        config.steps = []
-        for (index, item) in items.enumerated() {
-            let key = "steps[\(index)]"
-            try reader.object(item, key)
-            try reader.known(item, key, ["name", "run", "check", "timeout_seconds", "memory_limit_mb", "attempts"])
-            let name = try reader.string(item["name"], "\(key).name") ?? "step\(index + 1)"
-            guard let run = try reader.argv(item["run"], "\(key).run") else { throw reader.fail("\(key).run", "a non-empty list of strings (argv)") }
-            config.steps.append(StepDefinition(
-                name: name, run: run, check: try reader.argv(item["check"], "\(key).check"),
-                timeoutSeconds: try reader.number(item["timeout_seconds"], "\(key).timeout_seconds", minimum: 0.001) ?? 600,
-                memoryLimitMegabytes: try reader.integer(item["memory_limit_mb"], "\(key).memory_limit_mb", minimum: 1) ?? 2048,
-                attempts: try reader.integer(item["attempts"], "\(key).attempts", minimum: 1) ?? 3))
-        }
-        config.reset = try reader.argv(root["reset"], "reset")
-        if let when = try reader.string(root["reset_when"], "reset_when") {
-            guard let value = ResetWhen(rawValue: when) else { throw reader.fail("reset_when", "\"job\" (before each job), \"attempt\" (between a step's attempts) or \"both\" (found \"\(when)\")") }
-            config.resetWhen = value
-        }
-        if let rest = root["account_rest_seconds"] {
-            if case .null = rest {
-                config.policy.accountRestSeconds = nil
-            } else if case .integer(0) = rest {
-                config.policy.accountRestSeconds = nil
-            } else if case .number(0) = rest {
-                config.policy.accountRestSeconds = nil
-            } else {
-                let (low, high) = try reader.interval(rest, "account_rest_seconds")
-                config.policy.accountRestSeconds = low...high
-            }
-        }
-        if let workers = try reader.section(root, "workers", ["appium_port_base", "appium_port_stride", "system_port_base", "system_port_stride", "stop_grace_seconds", "kill_grace_seconds", "restart_delay_seconds", "idle_poll_seconds", "server_memory_mb"]) {
-            config.appiumPortBase = try reader.integer(workers["appium_port_base"], "workers.appium_port_base", minimum: 1) ?? config.appiumPortBase
-            config.appiumPortStride = try reader.integer(workers["appium_port_stride"], "workers.appium_port_stride", minimum: 1) ?? config.appiumPortStride
-            config.systemPortBase = try reader.integer(workers["system_port_base"], "workers.system_port_base", minimum: 1) ?? config.systemPortBase
-            config.systemPortStride = try reader.integer(workers["system_port_stride"], "workers.system_port_stride", minimum: 1) ?? config.systemPortStride
-            config.stopGraceSeconds = try reader.number(workers["stop_grace_seconds"], "workers.stop_grace_seconds") ?? config.stopGraceSeconds
-            config.killGraceSeconds = try reader.number(workers["kill_grace_seconds"], "workers.kill_grace_seconds") ?? config.killGraceSeconds
-            config.restartDelaySeconds = try reader.number(workers["restart_delay_seconds"], "workers.restart_delay_seconds") ?? config.restartDelaySeconds
-            config.idlePollSeconds = try reader.number(workers["idle_poll_seconds"], "workers.idle_poll_seconds", minimum: 0.001) ?? config.idlePollSeconds
-            config.serverMemoryMegabytes = try reader.integer(workers["server_memory_mb"], "workers.server_memory_mb", minimum: 1) ?? config.serverMemoryMegabytes
-        }
-        if let section = try reader.section(root, "orchestrator", ["heartbeat_seconds", "hung_after_seconds", "host_lease_seconds"]) {
-            config.hostLeaseSecondsSetting = try reader.number(section["host_lease_seconds"], "orchestrator.host_lease_seconds", minimum: 0.001)
-            config.heartbeatSeconds = try reader.number(section["heartbeat_seconds"], "orchestrator.heartbeat_seconds", minimum: 0.001) ?? config.heartbeatSeconds
-            config.hungAfterSeconds = try reader.number(section["hung_after_seconds"], "orchestrator.hung_after_seconds", minimum: 0.001) ?? config.hungAfterSeconds
-        }
-        if let section = try reader.section(root, "delays", ["pre_base_seconds", "post_base_seconds", "cap_seconds", "factor", "pre_fallback_seconds", "post_fallback_seconds"]) {
-            config.preBaseSeconds = try reader.number(section["pre_base_seconds"], "delays.pre_base_seconds") ?? config.preBaseSeconds
-            config.postBaseSeconds = try reader.number(section["post_base_seconds"], "delays.post_base_seconds") ?? config.postBaseSeconds
-            config.delayCapSeconds = try reader.number(section["cap_seconds"], "delays.cap_seconds") ?? config.delayCapSeconds
-            config.delayFactor = try reader.number(section["factor"], "delays.factor") ?? config.delayFactor
-            config.preFallbackSeconds = try reader.number(section["pre_fallback_seconds"], "delays.pre_fallback_seconds") ?? config.preFallbackSeconds
-            config.postFallbackSeconds = try reader.number(section["post_fallback_seconds"], "delays.post_fallback_seconds") ?? config.postFallbackSeconds
-        }
-        if let section = try reader.section(root, "retries", ["max_attempts", "backoff_base_seconds", "backoff_cap_seconds", "step_backoff_base_seconds", "step_backoff_cap_seconds", "infrastructure_retry_seconds", "requeue_spread_seconds", "poison_after", "max_infrastructure_attempts"]) {
-            config.maxAttempts = try reader.integer(section["max_attempts"], "retries.max_attempts", minimum: 1) ?? config.maxAttempts
-            config.policy.backoffBaseSeconds = try reader.number(section["backoff_base_seconds"], "retries.backoff_base_seconds") ?? config.policy.backoffBaseSeconds
-            config.policy.backoffCapSeconds = try reader.number(section["backoff_cap_seconds"], "retries.backoff_cap_seconds") ?? config.policy.backoffCapSeconds
-            config.stepBackoffBaseSeconds = try reader.number(section["step_backoff_base_seconds"], "retries.step_backoff_base_seconds") ?? config.stepBackoffBaseSeconds
-            config.stepBackoffCapSeconds = try reader.number(section["step_backoff_cap_seconds"], "retries.step_backoff_cap_seconds") ?? config.stepBackoffCapSeconds
-            config.policy.infraRetrySeconds = try reader.number(section["infrastructure_retry_seconds"], "retries.infrastructure_retry_seconds") ?? config.policy.infraRetrySeconds
-            config.policy.requeueSpreadSeconds = try reader.number(section["requeue_spread_seconds"], "retries.requeue_spread_seconds") ?? config.policy.requeueSpreadSeconds
-            config.policy.poisonAfter = try reader.integer(section["poison_after"], "retries.poison_after", minimum: 1) ?? config.policy.poisonAfter
-            config.policy.maxInfrastructureAttempts = try reader.integer(
-                section["max_infrastructure_attempts"], "retries.max_infrastructure_attempts", minimum: 1) ?? config.policy.maxInfrastructureAttempts
-        }
-        if let section = try reader.section(root, "cooldown", ["after_failures", "base_seconds", "cap_seconds"]) {
-            config.policy.cooldownAfter = try reader.integer(section["after_failures"], "cooldown.after_failures", minimum: 1) ?? config.policy.cooldownAfter
-            config.policy.cooldownBaseSeconds = try reader.number(section["base_seconds"], "cooldown.base_seconds") ?? config.policy.cooldownBaseSeconds
-            config.policy.cooldownCapSeconds = try reader.number(section["cap_seconds"], "cooldown.cap_seconds") ?? config.policy.cooldownCapSeconds
-        }
-        if let section = try reader.section(root, "health", ["timeout_seconds", "failures_before_restart", "restart_wait_seconds", "retry_seconds", "server_start_seconds"]) {
-            config.healthTimeoutSeconds = try reader.number(section["timeout_seconds"], "health.timeout_seconds", minimum: 0.001) ?? config.healthTimeoutSeconds
-            config.failuresBeforeRestart = try reader.integer(section["failures_before_restart"], "health.failures_before_restart", minimum: 1) ?? config.failuresBeforeRestart
-            config.restartWaitSeconds = try reader.number(section["restart_wait_seconds"], "health.restart_wait_seconds") ?? config.restartWaitSeconds
-            config.healthRetrySeconds = try reader.number(section["retry_seconds"], "health.retry_seconds") ?? config.healthRetrySeconds
-            config.serverStartSeconds = try reader.number(section["server_start_seconds"], "health.server_start_seconds", minimum: 0.001) ?? config.serverStartSeconds
-        }
-        if let section = try reader.section(root, "classify", ["permanent", "infrastructure"]) {
-            if let permanent = section["permanent"] {
-                guard case .object(let fields) = permanent else { throw reader.fail("classify.permanent", "an object of error type → text to find, e.g. {\"suspended\": \"suspended\"}") }
-                config.permanentPatterns = []
-                for (type, value) in fields {
-                    guard let pattern = value.string, !pattern.isEmpty else { throw reader.fail("classify.permanent.\(type)", "a non-empty string to find in the step's output") }
-                    config.permanentPatterns.append((type, pattern.lowercased()))
-                }
-            }
-            if let patterns = try reader.argv(section["infrastructure"], "classify.infrastructure") {
-                config.infrastructurePatterns = patterns.map { $0.lowercased() }
-            }
-        }
-        if let zone = try reader.string(root["day_zone"], "day_zone") {
-            guard ZoneCalendar.isKnownZone(zone) else { throw reader.fail("day_zone", "an IANA time zone such as \"UTC\" or \"Europe/Berlin\" (found \"\(zone)\", not in /usr/share/zoneinfo)") }
-            config.dayZone = zone
-        }
-        if let section = try reader.section(root, "alerts", ["notify", "file", "attempts", "backoff_base_seconds", "backoff_cap_seconds"]) {
-            config.alerts.notify = try reader.argv(section["notify"], "alerts.notify")
-            config.alerts.file = try reader.string(section["file"], "alerts.file")
-            config.alerts.attempts = try reader.integer(section["attempts"], "alerts.attempts", minimum: 1) ?? config.alerts.attempts
-            config.alerts.backoffBaseSeconds = try reader.number(section["backoff_base_seconds"], "alerts.backoff_base_seconds", minimum: 0.001) ?? config.alerts.backoffBaseSeconds
-            config.alerts.backoffCapSeconds = try reader.number(section["backoff_cap_seconds"], "alerts.backoff_cap_seconds", minimum: 0.001) ?? config.alerts.backoffCapSeconds
-        }
+        try reader.steps(root, into: &config)
+        try reader.reset(root, into: &config)
+        try reader.workers(root, into: &config)
+        try reader.timing(root, into: &config)
+        try reader.health(root, into: &config)
+        try reader.zoneAndAlerts(root, into: &config)
         try reader.recurring(root, into: &config)
         return config
     }
@@ -352,5 +254,136 @@ struct ConfigReader {
             result.append(text)
         }
         return result
+    }
+}
+
+/// `parse`'s sections, in the order of the file's documentation.
+extension ConfigReader {
+    /// `steps`: each step's argv, check and limits.
+    mutating func steps(_ root: JSON.Value, into config: inout PipelineConfig) throws(ConfigError) {
+        guard let steps = root["steps"] else { throw fail("steps", "a list of steps, each {\"name\": …, \"run\": [argv…]}") }
+        guard case .array(let items) = steps, !items.isEmpty else { throw fail("steps", "a non-empty list of steps") }
+        config.steps = []
+        for (index, item) in items.enumerated() {
+            let key = "steps[\(index)]"
+            try object(item, key)
+            try known(item, key, ["name", "run", "check", "timeout_seconds", "memory_limit_mb", "attempts"])
+            let name = try string(item["name"], "\(key).name") ?? "step\(index + 1)"
+            guard let run = try argv(item["run"], "\(key).run") else { throw fail("\(key).run", "a non-empty list of strings (argv)") }
+            config.steps.append(StepDefinition(
+                name: name, run: run, check: try argv(item["check"], "\(key).check"),
+                timeoutSeconds: try number(item["timeout_seconds"], "\(key).timeout_seconds", minimum: 0.001) ?? 600,
+                memoryLimitMegabytes: try integer(item["memory_limit_mb"], "\(key).memory_limit_mb", minimum: 1) ?? 2048,
+                attempts: try integer(item["attempts"], "\(key).attempts", minimum: 1) ?? 3))
+        }
+    }
+
+    /// `reset`, `reset_when` and `account_rest_seconds`.
+    mutating func reset(_ root: JSON.Value, into config: inout PipelineConfig) throws(ConfigError) {
+        config.reset = try argv(root["reset"], "reset")
+        if let when = try string(root["reset_when"], "reset_when") {
+            guard let value = PipelineConfig.ResetWhen(rawValue: when) else { throw fail("reset_when", "\"job\" (before each job), \"attempt\" (between a step's attempts) or \"both\" (found \"\(when)\")") }
+            config.resetWhen = value
+        }
+        if let rest = root["account_rest_seconds"] {
+            if case .null = rest {
+                config.policy.accountRestSeconds = nil
+            } else if case .integer(0) = rest {
+                config.policy.accountRestSeconds = nil
+            } else if case .number(0) = rest {
+                config.policy.accountRestSeconds = nil
+            } else {
+                let (low, high) = try interval(rest, "account_rest_seconds")
+                config.policy.accountRestSeconds = low...high
+            }
+        }
+    }
+
+    /// `workers` (ports, graces, polling) and `orchestrator` (heartbeats, leases).
+    mutating func workers(_ root: JSON.Value, into config: inout PipelineConfig) throws(ConfigError) {
+        if let workers = try section(root, "workers", ["appium_port_base", "appium_port_stride", "system_port_base", "system_port_stride", "stop_grace_seconds", "kill_grace_seconds", "restart_delay_seconds", "idle_poll_seconds", "server_memory_mb"]) {
+            config.appiumPortBase = try integer(workers["appium_port_base"], "workers.appium_port_base", minimum: 1) ?? config.appiumPortBase
+            config.appiumPortStride = try integer(workers["appium_port_stride"], "workers.appium_port_stride", minimum: 1) ?? config.appiumPortStride
+            config.systemPortBase = try integer(workers["system_port_base"], "workers.system_port_base", minimum: 1) ?? config.systemPortBase
+            config.systemPortStride = try integer(workers["system_port_stride"], "workers.system_port_stride", minimum: 1) ?? config.systemPortStride
+            config.stopGraceSeconds = try number(workers["stop_grace_seconds"], "workers.stop_grace_seconds") ?? config.stopGraceSeconds
+            config.killGraceSeconds = try number(workers["kill_grace_seconds"], "workers.kill_grace_seconds") ?? config.killGraceSeconds
+            config.restartDelaySeconds = try number(workers["restart_delay_seconds"], "workers.restart_delay_seconds") ?? config.restartDelaySeconds
+            config.idlePollSeconds = try number(workers["idle_poll_seconds"], "workers.idle_poll_seconds", minimum: 0.001) ?? config.idlePollSeconds
+            config.serverMemoryMegabytes = try integer(workers["server_memory_mb"], "workers.server_memory_mb", minimum: 1) ?? config.serverMemoryMegabytes
+        }
+        if let section = try section(root, "orchestrator", ["heartbeat_seconds", "hung_after_seconds", "host_lease_seconds"]) {
+            config.hostLeaseSecondsSetting = try number(section["host_lease_seconds"], "orchestrator.host_lease_seconds", minimum: 0.001)
+            config.heartbeatSeconds = try number(section["heartbeat_seconds"], "orchestrator.heartbeat_seconds", minimum: 0.001) ?? config.heartbeatSeconds
+            config.hungAfterSeconds = try number(section["hung_after_seconds"], "orchestrator.hung_after_seconds", minimum: 0.001) ?? config.hungAfterSeconds
+        }
+    }
+
+    /// `delays`, `retries` and `cooldown`: how long things wait.
+    mutating func timing(_ root: JSON.Value, into config: inout PipelineConfig) throws(ConfigError) {
+        if let section = try section(root, "delays", ["pre_base_seconds", "post_base_seconds", "cap_seconds", "factor", "pre_fallback_seconds", "post_fallback_seconds"]) {
+            config.preBaseSeconds = try number(section["pre_base_seconds"], "delays.pre_base_seconds") ?? config.preBaseSeconds
+            config.postBaseSeconds = try number(section["post_base_seconds"], "delays.post_base_seconds") ?? config.postBaseSeconds
+            config.delayCapSeconds = try number(section["cap_seconds"], "delays.cap_seconds") ?? config.delayCapSeconds
+            config.delayFactor = try number(section["factor"], "delays.factor") ?? config.delayFactor
+            config.preFallbackSeconds = try number(section["pre_fallback_seconds"], "delays.pre_fallback_seconds") ?? config.preFallbackSeconds
+            config.postFallbackSeconds = try number(section["post_fallback_seconds"], "delays.post_fallback_seconds") ?? config.postFallbackSeconds
+        }
+        if let section = try section(root, "retries", ["max_attempts", "backoff_base_seconds", "backoff_cap_seconds", "step_backoff_base_seconds", "step_backoff_cap_seconds", "infrastructure_retry_seconds", "requeue_spread_seconds", "poison_after", "max_infrastructure_attempts"]) {
+            config.maxAttempts = try integer(section["max_attempts"], "retries.max_attempts", minimum: 1) ?? config.maxAttempts
+            config.policy.backoffBaseSeconds = try number(section["backoff_base_seconds"], "retries.backoff_base_seconds") ?? config.policy.backoffBaseSeconds
+            config.policy.backoffCapSeconds = try number(section["backoff_cap_seconds"], "retries.backoff_cap_seconds") ?? config.policy.backoffCapSeconds
+            config.stepBackoffBaseSeconds = try number(section["step_backoff_base_seconds"], "retries.step_backoff_base_seconds") ?? config.stepBackoffBaseSeconds
+            config.stepBackoffCapSeconds = try number(section["step_backoff_cap_seconds"], "retries.step_backoff_cap_seconds") ?? config.stepBackoffCapSeconds
+            config.policy.infraRetrySeconds = try number(section["infrastructure_retry_seconds"], "retries.infrastructure_retry_seconds") ?? config.policy.infraRetrySeconds
+            config.policy.requeueSpreadSeconds = try number(section["requeue_spread_seconds"], "retries.requeue_spread_seconds") ?? config.policy.requeueSpreadSeconds
+            config.policy.poisonAfter = try integer(section["poison_after"], "retries.poison_after", minimum: 1) ?? config.policy.poisonAfter
+            config.policy.maxInfrastructureAttempts = try integer(
+                section["max_infrastructure_attempts"], "retries.max_infrastructure_attempts", minimum: 1) ?? config.policy.maxInfrastructureAttempts
+        }
+        if let section = try section(root, "cooldown", ["after_failures", "base_seconds", "cap_seconds"]) {
+            config.policy.cooldownAfter = try integer(section["after_failures"], "cooldown.after_failures", minimum: 1) ?? config.policy.cooldownAfter
+            config.policy.cooldownBaseSeconds = try number(section["base_seconds"], "cooldown.base_seconds") ?? config.policy.cooldownBaseSeconds
+            config.policy.cooldownCapSeconds = try number(section["cap_seconds"], "cooldown.cap_seconds") ?? config.policy.cooldownCapSeconds
+        }
+    }
+
+    /// `health` (checks and restarts) and `classify` (what a failure's output means).
+    mutating func health(_ root: JSON.Value, into config: inout PipelineConfig) throws(ConfigError) {
+        if let section = try section(root, "health", ["timeout_seconds", "failures_before_restart", "restart_wait_seconds", "retry_seconds", "server_start_seconds"]) {
+            config.healthTimeoutSeconds = try number(section["timeout_seconds"], "health.timeout_seconds", minimum: 0.001) ?? config.healthTimeoutSeconds
+            config.failuresBeforeRestart = try integer(section["failures_before_restart"], "health.failures_before_restart", minimum: 1) ?? config.failuresBeforeRestart
+            config.restartWaitSeconds = try number(section["restart_wait_seconds"], "health.restart_wait_seconds") ?? config.restartWaitSeconds
+            config.healthRetrySeconds = try number(section["retry_seconds"], "health.retry_seconds") ?? config.healthRetrySeconds
+            config.serverStartSeconds = try number(section["server_start_seconds"], "health.server_start_seconds", minimum: 0.001) ?? config.serverStartSeconds
+        }
+        if let section = try section(root, "classify", ["permanent", "infrastructure"]) {
+            if let permanent = section["permanent"] {
+                guard case .object(let fields) = permanent else { throw fail("classify.permanent", "an object of error type → text to find, e.g. {\"suspended\": \"suspended\"}") }
+                config.permanentPatterns = []
+                for (type, value) in fields {
+                    guard let pattern = value.string, !pattern.isEmpty else { throw fail("classify.permanent.\(type)", "a non-empty string to find in the step's output") }
+                    config.permanentPatterns.append((type, pattern.lowercased()))
+                }
+            }
+            if let patterns = try argv(section["infrastructure"], "classify.infrastructure") {
+                config.infrastructurePatterns = patterns.map { $0.lowercased() }
+            }
+        }
+    }
+
+    /// `day_zone` and `alerts`.
+    mutating func zoneAndAlerts(_ root: JSON.Value, into config: inout PipelineConfig) throws(ConfigError) {
+        if let zone = try string(root["day_zone"], "day_zone") {
+            guard ZoneCalendar.isKnownZone(zone) else { throw fail("day_zone", "an IANA time zone such as \"UTC\" or \"Europe/Berlin\" (found \"\(zone)\", not in /usr/share/zoneinfo)") }
+            config.dayZone = zone
+        }
+        if let section = try section(root, "alerts", ["notify", "file", "attempts", "backoff_base_seconds", "backoff_cap_seconds"]) {
+            config.alerts.notify = try argv(section["notify"], "alerts.notify")
+            config.alerts.file = try string(section["file"], "alerts.file")
+            config.alerts.attempts = try integer(section["attempts"], "alerts.attempts", minimum: 1) ?? config.alerts.attempts
+            config.alerts.backoffBaseSeconds = try number(section["backoff_base_seconds"], "alerts.backoff_base_seconds", minimum: 0.001) ?? config.alerts.backoffBaseSeconds
+            config.alerts.backoffCapSeconds = try number(section["backoff_cap_seconds"], "alerts.backoff_cap_seconds", minimum: 0.001) ?? config.alerts.backoffCapSeconds
+        }
     }
 }

@@ -162,83 +162,16 @@ public struct Heartbeat: Sendable {
 }
 
 extension ConfigReader {
-    /// `recurring` (a list of jobs) and `scheduler` (their policy).
+    /// `watchdog`, `pools`, `scheduler` (the recurring jobs' policy) and `recurring` (the jobs).
     mutating func recurring(_ root: JSON.Value, into config: inout PipelineConfig) throws(ConfigError) {
-        if let section = try section(root, "watchdog", ["interval_seconds", "hung_after_seconds", "health_interval_seconds", "health_offset_seconds", "content_max_age_seconds", "claim_max_seconds", "producer"]) {
-            var policy = config.watchdog
-            policy.intervalSeconds = try number(section["interval_seconds"], "watchdog.interval_seconds", minimum: 0.001) ?? policy.intervalSeconds
-            policy.hungAfterSeconds = try number(section["hung_after_seconds"], "watchdog.hung_after_seconds", minimum: 0.001) ?? policy.hungAfterSeconds
-            policy.healthIntervalSeconds = try number(section["health_interval_seconds"], "watchdog.health_interval_seconds", minimum: 0.001) ?? policy.healthIntervalSeconds
-            policy.healthOffsetSeconds = try number(section["health_offset_seconds"], "watchdog.health_offset_seconds") ?? policy.healthOffsetSeconds
-            policy.contentMaxAgeSeconds = try number(section["content_max_age_seconds"], "watchdog.content_max_age_seconds", minimum: 0.001) ?? policy.contentMaxAgeSeconds
-            policy.claimMaxSeconds = try number(section["claim_max_seconds"], "watchdog.claim_max_seconds", minimum: 0.001) ?? policy.claimMaxSeconds
-            policy.producer = try string(section["producer"], "watchdog.producer")
-            config.watchdog = policy
-        }
-        if let value = root["pools"], !isNull(value) {
-            guard case .object(let fields) = value else { throw fail("pools", "an object of pool name → how many runs may hold it at once, e.g. {\"browser\": 3}") }
-            for (name, size) in fields {
-                guard let cap = try integer(size, "pools.\(name)", minimum: 1) else { throw fail("pools.\(name)", "a whole number ≥ 1") }
-                config.pools[name] = cap
-            }
-        }
-        if let section = try section(root, "scheduler", ["missed", "missed_jitter_seconds", "backoff_base_seconds", "backoff_cap_seconds", "critical_attempts", "other_attempts", "memory_critical_mb", "emergency"]) {
-            config.scheduler.emergency = try argv(section["emergency"], "scheduler.emergency")
-            config.scheduler.memoryCriticalMegabytes = try integer(section["memory_critical_mb"], "scheduler.memory_critical_mb", minimum: 0) ?? config.scheduler.memoryCriticalMegabytes
-            if let missed = try string(section["missed"], "scheduler.missed") {
-                guard let value = SchedulerPolicy.Missed(rawValue: missed) else { throw fail("scheduler.missed", "\"once\" or \"skip\" (found \"\(missed)\")") }
-                config.scheduler.missed = value
-            }
-            config.scheduler.missedJitterSeconds = try number(section["missed_jitter_seconds"], "scheduler.missed_jitter_seconds") ?? config.scheduler.missedJitterSeconds
-            config.scheduler.backoffBaseSeconds = try number(section["backoff_base_seconds"], "scheduler.backoff_base_seconds") ?? config.scheduler.backoffBaseSeconds
-            config.scheduler.backoffCapSeconds = try number(section["backoff_cap_seconds"], "scheduler.backoff_cap_seconds") ?? config.scheduler.backoffCapSeconds
-            config.scheduler.criticalAttempts = try integer(section["critical_attempts"], "scheduler.critical_attempts", minimum: 1) ?? config.scheduler.criticalAttempts
-            config.scheduler.otherAttempts = try integer(section["other_attempts"], "scheduler.other_attempts", minimum: 1) ?? config.scheduler.otherAttempts
-        }
+        try watchdog(root, into: &config)
+        try pools(root, into: &config)
+        try scheduler(root, into: &config)
         guard let list = root["recurring"], !isNull(list) else { return }
         guard case .array(let items) = list else { throw fail("recurring", "a list of recurring jobs, each {\"name\": …, \"run\": [argv…], \"interval_seconds\": …}") }
         var names: Set<String> = []
         for (index, item) in items.enumerated() {
-            let key = "recurring[\(index)]"
-            try object(item, key)
-            try known(item, key, ["name", "run", "interval_seconds", "offset_seconds", "priority", "critical", "attempts", "timeout_seconds", "memory_limit_mb", "overlap", "hung_after_seconds", "stuck_after_seconds", "needs", "after"])
-            guard let name = try string(item["name"], "\(key).name"), !name.isEmpty,
-                  name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" })
-            else { throw fail("\(key).name", "a name of letters, digits, _ and - (it names the job in status and events)") }
-            guard names.insert(name).inserted else { throw fail("\(key).name", "a name no other recurring job has (\"\(name)\" is taken)") }
-            guard let run = try argv(item["run"], "\(key).run") else { throw fail("\(key).run", "a non-empty list of strings (argv)") }
-            let (low, high) = try interval(item["interval_seconds"], "\(key).interval_seconds")
-            var priority = 2
-            if let text = try string(item["priority"], "\(key).priority") {
-                let names = ["high": "P0", "normal": "P2", "low": "P3"]
-                guard let level = ["P0", "P1", "P2", "P3"].firstIndex(of: names[text.lowercased()] ?? text.uppercased()) else {
-                    throw fail("\(key).priority", "one of \"P0\" (first) … \"P3\", or high, normal, low (found \"\(text)\")")
-                }
-                priority = level
-            }
-            var critical = false
-            if let value = item["critical"] {
-                guard case .bool(let flag) = value else { throw fail("\(key).critical", "true or false") }
-                critical = flag
-            }
-            var overlap = RecurringJob.Overlap.skip
-            if let text = try string(item["overlap"], "\(key).overlap") {
-                guard let value = RecurringJob.Overlap(rawValue: text) else { throw fail("\(key).overlap", "\"skip\" or \"queue\" (found \"\(text)\")") }
-                overlap = value
-            }
-            config.recurring.append(RecurringJob(
-                name: name, run: run, intervalMinimum: low, intervalMaximum: high,
-                offset: try number(item["offset_seconds"], "\(key).offset_seconds") ?? 0,
-                priority: priority, critical: critical,
-                attempts: try integer(item["attempts"], "\(key).attempts", minimum: 1)
-                    ?? (critical ? config.scheduler.criticalAttempts : config.scheduler.otherAttempts),
-                timeoutSeconds: try number(item["timeout_seconds"], "\(key).timeout_seconds", minimum: 0.001) ?? 3600,
-                memoryLimitMegabytes: try integer(item["memory_limit_mb"], "\(key).memory_limit_mb", minimum: 1) ?? 2048,
-                overlap: overlap,
-                hungAfterSeconds: try number(item["hung_after_seconds"], "\(key).hung_after_seconds", minimum: 0.001) ?? config.watchdog.hungAfterSeconds,
-                stuckAfterSeconds: try number(item["stuck_after_seconds"], "\(key).stuck_after_seconds", minimum: 0.001),
-                needs: try needs(item["needs"], "\(key).needs", pools: config.pools),
-                after: try prerequisites(item["after"], "\(key).after")))
+            config.recurring.append(try recurringJob(item, "recurring[\(index)]", names: &names, config: config))
         }
         // Names can be checked once every job is known.
         let known = Set(config.recurring.map(\.name))
@@ -253,6 +186,89 @@ extension ConfigReader {
         if let producer = config.watchdog.producer, !known.contains(producer) {
             throw fail("watchdog.producer", "the name of a recurring job that adds jobs (found \"\(producer)\"; known: \(known.sorted().joined(separator: ", ")))")
         }
+    }
+
+    mutating func watchdog(_ root: JSON.Value, into config: inout PipelineConfig) throws(ConfigError) {
+        if let section = try section(root, "watchdog", ["interval_seconds", "hung_after_seconds", "health_interval_seconds", "health_offset_seconds", "content_max_age_seconds", "claim_max_seconds", "producer"]) {
+            var policy = config.watchdog
+            policy.intervalSeconds = try number(section["interval_seconds"], "watchdog.interval_seconds", minimum: 0.001) ?? policy.intervalSeconds
+            policy.hungAfterSeconds = try number(section["hung_after_seconds"], "watchdog.hung_after_seconds", minimum: 0.001) ?? policy.hungAfterSeconds
+            policy.healthIntervalSeconds = try number(section["health_interval_seconds"], "watchdog.health_interval_seconds", minimum: 0.001) ?? policy.healthIntervalSeconds
+            policy.healthOffsetSeconds = try number(section["health_offset_seconds"], "watchdog.health_offset_seconds") ?? policy.healthOffsetSeconds
+            policy.contentMaxAgeSeconds = try number(section["content_max_age_seconds"], "watchdog.content_max_age_seconds", minimum: 0.001) ?? policy.contentMaxAgeSeconds
+            policy.claimMaxSeconds = try number(section["claim_max_seconds"], "watchdog.claim_max_seconds", minimum: 0.001) ?? policy.claimMaxSeconds
+            policy.producer = try string(section["producer"], "watchdog.producer")
+            config.watchdog = policy
+        }
+    }
+
+    mutating func pools(_ root: JSON.Value, into config: inout PipelineConfig) throws(ConfigError) {
+        if let value = root["pools"], !isNull(value) {
+            guard case .object(let fields) = value else { throw fail("pools", "an object of pool name → how many runs may hold it at once, e.g. {\"browser\": 3}") }
+            for (name, size) in fields {
+                guard let cap = try integer(size, "pools.\(name)", minimum: 1) else { throw fail("pools.\(name)", "a whole number ≥ 1") }
+                config.pools[name] = cap
+            }
+        }
+    }
+
+    mutating func scheduler(_ root: JSON.Value, into config: inout PipelineConfig) throws(ConfigError) {
+        if let section = try section(root, "scheduler", ["missed", "missed_jitter_seconds", "backoff_base_seconds", "backoff_cap_seconds", "critical_attempts", "other_attempts", "memory_critical_mb", "emergency"]) {
+            config.scheduler.emergency = try argv(section["emergency"], "scheduler.emergency")
+            config.scheduler.memoryCriticalMegabytes = try integer(section["memory_critical_mb"], "scheduler.memory_critical_mb", minimum: 0) ?? config.scheduler.memoryCriticalMegabytes
+            if let missed = try string(section["missed"], "scheduler.missed") {
+                guard let value = SchedulerPolicy.Missed(rawValue: missed) else { throw fail("scheduler.missed", "\"once\" or \"skip\" (found \"\(missed)\")") }
+                config.scheduler.missed = value
+            }
+            config.scheduler.missedJitterSeconds = try number(section["missed_jitter_seconds"], "scheduler.missed_jitter_seconds") ?? config.scheduler.missedJitterSeconds
+            config.scheduler.backoffBaseSeconds = try number(section["backoff_base_seconds"], "scheduler.backoff_base_seconds") ?? config.scheduler.backoffBaseSeconds
+            config.scheduler.backoffCapSeconds = try number(section["backoff_cap_seconds"], "scheduler.backoff_cap_seconds") ?? config.scheduler.backoffCapSeconds
+            config.scheduler.criticalAttempts = try integer(section["critical_attempts"], "scheduler.critical_attempts", minimum: 1) ?? config.scheduler.criticalAttempts
+            config.scheduler.otherAttempts = try integer(section["other_attempts"], "scheduler.other_attempts", minimum: 1) ?? config.scheduler.otherAttempts
+        }
+    }
+
+    /// One recurring job at `key`; `names` are those taken before it.
+    mutating func recurringJob(_ item: JSON.Value, _ key: String, names: inout Set<String>, config: PipelineConfig) throws(ConfigError) -> RecurringJob {
+        try object(item, key)
+        try known(item, key, ["name", "run", "interval_seconds", "offset_seconds", "priority", "critical", "attempts", "timeout_seconds", "memory_limit_mb", "overlap", "hung_after_seconds", "stuck_after_seconds", "needs", "after"])
+        guard let name = try string(item["name"], "\(key).name"), !name.isEmpty,
+              name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" })
+        else { throw fail("\(key).name", "a name of letters, digits, _ and - (it names the job in status and events)") }
+        guard names.insert(name).inserted else { throw fail("\(key).name", "a name no other recurring job has (\"\(name)\" is taken)") }
+        guard let run = try argv(item["run"], "\(key).run") else { throw fail("\(key).run", "a non-empty list of strings (argv)") }
+        let (low, high) = try interval(item["interval_seconds"], "\(key).interval_seconds")
+        var priority = 2
+        if let text = try string(item["priority"], "\(key).priority") {
+            let levels = ["high": "P0", "normal": "P2", "low": "P3"]
+            guard let level = ["P0", "P1", "P2", "P3"].firstIndex(of: levels[text.lowercased()] ?? text.uppercased()) else {
+                throw fail("\(key).priority", "one of \"P0\" (first) … \"P3\", or high, normal, low (found \"\(text)\")")
+            }
+            priority = level
+        }
+        var critical = false
+        if let value = item["critical"] {
+            guard case .bool(let flag) = value else { throw fail("\(key).critical", "true or false") }
+            critical = flag
+        }
+        var overlap = RecurringJob.Overlap.skip
+        if let text = try string(item["overlap"], "\(key).overlap") {
+            guard let value = RecurringJob.Overlap(rawValue: text) else { throw fail("\(key).overlap", "\"skip\" or \"queue\" (found \"\(text)\")") }
+            overlap = value
+        }
+        return RecurringJob(
+            name: name, run: run, intervalMinimum: low, intervalMaximum: high,
+            offset: try number(item["offset_seconds"], "\(key).offset_seconds") ?? 0,
+            priority: priority, critical: critical,
+            attempts: try integer(item["attempts"], "\(key).attempts", minimum: 1)
+                ?? (critical ? config.scheduler.criticalAttempts : config.scheduler.otherAttempts),
+            timeoutSeconds: try number(item["timeout_seconds"], "\(key).timeout_seconds", minimum: 0.001) ?? 3600,
+            memoryLimitMegabytes: try integer(item["memory_limit_mb"], "\(key).memory_limit_mb", minimum: 1) ?? 2048,
+            overlap: overlap,
+            hungAfterSeconds: try number(item["hung_after_seconds"], "\(key).hung_after_seconds", minimum: 0.001) ?? config.watchdog.hungAfterSeconds,
+            stuckAfterSeconds: try number(item["stuck_after_seconds"], "\(key).stuck_after_seconds", minimum: 0.001),
+            needs: try needs(item["needs"], "\(key).needs", pools: config.pools),
+            after: try prerequisites(item["after"], "\(key).after"))
     }
 
     /// Pool names, each one in `pools`.
