@@ -61,73 +61,10 @@ public enum KillAll {
 
         // Found afresh before every signal. With the door closed, waiters and holders get
         // SIGTERM together (wave 0), then SIGKILL after the grace; a supervisor last (wave 2).
-        var roles: [ProcessIdentity: String] = [:]
-        func find(_ signal: Signal) -> [Teardown.Target] {
-            guard let (claims, snapshot) = try? directory.withMutex({ () throws(GuardFailure) in (try lock.inspect(), try queue.read()) }) else { return [] }
-            var targets: [ProcessIdentity: Teardown.Target] = [:]
-            let waiters = Set(snapshot.entries.flatMap { queue.waiters($0) })
-            // Only processes proved to be the waiters: those holding a line's waiter lock.
-            // A guarded run waits in the child its front started; the front, named in the line,
-            // is proved by being the parent of the lock's holder.
-            for entry in snapshot.entries {
-                for process in queue.waiters(entry) where process.pid != me {
-                    targets[process] = Teardown.Target(process, command: entry.command, wave: 0)
-                    let front = entry.process
-                    if front != process, front.pid != me, front.isAlive, (try? ProcStat.read(process.pid).parent) == front.pid {
-                        targets[front] = Teardown.Target(front, command: entry.command, wave: 0)
-                        roles[front] = "waiter"
-                        roles[process] = "waiter's supervisor"
-                    } else {
-                        roles[process] = "waiter"
-                    }
-                }
-            }
-            var roots: [ProcessIdentity: String] = [:]
-            var supervisors: [ProcessIdentity: String] = [:]
-            for claim in claims {
-                let command = claim.record?.command ?? "?"
-                if let record = claim.record, !record.pidsAreOurs {
-                    // Pids of another pid namespace name other processes here: its claimant
-                    // is whoever holds the guard, its tree whoever holds the record (below).
-                    if let guardFile = try? FileSystem.status("\(claim.name)/\(ProjectLock.guardFileName)", relativeTo: directory.descriptor) {
-                        for supervisor in Processes.holding(device: guardFile.device, inode: guardFile.inode, lockedOnly: true) {
-                            roots[supervisor] = command
-                            supervisors[supervisor] = command
-                        }
-                    }
-                } else if let record = claim.record {
-                    roots[record.holder] = command
-                    if let child = record.child { roots[child] = command }
-                    if let supervisor = record.supervisor { roots[supervisor] = command; supervisors[supervisor] = command }
-                }
-                // Waiters watching the lock hold its file open too; they are ended as waiters.
-                if let owner = claim.ownerFile {
-                    for process in Processes.holding(device: owner.device, inode: owner.inode) where !waiters.contains(process) {
-                        roots[process] = command
-                    }
-                }
-            }
-            let table = Processes.all()
-            for (root, command) in roots where root.pid != me && root.isAlive && targets[root] == nil {
-                targets[root] = Teardown.Target(root, command: command, wave: 0)
-                roles[root] = roles[root] ?? "holder"
-            }
-            let rootPids = Set(roots.keys.filter(\.isAlive).map(\.pid))
-            for process in Processes.descendants(of: rootPids, in: table) where process.pid != me && targets[process.identity] == nil {
-                targets[process.identity] = Teardown.Target(process.identity, command: process.command, wave: 0)
-                roles[process.identity] = roles[process.identity] ?? "holder's tree"
-            }
-            // A supervisor goes last (wave 2): while it lives, everything its command starts
-            // is under it and found; once the tree is gone it lets the lock go itself.
-            for (supervisor, command) in supervisors where targets[supervisor] != nil {
-                targets[supervisor] = Teardown.Target(supervisor, command: command, wave: 2)
-                roles[supervisor] = "supervisor"
-            }
-            return Array(targets.values)
-        }
+        var search = KillAllSearch(directory: directory, lock: lock, queue: queue, me: me)
         var teardown = Teardown.graceful(killGrace)
         teardown.killRounds = 5
-        let report = teardown.run(find: find)
+        let report = teardown.run(find: { _ in search.targets() })
         // Whatever is left on disk has no live owner now.
         try directory.withMutex { () throws(GuardFailure) in
             for claim in try lock.inspect() where !claim.isLive {
@@ -140,8 +77,91 @@ public enum KillAll {
             queue.forget(snapshot.entries.filter { !kept.contains($0) })
             if kept.count != snapshot.entries.count || !snapshot.rejectedLines.isEmpty { try queue.write(kept) }
         }
-        return report.ended.map { Ended(process: $0.process, role: roles[$0.process] ?? "holder", command: $0.command) }
+        return report.ended.map { Ended(process: $0.process, role: search.roles[$0.process] ?? "holder", command: $0.command) }
             .sorted { $0.process.pid < $1.process.pid }
+    }
+}
+
+/// What a kill-all ends, found afresh before each signal from the state under the mutex: the
+/// waiters proved by their locks, then the holders with their trees and supervisors. `roles`
+/// remembers what each process was, for the report.
+struct KillAllSearch {
+    let directory: StateDirectory
+    let lock: ProjectLock
+    let queue: WaitQueue
+    let me: Int32
+    var roles: [ProcessIdentity: String] = [:]
+
+    mutating func targets() -> [Teardown.Target] {
+        guard let (claims, snapshot) = try? directory.withMutex({ () throws(GuardFailure) in (try lock.inspect(), try queue.read()) }) else { return [] }
+        var targets: [ProcessIdentity: Teardown.Target] = [:]
+        let waiters = Set(snapshot.entries.flatMap { queue.waiters($0) })
+        addWaiters(snapshot, to: &targets)
+        addHolders(claims, waiters: waiters, to: &targets)
+        return Array(targets.values)
+    }
+
+    mutating func addWaiters(_ snapshot: QueueSnapshot, to targets: inout [ProcessIdentity: Teardown.Target]) {
+        // Only processes proved to be the waiters: those holding a line's waiter lock.
+        // A guarded run waits in the child its front started; the front, named in the line,
+        // is proved by being the parent of the lock's holder.
+        for entry in snapshot.entries {
+            for process in queue.waiters(entry) where process.pid != me {
+                targets[process] = Teardown.Target(process, command: entry.command, wave: 0)
+                let front = entry.process
+                if front != process, front.pid != me, front.isAlive, (try? ProcStat.read(process.pid).parent) == front.pid {
+                    targets[front] = Teardown.Target(front, command: entry.command, wave: 0)
+                    roles[front] = "waiter"
+                    roles[process] = "waiter's supervisor"
+                } else {
+                    roles[process] = "waiter"
+                }
+            }
+        }
+    }
+
+    mutating func addHolders(_ claims: [Claim], waiters: Set<ProcessIdentity>, to targets: inout [ProcessIdentity: Teardown.Target]) {
+        var roots: [ProcessIdentity: String] = [:]
+        var supervisors: [ProcessIdentity: String] = [:]
+        for claim in claims {
+            let command = claim.record?.command ?? "?"
+            if let record = claim.record, !record.pidsAreOurs {
+                // Pids of another pid namespace name other processes here: its claimant
+                // is whoever holds the guard, its tree whoever holds the record (below).
+                if let guardFile = try? FileSystem.status("\(claim.name)/\(ProjectLock.guardFileName)", relativeTo: directory.descriptor) {
+                    for supervisor in Processes.holding(device: guardFile.device, inode: guardFile.inode, lockedOnly: true) {
+                        roots[supervisor] = command
+                        supervisors[supervisor] = command
+                    }
+                }
+            } else if let record = claim.record {
+                roots[record.holder] = command
+                if let child = record.child { roots[child] = command }
+                if let supervisor = record.supervisor { roots[supervisor] = command; supervisors[supervisor] = command }
+            }
+            // Waiters watching the lock hold its file open too; they are ended as waiters.
+            if let owner = claim.ownerFile {
+                for process in Processes.holding(device: owner.device, inode: owner.inode) where !waiters.contains(process) {
+                    roots[process] = command
+                }
+            }
+        }
+        let table = Processes.all()
+        for (root, command) in roots where root.pid != me && root.isAlive && targets[root] == nil {
+            targets[root] = Teardown.Target(root, command: command, wave: 0)
+            roles[root] = roles[root] ?? "holder"
+        }
+        let rootPids = Set(roots.keys.filter(\.isAlive).map(\.pid))
+        for process in Processes.descendants(of: rootPids, in: table) where process.pid != me && targets[process.identity] == nil {
+            targets[process.identity] = Teardown.Target(process.identity, command: process.command, wave: 0)
+            roles[process.identity] = roles[process.identity] ?? "holder's tree"
+        }
+        // A supervisor goes last (wave 2): while it lives, everything its command starts
+        // is under it and found; once the tree is gone it lets the lock go itself.
+        for (supervisor, command) in supervisors where targets[supervisor] != nil {
+            targets[supervisor] = Teardown.Target(supervisor, command: command, wave: 2)
+            roles[supervisor] = "supervisor"
+        }
     }
 }
 

@@ -139,22 +139,7 @@ public struct LockWaiter {
             queue.removeOldTemporaries(among: names)
             // A kill-all under way: nothing queued starts (it ends us shortly).
             let doorClosed = KillAllDoor.isClosed(in: directory, names: names)
-            let claims = try lock.inspect(names: names)
-            var live: [Claim] = []
-            for claim in claims {
-                if claim.isLive {
-                    live.append(claim)
-                    if let problem = claim.problem { problems.append("lock \(directory.path)/\(claim.name) is held but has an \(problem)") }
-                    continue
-                }
-                let who = claim.record.map { " (holder pid \($0.holder.pid) '\($0.command)' is gone)" } ?? " (\(claim.problem ?? "no holder"))"
-                var recorded = ""
-                if let project = request.historyProject, let owner = claim.record, (try? History(directory: directory).appendLost(owner, project: project)) != nil {
-                    recorded = "; its run is recorded as holder_killed"
-                }
-                problems.append("removed stale lock \(directory.path)/\(claim.name)\(who)\(recorded)")
-                try lock.removeStale(claim)
-            }
+            let live = try liveClaims(try lock.inspect(names: names), request: request, problems: &problems)
             if firstCall, let token = request.inheritedTokens[directory.name],
                live.contains(where: { $0.record?.token == token }) {
                 return .passThrough
@@ -176,30 +161,9 @@ public struct LockWaiter {
                 queue.forget(deadEntries)
                 changed = true
             }
-            if !entries.contains(where: { $0.process == me }) {
-                // First arrival, or our line was lost: (re)add it with its original arrival time,
-                // holding our waiter's lock first so the line is live from the moment it exists.
-                var entry = mine ?? QueueEntry(process: me, queuedAt: Clock.wallTime(), command: request.command, priority: request.priority)
-                // A caller that can start at once never needs a line: the mutex is held from
-                // this look to the claim, so nobody can see the queue in between.
-                if mine == nil, request.minimumAvailableBytes == nil, !doorClosed,
-                   (QueueSnapshot(entries: entries + [entry]).ordered.firstIndex { $0.process == me } ?? 0) < Self.freeSlots(asking: request.slots, live: live),
-                   let held = try lock.claim(slots: request.slots, record: record) {
-                    if changed { try queue.write(entries) }
-                    return .acquired(held)
-                }
-                if waiterLock == nil {
-                    let token = Processes.randomHex(bytes: 8)
-                    do throws(Errno) {
-                        if let fd = try queue.waiterLock(token).tryAcquire() { waiterLock = (token, fd) }
-                    } catch {
-                        throw GuardFailure("cannot create a waiter's lock in \(directory.path): \(error); check free space and permissions", errno: error)
-                    }
-                }
-                entry.token = waiterLock?.token
-                mine = entry
-                entries.append(entry)
-                changed = true
+            if !entries.contains(where: { $0.process == me }), let held = try joinTheLine(
+                me: me, mine: &mine, entries: &entries, changed: &changed, request: request, record: record, live: live, doorClosed: doorClosed) {
+                return .acquired(held)
             }
             let ordered = QueueSnapshot(entries: entries).ordered
             let free = doorClosed ? 0 : Self.freeSlots(asking: request.slots, live: live)
@@ -228,15 +192,10 @@ public struct LockWaiter {
                 return .acquired(held)
             }
             // What we wait for, when the queue and the holders do not say it: `--status` reads it.
-            if let index = entries.firstIndex(where: { $0.process == me }) {
-                var extra = entries[index].extra.filter { !$0.hasPrefix("why=") && $0 != WaitQueue.blockedMark }
-                if let memoryShort { extra.append("why=memory-\(memoryShort >> 20)-\((request.minimumAvailableBytes ?? 0) >> 20)") }
-                if blocked { extra.append(WaitQueue.blockedMark) }
-                if extra != entries[index].extra {
-                    entries[index].extra = extra
-                    mine?.extra = extra
-                    changed = true
-                }
+            if let index = entries.firstIndex(where: { $0.process == me }),
+               Self.markWhy(&entries[index], memoryShort: memoryShort, needed: request.minimumAvailableBytes, blocked: blocked) {
+                mine?.extra = entries[index].extra
+                changed = true
             }
             if changed { try queue.write(entries) }
             return .waiting(live: live, ahead: Array(ordered[..<rank]), position: rank + 1, total: ordered.count,
@@ -247,6 +206,70 @@ public struct LockWaiter {
             reporter.error(problem)
         }
         return result
+    }
+
+    /// The live claims among `claims`; the stale ones are removed (and their runs recorded as
+    /// lost), each with a line in `problems`.
+    func liveClaims(_ claims: [Claim], request: AcquireRequest, problems: inout [String]) throws(GuardFailure) -> [Claim] {
+        var live: [Claim] = []
+        for claim in claims {
+            if claim.isLive {
+                live.append(claim)
+                if let problem = claim.problem { problems.append("lock \(directory.path)/\(claim.name) is held but has an \(problem)") }
+                continue
+            }
+            let who = claim.record.map { " (holder pid \($0.holder.pid) '\($0.command)' is gone)" } ?? " (\(claim.problem ?? "no holder"))"
+            var recorded = ""
+            if let project = request.historyProject, let owner = claim.record, (try? History(directory: directory).appendLost(owner, project: project)) != nil {
+                recorded = "; its run is recorded as holder_killed"
+            }
+            problems.append("removed stale lock \(directory.path)/\(claim.name)\(who)\(recorded)")
+            try lock.removeStale(claim)
+        }
+        return live
+    }
+
+    /// Our line, which `entries` lacks: on first arrival, or when it was lost. A caller that
+    /// can start at once takes its slot instead (returned); otherwise the line is added.
+    mutating func joinTheLine(
+        me: ProcessIdentity, mine: inout QueueEntry?, entries: inout [QueueEntry], changed: inout Bool,
+        request: AcquireRequest, record: OwnerRecord, live: [Claim], doorClosed: Bool
+    ) throws(GuardFailure) -> HeldClaim? {
+        // First arrival, or our line was lost: (re)add it with its original arrival time,
+        // holding our waiter's lock first so the line is live from the moment it exists.
+        var entry = mine ?? QueueEntry(process: me, queuedAt: Clock.wallTime(), command: request.command, priority: request.priority)
+        // A caller that can start at once never needs a line: the mutex is held from
+        // this look to the claim, so nobody can see the queue in between.
+        if mine == nil, request.minimumAvailableBytes == nil, !doorClosed,
+           (QueueSnapshot(entries: entries + [entry]).ordered.firstIndex { $0.process == me } ?? 0) < Self.freeSlots(asking: request.slots, live: live),
+           let held = try lock.claim(slots: request.slots, record: record) {
+            if changed { try queue.write(entries) }
+            return held
+        }
+        if waiterLock == nil {
+            let token = Processes.randomHex(bytes: 8)
+            do throws(Errno) {
+                if let fd = try queue.waiterLock(token).tryAcquire() { waiterLock = (token, fd) }
+            } catch {
+                throw GuardFailure("cannot create a waiter's lock in \(directory.path): \(error); check free space and permissions", errno: error)
+            }
+        }
+        entry.token = waiterLock?.token
+        mine = entry
+        entries.append(entry)
+        changed = true
+        return nil
+    }
+
+    /// Writes into `entry` why it waits beyond what the queue and holders say (memory short,
+    /// blocked output); whether that changed it.
+    static func markWhy(_ entry: inout QueueEntry, memoryShort: Int64?, needed: Int64?, blocked: Bool) -> Bool {
+        var extra = entry.extra.filter { !$0.hasPrefix("why=") && $0 != WaitQueue.blockedMark }
+        if let memoryShort { extra.append("why=memory-\(memoryShort >> 20)-\((needed ?? 0) >> 20)") }
+        if blocked { extra.append(WaitQueue.blockedMark) }
+        guard extra != entry.extra else { return false }
+        entry.extra = extra
+        return true
     }
 
     /// Whether a live claim of `directory` carries `token`: a process up the tree holds this
