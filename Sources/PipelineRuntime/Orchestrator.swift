@@ -54,45 +54,17 @@ public struct Orchestrator {
         var held = try acquire(locks)
         let lock = locks.instance
         defer { lock.release(held) }
-        // A file store is its inode: held for the run, whatever name another caller uses.
-        var storeFile: StoreFile?
-        if !paths.isURL {
-            switch try StoreFile.hold(paths.database) {
-            case .held(let file): storeFile = file
-            case .taken(let holders):
-                let who = holders.map { "pid \($0.pid)" }.joined(separator: ", ")
-                throw GuardFailure(
-                    exitCode: ExitCode.gaveUpWaiting,
-                    "another orchestrator (\(who.isEmpty ? "a process" : who)) runs on the store file \(paths.storeName) under another name (a hard link or another mount of it); stop it with 'seqpipe stop-all' there, or wait for it")
-            }
-        }
+        var storeFile = try holdTheStoreFile()
 
         let devices = try thisHostsDevices()
-        do {
-            try Processes.becomeChildSubreaper()
-            // Every process of the run holds the store: workers get this descriptor, and the
-            // commands they start inherit it.
-            // Numbered high, so a step's `exec 8>file` cannot close it by landing on its number.
-            held.owner = held.owner.movedUp()
-            try held.owner.clearCloseOnExec()
-            try FileSystem.makeDirectories(paths.logs)
-            try FileSystem.makeDirectories(paths.run, mode: 0o700)
-        } catch {
-            throw GuardFailure("cannot prepare to run workers: \(error)", errno: error)
-        }
+        try prepareToRunMembers(&held)
         let fencer = Fencer(locks: locks, store: store, config: config, say: say)
         try takeBackAnEarlierRunsClaims(fencer: fencer)
 
-        var slots = (0..<workerCount).map { Slot(index: $0, device: devices[$0]) }
-        if !config.recurring.isEmpty {
-            slots.append(Slot(index: workerCount, device: Device(name: "-"), scheduler: true))
-        }
         var reaped: [(Int32, TerminationStatus)] = []
         let reapAll = { while let ended = (try? Spawn.reapAny()) ?? nil { reaped.append(ended) } }
-        // The scheduler (recurring jobs, the watchdog) runs once per farm: on the host that leads it.
-        let leading = !config.recurring.isEmpty && ((try? store.lead("scheduler", leaseSeconds: config.hostLeaseSeconds, now: nowSeconds())) ?? false)
-        for index in slots.indices where !slots[index].scheduler || leading { start(&slots[index], lock: held, fencer: fencer, reap: reapAll) }
-        if !config.recurring.isEmpty && !leading { say("another host leads the scheduler; this one runs workers only") }
+        let (members, leading) = startMembers(devices, lock: held, fencer: fencer, reap: reapAll)
+        var slots = members
         var beat = HostBeat(leading: leading, lastRenewal: Clock.monotonicNanoseconds())
         let recurring = config.recurring.isEmpty ? "" : " and the scheduler of \(config.recurring.count) recurring job\(config.recurring.count == 1 ? "" : "s")"
         say("running \(workerCount) worker\(workerCount == 1 ? "" : "s")\(recurring) on \(paths.storeName); logs in \(paths.logs)")
@@ -100,12 +72,7 @@ public struct Orchestrator {
         var stopping = false
         var nextBeat = Clock.monotonicNanoseconds() + Int64(config.heartbeatSeconds * 1e9)
         var nextCheck = Clock.monotonicNanoseconds()
-        // Alerts raised anywhere in the run go out from here (a file relative to the store's directory).
-        var outlet = config.alerts
-        if let file = outlet.file, !file.hasPrefix("/") { outlet.file = paths.directory + "/" + file }
-        let notifier = outlet.isConfigured ? Notifier(store: store, outlet: outlet, runner: StepRunner(
-            signals: signals, reporter: reporter, captureFile: "\(paths.run)/notify.out", killGrace: config.killGraceSeconds,
-            stopGrace: 0, environment: Spawn.currentEnvironment())) : nil
+        let notifier = makeNotifier()
         var nextNotify = Clock.monotonicNanoseconds()
         var failure: String?
         while !stopping {
@@ -114,10 +81,7 @@ public struct Orchestrator {
             // replaced under the run stops it at once, claims first.
             if let change = storeFile?.change() {
                 failure = change
-                reporter.error("\(change); stopping the run")
-                for process in slots.compactMap(\.process) { Processes.signal(process, .terminate) }
-                _ = try? store.raiseAlert("store", kind: "store", message: change, now: nowSeconds())
-                try? store.addEvent(Event(at: nowSeconds(), kind: .storeChanged, message: change))
+                storeChanged(change, slots: slots)
                 break
             }
             // (What reaping finds meanwhile, while it fences, is for the next pass.)
@@ -126,24 +90,7 @@ public struct Orchestrator {
             restartTheDead(&slots, ended: ended, fencer: fencer, reap: reapAll)
 
             let now = Clock.monotonicNanoseconds()
-            for index in slots.indices {
-                // A host fenced off the store, or a scheduler this host does not lead, waits.
-                if beat.selfFenced || (slots[index].scheduler && !beat.leading) { continue }
-                if let at = slots[index].restartAt, at <= now {
-                    slots[index].restartAt = nil
-                    // A fence that could not complete (a process stuck in the kernel) is tried
-                    // again before the device gets a new worker; its job waits claimed till then.
-                    if slots[index].fencePending {
-                        slots[index].fencePending = !fenceWorker(slots[index], fencer: fencer, sparing: Set(slots.compactMap(\.process)), reap: reapAll)
-                        if slots[index].fencePending {
-                            slots[index].restartAt = Clock.monotonicNanoseconds() + Int64(max(config.restartDelaySeconds, 1) * 1e9)
-                            continue
-                        }
-                    }
-                    slots[index].restarts += 1
-                    start(&slots[index], lock: held, fencer: fencer, reap: reapAll)
-                }
-            }
+            restartWhatIsDue(&slots, now: now, beat: beat, lock: held, fencer: fencer, reap: reapAll)
             if let notifier, nextNotify <= now {
                 notifier.deliverDue(now: nowSeconds())
                 nextNotify = Clock.monotonicNanoseconds() + 500_000_000
@@ -155,9 +102,7 @@ public struct Orchestrator {
             }
             if once && nextCheck <= now {
                 nextCheck = now + Int64(config.idlePollSeconds * 1e9)
-                let left = try? store.remainingWork(today: ZoneCalendar.day(of: nowSeconds(), zone: config.dayZone))
-                noteStore(&beat)
-                if left == 0 {
+                if nothingLeftToDo(&beat) {
                     say("--once: nothing left to do: stopping \(slots.filter { $0.process != nil }.count) worker(s)")
                     stopping = true
                     break
@@ -181,6 +126,98 @@ public struct Orchestrator {
         }
         say("stopped")
         return 0
+    }
+
+    /// A worker for each device, and the scheduler (recurring jobs, the watchdog) when this
+    /// host leads it: it runs once per farm. Whether this host leads.
+    func startMembers(_ devices: [Device], lock held: HeldClaim, fencer: Fencer, reap: () -> Void) -> ([Slot], leading: Bool) {
+        var slots = (0..<workerCount).map { Slot(index: $0, device: devices[$0]) }
+        if !config.recurring.isEmpty {
+            slots.append(Slot(index: workerCount, device: Device(name: "-"), scheduler: true))
+        }
+        let leading = !config.recurring.isEmpty && ((try? store.lead("scheduler", leaseSeconds: config.hostLeaseSeconds, now: nowSeconds())) ?? false)
+        for index in slots.indices where !slots[index].scheduler || leading { start(&slots[index], lock: held, fencer: fencer, reap: reap) }
+        if !config.recurring.isEmpty && !leading { say("another host leads the scheduler; this one runs workers only") }
+        return (slots, leading)
+    }
+
+    /// The store's file was deleted, renamed or replaced under the run: the members are
+    /// told to stop, and an alert and an event say why.
+    func storeChanged(_ change: String, slots: [Slot]) {
+        reporter.error("\(change); stopping the run")
+        for process in slots.compactMap(\.process) { Processes.signal(process, .terminate) }
+        _ = try? store.raiseAlert("store", kind: "store", message: change, now: nowSeconds())
+        try? store.addEvent(Event(at: nowSeconds(), kind: .storeChanged, message: change))
+    }
+
+    /// With --once: whether the store has no work left for today.
+    func nothingLeftToDo(_ beat: inout HostBeat) -> Bool {
+        let left = try? store.remainingWork(today: ZoneCalendar.day(of: nowSeconds(), zone: config.dayZone))
+        noteStore(&beat)
+        return left == 0
+    }
+
+    /// A file store is its inode: held for the run, whatever name another caller uses. Nil
+    /// for a PostgreSQL store.
+    func holdTheStoreFile() throws(GuardFailure) -> StoreFile? {
+        guard !paths.isURL else { return nil }
+        switch try StoreFile.hold(paths.database) {
+        case .held(let file): return file
+        case .taken(let holders):
+            let who = holders.map { "pid \($0.pid)" }.joined(separator: ", ")
+            throw GuardFailure(
+                exitCode: ExitCode.gaveUpWaiting,
+                "another orchestrator (\(who.isEmpty ? "a process" : who)) runs on the store file \(paths.storeName) under another name (a hard link or another mount of it); stop it with 'seqpipe stop-all' there, or wait for it")
+        }
+    }
+
+    /// This process becomes the members' subreaper, the instance lock's descriptor one they
+    /// inherit, and the log and run directories exist.
+    func prepareToRunMembers(_ held: inout HeldClaim) throws(GuardFailure) {
+        do {
+            try Processes.becomeChildSubreaper()
+            // Every process of the run holds the store: workers get this descriptor, and the
+            // commands they start inherit it.
+            // Numbered high, so a step's `exec 8>file` cannot close it by landing on its number.
+            held.owner = held.owner.movedUp()
+            try held.owner.clearCloseOnExec()
+            try FileSystem.makeDirectories(paths.logs)
+            try FileSystem.makeDirectories(paths.run, mode: 0o700)
+        } catch {
+            throw GuardFailure("cannot prepare to run workers: \(error)", errno: error)
+        }
+    }
+
+    /// Alerts raised anywhere in the run go out from here (a file relative to the store's
+    /// directory); nil when no outlet is configured.
+    func makeNotifier() -> Notifier? {
+        var outlet = config.alerts
+        if let file = outlet.file, !file.hasPrefix("/") { outlet.file = paths.directory + "/" + file }
+        guard outlet.isConfigured else { return nil }
+        return Notifier(store: store, outlet: outlet, runner: StepRunner(
+            signals: signals, reporter: reporter, captureFile: "\(paths.run)/notify.out", killGrace: config.killGraceSeconds,
+            stopGrace: 0, environment: Spawn.currentEnvironment()))
+    }
+
+    /// Starts again the members whose restart time has come. A host fenced off the store, or
+    /// a scheduler this host does not lead, waits. A fence that could not complete (a process
+    /// stuck in the kernel) is tried again before the device gets a new worker; its job waits
+    /// claimed till then.
+    func restartWhatIsDue(_ slots: inout [Slot], now: Int64, beat: HostBeat, lock held: HeldClaim, fencer: Fencer, reap: () -> Void) {
+        for index in slots.indices {
+            if beat.selfFenced || (slots[index].scheduler && !beat.leading) { continue }
+            guard let at = slots[index].restartAt, at <= now else { continue }
+            slots[index].restartAt = nil
+            if slots[index].fencePending {
+                slots[index].fencePending = !fenceWorker(slots[index], fencer: fencer, sparing: Set(slots.compactMap(\.process)), reap: reap)
+                if slots[index].fencePending {
+                    slots[index].restartAt = Clock.monotonicNanoseconds() + Int64(max(config.restartDelaySeconds, 1) * 1e9)
+                    continue
+                }
+            }
+            slots[index].restarts += 1
+            start(&slots[index], lock: held, fencer: fencer, reap: reap)
+        }
     }
 
     /// Members that ended since the last pass: each is said and recorded; what it left
@@ -226,12 +263,20 @@ public struct Orchestrator {
                     say("worker \(index): its device \(slots[index].device.name) was removed from the store; not restarted")
                     continue
                 }
-                let quick = Clock.monotonicNanoseconds() - slots[index].startedAt < 5_000_000_000
-                slots[index].quickDeaths = quick ? slots[index].quickDeaths + 1 : 0
-                let delay = config.restartDelaySeconds * Double(1 << min(slots[index].quickDeaths, 6))
+                let (quickDeaths, delay) = Self.restartDelay(
+                    lived: Clock.monotonicNanoseconds() - slots[index].startedAt, quickDeaths: slots[index].quickDeaths, base: config.restartDelaySeconds)
+                slots[index].quickDeaths = quickDeaths
                 slots[index].restartAt = Clock.monotonicNanoseconds() + Int64(delay * 1e9)
             }
         }
+    }
+
+    /// When a member that died after living `lived` ns starts again: after `base` seconds,
+    /// doubled for each death in a row that came within 5 s of its start (up to 64 times), so
+    /// a member that cannot start does not spin; one that lived longer starts the count again.
+    static func restartDelay(lived: Int64, quickDeaths: Int, base: Double) -> (quickDeaths: Int, delay: Double) {
+        let deaths = lived < 5_000_000_000 ? quickDeaths + 1 : 0
+        return (deaths, base * Double(1 << min(deaths, 6)))
     }
 
     /// The devices this run drives (this host's, and those of no particular host), read

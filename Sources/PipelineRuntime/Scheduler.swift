@@ -70,12 +70,12 @@ public struct Scheduler {
 
     /// When each job first runs: its offset after start, or, for a run missed while the
     /// scheduler was down, once soon (within the missed jitter) instead of once per slot.
-    func firstDue(_ job: RecurringJob, last: Heartbeat?, start: Int64, wallNow: Double) -> (Int64, missed: Bool) {
+    static func firstDue(_ job: RecurringJob, last: Heartbeat?, start: Int64, wallNow: Double, policy: SchedulerPolicy) -> (Int64, missed: Bool) {
         let atOffset = start + Int64(job.offset * 1e9)
-        guard config.scheduler.missed == .once, let lastStart = last?.lastStart else { return (atOffset, false) }
+        guard policy.missed == .once, let lastStart = last?.lastStart else { return (atOffset, false) }
         let missedBy = wallNow - (lastStart + job.intervalMaximum)
         guard missedBy > 0, wallNow - lastStart > job.offset else { return (atOffset, false) }
-        let jitter = config.scheduler.missedJitterSeconds > 0 ? Double.random(in: 0...config.scheduler.missedJitterSeconds) : 0
+        let jitter = policy.missedJitterSeconds > 0 ? Double.random(in: 0...policy.missedJitterSeconds) : 0
         return (min(atOffset, start + Int64(jitter * 1e9)), true)
     }
 
@@ -84,30 +84,13 @@ public struct Scheduler {
     public func run() -> Int32 {
         let start = Clock.monotonicNanoseconds()
         let startWall = nowSeconds()
-        var beats: [String: Heartbeat] = [:]
-        var said = false
-        while true {
-            do {
-                beats = Dictionary(try store.heartbeats().map { ($0.name, $0) }, uniquingKeysWith: { $1 })
-                break
-            } catch where error.isUnreachable {
-                // A store that is away is waited for (the connection tries again by itself).
-                if !said { log(error.message) }
-                said = true
-                switch signals.sleep(seconds: 0.5, wakingOn: lifeline.map { [$0] } ?? [], stopsOn: { [.terminate, .interrupt, .hangup].contains($0.signal) }) {
-                case .elapsed: continue
-                case .readable, .stopped: return 0
-                }
-            } catch {
-                reporter.error("scheduler: store: \(error.message)")
-                return ExitCode.toolFailure
-            }
-        }
+        let (read, exitStatus) = heartbeats()
+        guard let beats = read else { return exitStatus }
         var entries: [Entry] = []
         // Whether MemAvailable is in a pressure episode (the emergency command has run for it).
         var pressure = false
         for job in config.recurring.sorted(by: { ($0.priority, $0.offset) < ($1.priority, $1.offset) }) {
-            let (due, missed) = firstDue(job, last: beats[job.name], start: start, wallNow: startWall)
+            let (due, missed) = Self.firstDue(job, last: beats[job.name], start: start, wallNow: startWall, policy: config.scheduler)
             if missed { log("\(job.name): a run was missed while the scheduler was down; running it once") }
             entries.append(Entry(job: job, due: due))
         }
@@ -118,64 +101,12 @@ public struct Scheduler {
 
         var stopping = false
         while true {
-            while let (pid, status) = (try? Spawn.reapAny()) ?? nil {
-                guard let index = entries.firstIndex(where: { $0.running?.process.pid == pid }), let ended = entries[index].running else { continue }
-                entries[index].running = nil
-                let name = entries[index].job.name
-                var succeeded = status == .exited(0)
-                if let hung = ended.hung {
-                    succeeded = false
-                    try? store.recordRecurringEnd(name, succeeded: false, error: hung, now: nowSeconds())
-                    if stopping {
-                    } else if ended.recovery {
-                        // Run again at once only once: a job that hangs every time waits for
-                        // its next due run instead of looping.
-                        event(.watchdogRecovery, "\(name): its hung run is ended (\(GuardedCommand.describe(status))); it hung again right after a recovery run, so it waits for its next due run")
-                    } else {
-                        event(.watchdogRecovery, "\(name): its hung run is ended (\(GuardedCommand.describe(status))); running it again")
-                        entries[index].pending = Pending(since: Clock.monotonicNanoseconds(), reason: Self.recoveryReason)
-                        entries[index].queued = false
-                    }
-                } else if status != .exited(0) && status != .exited(1) {
-                    // The run process itself died (killed): record it, since it could not.
-                    try? store.recordRecurringEnd(name, succeeded: false, error: "its run process ended (\(GuardedCommand.describe(status)))", now: nowSeconds())
-                }
-                if entries[index].queued && !stopping {
-                    entries[index].queued = false
-                    entries[index].pending = Pending(since: Clock.monotonicNanoseconds(), reason: "queued behind the previous run")
-                }
-                // Runs waiting on this one as their prerequisite: a failure skips them.
-                for other in entries.indices where entries[other].pending?.prerequisite == name {
-                    if succeeded {
-                        entries[other].pending?.prerequisite = nil
-                    } else {
-                        entries[other].pending = nil
-                        try? store.recordRecurringSkip(entries[other].job.name, reason: "its prerequisite \(name) did not succeed", now: nowSeconds())
-                    }
-                }
-            }
+            reapEnded(&entries, stopping: stopping)
             if stopping {
                 if entries.allSatisfy({ $0.running == nil }) { break }
             } else {
                 let now = Clock.monotonicNanoseconds()
-                for index in entries.indices where entries[index].due <= now {
-                    let job = entries[index].job
-                    entries[index].due = now + Int64(job.nextInterval() * 1e9)
-                    if let pending = entries[index].pending {
-                        log("\(job.name): due, but its last due run still waits (\(pending.waiting ?? pending.reason)); skipped")
-                        try? store.recordRecurringSkip(job.name, reason: "the previous due run was still waiting (\(pending.waiting ?? pending.reason))", now: nowSeconds())
-                    } else if entries[index].running != nil {
-                        switch job.overlap {
-                        case .skip:
-                            log("\(job.name): due, but its last run still runs; skipped")
-                            try? store.recordRecurringSkip(job.name, reason: "the previous run was still running", now: nowSeconds())
-                        case .queue:
-                            entries[index].queued = true
-                        }
-                    } else {
-                        entries[index].pending = Pending(since: now, reason: "due")
-                    }
-                }
+                markDue(&entries, now: now)
                 if now >= nextWatchdog {
                     watch(&entries, startWall: startWall)
                     nextWatchdog = Clock.monotonicNanoseconds() + Int64(watchdog.intervalSeconds * 1e9)
@@ -205,17 +136,107 @@ public struct Scheduler {
             guard ready.contains(0) else { continue }
             for received in signals.drain() where [.terminate, .interrupt, .hangup].contains(received.signal) && !stopping {
                 stopping = true
-                log("\(received.signal.name): stopping; running jobs get \(formatDuration(config.stopGraceSeconds)) to finish")
-                for index in entries.indices { entries[index].pending = nil }
-                // The runs hear SIGTERM and stop their steps in their own time; what is left
-                // after the grace is killed, run and tree.
-                let runs = entries.compactMap { $0.running?.process }
-                Teardown([.send(.terminate, grace: config.stopGraceSeconds + config.killGraceSeconds + 1)])
-                    .run(find: Teardown.TreeFinder(roots: runs, rootsOnlyFor: [.terminate]).find)
+                stop(&entries, received.signal)
             }
         }
         log("stopped")
         return 0
+    }
+
+    /// The recurring jobs' heartbeats, read once at start (a store that is away is waited
+    /// for); nil with the status to exit with: 0 when stopped while waiting, 125 on a store error.
+    func heartbeats() -> (beats: [String: Heartbeat]?, exitStatus: Int32) {
+        var said = false
+        while true {
+            do {
+                return (Dictionary(try store.heartbeats().map { ($0.name, $0) }, uniquingKeysWith: { $1 }), 0)
+            } catch where error.isUnreachable {
+                // A store that is away is waited for (the connection tries again by itself).
+                if !said { log(error.message) }
+                said = true
+                switch signals.sleep(seconds: 0.5, wakingOn: lifeline.map { [$0] } ?? [], stopsOn: { [.terminate, .interrupt, .hangup].contains($0.signal) }) {
+                case .elapsed: continue
+                case .readable, .stopped: return (nil, 0)
+                }
+            } catch {
+                reporter.error("scheduler: store: \(error.message)")
+                return (nil, ExitCode.toolFailure)
+            }
+        }
+    }
+
+    /// Reaps the runs that ended: records a killed one, runs a hung one again (once), starts
+    /// one queued behind it, and frees or skips the runs waiting on it as their prerequisite.
+    func reapEnded(_ entries: inout [Entry], stopping: Bool) {
+    while let (pid, status) = (try? Spawn.reapAny()) ?? nil {
+        guard let index = entries.firstIndex(where: { $0.running?.process.pid == pid }), let ended = entries[index].running else { continue }
+        entries[index].running = nil
+        let name = entries[index].job.name
+        var succeeded = status == .exited(0)
+        if let hung = ended.hung {
+            succeeded = false
+            try? store.recordRecurringEnd(name, succeeded: false, error: hung, now: nowSeconds())
+            if stopping {
+            } else if ended.recovery {
+                // Run again at once only once: a job that hangs every time waits for
+                // its next due run instead of looping.
+                event(.watchdogRecovery, "\(name): its hung run is ended (\(GuardedCommand.describe(status))); it hung again right after a recovery run, so it waits for its next due run")
+            } else {
+                event(.watchdogRecovery, "\(name): its hung run is ended (\(GuardedCommand.describe(status))); running it again")
+                entries[index].pending = Pending(since: Clock.monotonicNanoseconds(), reason: Self.recoveryReason)
+                entries[index].queued = false
+            }
+        } else if status != .exited(0) && status != .exited(1) {
+            // The run process itself died (killed): record it, since it could not.
+            try? store.recordRecurringEnd(name, succeeded: false, error: "its run process ended (\(GuardedCommand.describe(status)))", now: nowSeconds())
+        }
+        if entries[index].queued && !stopping {
+            entries[index].queued = false
+            entries[index].pending = Pending(since: Clock.monotonicNanoseconds(), reason: "queued behind the previous run")
+        }
+        // Runs waiting on this one as their prerequisite: a failure skips them.
+        for other in entries.indices where entries[other].pending?.prerequisite == name {
+            if succeeded {
+                entries[other].pending?.prerequisite = nil
+            } else {
+                entries[other].pending = nil
+                try? store.recordRecurringSkip(entries[other].job.name, reason: "its prerequisite \(name) did not succeed", now: nowSeconds())
+            }
+        }
+    }
+    }
+
+    /// The entries due at `now`: each becomes pending, or is skipped (or queued, with
+    /// overlap: queue) while its last run still waits or runs.
+    func markDue(_ entries: inout [Entry], now: Int64) {
+    for index in entries.indices where entries[index].due <= now {
+        let job = entries[index].job
+        entries[index].due = now + Int64(job.nextInterval() * 1e9)
+        if let pending = entries[index].pending {
+            log("\(job.name): due, but its last due run still waits (\(pending.waiting ?? pending.reason)); skipped")
+            try? store.recordRecurringSkip(job.name, reason: "the previous due run was still waiting (\(pending.waiting ?? pending.reason))", now: nowSeconds())
+        } else if entries[index].running != nil {
+            switch job.overlap {
+            case .skip:
+                log("\(job.name): due, but its last run still runs; skipped")
+                try? store.recordRecurringSkip(job.name, reason: "the previous run was still running", now: nowSeconds())
+            case .queue:
+                entries[index].queued = true
+            }
+        } else {
+            entries[index].pending = Pending(since: now, reason: "due")
+        }
+    }
+    }
+
+    /// SIGTERM (or INT, HUP): nothing new starts, and the runs hear SIGTERM and stop their
+    /// steps in their own time; what is left after the grace is killed, run and tree.
+    func stop(_ entries: inout [Entry], _ signal: Signal) {
+        log("\(signal.name): stopping; running jobs get \(formatDuration(config.stopGraceSeconds)) to finish")
+        for index in entries.indices { entries[index].pending = nil }
+        let runs = entries.compactMap { $0.running?.process }
+        Teardown([.send(.terminate, grace: config.stopGraceSeconds + config.killGraceSeconds + 1)])
+            .run(find: Teardown.TreeFinder(roots: runs, rootsOnlyFor: [.terminate]).find)
     }
 
     static let memoryAlertKey = "memory:critical"
@@ -238,6 +259,31 @@ public struct Scheduler {
     }
 
     static let recoveryReason = "recovery after a hung run"
+
+    /// The prerequisite `job` waits for: the first of its `after` rules whose job has not
+    /// succeeded within the rule's age (a rule naming no known job is ignored), with the
+    /// index of that job's entry when it must be started for it (it neither runs nor waits).
+    static func prerequisiteToWaitFor(
+        _ job: RecurringJob, entries: [Entry], now wall: Double, lastSuccess: (String) -> Double?
+    ) -> (rule: RecurringJob.Prerequisite, lastSuccess: Double?, start: Int?)? {
+        for rule in job.after {
+            let last = lastSuccess(rule.job)
+            if let last, wall - last <= rule.maxAgeSeconds { continue }
+            guard let other = entries.firstIndex(where: { $0.job.name == rule.job }) else { continue }
+            let idle = entries[other].running == nil && entries[other].pending == nil
+            return (rule, last, idle ? other : nil)
+        }
+        return nil
+    }
+
+    /// The first pool `job` needs that has no slot for it, with how many runs hold it: every
+    /// slot in use, or kept (`reserved`) for a more important run that waits for it.
+    static func fullPool(for job: RecurringJob, entries: [Entry], reserved: Set<String>, pools: [String: Int]) -> (pool: String, inUse: Int)? {
+        var inUse: [String: Int] = [:]
+        for entry in entries where entry.running != nil { for pool in entry.job.needs { inUse[pool, default: 0] += 1 } }
+        guard let full = job.needs.first(where: { reserved.contains($0) || inUse[$0, default: 0] >= pools[$0] ?? Int.max }) else { return nil }
+        return (full, inUse[full, default: 0])
+    }
 
     /// Starts the due runs that may start, most important (then longest waiting) first: a
     /// stale prerequisite runs first, a full pool keeps its slot for the first in line, and
@@ -263,34 +309,24 @@ public struct Scheduler {
                     continue
                 }
                 // Prerequisites: each must have succeeded within its age.
-                var waitsFor: String?
                 if !job.after.isEmpty {
                     if beats == nil { beats = Dictionary(((try? store.heartbeats()) ?? []).map { ($0.name, $0) }, uniquingKeysWith: { $1 }) }
                     let wall = nowSeconds()
-                    for rule in job.after {
-                        let last = beats?[rule.job]?.lastSuccess
-                        if let last, wall - last <= rule.maxAgeSeconds { continue }
-                        guard let other = entries.firstIndex(where: { $0.job.name == rule.job }) else { continue }
-                        waitsFor = rule.job
-                        if entries[other].running == nil && entries[other].pending == nil {
-                            let age = last.map { "is \(formatDuration(wall - $0)) old" } ?? "never happened"
-                            event(.dependencyRun, "\(job.name): its prerequisite \(rule.job)'s last success \(age) (max \(formatDuration(rule.maxAgeSeconds))); running \(rule.job) first")
+                    if let wait = Self.prerequisiteToWaitFor(job, entries: entries, now: wall, lastSuccess: { beats?[$0]?.lastSuccess }) {
+                        if let other = wait.start {
+                            let age = wait.lastSuccess.map { "is \(formatDuration(wall - $0)) old" } ?? "never happened"
+                            event(.dependencyRun, "\(job.name): its prerequisite \(wait.rule.job)'s last success \(age) (max \(formatDuration(wait.rule.maxAgeSeconds))); running \(wait.rule.job) first")
                             entries[other].pending = Pending(since: Clock.monotonicNanoseconds(), reason: "prerequisite of \(job.name)")
                             again = true
                         }
-                        break
+                        entries[index].pending?.prerequisite = wait.rule.job
+                        entries[index].pending?.waiting = "waiting for its prerequisite \(wait.rule.job)"
+                        continue
                     }
                 }
-                if let waitsFor {
-                    entries[index].pending?.prerequisite = waitsFor
-                    entries[index].pending?.waiting = "waiting for its prerequisite \(waitsFor)"
-                    continue
-                }
                 // Pools: one slot of each; a slot a more important run waits for stays its.
-                var inUse: [String: Int] = [:]
-                for entry in entries where entry.running != nil { for pool in entry.job.needs { inUse[pool, default: 0] += 1 } }
-                if let full = job.needs.first(where: { reserved.contains($0) || inUse[$0, default: 0] >= config.pools[$0] ?? Int.max }) {
-                    let waiting = "waiting for pool \(full) (\(inUse[full, default: 0]) of \(config.pools[full] ?? 0) in use)"
+                if let (full, inUse) = Self.fullPool(for: job, entries: entries, reserved: reserved, pools: config.pools) {
+                    let waiting = "waiting for pool \(full) (\(inUse) of \(config.pools[full] ?? 0) in use)"
                     if entries[index].pending?.waiting != waiting { log("\(job.name): \(waiting)") }
                     entries[index].pending?.waiting = waiting
                     reserved.formUnion(job.needs)

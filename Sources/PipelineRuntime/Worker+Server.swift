@@ -93,9 +93,16 @@ extension Worker {
         log("starting its server (pid \(member.pid) guards it; output in \(logPath)): \(GuardedCommand.displayCommand(argv))")
         try store.recordServer(device: deviceName, state: .starting, process: member, port: port, note: nil, now: nowSeconds())
 
+        return try waitForTheServer(device, guardedBy: member, port: port, watchesPort: template.contains { $0.contains("{appium_port}") }, logPath: logPath)
+    }
+
+    /// Waits (up to `health.server_start_seconds`) until the starting server answers, and
+    /// records how its start ended: up, exited, or silent (then it is ended).
+    mutating func waitForTheServer(
+        _ device: Device, guardedBy member: ProcessIdentity, port: Int, watchesPort: Bool, logPath: String
+    ) throws(StoreError) -> ServerStart {
         let started = Clock.monotonicNanoseconds()
         let deadline = started + Int64(config.serverStartSeconds * 1e9)
-        let watchesPort = template.contains { $0.contains("{appium_port}") }
         while true {
             if server?.server == nil, let child = Processes.descendants(of: [member.pid]).first(where: { $0.parent == member.pid }) {
                 server?.server = child.identity

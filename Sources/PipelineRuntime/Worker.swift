@@ -128,25 +128,50 @@ public struct Worker {
         Placeholders.of(worker: index, device: deviceName, config: config, job: job)
     }
 
+    /// The device's lock, taken for the worker's life; the exit status when it cannot be.
+    /// The orchestrator fenced the device before starting this worker: a holder now is a
+    /// process this worker must not run beside.
+    mutating func takeTheDeviceLock() -> Int32? {
+        guard let locks else { return nil }
+        do {
+            deviceLock = try locks.device(deviceName).tryAcquire()?.movedUp()
+            try deviceLock?.clearCloseOnExec()
+        } catch {
+            log("cannot take device \(deviceName)'s lock \(locks.device(deviceName).path): \(error)")
+            return ExitCode.toolFailure
+        }
+        guard deviceLock == nil else { return nil }
+        let holders = locks.device(deviceName).holders().map { "pid \($0.pid)" }.joined(separator: ", ")
+        log("device \(deviceName) is still held (\(holders)) by an earlier worker's process; not starting beside it")
+        return ExitCode.gaveUpWaiting
+    }
+
+    /// Claims the next job for this device: `.some(nil)` when there is none, nil when the
+    /// worker stops while the store is away. The token is chosen here: a claim whose reply is
+    /// lost with the connection is found again by it, not left claimed by nobody.
+    mutating func claimNext() throws(StoreError) -> ClaimedJob?? {
+        let token = Processes.randomHex(bytes: 8)
+        do {
+            return .some(try store.claim(worker: index, device: deviceName, token: token, now: nowSeconds(), today: today(), bootSeconds: Clock.secondsSinceBoot()))
+        } catch where error.isUnreachable {
+            let store = store
+            return try stored("the claim", { () throws(StoreError) in try store.claimed(token: token) })
+        }
+    }
+
+    /// The server first, then the phone itself (a cloud phone left running costs money).
+    mutating func stopTheDevice() {
+        stopServer(reason: "the worker stopped")
+        if let device = try? store.device(deviceName), let stop = device.stopCommand {
+            let result = runDeviceCommand(stop, label: "device stop", timeout: 60)
+            try? store.recordPhone(device: deviceName, state: result?.succeeded == true ? .stopped : .stopFailed, now: nowSeconds())
+        }
+    }
+
     /// Loops until stopped: health check, claim, run.
     @available(*, noasync)
     public mutating func run() -> Int32 {
-        if let locks {
-            // The orchestrator fenced the device before starting this worker; a holder now is
-            // a process this worker must not run beside.
-            do {
-                deviceLock = try locks.device(deviceName).tryAcquire()?.movedUp()
-                try deviceLock?.clearCloseOnExec()
-            } catch {
-                log("cannot take device \(deviceName)'s lock \(locks.device(deviceName).path): \(error)")
-                return ExitCode.toolFailure
-            }
-            guard deviceLock != nil else {
-                let holders = locks.device(deviceName).holders().map { "pid \($0.pid)" }.joined(separator: ", ")
-                log("device \(deviceName) is still held (\(holders)) by an earlier worker's process; not starting beside it")
-                return ExitCode.gaveUpWaiting
-            }
-        }
+        if let failure = takeTheDeviceLock() { return failure }
         defer { deviceLock?.close() }
         if let paths, !paths.isURL { storeIdentity = StoreFile.identity(paths.database) }
         // However the worker leaves, its server goes first.
@@ -175,17 +200,7 @@ public struct Worker {
                     _ = pause(config.idlePollSeconds)
                     continue
                 }
-                // The token is chosen here: a claim whose reply is lost with the connection
-                // is found again by it, not left claimed by nobody.
-                let token = Processes.randomHex(bytes: 8)
-                let claimed: ClaimedJob?
-                do {
-                    claimed = try store.claim(worker: index, device: deviceName, token: token, now: nowSeconds(), today: today(), bootSeconds: Clock.secondsSinceBoot())
-                } catch where error.isUnreachable {
-                    let store = store
-                    guard let found = try stored("the claim", { () throws(StoreError) in try store.claimed(token: token) }) else { break }
-                    claimed = found
-                }
+                guard let claimed = try claimNext() else { break }
                 guard let claim = claimed else {
                     _ = pause(config.idlePollSeconds)
                     continue
@@ -212,12 +227,7 @@ public struct Worker {
             }
         }
         if orphaned { return 1 }
-        // The server first, then the phone itself (a cloud phone left running costs money).
-        stopServer(reason: "the worker stopped")
-        if let device = try? store.device(deviceName), let stop = device.stopCommand {
-            let result = runDeviceCommand(stop, label: "device stop", timeout: 60)
-            try? store.recordPhone(device: deviceName, state: result?.succeeded == true ? .stopped : .stopFailed, now: nowSeconds())
-        }
+        stopTheDevice()
         try? store.updateWorker(index: index, state: .stopped, job: nil, bootSeconds: Clock.secondsSinceBoot())
         log("stopped")
         return 0
@@ -232,113 +242,126 @@ public struct Worker {
 
     func delay(pre: Bool) -> Double { config.delay(pre: pre, responseSeconds: lastResponseSeconds) }
 
-    /// Runs the steps not done yet and records how the job ended.
+    /// Runs the steps not done yet and records how the job ended, in four phases: take the
+    /// attempt's lock, start (mark it running, reset the device), run the steps, record the
+    /// outcome. Each phase that finds the claim gone ends the job here.
     mutating func runJob(_ claim: ClaimedJob) throws(StoreError) {
         let job = claim.job
         log("claimed job \(job.id) (account \(job.account), run \(job.runs), attempt \(job.attempts) of \(job.maxAttempts))")
-        // The attempt's lock: its steps inherit it, and the job goes back to the queue only
-        // once it is free. Held already means an earlier attempt still has a process.
-        var attemptLock: FileDescriptor?
-        // Let go before the outcome is recorded: once it is, another worker may claim the
-        // job and must find its lock free. Every process of the attempt is gone by then (the
-        // guard ended each step's tree).
-        let jobLock = locks?.job(job.id)
-        func release() {
-            if let held = attemptLock, let jobLock {
-                jobLock.remove(holding: held)
-                held.close()
-            }
-            attemptLock = nil
+        let attempt = AttemptLock(locks?.job(job.id))
+        defer { attempt.release() }
+        let values = placeholders(job: job)
+        guard try takeAttemptLock(attempt, for: claim), try start(claim, attempt, values) else { return }
+        guard let outcome = try runSteps(of: claim, values) else { return }
+        try record(outcome, of: claim, attempt)
+    }
+
+    /// The attempt's lock, which its steps inherit: the job goes back to the queue only once
+    /// it is free. Held already means an earlier attempt still has a process, which is fenced;
+    /// if it still holds, the claim is given back (false).
+    mutating func takeAttemptLock(_ attempt: AttemptLock, for claim: ClaimedJob) throws(StoreError) -> Bool {
+        guard let locks, let lock = attempt.lock else { return true }
+        let job = claim.job
+        attempt.held = try? lock.tryAcquire()?.movedUp()
+        if attempt.held == nil {
+            try store.updateWorker(index: index, state: .fencing, job: job.id, bootSeconds: Clock.secondsSinceBoot())
+            let fencer = Fencer(locks: locks, store: store, config: config, say: log)
+            // Never the orchestrator: only an earlier attempt's processes are ended.
+            let sparing = Set([try? ProcStat.read(Processes.parentPid).identity].compactMap { $0 })
+            if fencer.fence(device: nil, jobs: [job], worker: index, sparing: sparing) { attempt.held = try? lock.tryAcquire()?.movedUp() }
         }
-        defer { release() }
-        if let locks, let lock = jobLock {
-            attemptLock = try? lock.tryAcquire()?.movedUp()
-            if attemptLock == nil {
-                try store.updateWorker(index: index, state: .fencing, job: job.id, bootSeconds: Clock.secondsSinceBoot())
-                let fencer = Fencer(locks: locks, store: store, config: config, say: log)
-                // Never the orchestrator: only an earlier attempt's processes are ended.
-                let sparing = Set([try? ProcStat.read(Processes.parentPid).identity].compactMap { $0 })
-                if fencer.fence(device: nil, jobs: [job], worker: index, sparing: sparing) { attemptLock = try? lock.tryAcquire()?.movedUp() }
-            }
-            guard let held = attemptLock, (try? held.clearCloseOnExec()) != nil else {
-                log("job \(job.id): an earlier attempt still holds its lock; giving the claim back")
-                release()
-                _ = try store.finish(claim, outcome: .stopped, policy: config.policy, now: nowSeconds(), today: today())
-                return
-            }
+        guard let held = attempt.held, (try? held.clearCloseOnExec()) != nil else {
+            log("job \(job.id): an earlier attempt still holds its lock; giving the claim back")
+            attempt.release()
+            _ = try store.finish(claim, outcome: .stopped, policy: config.policy, now: nowSeconds(), today: today())
+            return false
         }
+        return true
+    }
+
+    /// Marks the job running, then resets the device before it (reset_when: job or both, for
+    /// every account alike). False when the claim was taken back or the run was orphaned.
+    mutating func start(_ claim: ClaimedJob, _ attempt: AttemptLock, _ values: Placeholders) throws(StoreError) -> Bool {
+        let job = claim.job
         let store = store
-        guard let running = try stored("job \(job.id)'s start", { () throws(StoreError) in try store.markRunning(claim, bootSeconds: Clock.secondsSinceBoot()) }) else { return }
+        guard let running = try stored("job \(job.id)'s start", { () throws(StoreError) in try store.markRunning(claim, bootSeconds: Clock.secondsSinceBoot()) }) else { return false }
         guard running else {
             log("job \(job.id): claim was taken back before it started")
-            return
+            return false
         }
-        let values = placeholders(job: job)
         recoveryGrade = 0
-        // The device's state reset before the job, for every account alike (reset_when: job or both).
         if config.resetWhen.beforeJob, let reset = config.reset, let filled = try? values.fill(reset) {
             let timeout = config.steps.first?.timeoutSeconds ?? 600
             _ = run(filled, timeout: timeout, memoryLimitMegabytes: config.steps.first?.memoryLimitMegabytes, label: "reset before job \(job.id)")
             if orphaned {
-                release()
+                attempt.release()
                 _ = try store.finish(claim, outcome: .stopped, policy: config.policy, now: nowSeconds(), today: today())
-                return
+                return false
             }
         }
-        var outcome = JobOutcome.success
+        return true
+    }
+
+    /// Runs the steps from the job's progress on, recording each one done; the outcome, or
+    /// nil when the claim was taken back (its new holder records the job).
+    mutating func runSteps(of claim: ClaimedJob, _ values: Placeholders) throws(StoreError) -> JobOutcome? {
+        let job = claim.job
+        let store = store
         var progress = job.progress
-        steps: while progress < config.steps.count {
+        while progress < config.steps.count {
             let step = config.steps[progress]
-            if !pause(delay(pre: true)) { outcome = .stopped; break }
+            if !pause(delay(pre: true)) { return .stopped }
             let argv: [String]
             let check: [String]?
             do {
                 argv = try values.fill(step.run)
                 check = try step.check.map { (list) throws(ConfigError) -> [String] in try values.fill(list) }
             } catch {
-                outcome = .invalid(message: "step \(step.name): \(error.message)")
-                break
+                return .invalid(message: "step \(step.name): \(error.message)")
             }
             switch runStep(step, argv: argv, check: check, claim: claim, progress: progress, firstRunOfJob: job.runs == 1 && progress == job.progress && job.progress == 0) {
             case .done:
                 progress += 1
                 let done = progress
-                guard let recorded = try stored("job \(job.id)'s progress", { () throws(StoreError) in try store.recordProgress(claim, progress: done, bootSeconds: Clock.secondsSinceBoot()) }) else { return }
+                guard let recorded = try stored("job \(job.id)'s progress", { () throws(StoreError) in try store.recordProgress(claim, progress: done, bootSeconds: Clock.secondsSinceBoot()) }) else { return nil }
                 guard recorded else {
                     log("job \(job.id): claim was taken back; leaving it to its new holder")
-                    return
+                    return nil
                 }
                 // The device must still answer after the step (a phone that froze mid-post):
                 // if not, the job goes back as an infrastructure failure, after this step.
                 if let device = try? store.device(deviceName) {
                     switch probe(device) {
                     case .answered(let seconds): lastResponseSeconds = seconds
-                    case .failed(let problem):
-                        outcome = .infrastructure(message: "step \(step.name): the device did not answer after it: \(problem)")
-                        break steps
+                    case .failed(let problem): return .infrastructure(message: "step \(step.name): the device did not answer after it: \(problem)")
                     case .unchecked, .interrupted: break
                     }
                 }
-                if stopping && progress < config.steps.count { outcome = .stopped; break steps }
-                if progress < config.steps.count, !pause(delay(pre: false)) { outcome = .stopped; break steps }
+                if stopping && progress < config.steps.count { return .stopped }
+                if progress < config.steps.count, !pause(delay(pre: false)) { return .stopped }
             case .failed(let failure):
-                outcome = failure
-                break steps
+                return failure
             }
         }
-        // The job's lock is let go just before each try (a worker that claims the job next
-        // must find it free), and taken again while the store cannot be reached, so no one
-        // starts the job while its outcome waits; the claim is still this worker's until the
-        // store says otherwise.
+        return .success
+    }
+
+    /// Records how the job ended. The job's lock is let go just before each try (a worker
+    /// that claims the job next must find it free), and taken again while the store cannot be
+    /// reached, so no one starts the job while its outcome waits; the claim is still this
+    /// worker's until the store says otherwise.
+    mutating func record(_ outcome: JobOutcome, of claim: ClaimedJob, _ attempt: AttemptLock) throws(StoreError) {
+        let job = claim.job
+        let store = store
         var finishedOrNil: Bool?
         while true {
-            release()
+            attempt.release()
             do {
                 finishedOrNil = try store.finish(claim, outcome: outcome, policy: config.policy, now: nowSeconds(), today: today())
                 noteStoreBack()
                 break
             } catch where error.isUnreachable {
-                if let jobLock { attemptLock = try? jobLock.tryAcquire()?.movedUp() }
+                if let lock = attempt.lock { attempt.held = try? lock.tryAcquire()?.movedUp() }
                 // Tried again once the store answers (`stored` says the wait, once).
                 guard try stored("job \(job.id)'s outcome", { () throws(StoreError) in try store.ping() }) != nil else { return }
             }
@@ -443,5 +466,23 @@ public struct Worker {
             return .failed(.handOff(message: message))
         }
         return .failed(last)
+    }
+}
+
+/// A job attempt's lock (`job-ID.lock`), held while its steps run. It is let go before the
+/// outcome is recorded: once it is, another worker may claim the job and must find it free.
+/// Every process of the attempt is gone by then (the guard ended each step's tree).
+final class AttemptLock {
+    let lock: LockFile?
+    var held: FileDescriptor?
+
+    init(_ lock: LockFile?) { self.lock = lock }
+
+    func release() {
+        if let held, let lock {
+            lock.remove(holding: held)
+            held.close()
+        }
+        held = nil
     }
 }
