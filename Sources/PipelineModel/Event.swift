@@ -30,6 +30,7 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     public var description: String { rawValue }
 
     // The run and its members
+    public static let configLoaded = EventKind("config-loaded")
     public static let fence = EventKind("fence")
     public static let fenceDone = EventKind("fence-done")
     public static let fenceIncomplete = EventKind("fence-incomplete")

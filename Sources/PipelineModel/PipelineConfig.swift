@@ -26,7 +26,12 @@ public struct StepDefinition: Sendable {
 
 /// The pipeline definition and every policy the workers follow; see seqpipe(1), CONFIGURATION.
 public struct PipelineConfig: Sendable {
+    /// The file it was read from; nil for the defaults or a version read from the store.
     public var path: String?
+    /// The store's version of it, when read from the store (a run and its members use one),
+    /// and where that version came from (a file's path, or `config set KEY`).
+    public var version: Int?
+    public var source: String?
     public var steps: [StepDefinition] = []
     /// Run between attempts of a step to bring the device back to a known state.
     public var reset: [String]?

@@ -29,7 +29,7 @@ extension Orchestrator {
         do {
             if try !store.renewHost(leaseSeconds: config.hostLeaseSeconds, now: nowSeconds()) {
                 say("host \(store.host) was taken over by another host (its lease ran out); its claims went back to the queue; registering again")
-                _ = try store.registerHost(pid: Processes.currentPid, leaseSeconds: config.hostLeaseSeconds, now: nowSeconds())
+                _ = try store.registerHost(pid: Processes.currentPid, leaseSeconds: config.hostLeaseSeconds, now: nowSeconds(), configVersion: config.version)
             }
             beat.lastRenewal = now
             noteStore(&beat)

@@ -146,7 +146,7 @@ public struct Orchestrator {
     func storeChanged(_ change: String, slots: [Slot]) {
         reporter.error("\(change); stopping the run")
         for process in slots.compactMap(\.process) { Processes.signal(process, .terminate) }
-        _ = try? store.raiseAlert("store", kind: "store", message: change, now: nowSeconds())
+        _ = try? store.raiseAlert("store", kind: .store, message: change, now: nowSeconds())
         try? store.addEvent(Event(at: nowSeconds(), kind: .storeChanged, message: change))
     }
 
@@ -320,7 +320,7 @@ public struct Orchestrator {
             fencer.forget(claimed)
             if !orphans.isEmpty { say("requeued \(orphans.count) orphaned claim\(orphans.count == 1 ? "" : "s") of an earlier run: \(orphans.joined(separator: " "))") }
             try store.clearWorkers()
-            if try store.registerHost(pid: Processes.currentPid, leaseSeconds: config.hostLeaseSeconds, now: nowSeconds()) == "lost" {
+            if try store.registerHost(pid: Processes.currentPid, leaseSeconds: config.hostLeaseSeconds, now: nowSeconds(), configVersion: config.version) == "lost" {
                 say("host \(store.host) was taken over while it was away (its claims went back to the queue); registered again")
             }
             try store.addEvent(Event(at: nowSeconds(), kind: .orchestratorStart, message: "pid \(Processes.currentPid), \(workerCount) workers\(once ? ", --once" : "")"))
@@ -461,12 +461,10 @@ public struct Orchestrator {
     /// its log, the lock's owner descriptor inherited (the lock lives while any worker does).
     func spawn(_ slot: inout Slot, lock: HeldClaim) {
         let executable = (try? FileSystem.readLink("/proc/self/exe")) ?? CommandLine.arguments[0]
-        let argv = slot.scheduler
-            ? [executable] + paths.memberStore([]).arguments + ["--config", paths.config, "scheduler", "--parent", String(Processes.currentPid),
-               "--lock-fd", String(lock.owner.rawValue)]
-            : [executable] + paths.memberStore([]).arguments + ["--config", paths.config, "worker",
-               "--index", String(slot.index), "--device", slot.device.name, "--parent", String(Processes.currentPid),
-               "--lock-fd", String(lock.owner.rawValue)]
+        var orders = MemberOrders(slot.scheduler ? .scheduler : .worker, parent: Processes.currentPid, lockDescriptor: lock.owner.rawValue,
+                                  configVersion: config.version)
+        if !slot.scheduler { (orders.index, orders.device) = (slot.index, slot.device.name) }
+        let argv = orders.command(executable: executable, paths: paths)
         let logPath = slot.scheduler ? paths.schedulerLog : paths.log(worker: slot.index)
         let log: FileDescriptor
         do {

@@ -245,7 +245,7 @@ public struct Scheduler {
     /// through the guard (a minute at most), before any run is skipped for it.
     func relieve(reading: Int64, critical: Int64) {
         let message = "MemAvailable \(formatMegabytes(reading)) is below scheduler.memory_critical_mb \(formatMegabytes(critical))"
-        _ = try? store.raiseAlert(Self.memoryAlertKey, kind: "memory", message: message, now: nowSeconds())
+        _ = try? store.raiseAlert(Self.memoryAlertKey, kind: .memory, message: message, now: nowSeconds())
         guard let emergency = config.scheduler.emergency else {
             event(.memoryCritical, "\(message); no scheduler.emergency command to run")
             return
@@ -380,8 +380,9 @@ public struct Scheduler {
     /// Starts one run of `job` as a child process; nil (and a recorded failure) if it cannot.
     func spawn(_ job: RecurringJob) -> ProcessIdentity? {
         let executable = (try? FileSystem.readLink("/proc/self/exe")) ?? CommandLine.arguments[0]
-        let argv = [executable] + paths.memberStore([]).arguments + ["--config", paths.config, "recurring-run", "--parent", String(Processes.currentPid)]
-            + (lockDescriptor.map { ["--lock-fd", String($0)] } ?? []) + [job.name]
+        var orders = MemberOrders(.recurringRun, parent: Processes.currentPid, lockDescriptor: lockDescriptor, configVersion: config.version)
+        orders.job = job.name
+        let argv = orders.command(executable: executable, paths: paths)
         do {
             let pid = try Spawn.spawn(argv, environment: paths.memberStore(Spawn.currentEnvironment()).environment, resetSignals: signals.signalsToReset())
             return ProcessIdentity(pid: pid, startTime: (try? ProcStat.read(pid).startTime) ?? 0)

@@ -59,7 +59,7 @@ extension Worker {
             log(busy)
             try store.recordServer(device: deviceName, state: .portBusy, process: nil, port: port, note: busy, now: nowSeconds())
             try store.addEvent(Event(at: nowSeconds(), kind: .deviceServerPortBusy, device: deviceName, worker: index, message: busy))
-            _ = try store.raiseAlert("server-port:\(deviceName)", kind: "server-port", message: busy, now: nowSeconds())
+            _ = try store.raiseAlert("server-port:\(deviceName)", kind: .serverPort, message: busy, now: nowSeconds())
             return .portBusy(busy)
         }
         _ = try store.clearAlert("server-port:\(deviceName)", now: nowSeconds())
@@ -67,9 +67,9 @@ extension Worker {
             return .failed("a device server is started only by a worker of 'seqpipe run'")
         }
         let executable = (try? FileSystem.readLink("/proc/self/exe")) ?? CommandLine.arguments[0]
-        let command = [executable] + paths.memberStore([]).arguments + ["--config", paths.config, "device-server", "--device", deviceName,
-                       "--index", String(index), "--parent", String(Processes.currentPid), "--lock-fd", String(storeLock.rawValue),
-                       "--device-lock-fd", String(deviceLock.rawValue), "--"] + argv
+        var orders = MemberOrders(.deviceServer, parent: Processes.currentPid, lockDescriptor: storeLock.rawValue, configVersion: config.version)
+        (orders.index, orders.device, orders.deviceLockDescriptor, orders.server) = (index, deviceName, deviceLock.rawValue, argv)
+        let command = orders.command(executable: executable, paths: paths)
         let logPath = paths.serverLog(worker: index)
         let output: FileDescriptor
         do { output = try FileSystem.open(logPath, [.writeOnly, .create, .append], mode: 0o644) } catch {

@@ -86,7 +86,7 @@ public protocol JobStore: AnyObject {
     /// A recurring job's run began in `process`.
     func recordRecurringStart(_ name: String, process: ProcessIdentity, now: Double) throws(StoreError)
     /// The run waits between attempts ("backoff") or runs again ("running").
-    func recordRecurringState(_ name: String, state: String) throws(StoreError)
+    func recordRecurringState(_ name: String, state: RecurringState) throws(StoreError)
     /// The run ended; a failure counts toward consecutive failures, a success clears them.
     func recordRecurringEnd(_ name: String, succeeded: Bool, error: String?, now: Double) throws(StoreError)
     /// A run that was due did not start, and why.
@@ -101,7 +101,7 @@ public protocol JobStore: AnyObject {
     func heartbeats() throws(StoreError) -> [Heartbeat]
 
     /// Raises the alert `key` (or refreshes it); true when it was not already raised.
-    func raiseAlert(_ key: String, kind: String, message: String, now: Double) throws(StoreError) -> Bool
+    func raiseAlert(_ key: String, kind: AlertKind, message: String, now: Double) throws(StoreError) -> Bool
     /// Clears it; true when it was raised.
     func clearAlert(_ key: String, now: Double) throws(StoreError) -> Bool
     /// Raises and clears waiting for the notifier, due now, oldest first.
@@ -119,9 +119,10 @@ public protocol JobStore: AnyObject {
 
     /// The host this process works for: its workers, claims and devices.
     var host: String { get }
-    /// This host's lease row: registered (answering the state it had: "lost" after a
-    /// take-over), renewed (false once it was taken over), released at a clean stop.
-    func registerHost(pid: Int32, leaseSeconds: Double, now: Double) throws(StoreError) -> String?
+    /// This host's lease row: registered with the config version its run uses (answering the
+    /// state it had: "lost" after a take-over), renewed (false once it was taken over),
+    /// released at a clean stop.
+    func registerHost(pid: Int32, leaseSeconds: Double, now: Double, configVersion: Int?) throws(StoreError) -> String?
     func renewHost(leaseSeconds: Double, now: Double) throws(StoreError) -> Bool
     func releaseHost(now: Double) throws(StoreError)
     /// Other hosts whose lease ran out: lost, their claims requeued, their devices held.
@@ -130,6 +131,15 @@ public protocol JobStore: AnyObject {
     func lead(_ role: String, leaseSeconds: Double, now: Double) throws(StoreError) -> Bool
     func hosts() throws(StoreError) -> [HostRecord]
     func leaders() throws(StoreError) -> [(role: String, host: String, leaseUntil: Double)]
+
+    /// The config, in numbered versions (SQLJobStore+Config.swift): the newest, one by
+    /// number, every one without its text, a new one unless the newest says the same, and
+    /// the one the running orchestrators use.
+    func currentConfig() throws(StoreError) -> StoredConfig?
+    func config(version: Int) throws(StoreError) -> StoredConfig?
+    func configVersions() throws(StoreError) -> [StoredConfig]
+    func loadConfig(_ text: String, source: String, now: Double) throws(StoreError) -> (version: Int, new: Bool)
+    func runningConfigVersion() throws(StoreError) -> Int?
 
     func addEvent(_ event: Event) throws(StoreError)
     /// Every event of one job, oldest first.

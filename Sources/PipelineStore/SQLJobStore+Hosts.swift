@@ -9,15 +9,15 @@ extension SQLJobStore {
     /// Registers this host's orchestrator with a lease until `now + leaseSeconds`. Returns
     /// the state the row had before: "lost" when another host took it over meanwhile (its
     /// claims were put back; the host starts afresh), nil for a new host.
-    public func registerHost(pid: Int32, leaseSeconds: Double, now: Double) throws(StoreError) -> String? {
+    public func registerHost(pid: Int32, leaseSeconds: Double, now: Double, configVersion: Int?) throws(StoreError) -> String? {
         let now = try databaseTime(now)
         return try connection.write { () throws(StoreError) -> String? in
             let before = try connection.query("SELECT state FROM hosts WHERE name = ?1", [.text(host)]).first?["state"].string
             try connection.run(
                 """
-                INSERT INTO hosts(name, pid, state, started_at, beat_at, lease_until, note) VALUES (?1, ?2, 'running', ?3, ?3, ?4, NULL)
-                ON CONFLICT(name) DO UPDATE SET pid = ?2, state = 'running', started_at = ?3, beat_at = ?3, lease_until = ?4, note = NULL
-                """, [.text(host), .integer(Int64(pid)), .real(now), .real(now + leaseSeconds)])
+                INSERT INTO hosts(name, pid, state, started_at, beat_at, lease_until, note, config_version) VALUES (?1, ?2, 'running', ?3, ?3, ?4, NULL, ?5)
+                ON CONFLICT(name) DO UPDATE SET pid = ?2, state = 'running', started_at = ?3, beat_at = ?3, lease_until = ?4, note = NULL, config_version = ?5
+                """, [.text(host), .integer(Int64(pid)), .real(now), .real(now + leaseSeconds), configVersion.map { .integer(Int64($0)) } ?? .null])
             try insertEvent(Event(at: now, kind: .hostStart, message: "host \(host): orchestrator pid \(pid)\(before == "lost" ? ", back after it was taken over" : "")"))
             if before == "lost" { _ = try clearAlertInside("host:\(host)", now: now) }
             return before
@@ -73,7 +73,7 @@ extension SQLJobStore {
                 try connection.run("DELETE FROM leaders WHERE host = ?1", [.text(lost)])
                 let message = "\(reason): \(requeued.isEmpty ? "no claim" : "put back \(requeued.joined(separator: " "))"), \(devices.count) device(s) unreachable"
                 try insertEvent(Event(at: now, kind: .hostLost, message: message))
-                _ = try raiseAlertInside("host:\(lost)", kind: "host", message: message, now: now)
+                _ = try raiseAlertInside("host:\(lost)", kind: .host, message: message, now: now)
                 result.append(HostTakeover(host: lost, requeued: requeued, devices: devices))
             }
             return result
@@ -101,9 +101,17 @@ extension SQLJobStore {
         }
     }
 
+    /// The config version the running orchestrators use: this host's, else the one that beat
+    /// last; nil when none runs (or it runs without a stored version).
+    public func runningConfigVersion() throws(StoreError) -> Int? {
+        try connection.query(
+            "SELECT config_version FROM hosts WHERE state = 'running' AND config_version IS NOT NULL ORDER BY (name = ?1) DESC, beat_at DESC LIMIT 1",
+            [.text(host)]).first?["config_version"].int.map { Int($0) }
+    }
+
     public func hosts() throws(StoreError) -> [HostRecord] {
         try connection.query("SELECT * FROM hosts ORDER BY name").map { row in
-            HostRecord(name: row["name"].string ?? "", pid: row["pid"].int.map { Int32($0) }, state: row["state"].string ?? "",
+            HostRecord(name: row["name"].string ?? "", pid: row["pid"].int.map { Int32($0) }, state: HostState(rawValue: row["state"].string ?? "") ?? .stopped,
                        startedAt: row["started_at"].double, beatAt: row["beat_at"].double, leaseUntil: row["lease_until"].double,
                        note: row["note"].string)
         }

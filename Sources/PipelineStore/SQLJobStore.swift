@@ -197,6 +197,12 @@ public final class SQLJobStore: JobStore {
             lease_until REAL, note TEXT);
         CREATE TABLE leaders(role TEXT PRIMARY KEY, host TEXT NOT NULL, lease_until REAL NOT NULL, since REAL NOT NULL);
         """,
+        // 9: the pipeline's config, kept in the store in numbered versions: a run and its
+        // members use one version, and every host of a farm reads the same one.
+        """
+        CREATE TABLE configs(version INTEGER PRIMARY KEY, text TEXT NOT NULL, loaded_at REAL NOT NULL, source TEXT NOT NULL);
+        ALTER TABLE hosts ADD COLUMN config_version INTEGER;
+        """,
     ]
 
     public static var schemaVersion: Int { migrations.count }

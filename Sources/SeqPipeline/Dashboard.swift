@@ -14,7 +14,9 @@ import SeqSystem
 ///                              with --allow-actions only, and the token
 public struct Dashboard {
     public var store: any JobStore
-    public var config: PipelineConfig
+    /// The config the run uses, followed while the page is served.
+    let follower: ConfigFollower
+    public var config: PipelineConfig { follower.current(store) }
     public var paths: PipelinePaths
     /// Whether the POST actions are served at all.
     public var allowActions = false
@@ -53,7 +55,7 @@ public struct Dashboard {
 
     public init(store: any JobStore, config: PipelineConfig, paths: PipelinePaths) {
         self.store = store
-        self.config = config
+        follower = ConfigFollower(config)
         self.paths = paths
     }
 
@@ -101,7 +103,7 @@ public struct Dashboard {
         }
         var fileToken: String?
         if let tokenFile {
-            do { fileToken = try Self.token(file: tokenFile) } catch { throw GuardFailure(exitCode: 2, error.message) }
+            do { fileToken = try Self.token(file: tokenFile) } catch { throw GuardFailure(exitCode: 2, error.message, cause: error) }
         }
         if !ListeningSocket.isLoopback(address.host) && fileToken == nil {
             throw GuardFailure(exitCode: 2, "--listen \(listen) is beyond loopback: give it a token with --token-file FILE (every request must then carry it)")
@@ -210,20 +212,7 @@ public struct Dashboard {
         return .object(fields)
     }
 
-    public static func jobJSON(_ job: Job) -> JSON.Value {
-        func time(_ value: Double?) -> JSON.Value { value.map { .string(isoTime($0)) } ?? .null }
-        func text(_ value: String?) -> JSON.Value { value.map { .string($0) } ?? .null }
-        return .object([
-            ("id", .string(job.id)), ("account", .string(job.account)), ("status", .string(job.status.rawValue)),
-            ("priority", .integer(Int64(job.priority))), ("device", text(job.device)), ("host", text(job.host)),
-            ("worker", job.worker.map { .integer(Int64($0)) } ?? .null),
-            ("attempts", .integer(Int64(job.attempts))), ("max_attempts", .integer(Int64(job.maxAttempts))),
-            ("runs", .integer(Int64(job.runs))), ("progress", .integer(Int64(job.progress))),
-            ("error", text(job.error)), ("error_type", text(job.errorType)),
-            ("created_at", time(job.createdAt)), ("claimed_at", time(job.claimedAt)), ("completed_at", time(job.completedAt)),
-            ("retry_at", time(job.retryAt)), ("payload", .object(job.payload.map { ($0.0, .string($0.1)) })),
-        ])
-    }
+    public static func jobJSON(_ job: Job) -> JSON.Value { JobDetail.json(of: job) }
 
     func jobs(_ query: [String: String]) throws(StoreError) -> HTTPResponse {
         if let status = query["status"], !status.isEmpty, JobStatus(rawValue: status) == nil {
@@ -237,24 +226,10 @@ public struct Dashboard {
         return .json(.object([("total", .integer(Int64(found.total))), ("jobs", .array(found.jobs.map(Self.jobJSON)))]))
     }
 
-    /// One job for `show` and /api/jobs/ID: its fields, its events, and why it waits.
-    public static func jobDetail(_ job: Job, store: any JobStore, config: PipelineConfig, paths: PipelinePaths) throws(StoreError) -> JSON.Value {
-        guard case .object(var fields) = jobJSON(job) else { return .null }
-        let events = try store.events(job: job.id)
-        fields.append(("events", .array(events.map { event in
-            .object([("at", .string(isoTime(event.at))), ("kind", .string(event.kind.rawValue)), ("device", event.device.map { .string($0) } ?? .null),
-                     ("message", .string(event.message))])
-        })))
-        if job.status == .pending || job.status == .retrying {
-            let status = try PipelineStatus.read(store: store, config: config, paths: paths)
-            fields.append(("waiting", .string(status.reason(job))))
-        }
-        return .object(fields)
-    }
 
     func job(_ id: String) throws(StoreError) -> HTTPResponse {
         guard let job = try store.job(id) else { return .error(404, "no job '\(id)'") }
-        return .json(try Self.jobDetail(job, store: store, config: config, paths: paths))
+        return .json(try JobDetail.read(job, store: store, config: config, paths: paths).json)
     }
 
     // MARK: actions

@@ -28,33 +28,6 @@ public enum Listing {
         return TextTable.render(rows)
     }
 
-    /// `seqpipe show JOB`: a job's fields, payload and events, and why it waits.
-    public static func job(_ detail: JSON.Value) -> String {
-        guard case .object(let fields) = detail else { return "" }
-        var text = ""
-        for (key, value) in fields {
-            switch value {
-            case .array(let events):
-                text += "events:\n"
-                for case .object(let event) in events {
-                    let get = { (name: String) -> String in
-                        if case .string(let s)? = event.first(where: { $0.0 == name })?.1 { return s }
-                        return ""
-                    }
-                    text += "  \(get("at"))  \(get("kind"))\(get("device").isEmpty ? "" : "  \(get("device"))")  \(get("message"))\n"
-                }
-            case .object(let payload):
-                text += "\(key):\(payload.isEmpty ? " -" : "")\n"
-                for (field, value) in payload { if case .string(let s) = value { text += "  \(field) = \(s)\n" } }
-            case .null: continue
-            case .string(let s): text += "\(key): \(s)\n"
-            case .integer(let n): text += "\(key): \(n)\n"
-            default: text += "\(key): \(JSON.encode(value))\n"
-            }
-        }
-        return text
-    }
-
     /// `seqpipe account list`: each account's successes today (in the config's day zone),
     /// its limit, and whether it is paused or cooling down.
     public static func accounts(_ accounts: [Account], successesToday: [String: Int], now: Double) -> String {
@@ -125,7 +98,7 @@ public enum Listing {
     /// `seqpipe show-config`: ports per worker (one per device, at least three shown), the
     /// steps, and every policy in force.
     public static func configuration(_ config: PipelineConfig, devices: [Device], paths: PipelinePaths) -> String {
-        var text = "config: \(config.path ?? "\(paths.config) (missing: defaults)")\n"
+        var text = "config: " + (config.version.map { "version \($0) in the store, from \(config.source ?? "?")" } ?? config.path ?? "\(paths.config) (missing: defaults)") + "\n"
         if devices.isEmpty {
             text += "workers: none, for no device is in the store yet (add one with 'seqpipe device add NAME'); worker k gets Appium port "
                 + "\(config.appiumPortBase) + \(config.appiumPortStride)k and system ports \(config.systemPortBase) + \(config.systemPortStride)k on\n"

@@ -75,7 +75,7 @@ public struct PipelineStatus {
             database: paths.storeName, counts: counts, holder: holder, holderSilentSeconds: silent,
             hung: (silent ?? 0) > config.hungAfterSeconds,
             // A farm's workers are those of hosts that run; one host's, while its orchestrator holds the store.
-            workers: paths.isURL ? workers.filter { worker in hosts.contains { $0.name == worker.host && $0.state == "running" } }
+            workers: paths.isURL ? workers.filter { worker in hosts.contains { $0.name == worker.host && $0.state == .running } }
                 : holder == nil ? [] : workers,
             accounts: accounts, successesToday: successes, devices: devices, waiting: waiting, now: now, config: config,
             heartbeats: try store.heartbeats(), alerts: try store.alerts(), checks: try store.checks())
@@ -119,7 +119,7 @@ public struct PipelineStatus {
     func hostJSON(_ host: HostRecord) -> JSON.Value {
         let age: JSON.Value = host.beatAt.map { .number(((now - $0) * 10).rounded() / 10) } ?? .null
         return .object([
-            ("name", .string(host.name)), ("state", .string(host.state)), ("pid", host.pid.map { .integer(Int64($0)) } ?? .null),
+            ("name", .string(host.name)), ("state", .string(host.state.rawValue)), ("pid", host.pid.map { .integer(Int64($0)) } ?? .null),
             ("lease_age_seconds", age), ("lease_until", time(host.leaseUntil)), ("note", optional(host.note)),
             ("devices", .array(devices.filter { $0.host == host.name }.map { .string($0.name) })),
             ("workers", .integer(Int64(workers.filter { $0.host == host.name }.count))),
@@ -132,9 +132,9 @@ public struct PipelineStatus {
         // A lease that ran out with no take-over yet: the host cannot reach the store (it
         // ends its workers at the end of its lease, and starts them again when the store
         // answers), or it is gone.
-        let expired = host.state == "running" && (host.leaseUntil.map { $0 < now } ?? false)
-        var parts = [expired ? "LEASE EXPIRED (the host cannot reach the store, or is gone; its workers are ended)" : host.state == "running" ? "running" : host.state.uppercased()]
-        if let pid = host.pid, host.state == "running" { parts.append("orchestrator pid \(pid)") }
+        let expired = host.state == .running && (host.leaseUntil.map { $0 < now } ?? false)
+        var parts = [expired ? "LEASE EXPIRED (the host cannot reach the store, or is gone; its workers are ended)" : host.state == .running ? "running" : host.state.rawValue.uppercased()]
+        if let pid = host.pid, host.state == .running { parts.append("orchestrator pid \(pid)") }
         if let beat = host.beatAt {
             let age = max(0, now - beat)
             parts.append("lease renewed \(formatDuration((age * 10).rounded() / 10)) ago\(host.leaseUntil.map { ", until \(isoTime($0))" } ?? "")")
@@ -142,7 +142,7 @@ public struct PipelineStatus {
         parts.append("\(devices.filter { $0.host == host.name }.count) devices, \(workers.filter { $0.host == host.name }.count) workers")
         let leads = leaders.filter { $0.host == host.name }.map(\.role)
         if !leads.isEmpty { parts.append("leads \(leads.joined(separator: ", "))") }
-        if let note = host.note, host.state != "running" { parts.append(note) }
+        if let note = host.note, host.state != .running { parts.append(note) }
         return parts.joined(separator: ", ")
     }
 
@@ -189,7 +189,7 @@ public struct PipelineStatus {
     }
 
     public var text: String {
-        var lines: [String] = ["store: \(database)"]
+        var lines: [String] = ["store: \(database)" + (config.version.map { ", config version \($0)" } ?? "")]
         if let holder {
             var line = "orchestrator: pid \(holder.holder.pid), since \(Clock.localDateTime(holder.since))"
             if let silent = holderSilentSeconds {
@@ -271,8 +271,8 @@ public struct PipelineStatus {
             lines.append("recurring jobs:")
             for beat in heartbeats {
                 var parts = ["\(beat.state)", "\(beat.runs) runs"]
-                if beat.state != "idle", let at = beat.beatAt { parts.append("heartbeat \(formatDuration(max(0, now - at).rounded())) ago") }
-                if beat.state != "idle", let progress = beat.progress, let at = beat.progressAt {
+                if beat.state != .idle, let at = beat.beatAt { parts.append("heartbeat \(formatDuration(max(0, now - at).rounded())) ago") }
+                if beat.state != .idle, let progress = beat.progress, let at = beat.progressAt {
                     parts.append("progress \"\(progress)\" \(formatDuration(max(0, now - at).rounded())) ago")
                 }
                 if let at = beat.lastSuccess { parts.append("last success \(isoTime(at))") }
@@ -288,7 +288,7 @@ public struct PipelineStatus {
         }
         if !alerts.isEmpty {
             lines.append("alerts:")
-            for alert in alerts { lines.append("  \(alert.kind.uppercased())  since \(isoTime(alert.raisedAt))  \(alert.message)") }
+            for alert in alerts { lines.append("  \(alert.kind.rawValue.uppercased())  since \(isoTime(alert.raisedAt))  \(alert.message)") }
         }
         if !waiting.isEmpty {
             lines.append("waiting:")
@@ -328,8 +328,10 @@ public struct PipelineStatus {
                 ("heartbeat_age_seconds", holderSilentSeconds.map { .number($0) } ?? .null), ("hung", .bool(hung)),
             ])
         } ?? .null
+        let configVersion: JSON.Value = config.version.map { .integer(Int64($0)) } ?? .null
         return .object([
             ("store", .string(database)),
+            ("config_version", configVersion),
             ("hosts", .array(hosts.map(hostJSON))),
             ("orchestrator", orchestrator),
             ("counts", .object(counts.map { ($0.0.rawValue, .integer(Int64($0.1))) })),
@@ -358,7 +360,7 @@ public struct PipelineStatus {
             ("devices", .array(devices.map(deviceJSON))),
             ("recurring", .array(heartbeats.map { beat in
                 .object([
-                    ("name", .string(beat.name)), ("state", .string(beat.state)), ("runs", .integer(Int64(beat.runs))),
+                    ("name", .string(beat.name)), ("state", .string(beat.state.rawValue)), ("runs", .integer(Int64(beat.runs))),
                     ("last_start", time(beat.lastStart)), ("last_success", time(beat.lastSuccess)),
                     ("last_failure", time(beat.lastFailure)), ("last_error", optional(beat.lastError)),
                     ("last_skip", time(beat.lastSkip)), ("skip_reason", optional(beat.skipReason)),
@@ -372,7 +374,7 @@ public struct PipelineStatus {
                 .object([("name", .string(check.name)), ("at", time(check.at)), ("ok", .bool(check.ok)), ("message", .string(check.message))])
             })),
             ("alerts", .array(alerts.map { alert in
-                .object([("key", .string(alert.key)), ("kind", .string(alert.kind)), ("message", .string(alert.message)),
+                .object([("key", .string(alert.key)), ("kind", .string(alert.kind.rawValue)), ("message", .string(alert.message)),
                          ("since", time(alert.raisedAt)), ("seen", time(alert.seenAt))])
             })),
             ("queue", .integer(Int64(queue))), ("finished_per_minute", .number((finishedPerMinute * 100).rounded() / 100)),

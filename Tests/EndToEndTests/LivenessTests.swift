@@ -171,10 +171,16 @@ struct LivenessTests {
         let go = sandbox.path("go")
         let holder = try sandbox.seqexec(["--", "sh", "-c", "echo A-start >> '\(marks)'; while [ ! -e '\(go)' ]; do sleep 0.02; done; echo A-end >> '\(marks)'"])
         #expect(waitUntil { sandbox.lines("marks") == ["A-start"] })
-        let owner = try #require(sandbox.stateDirectory("seq-exec-").map { (try? String(contentsOfFile: $0 + "/executor.lock/owner", encoding: .utf8)) ?? "" })
+        // The supervisor names the command in the owner record once it has started it, which
+        // may be just after the command's first line: wait for the record to say so.
+        var owner = ""
         func field(_ name: String) -> Int32? {
             owner.split(separator: "\n").first { $0.hasPrefix(name + "=") }.flatMap { Int32($0.dropFirst(name.count + 1)) }
         }
+        #expect(waitUntil {
+            owner = sandbox.stateDirectory("seq-exec-").map { (try? String(contentsOfFile: $0 + "/executor.lock/owner", encoding: .utf8)) ?? "" } ?? ""
+            return field("child") != nil
+        }, "the owner record names the command: \(owner)")
         let supervisor = try #require(field("supervisor"))
         let command = try #require(field("child"))
         sandbox.extraPids += [command]

@@ -16,7 +16,7 @@ _seqpipe() {
     esac
     local options
     case "$command" in
-        '') COMPREPLY=($(compgen -W "init device account add-job add-folder import-csv export-csv seed run status jobs show events show-config schedule serve stop-all completion retry cancel --db --config --help --version" -- "$cur")); return ;;
+        '') COMPREPLY=($(compgen -W "init device account add-job add-folder import-csv export-csv seed run status jobs show events show-config config schedule serve stop-all completion retry cancel --db --config --help --version" -- "$cur")); return ;;
         init) options="--db --config --help --version" ;;
         device) options="--url --health --server --server-restart --restart --stop --host --force --db --config --help --version"; if [ $words -eq 0 ] && [[ $cur != -* ]]; then COMPREPLY=($(compgen -W "add list remove" -- "$cur")); return; fi ;;
         account) options="--daily-limit --db --config --help --version"; if [ $words -eq 0 ] && [[ $cur != -* ]]; then COMPREPLY=($(compgen -W "add list resume" -- "$cur")); return; fi ;;
@@ -31,6 +31,7 @@ _seqpipe() {
         show) options="--json --db --config --help --version" ;;
         events) options="--limit --since --json --db --config --help --version" ;;
         show-config) options="--db --config --help --version" ;;
+        config) options="--db --config --help --version"; if [ $words -eq 0 ] && [[ $cur != -* ]]; then COMPREPLY=($(compgen -W "load set show versions" -- "$cur")); return; fi ;;
         schedule) options="--minutes --db --config --help --version" ;;
         serve) options="--listen --allow-actions --token-file --db --config --help --version" ;;
         stop-all) options="--db --config --help --version" ;;

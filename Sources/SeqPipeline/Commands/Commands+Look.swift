@@ -9,9 +9,11 @@ import SeqSystem
 extension Invocation {
     func statusCommand() {
         expect(0, "no arguments but --json or --watch")
-        let config = loadConfig()
         let store = openStore()
-        func read() -> PipelineStatus { storeCall { () throws(StoreError) in try PipelineStatus.read(store: store, config: config, paths: paths) } }
+        let follower = ConfigFollower(loadConfig(store: store))
+        func read() -> PipelineStatus {
+            storeCall { () throws(StoreError) in try PipelineStatus.read(store: store, config: follower.current(store), paths: paths) }
+        }
         guard options.has("--watch") else {
             let status = read()
             printOut(options.has("--json") ? status.json : status.text)
@@ -37,8 +39,8 @@ extension Invocation {
         expect(1, "a job id: seqpipe show JOB [--json]")
         let store = openStore()
         guard let job = storeCall({ () throws(StoreError) in try store.job(words[0]) }) else { fail("no job '\(words[0])'; see 'seqpipe jobs'", 1) }
-        let detail = storeCall { () throws(StoreError) in try Dashboard.jobDetail(job, store: store, config: loadConfig(), paths: paths) }
-        printOut(options.has("--json") ? JSON.encode(detail) + "\n" : Listing.job(detail))
+        let detail = storeCall { () throws(StoreError) in try JobDetail.read(job, store: store, config: loadConfig(store: store), paths: paths) }
+        printOut(options.has("--json") ? JSON.encode(detail.json) + "\n" : detail.text)
     }
 
     func eventsCommand() {
@@ -57,13 +59,15 @@ extension Invocation {
 
     func showConfigCommand() {
         expect(0, "no arguments")
-        let config = loadConfig()
-        let devices = paths.isURL || FileSystem.exists(paths.database) ? storeCall { () throws(StoreError) in try openStore().devices() } : []
-        printOut(Listing.configuration(config, devices: devices, paths: paths))
+        let store = paths.isURL || FileSystem.exists(paths.database) ? openStore() : nil
+        let devices = store.map { store in storeCall { () throws(StoreError) in try store.devices() } } ?? []
+        // The config in force: the running orchestrator's version, else what the next run uses.
+        let running = store.flatMap { store in (try? store.runningConfigVersion()) ?? nil }
+        printOut(Listing.configuration(running != nil ? loadConfig(store: store) : nextRunConfig(), devices: devices, paths: paths))
     }
 
     func scheduleCommand() {
         expect(0, "no arguments but --minutes N")
-        printOut(Listing.schedule(loadConfig(), paths: paths, minutes: number("--minutes", default: 60, minimum: 1)))
+        printOut(Listing.schedule(nextRunConfig(), paths: paths, minutes: number("--minutes", default: 60, minimum: 1)))
     }
 }

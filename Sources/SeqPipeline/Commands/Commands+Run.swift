@@ -16,8 +16,8 @@ extension Invocation {
         do { signals = try SignalReceiver(signals: [.interrupt, .terminate, .hangup, .child]) } catch {
             fail("cannot set up signal handling: \(error)")
         }
-        let config = loadConfig()
         let store = openStore(waitingWith: signals)
+        let config = runConfig(store)
         // One worker per device unless told otherwise.
         let devices = storeCall { () throws(StoreError) in try store.devices() }.filter { $0.host == store.host || $0.host.isEmpty }.count
         let orchestrator = Orchestrator(
@@ -27,11 +27,11 @@ extension Invocation {
     }
 
     func workerCommand() {
-        let member = runMember("worker")
-        guard let device = options.value("--device") else { usage("--device is required") }
-        let index = number("--index", default: 0)
+        let (orders, member) = runMember(.worker, "worker")
+        let (index, device) = (orders.index ?? 0, orders.device ?? "")
+        let store = openStore(waitingWith: member.signals, lifeline: member.lifeline)
         var worker = Worker(
-            store: openStore(waitingWith: member.signals, lifeline: member.lifeline), config: loadConfig(), index: index, deviceName: device, signals: member.signals,
+            store: store, config: loadConfig(store: store, version: orders.configVersion), index: index, deviceName: device, signals: member.signals,
             reporter: Reporter(toolName: "seqpipe worker \(index)"), captureFile: "\(paths.run)/worker_\(index).out")
         worker.lifeline = member.lifeline
         worker.locks = member.locks
@@ -40,17 +40,17 @@ extension Invocation {
     }
 
     func deviceServerCommand() {
-        let member = runMember("device server")
-        guard let device = options.value("--device") else { usage("--device is required") }
+        let (orders, member) = runMember(.deviceServer, "device server")
         ProcessExit.now(DeviceServerMember.run(
-            words, member: member, device: device, deviceLock: options.value("--device-lock-fd").flatMap { Int32($0) }, config: loadConfig(),
-            reporter: Reporter(toolName: "seqpipe device-server \(number("--index", default: 0))")))
+            orders.server, member: member, device: orders.device ?? "", deviceLock: orders.deviceLockDescriptor,
+            config: loadConfig(version: orders.configVersion), reporter: Reporter(toolName: "seqpipe device-server \(orders.index ?? 0)")))
     }
 
     func schedulerCommand() {
-        let member = runMember("scheduler")
+        let (orders, member) = runMember(.scheduler, "scheduler")
+        let store = openStore(waitingWith: member.signals, lifeline: member.lifeline)
         var scheduler = Scheduler(
-            store: openStore(waitingWith: member.signals, lifeline: member.lifeline), config: loadConfig(), paths: paths, signals: member.signals,
+            store: store, config: loadConfig(store: store, version: orders.configVersion), paths: paths, signals: member.signals,
             reporter: Reporter(toolName: "seqpipe scheduler"))
         scheduler.lifeline = member.lifeline
         scheduler.lockDescriptor = member.locks?.inherited?.rawValue
@@ -58,14 +58,14 @@ extension Invocation {
     }
 
     func recurringRunCommand() {
-        expect(1, "the name of a recurring job")
-        let member = runMember("recurring-run")
-        let config = loadConfig()
-        guard let job = config.recurring.first(where: { $0.name == words[0] }) else {
-            fail("no recurring job '\(words[0])' in \(paths.config); see 'seqpipe schedule'", 1)
+        let (orders, member) = runMember(.recurringRun, "recurring-run")
+        let store = openStore(waitingWith: member.signals, lifeline: member.lifeline)
+        let config = loadConfig(store: store, version: orders.configVersion)
+        guard let job = config.recurring.first(where: { $0.name == orders.job }) else {
+            fail("no recurring job '\(orders.job ?? "")' in the config; see 'seqpipe schedule'", 1)
         }
         let run = RecurringRun(
-            store: openStore(waitingWith: member.signals, lifeline: member.lifeline), config: config, job: job, signals: member.signals,
+            store: store, config: config, job: job, signals: member.signals,
             captureFile: "\(paths.run)/recurring_\(job.name).out",
             lifeline: member.lifeline)
         ProcessExit.now(storeCall { () throws(StoreError) in try run.run() })
@@ -74,7 +74,8 @@ extension Invocation {
     func serveCommand() {
         expect(0, "options only: seqpipe serve [--listen HOST:PORT] [--allow-actions] [--token-file FILE]")
         do {
-            var dashboard = Dashboard(store: openStore(), config: loadConfig(), paths: paths)
+            let store = openStore()
+            var dashboard = Dashboard(store: store, config: loadConfig(store: store), paths: paths)
             try dashboard.configure(listen: options.value("--listen") ?? "127.0.0.1:8080", allowActions: options.has("--allow-actions"),
                                     tokenFile: options.value("--token-file"))
             try dashboard.serve { printOut($0 + "\n") }

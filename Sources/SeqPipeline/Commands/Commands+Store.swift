@@ -14,7 +14,10 @@ extension Invocation {
             let (wroteConfig, _) = try paths.initialize()
             if wroteConfig { printOut("wrote \(paths.config)\n") }
         } catch { fail(error.message) }
-        printOut("store \(paths.storeName) ready (schema \(openStore().schemaVersion))\n")
+        let store = openStore()
+        printOut("store \(paths.storeName) ready (schema \(store.schemaVersion))\n")
+        // The config the runs use lives in the store; pipeline.json is how it gets there.
+        if let (version, new) = pickUpEditedFile(into: store), new { printOut("config version \(version) loaded from \(paths.config)\n") }
     }
 
     func deviceCommand() {
@@ -30,7 +33,7 @@ extension Invocation {
                 device = try Device.checked(
                     name: words[1], url: options.value("--url"), health: options.value("--health"), server: options.value("--server"),
                     serverRestart: options.value("--server-restart"), restart: options.value("--restart"), stop: options.value("--stop"),
-                    host: options.value("--host") ?? (paths.isURL ? Processes.hostName() : ""), config: loadConfig())
+                    host: options.value("--host") ?? (paths.isURL ? Processes.hostName() : ""), config: loadConfig(store: store))
             } catch { usage(error.message) }
             storeCall { () throws(StoreError) in try store.addDevice(device) }
             printOut("device \(device.name) added\n")
@@ -63,7 +66,7 @@ extension Invocation {
             printOut("account \(words[1]) added\(limit > 0 ? " (\(limit) a day)" : "")\n")
         case "list":
             if words.count != 1 { usage("expected no arguments") }
-            let today = ZoneCalendar.day(of: nowSeconds(), zone: loadConfig().dayZone)
+            let today = ZoneCalendar.day(of: nowSeconds(), zone: loadConfig(store: store).dayZone)
             let done = storeCall { () throws(StoreError) in try store.successes(on: today) }
             printOut(Listing.accounts(storeCall { () throws(StoreError) in try store.accounts() }, successesToday: done, now: nowSeconds()))
         case "resume":
@@ -79,7 +82,8 @@ extension Invocation {
     func addJobCommand() {
         expect(0, "options only: seqpipe add-job --account A [--video PATH] ...")
         guard let account = options.value("--account"), !account.isEmpty else { usage("--account is required") }
-        let config = loadConfig()
+        let store = openStore()
+        let config = loadConfig(store: store)
         var job = Job(id: options.value("--id") ?? "", account: account)
         job.priority = priority()
         job.maxAttempts = number("--max-attempts", default: config.maxAttempts, minimum: 1)
@@ -89,7 +93,6 @@ extension Invocation {
             guard let equals = field.firstIndex(of: "="), equals != field.startIndex else { usage("--field '\(field)' must be KEY=VALUE") }
             job.payload.append((String(field[..<equals]), String(field[field.index(after: equals)...])))
         }
-        let store = openStore()
         if let missing = Placeholders.missing(for: job, config: config) { fail("job \(job.id.isEmpty ? "to add" : job.id): \(missing)", 1) }
         let ids = storeCall { () throws(StoreError) in try store.addJobs([job]) }
         printOut("\(ids[0])\n")
@@ -99,8 +102,8 @@ extension Invocation {
         expect(1, "a folder: seqpipe add-folder DIR --accounts A B C")
         let accounts = options.values("--accounts")
         guard !accounts.isEmpty else { usage("--accounts A [B...] is required") }
-        let config = loadConfig()
         let store = openStore()
+        let config = loadConfig(store: store)
         let existing = Set(storeCall { () throws(StoreError) in try store.jobs() }.compactMap { $0.field("video") })
         let made: (jobs: [Job], skipped: Int)
         do {
@@ -117,12 +120,12 @@ extension Invocation {
         expect(1, "a CSV file")
         let bytes: [UInt8]
         do { bytes = try FileSystem.readFile(words[0]) } catch { fail("cannot read \(words[0]): \(error)", 1) }
-        let config = loadConfig()
+        let store = openStore()
+        let config = loadConfig(store: store)
         let rows: [(job: Job, line: Int)]
         do { rows = try ProgressCSV.importRows(ProgressCSV.text(bytes, file: words[0]), file: words[0], defaultMaxAttempts: config.maxAttempts) } catch {
             fail(error.message, 1)
         }
-        let store = openStore()
         let known = Set(storeCall { () throws(StoreError) in try store.jobs() }.map(\.id))
         for (job, line) in rows {
             if known.contains(job.id) { fail("\(words[0]):\(line): job '\(job.id)' is already in the store; give it another id, or drop the row", 1) }
@@ -149,7 +152,7 @@ extension Invocation {
         if !folders.isEmpty && accounts.isEmpty { usage("--folder needs --accounts A [B...] to post the files to") }
         let store: SQLJobStore
         do { store = try paths.initialize().store } catch { fail(error.message) }
-        let config = loadConfig()
+        let config = runConfig(store)
         do {
             printOut(try JobSources.seed(
                 store: store, folders: folders, accounts: accounts, csvFiles: options.values("--csv"),

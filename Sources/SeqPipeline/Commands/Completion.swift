@@ -6,7 +6,7 @@ import SeqGuard
 /// take them. The copies in scripts/completions are this output (a test compares them).
 public enum Completion {
     /// The first words of the commands that take one of a few.
-    static let subcommands = ["device": ["add", "list", "remove"], "account": ["add", "list", "resume"], "completion": ["bash", "zsh", "fish"]]
+    static let subcommands = ["device": ["add", "list", "remove"], "account": ["add", "list", "resume"], "completion": ["bash", "zsh", "fish"], "config": ["load", "set", "show", "versions"]]
     /// Options whose value is a file, or a directory.
     static let fileOptions = ["--db", "--config", "--csv", "--export", "--token-file", "--video"]
     static let directoryOptions = ["--folder"]

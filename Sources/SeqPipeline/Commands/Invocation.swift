@@ -104,14 +104,6 @@ public struct Invocation: Sendable {
         return here + "/" + (path.hasPrefix("./") ? String(path.dropFirst(2)) : path)
     }
 
-    func loadConfig() -> PipelineConfig {
-        // The default file may be missing (the defaults apply); one named by hand may not.
-        if let namedConfig, !FileSystem.exists(paths.config) {
-            fail("no config at \(namedConfig); create it (seqpipe init writes one with every default) or drop --config")
-        }
-        do { return try PipelineConfig.load(path: paths.config) } catch { fail(error.message) }
-    }
-
     /// The host this process works for: `run --host`, else SEQPIPE_HOST (how a run's members
     /// hear it), else the machine's name.
     var hostName: String {
@@ -127,7 +119,7 @@ public struct Invocation: Sendable {
     /// members (given their signals, and a member its lifeline) wait for a server's store that
     /// cannot be reached yet, until a stop signal or their parent's end.
     func openStore(waitingWith signals: SignalReceiver? = nil, lifeline: FileDescriptor? = nil) -> SQLJobStore {
-        let reading = ["status", "jobs", "show", "events", "export-csv", "serve", "show-config"].contains(command.name)
+        let reading = readsOnly
         if !paths.isURL && !FileSystem.exists(paths.database) {
             fail("no store at \(paths.storeName); create it with 'seqpipe init' (or pass --db PATH)")
         }
@@ -149,11 +141,11 @@ public struct Invocation: Sendable {
         do { return try body() } catch { fail("store \(paths.storeName): \(error.message)") }
     }
 
-    /// The set-up of a process 'seqpipe run' starts.
-    func runMember(_ what: String) -> RunMember {
+    /// The orders a process of 'seqpipe run' was started with, and its set-up.
+    func runMember(_ role: MemberOrders.Role, _ what: String) -> (MemberOrders, RunMember) {
         do {
-            return try RunMember.setUp(
-                what, parent: Int32(number("--parent", default: 0)), lockDescriptor: options.value("--lock-fd").flatMap { Int32($0) }, paths: paths)
+            let orders = try MemberOrders(role: role, options: options, words: words)
+            return (orders, try RunMember.setUp(what, parent: orders.parent, lockDescriptor: orders.lockDescriptor, paths: paths))
         } catch { fail(error.message) }
     }
 }

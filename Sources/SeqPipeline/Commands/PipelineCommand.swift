@@ -108,7 +108,17 @@ public struct PipelineCommand: Sendable {
             """),
         PipelineCommand("show-config", options: [], hidden: false, run: { $0.showConfigCommand() },
                         help: """
-              show-config                   Ports per worker, steps and policies.
+              show-config                   Ports per worker, steps and policies of the config
+                                            the store holds.
+            """),
+        PipelineCommand("config", options: [], hidden: false, run: { $0.configCommand() },
+                        help: """
+              config load [FILE] | config set KEY VALUE | config show [VERSION] | config versions
+                                            The config a run uses lives in the store, in numbered
+                                            versions (every host of a farm reads the same one):
+                                            load FILE (default: pipeline.json) or set one KEY
+                                            (workers.idle_poll_seconds) to make the next version;
+                                            'seqpipe run' loads pipeline.json when it differs.
             """),
         PipelineCommand("schedule", options: [OptionSpec("--minutes", kind: .value)], hidden: false, run: { $0.scheduleCommand() },
                         help: """
@@ -134,13 +144,13 @@ public struct PipelineCommand: Sendable {
             """),
         PipelineCommand("cancel", options: [], hidden: false, run: { $0.retryOrCancel() }, // shown with retry
                         help: ""),
-        PipelineCommand("worker", options: [OptionSpec("--index", kind: .value), OptionSpec("--device", kind: .value), OptionSpec("--parent", kind: .value), OptionSpec("--lock-fd", kind: .value)], hidden: true, run: { $0.workerCommand() },
+        PipelineCommand("worker", options: MemberOrders.options(for: .worker), hidden: true, run: { $0.workerCommand() },
                         help: ""),
-        PipelineCommand("device-server", options: [OptionSpec("--index", kind: .value), OptionSpec("--device", kind: .value), OptionSpec("--parent", kind: .value), OptionSpec("--lock-fd", kind: .value), OptionSpec("--device-lock-fd", kind: .value)], hidden: true, run: { $0.deviceServerCommand() },
+        PipelineCommand("device-server", options: MemberOrders.options(for: .deviceServer), hidden: true, run: { $0.deviceServerCommand() },
                         help: ""),
-        PipelineCommand("scheduler", options: [OptionSpec("--parent", kind: .value), OptionSpec("--lock-fd", kind: .value)], hidden: true, run: { $0.schedulerCommand() },
+        PipelineCommand("scheduler", options: MemberOrders.options(for: .scheduler), hidden: true, run: { $0.schedulerCommand() },
                         help: ""),
-        PipelineCommand("recurring-run", options: [OptionSpec("--parent", kind: .value), OptionSpec("--lock-fd", kind: .value)], hidden: true, run: { $0.recurringRunCommand() },
+        PipelineCommand("recurring-run", options: MemberOrders.options(for: .recurringRun), hidden: true, run: { $0.recurringRunCommand() },
                         help: ""),
         PipelineCommand("bench-claims", options: [OptionSpec("--claimers", kind: .value), OptionSpec("--member", kind: .value)], hidden: true, run: { $0.benchClaimsCommand() },
                         help: ""),
