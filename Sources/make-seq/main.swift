@@ -42,24 +42,8 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
     return (.run, configuration)
 }
 
-// A closed stdout or stderr (`| head`) must not kill the supervisor mid-run.
-// Standard descriptors a caller closed are /dev/null before anything is opened.
-FileDescriptor.makeStandardDescriptorsValid()
-BrokenPipe.ignore()
-// Too few descriptors to read even the arguments: say so, not "no command given".
-if let failure = GuardFailure.checkOpenFileLimit(tool: "make-seq") {
-    Reporter(toolName: "make-seq").error(failure.message)
-    ProcessExit.now(failure.exitCode)
-}
-
-let mode: Mode
-let configuration: GuardConfiguration
-do {
-    (mode, configuration) = try parse(Array(CommandLine.arguments.dropFirst()))
-} catch {
-    Reporter(toolName: "make-seq").error(error.message)
-    ProcessExit.now(error.exitCode)
-}
+ToolStart.prepare(tool: "make-seq")
+let (mode, configuration) = ToolStart.parsed(tool: "make-seq") { () throws(GuardFailure) in try parse(Array(CommandLine.arguments.dropFirst())) }
 
 switch mode {
 case .run:

@@ -66,27 +66,9 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
     return (mode, configuration, json, lines, tail, waitTimeoutGiven ? configuration.waitTimeout : nil)
 }
 
-// A closed stdout or stderr (`| head`) must not kill the supervisor mid-run.
-// Standard descriptors a caller closed are /dev/null before anything is opened.
-FileDescriptor.makeStandardDescriptorsValid()
-BrokenPipe.ignore()
-// Too few descriptors to read even the arguments: say so, not "no command given".
-if let failure = GuardFailure.checkOpenFileLimit(tool: "seqexec") {
-    Reporter(toolName: "seqexec").error(failure.message)
-    ProcessExit.now(failure.exitCode)
-}
-
-let mode: Mode
-let configuration: GuardConfiguration
-let json: Bool
-let lines: Int
-let tail: Bool
-let waitLimit: Double?
-do {
-    (mode, configuration, json, lines, tail, waitLimit) = try parse(Array(CommandLine.arguments.dropFirst()))
-} catch {
-    Reporter(toolName: "seqexec").error(error.message)
-    ProcessExit.now(ExitCode.toolFailure)
+ToolStart.prepare(tool: "seqexec")
+let (mode, configuration, json, lines, tail, waitLimit) = ToolStart.parsed(tool: "seqexec") { () throws(GuardFailure) in
+    try parse(Array(CommandLine.arguments.dropFirst()))
 }
 
 switch mode {
