@@ -131,10 +131,20 @@ public enum Schedule {
 }
 
 /// One recurring job's record of life, as the store keeps it.
+/// A recurring job's state, as its heartbeat row records it (the raw value). A store of a
+/// newer schema is refused before any row is read, so every stored word is one of these.
+public enum RecurringState: String, Sendable {
+    /// Between runs.
+    case idle
+    /// A run is under way.
+    case running
+    /// A run failed and waits before its next attempt.
+    case backoff
+}
+
 public struct Heartbeat: Sendable {
     public var name: String
-    /// idle, running, or backoff (between attempts).
-    public var state: String
+    public var state: RecurringState
     public var lastStart: Double?
     public var lastSuccess: Double?
     public var lastFailure: Double?
@@ -155,7 +165,7 @@ public struct Heartbeat: Sendable {
 
     public init(name: String) {
         self.name = name
-        state = "idle"
+        state = .idle
         consecutiveFailures = 0
         runs = 0
     }

@@ -29,23 +29,22 @@ public struct WorkerRecord: Sendable {
 
 /// What a worker is doing, as the store records it. The stored word is the raw value; one
 /// this version does not name (a newer version wrote it) is read and shown as it is.
-public struct WorkerState: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
-    public let rawValue: String
-    public init(rawValue: String) { self.rawValue = rawValue }
-    public var description: String { rawValue }
+public typealias WorkerState = StoredWord<WorkerStateWords>
+public enum WorkerStateWords {}
 
+extension StoredWord where Of == WorkerStateWords {
     /// Started by the orchestrator, not yet looking for a job.
-    public static let starting = WorkerState(rawValue: "starting")
+    public static let starting = Self("starting")
     /// Looking for a job (none it may take).
-    public static let idle = WorkerState(rawValue: "idle")
+    public static let idle = Self("idle")
     /// Holding a claim and running its steps.
-    public static let running = WorkerState(rawValue: "running")
+    public static let running = Self("running")
     /// Waiting for the processes of an earlier attempt of its job to be gone.
-    public static let fencing = WorkerState(rawValue: "fencing")
+    public static let fencing = Self("fencing")
     /// Waiting out its device's cooldown, or for its device to answer again.
-    public static let cooldown = WorkerState(rawValue: "cooldown")
-    public static let unhealthy = WorkerState(rawValue: "unhealthy")
-    public static let stopped = WorkerState(rawValue: "stopped")
+    public static let cooldown = Self("cooldown")
+    public static let unhealthy = Self("unhealthy")
+    public static let stopped = Self("stopped")
     /// Its host was taken over by another (a farm).
-    public static let lost = WorkerState(rawValue: "lost")
+    public static let lost = Self("lost")
 }

@@ -116,7 +116,7 @@ struct Fencer {
                 let message = "waiting for \(what) (pid \(pids.isEmpty ? "?" : pids)) to end"
                 say(message)
                 raised = true
-                _ = try? store.raiseAlert(key, kind: "fence", message: message, now: nowSeconds())
+                _ = try? store.raiseAlert(key, kind: .fence, message: message, now: nowSeconds())
                 try? store.addEvent(Event(at: nowSeconds(), kind: .fence, job: jobs.first?.id, device: device, worker: worker, message: message))
             }, reap: reap)
         if raised {

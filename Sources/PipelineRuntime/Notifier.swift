@@ -46,14 +46,14 @@ public struct Notifier {
     func deliver(_ notification: Notification) -> String? {
         if let file = outlet.file {
             let line = JSON.encode(.object([
-                ("at", .string(isoTime(notification.at))), ("key", .string(notification.key)), ("kind", .string(notification.kind)),
-                ("state", .string(notification.state)), ("message", .string(notification.message)),
+                ("at", .string(isoTime(notification.at))), ("key", .string(notification.key)), ("kind", .string(notification.kind.rawValue)),
+                ("state", .string(notification.state.rawValue)), ("message", .string(notification.message)),
             ])) + "\n"
             do { try FileSystem.appendFile(file, line) } catch { return "cannot append to \(file): \(error)" }
         }
         if let notify = outlet.notify {
             let values = Placeholders(values: [
-                "kind": notification.kind, "message": notification.message, "key": notification.key, "state": notification.state,
+                "kind": notification.kind.rawValue, "message": notification.message, "key": notification.key, "state": notification.state.rawValue,
             ])
             let argv: [String]
             do { argv = try values.fill(notify) } catch { return "alerts.notify: \(error.message)" }

@@ -18,10 +18,10 @@ extension Orchestrator {
                 if !said { reporter.error("\(error.message); waiting for it") }
                 said = true
                 if case .stopped = signals.sleep(seconds: 0.5, stopsOn: { [.terminate, .interrupt, .hangup].contains($0.signal) }) {
-                    throw GuardFailure("store \(paths.storeName): \(error.message); stopped while waiting for it")
+                    throw GuardFailure("store \(paths.storeName): \(error.message); stopped while waiting for it", cause: error)
                 }
             } catch let error as StoreError {
-                throw GuardFailure("store \(paths.storeName): \(error.message)")
+                throw GuardFailure("store \(paths.storeName): \(error.message)", cause: error)
             } catch let failure as GuardFailure {
                 throw failure
             } catch { throw GuardFailure("\(error)") }
@@ -40,7 +40,7 @@ extension Orchestrator {
             beat.storeDown = nil
             let message = "store \(paths.storeName) was unreachable for \(formatDuration((nowSeconds() - since).rounded())) (since \(Clock.localDateTime(WallTime(seconds: Int64(since), nanoseconds: 0))))\(beat.selfFenced ? "; host \(store.host) ended its workers meanwhile" : "")"
             say("the store answers again: \(message)")
-            _ = try? store.raiseAlert("store", kind: "store", message: message, now: nowSeconds())
+            _ = try? store.raiseAlert("store", kind: .store, message: message, now: nowSeconds())
             try? store.addEvent(Event(at: nowSeconds(), kind: .storeBack, message: message))
         }
     }

@@ -34,10 +34,10 @@ public struct RecurringRun {
         var stopped = false
         for attempt in 1...job.attempts {
             if attempt > 1 {
-                try recorded { () throws(StoreError) in try store.recordRecurringState(job.name, state: "backoff") }
+                try recorded { () throws(StoreError) in try store.recordRecurringState(job.name, state: .backoff) }
                 let wait = Backoff.fullJitter(attempt: attempt - 1, base: config.scheduler.backoffBaseSeconds, cap: config.scheduler.backoffCapSeconds)
                 if !pause(wait) { stopped = true; break }
-                try recorded { () throws(StoreError) in try store.recordRecurringState(job.name, state: "running") }
+                try recorded { () throws(StoreError) in try store.recordRecurringState(job.name, state: .running) }
             }
             // While the step runs: a heartbeat, with its progress reports.
             let result = runner.run(job.run, timeout: job.timeoutSeconds, memoryLimitMegabytes: job.memoryLimitMegabytes,

@@ -21,7 +21,7 @@ extension Scheduler {
                 if wall - lastSign > job.hungAfterSeconds {
                     let message = "hung: no sign of life for \(formatDuration(wall - lastSign)) (hung after \(formatDuration(job.hungAfterSeconds))); ended by the watchdog"
                     problems.append("\(job.name) hung")
-                    _ = try? store.raiseAlert("hung:\(job.name)", kind: "hung", message: "\(job.name): \(message)", now: wall)
+                    _ = try? store.raiseAlert("hung:\(job.name)", kind: .hung, message: "\(job.name): \(message)", now: wall)
                     event(.watchdogHung, "\(job.name): run pid \(running.process.pid) \(message)")
                     entries[index].running?.hung = message
                     // The run first, then its tree: it knows it is being stopped before its
@@ -40,7 +40,7 @@ extension Scheduler {
             if wall - reference > stuck {
                 problems.append("\(job.name) stuck")
                 let message = "\(job.name): stuck: \(since) (stuck after \(formatDuration(stuck)))"
-                _ = try? store.raiseAlert("stuck:\(job.name)", kind: "stuck", message: message, now: wall)
+                _ = try? store.raiseAlert("stuck:\(job.name)", kind: .stuck, message: message, now: wall)
                 let now = Clock.monotonicNanoseconds()
                 if entries[index].running == nil && entries[index].pending == nil
                     && (entries[index].lastEmergency.map { now - $0 >= Int64(stuck * 1e9) } ?? true) {
@@ -74,7 +74,7 @@ extension Scheduler {
             failed.append(("health:claims", "\(health.longClaims.count) job\(health.longClaims.count == 1 ? "" : "s") claimed or running for over \(formatDuration(policy.claimMaxSeconds)): \(ids.joined(separator: ", "))"))
         }
         for key in passed where (try? store.clearAlert(key, now: wall)) == true { event(.healthCleared, "health check: \(key.dropFirst(7)) ok again") }
-        for problem in failed { _ = try? store.raiseAlert(problem.key, kind: "health", message: problem.message, now: wall) }
+        for problem in failed { _ = try? store.raiseAlert(problem.key, kind: .health, message: problem.message, now: wall) }
         let summary = failed.isEmpty ? "ok: content \(formatDuration(wall - (health.newestJobCreatedAt ?? wall))) old, \(health.waiting) waiting" : failed.map(\.message).joined(separator: "; ")
         try? store.recordCheck("health", ok: failed.isEmpty, message: summary, now: wall)
         guard !failed.isEmpty else { log("health check: \(summary)"); return }

@@ -19,9 +19,9 @@ extension SQLJobStore {
         }
     }
 
-    public func recordRecurringState(_ name: String, state: String) throws(StoreError) {
+    public func recordRecurringState(_ name: String, state: RecurringState) throws(StoreError) {
         try connection.write { () throws(StoreError) in
-            try connection.run("UPDATE heartbeats SET state = ?2 WHERE name = ?1", [.text(name), .text(state)])
+            try connection.run("UPDATE heartbeats SET state = ?2 WHERE name = ?1", [.text(name), .text(state.rawValue)])
         }
     }
 
@@ -88,13 +88,13 @@ extension SQLJobStore {
 
     // MARK: watchdog
 
-    public func raiseAlert(_ key: String, kind: String, message: String, now: Double) throws(StoreError) -> Bool {
+    public func raiseAlert(_ key: String, kind: AlertKind, message: String, now: Double) throws(StoreError) -> Bool {
         let now = try databaseTime(now)
         return try connection.write { () throws(StoreError) -> Bool in try raiseAlertInside(key, kind: kind, message: message, now: now) }
     }
 
     /// `raiseAlert` inside the caller's write transaction.
-    func raiseAlertInside(_ key: String, kind: String, message: String, now: Double) throws(StoreError) -> Bool {
+    func raiseAlertInside(_ key: String, kind: AlertKind, message: String, now: Double) throws(StoreError) -> Bool {
         let active = try connection.query("SELECT 1 FROM alerts WHERE key = ?1 AND cleared_at IS NULL", [.text(key)]).first != nil
         if active {
             try connection.run("UPDATE alerts SET message = ?2, seen_at = ?3 WHERE key = ?1", [.text(key), .text(message), .real(now)])
@@ -104,8 +104,8 @@ extension SQLJobStore {
             """
             INSERT INTO alerts(key, kind, message, raised_at, seen_at) VALUES (?1, ?2, ?3, ?4, ?4)
             ON CONFLICT(key) DO UPDATE SET kind = ?2, message = ?3, raised_at = ?4, seen_at = ?4, cleared_at = NULL
-            """, [.text(key), .text(kind), .text(message), .real(now)])
-        try queueNotification(key: key, kind: kind, state: "raised", message: message, now: now)
+            """, [.text(key), .text(kind.rawValue), .text(message), .real(now)])
+        try queueNotification(key: key, kind: kind, state: .raised, message: message, now: now)
         return true
     }
 
@@ -119,16 +119,16 @@ extension SQLJobStore {
         guard try connection.run("UPDATE alerts SET cleared_at = ?2 WHERE key = ?1 AND cleared_at IS NULL", [.text(key), .real(now)]) == 1
         else { return false }
         let row = try connection.query("SELECT kind, message FROM alerts WHERE key = ?1", [.text(key)]).first
-        try queueNotification(key: key, kind: row?["kind"].string ?? "", state: "cleared", message: row?["message"].string ?? "", now: now)
+        try queueNotification(key: key, kind: AlertKind(rawValue: row?["kind"].string ?? ""), state: .cleared, message: row?["message"].string ?? "", now: now)
         return true
     }
 
     /// One raise or clear for the notifier (`alerts.notify`, `alerts.file`), in the same
     /// transaction as the alert itself: none is lost if the process dies after it.
-    func queueNotification(key: String, kind: String, state: String, message: String, now: Double) throws(StoreError) {
+    func queueNotification(key: String, kind: AlertKind, state: AlertChange, message: String, now: Double) throws(StoreError) {
         try connection.run(
             "INSERT INTO notifications(at, key, kind, state, message, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?1)",
-            [.real(now), .text(key), .text(kind), .text(state), .text(message)])
+            [.real(now), .text(key), .text(kind.rawValue), .text(state.rawValue), .text(message)])
     }
 
     /// Raises and clears not delivered yet whose next attempt is due, oldest first.
@@ -137,8 +137,8 @@ extension SQLJobStore {
         return try connection.query(
             "SELECT * FROM notifications WHERE delivered_at IS NULL AND failed_at IS NULL AND next_at <= ?1 ORDER BY id LIMIT ?2",
             [.real(now), .integer(Int64(limit))]).map { row in
-            Notification(id: row["id"].int ?? 0, at: row["at"].double ?? 0, key: row["key"].string ?? "", kind: row["kind"].string ?? "",
-                         state: row["state"].string ?? "", message: row["message"].string ?? "", attempts: Int(row["attempts"].int ?? 0))
+            Notification(id: row["id"].int ?? 0, at: row["at"].double ?? 0, key: row["key"].string ?? "", kind: AlertKind(rawValue: row["kind"].string ?? ""),
+                         state: AlertChange(rawValue: row["state"].string ?? "") ?? .raised, message: row["message"].string ?? "", attempts: Int(row["attempts"].int ?? 0))
         }
     }
 
@@ -162,7 +162,7 @@ extension SQLJobStore {
 
     public func alerts() throws(StoreError) -> [Alert] {
         try connection.query("SELECT * FROM alerts WHERE cleared_at IS NULL ORDER BY raised_at").map { row in
-            Alert(key: row["key"].string ?? "", kind: row["kind"].string ?? "", message: row["message"].string ?? "",
+            Alert(key: row["key"].string ?? "", kind: AlertKind(rawValue: row["kind"].string ?? ""), message: row["message"].string ?? "",
                   raisedAt: row["raised_at"].double ?? 0, seenAt: row["seen_at"].double ?? 0)
         }
     }
@@ -198,7 +198,7 @@ extension SQLJobStore {
     public func heartbeats() throws(StoreError) -> [Heartbeat] {
         try connection.query("SELECT * FROM heartbeats ORDER BY name").map { row in
             var beat = Heartbeat(name: row["name"].string ?? "")
-            beat.state = row["state"].string ?? "idle"
+            beat.state = row["state"].string.flatMap(RecurringState.init(rawValue:)) ?? .idle
             beat.lastStart = row["last_start"].double
             beat.lastSuccess = row["last_success"].double
             beat.lastFailure = row["last_failure"].double

@@ -14,11 +14,22 @@ public struct ClaimedJob: Sendable {
 public struct HostRecord: Sendable {
     public var name: String
     public var pid: Int32?
-    public var state: String
+    public var state: HostState
     public var startedAt: Double?
     public var beatAt: Double?
     public var leaseUntil: Double?
     public var note: String?
+}
+
+/// A host's lease row's state (the raw value). A store of a newer schema is refused before
+/// any row is read, so every stored word is one of these.
+public enum HostState: String, Sendable {
+    /// Its orchestrator holds the lease.
+    case running
+    /// Its orchestrator stopped cleanly.
+    case stopped
+    /// Its lease ran out and another host took its claims over.
+    case lost
 }
 
 /// What taking over a lost host did: its name, the claims put back, its devices held.
@@ -31,7 +42,7 @@ public struct HostTakeover: Sendable {
 /// A condition the watchdog or the health check found, until it clears.
 public struct Alert: Sendable {
     public var key: String
-    public var kind: String
+    public var kind: AlertKind
     public var message: String
     public var raisedAt: Double
     public var seenAt: Double
@@ -60,9 +71,8 @@ public struct Notification: Sendable, Equatable {
     public var id: Int64
     public var at: Double
     public var key: String
-    public var kind: String
-    /// `raised` or `cleared`.
-    public var state: String
+    public var kind: AlertKind
+    public var state: AlertChange
     public var message: String
     public var attempts: Int
 }

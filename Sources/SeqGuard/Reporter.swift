@@ -70,11 +70,15 @@ public struct GuardFailure: Error, Sendable, CustomStringConvertible {
     public var exitCode: Int32
     public var message: String
     public var errno: Errno?
+    /// The error of a lower layer this one says in its own words (a store's `StoreError`):
+    /// kept, so a caller can still ask it what it was.
+    public var cause: (any Error & Sendable)?
 
-    public init(exitCode: Int32 = ExitCode.toolFailure, _ message: String, errno: Errno? = nil) {
+    public init(exitCode: Int32 = ExitCode.toolFailure, _ message: String, errno: Errno? = nil, cause: (any Error & Sendable)? = nil) {
         self.exitCode = exitCode
         self.message = message
         self.errno = errno
+        self.cause = cause
     }
 
     public var description: String { message }

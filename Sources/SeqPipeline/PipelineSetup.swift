@@ -18,7 +18,7 @@ extension PipelinePaths {
         do {
             store = try SQLJobStore.open(database, create: true)
             try store.migrate()
-        } catch { throw GuardFailure(error.message) }
+        } catch { throw GuardFailure(error.message, cause: error) }
         guard !FileSystem.exists(config) else { return (false, store) }
         do { try FileSystem.writeFile(config, PipelineConfig.defaultText, mode: 0o644, replacing: false) } catch {
             throw GuardFailure("cannot write \(config): \(error)", errno: error)
@@ -98,6 +98,6 @@ extension PipelinePaths {
                 said = true
                 _ = Poll.readable([], timeoutMilliseconds: 250)
             }
-        } catch { throw GuardFailure("store \(storeName): \(error.message)") }
+        } catch { throw GuardFailure("store \(storeName): \(error.message)", cause: error) }
     }
 }

@@ -182,3 +182,20 @@ import TestSupport
         #expect(throws: ConfigError.self) { try ShellWords.split("a \"b") }
     }
 }
+
+@Suite struct LayeredErrorTests {
+    /// A store that cannot be opened is said by the layer above in its own words, and the
+    /// store's own error is kept as the cause, which a caller can still ask.
+    @Test func aStoreFailureKeepsItsCauseAcrossTheLayers() throws {
+        let directory = TemporaryDirectory()
+        let database = directory.path + "/pipeline.db"
+        try FileSystem.writeFile(database, String(repeating: "not a database ", count: 400))
+        do {
+            _ = try PipelinePaths(database: database, config: directory.path + "/pipeline.json").initialize()
+            Issue.record("a file that is no database was opened as a store")
+        } catch {
+            let cause = try #require(error.cause as? StoreError, "\(error.message)")
+            #expect(!cause.isUnreachable && error.message.contains(cause.message), "\(error.message) / \(cause.message)")
+        }
+    }
+}
