@@ -36,7 +36,7 @@ INSTALLED = $(BINDIR)/seqexec $(BINDIR)/make-seq $(BINDIR)/seqpipe \
 	$(ZSHDIR)/_seqexec $(ZSHDIR)/_make-seq $(ZSHDIR)/_seqpipe \
 	$(FISHDIR)/seqexec.fish $(FISHDIR)/make-seq.fish $(FISHDIR)/seqpipe.fish
 
-.PHONY: all build test bench completions install uninstall clean
+.PHONY: all build test bench completions dashboard-picture install uninstall clean
 
 all: build
 
@@ -57,6 +57,13 @@ completions:
 		for tool in seqexec make-seq; do $$bin/$$tool --completion $$shell > scripts/completions/$$(printf "$$name" $$tool); done; \
 		$$bin/seqpipe completion $$shell > scripts/completions/$$(printf "$$name" seqpipe); \
 	done
+
+# The README's picture of the dashboard (man/dashboard.png), taken again from the current page
+# by the browser test (it needs chromium).
+dashboard-picture:
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --filter aHeadlessBrowserShowsDevicesJobsAFailureAndTheChartAndFollowsANewJob
+	cp .build/dashboard.png man/dashboard.png
 
 bench: build
 	scripts/bench-guard

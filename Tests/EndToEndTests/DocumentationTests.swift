@@ -103,6 +103,20 @@ struct DocumentationTests {
                 "man/\(tool).1's ENVIRONMENT lacks \(helpVariables.subtracting(manVariables).sorted()), has undeclared \(manVariables.subtracting(helpVariables).sorted())")
     }
 
+    /// The README's list of seqpipe's commands is the declared one, in its order: the
+    /// commands `seqpipe completion` offers (made from the declarations; hidden ones left out).
+    @Test func theReadmeListsSeqpipesDeclaredCommands() throws {
+        let sandbox = try Sandbox()
+        let completion = try sandbox.start(toolsDirectory + "/seqpipe", ["completion", "bash"])
+        #expect(completion.wait() == 0)
+        let offered = try #require(completion.stdout.components(separatedBy: "'') COMPREPLY=($(compgen -W \"").dropFirst().first?.components(separatedBy: "\"").first)
+        let declared = offered.split(separator: " ").filter { !$0.hasPrefix("-") }.map(String.init)
+        let readme = try String(contentsOfFile: packageRoot + "/README.md", encoding: .utf8)
+        let list = try #require(readme.components(separatedBy: "Its commands: ").dropFirst().first?.components(separatedBy: ". ").first)
+        let listed = list.split(whereSeparator: \.isWhitespace).map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "`")) }
+        #expect(declared.count >= 18 && listed == declared, "README.md lists \(listed); seqpipe declares \(declared)")
+    }
+
     @Test func seqpipesManPageHasAnEntryForEveryCommand() throws {
         let sandbox = try Sandbox()
         let help = try sandbox.start(toolsDirectory + "/seqpipe", ["--help"])
