@@ -182,6 +182,28 @@ struct FarmTests {
         #expect(try farm.pipe(["status"]).0 == 0)
     }
 
+    /// A farm has one config, in its store: a host with no pipeline.json of its own reads the
+    /// version another host loaded or set.
+    @Test(.timeLimit(.minutes(2))) func aHostWithoutAConfigFileReadsTheFarmsFromTheStore() throws {
+        let farm = try Farm()
+        #expect(try farm.pipe(["init"]).0 == 0)
+        let (set, out, setErr) = try farm.pipe(["config", "set", "workers.idle_poll_seconds", "0.09"])
+        #expect(set == 0, "\(setErr)")
+        let version = try #require(out.split(separator: ":").first.flatMap { Int($0.split(separator: " ").last ?? "") }, "\(out)")
+        func onB(_ arguments: [String]) throws -> (Int32?, String, String) {
+            let child = try farm.pipeline.sandbox.start(seqpipePath, arguments, environment: [
+                "SEQPIPE_DB": farm.url, "SEQEXEC_STATE_DIR": farm.pipeline.sandbox.path("b/state"),
+            ], directory: farm.pipeline.sandbox.path("b"))
+            let status = child.wait(30)
+            return (status, child.stdout, child.stderr)
+        }
+        #expect(!FileManager.default.fileExists(atPath: farm.pipeline.sandbox.path("b/.seqpipe/pipeline.json")))
+        let (shown, described, err) = try onB(["show-config"])
+        #expect(shown == 0 && described.hasPrefix("config: version \(version) in the store, from "), "\(described)\(err)")
+        let (_, text, _) = try onB(["config", "show"])
+        #expect(text.contains("\"idle_poll_seconds\":0.09"), "\(text)")
+    }
+
     @Test(.timeLimit(.minutes(2))) func theSchedulerRunsOnOneHostAndMovesWhenItDies() throws {
         let farm = try Farm()
         let pipeline = farm.pipeline
