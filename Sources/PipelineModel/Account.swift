@@ -9,10 +9,10 @@ public struct Account: Sendable {
     public var paused = false
     public var pausedReason: String?
     public var infraFailures = 0
-    public var cooldownUntil: Double?
+    public var cooldownUntil: Moment?
     public var cooldownLevel = 0
     /// Resting after its last job (`account_rest_seconds`) until then.
-    public var restUntil: Double?
+    public var restUntil: Moment?
 
     public init(name: String) { self.name = name }
 }

@@ -23,18 +23,18 @@ public struct Device: Sendable {
     public var serverState: ServerState?
     public var serverProcess: ProcessIdentity?
     public var serverPort: Int?
-    public var serverSince: Double?
+    public var serverSince: Moment?
     public var serverNote: String?
     /// The phone itself; nil before anything was heard of it.
     public var phoneState: PhoneState?
-    public var phoneSince: Double?
+    public var phoneSince: Moment?
     public var healthy = true
     public var healthFailures = 0
     public var infraFailures = 0
-    public var cooldownUntil: Double?
+    public var cooldownUntil: Moment?
     public var cooldownLevel = 0
     public var responseMilliseconds: Int?
-    public var lastCheck: Double?
+    public var lastCheck: Moment?
     public var lastError: String?
 
     public init(name: String) { self.name = name }

@@ -1,6 +1,6 @@
 /// One line of the events table: what happened, to what.
 public struct Event: Sendable, Equatable {
-    public var at: Double
+    public var at: Moment
     public var kind: EventKind
     public var job: String?
     public var account: String?
@@ -8,7 +8,7 @@ public struct Event: Sendable, Equatable {
     public var worker: Int?
     public var message: String
 
-    public init(at: Double, kind: EventKind, job: String? = nil, account: String? = nil, device: String? = nil, worker: Int? = nil, message: String) {
+    public init(at: Moment, kind: EventKind, job: String? = nil, account: String? = nil, device: String? = nil, worker: Int? = nil, message: String) {
         (self.at, self.kind, self.message) = (at, kind, message)
         (self.job, self.account, self.device, self.worker) = (job, account, device, worker)
     }
@@ -16,7 +16,7 @@ public struct Event: Sendable, Equatable {
 
 extension Job {
     /// An event about this job (its account, device and worker as it holds them) at `at`.
-    public func event(_ kind: EventKind, _ message: String, at: Double) -> Event {
+    public func event(_ kind: EventKind, _ message: String, at: Moment) -> Event {
         Event(at: at, kind: kind, job: id, account: account, device: device, worker: worker, message: message)
     }
 }

@@ -45,8 +45,8 @@ public struct Job: Sendable {
     public var priority = 0
     public var worker: Int?
     public var device: String?
-    public var claimedAt: Double?
-    public var completedAt: Double?
+    public var claimedAt: Moment?
+    public var completedAt: Moment?
     /// Attempts charged to the job itself (infrastructure failures and stops are not).
     public var attempts = 0
     public var maxAttempts = 3
@@ -58,7 +58,7 @@ public struct Job: Sendable {
     public var crashes = 0
     /// Infrastructure failures: a separate budget from `attempts`.
     public var infraAttempts = 0
-    public var retryAt: Double?
+    public var retryAt: Moment?
     public var error: String?
     public var errorType: String?
     /// The device that gave up on this job after its graded recovery: another device takes
@@ -67,7 +67,7 @@ public struct Job: Sendable {
     /// The host whose worker holds its claim.
     public var host: String?
     /// When it was added (the store's clock).
-    public var createdAt: Double?
+    public var createdAt: Moment?
 
     public init(id: String, account: String) {
         self.id = id

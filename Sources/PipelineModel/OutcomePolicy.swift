@@ -28,7 +28,7 @@ public struct JobChange: Sendable, Equatable {
     public var refundsAttempt = false
     public var crashes: Int?
     public var infrastructureAttempts: Int?
-    public var retryAt: Field<Double> = .keep
+    public var retryAt: Field<Moment> = .keep
     public var error: Field<String> = .keep
     public var errorType: Field<String> = .keep
     /// The device the job should not go back to (a hand-off).
@@ -36,7 +36,7 @@ public struct JobChange: Sendable, Equatable {
     /// The account is paused, for this reason.
     public var pauseAccount: String?
     /// The account rests until then before its next job (`account_rest_seconds`).
-    public var accountRestsUntil: Double?
+    public var accountRestsUntil: Moment?
     public var infrastructure = Infrastructure.untouched
     /// What to write to the events table, about the job, at the change's time.
     public var events: [Event] = []
@@ -49,7 +49,7 @@ extension FailurePolicy {
     /// this attempt already counted in `attempts`) that ran on `device`, at `now`. Longer
     /// than 80 lines on purpose: one case per outcome, each a few lines, read side by side.
     public func change<G: RandomNumberGenerator>(
-        for outcome: JobOutcome, of job: Job, device: String, now: Double, using generator: inout G
+        for outcome: JobOutcome, of job: Job, device: String, now: Moment, using generator: inout G
     ) -> JobChange {
         var change: JobChange
         func event(_ kind: EventKind, _ message: String) { change.events.append(job.event(kind, message, at: now)) }
@@ -139,7 +139,7 @@ extension FailurePolicy {
     /// (`crashed`, counted toward poison) or no orchestrator held it (an orphan, uncharged).
     /// Requeues are spread over `requeueSpreadSeconds`, so a recovered fleet is not flooded.
     public func changeForLostClaim<G: RandomNumberGenerator>(
-        of job: Job, crashed: Bool, now: Double, using generator: inout G
+        of job: Job, crashed: Bool, now: Moment, using generator: inout G
     ) -> JobChange {
         let retryAt = now + Double.random(in: 0...max(requeueSpreadSeconds, 0), using: &generator)
         guard crashed else {

@@ -145,10 +145,10 @@ public enum RecurringState: String, Sendable {
 public struct Heartbeat: Sendable {
     public var name: String
     public var state: RecurringState
-    public var lastStart: Double?
-    public var lastSuccess: Double?
-    public var lastFailure: Double?
-    public var lastSkip: Double?
+    public var lastStart: Moment?
+    public var lastSuccess: Moment?
+    public var lastFailure: Moment?
+    public var lastSkip: Moment?
     public var skipReason: String?
     public var lastError: String?
     public var consecutiveFailures: Int
@@ -156,12 +156,12 @@ public struct Heartbeat: Sendable {
     /// The running instance, while one runs.
     public var process: ProcessIdentity?
     /// When the scheduler will next start it (wall seconds), and what a due run waits for.
-    public var nextDue: Double?
+    public var nextDue: Moment?
     public var waiting: String?
     /// The running instance's last heartbeat, its step's last progress report and when.
-    public var beatAt: Double?
+    public var beatAt: Moment?
     public var progress: String?
-    public var progressAt: Double?
+    public var progressAt: Moment?
 
     public init(name: String) {
         self.name = name

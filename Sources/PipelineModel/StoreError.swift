@@ -28,14 +28,14 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
 /// when the next may be tried.
 public struct StoreOutage: Sendable {
     /// Wall-clock seconds of the first failure.
-    public var since: Double
+    public var since: Moment
     public var attempts = 0
     /// Monotonic nanoseconds before which no reconnect is tried.
     public var nextAttempt: Int64 = 0
     /// What the callers are told meanwhile.
     public var error: StoreError
 
-    public init(since: Double, error: StoreError) {
+    public init(since: Moment, error: StoreError) {
         self.since = since
         self.error = error
     }

@@ -7,6 +7,9 @@ public enum ZoneCalendar {
     /// The calendar day (`YYYY-MM-DD`) of `seconds` in `zone` (an IANA name such as
     /// `Europe/Berlin`, or `UTC`). A zone this machine does not know counts as UTC; the
     /// configuration refuses such names before it gets here (`isKnownZone`).
+    /// The day `moment` falls on in `zone`.
+    public static func day(of moment: Moment, zone: String) -> String { day(of: moment.seconds, zone: zone) }
+
     public static func day(of seconds: Double, zone: String) -> String {
         let moment = Int64(seconds.rounded(.down))
         let local = moment + (ZoneRules.named(zone)?.offset(at: moment) ?? 0)

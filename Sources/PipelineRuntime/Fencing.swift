@@ -116,8 +116,8 @@ struct Fencer {
                 let message = "waiting for \(what) (pid \(pids.isEmpty ? "?" : pids)) to end"
                 say(message)
                 raised = true
-                _ = try? store.raiseAlert(key, kind: .fence, message: message, now: nowSeconds())
-                try? store.addEvent(Event(at: nowSeconds(), kind: .fence, job: jobs.first?.id, device: device, worker: worker, message: message))
+                _ = try? store.raiseAlert(key, kind: .fence, message: message, now: Moment.now())
+                try? store.addEvent(Event(at: Moment.now(), kind: .fence, job: jobs.first?.id, device: device, worker: worker, message: message))
             }, reap: reap)
         if raised {
             let ended = fence.report.ended.map { "pid \($0.process.pid) (\($0.command))\(fence.report.killed.contains($0.process) ? " with SIGKILL" : "")" }
@@ -125,9 +125,9 @@ struct Fencer {
                 ? "fenced: ended \(ended.isEmpty ? "nothing (it ended by itself)" : ended.joined(separator: ", ")); the lock is free"
                 : "fence incomplete: \(fence.report.survivors.map { "pid \($0.process.pid)" }.joined(separator: ", ")) still hold\(fence.report.survivors.count == 1 ? "s" : "") the lock"
             say(message)
-            try? store.addEvent(Event(at: nowSeconds(), kind: fence.free ? .fenceDone : .fenceIncomplete, job: jobs.first?.id, device: device,
+            try? store.addEvent(Event(at: Moment.now(), kind: fence.free ? .fenceDone : .fenceIncomplete, job: jobs.first?.id, device: device,
                                       worker: worker, message: message))
-            if fence.free { _ = try? store.clearAlert(key, now: nowSeconds()) }
+            if fence.free { _ = try? store.clearAlert(key, now: Moment.now()) }
         }
         return fence.free
     }

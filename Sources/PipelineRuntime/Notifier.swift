@@ -20,7 +20,7 @@ public struct Notifier {
     /// Delivers what is due (ten at a time); returns how many were delivered.
     @available(*, noasync)
     @discardableResult
-    public func deliverDue(now: Double) -> Int {
+    public func deliverDue(now: Moment) -> Int {
         guard outlet.isConfigured, let due = try? store.dueNotifications(now: now, limit: 10) else { return 0 }
         var delivered = 0
         for notification in due {
@@ -28,14 +28,14 @@ public struct Notifier {
             let attempt = notification.attempts + 1
             if problem == nil {
                 delivered += 1
-                try? store.recordDelivery(notification.id, delivered: true, error: nil, nextAt: nil, now: nowSeconds())
+                try? store.recordDelivery(notification.id, delivered: true, error: nil, nextAt: nil, now: Moment.now())
                 continue
             }
             let giveUp = attempt >= outlet.attempts
             let wait = min(outlet.backoffCapSeconds, outlet.backoffBaseSeconds * Double(1 << min(attempt - 1, 20)))
-            try? store.recordDelivery(notification.id, delivered: false, error: problem, nextAt: giveUp ? nil : nowSeconds() + wait, now: nowSeconds())
+            try? store.recordDelivery(notification.id, delivered: false, error: problem, nextAt: giveUp ? nil : Moment.now() + wait, now: Moment.now())
             try? store.addEvent(Event(
-                at: nowSeconds(), kind: giveUp ? .notifyGaveUp : .notifyFailed, message:
+                at: Moment.now(), kind: giveUp ? .notifyGaveUp : .notifyFailed, message:
                     "alert \(notification.key) (\(notification.state)): \(problem ?? "") (attempt \(attempt) of \(outlet.attempts)\(giveUp ? "; given up" : "; again in \(formatDuration(wait))"))"))
         }
         return delivered

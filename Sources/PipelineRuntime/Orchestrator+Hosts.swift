@@ -15,7 +15,7 @@ extension Orchestrator {
         /// The host ended its workers: its lease could not be renewed.
         var selfFenced = false
         /// The store could not be reached since this wall-clock time (said once).
-        var storeDown: Double?
+        var storeDown: Moment?
     }
 
     /// This host's heartbeat in the store: its lease renewed (registered again if another
@@ -27,9 +27,9 @@ extension Orchestrator {
     func beatInStore(_ slots: inout [Slot], _ beat: inout HostBeat, reap: () -> Void) {
         let now = Clock.monotonicNanoseconds()
         do {
-            if try !store.renewHost(leaseSeconds: config.hostLeaseSeconds, now: nowSeconds()) {
+            if try !store.renewHost(leaseSeconds: config.hostLeaseSeconds, now: Moment.now()) {
                 say("host \(store.host) was taken over by another host (its lease ran out); its claims went back to the queue; registering again")
-                _ = try store.registerHost(pid: Processes.currentPid, leaseSeconds: config.hostLeaseSeconds, now: nowSeconds(), configVersion: config.version)
+                _ = try store.registerHost(pid: Processes.currentPid, leaseSeconds: config.hostLeaseSeconds, now: Moment.now(), configVersion: config.version)
             }
             beat.lastRenewal = now
             noteStore(&beat)
@@ -38,11 +38,11 @@ extension Orchestrator {
                 say("the store answers again: starting the workers")
                 for index in slots.indices where slots[index].process == nil { slots[index].restartAt = now }
             }
-            for takeover in try store.takeOverLostHosts(policy: config.policy, now: nowSeconds()) {
+            for takeover in try store.takeOverLostHosts(policy: config.policy, now: Moment.now()) {
                 say("host \(takeover.host) lost its lease: took back \(takeover.requeued.isEmpty ? "no claim" : takeover.requeued.joined(separator: " ")); \(takeover.devices.count) of its devices held as unreachable")
             }
             if !config.recurring.isEmpty {
-                let leads = try store.lead("scheduler", leaseSeconds: config.hostLeaseSeconds, now: nowSeconds())
+                let leads = try store.lead("scheduler", leaseSeconds: config.hostLeaseSeconds, now: Moment.now())
                 if leads != beat.leading {
                     say(leads ? "this host leads the scheduler now" : "another host leads the scheduler now: stopping this one's")
                     beat.leading = leads

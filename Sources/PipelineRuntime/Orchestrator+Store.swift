@@ -24,7 +24,7 @@ extension Orchestrator {
                 throw GuardFailure("store \(paths.storeName): \(error.message)", cause: error)
             } catch let failure as GuardFailure {
                 throw failure
-            } catch { throw GuardFailure("\(error)") }
+            } catch { throw GuardFailure("\(error)", cause: error as? any Error & Sendable) }
         }
     }
 
@@ -38,10 +38,10 @@ extension Orchestrator {
             reporter.error(outage.error.message)
         } else if let since = recovered?.since ?? beat.storeDown {
             beat.storeDown = nil
-            let message = "store \(paths.storeName) was unreachable for \(formatDuration((nowSeconds() - since).rounded())) (since \(Clock.localDateTime(WallTime(seconds: Int64(since), nanoseconds: 0))))\(beat.selfFenced ? "; host \(store.host) ended its workers meanwhile" : "")"
+            let message = "store \(paths.storeName) was unreachable for \(formatDuration((Moment.now() - since).rounded())) (since \(Clock.localDateTime(since.wallTime)))\(beat.selfFenced ? "; host \(store.host) ended its workers meanwhile" : "")"
             say("the store answers again: \(message)")
-            _ = try? store.raiseAlert("store", kind: .store, message: message, now: nowSeconds())
-            try? store.addEvent(Event(at: nowSeconds(), kind: .storeBack, message: message))
+            _ = try? store.raiseAlert("store", kind: .store, message: message, now: Moment.now())
+            try? store.addEvent(Event(at: Moment.now(), kind: .storeBack, message: message))
         }
     }
 }

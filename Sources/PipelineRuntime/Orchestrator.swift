@@ -92,7 +92,7 @@ public struct Orchestrator {
             let now = Clock.monotonicNanoseconds()
             restartWhatIsDue(&slots, now: now, beat: beat, lock: held, fencer: fencer, reap: reapAll)
             if let notifier, nextNotify <= now {
-                notifier.deliverDue(now: nowSeconds())
+                notifier.deliverDue(now: Moment.now())
                 nextNotify = Clock.monotonicNanoseconds() + 500_000_000
             }
             if nextBeat <= now {
@@ -135,7 +135,7 @@ public struct Orchestrator {
         if !config.recurring.isEmpty {
             slots.append(Slot(index: workerCount, device: Device(name: "-"), scheduler: true))
         }
-        let leading = !config.recurring.isEmpty && ((try? store.lead("scheduler", leaseSeconds: config.hostLeaseSeconds, now: nowSeconds())) ?? false)
+        let leading = !config.recurring.isEmpty && ((try? store.lead("scheduler", leaseSeconds: config.hostLeaseSeconds, now: Moment.now())) ?? false)
         for index in slots.indices where !slots[index].scheduler || leading { start(&slots[index], lock: held, fencer: fencer, reap: reap) }
         if !config.recurring.isEmpty && !leading { say("another host leads the scheduler; this one runs workers only") }
         return (slots, leading)
@@ -146,13 +146,13 @@ public struct Orchestrator {
     func storeChanged(_ change: String, slots: [Slot]) {
         reporter.error("\(change); stopping the run")
         for process in slots.compactMap(\.process) { Processes.signal(process, .terminate) }
-        _ = try? store.raiseAlert("store", kind: .store, message: change, now: nowSeconds())
-        try? store.addEvent(Event(at: nowSeconds(), kind: .storeChanged, message: change))
+        _ = try? store.raiseAlert("store", kind: .store, message: change, now: Moment.now())
+        try? store.addEvent(Event(at: Moment.now(), kind: .storeChanged, message: change))
     }
 
     /// With --once: whether the store has no work left for today.
     func nothingLeftToDo(_ beat: inout HostBeat) -> Bool {
-        let left = try? store.remainingWork(today: ZoneCalendar.day(of: nowSeconds(), zone: config.dayZone))
+        let left = try? store.remainingWork(today: ZoneCalendar.day(of: Moment.now(), zone: config.dayZone))
         noteStore(&beat)
         return left == 0
     }
@@ -234,10 +234,10 @@ public struct Orchestrator {
             let how = GuardedCommand.describe(status)
             if slots[index].scheduler {
                 say("the scheduler (pid \(pid)) ended (\(how))")
-                try? store.addEvent(Event(at: nowSeconds(), kind: .schedulerDied, message: "pid \(pid) ended (\(how))"))
+                try? store.addEvent(Event(at: Moment.now(), kind: .schedulerDied, message: "pid \(pid) ended (\(how))"))
             } else {
                 say("worker \(index) (pid \(pid)) ended (\(how))")
-                try? store.addEvent(Event(at: nowSeconds(), kind: .workerDied, device: slots[index].device.name, worker: index, message: "pid \(pid) ended (\(how))"))
+                try? store.addEvent(Event(at: Moment.now(), kind: .workerDied, device: slots[index].device.name, worker: index, message: "pid \(pid) ended (\(how))"))
             }
             died.append(index)
         }
@@ -316,14 +316,14 @@ public struct Orchestrator {
             for job in claimed where !fencer.fence(device: job.device, jobs: [job], worker: job.worker) {
                 throw GuardFailure("job \(job.id): a process of its earlier attempt did not end; see 'seqpipe events' and end it by hand")
             }
-            let orphans = try store.requeueClaims(worker: nil, crashed: false, policy: config.policy, now: nowSeconds())
+            let orphans = try store.requeueClaims(worker: nil, crashed: false, policy: config.policy, now: Moment.now())
             fencer.forget(claimed)
             if !orphans.isEmpty { say("requeued \(orphans.count) orphaned claim\(orphans.count == 1 ? "" : "s") of an earlier run: \(orphans.joined(separator: " "))") }
             try store.clearWorkers()
-            if try store.registerHost(pid: Processes.currentPid, leaseSeconds: config.hostLeaseSeconds, now: nowSeconds(), configVersion: config.version) == "lost" {
+            if try store.registerHost(pid: Processes.currentPid, leaseSeconds: config.hostLeaseSeconds, now: Moment.now(), configVersion: config.version) == "lost" {
                 say("host \(store.host) was taken over while it was away (its claims went back to the queue); registered again")
             }
-            try store.addEvent(Event(at: nowSeconds(), kind: .orchestratorStart, message: "pid \(Processes.currentPid), \(workerCount) workers\(once ? ", --once" : "")"))
+            try store.addEvent(Event(at: Moment.now(), kind: .orchestratorStart, message: "pid \(Processes.currentPid), \(workerCount) workers\(once ? ", --once" : "")"))
         }
     }
 
@@ -350,7 +350,7 @@ public struct Orchestrator {
         // go back to pending.
         do {
             let claimed = try store.claimedJobs()
-            let requeued = try store.requeueClaims(worker: nil, crashed: false, policy: FailurePolicy.immediate(config.policy), now: nowSeconds())
+            let requeued = try store.requeueClaims(worker: nil, crashed: false, policy: FailurePolicy.immediate(config.policy), now: Moment.now())
             fencer.forget(claimed)
             if !requeued.isEmpty { say("put \(requeued.joined(separator: " ")) back to pending") }
         } catch { reporter.error("store \(paths.storeName): \(error.message)") }
@@ -363,10 +363,10 @@ public struct Orchestrator {
             let runner = StepRunner(signals: signals, reporter: reporter, captureFile: "\(paths.run)/orchestrator.out",
                                     killGrace: config.killGraceSeconds, stopGrace: 0, environment: Spawn.currentEnvironment())
             let result = runner.run(["/bin/sh", "-c", command], timeout: 60, memoryLimitMegabytes: nil, label: "device \(slot.device.name) stop")
-            try? store.recordPhone(device: slot.device.name, state: result.succeeded ? .stopped : .stopFailed, now: nowSeconds())
+            try? store.recordPhone(device: slot.device.name, state: result.succeeded ? .stopped : .stopFailed, now: Moment.now())
         }
-        try? store.addEvent(Event(at: nowSeconds(), kind: .orchestratorStop, message: "pid \(Processes.currentPid) stopped"))
-        try? store.releaseHost(now: nowSeconds())
+        try? store.addEvent(Event(at: Moment.now(), kind: .orchestratorStop, message: "pid \(Processes.currentPid) stopped"))
+        try? store.releaseHost(now: Moment.now())
         for slot in slots where !slot.scheduler {
             try? store.updateWorker(index: slot.index, state: .stopped, job: nil, bootSeconds: Clock.secondsSinceBoot())
         }
@@ -417,14 +417,14 @@ public struct Orchestrator {
         if let device = try? store.device(slot.device.name), device.server != nil,
            device.serverState?.hasProcess == true {
             try? store.recordServer(device: device.name, state: .stopped, process: nil, port: device.serverPort,
-                                    note: "its worker died; the fence of the device ended it", now: nowSeconds())
+                                    note: "its worker died; the fence of the device ended it", now: Moment.now())
         }
         do {
-            let requeued = try store.requeueClaims(worker: slot.index, crashed: true, policy: config.policy, now: nowSeconds())
+            let requeued = try store.requeueClaims(worker: slot.index, crashed: true, policy: config.policy, now: Moment.now())
             fencer.forget(claims)
             if !requeued.isEmpty {
                 say("worker \(slot.index): its job \(requeued.joined(separator: " ")) is back in the queue")
-                try store.addEvent(Event(at: nowSeconds(), kind: .workerRequeue, job: requeued.first, device: slot.device.name, worker: slot.index,
+                try store.addEvent(Event(at: Moment.now(), kind: .workerRequeue, job: requeued.first, device: slot.device.name, worker: slot.index,
                                          message: "requeued \(requeued.joined(separator: " ")) once its attempt's locks were free"))
             }
         } catch {
@@ -492,7 +492,7 @@ public struct Orchestrator {
                 index: slot.index, pid: pid, startTime: identity.startTime, device: slot.device.name, state: .starting,
                 job: nil, restarts: slot.restarts, heartbeatBootSeconds: Clock.secondsSinceBoot()))
             if slot.restarts > 0 {
-                try? store.addEvent(Event(at: nowSeconds(), kind: .workerRestart, device: slot.device.name, worker: slot.index, message: "restart \(slot.restarts): pid \(pid)"))
+                try? store.addEvent(Event(at: Moment.now(), kind: .workerRestart, device: slot.device.name, worker: slot.index, message: "restart \(slot.restarts): pid \(pid)"))
             }
         } catch {
             reporter.error("cannot start worker \(slot.index) (\(executable)): \(error)")

@@ -29,7 +29,7 @@ public struct RecurringRun {
     public func run() throws(StoreError) -> Int32 {
         let me = ProcessIdentity(pid: Processes.currentPid, startTime: (try? ProcStat.read(Processes.currentPid).startTime) ?? 0)
         let (store, name) = (store, job.name)
-        try recorded { () throws(StoreError) in try store.recordRecurringStart(job.name, process: me, now: nowSeconds()) }
+        try recorded { () throws(StoreError) in try store.recordRecurringStart(job.name, process: me, now: Moment.now()) }
         var error = ""
         var stopped = false
         for attempt in 1...job.attempts {
@@ -42,22 +42,22 @@ public struct RecurringRun {
             // While the step runs: a heartbeat, with its progress reports.
             let result = runner.run(job.run, timeout: job.timeoutSeconds, memoryLimitMegabytes: job.memoryLimitMegabytes,
                                     label: "\(job.name) attempt \(attempt) of \(job.attempts)",
-                                    beat: (config.heartbeatSeconds, { progress in try? store.recordRecurringBeat(name, progress: progress, now: nowSeconds()) }))
+                                    beat: (config.heartbeatSeconds, { progress in try? store.recordRecurringBeat(name, progress: progress, now: Moment.now()) }))
             if result.succeeded {
-                try recorded { () throws(StoreError) in try store.recordRecurringEnd(job.name, succeeded: true, error: nil, now: nowSeconds()) }
+                try recorded { () throws(StoreError) in try store.recordRecurringEnd(job.name, succeeded: true, error: nil, now: Moment.now()) }
                 return 0
             }
             if result.run.stopRequested || result.run.ending == .stopped || result.run.cancelled || stopPending() {
-                try recorded { () throws(StoreError) in try store.recordRecurringStopped(job.name, reason: "run stopped during attempt \(attempt) (\(result.endingText))", now: nowSeconds()) }
+                try recorded { () throws(StoreError) in try store.recordRecurringStopped(job.name, reason: "run stopped during attempt \(attempt) (\(result.endingText))", now: Moment.now()) }
                 return 1
             }
             error = "attempt \(attempt) of \(job.attempts): \(result.endingText)\(result.lastLine.isEmpty ? "" : ": \(result.lastLine)")"
         }
         if stopped {
-            try recorded { () throws(StoreError) in try store.recordRecurringStopped(job.name, reason: "run stopped between attempts", now: nowSeconds()) }
+            try recorded { () throws(StoreError) in try store.recordRecurringStopped(job.name, reason: "run stopped between attempts", now: Moment.now()) }
             return 1
         }
-        try recorded { () throws(StoreError) in try store.recordRecurringEnd(job.name, succeeded: false, error: error, now: nowSeconds()) }
+        try recorded { () throws(StoreError) in try store.recordRecurringEnd(job.name, succeeded: false, error: error, now: Moment.now()) }
         return 1
     }
 

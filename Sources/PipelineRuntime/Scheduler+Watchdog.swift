@@ -8,10 +8,10 @@ extension Scheduler {
     /// The watchdog: ends runs that show no sign of life for longer than their hung
     /// threshold (the run and its whole tree, SIGTERM then SIGKILL), and starts an emergency
     /// run of a job with no success for longer than its stuck threshold.
-    func watch(_ entries: inout [Entry], startWall: Double) {
+    func watch(_ entries: inout [Entry], startWall: Moment) {
         let beats = Dictionary(((try? store.heartbeats()) ?? []).map { ($0.name, $0) }, uniquingKeysWith: { $1 })
         let alerts = Dictionary(((try? store.alerts()) ?? []).map { ($0.key, $0) }, uniquingKeysWith: { $1 })
-        let wall = nowSeconds()
+        let wall = Moment.now()
         var problems: [String] = []
         for index in entries.indices {
             let job = entries[index].job
@@ -61,7 +61,7 @@ extension Scheduler {
     /// too long. A failed content or queue check runs the producer job now.
     func checkHealth(_ entries: inout [Entry]) {
         let policy = config.watchdog
-        let wall = nowSeconds()
+        let wall = Moment.now()
         guard let health = try? store.pipelineHealth(now: wall, claimedLongerThan: policy.claimMaxSeconds) else { return }
         var failed: [(key: String, message: String)] = []
         var passed: [String] = []

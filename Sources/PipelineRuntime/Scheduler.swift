@@ -36,12 +36,12 @@ public struct Scheduler {
 
     func event(_ kind: EventKind, _ message: String) {
         log(message)
-        try? store.addEvent(Event(at: nowSeconds(), kind: kind, message: message))
+        try? store.addEvent(Event(at: Moment.now(), kind: kind, message: message))
     }
 
     struct Running {
         var process: ProcessIdentity
-        var startedWall: Double
+        var startedWall: Moment
         /// Set when the watchdog ended it as hung: why.
         var hung: String?
         /// It is itself the run again after a hung one.
@@ -70,7 +70,7 @@ public struct Scheduler {
 
     /// When each job first runs: its offset after start, or, for a run missed while the
     /// scheduler was down, once soon (within the missed jitter) instead of once per slot.
-    static func firstDue(_ job: RecurringJob, last: Heartbeat?, start: Int64, wallNow: Double, policy: SchedulerPolicy) -> (Int64, missed: Bool) {
+    static func firstDue(_ job: RecurringJob, last: Heartbeat?, start: Int64, wallNow: Moment, policy: SchedulerPolicy) -> (Int64, missed: Bool) {
         let atOffset = start + Int64(job.offset * 1e9)
         guard policy.missed == .once, let lastStart = last?.lastStart else { return (atOffset, false) }
         let missedBy = wallNow - (lastStart + job.intervalMaximum)
@@ -83,7 +83,7 @@ public struct Scheduler {
     @available(*, noasync)
     public func run() -> Int32 {
         let start = Clock.monotonicNanoseconds()
-        let startWall = nowSeconds()
+        let startWall = Moment.now()
         let (read, exitStatus) = heartbeats()
         guard let beats = read else { return exitStatus }
         var entries: [Entry] = []
@@ -175,7 +175,7 @@ public struct Scheduler {
         var succeeded = status == .exited(0)
         if let hung = ended.hung {
             succeeded = false
-            try? store.recordRecurringEnd(name, succeeded: false, error: hung, now: nowSeconds())
+            try? store.recordRecurringEnd(name, succeeded: false, error: hung, now: Moment.now())
             if stopping {
             } else if ended.recovery {
                 // Run again at once only once: a job that hangs every time waits for
@@ -188,7 +188,7 @@ public struct Scheduler {
             }
         } else if status != .exited(0) && status != .exited(1) {
             // The run process itself died (killed): record it, since it could not.
-            try? store.recordRecurringEnd(name, succeeded: false, error: "its run process ended (\(GuardedCommand.describe(status)))", now: nowSeconds())
+            try? store.recordRecurringEnd(name, succeeded: false, error: "its run process ended (\(GuardedCommand.describe(status)))", now: Moment.now())
         }
         if entries[index].queued && !stopping {
             entries[index].queued = false
@@ -200,7 +200,7 @@ public struct Scheduler {
                 entries[other].pending?.prerequisite = nil
             } else {
                 entries[other].pending = nil
-                try? store.recordRecurringSkip(entries[other].job.name, reason: "its prerequisite \(name) did not succeed", now: nowSeconds())
+                try? store.recordRecurringSkip(entries[other].job.name, reason: "its prerequisite \(name) did not succeed", now: Moment.now())
             }
         }
     }
@@ -214,12 +214,12 @@ public struct Scheduler {
         entries[index].due = now + Int64(job.nextInterval() * 1e9)
         if let pending = entries[index].pending {
             log("\(job.name): due, but its last due run still waits (\(pending.waiting ?? pending.reason)); skipped")
-            try? store.recordRecurringSkip(job.name, reason: "the previous due run was still waiting (\(pending.waiting ?? pending.reason))", now: nowSeconds())
+            try? store.recordRecurringSkip(job.name, reason: "the previous due run was still waiting (\(pending.waiting ?? pending.reason))", now: Moment.now())
         } else if entries[index].running != nil {
             switch job.overlap {
             case .skip:
                 log("\(job.name): due, but its last run still runs; skipped")
-                try? store.recordRecurringSkip(job.name, reason: "the previous run was still running", now: nowSeconds())
+                try? store.recordRecurringSkip(job.name, reason: "the previous run was still running", now: Moment.now())
             case .queue:
                 entries[index].queued = true
             }
@@ -245,7 +245,7 @@ public struct Scheduler {
     /// through the guard (a minute at most), before any run is skipped for it.
     func relieve(reading: Int64, critical: Int64) {
         let message = "MemAvailable \(formatMegabytes(reading)) is below scheduler.memory_critical_mb \(formatMegabytes(critical))"
-        _ = try? store.raiseAlert(Self.memoryAlertKey, kind: .memory, message: message, now: nowSeconds())
+        _ = try? store.raiseAlert(Self.memoryAlertKey, kind: .memory, message: message, now: Moment.now())
         guard let emergency = config.scheduler.emergency else {
             event(.memoryCritical, "\(message); no scheduler.emergency command to run")
             return
@@ -264,8 +264,8 @@ public struct Scheduler {
     /// succeeded within the rule's age (a rule naming no known job is ignored), with the
     /// index of that job's entry when it must be started for it (it neither runs nor waits).
     static func prerequisiteToWaitFor(
-        _ job: RecurringJob, entries: [Entry], now wall: Double, lastSuccess: (String) -> Double?
-    ) -> (rule: RecurringJob.Prerequisite, lastSuccess: Double?, start: Int?)? {
+        _ job: RecurringJob, entries: [Entry], now wall: Moment, lastSuccess: (String) -> Moment?
+    ) -> (rule: RecurringJob.Prerequisite, lastSuccess: Moment?, start: Int?)? {
         for rule in job.after {
             let last = lastSuccess(rule.job)
             if let last, wall - last <= rule.maxAgeSeconds { continue }
@@ -305,13 +305,13 @@ public struct Scheduler {
                           entries[other].running == nil && entries[other].pending == nil else { continue }
                     entries[index].pending = nil
                     log("\(job.name): its prerequisite \(prerequisite) did not run; skipped")
-                    try? store.recordRecurringSkip(job.name, reason: "its prerequisite \(prerequisite) did not run", now: nowSeconds())
+                    try? store.recordRecurringSkip(job.name, reason: "its prerequisite \(prerequisite) did not run", now: Moment.now())
                     continue
                 }
                 // Prerequisites: each must have succeeded within its age.
                 if !job.after.isEmpty {
                     if beats == nil { beats = Dictionary(((try? store.heartbeats()) ?? []).map { ($0.name, $0) }, uniquingKeysWith: { $1 }) }
-                    let wall = nowSeconds()
+                    let wall = Moment.now()
                     if let wait = Self.prerequisiteToWaitFor(job, entries: entries, now: wall, lastSuccess: { beats?[$0]?.lastSuccess }) {
                         if let other = wait.start {
                             let age = wait.lastSuccess.map { "is \(formatDuration(wall - $0)) old" } ?? "never happened"
@@ -342,14 +342,14 @@ public struct Scheduler {
                     available = SystemMemory.available()
                 } else if let reading = available, reading >= critical, pressure {
                     pressure = false
-                    _ = try? store.clearAlert(Self.memoryAlertKey, now: nowSeconds())
+                    _ = try? store.clearAlert(Self.memoryAlertKey, now: Moment.now())
                     event(.memoryRecovered, "MemAvailable \(formatMegabytes(reading)) is back above scheduler.memory_critical_mb \(formatMegabytes(critical))")
                 }
                 if let available, available < critical {
                     let reading = "MemAvailable \(formatMegabytes(available)) is below scheduler.memory_critical_mb \(formatMegabytes(critical))"
                     if !job.critical {
                         log("\(job.name): memory critical (\(reading)); skipped")
-                        try? store.recordRecurringSkip(job.name, reason: "memory critical: \(reading)", now: nowSeconds())
+                        try? store.recordRecurringSkip(job.name, reason: "memory critical: \(reading)", now: Moment.now())
                         entries[index].pending = nil
                         continue
                     }
@@ -359,7 +359,7 @@ public struct Scheduler {
                 if reason != "due" { log("\(job.name): starting (\(reason))") }
                 entries[index].pending = nil
                 if let process = spawn(job) {
-                    entries[index].running = Running(process: process, startedWall: nowSeconds(), recovery: reason == Self.recoveryReason)
+                    entries[index].running = Running(process: process, startedWall: Moment.now(), recovery: reason == Self.recoveryReason)
                 }
             }
         }
@@ -368,7 +368,7 @@ public struct Scheduler {
     /// Tells the store (for `status`) each job's next run and what a due run waits for.
     func plan(_ entries: inout [Entry]) {
         let now = Clock.monotonicNanoseconds()
-        let wall = nowSeconds()
+        let wall = Moment.now()
         for index in entries.indices {
             let waiting = entries[index].pending.map { $0.waiting ?? "starting" }
             if let planned = entries[index].planned, planned.0 == entries[index].due, planned.1 == waiting { continue }
@@ -388,7 +388,7 @@ public struct Scheduler {
             return ProcessIdentity(pid: pid, startTime: (try? ProcStat.read(pid).startTime) ?? 0)
         } catch {
             log("\(job.name): cannot start a run: \(error)")
-            try? store.recordRecurringEnd(job.name, succeeded: false, error: "cannot start: \(error)", now: nowSeconds())
+            try? store.recordRecurringEnd(job.name, succeeded: false, error: "cannot start: \(error)", now: Moment.now())
             return nil
         }
     }

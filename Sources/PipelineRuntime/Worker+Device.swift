@@ -58,7 +58,7 @@ extension Worker {
     /// A device held (a cooldown after trouble, a failed restart, a busy port) is waited
     /// out before anything else is tried on it. Returns true when it is not held.
     mutating func waitOutHold(_ device: Device) throws(StoreError) -> Bool {
-        let now = nowSeconds()
+        let now = Moment.now()
         guard let until = device.cooldownUntil, until > now else { return true }
         try record(device.healthy ? .cooldown : .unhealthy)
         _ = pause(min(until - now, config.idlePollSeconds))
@@ -74,7 +74,7 @@ extension Worker {
         case .answered(let seconds):
             lastResponseSeconds = seconds
             recoveryGrade = 0
-            _ = try store.recordHealth(device: deviceName, ok: true, responseMilliseconds: Int(seconds * 1000), error: nil, now: nowSeconds())
+            _ = try store.recordHealth(device: deviceName, ok: true, responseMilliseconds: Int(seconds * 1000), error: nil, now: Moment.now())
             return true
         case .failed(let message):
             try healthFailed(device, problem: message)
@@ -86,7 +86,7 @@ extension Worker {
     /// `failures_before_restart` in a row, the next grade of recovery; with none left, the
     /// device is held for `restart_wait_seconds`.
     mutating func healthFailed(_ device: Device, problem: String) throws(StoreError) {
-        let failures = try store.recordHealth(device: deviceName, ok: false, responseMilliseconds: nil, error: problem, now: nowSeconds())
+        let failures = try store.recordHealth(device: deviceName, ok: false, responseMilliseconds: nil, error: problem, now: Moment.now())
         log("health check failed (\(failures) in a row): \(problem)")
         guard failures >= config.failuresBeforeRestart else {
             _ = pause(config.healthRetrySeconds)
@@ -100,7 +100,7 @@ extension Worker {
             ? "\(failures) failed health checks and no restart command; waiting \(formatDuration(config.restartWaitSeconds))"
             : "\(failures) failed health checks after its server and device restarts; waiting \(formatDuration(config.restartWaitSeconds))"
         log(reason)
-        try store.holdDevice(deviceName, until: nowSeconds() + config.restartWaitSeconds, reason: reason)
+        try store.holdDevice(deviceName, until: Moment.now() + config.restartWaitSeconds, reason: reason)
         recoveryGrade = 0
         _ = pause(config.restartWaitSeconds)
     }
@@ -115,7 +115,7 @@ extension Worker {
             guard isServer ? (device.server != nil || device.serverRestartCommand != nil) : device.restartCommand != nil else { continue }
             let kind: EventKind = isServer ? .deviceServerRestart : .deviceRestart
             log("\(isServer ? "restarting the device's server" : "restarting the device") (recovery grade \(recoveryGrade) of 3): \(reason)")
-            try store.addEvent(Event(at: nowSeconds(), kind: kind, job: job, device: deviceName, worker: index,
+            try store.addEvent(Event(at: Moment.now(), kind: kind, job: job, device: deviceName, worker: index,
                                      message: "recovery grade \(recoveryGrade) of 3: \(reason)"))
             if isServer, let argv = device.server {
                 if try restartServer(device, argv: argv, reason: reason) { return true }

@@ -29,8 +29,8 @@ extension Worker {
             let how = Self.ending(of: running)
             let message = "its server (pid \((running.server ?? running.member).pid)) ended by itself (\(how)); starting it again"
             log(message)
-            try store.addEvent(Event(at: nowSeconds(), kind: .deviceServerExited, device: deviceName, worker: index, message: message))
-            try store.recordServer(device: deviceName, state: .exited, process: nil, port: running.port, note: how, now: nowSeconds())
+            try store.addEvent(Event(at: Moment.now(), kind: .deviceServerExited, device: deviceName, worker: index, message: message))
+            try store.recordServer(device: deviceName, state: .exited, process: nil, port: running.port, note: how, now: Moment.now())
         }
         switch try startServer(device, argv: argv) {
         case .up:
@@ -38,7 +38,7 @@ extension Worker {
         case .interrupted:
             return false
         case .portBusy(let message):
-            try store.holdDevice(deviceName, until: nowSeconds() + config.restartWaitSeconds, reason: message)
+            try store.holdDevice(deviceName, until: Moment.now() + config.restartWaitSeconds, reason: message)
             _ = pause(config.restartWaitSeconds)
             return false
         case .failed(let message):
@@ -57,12 +57,12 @@ extension Worker {
         }
         if let busy = busyPort(device, port: port) {
             log(busy)
-            try store.recordServer(device: deviceName, state: .portBusy, process: nil, port: port, note: busy, now: nowSeconds())
-            try store.addEvent(Event(at: nowSeconds(), kind: .deviceServerPortBusy, device: deviceName, worker: index, message: busy))
-            _ = try store.raiseAlert("server-port:\(deviceName)", kind: .serverPort, message: busy, now: nowSeconds())
+            try store.recordServer(device: deviceName, state: .portBusy, process: nil, port: port, note: busy, now: Moment.now())
+            try store.addEvent(Event(at: Moment.now(), kind: .deviceServerPortBusy, device: deviceName, worker: index, message: busy))
+            _ = try store.raiseAlert("server-port:\(deviceName)", kind: .serverPort, message: busy, now: Moment.now())
             return .portBusy(busy)
         }
-        _ = try store.clearAlert("server-port:\(deviceName)", now: nowSeconds())
+        _ = try store.clearAlert("server-port:\(deviceName)", now: Moment.now())
         guard let paths, let deviceLock, let storeLock = locks?.inherited else {
             return .failed("a device server is started only by a worker of 'seqpipe run'")
         }
@@ -91,7 +91,7 @@ extension Worker {
         }
         server = RunningServer(member: member, server: nil, port: port)
         log("starting its server (pid \(member.pid) guards it; output in \(logPath)): \(GuardedCommand.displayCommand(argv))")
-        try store.recordServer(device: deviceName, state: .starting, process: member, port: port, note: nil, now: nowSeconds())
+        try store.recordServer(device: deviceName, state: .starting, process: member, port: port, note: nil, now: Moment.now())
 
         return try waitForTheServer(device, guardedBy: member, port: port, watchesPort: template.contains { $0.contains("{appium_port}") }, logPath: logPath)
     }
@@ -113,8 +113,8 @@ extension Worker {
                 let last = Self.lastLine(of: logPath)
                 let message = "its server exited during its start (\(how))\(last.isEmpty ? "" : ": \(last)"); see \(logPath)"
                 log(message)
-                try store.recordServer(device: deviceName, state: .failed, process: nil, port: port, note: message, now: nowSeconds())
-                try store.addEvent(Event(at: nowSeconds(), kind: .deviceServerFailed, device: deviceName, worker: index, message: message))
+                try store.recordServer(device: deviceName, state: .failed, process: nil, port: port, note: message, now: Moment.now())
+                try store.addEvent(Event(at: Moment.now(), kind: .deviceServerFailed, device: deviceName, worker: index, message: message))
                 return .failed(message)
             }
             if serverAnswers(device, port: port, watchesPort: watchesPort, deadline: deadline) { break }
@@ -122,7 +122,7 @@ extension Worker {
                 let message = "its server did not answer \(statusURL(device) ?? "on port \(port)") within \(formatDuration(config.serverStartSeconds)); ended it"
                 stopServer(reason: message, state: .failed)
                 log(message)
-                try store.addEvent(Event(at: nowSeconds(), kind: .deviceServerFailed, device: deviceName, worker: index, message: message))
+                try store.addEvent(Event(at: Moment.now(), kind: .deviceServerFailed, device: deviceName, worker: index, message: message))
                 return .failed(message)
             }
             if !pause(0.2) {
@@ -134,8 +134,8 @@ extension Worker {
         let process = server?.server ?? member
         let message = "its server is up (pid \(process.pid), port \(port)) after \(formatDuration((seconds * 100).rounded() / 100))"
         log(message)
-        try store.recordServer(device: deviceName, state: .up, process: process, port: port, note: nil, now: nowSeconds())
-        try store.addEvent(Event(at: nowSeconds(), kind: .deviceServerUp, device: deviceName, worker: index, message: message))
+        try store.recordServer(device: deviceName, state: .up, process: process, port: port, note: nil, now: Moment.now())
+        try store.addEvent(Event(at: Moment.now(), kind: .deviceServerUp, device: deviceName, worker: index, message: message))
         return .up
     }
 
@@ -184,7 +184,7 @@ extension Worker {
         let killed = report.ended.filter { report.killed.contains($0.process) }
         let pid = (running.server ?? running.member).pid
         log("ended its server (pid \(pid))\(killed.isEmpty ? "" : " with SIGKILL"): \(reason)")
-        try? store.recordServer(device: deviceName, state: state, process: nil, port: running.port, note: reason, now: nowSeconds())
+        try? store.recordServer(device: deviceName, state: state, process: nil, port: running.port, note: reason, now: Moment.now())
     }
 
     /// The server restarted by its worker: the first grade of recovery for a device whose

@@ -18,7 +18,7 @@ extension Worker {
         let outage = store.takeRecovered()
         guard storeLost || outage != nil else { return }
         storeLost = false
-        log("the store answers again\(outage.map { " (unreachable for \(formatDuration((nowSeconds() - $0.since).rounded())))" } ?? "")")
+        log("the store answers again\(outage.map { " (unreachable for \(formatDuration((Moment.now() - $0.since).rounded())))" } ?? "")")
     }
 
     /// A write the outcome of an attempt depends on, tried until the store takes it: an

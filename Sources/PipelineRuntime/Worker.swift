@@ -65,7 +65,7 @@ public struct Worker {
         try? FileDescriptor.standardOutput.writeAll("[\(Clock.isoUTC(Clock.wallTime()))] worker \(index): \(message)\n")
     }
 
-    func today() -> String { ZoneCalendar.day(of: nowSeconds(), zone: config.dayZone) }
+    func today() -> String { ZoneCalendar.day(of: Moment.now(), zone: config.dayZone) }
 
     var runner: StepRunner {
         var environment = Spawn.currentEnvironment()
@@ -152,7 +152,7 @@ public struct Worker {
     mutating func claimNext() throws(StoreError) -> ClaimedJob?? {
         let token = Processes.randomHex(bytes: 8)
         do {
-            return .some(try store.claim(worker: index, device: deviceName, token: token, now: nowSeconds(), today: today(), bootSeconds: Clock.secondsSinceBoot()))
+            return .some(try store.claim(worker: index, device: deviceName, token: token, now: Moment.now(), today: today(), bootSeconds: Clock.secondsSinceBoot()))
         } catch where error.isUnreachable {
             let store = store
             return try stored("the claim", { () throws(StoreError) in try store.claimed(token: token) })
@@ -164,7 +164,7 @@ public struct Worker {
         stopServer(reason: "the worker stopped")
         if let device = try? store.device(deviceName), let stop = device.stopCommand {
             let result = runDeviceCommand(stop, label: "device stop", timeout: 60)
-            try? store.recordPhone(device: deviceName, state: result?.succeeded == true ? .stopped : .stopFailed, now: nowSeconds())
+            try? store.recordPhone(device: deviceName, state: result?.succeeded == true ? .stopped : .stopFailed, now: Moment.now())
         }
     }
 
@@ -211,7 +211,7 @@ public struct Worker {
                     let store = store
                     let (policy, day) = (config.policy, today())
                     guard try stored("job \(claim.job.id)'s claim", { () throws(StoreError) in
-                        try store.finish(claim, outcome: .stopped, policy: policy, now: nowSeconds(), today: day)
+                        try store.finish(claim, outcome: .stopped, policy: policy, now: Moment.now(), today: day)
                     }) != nil else { break }
                 }
                 // finish() left the worker idle in the store.
@@ -273,7 +273,7 @@ public struct Worker {
         guard let held = attempt.held, (try? held.clearCloseOnExec()) != nil else {
             log("job \(job.id): an earlier attempt still holds its lock; giving the claim back")
             attempt.release()
-            _ = try store.finish(claim, outcome: .stopped, policy: config.policy, now: nowSeconds(), today: today())
+            _ = try store.finish(claim, outcome: .stopped, policy: config.policy, now: Moment.now(), today: today())
             return false
         }
         return true
@@ -295,7 +295,7 @@ public struct Worker {
             _ = run(filled, timeout: timeout, memoryLimitMegabytes: config.steps.first?.memoryLimitMegabytes, label: "reset before job \(job.id)")
             if orphaned {
                 attempt.release()
-                _ = try store.finish(claim, outcome: .stopped, policy: config.policy, now: nowSeconds(), today: today())
+                _ = try store.finish(claim, outcome: .stopped, policy: config.policy, now: Moment.now(), today: today())
                 return false
             }
         }
@@ -357,7 +357,7 @@ public struct Worker {
         while true {
             attempt.release()
             do {
-                finishedOrNil = try store.finish(claim, outcome: outcome, policy: config.policy, now: nowSeconds(), today: today())
+                finishedOrNil = try store.finish(claim, outcome: outcome, policy: config.policy, now: Moment.now(), today: today())
                 noteStoreBack()
                 break
             } catch where error.isUnreachable {

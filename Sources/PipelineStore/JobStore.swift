@@ -13,7 +13,7 @@ public protocol JobStore: AnyObject {
     func migrate() throws(StoreError)
     /// The store's clock now (the database's, for a store shared by hosts): what its times
     /// are compared with.
-    func currentTime() throws(StoreError) -> Double
+    func currentTime() throws(StoreError) -> Moment
 
     func addDevice(_ device: Device) throws(StoreError)
     /// Removes a device; false if there was none by that name.
@@ -42,14 +42,14 @@ public protocol JobStore: AnyObject {
     func jobs(matching query: JobQuery, limit: Int) throws(StoreError) -> (total: Int, jobs: [Job])
     /// When the oldest waiting job was added, and the mean time from a job's creation to its
     /// latest claim over the claims since `since` (nil when none).
-    func queueAges(since: Double) throws(StoreError) -> (oldestWaiting: Double?, meanClaimWait: Double?)
+    func queueAges(since: Moment) throws(StoreError) -> (oldestWaiting: Moment?, meanClaimWait: Double?)
     /// Puts a failed, cancelled or retrying job back to pending with fresh attempts.
     func retry(_ id: String) throws(StoreError) -> Bool
     /// Cancels a job that is not running; false if it is running, finished or unknown.
     func cancel(_ id: String) throws(StoreError) -> Bool
 
     /// Claims the first eligible job for `worker` on `device` under `token`, or nil.
-    func claim(worker: Int, device: String, token: String, now: Double, today: String, bootSeconds: Double) throws(StoreError) -> ClaimedJob?
+    func claim(worker: Int, device: String, token: String, now: Moment, today: String, bootSeconds: Double) throws(StoreError) -> ClaimedJob?
     /// The claim made under `token`, if it holds: a claim whose reply was lost with the
     /// connection is found again by the token its worker chose.
     func claimed(token: String) throws(StoreError) -> ClaimedJob?
@@ -57,10 +57,10 @@ public protocol JobStore: AnyObject {
     /// Records that steps before `progress` are done.
     func recordProgress(_ claim: ClaimedJob, progress: Int, bootSeconds: Double) throws(StoreError) -> Bool
     /// Records how the run ended and charges the right budgets.
-    func finish(_ claim: ClaimedJob, outcome: JobOutcome, policy: FailurePolicy, now: Double, today: String) throws(StoreError) -> Bool
+    func finish(_ claim: ClaimedJob, outcome: JobOutcome, policy: FailurePolicy, now: Moment, today: String) throws(StoreError) -> Bool
     /// Takes back the claims of `worker` (nil: every claim) after a crash or an outage.
     /// A crash counts toward poison. Returns the ids requeued.
-    func requeueClaims(worker: Int?, crashed: Bool, policy: FailurePolicy, now: Double) throws(StoreError) -> [String]
+    func requeueClaims(worker: Int?, crashed: Bool, policy: FailurePolicy, now: Moment) throws(StoreError) -> [String]
     /// Jobs still to do: claimed or running, or pending/retrying on an account that is not
     /// paused and not at its daily limit.
     func remainingWork(today: String) throws(StoreError) -> Int
@@ -69,14 +69,14 @@ public protocol JobStore: AnyObject {
 
     /// A device's health check result; answers the consecutive failure count. A failure
     /// marks the device unhealthy (no claims on it) until a check passes.
-    func recordHealth(device: String, ok: Bool, responseMilliseconds: Int?, error: String?, now: Double) throws(StoreError) -> Int
+    func recordHealth(device: String, ok: Bool, responseMilliseconds: Int?, error: String?, now: Moment) throws(StoreError) -> Int
     /// What a worker did with its device's server (`Device.serverState`): the state, the
     /// server's process and port when it has them, and why.
-    func recordServer(device: String, state: ServerState, process: ProcessIdentity?, port: Int?, note: String?, now: Double) throws(StoreError)
+    func recordServer(device: String, state: ServerState, process: ProcessIdentity?, port: Int?, note: String?, now: Moment) throws(StoreError)
     /// The phone's own state, where no health check says it (stopped, stop failed).
-    func recordPhone(device: String, state: PhoneState, now: Double) throws(StoreError)
+    func recordPhone(device: String, state: PhoneState, now: Moment) throws(StoreError)
     /// Marks a device unhealthy until `until` (its restart failed).
-    func holdDevice(_ name: String, until: Double, reason: String) throws(StoreError)
+    func holdDevice(_ name: String, until: Moment, reason: String) throws(StoreError)
 
     func setWorker(_ record: WorkerRecord) throws(StoreError)
     func updateWorker(index: Int, state: WorkerState, job: String?, bootSeconds: Double) throws(StoreError)
@@ -84,53 +84,53 @@ public protocol JobStore: AnyObject {
     func clearWorkers() throws(StoreError)
 
     /// A recurring job's run began in `process`.
-    func recordRecurringStart(_ name: String, process: ProcessIdentity, now: Double) throws(StoreError)
+    func recordRecurringStart(_ name: String, process: ProcessIdentity, now: Moment) throws(StoreError)
     /// The run waits between attempts ("backoff") or runs again ("running").
     func recordRecurringState(_ name: String, state: RecurringState) throws(StoreError)
     /// The run ended; a failure counts toward consecutive failures, a success clears them.
-    func recordRecurringEnd(_ name: String, succeeded: Bool, error: String?, now: Double) throws(StoreError)
+    func recordRecurringEnd(_ name: String, succeeded: Bool, error: String?, now: Moment) throws(StoreError)
     /// A run that was due did not start, and why.
-    func recordRecurringSkip(_ name: String, reason: String, now: Double) throws(StoreError)
+    func recordRecurringSkip(_ name: String, reason: String, now: Moment) throws(StoreError)
     /// The run ended by a stop (not a failure of the job): no failure is counted.
-    func recordRecurringStopped(_ name: String, reason: String, now: Double) throws(StoreError)
+    func recordRecurringStopped(_ name: String, reason: String, now: Moment) throws(StoreError)
     /// The running instance is alive; `progress`, when the step reported some, is its latest
     /// word (and moves `progressAt`, which the watchdog's hung rule reads).
-    func recordRecurringBeat(_ name: String, progress: String?, now: Double) throws(StoreError)
+    func recordRecurringBeat(_ name: String, progress: String?, now: Moment) throws(StoreError)
     /// The scheduler's plan for a job: when it next runs, and what a due run waits for.
-    func recordRecurringPlan(_ name: String, nextDue: Double?, waiting: String?) throws(StoreError)
+    func recordRecurringPlan(_ name: String, nextDue: Moment?, waiting: String?) throws(StoreError)
     func heartbeats() throws(StoreError) -> [Heartbeat]
 
     /// Raises the alert `key` (or refreshes it); true when it was not already raised.
-    func raiseAlert(_ key: String, kind: AlertKind, message: String, now: Double) throws(StoreError) -> Bool
+    func raiseAlert(_ key: String, kind: AlertKind, message: String, now: Moment) throws(StoreError) -> Bool
     /// Clears it; true when it was raised.
-    func clearAlert(_ key: String, now: Double) throws(StoreError) -> Bool
+    func clearAlert(_ key: String, now: Moment) throws(StoreError) -> Bool
     /// Raises and clears waiting for the notifier, due now, oldest first.
-    func dueNotifications(now: Double, limit: Int) throws(StoreError) -> [Notification]
-    func recordDelivery(_ id: Int64, delivered: Bool, error: String?, nextAt: Double?, now: Double) throws(StoreError)
+    func dueNotifications(now: Moment, limit: Int) throws(StoreError) -> [Notification]
+    func recordDelivery(_ id: Int64, delivered: Bool, error: String?, nextAt: Moment?, now: Moment) throws(StoreError)
     /// A device's (`device:NAME`) or an account's (`account:NAME`) rates over the last `seconds`.
-    func rates(subject: String, seconds: Double, now: Double) throws(StoreError) -> Rates
+    func rates(subject: String, seconds: Double, now: Moment) throws(StoreError) -> Rates
     /// The alerts raised and not cleared, oldest first.
     func alerts() throws(StoreError) -> [Alert]
     /// The latest result of a periodic check (the watchdog, the health check).
-    func recordCheck(_ name: String, ok: Bool, message: String, now: Double) throws(StoreError)
+    func recordCheck(_ name: String, ok: Bool, message: String, now: Moment) throws(StoreError)
     func checks() throws(StoreError) -> [Check]
     /// What the pipeline health check reads.
-    func pipelineHealth(now: Double, claimedLongerThan seconds: Double) throws(StoreError) -> PipelineHealth
+    func pipelineHealth(now: Moment, claimedLongerThan seconds: Double) throws(StoreError) -> PipelineHealth
 
     /// The host this process works for: its workers, claims and devices.
     var host: String { get }
     /// This host's lease row: registered with the config version its run uses (answering the
     /// state it had: "lost" after a take-over), renewed (false once it was taken over),
     /// released at a clean stop.
-    func registerHost(pid: Int32, leaseSeconds: Double, now: Double, configVersion: Int?) throws(StoreError) -> String?
-    func renewHost(leaseSeconds: Double, now: Double) throws(StoreError) -> Bool
-    func releaseHost(now: Double) throws(StoreError)
+    func registerHost(pid: Int32, leaseSeconds: Double, now: Moment, configVersion: Int?) throws(StoreError) -> String?
+    func renewHost(leaseSeconds: Double, now: Moment) throws(StoreError) -> Bool
+    func releaseHost(now: Moment) throws(StoreError)
     /// Other hosts whose lease ran out: lost, their claims requeued, their devices held.
-    func takeOverLostHosts(policy: FailurePolicy, now: Double) throws(StoreError) -> [HostTakeover]
+    func takeOverLostHosts(policy: FailurePolicy, now: Moment) throws(StoreError) -> [HostTakeover]
     /// Takes or keeps a once-per-farm role (the scheduler) for this host; whether it has it.
-    func lead(_ role: String, leaseSeconds: Double, now: Double) throws(StoreError) -> Bool
+    func lead(_ role: String, leaseSeconds: Double, now: Moment) throws(StoreError) -> Bool
     func hosts() throws(StoreError) -> [HostRecord]
-    func leaders() throws(StoreError) -> [(role: String, host: String, leaseUntil: Double)]
+    func leaders() throws(StoreError) -> [(role: String, host: String, leaseUntil: Moment)]
 
     /// The config, in numbered versions (SQLJobStore+Config.swift): the newest, one by
     /// number, every one without its text, a new one unless the newest says the same, and
@@ -138,7 +138,7 @@ public protocol JobStore: AnyObject {
     func currentConfig() throws(StoreError) -> StoredConfig?
     func config(version: Int) throws(StoreError) -> StoredConfig?
     func configVersions() throws(StoreError) -> [StoredConfig]
-    func loadConfig(_ text: String, source: String, now: Double) throws(StoreError) -> (version: Int, new: Bool)
+    func loadConfig(_ text: String, source: String, now: Moment) throws(StoreError) -> (version: Int, new: Bool)
     func runningConfigVersion() throws(StoreError) -> Int?
 
     func addEvent(_ event: Event) throws(StoreError)
@@ -146,9 +146,9 @@ public protocol JobStore: AnyObject {
     func events(job: String) throws(StoreError) -> [Event]
     /// When events of `kinds` happened since `since` (the dashboard's chart), oldest first.
     /// `kinds` are the store's own names, never input.
-    func eventTimes(kinds: [EventKind], since: Double) throws(StoreError) -> [(at: Double, kind: EventKind)]
+    func eventTimes(kinds: [EventKind], since: Moment) throws(StoreError) -> [(at: Moment, kind: EventKind)]
     /// The latest `limit` events at or after `since` (any time when nil), oldest first.
-    func events(since: Double?, limit: Int) throws(StoreError) -> [Event]
+    func events(since: Moment?, limit: Int) throws(StoreError) -> [Event]
 
     /// One round trip to the store: throws while it cannot be reached.
     func ping() throws(StoreError)
@@ -160,7 +160,7 @@ public protocol JobStore: AnyObject {
 
 extension JobStore {
     /// Claims under a fresh token.
-    public func claim(worker: Int, device: String, now: Double, today: String, bootSeconds: Double) throws(StoreError) -> ClaimedJob? {
+    public func claim(worker: Int, device: String, now: Moment, today: String, bootSeconds: Double) throws(StoreError) -> ClaimedJob? {
         try claim(worker: worker, device: device, token: Processes.randomHex(bytes: 8), now: now, today: today, bootSeconds: bootSeconds)
     }
 }

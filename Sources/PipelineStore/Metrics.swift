@@ -11,8 +11,8 @@ extension SQLJobStore {
 
     /// One more `outcome` for each subject in this hour; a response time adds to its sum.
     /// Call inside a write transaction.
-    func countMetric(subjects: [String], outcome: String, responseMilliseconds: Int? = nil, now: Double) throws(StoreError) {
-        let hour = Int64(now / 3600)
+    func countMetric(subjects: [String], outcome: String, responseMilliseconds: Int? = nil, now: Moment) throws(StoreError) {
+        let hour = Int64(now.seconds / 3600)
         guard !subjects.isEmpty else { return }
         // Every subject in one statement: one row each, added to if the hour has it.
         var rows: [String] = []
@@ -34,9 +34,9 @@ extension SQLJobStore {
     }
 
     /// The subject's rates over the last `seconds` (whole hours, this one included).
-    public func rates(subject: String, seconds: Double, now: Double) throws(StoreError) -> Rates {
+    public func rates(subject: String, seconds: Double, now: Moment) throws(StoreError) -> Rates {
         let now = try databaseTime(now)
-        let from = Int64(now / 3600) - Int64((seconds / 3600).rounded(.up)) + 1
+        let from = Int64(now.seconds / 3600) - Int64((seconds / 3600).rounded(.up)) + 1
         var rates = Rates()
         var responseSum: Int64 = 0
         for row in try connection.query(

@@ -94,7 +94,7 @@ public final class PostgreSQLConnection: SQLDatabase {
             outage.attempts += 1
             let cap = min(5.0, 0.2 * Double(1 << min(outage.attempts, 5)))
             outage.nextAttempt = now + Int64(Double.random(in: (cap / 2)...cap) * 1e9)
-            outage.error = StoreError("store \(name) unreachable since \(Clock.localDateTime(WallTime(seconds: Int64(outage.since), nanoseconds: 0))): \(error.message)", code: StoreError.unreachable)
+            outage.error = StoreError("store \(name) unreachable since \(Clock.localDateTime(outage.since.wallTime)): \(error.message)", code: StoreError.unreachable)
             self.outage = outage
             throw outage.error
         }
@@ -113,7 +113,7 @@ public final class PostgreSQLConnection: SQLDatabase {
         if let handle { api.pointee.PQfinish(handle) }
         handle = nil
         let error = StoreError("store \(name) unreachable since \(Clock.localDateTime(Clock.wallTime())): \(message); retrying", code: StoreError.unreachable)
-        if outage == nil { outage = StoreOutage(since: nowSeconds(), error: error) }
+        if outage == nil { outage = StoreOutage(since: Moment.now(), error: error) }
         return error
     }
 

@@ -85,6 +85,12 @@ public enum SQLValue: Sendable, Equatable {
         }
     }
 
+    /// A time the store keeps (REAL seconds since the epoch) as the moment it is.
+    public var moment: Moment? { double.map(Moment.init(seconds:)) }
+
+    /// A moment as the store keeps it.
+    public static func time(_ moment: Moment) -> SQLValue { .real(moment.seconds) }
+
     public var string: String? {
         switch self {
         case .text(let value): return value

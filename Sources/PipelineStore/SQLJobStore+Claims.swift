@@ -17,7 +17,7 @@ extension SQLJobStore {
     func insertJobs(_ jobs: [Job]) throws(StoreError) -> [String] {
         try connection.write { () throws(StoreError) -> [String] in
             var ids: [String] = []
-            let now = try databaseTime(nowSeconds())
+            let now = try databaseTime(Moment.now())
             for job in jobs {
                 try connection.run("INSERT INTO accounts(name) VALUES (?1) ON CONFLICT(name) DO NOTHING", [.text(job.account)])
                 let id = job.id.isEmpty ? "j-" + Processes.randomHex(bytes: 5) : job.id
@@ -31,9 +31,9 @@ extension SQLJobStore {
                         [.text(id), .text(job.account), .text(Payload.encode(job.payload)), .text(job.status.rawValue),
                          .integer(Int64(job.priority)), job.worker.map { .integer(Int64($0)) } ?? .null,
                          optional(job.claimedAt), optional(job.completedAt),
-                         job.completedAt.map { .text(Clock.isoUTC(WallTime(seconds: Int64($0), nanoseconds: 0)).prefix(10).description) } ?? .null,
+                         job.completedAt.map { .text($0.iso.prefix(10).description) } ?? .null,
                          .integer(Int64(job.attempts)), .integer(Int64(job.maxAttempts)), optional(job.retryAt),
-                         optional(job.error), optional(job.errorType), .real(now)])
+                         optional(job.error), optional(job.errorType), .time(now)])
                 } catch where Self.isUniqueViolation(error) {
                     throw StoreError("job '\(id)' is already in the store (or another active job of account '\(job.account)' is); give each job its own id", code: error.code)
                 }
@@ -50,20 +50,20 @@ extension SQLJobStore {
         job.priority = Int(row["priority"].int ?? 0)
         job.worker = row["worker"].int.map { Int($0) }
         job.device = row["device"].string
-        job.claimedAt = row["claimed_at"].double
-        job.completedAt = row["completed_at"].double
+        job.claimedAt = row["claimed_at"].moment
+        job.completedAt = row["completed_at"].moment
         job.attempts = Int(row["attempts"].int ?? 0)
         job.maxAttempts = Int(row["max_attempts"].int ?? 3)
         job.runs = Int(row["runs"].int ?? 0)
         job.progress = Int(row["progress"].int ?? 0)
         job.crashes = Int(row["crashes"].int ?? 0)
         job.infraAttempts = Int(row["infra_attempts"].int ?? 0)
-        job.retryAt = row["retry_at"].double
+        job.retryAt = row["retry_at"].moment
         job.error = row["error"].string
         job.errorType = row["error_type"].string
         job.avoidDevice = row["avoid_device"].string
         job.host = row["host"].string
-        job.createdAt = row["created_at"].double
+        job.createdAt = row["created_at"].moment
         return job
     }
 
@@ -111,9 +111,9 @@ extension SQLJobStore {
         return (Int(total), rows.map(job(from:)))
     }
 
-    public func queueAges(since: Double) throws(StoreError) -> (oldestWaiting: Double?, meanClaimWait: Double?) {
-        let oldest = try connection.query("SELECT MIN(created_at) AS t FROM jobs WHERE status IN ('pending', 'retrying')").first?["t"].double
-        let mean = try connection.query("SELECT AVG(claimed_at - created_at) AS w FROM jobs WHERE claimed_at >= ?1", [.real(since)]).first?["w"].double
+    public func queueAges(since: Moment) throws(StoreError) -> (oldestWaiting: Moment?, meanClaimWait: Double?) {
+        let oldest = try connection.query("SELECT MIN(created_at) AS t FROM jobs WHERE status IN ('pending', 'retrying')").first?["t"].moment
+        let mean = try connection.query("SELECT AVG(claimed_at - created_at) AS w FROM jobs WHERE claimed_at >= ?1", [.time(since)]).first?["w"].double
         return (oldest, mean)
     }
 
@@ -129,7 +129,7 @@ extension SQLJobStore {
                     error_type = NULL, claim_token = NULL
                 WHERE id = ?1 AND status IN ('failed', 'cancelled', 'retrying', 'pending')
                 """, [.text(id)])
-            if changed == 1 { try insertEvent(Event(at: try databaseTime(nowSeconds()), kind: .jobRetry, job: id, message: "put back to pending by hand")) }
+            if changed == 1 { try insertEvent(Event(at: try databaseTime(Moment.now()), kind: .jobRetry, job: id, message: "put back to pending by hand")) }
             return changed == 1
         }
     }
@@ -139,7 +139,7 @@ extension SQLJobStore {
             let changed = try connection.run(
                 "UPDATE jobs SET status = 'cancelled', claim_token = NULL WHERE id = ?1 AND status IN ('pending', 'retrying', 'failed')",
                 [.text(id)])
-            if changed == 1 { try insertEvent(Event(at: try databaseTime(nowSeconds()), kind: .jobCancelled, job: id, message: "cancelled by hand")) }
+            if changed == 1 { try insertEvent(Event(at: try databaseTime(Moment.now()), kind: .jobCancelled, job: id, message: "cancelled by hand")) }
             return changed == 1
         }
     }
@@ -187,13 +187,13 @@ extension SQLJobStore {
         """
     }
 
-    public func claim(worker: Int, device: String, token: String, now: Double, today: String, bootSeconds: Double) throws(StoreError) -> ClaimedJob? {
+    public func claim(worker: Int, device: String, token: String, now: Moment, today: String, bootSeconds: Double) throws(StoreError) -> ClaimedJob? {
         let now = try databaseTime(now)
         let bootSeconds = try databaseTime(boot: bootSeconds)
         return try connection.write { () throws(StoreError) -> ClaimedJob? in
             guard let row = try connection.query(
                 claimStatement,
-                [.integer(Int64(worker)), .text(device), .text(token), .real(now), .text(today), .real(bootSeconds), .text(host)]).first
+                [.integer(Int64(worker)), .text(device), .text(token), .time(now), .text(today), .real(bootSeconds), .text(host)]).first
             else { return nil }
             let job = job(from: row)
             if dialect == .sqlite {
@@ -227,7 +227,7 @@ extension SQLJobStore {
         }
     }
 
-    public func finish(_ claim: ClaimedJob, outcome: JobOutcome, policy: FailurePolicy, now: Double, today: String) throws(StoreError) -> Bool {
+    public func finish(_ claim: ClaimedJob, outcome: JobOutcome, policy: FailurePolicy, now: Moment, today: String) throws(StoreError) -> Bool {
         let now = try databaseTime(now)
         return try connection.write { () throws(StoreError) -> Bool in
             guard let row = try connection.query(
@@ -248,7 +248,7 @@ extension SQLJobStore {
 
     /// Writes what the policy decided: the job's row, its account and device, the events.
     /// Inside the caller's transaction.
-    func apply(_ change: JobChange, to job: Job, policy: FailurePolicy, now: Double, today: String) throws(StoreError) {
+    func apply(_ change: JobChange, to job: Job, policy: FailurePolicy, now: Moment, today: String) throws(StoreError) {
         var assignments = ["status = ?2", "claim_token = NULL"]
         var values: [SQLValue] = [Self.text(job.id), .text(change.status.rawValue)]
         func assign(_ column: String, _ value: SQLValue) {
@@ -263,7 +263,7 @@ extension SQLJobStore {
             }
         }
         if change.completes {
-            assign("completed_at", .real(now))
+            assign("completed_at", .time(now))
             if change.status == .success { assign("completed_day", .text(today)) }
         }
         if change.refundsAttempt { assignments.append("attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END") }
@@ -271,7 +271,7 @@ extension SQLJobStore {
         if let attempts = change.infrastructureAttempts { assign("infra_attempts", .integer(Int64(attempts))) }
         switch change.retryAt {
         case .keep: break
-        case .set(let moment): assign("retry_at", .real(moment))
+        case .set(let moment): assign("retry_at", .time(moment))
         case .clear: assignments.append("retry_at = NULL")
         }
         assign("error", change.error)
@@ -283,7 +283,7 @@ extension SQLJobStore {
         try countMetric(subjects: ["account:\(job.account)"] + (job.device.map { ["device:\($0)"] } ?? []), outcome: change.status.rawValue, now: now)
         let device = job.device ?? ""
         if let until = change.accountRestsUntil {
-            try connection.run("UPDATE accounts SET rest_until = ?2 WHERE name = ?1", [.text(job.account), .real(until)])
+            try connection.run("UPDATE accounts SET rest_until = ?2 WHERE name = ?1", [.text(job.account), .time(until)])
         }
         if let reason = change.pauseAccount {
             try connection.run("UPDATE accounts SET paused = 1, paused_reason = ?2 WHERE name = ?1", [.text(job.account), .text(reason)])
@@ -302,7 +302,7 @@ extension SQLJobStore {
     }
 
     /// One more infrastructure failure for an account or a device (`FailurePolicy.charge`).
-    func chargeInfrastructure(table: String, name: String, policy: FailurePolicy, now: Double, job: Job) throws(StoreError) {
+    func chargeInfrastructure(table: String, name: String, policy: FailurePolicy, now: Moment, job: Job) throws(StoreError) {
         guard let row = try connection.query("SELECT infra_failures, cooldown_level FROM \(table) WHERE name = ?1", [.text(name)]).first
         else { return }
         let before = Int(row["infra_failures"].int ?? 0)
@@ -313,14 +313,14 @@ extension SQLJobStore {
         }
         try connection.run(
             "UPDATE \(table) SET infra_failures = 0, cooldown_level = ?2, cooldown_until = ?3 WHERE name = ?1",
-            [.text(name), .integer(Int64(charged.level)), .real(now + seconds)])
+            [.text(name), .integer(Int64(charged.level)), .time(now + seconds)])
         try insertEvent(Event(
             at: now, kind: .cooldown(of: table), job: job.id, account: table == "accounts" ? name : nil,
             device: table == "devices" ? name : nil, worker: job.worker,
             message: "\(before + 1) infrastructure failures in a row: cooldown \(formatDuration(seconds)) (level \(charged.level))"))
     }
 
-    public func requeueClaims(worker: Int?, crashed: Bool, policy: FailurePolicy, now: Double) throws(StoreError) -> [String] {
+    public func requeueClaims(worker: Int?, crashed: Bool, policy: FailurePolicy, now: Moment) throws(StoreError) -> [String] {
         let now = try databaseTime(now)
         return try connection.write { () throws(StoreError) -> [String] in
             let rows = try connection.query(

@@ -6,7 +6,7 @@ import SeqGuard
 public struct StoredConfig: Sendable, Equatable {
     public var version: Int
     public var text: String
-    public var loadedAt: Double
+    public var loadedAt: Moment
     public var source: String
 
     /// The config it says, parsed as a file would be.
@@ -40,21 +40,21 @@ extension SQLJobStore {
     /// Keeps `text` as the next version, unless the newest already says exactly that; the
     /// version that holds it, and whether it is new (an event records a new one). The caller
     /// has checked that it parses.
-    public func loadConfig(_ text: String, source: String, now: Double) throws(StoreError) -> (version: Int, new: Bool) {
+    public func loadConfig(_ text: String, source: String, now: Moment) throws(StoreError) -> (version: Int, new: Bool) {
         let now = try databaseTime(now)
         return try connection.write { () throws(StoreError) -> (version: Int, new: Bool) in
             let newest = try connection.query("SELECT version, text FROM configs ORDER BY version DESC LIMIT 1").first
             if let newest, newest["text"].string == text, let version = newest["version"].int { return (Int(version), false) }
             let version = Int(newest?["version"].int ?? 0) + 1
             _ = try connection.run("INSERT INTO configs(version, text, loaded_at, source) VALUES (?1, ?2, ?3, ?4)",
-                                   [.integer(Int64(version)), .text(text), .real(now), .text(source)])
+                                   [.integer(Int64(version)), .text(text), .time(now), .text(source)])
             try insertEvent(Event(at: now, kind: .configLoaded, message: "config version \(version) loaded from \(source)"))
             return (version, true)
         }
     }
 
     static func storedConfig(_ row: SQLRow) -> StoredConfig {
-        StoredConfig(version: Int(row["version"].int ?? 0), text: row["text"].string ?? "", loadedAt: row["loaded_at"].double ?? 0,
+        StoredConfig(version: Int(row["version"].int ?? 0), text: row["text"].string ?? "", loadedAt: row["loaded_at"].moment ?? 0,
                      source: row["source"].string ?? "")
     }
 }

@@ -16,7 +16,7 @@ extension SQLJobStore {
                     server_restart_command = ?7, server_argv = ?8, host = ?9
                 """,
                 [.text(device.name), optional(device.statusURL), optional(device.healthCommand),
-                 optional(device.restartCommand), optional(device.stopCommand), .real(try databaseTime(nowSeconds())), optional(device.serverRestartCommand),
+                 optional(device.restartCommand), optional(device.stopCommand), .time(try databaseTime(Moment.now())), optional(device.serverRestartCommand),
                  optional(device.server.map { JSON.encode(.array($0.map { .string($0) })) }), .text(device.host)])
         }
     }
@@ -49,17 +49,17 @@ extension SQLJobStore {
         device.serverState = row["server_state"].string.flatMap(ServerState.init(rawValue:))
         device.serverProcess = row.process(pid: "server_pid", startTime: "server_start_time")
         device.serverPort = row["server_port"].int.map { Int($0) }
-        device.serverSince = row["server_since"].double
+        device.serverSince = row["server_since"].moment
         device.serverNote = row["server_note"].string
         device.phoneState = row["phone_state"].string.flatMap(PhoneState.init(rawValue:))
-        device.phoneSince = row["phone_since"].double
+        device.phoneSince = row["phone_since"].moment
         device.healthy = row["healthy"].int == 1
         device.healthFailures = Int(row["health_failures"].int ?? 0)
         device.infraFailures = Int(row["infra_failures"].int ?? 0)
-        device.cooldownUntil = row["cooldown_until"].double
+        device.cooldownUntil = row["cooldown_until"].moment
         device.cooldownLevel = Int(row["cooldown_level"].int ?? 0)
         device.responseMilliseconds = row["response_ms"].int.map { Int($0) }
-        device.lastCheck = row["last_check"].double
+        device.lastCheck = row["last_check"].moment
         device.lastError = row["last_error"].string
         return device
     }
@@ -79,9 +79,9 @@ extension SQLJobStore {
             account.paused = row["paused"].int == 1
             account.pausedReason = row["paused_reason"].string
             account.infraFailures = Int(row["infra_failures"].int ?? 0)
-            account.cooldownUntil = row["cooldown_until"].double
+            account.cooldownUntil = row["cooldown_until"].moment
             account.cooldownLevel = Int(row["cooldown_level"].int ?? 0)
-            account.restUntil = row["rest_until"].double
+            account.restUntil = row["rest_until"].moment
             return account
         }
     }
@@ -91,14 +91,14 @@ extension SQLJobStore {
             let changed = try connection.run(
                 "UPDATE accounts SET paused = 0, paused_reason = NULL, cooldown_until = NULL, cooldown_level = 0, infra_failures = 0 WHERE name = ?1",
                 [.text(name)])
-            if changed == 1 { try insertEvent(Event(at: try databaseTime(nowSeconds()), kind: .accountResumed, account: name, message: "resumed by hand")) }
+            if changed == 1 { try insertEvent(Event(at: try databaseTime(Moment.now()), kind: .accountResumed, account: name, message: "resumed by hand")) }
             return changed == 1
         }
     }
 
     // MARK: device health
 
-    public func recordHealth(device: String, ok: Bool, responseMilliseconds: Int?, error: String?, now: Double) throws(StoreError) -> Int {
+    public func recordHealth(device: String, ok: Bool, responseMilliseconds: Int?, error: String?, now: Moment) throws(StoreError) -> Int {
         let now = try databaseTime(now)
         return try connection.write { () throws(StoreError) -> Int in
             if ok {
@@ -108,7 +108,7 @@ extension SQLJobStore {
                         cooldown_until = CASE WHEN healthy = 0 THEN NULL ELSE cooldown_until END,
                         phone_since = CASE WHEN phone_state = 'up' THEN phone_since ELSE ?3 END, phone_state = 'up'
                     WHERE name = ?1
-                    """, [.text(device), responseMilliseconds.map { .integer(Int64($0)) } ?? .null, .real(now)])
+                    """, [.text(device), responseMilliseconds.map { .integer(Int64($0)) } ?? .null, .time(now)])
                 if let responseMilliseconds {
                     try countMetric(subjects: ["device:\(device)"], outcome: "response", responseMilliseconds: responseMilliseconds, now: now)
                 }
@@ -120,13 +120,13 @@ extension SQLJobStore {
                     phone_since = CASE WHEN phone_state = 'not answering' THEN phone_since ELSE ?2 END, phone_state = 'not answering'
                 WHERE name = ?1 RETURNING health_failures
                 """,
-                [.text(device), .real(now), optional(error)]).first
+                [.text(device), .time(now), optional(error)]).first
             try countMetric(subjects: ["device:\(device)"], outcome: "unanswered", now: now)
             return Int(row?["health_failures"].int ?? 0)
         }
     }
 
-    public func recordServer(device: String, state: ServerState, process: ProcessIdentity?, port: Int?, note: String?, now: Double) throws(StoreError) {
+    public func recordServer(device: String, state: ServerState, process: ProcessIdentity?, port: Int?, note: String?, now: Moment) throws(StoreError) {
         let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
             try connection.run(
@@ -137,24 +137,24 @@ extension SQLJobStore {
                 """,
                 [.text(device), .text(state.rawValue), process.map { .integer(Int64($0.pid)) } ?? .null,
                  process.map { .integer(Int64(bitPattern: $0.startTime)) } ?? .null, port.map { .integer(Int64($0)) } ?? .null,
-                 .real(now), optional(note)])
+                 .time(now), optional(note)])
         }
     }
 
-    public func recordPhone(device: String, state: PhoneState, now: Double) throws(StoreError) {
+    public func recordPhone(device: String, state: PhoneState, now: Moment) throws(StoreError) {
         let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
-            try connection.run("UPDATE devices SET phone_state = ?2, phone_since = ?3 WHERE name = ?1", [.text(device), .text(state.rawValue), .real(now)])
+            try connection.run("UPDATE devices SET phone_state = ?2, phone_since = ?3 WHERE name = ?1", [.text(device), .text(state.rawValue), .time(now)])
         }
     }
 
-    public func holdDevice(_ name: String, until: Double, reason: String) throws(StoreError) {
+    public func holdDevice(_ name: String, until: Moment, reason: String) throws(StoreError) {
         let until = try databaseTime(until)
         try connection.write { () throws(StoreError) in
             try connection.run(
                 "UPDATE devices SET healthy = 0, cooldown_until = ?2, last_error = ?3 WHERE name = ?1",
-                [.text(name), .real(until), .text(reason)])
-            try insertEvent(Event(at: try databaseTime(nowSeconds()), kind: .deviceUnhealthy, device: name, message: reason))
+                [.text(name), .time(until), .text(reason)])
+            try insertEvent(Event(at: try databaseTime(Moment.now()), kind: .deviceUnhealthy, device: name, message: reason))
         }
     }
 }

@@ -6,7 +6,7 @@ import SeqSystem
 extension SQLJobStore {
     // MARK: recurring jobs
 
-    public func recordRecurringStart(_ name: String, process: ProcessIdentity, now: Double) throws(StoreError) {
+    public func recordRecurringStart(_ name: String, process: ProcessIdentity, now: Moment) throws(StoreError) {
         let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
             try connection.run(
@@ -14,7 +14,7 @@ extension SQLJobStore {
                 INSERT INTO heartbeats(name, state, last_start, runs, pid, start_time, beat_at) VALUES (?1, 'running', ?2, 1, ?3, ?4, ?2)
                 ON CONFLICT(name) DO UPDATE SET state = 'running', last_start = ?2, runs = heartbeats.runs + 1, pid = ?3, start_time = ?4,
                     beat_at = ?2, progress = NULL, progress_at = NULL, waiting = NULL
-                """, [.text(name), .real(now), .integer(Int64(process.pid)), .integer(Int64(process.startTime))])
+                """, [.text(name), .time(now), .integer(Int64(process.pid)), .integer(Int64(process.startTime))])
             try insertEvent(Event(at: now, kind: .recurringStart, message: "\(name): run started (pid \(process.pid))"))
         }
     }
@@ -25,38 +25,38 @@ extension SQLJobStore {
         }
     }
 
-    public func recordRecurringEnd(_ name: String, succeeded: Bool, error: String?, now: Double) throws(StoreError) {
+    public func recordRecurringEnd(_ name: String, succeeded: Bool, error: String?, now: Moment) throws(StoreError) {
         let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
             if succeeded {
                 try connection.run(
                     "UPDATE heartbeats SET state = 'idle', last_success = ?2, consecutive_failures = 0, pid = NULL, start_time = NULL WHERE name = ?1",
-                    [.text(name), .real(now)])
+                    [.text(name), .time(now)])
                 try insertEvent(Event(at: now, kind: .recurringSuccess, message: "\(name): run succeeded"))
             } else {
                 try connection.run(
                     """
                     UPDATE heartbeats SET state = 'idle', last_failure = ?2, last_error = ?3,
                         consecutive_failures = consecutive_failures + 1, pid = NULL, start_time = NULL WHERE name = ?1
-                    """, [.text(name), .real(now), optional(error)])
+                    """, [.text(name), .time(now), optional(error)])
                 try insertEvent(Event(at: now, kind: .recurringFailure, message: "\(name): \(error ?? "failed")"))
             }
         }
     }
 
-    public func recordRecurringSkip(_ name: String, reason: String, now: Double) throws(StoreError) {
+    public func recordRecurringSkip(_ name: String, reason: String, now: Moment) throws(StoreError) {
         let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
             try connection.run(
                 """
                 INSERT INTO heartbeats(name, last_skip, skip_reason) VALUES (?1, ?2, ?3)
                 ON CONFLICT(name) DO UPDATE SET last_skip = ?2, skip_reason = ?3
-                """, [.text(name), .real(now), .text(reason)])
+                """, [.text(name), .time(now), .text(reason)])
             try insertEvent(Event(at: now, kind: .recurringSkip, message: "\(name): skipped: \(reason)"))
         }
     }
 
-    public func recordRecurringStopped(_ name: String, reason: String, now: Double) throws(StoreError) {
+    public func recordRecurringStopped(_ name: String, reason: String, now: Moment) throws(StoreError) {
         let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
             try connection.run("UPDATE heartbeats SET state = 'idle', pid = NULL, start_time = NULL WHERE name = ?1", [.text(name)])
@@ -64,19 +64,19 @@ extension SQLJobStore {
         }
     }
 
-    public func recordRecurringBeat(_ name: String, progress: String?, now: Double) throws(StoreError) {
+    public func recordRecurringBeat(_ name: String, progress: String?, now: Moment) throws(StoreError) {
         let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
             if let progress {
                 try connection.run("UPDATE heartbeats SET beat_at = ?2, progress = ?3, progress_at = ?2 WHERE name = ?1",
-                                   [.text(name), .real(now), .text(progress)])
+                                   [.text(name), .time(now), .text(progress)])
             } else {
-                try connection.run("UPDATE heartbeats SET beat_at = ?2 WHERE name = ?1", [.text(name), .real(now)])
+                try connection.run("UPDATE heartbeats SET beat_at = ?2 WHERE name = ?1", [.text(name), .time(now)])
             }
         }
     }
 
-    public func recordRecurringPlan(_ name: String, nextDue: Double?, waiting: String?) throws(StoreError) {
+    public func recordRecurringPlan(_ name: String, nextDue: Moment?, waiting: String?) throws(StoreError) {
         try connection.write { () throws(StoreError) in
             try connection.run(
                 """
@@ -88,35 +88,35 @@ extension SQLJobStore {
 
     // MARK: watchdog
 
-    public func raiseAlert(_ key: String, kind: AlertKind, message: String, now: Double) throws(StoreError) -> Bool {
+    public func raiseAlert(_ key: String, kind: AlertKind, message: String, now: Moment) throws(StoreError) -> Bool {
         let now = try databaseTime(now)
         return try connection.write { () throws(StoreError) -> Bool in try raiseAlertInside(key, kind: kind, message: message, now: now) }
     }
 
     /// `raiseAlert` inside the caller's write transaction.
-    func raiseAlertInside(_ key: String, kind: AlertKind, message: String, now: Double) throws(StoreError) -> Bool {
+    func raiseAlertInside(_ key: String, kind: AlertKind, message: String, now: Moment) throws(StoreError) -> Bool {
         let active = try connection.query("SELECT 1 FROM alerts WHERE key = ?1 AND cleared_at IS NULL", [.text(key)]).first != nil
         if active {
-            try connection.run("UPDATE alerts SET message = ?2, seen_at = ?3 WHERE key = ?1", [.text(key), .text(message), .real(now)])
+            try connection.run("UPDATE alerts SET message = ?2, seen_at = ?3 WHERE key = ?1", [.text(key), .text(message), .time(now)])
             return false
         }
         try connection.run(
             """
             INSERT INTO alerts(key, kind, message, raised_at, seen_at) VALUES (?1, ?2, ?3, ?4, ?4)
             ON CONFLICT(key) DO UPDATE SET kind = ?2, message = ?3, raised_at = ?4, seen_at = ?4, cleared_at = NULL
-            """, [.text(key), .text(kind.rawValue), .text(message), .real(now)])
+            """, [.text(key), .text(kind.rawValue), .text(message), .time(now)])
         try queueNotification(key: key, kind: kind, state: .raised, message: message, now: now)
         return true
     }
 
-    public func clearAlert(_ key: String, now: Double) throws(StoreError) -> Bool {
+    public func clearAlert(_ key: String, now: Moment) throws(StoreError) -> Bool {
         let now = try databaseTime(now)
         return try connection.write { () throws(StoreError) -> Bool in try clearAlertInside(key, now: now) }
     }
 
     /// `clearAlert` inside the caller's write transaction.
-    func clearAlertInside(_ key: String, now: Double) throws(StoreError) -> Bool {
-        guard try connection.run("UPDATE alerts SET cleared_at = ?2 WHERE key = ?1 AND cleared_at IS NULL", [.text(key), .real(now)]) == 1
+    func clearAlertInside(_ key: String, now: Moment) throws(StoreError) -> Bool {
+        guard try connection.run("UPDATE alerts SET cleared_at = ?2 WHERE key = ?1 AND cleared_at IS NULL", [.text(key), .time(now)]) == 1
         else { return false }
         let row = try connection.query("SELECT kind, message FROM alerts WHERE key = ?1", [.text(key)]).first
         try queueNotification(key: key, kind: AlertKind(rawValue: row?["kind"].string ?? ""), state: .cleared, message: row?["message"].string ?? "", now: now)
@@ -125,37 +125,37 @@ extension SQLJobStore {
 
     /// One raise or clear for the notifier (`alerts.notify`, `alerts.file`), in the same
     /// transaction as the alert itself: none is lost if the process dies after it.
-    func queueNotification(key: String, kind: AlertKind, state: AlertChange, message: String, now: Double) throws(StoreError) {
+    func queueNotification(key: String, kind: AlertKind, state: AlertChange, message: String, now: Moment) throws(StoreError) {
         try connection.run(
             "INSERT INTO notifications(at, key, kind, state, message, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?1)",
-            [.real(now), .text(key), .text(kind.rawValue), .text(state.rawValue), .text(message)])
+            [.time(now), .text(key), .text(kind.rawValue), .text(state.rawValue), .text(message)])
     }
 
     /// Raises and clears not delivered yet whose next attempt is due, oldest first.
-    public func dueNotifications(now: Double, limit: Int) throws(StoreError) -> [Notification] {
+    public func dueNotifications(now: Moment, limit: Int) throws(StoreError) -> [Notification] {
         let now = try databaseTime(now)
         return try connection.query(
             "SELECT * FROM notifications WHERE delivered_at IS NULL AND failed_at IS NULL AND next_at <= ?1 ORDER BY id LIMIT ?2",
-            [.real(now), .integer(Int64(limit))]).map { row in
-            Notification(id: row["id"].int ?? 0, at: row["at"].double ?? 0, key: row["key"].string ?? "", kind: AlertKind(rawValue: row["kind"].string ?? ""),
+            [.time(now), .integer(Int64(limit))]).map { row in
+            Notification(id: row["id"].int ?? 0, at: row["at"].moment ?? 0, key: row["key"].string ?? "", kind: AlertKind(rawValue: row["kind"].string ?? ""),
                          state: AlertChange(rawValue: row["state"].string ?? "") ?? .raised, message: row["message"].string ?? "", attempts: Int(row["attempts"].int ?? 0))
         }
     }
 
     /// Records one delivery attempt: delivered, or failed with its error and the next try
     /// (nil: given up).
-    public func recordDelivery(_ id: Int64, delivered: Bool, error: String?, nextAt: Double?, now: Double) throws(StoreError) {
+    public func recordDelivery(_ id: Int64, delivered: Bool, error: String?, nextAt: Moment?, now: Moment) throws(StoreError) {
         let now = try databaseTime(now)
-        let nextAt = try nextAt.map { (t) throws(StoreError) -> Double in try databaseTime(t) }
+        let nextAt = try nextAt.map { (t) throws(StoreError) -> Moment in try databaseTime(t) }
         try connection.write { () throws(StoreError) in
             if delivered {
-                try connection.run("UPDATE notifications SET delivered_at = ?2, attempts = attempts + 1 WHERE id = ?1", [.integer(id), .real(now)])
+                try connection.run("UPDATE notifications SET delivered_at = ?2, attempts = attempts + 1 WHERE id = ?1", [.integer(id), .time(now)])
             } else if let nextAt {
                 try connection.run("UPDATE notifications SET attempts = attempts + 1, next_at = ?2, last_error = ?3 WHERE id = ?1",
-                                   [.integer(id), .real(nextAt), .text(error ?? "")])
+                                   [.integer(id), .time(nextAt), .text(error ?? "")])
             } else {
                 try connection.run("UPDATE notifications SET attempts = attempts + 1, failed_at = ?2, last_error = ?3 WHERE id = ?1",
-                                   [.integer(id), .real(now), .text(error ?? "")])
+                                   [.integer(id), .time(now), .text(error ?? "")])
             }
         }
     }
@@ -163,35 +163,35 @@ extension SQLJobStore {
     public func alerts() throws(StoreError) -> [Alert] {
         try connection.query("SELECT * FROM alerts WHERE cleared_at IS NULL ORDER BY raised_at").map { row in
             Alert(key: row["key"].string ?? "", kind: AlertKind(rawValue: row["kind"].string ?? ""), message: row["message"].string ?? "",
-                  raisedAt: row["raised_at"].double ?? 0, seenAt: row["seen_at"].double ?? 0)
+                  raisedAt: row["raised_at"].moment ?? 0, seenAt: row["seen_at"].moment ?? 0)
         }
     }
 
-    public func recordCheck(_ name: String, ok: Bool, message: String, now: Double) throws(StoreError) {
+    public func recordCheck(_ name: String, ok: Bool, message: String, now: Moment) throws(StoreError) {
         let now = try databaseTime(now)
         try connection.write { () throws(StoreError) in
             try connection.run(
                 """
                 INSERT INTO checks(name, at, ok, message) VALUES (?1, ?2, ?3, ?4)
                 ON CONFLICT(name) DO UPDATE SET at = ?2, ok = ?3, message = ?4
-                """, [.text(name), .real(now), .integer(ok ? 1 : 0), .text(message)])
+                """, [.text(name), .time(now), .integer(ok ? 1 : 0), .text(message)])
         }
     }
 
     public func checks() throws(StoreError) -> [Check] {
         try connection.query("SELECT * FROM checks ORDER BY name").map { row in
-            Check(name: row["name"].string ?? "", at: row["at"].double ?? 0, ok: row["ok"].int == 1, message: row["message"].string ?? "")
+            Check(name: row["name"].string ?? "", at: row["at"].moment ?? 0, ok: row["ok"].int == 1, message: row["message"].string ?? "")
         }
     }
 
-    public func pipelineHealth(now: Double, claimedLongerThan seconds: Double) throws(StoreError) -> PipelineHealth {
+    public func pipelineHealth(now: Moment, claimedLongerThan seconds: Double) throws(StoreError) -> PipelineHealth {
         let now = try databaseTime(now)
-        let newest = try connection.query("SELECT MAX(created_at) AS newest FROM jobs").first?["newest"].double
+        let newest = try connection.query("SELECT MAX(created_at) AS newest FROM jobs").first?["newest"].moment
         let waiting = Int(try connection.query(
             "SELECT COUNT(*) AS n FROM jobs \(waitingIndex) WHERE status IN ('pending', 'retrying')").first?["n"].int ?? 0)
         let long = try connection.query(
             "SELECT * FROM jobs WHERE status IN ('claimed', 'running') AND claimed_at < ?1 ORDER BY claimed_at",
-            [.real(now - seconds)]).map(job(from:))
+            [.time(now - seconds)]).map(job(from:))
         return PipelineHealth(newestJobCreatedAt: newest, waiting: waiting, longClaims: long)
     }
 
@@ -199,18 +199,18 @@ extension SQLJobStore {
         try connection.query("SELECT * FROM heartbeats ORDER BY name").map { row in
             var beat = Heartbeat(name: row["name"].string ?? "")
             beat.state = row["state"].string.flatMap(RecurringState.init(rawValue:)) ?? .idle
-            beat.lastStart = row["last_start"].double
-            beat.lastSuccess = row["last_success"].double
-            beat.lastFailure = row["last_failure"].double
-            beat.lastSkip = row["last_skip"].double
+            beat.lastStart = row["last_start"].moment
+            beat.lastSuccess = row["last_success"].moment
+            beat.lastFailure = row["last_failure"].moment
+            beat.lastSkip = row["last_skip"].moment
             beat.skipReason = row["skip_reason"].string
             beat.lastError = row["last_error"].string
             beat.consecutiveFailures = Int(row["consecutive_failures"].int ?? 0)
             beat.runs = Int(row["runs"].int ?? 0)
-            beat.nextDue = row["next_due"].double
-            beat.beatAt = row["beat_at"].double
+            beat.nextDue = row["next_due"].moment
+            beat.beatAt = row["beat_at"].moment
             beat.progress = row["progress"].string
-            beat.progressAt = row["progress_at"].double
+            beat.progressAt = row["progress_at"].moment
             beat.waiting = row["waiting"].string
             beat.process = row.process(pid: "pid", startTime: "start_time")
             return beat
@@ -266,12 +266,12 @@ extension SQLJobStore {
     func insertEvent(_ event: Event) throws(StoreError) {
         try connection.run(
             "INSERT INTO events(at, kind, job, account, device, worker, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            [.real(event.at), .text(event.kind.rawValue), optional(event.job), optional(event.account), optional(event.device),
+            [.time(event.at), .text(event.kind.rawValue), optional(event.job), optional(event.account), optional(event.device),
              event.worker.map { .integer(Int64($0)) } ?? .null, .text(event.message)])
     }
 
-    public func events(since: Double?, limit: Int) throws(StoreError) -> [Event] {
-        let since = try since.map { (t) throws(StoreError) -> Double in try databaseTime(t) }
+    public func events(since: Moment?, limit: Int) throws(StoreError) -> [Event] {
+        let since = try since.map { (t) throws(StoreError) -> Moment in try databaseTime(t) }
         return try connection.query(
             "SELECT * FROM events WHERE CAST(?2 AS DOUBLE PRECISION) IS NULL OR at >= ?2 ORDER BY id DESC LIMIT ?1",
             [.integer(Int64(limit)), optional(since)]).reversed().map(Self.event(from:))
@@ -282,15 +282,15 @@ extension SQLJobStore {
     }
 
     /// Times and kinds of the events of `kinds` at or after `since`, oldest first.
-    public func eventTimes(kinds: [EventKind], since: Double) throws(StoreError) -> [(at: Double, kind: EventKind)] {
+    public func eventTimes(kinds: [EventKind], since: Moment) throws(StoreError) -> [(at: Moment, kind: EventKind)] {
         // The kinds are this program's own names, never input.
         let list = kinds.map { "'\($0.rawValue)'" }.joined(separator: ", ")
-        return try connection.query("SELECT at, kind FROM events WHERE at >= ?1 AND kind IN (\(list)) ORDER BY id", [.real(since)])
-            .map { ($0["at"].double ?? 0, EventKind(rawValue: $0["kind"].string ?? "")) }
+        return try connection.query("SELECT at, kind FROM events WHERE at >= ?1 AND kind IN (\(list)) ORDER BY id", [.time(since)])
+            .map { ($0["at"].moment ?? 0, EventKind(rawValue: $0["kind"].string ?? "")) }
     }
 
     static func event(from row: SQLRow) -> Event {
-        Event(at: row["at"].double ?? 0, kind: EventKind(rawValue: row["kind"].string ?? ""), job: row["job"].string, account: row["account"].string,
+        Event(at: row["at"].moment ?? 0, kind: EventKind(rawValue: row["kind"].string ?? ""), job: row["job"].string, account: row["account"].string,
               device: row["device"].string, worker: row["worker"].int.map { Int($0) }, message: row["message"].string ?? "")
     }
 }

@@ -297,7 +297,7 @@ public final class SQLJobStore: JobStore {
     /// with `clock_timestamp()` at most every 10 s and rounded to whole seconds (clocks
     /// within half a second agree), so the leases, silences, cooldowns and retry times of
     /// hosts with skewed clocks are all on the database's clock.
-    func databaseTime(_ hostWall: Double) throws(StoreError) -> Double {
+    func databaseTime(_ hostWall: Moment) throws(StoreError) -> Moment {
         guard dialect == .postgresql else { return hostWall }
         return hostWall + (try measuredSkew().wall)
     }
@@ -313,14 +313,14 @@ public final class SQLJobStore: JobStore {
     func measuredSkew() throws(StoreError) -> (wall: Double, boot: Double) {
         let now = Clock.monotonicNanoseconds()
         if let skew, now - skew.measuredAt < 10_000_000_000 { return (skew.wall, skew.boot) }
-        let database = try connection.query("SELECT EXTRACT(EPOCH FROM clock_timestamp()) AS now").first?["now"].double ?? nowSeconds()
-        let measured = (wall: (database - nowSeconds()).rounded(), boot: (database - Clock.secondsSinceBoot()).rounded())
+        let database = try connection.query("SELECT EXTRACT(EPOCH FROM clock_timestamp()) AS now").first?["now"].double ?? Moment.now().seconds
+        let measured = (wall: (database - Moment.now().seconds).rounded(), boot: (database - Clock.secondsSinceBoot()).rounded())
         skew = (measured.wall, measured.boot, now)
         return measured
     }
 
     /// The store's clock now: what `status` and the watchdog compare its times with.
-    public func currentTime() throws(StoreError) -> Double { try databaseTime(nowSeconds()) }
+    public func currentTime() throws(StoreError) -> Moment { try databaseTime(Moment.now()) }
 
     /// A write of one statement that reads no other row (a token-guarded update of one job,
     /// a worker's own row): on PostgreSQL it commits by itself, outside the store's write lock,
@@ -339,6 +339,7 @@ public final class SQLJobStore: JobStore {
 
 func optional(_ value: String?) -> SQLValue { value.map { .text($0) } ?? .null }
 func optional(_ value: Double?) -> SQLValue { value.map { .real($0) } ?? .null }
+func optional(_ value: Moment?) -> SQLValue { value.map(SQLValue.time) ?? .null }
 
 /// A job's payload: flat string fields, stored as a JSON object.
 enum Payload {

@@ -15,9 +15,9 @@ public struct HostRecord: Sendable {
     public var name: String
     public var pid: Int32?
     public var state: HostState
-    public var startedAt: Double?
-    public var beatAt: Double?
-    public var leaseUntil: Double?
+    public var startedAt: Moment?
+    public var beatAt: Moment?
+    public var leaseUntil: Moment?
     public var note: String?
 }
 
@@ -44,14 +44,14 @@ public struct Alert: Sendable {
     public var key: String
     public var kind: AlertKind
     public var message: String
-    public var raisedAt: Double
-    public var seenAt: Double
+    public var raisedAt: Moment
+    public var seenAt: Moment
 }
 
 /// The latest result of a periodic check.
 public struct Check: Sendable {
     public var name: String
-    public var at: Double
+    public var at: Moment
     public var ok: Bool
     public var message: String
 }
@@ -59,7 +59,7 @@ public struct Check: Sendable {
 /// What the pipeline health check looks at.
 public struct PipelineHealth: Sendable {
     /// When the newest job was added: the content's age.
-    public var newestJobCreatedAt: Double?
+    public var newestJobCreatedAt: Moment?
     /// Jobs pending or retrying.
     public var waiting: Int
     /// Jobs claimed or running for longer than the limit.
@@ -69,7 +69,7 @@ public struct PipelineHealth: Sendable {
 /// One raise or clear of an alert, on its way out to people.
 public struct Notification: Sendable, Equatable {
     public var id: Int64
-    public var at: Double
+    public var at: Moment
     public var key: String
     public var kind: AlertKind
     public var state: AlertChange

@@ -13,7 +13,7 @@ public enum ClaimBench {
         var claims = 0
         let policy = FailurePolicy()
         while true {
-            let now = nowSeconds()
+            let now = Moment.now()
             guard let claim = try store.claim(worker: index, device: "d\(index)", now: now, today: "bench", bootSeconds: Clock.secondsSinceBoot()) else {
                 if try store.remainingWork(today: "bench") == 0 { return claims }
                 continue

@@ -200,7 +200,7 @@ public struct Dashboard {
     func throughputJSON(minutes: Int) throws(StoreError) -> JSON.Value {
         let series = try Throughput.series(store: store, minutes: minutes, now: try store.currentTime())
         return .object([("minutes", .array(series.map { minute, counts in
-            .object([("at", .string(isoTime(Double(minute) * 60)))] + Throughput.outcomeNames.map { ($0, .integer(Int64(counts[$0] ?? 0))) })
+            .object([("at", .string(isoTime(Moment(seconds: Double(minute) * 60))))] + Throughput.outcomeNames.map { ($0, .integer(Int64(counts[$0] ?? 0))) })
         }))])
     }
 

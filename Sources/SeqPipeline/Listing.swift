@@ -30,7 +30,7 @@ public enum Listing {
 
     /// `seqpipe account list`: each account's successes today (in the config's day zone),
     /// its limit, and whether it is paused or cooling down.
-    public static func accounts(_ accounts: [Account], successesToday: [String: Int], now: Double) -> String {
+    public static func accounts(_ accounts: [Account], successesToday: [String: Int], now: Moment) -> String {
         var rows = [["NAME", "TODAY", "LIMIT", "STATE"]]
         for account in accounts {
             var state = "ok"
@@ -50,7 +50,7 @@ public enum Listing {
     public static func events(_ events: [Event], json: Bool) -> String {
         if json {
             return JSON.encode(.array(events.map { event in
-                var fields: [(String, JSON.Value)] = [("at", .string(isoTime(event.at))), ("at_seconds", .number(event.at)), ("kind", .string(event.kind.rawValue))]
+                var fields: [(String, JSON.Value)] = [("at", .string(isoTime(event.at))), ("at_seconds", .number(event.at.seconds)), ("kind", .string(event.kind.rawValue))]
                 if let job = event.job { fields.append(("job", .string(job))) }
                 if let account = event.account { fields.append(("account", .string(account))) }
                 if let device = event.device { fields.append(("device", .string(device))) }
@@ -73,9 +73,9 @@ public enum Listing {
 
     /// `--since`: an ISO time (UTC), seconds since the epoch, or an age (`90s`, `15m`, `2h`,
     /// `1d`) before `now`; nil for anything else.
-    public static func parseSince(_ text: String, now: Double) -> Double? {
-        if let moment = ZoneCalendar.parseISO(text) { return moment }
-        if let seconds = Double(text), seconds.isFinite, seconds >= 0 { return seconds }
+    public static func parseSince(_ text: String, now: Moment) -> Moment? {
+        if let seconds = ZoneCalendar.parseISO(text) { return Moment(seconds: seconds) }
+        if let seconds = Double(text), seconds.isFinite, seconds >= 0 { return Moment(seconds: seconds) }
         guard let unit = text.last, let scale = ["s": 1.0, "m": 60, "h": 3600, "d": 86400][String(unit)],
               let amount = Double(text.dropLast()), amount.isFinite, amount >= 0 else { return nil }
         return now - amount * scale

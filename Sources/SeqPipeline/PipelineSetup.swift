@@ -91,7 +91,7 @@ extension PipelinePaths {
             throw GuardFailure(exitCode: 1, "device \(name) is in use by a worker of the running orchestrator (pid \(holders)); stop the run first ('seqpipe stop-all'), or drain it with 'seqpipe device remove \(name) --force' (its worker finishes its job, then stops)")
         }
         do {
-            try store.holdDevice(name, until: nowSeconds() + 365 * 86400, reason: "being removed (device remove --force)")
+            try store.holdDevice(name, until: Moment.now() + 365 * 86400, reason: "being removed (device remove --force)")
             var said = false
             while let job = try store.jobs(in: [.claimed, .running], limit: 100_000).jobs.first(where: { $0.device == name }) {
                 if !said { announce("device \(name): no new job; waiting for job \(job.id) to finish\n") }

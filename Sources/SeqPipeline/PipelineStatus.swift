@@ -22,7 +22,7 @@ public struct PipelineStatus {
     public static let waitingShown = 200
     /// The jobs claimed or running.
     public var active: [Job] = []
-    public var now: Double
+    public var now: Moment
     public var config: PipelineConfig
     /// The recurring jobs' heartbeats.
     public var heartbeats: [Heartbeat] = []
@@ -45,7 +45,7 @@ public struct PipelineStatus {
         queue == 0 ? 0 : finishedPerMinute > 0 ? (Double(queue) / finishedPerMinute * 60).rounded() : nil
     }
 
-    public var leaders: [(role: String, host: String, leaseUntil: Double)] = []
+    public var leaders: [(role: String, host: String, leaseUntil: Moment)] = []
 
     /// Reads everything from the store and the lock, at one moment.
     public static func read(store: any JobStore, config: PipelineConfig, paths: PipelinePaths) throws(StoreError) -> PipelineStatus {
@@ -170,7 +170,7 @@ public struct PipelineStatus {
     }
 
     static func reason(_ job: Job, accounts: [Account], devices: [Device], successes: [String: Int], active: [Job],
-                       holder: OwnerRecord?, workers: [WorkerRecord], now: Double) -> String {
+                       holder: OwnerRecord?, workers: [WorkerRecord], now: Moment) -> String {
         if let retryAt = job.retryAt, retryAt > now { return "retry at \(isoTime(retryAt)) (in \(formatDuration((retryAt - now).rounded(.up))))" }
         if let account = accounts.first(where: { $0.name == job.account }) {
             if account.paused { return "account \(account.name) paused: \(account.pausedReason ?? "by hand"); resume with 'seqpipe account resume \(account.name)'" }
@@ -299,7 +299,7 @@ public struct PipelineStatus {
     }
 
     func optional(_ value: String?) -> JSON.Value { value.map { .string($0) } ?? .null }
-    func time(_ value: Double?) -> JSON.Value { value.map { .string(isoTime($0)) } ?? .null }
+    func time(_ value: Moment?) -> JSON.Value { value.map { .string($0.iso) } ?? .null }
 
     public var json: String { JSON.encode(jsonValue) + "\n" }
 

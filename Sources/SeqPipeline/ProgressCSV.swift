@@ -159,13 +159,13 @@ public enum ProgressCSV {
                 guard let index = column[name], index < row.count else { return "" }
                 return row[index]
             }
-            func time(_ name: String) throws(ConfigError) -> Double? {
+            func time(_ name: String) throws(ConfigError) -> Moment? {
                 let text = value(name)
                 if text.isEmpty { return nil }
                 guard let seconds = ZoneCalendar.parseISO(text) else {
                     throw ConfigError(message: "\(file):\(line): \(name) '\(text)' is not a time; expected YYYY-MM-DDTHH:MM:SS (UTC)")
                 }
-                return seconds
+                return Moment(seconds: seconds)
             }
             func number(_ name: String, _ fallback: Int) throws(ConfigError) -> Int {
                 let text = value(name)

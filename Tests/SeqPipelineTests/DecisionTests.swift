@@ -39,7 +39,7 @@ import Testing
     @Test func aJobFirstFiresAtItsOffsetUnlessARunWasMissed() throws {
         let feed = try job("feed")
         let start: Int64 = 1_000_000_000_000
-        let wall = 2_000_000.0
+        let wall: Moment = 2_000_000.0
         var never = Heartbeat(name: "feed")
         never.lastStart = nil
         #expect(Scheduler.firstDue(feed, last: nil, start: start, wallNow: wall, policy: config.scheduler) == (start + 30_000_000_000, false))
@@ -63,8 +63,8 @@ import Testing
 
     @Test func aJobWaitsForThePrerequisiteThatHasNotSucceededRecently() throws {
         let post = try job("post")
-        let wall = 1_000_000.0
-        let fresh: (String) -> Double? = { _ in wall - 10 }
+        let wall: Moment = 1_000_000.0
+        let fresh: (String) -> Moment? = { _ in wall - 10 }
         #expect(Scheduler.prerequisiteToWaitFor(post, entries: entries(), now: wall, lastSuccess: fresh) == nil, "both succeeded recently")
         // feed succeeded 2 h ago (its rule allows 1 h) and is idle: it is started for post.
         let wait = try #require(Scheduler.prerequisiteToWaitFor(post, entries: entries(), now: wall, lastSuccess: { $0 == "feed" ? wall - 7200 : wall - 10 }))

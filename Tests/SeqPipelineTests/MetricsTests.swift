@@ -11,7 +11,7 @@ import TestSupport
         let store = try driver.makeStore(place, devices: 1)
         let policy = FailurePolicy()
         _ = try store.addJobs([job("a", "alice"), job("b", "alice"), job("c", "bob")])
-        let now = 1_796_200_000.0
+        let now: Moment = 1_796_200_000.0
         // a succeeds, b fails retryably, then b (first in line again) succeeds 90 minutes later.
         for (id, outcome, at) in [("a", JobOutcome.success, now), ("b", .retryable(message: "flaky"), now + 10), ("b", .success, now + 5400)] {
             let claim = try #require(try store.claim(worker: 0, device: "d0", now: at, today: day, bootSeconds: 1), "claim \(id)")

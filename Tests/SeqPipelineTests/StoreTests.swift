@@ -48,9 +48,9 @@ let day = "2026-11-23"
         var claimed: [String] = []
         for round in 0..<10 {
             for (worker, connection) in ([store] + others).enumerated() {
-                let claim = try #require(try connection.claim(worker: worker, device: "d\(worker)", now: Double(round), today: day, bootSeconds: 1))
+                let claim = try #require(try connection.claim(worker: worker, device: "d\(worker)", now: Moment(seconds: Double(round)), today: day, bootSeconds: 1))
                 claimed.append(claim.job.id)
-                #expect(try connection.finish(claim, outcome: .success, policy: FailurePolicy(), now: Double(round), today: day))
+                #expect(try connection.finish(claim, outcome: .success, policy: FailurePolicy(), now: Moment(seconds: Double(round)), today: day))
             }
         }
         #expect(Set(claimed).count == 40)
@@ -128,8 +128,8 @@ let day = "2026-11-23"
         let store = try driver.makeStore(place, devices: 3)
         _ = try store.addJobs([job("a", "alice", maxAttempts: 1)])
         for (round, device) in ["d0", "d1", "d2"].enumerated() {
-            let claim = try #require(try store.claim(worker: 0, device: device, now: Double(round), today: day, bootSeconds: 1))
-            #expect(try store.finish(claim, outcome: .infrastructure(message: "adb: device offline"), policy: policy, now: Double(round), today: day))
+            let claim = try #require(try store.claim(worker: 0, device: device, now: Moment(seconds: Double(round)), today: day, bootSeconds: 1))
+            #expect(try store.finish(claim, outcome: .infrastructure(message: "adb: device offline"), policy: policy, now: Moment(seconds: Double(round)), today: day))
         }
         let job = try #require(try store.job("a"))
         // Three infrastructure failures, and the job's single attempt is still unspent.
@@ -148,7 +148,7 @@ let day = "2026-11-23"
         let place = try driver.place()
         let store = try driver.makeStore(place, devices: 1)
         _ = try store.addJobs((0..<6).map { job("j\($0)", "acct\($0)") })
-        var now = 0.0
+        var now: Moment = 0.0
         var levels: [Double] = []
         for _ in 0..<6 {
             let claim = try #require(try store.claim(worker: 0, device: "d0", now: now, today: day, bootSeconds: 1))
@@ -168,8 +168,8 @@ let day = "2026-11-23"
         var limited = policy
         limited.cooldownAfter = 100
         for round in 0..<5 {
-            let claim = try #require(try store.claim(worker: 0, device: "d0", now: Double(round), today: day, bootSeconds: 1))
-            #expect(try store.finish(claim, outcome: .infrastructure(message: "timeout"), policy: limited, now: Double(round), today: day))
+            let claim = try #require(try store.claim(worker: 0, device: "d0", now: Moment(seconds: Double(round)), today: day, bootSeconds: 1))
+            #expect(try store.finish(claim, outcome: .infrastructure(message: "timeout"), policy: limited, now: Moment(seconds: Double(round)), today: day))
         }
         let job = try #require(try store.job("a"))
         #expect(job.status == .failed && job.errorType == "infrastructure" && job.infraAttempts == 5)
@@ -195,8 +195,8 @@ let day = "2026-11-23"
         let store = try driver.makeStore(place)
         _ = try store.addJobs([job("a", "alice", maxAttempts: 10)])
         for round in 0..<2 {
-            _ = try #require(try store.claim(worker: 0, device: "d0", now: Double(round * 100), today: day, bootSeconds: 1))
-            #expect(try store.requeueClaims(worker: 0, crashed: true, policy: policy, now: Double(round * 100)) == ["a"])
+            _ = try #require(try store.claim(worker: 0, device: "d0", now: Moment(seconds: Double(round * 100)), today: day, bootSeconds: 1))
+            #expect(try store.requeueClaims(worker: 0, crashed: true, policy: policy, now: Moment(seconds: Double(round * 100))) == ["a"])
             #expect(try store.job("a")?.status == .retrying)
         }
         // The third death is by the memory limit: it counts the same.

@@ -23,7 +23,7 @@ extension Invocation {
             let text: String
             do { text = try ConfigEdit.set(words[1], to: words[2], in: base) } catch { fail(error.message, 1) }
             do { _ = try PipelineConfig.parse(text, path: "the new version") } catch { fail(error.message, 1) }
-            let (version, new) = storeCall { () throws(StoreError) in try store.loadConfig(text, source: "config set \(words[1])", now: nowSeconds()) }
+            let (version, new) = storeCall { () throws(StoreError) in try store.loadConfig(text, source: "config set \(words[1])", now: Moment.now()) }
             printOut(new ? "config version \(version): \(words[1]) = \(words[2])\n" : "config version \(version) already has \(words[1]) = \(words[2])\n")
         case "show":
             if words.count > 2 { usage("expected at most a version number: seqpipe config show [VERSION]") }

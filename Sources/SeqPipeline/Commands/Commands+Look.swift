@@ -45,9 +45,9 @@ extension Invocation {
 
     func eventsCommand() {
         expect(0, "no arguments but --limit N, --since T and --json")
-        var since: Double?
+        var since: Moment?
         if let text = options.value("--since") {
-            guard let moment = Listing.parseSince(text, now: nowSeconds()) else {
+            guard let moment = Listing.parseSince(text, now: Moment.now()) else {
                 usage("--since '\(text)' must be a time such as 2026-11-23T10:00:00Z, seconds since the epoch, or an age such as 90s, 15m, 2h, 1d")
             }
             since = moment

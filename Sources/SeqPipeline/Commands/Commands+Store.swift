@@ -66,9 +66,9 @@ extension Invocation {
             printOut("account \(words[1]) added\(limit > 0 ? " (\(limit) a day)" : "")\n")
         case "list":
             if words.count != 1 { usage("expected no arguments") }
-            let today = ZoneCalendar.day(of: nowSeconds(), zone: loadConfig(store: store).dayZone)
+            let today = ZoneCalendar.day(of: Moment.now(), zone: loadConfig(store: store).dayZone)
             let done = storeCall { () throws(StoreError) in try store.successes(on: today) }
-            printOut(Listing.accounts(storeCall { () throws(StoreError) in try store.accounts() }, successesToday: done, now: nowSeconds()))
+            printOut(Listing.accounts(storeCall { () throws(StoreError) in try store.accounts() }, successesToday: done, now: Moment.now()))
         case "resume":
             if words.count != 2 { usage("expected an account name") }
             if !storeCall({ () throws(StoreError) in try store.resumeAccount(words[1]) }) {

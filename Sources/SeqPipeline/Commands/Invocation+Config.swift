@@ -79,7 +79,7 @@ extension Invocation {
     func loadConfigFile(_ file: String, into store: SQLJobStore) -> (version: Int, new: Bool) {
         let text = fileText(file)
         do { _ = try PipelineConfig.parse(text, path: file) } catch { fail(error.message) }
-        return storeCall { () throws(StoreError) in try store.loadConfig(text, source: configSource(file), now: nowSeconds()) }
+        return storeCall { () throws(StoreError) in try store.loadConfig(text, source: configSource(file), now: Moment.now()) }
     }
 
     /// pipeline.json, when it says something other than what was last loaded from it, becomes
@@ -96,7 +96,7 @@ extension Invocation {
         let last = storeCall { () throws(StoreError) in try store.lastConfig(from: configSource(paths.config)) }
         guard last?.text != text else { return nil }
         do { _ = try PipelineConfig.parse(text, path: paths.config) } catch { fail(error.message) }
-        return storeCall { () throws(StoreError) in try store.loadConfig(text, source: configSource(paths.config), now: nowSeconds()) }
+        return storeCall { () throws(StoreError) in try store.loadConfig(text, source: configSource(paths.config), now: Moment.now()) }
     }
 
     /// The config a run uses: pipeline.json picked up first when edited (a config-loaded
