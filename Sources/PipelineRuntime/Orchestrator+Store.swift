@@ -24,7 +24,7 @@ extension Orchestrator {
                 throw GuardFailure("store \(paths.storeName): \(error.message)", cause: error)
             } catch let failure as GuardFailure {
                 throw failure
-            } catch { throw GuardFailure("\(error)", cause: error as? any Error & Sendable) }
+            } catch { throw GuardFailure("\(error)", cause: error) }
         }
     }
 
