@@ -97,4 +97,18 @@ public enum JobOutcome: Sendable {
     /// The job cannot run as defined (a placeholder its payload lacks): failed at once, the
     /// account untouched.
     case invalid(message: String)
+
+    /// Its name in /metrics' `outcome` label.
+    public var label: String {
+        switch self {
+        case .success: "success"
+        case .permanent: "permanent"
+        case .infrastructure: "infrastructure"
+        case .handOff: "handoff"
+        case .retryable: "retryable"
+        case .memory: "memory"
+        case .stopped: "stopped"
+        case .invalid: "invalid"
+        }
+    }
 }

@@ -319,11 +319,14 @@ public struct Worker {
             } catch {
                 return .invalid(message: "step \(step.name): \(error.message)")
             }
+            let stepStarted = Clock.monotonicNanoseconds()
             switch runStep(step, argv: argv, check: check, claim: claim, progress: progress, firstRunOfJob: job.runs == 1 && progress == job.progress && job.progress == 0) {
             case .done:
                 progress += 1
-                let done = progress
-                guard let recorded = try stored("job \(job.id)'s progress", { () throws(StoreError) in try store.recordProgress(claim, progress: done, bootSeconds: Clock.secondsSinceBoot()) }) else { return nil }
+                let (done, took) = (progress, (name: step.name, seconds: Double(Clock.monotonicNanoseconds() - stepStarted) / 1e9))
+                guard let recorded = try stored("job \(job.id)'s progress", { () throws(StoreError) in
+                    try store.recordProgress(claim, progress: done, bootSeconds: Clock.secondsSinceBoot(), completed: took)
+                }) else { return nil }
                 guard recorded else {
                     log("job \(job.id): claim was taken back; leaving it to its new holder")
                     return nil
@@ -425,7 +428,7 @@ public struct Worker {
                 label: "job \(claim.job.id) step \(step.name) attempt \(attempt)",
                 // The heartbeat also asks whether the claim is still this worker's: one taken
                 // back (its host lost its lease, another host took the job) ends the step now.
-                tick: (config.heartbeatSeconds, { (try? store.recordProgress(token, progress: progress, bootSeconds: Clock.secondsSinceBoot())) ?? true }))
+                tick: (config.heartbeatSeconds, { (try? store.recordProgress(token, progress: progress, bootSeconds: Clock.secondsSinceBoot(), completed: nil)) ?? true }))
             if result.run.abandoned {
                 log("job \(claim.job.id): its claim was taken back while step \(step.name) ran; ended the step")
                 return .failed(.stopped)

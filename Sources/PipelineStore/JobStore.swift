@@ -36,6 +36,8 @@ public protocol JobStore: AnyObject {
     func claimedJobs() throws(StoreError) -> [Job]
     /// How many jobs are in each status (one query, whatever the queue's length).
     func jobCounts() throws(StoreError) -> [JobStatus: Int]
+    /// The cumulative counts /metrics shows (SQLJobStore+Counters.swift).
+    func counterSamples() throws(StoreError) -> [CounterSample]
     /// The jobs in any of `statuses`, in claim order: how many, and the first `limit`.
     func jobs(in statuses: [JobStatus], limit: Int) throws(StoreError) -> (total: Int, jobs: [Job])
     /// The jobs `query` matches, in claim order: how many, and the first `limit`.
@@ -55,7 +57,9 @@ public protocol JobStore: AnyObject {
     func claimed(token: String) throws(StoreError) -> ClaimedJob?
     func markRunning(_ claim: ClaimedJob, bootSeconds: Double) throws(StoreError) -> Bool
     /// Records that steps before `progress` are done.
-    func recordProgress(_ claim: ClaimedJob, progress: Int, bootSeconds: Double) throws(StoreError) -> Bool
+    /// The job's progress (its steps done), with the step that just completed and its time
+    /// (a histogram of /metrics); nil for a heartbeat.
+    func recordProgress(_ claim: ClaimedJob, progress: Int, bootSeconds: Double, completed step: (name: String, seconds: Double)?) throws(StoreError) -> Bool
     /// Records how the run ended and charges the right budgets.
     func finish(_ claim: ClaimedJob, outcome: JobOutcome, policy: FailurePolicy, now: Moment, today: String) throws(StoreError) -> Bool
     /// Takes back the claims of `worker` (nil: every claim) after a crash or an outage.

@@ -200,6 +200,12 @@ extension SQLJobStore {
                 try connection.run("UPDATE workers SET state = 'running', job = ?2, heartbeat_boot = ?3 WHERE idx = ?1 AND host = ?4",
                                    [.integer(Int64(worker)), .text(job.id), .real(bootSeconds), .text(host)])
             }
+            // Claimable since its creation, or since its retry time when it had to wait one.
+            let created = job.createdAt ?? now
+            var tally = Tally()
+            tally.count(.claims, [("host", host)])
+            tally.observe(.claimWait, [("host", host)], seconds: now - max(created, job.retryAt ?? created))
+            try record(tally)
             return ClaimedJob(job: job, token: token)
         }
     }
@@ -218,12 +224,18 @@ extension SQLJobStore {
         }
     }
 
-    public func recordProgress(_ claim: ClaimedJob, progress: Int, bootSeconds: Double) throws(StoreError) -> Bool {
+    public func recordProgress(_ claim: ClaimedJob, progress: Int, bootSeconds: Double, completed step: (name: String, seconds: Double)?) throws(StoreError) -> Bool {
         let bootSeconds = try databaseTime(boot: bootSeconds)
         return try writeOne { () throws(StoreError) -> Bool in
-            try connection.run(
+            let recorded = try connection.run(
                 "UPDATE jobs SET progress = ?3, heartbeat_boot = ?4 WHERE id = ?1 AND claim_token = ?2 AND status IN ('claimed', 'running')",
                 [.text(claim.job.id), .text(claim.token), .integer(Int64(progress)), .real(bootSeconds)]) == 1
+            if recorded, let step {
+                var tally = Tally()
+                tally.observe(.stepDuration, [("step", step.name), ("host", claim.job.host ?? host)], seconds: step.seconds)
+                try record(tally)
+            }
+            return recorded
         }
     }
 
@@ -238,6 +250,7 @@ extension SQLJobStore {
             var generator = SystemRandomNumberGenerator()
             let change = policy.change(for: outcome, of: job, device: job.device ?? "", now: now, using: &generator)
             try apply(change, to: job, policy: policy, now: now, today: today)
+            try record(Self.tally(of: job, outcome: outcome.label, change: change, now: now))
             if let worker = job.worker {
                 try connection.run("UPDATE workers SET state = 'idle', job = NULL WHERE idx = ?1 AND host = ?2",
                                    [.integer(Int64(worker)), .text(job.host ?? host)])
@@ -333,11 +346,26 @@ extension SQLJobStore {
             var ids: [String] = []
             for row in rows {
                 let job = job(from: row)
-                try apply(policy.changeForLostClaim(of: job, crashed: crashed, now: now, using: &generator), to: job, policy: policy, now: now, today: "")
+                let change = policy.changeForLostClaim(of: job, crashed: crashed, now: now, using: &generator)
+                try apply(change, to: job, policy: policy, now: now, today: "")
+                try record(Self.tally(of: job, outcome: "lost", change: change, now: now))
                 ids.append(job.id)
             }
             return ids
         }
+    }
+
+    /// What an attempt's end adds to the counts: the attempt by outcome, its duration, and
+    /// the job when it reached a final state.
+    static func tally(of job: Job, outcome: String, change: JobChange, now: Moment) -> Tally {
+        var tally = Tally()
+        let host = job.host ?? ""
+        tally.count(.attempts, [("outcome", outcome), ("account", job.account), ("device", job.device ?? ""), ("host", host)])
+        if let claimed = job.claimedAt { tally.observe(.attemptDuration, [("outcome", outcome), ("host", host)], seconds: now - claimed) }
+        if change.completes {
+            tally.count(.finished, [("outcome", change.status == .success ? "success" : "failed"), ("account", job.account), ("device", job.device ?? ""), ("host", host)])
+        }
+        return tally
     }
 
     public func remainingWork(today: String) throws(StoreError) -> Int {

@@ -203,6 +203,14 @@ public final class SQLJobStore: JobStore {
         CREATE TABLE configs(version INTEGER PRIMARY KEY, text TEXT NOT NULL, loaded_at REAL NOT NULL, source TEXT NOT NULL);
         ALTER TABLE hosts ADD COLUMN config_version INTEGER;
         """,
+        // 10: cumulative counts for /metrics (Prometheus counters and histograms), written in
+        // the transaction of what they count and never pruned: bucket -1 is a plain counter,
+        // 0... a histogram's bucket (by its family's bounds; the last is +Inf).
+        """
+        CREATE TABLE counters(
+            family TEXT NOT NULL, labels TEXT NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL, sum REAL NOT NULL,
+            PRIMARY KEY(family, labels, bucket));
+        """,
     ]
 
     public static var schemaVersion: Int { migrations.count }

@@ -20,7 +20,7 @@ extension Dashboard {
         func family(_ name: String, _ type: String, _ help: String, _ samples: [(labels: [(String, String)], value: Double)]) {
             text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
             for sample in samples {
-                let labels = sample.labels.isEmpty ? "" : "{" + sample.labels.map { "\($0.0)=\"\(Self.escaped($0.1))\"" }.joined(separator: ",") + "}"
+                let labels = sample.labels.isEmpty ? "" : "{" + PrometheusText.labels(sample.labels) + "}"
                 text += "\(name)\(labels) \(Self.sampleText(sample.value))\n"
             }
         }
@@ -36,30 +36,48 @@ extension Dashboard {
         family("seqpipe_device_healthy", "gauge", "1 when the device answered its last health check.",
                devices.map { ([("device", $0.name), ("host", $0.host)], $0.healthy ? 1 : 0) })
         family("seqpipe_device_cooldown_seconds", "gauge", "Seconds left of the device's cooldown or hold (0: none).",
-               devices.map { ([("device", $0.name)], max(0, ($0.cooldownUntil ?? now) - now)) })
+               devices.map { ([("device", $0.name), ("host", $0.host)], max(0, ($0.cooldownUntil ?? now) - now)) })
         family("seqpipe_device_response_seconds", "gauge", "The device's last measured response time.",
-               devices.compactMap { device in device.responseMilliseconds.map { ([("device", device.name)], Double($0) / 1000) } })
+               devices.compactMap { device in device.responseMilliseconds.map { ([("device", device.name), ("host", device.host)], Double($0) / 1000) } })
         let ages = try store.queueAges(since: now - 3600)
         family("seqpipe_queue_oldest_age_seconds", "gauge", "Age of the oldest job waiting (0: none).",
                [([], max(0, ages.oldestWaiting.map { now - $0 } ?? 0))])
         family("seqpipe_claim_wait_seconds", "gauge", "Mean time from a job's creation to its latest claim, for claims in the last hour.",
                [([], ages.meanClaimWait ?? 0)])
         family("seqpipe_alerts", "gauge", "Alerts raised and not cleared.", [([], Double(try store.alerts().count))])
+        let hosts = try store.hosts()
+        family("seqpipe_orchestrator_up", "gauge", "1 while the host's orchestrator runs and holds its lease.",
+               hosts.map { ([("host", $0.name)], $0.state == .running && ($0.leaseUntil ?? now) >= now ? 1 : 0) })
+        family("seqpipe_orchestrator_heartbeat_timestamp_seconds", "gauge", "When the host's orchestrator last renewed its lease (seconds since the epoch).",
+               hosts.compactMap { host in host.beatAt.map { ([("host", host.name)], $0.seconds) } })
+        text += Self.counterFamilies(try store.counterSamples())
         return text
     }
 
-    /// A label value as the format wants it: backslash, double quote and newline escaped.
-    static func escaped(_ value: String) -> String {
-        var out = ""
-        for character in value {
-            switch character {
-            case "\\": out += "\\\\"
-            case "\"": out += "\\\""
-            case "\n": out += "\\n"
-            default: out.append(character)
+    /// The stored counts as counter and histogram families: a histogram's buckets made
+    /// cumulative, with `+Inf`, `_sum` and `_count` per label set.
+    static func counterFamilies(_ samples: [CounterSample]) -> String {
+        var text = ""
+        let byFamily = Dictionary(grouping: samples, by: \.family)
+        for family in CounterFamily.all {
+            guard let rows = byFamily[family.name], !rows.isEmpty else { continue }
+            text += "# HELP \(family.name) \(family.help)\n# TYPE \(family.name) \(family.isHistogram ? "histogram" : "counter")\n"
+            for (labels, group) in Dictionary(grouping: rows, by: \.labels).sorted(by: { $0.key < $1.key }) {
+                guard let bounds = family.bounds else {
+                    text += "\(family.name){\(labels)} \(group.reduce(0) { $0 + $1.count })\n"
+                    continue
+                }
+                let separator = labels.isEmpty ? "" : ","
+                var cumulative: Int64 = 0
+                for (index, bound) in (bounds.map { sampleText($0) } + ["+Inf"]).enumerated() {
+                    cumulative += group.filter { $0.bucket == index }.reduce(0) { $0 + $1.count }
+                    text += "\(family.name)_bucket{\(labels)\(separator)le=\"\(bound)\"} \(cumulative)\n"
+                }
+                text += "\(family.name)_sum{\(labels)} \(sampleText(group.reduce(0) { $0 + $1.sum }))\n"
+                text += "\(family.name)_count{\(labels)} \(cumulative)\n"
             }
         }
-        return out
+        return text
     }
 
     /// A sample's value: whole numbers without a fraction.

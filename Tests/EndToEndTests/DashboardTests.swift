@@ -79,6 +79,74 @@ let chromiumPath: String? = ["chromium", "chromium-browser", "google-chrome"].fi
         return (server, try #require(port, "\(server.stdout)"))
     }
 
+    /// A TCP port nobody listens on now (the kernel's pick for a socket bound to port 0).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        try #require(bound)
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// /metrics is what Prometheus's own tools accept: `promtool check metrics` finds nothing
+    /// to say, and a real Prometheus scraping the page reads back a rate() of a counter.
+    @Test(.enabled(if: commandOnPath("promtool"), "no promtool here (apt-get install prometheus): the metrics check skips; .ci/run installs it"),
+          .timeLimit(.minutes(2)))
+    func prometheusAcceptsTheMetricsAndReadsARateBack() throws {
+        let pipeline = try Self.workedPipeline()
+        let (server, port) = try Self.serve(pipeline)
+        defer { server.signal(SIGTERM); _ = server.wait(10) }
+        let metrics = httpGet(port, "/metrics")
+        #expect(metrics.body.contains("# TYPE seqpipe_job_attempts_total counter") && metrics.body.contains("# TYPE seqpipe_job_attempt_duration_seconds histogram"),
+                "\(metrics.body)")
+        let file = try pipeline.sandbox.write("metrics.txt", metrics.body)
+        let check = try pipeline.sandbox.start("/bin/sh", ["-c", "promtool check metrics < '\(file)'"])
+        #expect(check.wait(30) == 0 && check.stdout.isEmpty && check.stderr.isEmpty, "promtool: \(check.stdout)\(check.stderr)")
+
+        guard commandOnPath("prometheus") else {
+            print("skipped: prometheusAcceptsTheMetricsAndReadsARateBack's scrape needs prometheus (apt-get install prometheus); .ci/run installs it")
+            return
+        }
+        let web = try Self.freePort()
+        let config = try pipeline.sandbox.write("prometheus.yml", """
+            global: {scrape_interval: 1s, evaluation_interval: 1s}
+            scrape_configs:
+              - job_name: seqpipe
+                static_configs: [{targets: ["127.0.0.1:\(port)"]}]
+
+            """)
+        let prometheus = try pipeline.sandbox.start("/usr/bin/env", [
+            "prometheus", "--config.file=\(config)", "--storage.tsdb.path=\(pipeline.sandbox.path("tsdb"))",
+            "--web.listen-address=127.0.0.1:\(web)", "--log.level=warn",
+        ])
+        defer { prometheus.signal(SIGTERM); _ = prometheus.wait(20) }
+        let close = "Connection: close\r\n"
+        #expect(waitUntil(30) { httpGet(web, "/-/ready", headers: close).status == 200 }, "prometheus is ready: \(prometheus.stderr)")
+        // Jobs run while Prometheus scrapes: the counter grows between its samples.
+        var rate = 0.0
+        var round = 0
+        var answer = ""
+        #expect(waitUntil(60) {
+            round += 1
+            // One account, so each round adds to the same series and a rate needs two samples of it.
+            guard (try? pipeline.addJobs([("more\(round)", "ok", "acct-more")])) != nil,
+                  (try? pipeline.pipe(["run", "--once"], seconds: 30))?.0 == 0 else { return false }
+            answer = httpGet(web, "/api/v1/query?query=sum(rate(seqpipe_job_attempts_total%5B30s%5D))", headers: close).body
+            guard let data = answer.data(using: .utf8), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let result = (json["data"] as? [String: Any])?["result"] as? [[String: Any]],
+                  let value = (result.first?["value"] as? [Any])?.last as? String, let number = Double(value) else { return false }
+            rate = number
+            return number > 0
+        }, "Prometheus reads a rate of seqpipe_job_attempts_total back: \(answer) \(prometheus.stderr)")
+        print("prometheus: rate(seqpipe_job_attempts_total[30s]) = \(rate) after \(round) rounds")
+    }
+
     @Test func thePageTheAPIAndMetricsAnswerAndBadRequestsGetAStatus() throws {
         let pipeline = try Self.workedPipeline()
         let (server, port) = try Self.serve(pipeline)

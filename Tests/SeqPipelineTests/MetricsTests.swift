@@ -38,3 +38,43 @@ import TestSupport
         #expect(all.attempts == 0 && all.responses == 1, "old hours are gone: \(all)")
     }
 }
+
+/// The cumulative counts /metrics shows: counted in the transaction of what they count, never
+/// pruned, and shown as Prometheus counters and histograms.
+@Suite struct CounterTests {
+    @Test(arguments: StoreDriver.all) func claimsAttemptsAndDurationsAreCountedAndShownCumulatively(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place, devices: 1)
+        let policy = FailurePolicy()
+        _ = try store.addJobs([job("a", "alice"), job("b", "bob")])
+        let now: Moment = 1_796_200_000.0
+        // a: claimed and succeeds after 2 s; b: fails retryably after 30 s, then is lost with its worker.
+        let a = try #require(try store.claim(worker: 0, device: "d0", now: now, today: day, bootSeconds: 1))
+        #expect(try store.recordProgress(a, progress: 1, bootSeconds: 2, completed: (name: "post", seconds: 0.7)))
+        #expect(try store.finish(a, outcome: .success, policy: policy, now: now + 2, today: day))
+        let b = try #require(try store.claim(worker: 0, device: "d0", now: now + 10, today: day, bootSeconds: 1))
+        #expect(try store.finish(b, outcome: .retryable(message: "flaky"), policy: policy, now: now + 40, today: day))
+        let again = try #require(try store.claim(worker: 0, device: "d0", now: now + 100_000, today: day, bootSeconds: 1))
+        #expect(again.job.id == "b")
+        #expect(try store.requeueClaims(worker: 0, crashed: true, policy: policy, now: now + 100_001) == ["b"])
+
+        let text = Dashboard.counterFamilies(try store.counterSamples())
+        let host = store.host
+        #expect(text.contains("# TYPE seqpipe_claims_total counter\nseqpipe_claims_total{host=\"\(host)\"} 3\n"), "\(text)")
+        for outcome in ["success", "retryable", "lost"] {
+            #expect(text.contains("seqpipe_job_attempts_total{account=") && text.contains("outcome=\"\(outcome)\"} 1"), "\(outcome): \(text)")
+        }
+        #expect(text.contains("seqpipe_jobs_finished_total{account=\"alice\",device=\"d0\",host=\"\(host)\",outcome=\"success\"} 1"), "\(text)")
+        #expect(!text.contains("seqpipe_jobs_finished_total{account=\"bob\""), "b has not finished")
+        // Histograms: cumulative buckets, +Inf equal to _count, _sum the total.
+        #expect(text.contains("seqpipe_job_attempt_duration_seconds_bucket{host=\"\(host)\",outcome=\"success\",le=\"1\"} 0\n"
+                              + "seqpipe_job_attempt_duration_seconds_bucket{host=\"\(host)\",outcome=\"success\",le=\"5\"} 1\n"), "\(text)")
+        #expect(text.contains("seqpipe_job_attempt_duration_seconds_bucket{host=\"\(host)\",outcome=\"retryable\",le=\"60\"} 1\n"), "\(text)")
+        #expect(text.contains("seqpipe_job_attempt_duration_seconds_sum{host=\"\(host)\",outcome=\"retryable\"} 30\n"), "\(text)")
+        #expect(text.contains("seqpipe_step_duration_seconds_bucket{host=\"\(host)\",step=\"post\",le=\"1\"} 1\n"
+                              + "seqpipe_step_duration_seconds_bucket{host=\"\(host)\",step=\"post\",le=\"5\"} 1\n"), "\(text)")
+        #expect(text.contains("seqpipe_job_claim_wait_seconds_bucket{host=\"\(host)\",le=\"+Inf\"} 3\n"
+                              + "seqpipe_job_claim_wait_seconds_sum{host=\"\(host)\"}"), "\(text)")
+        #expect(text.contains("seqpipe_job_claim_wait_seconds_count{host=\"\(host)\"} 3\n"), "\(text)")
+    }
+}

@@ -67,7 +67,7 @@ let day = "2026-11-23"
         #expect(fresh.token != stale.token)
         #expect(fresh.job.runs == 2)
         #expect(try !store.markRunning(stale, bootSeconds: 2))
-        #expect(try !store.recordProgress(stale, progress: 1, bootSeconds: 2))
+        #expect(try !store.recordProgress(stale, progress: 1, bootSeconds: 2, completed: nil))
         #expect(try !store.finish(stale, outcome: .success, policy: FailurePolicy(), now: 3, today: day))
         #expect(try store.job("a")?.status == .claimed)
         #expect(try store.finish(fresh, outcome: .success, policy: FailurePolicy(), now: 101, today: day))

@@ -1,0 +1,110 @@
+import PipelineModel
+
+/// A family of cumulative counts that /metrics shows: a counter (how many times something
+/// happened) or a histogram (how long it took, in buckets), in Prometheus's sense and with
+/// its names and units. Counted in the store, in the transaction of what it counts, so a count
+/// never runs ahead of the jobs it counts, and kept for ever: a counter only grows.
+public struct CounterFamily: Sendable, Equatable {
+    public let name: String
+    public let help: String
+    /// A histogram's upper bounds in seconds (+Inf is added); nil for a counter.
+    public let bounds: [Double]?
+
+    public var isHistogram: Bool { bounds != nil }
+
+    /// Upper bounds for durations from a tenth of a second to four hours.
+    static let durationBounds: [Double] = [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400]
+
+    public static let claims = CounterFamily(name: "seqpipe_claims_total", help: "Jobs claimed by a worker.", bounds: nil)
+    public static let attempts = CounterFamily(
+        name: "seqpipe_job_attempts_total", help: "Attempts of jobs that ended, by outcome (lost: its worker or run died).", bounds: nil)
+    public static let finished = CounterFamily(
+        name: "seqpipe_jobs_finished_total", help: "Jobs that reached a final state, by outcome (success or failed).", bounds: nil)
+    public static let claimWait = CounterFamily(
+        name: "seqpipe_job_claim_wait_seconds", help: "Time from a job becoming claimable (its creation, or its retry time) to its claim.",
+        bounds: durationBounds)
+    public static let attemptDuration = CounterFamily(
+        name: "seqpipe_job_attempt_duration_seconds", help: "Time from a job's claim to its attempt's end.", bounds: durationBounds)
+    public static let stepDuration = CounterFamily(
+        name: "seqpipe_step_duration_seconds", help: "Time a step that completed took.", bounds: durationBounds)
+
+    /// Every family, in the order /metrics shows them.
+    public static let all: [CounterFamily] = [.claims, .attempts, .finished, .claimWait, .attemptDuration, .stepDuration]
+}
+
+/// One stored count: a family, its label set (Prometheus text, sorted by name), a bucket
+/// (-1 for a counter) and the count and sum of what fell in it.
+public struct CounterSample: Sendable, Equatable {
+    public var family: String
+    public var labels: String
+    public var bucket: Int
+    public var count: Int64
+    public var sum: Double
+}
+
+/// The Prometheus text format's rules for label sets.
+public enum PrometheusText {
+    /// A label value as the format wants it: backslash, double quote and newline escaped.
+    public static func escaped(_ value: String) -> String {
+        var out = ""
+        for character in value {
+            switch character {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
+    /// `a="1",b="2"`, by label name.
+    public static func labels(_ pairs: [(String, String)]) -> String {
+        pairs.sorted { $0.0 < $1.0 }.map { "\($0.0)=\"\(escaped($0.1))\"" }.joined(separator: ",")
+    }
+}
+
+/// What one write adds to the counts: written with it in one statement (one round trip to a
+/// PostgreSQL server, however many families it touches).
+struct Tally {
+    var rows: [(family: String, labels: String, bucket: Int, count: Int, sum: Double)] = []
+
+    /// One more of `family` with `labels`.
+    mutating func count(_ family: CounterFamily, _ labels: [(String, String)]) {
+        rows.append((family.name, PrometheusText.labels(labels), -1, 1, 0))
+    }
+
+    /// One observation of `seconds` in `family`'s histogram.
+    mutating func observe(_ family: CounterFamily, _ labels: [(String, String)], seconds: Double) {
+        let bounds = family.bounds ?? []
+        let value = max(0, seconds)
+        rows.append((family.name, PrometheusText.labels(labels), bounds.firstIndex { value <= $0 } ?? bounds.count, 1, value))
+    }
+}
+
+extension SQLJobStore {
+    /// Adds `tally` to the stored counts. Inside the caller's transaction.
+    func record(_ tally: Tally) throws(StoreError) {
+        guard !tally.rows.isEmpty else { return }
+        var values: [SQLValue] = []
+        var tuples: [String] = []
+        for row in tally.rows {
+            let first = values.count
+            values += [.text(row.family), .text(row.labels), .integer(Int64(row.bucket)), .integer(Int64(row.count)), .real(row.sum)]
+            tuples.append("(" + (1...5).map { "?\(first + $0)" }.joined(separator: ", ") + ")")
+        }
+        try connection.run(
+            """
+            INSERT INTO counters(family, labels, bucket, count, sum) VALUES \(tuples.joined(separator: ", "))
+            ON CONFLICT(family, labels, bucket) DO UPDATE SET count = counters.count + excluded.count, sum = counters.sum + excluded.sum
+            """, values)
+    }
+
+    /// Every stored count, by family, labels and bucket.
+    public func counterSamples() throws(StoreError) -> [CounterSample] {
+        try connection.query("SELECT * FROM counters ORDER BY family, labels, bucket").map { row in
+            CounterSample(family: row["family"].string ?? "", labels: row["labels"].string ?? "", bucket: Int(row["bucket"].int ?? -1),
+                          count: row["count"].int ?? 0, sum: row["sum"].double ?? 0)
+        }
+    }
+}
