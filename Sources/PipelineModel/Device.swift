@@ -32,6 +32,9 @@ public struct Device: Sendable {
     public var healthFailures = 0
     public var infraFailures = 0
     public var cooldownUntil: Moment?
+    /// Paused by hand (`seqpipe device pause`): no claims until `device resume`; why, with who.
+    public var paused = false
+    public var pausedReason: String?
     public var cooldownLevel = 0
     public var responseMilliseconds: Int?
     public var lastCheck: Moment?

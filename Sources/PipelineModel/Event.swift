@@ -72,6 +72,10 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let deviceServerRestart = EventKind("device-server-restart")
     public static let deviceServerUp = EventKind("device-server-up")
     public static let deviceUnhealthy = EventKind("device-unhealthy")
+    /// Paused, resumed or released (its hold ended) by hand.
+    public static let devicePaused = EventKind("device-paused")
+    public static let deviceResumed = EventKind("device-resumed")
+    public static let deviceReleased = EventKind("device-released")
     // Recurring jobs, the watchdog, the health check and memory
     public static let dependencyRun = EventKind("dependency-run")
     public static let healthCheckFailed = EventKind("health-check-failed")

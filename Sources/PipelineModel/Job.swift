@@ -21,7 +21,24 @@ extension Priority {
         case "p1": return 1
         case "p2": return 0
         case "p3": return -1
-        default: return Int(text)
+        default:
+            // What `jobWord` gives beyond the four levels: P0+N (N above P0), P3-N (N below P3).
+            if word.hasPrefix("p0+"), let above = Int(word.dropFirst(3)), above > 0 { return 2 + above }
+            if word.hasPrefix("p3-"), let below = Int(word.dropFirst(3)), below > 0 { return -1 - below }
+            return Int(text)
+        }
+    }
+
+    /// How a job's number is shown everywhere (lists, the page, JSON, the CSV): P0 to P3, which
+    /// read in claim order (P0 first); a number beyond them as P0+N or P3-N.
+    public static func jobWord(_ number: Int) -> String {
+        switch number {
+        case 2: "P0"
+        case 1: "P1"
+        case 0: "P2"
+        case -1: "P3"
+        case 3...: "P0+\(number - 2)"
+        default: "P3-\(-1 - number)"
         }
     }
 
@@ -50,7 +67,8 @@ public struct Job: Sendable {
     /// Attempts charged to the job itself (infrastructure failures and stops are not).
     public var attempts = 0
     public var maxAttempts = 3
-    /// Every run of the job, whatever ended it: `{attempt}`, unique per run.
+    /// Every run of the job, whatever ended it: `{attempt}`, unique per run, and the attempt
+    /// number everything shows (events, lists, the page, `show`), never reset.
     public var runs = 0
     /// Steps done, in order: a later run starts after them.
     public var progress = 0
@@ -61,6 +79,15 @@ public struct Job: Sendable {
     public var retryAt: Moment?
     public var error: String?
     public var errorType: String?
+
+    /// The run by which the job's budget is spent, on the scale of `runs`: its `maxAttempts`
+    /// plus the runs that were not charged (infrastructure failures, stops, and those before
+    /// a `retry`, which gives a fresh budget), as Oban raises max_attempts on a snooze or a
+    /// retry. So "attempt 5 of 7" counts one way everywhere.
+    public var attemptLimit: Int { maxAttempts + max(0, runs - attempts) }
+
+    /// "5 of 7": this run's number and the limit.
+    public var attemptText: String { "\(runs) of \(attemptLimit)" }
     /// The device that gave up on this job after its graded recovery: another device takes
     /// it (this one only when no other is healthy).
     public var avoidDevice: String?

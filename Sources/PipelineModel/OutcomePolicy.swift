@@ -59,7 +59,7 @@ extension FailurePolicy {
             change.completes = true
             (change.retryAt, change.error, change.errorType, change.avoidDevice) = (.clear, .clear, .clear, .clear)
             change.infrastructure = .reset
-            event(.jobSuccess, "done in run \(job.runs)")
+            event(.jobSuccess, "done in attempt \(job.attemptText)")
             if let rest = accountRestSeconds {
                 let until = now + Double.random(in: rest, using: &generator)
                 change.accountRestsUntil = until
@@ -111,11 +111,11 @@ extension FailurePolicy {
             } else if job.attempts >= job.maxAttempts {
                 change = JobChange(status: .failed)
                 change.completes = true
-                event(.jobFailed, "after \(job.attempts) attempts: \(message)")
+                event(.jobFailed, "attempt \(job.attemptText) failed; no attempts left: \(message)")
             } else {
                 change = JobChange(status: .retrying)
                 change.retryAt = .set(now + backoff(failures: job.attempts, using: &generator))
-                event(.jobRetrying, "attempt \(job.attempts) of \(job.maxAttempts) failed: \(message)")
+                event(.jobRetrying, "attempt \(job.attemptText) failed: \(message)")
             }
             change.crashes = crashes
             (change.error, change.errorType) = (.set(message), .set(type))

@@ -13,8 +13,12 @@ public struct WorkerRecord: Sendable {
     public var job: String?
     public var restarts: Int
     public var heartbeatBootSeconds: Double?
+    /// Since when it is in its state (with its job).
+    public var since: Moment?
 
-    public init(host: String = "", index: Int, pid: Int32, startTime: UInt64, device: String, state: WorkerState, job: String? = nil, restarts: Int, heartbeatBootSeconds: Double? = nil) {
+    public init(host: String = "", index: Int, pid: Int32, startTime: UInt64, device: String, state: WorkerState, job: String? = nil, restarts: Int,
+                heartbeatBootSeconds: Double? = nil, since: Moment? = nil) {
+        self.since = since
         self.host = host
         self.index = index
         self.pid = pid
@@ -44,6 +48,8 @@ extension StoredWord where Of == WorkerStateWords {
     /// Waiting out its device's cooldown, or for its device to answer again.
     public static let cooldown = Self("cooldown")
     public static let unhealthy = Self("unhealthy")
+    /// Its device was paused by hand (`seqpipe device pause`).
+    public static let paused = Self("paused")
     public static let stopped = Self("stopped")
     /// Its host was taken over by another (a farm).
     public static let lost = Self("lost")

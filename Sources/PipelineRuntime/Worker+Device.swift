@@ -55,10 +55,17 @@ extension Worker {
         return result.succeeded ? .answered(seconds: elapsed()) : .failed("health command: \(result.endingText) \(result.lastLine)")
     }
 
-    /// A device held (a cooldown after trouble, a failed restart, a busy port) is waited
-    /// out before anything else is tried on it. Returns true when it is not held.
+    /// A device held (a cooldown after trouble, a failed restart, a busy port) or paused by
+    /// hand is waited out before anything else is tried on it, a poll at a time, so a
+    /// `device release` or `resume` takes effect within one poll. Returns true when it is
+    /// neither.
     mutating func waitOutHold(_ device: Device) throws(StoreError) -> Bool {
         let now = Moment.now()
+        if device.paused {
+            try record(.paused)
+            _ = pause(config.idlePollSeconds)
+            return false
+        }
         guard let until = device.cooldownUntil, until > now else { return true }
         try record(device.healthy ? .cooldown : .unhealthy)
         _ = pause(min(until - now, config.idlePollSeconds))
@@ -102,7 +109,7 @@ extension Worker {
         log(reason)
         try store.holdDevice(deviceName, until: Moment.now() + config.restartWaitSeconds, reason: reason)
         recoveryGrade = 0
-        _ = pause(config.restartWaitSeconds)
+        // The hold is waited out by waitOutHold, which a release ends early.
     }
 
     /// The next grade of recovery that the device has a command for: its server's restart

@@ -38,8 +38,8 @@ extension Worker {
         case .interrupted:
             return false
         case .portBusy(let message):
+            // Waited out by waitOutHold, a poll at a time: a release ends it early.
             try store.holdDevice(deviceName, until: Moment.now() + config.restartWaitSeconds, reason: message)
-            _ = pause(config.restartWaitSeconds)
             return false
         case .failed(let message):
             try healthFailed(device, problem: message)

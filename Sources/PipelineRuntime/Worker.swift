@@ -247,7 +247,7 @@ public struct Worker {
     /// outcome. Each phase that finds the claim gone ends the job here.
     mutating func runJob(_ claim: ClaimedJob) throws(StoreError) {
         let job = claim.job
-        log("claimed job \(job.id) (account \(job.account), run \(job.runs), attempt \(job.attempts) of \(job.maxAttempts))")
+        log("claimed job \(job.id) (account \(job.account), attempt \(job.attemptText))")
         let attempt = AttemptLock(locks?.job(job.id))
         defer { attempt.release() }
         let values = placeholders(job: job)
@@ -429,6 +429,10 @@ public struct Worker {
                 // The heartbeat also asks whether the claim is still this worker's: one taken
                 // back (its host lost its lease, another host took the job) ends the step now.
                 tick: (config.heartbeatSeconds, { (try? store.recordProgress(token, progress: progress, bootSeconds: Clock.secondsSinceBoot(), completed: nil)) ?? true }))
+            // Kept with the job for `show` and the page; a store that cannot take it loses
+            // only this copy (the worker's log has it too).
+            try? store.recordOutput(StepOutput(job: claim.job.id, run: claim.job.runs, step: step.name, attempt: attempt, at: Moment.now(),
+                                               ending: result.endingText, text: result.output))
             if result.run.abandoned {
                 log("job \(claim.job.id): its claim was taken back while step \(step.name) ran; ended the step")
                 return .failed(.stopped)

@@ -23,8 +23,8 @@ public protocol JobStore: AnyObject {
     func device(_ name: String) throws(StoreError) -> Device?
     func addAccount(_ name: String, dailyLimit: Int) throws(StoreError)
     func accounts() throws(StoreError) -> [Account]
-    /// Unpauses an account and clears its cooldown; false if there is no such account.
-    func resumeAccount(_ name: String) throws(StoreError) -> Bool
+    /// Unpauses an account and clears its cooldown, recording who asked (`by`).
+    func resumeAccount(_ name: String, by: String) throws(StoreError) -> HandResult<String>
 
     /// Adds jobs in one transaction (accounts are created as needed). Returns their ids.
     func addJobs(_ jobs: [Job]) throws(StoreError) -> [String]
@@ -45,10 +45,11 @@ public protocol JobStore: AnyObject {
     /// When the oldest waiting job was added, and the mean time from a job's creation to its
     /// latest claim over the claims since `since` (nil when none).
     func queueAges(since: Moment) throws(StoreError) -> (oldestWaiting: Moment?, meanClaimWait: Double?)
-    /// Puts a failed, cancelled or retrying job back to pending with fresh attempts.
-    func retry(_ id: String) throws(StoreError) -> Bool
-    /// Cancels a job that is not running; false if it is running, finished or unknown.
-    func cancel(_ id: String) throws(StoreError) -> Bool
+    /// Puts a failed, cancelled or retrying job back to pending with a fresh budget of
+    /// attempts (its attempt number goes on), recording who asked (`by`).
+    func retry(_ id: String, by: String) throws(StoreError) -> HandResult<JobStatus>
+    /// Cancels a job that waits or failed: one claimed or running belongs to its worker.
+    func cancel(_ id: String, by: String) throws(StoreError) -> HandResult<JobStatus>
 
     /// Claims the first eligible job for `worker` on `device` under `token`, or nil.
     func claim(worker: Int, device: String, token: String, now: Moment, today: String, bootSeconds: Double) throws(StoreError) -> ClaimedJob?
@@ -60,6 +61,11 @@ public protocol JobStore: AnyObject {
     /// The job's progress (its steps done), with the step that just completed and its time
     /// (a histogram of /metrics); nil for a heartbeat.
     func recordProgress(_ claim: ClaimedJob, progress: Int, bootSeconds: Double, completed step: (name: String, seconds: Double)?) throws(StoreError) -> Bool
+    /// Keeps the tail of a step run's output (its last `StepOutput.kept` bytes) with the job,
+    /// the latest `StepOutput.perJob` of them.
+    func recordOutput(_ output: StepOutput) throws(StoreError)
+    /// A job's kept step outputs, oldest first.
+    func outputs(job: String) throws(StoreError) -> [StepOutput]
     /// Records how the run ended and charges the right budgets.
     func finish(_ claim: ClaimedJob, outcome: JobOutcome, policy: FailurePolicy, now: Moment, today: String) throws(StoreError) -> Bool
     /// Takes back the claims of `worker` (nil: every claim) after a crash or an outage.
@@ -67,6 +73,10 @@ public protocol JobStore: AnyObject {
     func requeueClaims(worker: Int?, crashed: Bool, policy: FailurePolicy, now: Moment) throws(StoreError) -> [String]
     /// Jobs still to do: claimed or running, or pending/retrying on an account that is not
     /// paused and not at its daily limit.
+    /// The jobs that can run now: those claimed or running, and those waiting whose retry
+    /// time has come, whose account is neither paused, cooling down nor resting, and under
+    /// its daily limit. What a time to empty is reckoned over.
+    func runnableNow(today: String, now: Moment) throws(StoreError) -> Int
     func remainingWork(today: String) throws(StoreError) -> Int
     /// Successful jobs per account on `day`, against the daily limits.
     func successes(on day: String) throws(StoreError) -> [String: Int]
@@ -81,6 +91,13 @@ public protocol JobStore: AnyObject {
     func recordPhone(device: String, state: PhoneState, now: Moment) throws(StoreError)
     /// Marks a device unhealthy until `until` (its restart failed).
     func holdDevice(_ name: String, until: Moment, reason: String) throws(StoreError)
+    /// Pauses a device by hand (its worker finishes its job, then claims nothing).
+    func pauseDevice(_ name: String, by: String) throws(StoreError) -> HandResult<String>
+    /// Undoes a pause by hand.
+    func resumeDevice(_ name: String, by: String) throws(StoreError) -> HandResult<String>
+    /// Ends a hold (a cooldown after trouble, a busy port, failed restarts) now: the device is
+    /// taken as healthy and its worker checks it at once.
+    func releaseDevice(_ name: String, by: String) throws(StoreError) -> HandResult<String>
 
     func setWorker(_ record: WorkerRecord) throws(StoreError)
     func updateWorker(index: Int, state: WorkerState, job: String?, bootSeconds: Double) throws(StoreError)
@@ -151,6 +168,10 @@ public protocol JobStore: AnyObject {
     /// When events of `kinds` happened since `since` (the dashboard's chart), oldest first.
     /// `kinds` are the store's own names, never input.
     func eventTimes(kinds: [EventKind], since: Moment) throws(StoreError) -> [(at: Moment, kind: EventKind)]
+    /// How many events of each of `kinds` fell in each `bucketSeconds`-long bucket since
+    /// `since` (bucket: seconds since the epoch / bucketSeconds, rounded down), counted by the
+    /// store: a week of events is a few hundred rows, not every event.
+    func eventCounts(kinds: [EventKind], since: Moment, bucketSeconds: Int) throws(StoreError) -> [(bucket: Int64, kind: EventKind, count: Int)]
     /// The latest `limit` events at or after `since` (any time when nil), oldest first.
     func events(since: Moment?, limit: Int) throws(StoreError) -> [Event]
 
@@ -166,5 +187,47 @@ extension JobStore {
     /// Claims under a fresh token.
     public func claim(worker: Int, device: String, now: Moment, today: String, bootSeconds: Double) throws(StoreError) -> ClaimedJob? {
         try claim(worker: worker, device: device, token: Processes.randomHex(bytes: 8), now: now, today: today, bootSeconds: bootSeconds)
+    }
+}
+
+/// What a change asked by hand (a command, a button) found and did: `State` is what it found
+/// (a job's status, an account's state), so the words can say what actually changed.
+public enum HandResult<State: Sendable & Equatable>: Sendable, Equatable {
+    /// Changed; it was `from`.
+    case changed(from: State)
+    /// It already was what was asked: nothing changed.
+    case unchanged(State)
+    /// Its state does not allow the change: nothing changed.
+    case refused(State)
+    /// No such thing.
+    case missing
+
+    public var changed: Bool { if case .changed = self { true } else { false } }
+}
+
+/// The tail of what one run of a step printed, kept with its job: which run of the job (its
+/// attempt number), which step and which of the step's own attempts, when it ended and how.
+public struct StepOutput: Sendable, Equatable {
+    public var job: String
+    public var run: Int
+    public var step: String
+    public var attempt: Int
+    public var at: Moment
+    public var ending: String
+    public var text: String
+
+    /// Bytes of a run's output kept (its end), and runs kept per job.
+    public static let kept = 16384
+    public static let perJob = 20
+
+    public init(job: String, run: Int, step: String, attempt: Int, at: Moment, ending: String, text: String) {
+        (self.job, self.run, self.step, self.attempt, self.at, self.ending) = (job, run, step, attempt, at, ending)
+        // The end, cut at a character boundary.
+        var utf8 = Array(text.utf8)
+        if utf8.count > Self.kept {
+            utf8 = Array(utf8.suffix(Self.kept))
+            while let first = utf8.first, first & 0xC0 == 0x80 { utf8.removeFirst() }
+        }
+        self.text = String(decoding: utf8, as: UTF8.self)
     }
 }

@@ -121,26 +121,36 @@ extension SQLJobStore {
         try connection.query("SELECT * FROM jobs WHERE id = ?1", [.text(id)]).first.map(job(from:))
     }
 
-    public func retry(_ id: String) throws(StoreError) -> Bool {
-        try connection.write { () throws(StoreError) -> Bool in
-            let changed = try connection.run(
+    public func retry(_ id: String, by: String) throws(StoreError) -> HandResult<JobStatus> {
+        try byHand(id, allowed: [.failed, .cancelled, .retrying], already: .pending) { () throws(StoreError) in
+            // attempts (those charged) start again; runs, the attempt number, goes on.
+            try connection.run(
                 """
                 UPDATE jobs SET status = 'pending', attempts = 0, crashes = 0, infra_attempts = 0, retry_at = NULL, error = NULL,
-                    error_type = NULL, claim_token = NULL
-                WHERE id = ?1 AND status IN ('failed', 'cancelled', 'retrying', 'pending')
+                    error_type = NULL, claim_token = NULL WHERE id = ?1
                 """, [.text(id)])
-            if changed == 1 { try insertEvent(Event(at: try databaseTime(Moment.now()), kind: .jobRetry, job: id, message: "put back to pending by hand")) }
-            return changed == 1
+            try insertEvent(Event(at: try databaseTime(Moment.now()), kind: .jobRetry, job: id, message: "put back to pending by \(by)"))
         }
     }
 
-    public func cancel(_ id: String) throws(StoreError) -> Bool {
-        try connection.write { () throws(StoreError) -> Bool in
-            let changed = try connection.run(
-                "UPDATE jobs SET status = 'cancelled', claim_token = NULL WHERE id = ?1 AND status IN ('pending', 'retrying', 'failed')",
-                [.text(id)])
-            if changed == 1 { try insertEvent(Event(at: try databaseTime(Moment.now()), kind: .jobCancelled, job: id, message: "cancelled by hand")) }
-            return changed == 1
+    public func cancel(_ id: String, by: String) throws(StoreError) -> HandResult<JobStatus> {
+        try byHand(id, allowed: [.pending, .retrying, .failed], already: .cancelled) { () throws(StoreError) in
+            try connection.run("UPDATE jobs SET status = 'cancelled', claim_token = NULL WHERE id = ?1", [.text(id)])
+            try insertEvent(Event(at: try databaseTime(Moment.now()), kind: .jobCancelled, job: id, message: "cancelled by \(by)"))
+        }
+    }
+
+    /// Reads the job's status and makes `change` only from one of `allowed`, in one
+    /// transaction, so what is said is what the store found.
+    private func byHand(_ id: String, allowed: Set<JobStatus>, already: JobStatus,
+                        _ change: () throws(StoreError) -> Void) throws(StoreError) -> HandResult<JobStatus> {
+        try connection.write { () throws(StoreError) -> HandResult<JobStatus> in
+            guard let status = try connection.query("SELECT status FROM jobs WHERE id = ?1", [.text(id)]).first?["status"].string
+                .flatMap(JobStatus.init(rawValue:)) else { return .missing }
+            if status == already { return .unchanged(status) }
+            guard allowed.contains(status) else { return .refused(status) }
+            try change()
+            return .changed(from: status)
         }
     }
 
@@ -157,7 +167,7 @@ extension SQLJobStore {
     /// under the store's write lock).
     static let postgresClaim = """
         WITH claimed AS (\(claimText(index: "", rowLocks: "FOR UPDATE OF j, a SKIP LOCKED"))),
-        touched AS (UPDATE workers SET state = 'running', job = claimed.id, heartbeat_boot = ?6 FROM claimed
+        touched AS (UPDATE workers SET state = 'running', job = claimed.id, heartbeat_boot = ?6, state_since = ?4 FROM claimed
                     WHERE workers.idx = ?1 AND workers.host = ?7)
         SELECT * FROM claimed
         """
@@ -176,10 +186,10 @@ extension SQLJobStore {
                    WHERE d.account = j.account AND d.status = 'success' AND d.completed_day = ?5) < a.daily_limit)
               AND NOT EXISTS (SELECT 1 FROM jobs b WHERE b.account = j.account AND b.status IN ('claimed', 'running'))
               AND (j.avoid_device IS NULL OR j.avoid_device != ?2
-                   OR NOT EXISTS (SELECT 1 FROM devices o WHERE o.name != ?2 AND o.healthy = 1
+                   OR NOT EXISTS (SELECT 1 FROM devices o WHERE o.name != ?2 AND o.healthy = 1 AND o.paused = 0
                                   AND (o.cooldown_until IS NULL OR o.cooldown_until <= ?4)))
               AND NOT EXISTS (SELECT 1 FROM hosts h WHERE h.name = ?7 AND h.state = 'lost')
-              AND EXISTS (SELECT 1 FROM devices v WHERE v.name = ?2 AND v.host IN (?7, '') AND v.healthy = 1
+              AND EXISTS (SELECT 1 FROM devices v WHERE v.name = ?2 AND v.host IN (?7, '') AND v.healthy = 1 AND v.paused = 0
                           AND (v.cooldown_until IS NULL OR v.cooldown_until <= ?4))
             ORDER BY j.priority DESC, j.seq
             LIMIT 1 \(rowLocks))
@@ -197,8 +207,8 @@ extension SQLJobStore {
             else { return nil }
             let job = job(from: row)
             if dialect == .sqlite {
-                try connection.run("UPDATE workers SET state = 'running', job = ?2, heartbeat_boot = ?3 WHERE idx = ?1 AND host = ?4",
-                                   [.integer(Int64(worker)), .text(job.id), .real(bootSeconds), .text(host)])
+                try connection.run("UPDATE workers SET state = 'running', job = ?2, heartbeat_boot = ?3, state_since = ?5 WHERE idx = ?1 AND host = ?4",
+                                   [.integer(Int64(worker)), .text(job.id), .real(bootSeconds), .text(host), .time(now)])
             }
             // Claimable since its creation, or since its retry time when it had to wait one.
             let created = job.createdAt ?? now
@@ -252,8 +262,8 @@ extension SQLJobStore {
             try apply(change, to: job, policy: policy, now: now, today: today)
             try record(Self.tally(of: job, outcome: outcome.label, change: change, now: now))
             if let worker = job.worker {
-                try connection.run("UPDATE workers SET state = 'idle', job = NULL WHERE idx = ?1 AND host = ?2",
-                                   [.integer(Int64(worker)), .text(job.host ?? host)])
+                try connection.run("UPDATE workers SET state = 'idle', job = NULL, state_since = ?3 WHERE idx = ?1 AND host = ?2",
+                                   [.integer(Int64(worker)), .text(job.host ?? host), .time(now)])
             }
             return true
         }
@@ -377,6 +387,20 @@ extension SQLJobStore {
                    AND (a.daily_limit = 0 OR (SELECT COUNT(*) FROM jobs d WHERE d.account = j.account
                         AND d.status = 'success' AND d.completed_day = ?1) < a.daily_limit))
             """, [.text(today)]).first?["n"].int ?? 0)
+    }
+
+    public func runnableNow(today: String, now: Moment) throws(StoreError) -> Int {
+        let now = try databaseTime(now)
+        return Int(try connection.query(
+            """
+            SELECT COUNT(*) AS n FROM jobs j JOIN accounts a ON a.name = j.account
+            WHERE j.status IN ('claimed', 'running')
+               OR (j.status IN ('pending', 'retrying') AND a.paused = 0
+                   AND (j.retry_at IS NULL OR j.retry_at <= ?2)
+                   AND (a.cooldown_until IS NULL OR a.cooldown_until <= ?2) AND (a.rest_until IS NULL OR a.rest_until <= ?2)
+                   AND (a.daily_limit = 0 OR (SELECT COUNT(*) FROM jobs d WHERE d.account = j.account
+                        AND d.status = 'success' AND d.completed_day = ?1) < a.daily_limit))
+            """, [.text(today), .time(now)]).first?["n"].int ?? 0)
     }
 
     public func successes(on day: String) throws(StoreError) -> [String: Int] {

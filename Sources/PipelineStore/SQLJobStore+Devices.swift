@@ -57,6 +57,8 @@ extension SQLJobStore {
         device.healthFailures = Int(row["health_failures"].int ?? 0)
         device.infraFailures = Int(row["infra_failures"].int ?? 0)
         device.cooldownUntil = row["cooldown_until"].moment
+        device.paused = (row["paused"].int ?? 0) != 0
+        device.pausedReason = row["paused_reason"].string
         device.cooldownLevel = Int(row["cooldown_level"].int ?? 0)
         device.responseMilliseconds = row["response_ms"].int.map { Int($0) }
         device.lastCheck = row["last_check"].moment
@@ -86,13 +88,19 @@ extension SQLJobStore {
         }
     }
 
-    public func resumeAccount(_ name: String) throws(StoreError) -> Bool {
-        try connection.write { () throws(StoreError) -> Bool in
-            let changed = try connection.run(
+    public func resumeAccount(_ name: String, by: String) throws(StoreError) -> HandResult<String> {
+        let now = try databaseTime(Moment.now())
+        return try connection.write { () throws(StoreError) -> HandResult<String> in
+            guard let row = try connection.query("SELECT paused, paused_reason, cooldown_until FROM accounts WHERE name = ?1", [.text(name)]).first
+            else { return .missing }
+            let state = (row["paused"].int ?? 0) != 0 ? "paused (\(row["paused_reason"].string ?? "by hand"))"
+                : (row["cooldown_until"].moment.map { $0 > now } ?? false) ? "cooling down" : "running"
+            guard state != "running" else { return .unchanged(state) }
+            try connection.run(
                 "UPDATE accounts SET paused = 0, paused_reason = NULL, cooldown_until = NULL, cooldown_level = 0, infra_failures = 0 WHERE name = ?1",
                 [.text(name)])
-            if changed == 1 { try insertEvent(Event(at: try databaseTime(Moment.now()), kind: .accountResumed, account: name, message: "resumed by hand")) }
-            return changed == 1
+            try insertEvent(Event(at: now, kind: .accountResumed, account: name, message: "resumed by \(by) (it was \(state))"))
+            return .changed(from: state)
         }
     }
 
@@ -155,6 +163,49 @@ extension SQLJobStore {
                 "UPDATE devices SET healthy = 0, cooldown_until = ?2, last_error = ?3 WHERE name = ?1",
                 [.text(name), .time(until), .text(reason)])
             try insertEvent(Event(at: try databaseTime(Moment.now()), kind: .deviceUnhealthy, device: name, message: reason))
+        }
+    }
+
+    public func pauseDevice(_ name: String, by: String) throws(StoreError) -> HandResult<String> {
+        try deviceByHand(name, by: by, kind: .devicePaused, verb: "paused") { device, _ in
+            device.paused ? .unchanged("paused") : .changed(from: "running")
+        } change: { () throws(StoreError) in
+            try connection.run("UPDATE devices SET paused = 1, paused_reason = ?2 WHERE name = ?1", [.text(name), .text("by \(by)")])
+        }
+    }
+
+    public func resumeDevice(_ name: String, by: String) throws(StoreError) -> HandResult<String> {
+        try deviceByHand(name, by: by, kind: .deviceResumed, verb: "resumed") { device, _ in
+            device.paused ? .changed(from: "paused (\(device.pausedReason ?? "by hand"))") : .unchanged("not paused")
+        } change: { () throws(StoreError) in
+            try connection.run("UPDATE devices SET paused = 0, paused_reason = NULL WHERE name = ?1", [.text(name)])
+        }
+    }
+
+    public func releaseDevice(_ name: String, by: String) throws(StoreError) -> HandResult<String> {
+        try deviceByHand(name, by: by, kind: .deviceReleased, verb: "released") { device, now in
+            guard let until = device.cooldownUntil, until > now else { return .unchanged("not held") }
+            return .changed(from: "held until \(isoTime(until))\(device.lastError.map { " (\($0))" } ?? "")")
+        } change: { () throws(StoreError) in
+            try connection.run(
+                "UPDATE devices SET cooldown_until = NULL, cooldown_level = 0, infra_failures = 0, health_failures = 0, healthy = 1 WHERE name = ?1",
+                [.text(name)])
+        }
+    }
+
+    /// Reads the device, asks `decide` what the change would do, and makes it only when it
+    /// changes something, with an event naming who asked: one transaction.
+    private func deviceByHand(_ name: String, by: String, kind: EventKind, verb: String, decide: (Device, Moment) -> HandResult<String>,
+                              change: () throws(StoreError) -> Void) throws(StoreError) -> HandResult<String> {
+        let now = try databaseTime(Moment.now())
+        return try connection.write { () throws(StoreError) -> HandResult<String> in
+            guard let row = try connection.query("SELECT * FROM devices WHERE name = ?1", [.text(name)]).first else { return .missing }
+            let result = decide(device(from: row), now)
+            if case .changed(let from) = result {
+                try change()
+                try insertEvent(Event(at: now, kind: kind, device: name, message: "\(verb) by \(by) (it was \(from))"))
+            }
+            return result
         }
     }
 }

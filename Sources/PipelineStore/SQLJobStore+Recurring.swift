@@ -222,25 +222,32 @@ extension SQLJobStore {
     public func setWorker(_ record: WorkerRecord) throws(StoreError) {
         var record = record
         record.heartbeatBootSeconds = try record.heartbeatBootSeconds.map { (t) throws(StoreError) -> Double in try databaseTime(boot: t) }
+        let now = try databaseTime(Moment.now())
         try connection.write { () throws(StoreError) in
             try connection.run(
                 """
-                INSERT INTO workers(idx, pid, start_time, device, state, job, restarts, heartbeat_boot, host)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                INSERT INTO workers(idx, pid, start_time, device, state, job, restarts, heartbeat_boot, host, state_since)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                 ON CONFLICT(host, idx) DO UPDATE SET pid = ?2, start_time = ?3, device = ?4, state = ?5, job = ?6, restarts = ?7,
-                    heartbeat_boot = ?8
+                    heartbeat_boot = ?8, state_since = ?10
                 """,
                 [.integer(Int64(record.index)), .integer(Int64(record.pid)), .integer(Int64(record.startTime)),
                  .text(record.device), .text(record.state.rawValue), optional(record.job), .integer(Int64(record.restarts)),
-                 optional(record.heartbeatBootSeconds), .text(host)])
+                 optional(record.heartbeatBootSeconds), .text(host), .time(now)])
         }
     }
 
     public func updateWorker(index: Int, state: WorkerState, job: String?, bootSeconds: Double) throws(StoreError) {
         let bootSeconds = try databaseTime(boot: bootSeconds)
+        let now = try databaseTime(Moment.now())
         try writeOne { () throws(StoreError) in
-            try connection.run("UPDATE workers SET state = ?2, job = ?3, heartbeat_boot = ?4 WHERE idx = ?1 AND host = ?5",
-                               [.integer(Int64(index)), .text(state.rawValue), optional(job), .real(bootSeconds), .text(host)])
+            // A heartbeat in the same state keeps its since.
+            try connection.run(
+                """
+                UPDATE workers SET state_since = CASE WHEN state = ?2 AND COALESCE(job, '') = COALESCE(?3, '') THEN state_since ELSE ?6 END,
+                    state = ?2, job = ?3, heartbeat_boot = ?4 WHERE idx = ?1 AND host = ?5
+                """,
+                [.integer(Int64(index)), .text(state.rawValue), optional(job), .real(bootSeconds), .text(host), .time(now)])
         }
     }
 
@@ -249,7 +256,7 @@ extension SQLJobStore {
             WorkerRecord(
                 host: row["host"].string ?? "", index: Int(row["idx"].int ?? 0), pid: Int32(row["pid"].int ?? 0), startTime: UInt64(row["start_time"].int ?? 0),
                 device: row["device"].string ?? "", state: WorkerState(rawValue: row["state"].string ?? ""), job: row["job"].string,
-                restarts: Int(row["restarts"].int ?? 0), heartbeatBootSeconds: row["heartbeat_boot"].double)
+                restarts: Int(row["restarts"].int ?? 0), heartbeatBootSeconds: row["heartbeat_boot"].double, since: row["state_since"].moment)
         }
     }
 
@@ -289,8 +296,38 @@ extension SQLJobStore {
             .map { ($0["at"].moment ?? 0, EventKind(rawValue: $0["kind"].string ?? "")) }
     }
 
+    public func eventCounts(kinds: [EventKind], since: Moment, bucketSeconds: Int) throws(StoreError) -> [(bucket: Int64, kind: EventKind, count: Int)] {
+        // The kinds are this program's own names, never input; FLOOR, as PostgreSQL's cast rounds.
+        let list = kinds.map { "'\($0.rawValue)'" }.joined(separator: ", ")
+        let bucket = dialect == .sqlite ? "CAST(at / ?2 AS INTEGER)" : "CAST(FLOOR(at / ?2) AS BIGINT)"
+        return try connection.query(
+            "SELECT \(bucket) AS b, kind, COUNT(*) AS n FROM events WHERE at >= ?1 AND kind IN (\(list)) GROUP BY b, kind",
+            [.time(since), .integer(Int64(max(1, bucketSeconds)))])
+            .map { (Int64($0["b"].int ?? 0), EventKind(rawValue: $0["kind"].string ?? ""), Int($0["n"].int ?? 0)) }
+    }
+
     static func event(from row: SQLRow) -> Event {
         Event(at: row["at"].moment ?? 0, kind: EventKind(rawValue: row["kind"].string ?? ""), job: row["job"].string, account: row["account"].string,
               device: row["device"].string, worker: row["worker"].int.map { Int($0) }, message: row["message"].string ?? "")
+    }
+
+    public func recordOutput(_ output: StepOutput) throws(StoreError) {
+        let at = try databaseTime(output.at)
+        try connection.write { () throws(StoreError) in
+            try connection.run(
+                "INSERT INTO outputs(job, run, step, attempt, at, ending, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                [.text(output.job), .integer(Int64(output.run)), .text(output.step), .integer(Int64(output.attempt)), .time(at),
+                 .text(output.ending), .text(output.text)])
+            try connection.run(
+                "DELETE FROM outputs WHERE job = ?1 AND id NOT IN (SELECT id FROM outputs WHERE job = ?1 ORDER BY id DESC LIMIT ?2)",
+                [.text(output.job), .integer(Int64(StepOutput.perJob))])
+        }
+    }
+
+    public func outputs(job: String) throws(StoreError) -> [StepOutput] {
+        try connection.query("SELECT * FROM outputs WHERE job = ?1 ORDER BY id", [.text(job)]).map { row in
+            StepOutput(job: job, run: Int(row["run"].int ?? 0), step: row["step"].string ?? "", attempt: Int(row["attempt"].int ?? 0),
+                       at: row["at"].moment ?? 0, ending: row["ending"].string ?? "", text: row["text"].string ?? "")
+        }
     }
 }

@@ -211,6 +211,20 @@ public final class SQLJobStore: JobStore {
             family TEXT NOT NULL, labels TEXT NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL, sum REAL NOT NULL,
             PRIMARY KEY(family, labels, bucket));
         """,
+        // 11: a device paused by hand takes no claims until resumed; since when a worker is in
+        // its state (the page's worker panel).
+        """
+        ALTER TABLE devices ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE devices ADD COLUMN paused_reason TEXT;
+        ALTER TABLE workers ADD COLUMN state_since REAL;
+        """,
+        // 12: the tail of each step run's output, the latest few per job, for `show` and the page.
+        """
+        CREATE TABLE outputs(
+            id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, run INTEGER NOT NULL, step TEXT NOT NULL,
+            attempt INTEGER NOT NULL, at REAL NOT NULL, ending TEXT NOT NULL, text TEXT NOT NULL);
+        CREATE INDEX outputs_job ON outputs(job, id);
+        """,
     ]
 
     public static var schemaVersion: Int { migrations.count }

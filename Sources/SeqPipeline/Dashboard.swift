@@ -8,10 +8,13 @@ import SeqSystem
 ///   GET  /api/status           `status --json`, plus the queue, its time to empty and whether actions are on
 ///   GET  /api/jobs             jobs, filtered: ?status= &account= &device= &error= &q= &limit= (default 200)
 ///   GET  /api/jobs/ID          one job: its fields, its events, why it waits
-///   GET  /api/throughput       jobs finished per minute by outcome: ?minutes= (default 180, at most 1440)
+///   GET  /api/throughput       runs ended by outcome per bucket: ?minutes= (default 180, at most 10080);
+///                              buckets of step_minutes (1 up to 3 h, 5, 10, then 60 for a week)
 ///   GET  /metrics              the same figures in the Prometheus text format
-///   POST /api/jobs/ID/retry | /api/jobs/ID/cancel | /api/accounts/NAME/resume | /api/stop
-///                              with --allow-actions only, and the token
+///   POST /api/jobs/ID/retry | /api/jobs/ID/cancel | /api/jobs/retry?FILTERS | /api/jobs/cancel?FILTERS
+///        /api/accounts/NAME/resume | /api/devices/NAME/pause|resume|release | /api/stop
+///                              with --allow-actions only, and the token; each recorded as an
+///                              event naming the token
 public struct Dashboard {
     public var store: any JobStore
     /// The config the run uses, followed while the page is served.
@@ -23,6 +26,9 @@ public struct Dashboard {
     /// What every action, and on a non-loopback address every request, must carry:
     /// `Authorization: Bearer TOKEN`, `X-Seqpipe-Token: TOKEN`, or (reads) `?token=TOKEN`.
     public var token: String?
+    /// The token's name, which each action's event records: its file's name without the
+    /// extension (`--token-file ops.token`: ops), or "printed at start" for a fresh one.
+    public var tokenName = "printed at start"
     /// Whether reads need the token too (listening beyond loopback).
     public var tokenForReads = false
     /// Where it listens (`configure`).
@@ -113,6 +119,10 @@ public struct Dashboard {
         self.allowActions = allowActions
         let fresh: String? = allowActions ? Processes.randomHex(bytes: 16) : nil
         token = fileToken ?? fresh
+        if let tokenFile {
+            let base = tokenFile.split(separator: "/").last.map(String.init) ?? tokenFile
+            tokenName = base.split(separator: ".").first.map(String.init) ?? base
+        }
         tokenForReads = !ListeningSocket.isLoopback(address.host)
     }
 
@@ -172,8 +182,8 @@ public struct Dashboard {
         if parts == ["api", "jobs"] { return try jobs(request.query) }
         if parts.count == 3 && parts[0] == "api" && parts[1] == "jobs" { return try job(parts[2]) }
         if parts == ["api", "throughput"] {
-            guard let minutes = Self.number(request.query["minutes"], default: 180, range: 1...1440) else {
-                return .error(400, "minutes must be a whole number from 1 to 1440")
+            guard let minutes = Self.number(request.query["minutes"], default: 180, range: 1...10080) else {
+                return .error(400, "minutes must be a whole number from 1 to 10080 (7 days)")
             }
             return .json(try throughputJSON(minutes: minutes))
         }
@@ -198,8 +208,9 @@ public struct Dashboard {
     // MARK: reads
 
     func throughputJSON(minutes: Int) throws(StoreError) -> JSON.Value {
-        let series = try Throughput.series(store: store, minutes: minutes, now: try store.currentTime())
-        return .object([("minutes", .array(series.map { minute, counts in
+        let step = Throughput.step(forMinutes: minutes)
+        let series = try Throughput.series(store: store, minutes: minutes, step: step, now: try store.currentTime())
+        return .object([("step_minutes", .integer(Int64(step))), ("minutes", .array(series.map { minute, counts in
             .object([("at", .string(isoTime(Moment(seconds: Double(minute) * 60))))] + Throughput.outcomeNames.map { ($0, .integer(Int64(counts[$0] ?? 0))) })
         }))])
     }
@@ -239,25 +250,39 @@ public struct Dashboard {
         guard carriesToken(request, allowQuery: false) else {
             return .error(401, "an action needs the token printed when the dashboard started (Authorization: Bearer TOKEN)")
         }
-        if parts.count == 4 && parts[0] == "api" && parts[1] == "jobs" && parts[3] == "retry" {
-            let id = parts[2]
-            return try store.retry(id) ? .json(.object([("done", .string("job \(id) back to pending"))]))
-                : .error(409, "job \(id) cannot be retried (only a failed, cancelled or retrying job can)")
+        if parts.count == 4 && parts[0] == "api" && parts[1] == "jobs", let action = HandActions.JobAction(rawValue: parts[3]) {
+            return Self.answer(try HandActions.job(action, parts[2], by: actor, store: store))
         }
-        if parts.count == 4 && parts[0] == "api" && parts[1] == "jobs" && parts[3] == "cancel" {
-            let id = parts[2]
-            return try store.cancel(id) ? .json(.object([("done", .string("job \(id) cancelled"))]))
-                : .error(409, "job \(id) cannot be cancelled (a claimed or running one cannot)")
+        if parts.count == 3 && parts[0] == "api" && parts[1] == "jobs", let action = HandActions.JobAction(rawValue: parts[2]) {
+            // Bulk, over the filters of /api/jobs (at least one, so an empty form retries nothing by accident).
+            let query = request.query
+            if let status = query["status"], !status.isEmpty, JobStatus(rawValue: status) == nil {
+                return .error(400, "status must be one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            let filter = JobQuery(status: query["status"], account: query["account"], device: query["device"], errorType: query["error"], search: query["q"])
+            guard HandActions.describe(filter) != "every job" else {
+                return .error(400, "a bulk \(action.rawValue) needs at least one filter (?status= &account= &device= &error= &q=)")
+            }
+            let (lines, summary) = try HandActions.jobs(action, matching: filter, by: actor, store: store)
+            return .json(.object([("done", .string(summary.text)), ("jobs", .array(lines.map { .string($0.text) }))]))
+        }
+        if parts.count == 4 && parts[0] == "api" && parts[1] == "devices", let action = HandActions.DeviceAction(rawValue: parts[3]) {
+            return Self.answer(try HandActions.device(action, parts[2], by: actor, store: store))
         }
         if parts.count == 4 && parts[0] == "api" && parts[1] == "accounts" && parts[3] == "resume" {
-            let name = parts[2]
-            return try store.resumeAccount(name) ? .json(.object([("done", .string("account \(name) resumed"))]))
-                : .error(404, "no account '\(name)'")
+            return Self.answer(try HandActions.resumeAccount(parts[2], by: actor, store: store))
         }
         if parts == ["api", "stop"] {
             let (text, failure) = paths.stopAll(config: config) { _ in }.report(store: paths.storeName)
             return failure.map { .error(409, $0) } ?? .json(.object([("done", .string(text.split(separator: "\n").last.map(String.init) ?? "stopped"))]))
         }
         return .error(404, "no such action: \(request.path)")
+    }
+
+    /// Who the page's actions are recorded as: the token's name.
+    var actor: String { "the page (token \(tokenName))" }
+
+    static func answer(_ said: HandActions.Said) -> HTTPResponse {
+        said.failure == 0 ? .json(.object([("done", .string(said.text))])) : .error(said.httpStatus, said.text)
     }
 }

@@ -68,7 +68,7 @@ enum DashboardPage {
     }
     async function showJob(id){
       selected=id;const j=await get("/api/jobs/"+encodeURIComponent(id));const d=$("detail");d.hidden=false;d.replaceChildren();
-      const lines=["job "+j.id+" ("+j.status+"), account "+j.account+", device "+(j.device||"–")+", attempt "+j.attempts+" of "+j.max_attempts+", runs "+j.runs,
+      const lines=["job "+j.id+" ("+j.status+"), account "+j.account+", device "+(j.device||"–")+", priority "+j.priority+", attempt "+j.attempt+" of "+j.attempt_limit,
         j.error?"error ("+(j.error_type||"")+"): "+j.error:"", j.waiting?"waiting: "+j.waiting:"", "payload: "+JSON.stringify(j.payload),"events:"];
       for(const e of j.events)lines.push("  "+e.at+"  "+e.kind+(e.device?"  "+e.device:"")+"  "+e.message);
       d.append(lines.filter(Boolean).join("\n"));
@@ -79,7 +79,7 @@ enum DashboardPage {
         const s=await get("/api/status");actions=s.actions;
         $("store").textContent=s.store;
         $("counts").textContent=s.counts?Object.entries(s.counts).filter(([k,v])=>v).map(([k,v])=>v+" "+k).join(", "):"";
-        $("queue").textContent="queue "+s.queue+(s.queue?", empty in "+(s.time_to_empty_seconds==null?"? (nothing finished in 15 min)":ago(s.time_to_empty_seconds)):"")+", "+s.finished_per_minute+"/min";
+        $("queue").textContent="queue "+s.queue+", "+s.finished_per_minute+"/min: "+s.queue_outlook;
         $("actions").replaceChildren();
         if(actions){const b=document.createElement("button");b.textContent="stop the run";b.onclick=()=>{if(confirm("Stop the orchestrator and its workers?"))act("/api/stop");};$("actions").append(b);}
         const running={};for(const w of s.workers||[])if(w.job)running[w.device]=w.job+(w.step?" ("+w.step+")":"");
@@ -101,7 +101,7 @@ enum DashboardPage {
         const jobs=await get("/api/jobs?"+q);$("jobcount").textContent=jobs.total+" matching";
         const reasons={};for(const w of s.waiting||[])reasons[w.job]=w.reason;
         fill("jobs",jobs.jobs,(tr,j)=>{tr.className="job";tr.onclick=()=>showJob(j.id);cell(tr,j.id);cell(tr,j.account);
-          cell(tr,j.status,j.status=="failed"?"bad":j.status=="success"?"ok":"");cell(tr,j.device||"");cell(tr,j.attempts+"/"+j.max_attempts);
+          cell(tr,j.status,j.status=="failed"?"bad":j.status=="success"?"ok":"");cell(tr,j.device||"");cell(tr,j.attempt+"/"+j.attempt_limit);
           cell(tr,j.error?(j.error_type?j.error_type+": ":"")+j.error:(reasons[j.id]||""),"wrap");});
         drawChart((await get("/api/throughput?minutes=120")).minutes);
         if(selected)showJob(selected);

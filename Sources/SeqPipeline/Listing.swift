@@ -19,10 +19,10 @@ public enum Listing {
 
     /// `seqpipe jobs`: one aligned row per job.
     public static func jobs(_ jobs: [Job]) -> String {
-        var rows = [["JOB", "ACCOUNT", "STATUS", "PRIORITY", "DEVICE", "ATTEMPTS", "ERROR"]]
+        var rows = [["JOB", "ACCOUNT", "STATUS", "PRIORITY", "DEVICE", "ATTEMPT", "ERROR"]]
         for job in jobs {
             let error = job.error.map { (job.errorType.map { "\($0): " } ?? "") + $0 } ?? ""
-            rows.append([job.id, job.account, job.status.rawValue, String(job.priority), job.device ?? "-", "\(job.attempts)/\(job.maxAttempts)",
+            rows.append([job.id, job.account, job.status.rawValue, Priority.jobWord(job.priority), job.device ?? "-", "\(job.runs)/\(job.attemptLimit)",
                          error.count > 80 ? String(error.prefix(79)) + "…" : error])
         }
         return TextTable.render(rows)

@@ -37,12 +37,32 @@ public struct PipelineStatus {
     public var steps: [String: String] = [:]
     /// The host this status was read on: its servers' processes can be looked at.
     public var localHost = ""
-    /// Jobs still to run or running, jobs finished a minute over the last 15, and so the
-    /// time until the queue is empty (nil when nothing finished lately).
+    /// Jobs still to run or running; of them, those that can run now (`runnableNow`); jobs
+    /// finished a minute over the last 15; and whether an orchestrator runs (this host's
+    /// holds the store's lock, or a farm host holds its lease).
     public var queue = 0
+    public var runnable = 0
     public var finishedPerMinute = 0.0
+    public var orchestratorRuns = false
+
+    /// The time until the jobs that can run now are done, at the last 15 minutes' pace: only
+    /// while an orchestrator runs (nothing empties the queue otherwise), and nil when nothing
+    /// finished lately.
     public var timeToEmptySeconds: Double? {
-        queue == 0 ? 0 : finishedPerMinute > 0 ? (Double(queue) / finishedPerMinute * 60).rounded() : nil
+        guard queue > 0 else { return 0 }
+        guard orchestratorRuns else { return nil }
+        return runnable == 0 ? 0 : finishedPerMinute > 0 ? (Double(runnable) / finishedPerMinute * 60).rounded() : nil
+    }
+
+    /// The queue's outlook in words: `status` and the page say the same.
+    public var emptyText: String {
+        if queue == 0 { return "empty" }
+        if !orchestratorRuns { return "no orchestrator runs, so nothing empties it ('seqpipe run')" }
+        if runnable == 0 { return "none of it can run now (retries later, accounts paused, resting or at their daily limit)" }
+        let later = queue - runnable
+        let rest = later > 0 ? "; \(later) more can run only later" : ""
+        guard let seconds = timeToEmptySeconds else { return "nothing finished in the last 15 minutes\(rest)" }
+        return "\(runnable) that can run now done in about \(formatDuration(seconds))\(rest)"
     }
 
     public var leaders: [(role: String, host: String, leaseUntil: Moment)] = []
@@ -86,6 +106,8 @@ public struct PipelineStatus {
         for job in active where config.steps.indices.contains(job.progress) { status.steps[job.id] = config.steps[job.progress].name }
         status.queue = counts.filter { [.pending, .retrying, .claimed, .running].contains($0.0) }.reduce(0) { $0 + $1.1 }
         status.finishedPerMinute = try Throughput.finishedPerMinute(store: store, now: now)
+        status.runnable = try store.runnableNow(today: today, now: now)
+        status.orchestratorRuns = paths.isURL ? hosts.contains { $0.state == .running && ($0.leaseUntil ?? now) >= now } : holder != nil
         status.leaders = try store.leaders()
         for subject in devices.map({ "device:\($0.name)" }) + accounts.map({ "account:\($0.name)" }) {
             status.rates[subject] = (try store.rates(subject: subject, seconds: 3600, now: now), try store.rates(subject: subject, seconds: 86400, now: now))
@@ -108,6 +130,7 @@ public struct PipelineStatus {
             ("response_ms", device.responseMilliseconds.map { .integer(Int64($0)) } ?? .null),
             ("health_failures", .integer(Int64(device.healthFailures))),
             ("cooldown_until", (device.cooldownUntil ?? 0) > now ? time(device.cooldownUntil) : .null),
+            ("paused", .bool(device.paused)), ("paused_reason", optional(device.pausedReason)),
             ("last_error", optional(device.lastError)),
             ("server", server),
             ("phone", optional(device.phoneState?.rawValue)), ("phone_since", time(device.phoneSince)),
@@ -181,9 +204,18 @@ public struct PipelineStatus {
             }
         }
         if let busy = active.first(where: { $0.account == job.account }) { return "account \(job.account) busy with job \(busy.id)" }
-        let usable = devices.filter { $0.healthy && ($0.cooldownUntil ?? 0) <= now }
+        let usable = devices.filter { $0.healthy && !$0.paused && ($0.cooldownUntil ?? 0) <= now }
         if devices.isEmpty { return "no device; add one with 'seqpipe device add'" }
-        if usable.isEmpty { return "no healthy device (\(devices.map { "\($0.name): \($0.lastError ?? "on cooldown")" }.joined(separator: "; ")))" }
+        // Each device's state in a word or two: its reason is said once, under devices, not
+        // under every waiting job.
+        if usable.isEmpty {
+            let states = devices.map { device in
+                device.paused ? "\(device.name) paused"
+                    : (device.cooldownUntil ?? 0) > now ? "\(device.name) held until \(isoTime(device.cooldownUntil))"
+                    : "\(device.name) unhealthy"
+            }
+            return "no device can take it now (\(states.joined(separator: ", "))); why: see devices"
+        }
         if holder == nil { return "no orchestrator is running; start one with 'seqpipe run'" }
         return "waiting for a free worker"
     }
@@ -200,8 +232,7 @@ public struct PipelineStatus {
             lines.append("orchestrator: none running")
         }
         lines.append("jobs: " + counts.map { "\($0.0.rawValue) \($0.1)" }.joined(separator: ", "))
-        let empty = timeToEmptySeconds.map { $0 == 0 ? "empty" : "empty in about \(formatDuration($0))" } ?? "nothing finished in the last 15 minutes"
-        lines.append("queue: \(queue) to do, \((finishedPerMinute * 10).rounded() / 10) finished a minute; \(empty)")
+        lines.append("queue: \(queue) to do, \((finishedPerMinute * 10).rounded() / 10) finished a minute; \(emptyText)")
         // A farm: each host's lease, devices and workers, and what it leads.
         if hosts.count > 1 || (hosts.first.map { !$0.name.isEmpty && devices.contains { !$0.host.isEmpty } } ?? false) {
             lines.append("hosts:")
@@ -235,7 +266,8 @@ public struct PipelineStatus {
             var rows = [["  DEVICE", "LAST HOUR", "LAST DAY", "STATE"]]
             for device in devices {
                 var state = device.healthy ? "healthy" : "UNHEALTHY"
-                if let until = device.cooldownUntil, until > now { state += ", held until \(isoTime(until))" }
+                if device.paused { state = "PAUSED \(device.pausedReason ?? "by hand") ('seqpipe device resume \(device.name)'), " + state }
+                if let until = device.cooldownUntil, until > now { state += ", held until \(isoTime(until)) ('seqpipe device release \(device.name)' ends it now)" }
                 if let ms = device.responseMilliseconds { state += ", \(ms) ms" }
                 if device.healthFailures > 0 { state += ", \(device.healthFailures) failed checks" }
                 if let error = device.lastError { state += ": \(error)" }
@@ -343,7 +375,7 @@ public struct PipelineStatus {
                     ("step", optional(worker.job.flatMap { steps[$0] })), ("host", .string(worker.host)),
                     ("appium_port", .integer(Int64(config.appiumPort(worker: worker.index)))),
                     ("system_port", .integer(Int64(config.systemPort(worker: worker.index)))),
-                    ("restarts", .integer(Int64(worker.restarts))),
+                    ("restarts", .integer(Int64(worker.restarts))), ("since", time(worker.since)),
                 ])
             })),
             ("accounts", .array(accounts.map { account in
@@ -379,6 +411,7 @@ public struct PipelineStatus {
             })),
             ("queue", .integer(Int64(queue))), ("finished_per_minute", .number((finishedPerMinute * 100).rounded() / 100)),
             ("time_to_empty_seconds", timeToEmptySeconds.map { .integer(Int64($0)) } ?? .null),
+            ("runnable_now", .integer(Int64(runnable))), ("orchestrator_runs", .bool(orchestratorRuns)), ("queue_outlook", .string(emptyText)),
             ("waiting_total", .integer(Int64(waitingTotal))),
             ("waiting", .array(waiting.map { .object([("job", .string($0.job.id)), ("account", .string($0.job.account)), ("reason", .string($0.reason))]) })),
         ])

@@ -23,7 +23,7 @@ public enum ProgressCSV {
                 job.id, job.account, job.field("video") ?? job.field("video_path") ?? "", job.field("caption") ?? "",
                 job.status.rawValue, job.worker.map(String.init) ?? "", isoTime(job.claimedAt), isoTime(job.completedAt),
                 job.error ?? "", String(job.attempts), String(job.maxAttempts), isoTime(job.retryAt), job.errorType ?? "",
-                String(job.priority),
+                Priority.jobWord(job.priority),
             ] + extra.map { job.field($0) ?? "" }
             text += fields.map(quote).joined(separator: ",") + "\r\n"
         }

@@ -15,17 +15,30 @@ public enum Throughput {
     /// The kinds that end a job for good (success or failed).
     static let finishing: Set<EventKind> = [.jobSuccess, .jobFailed, .jobPoison, .accountPaused]
 
-    /// Per minute over the last `minutes` (this one included), how many runs ended how.
-    public static func series(store: any JobStore, minutes: Int, now: Moment) throws(StoreError) -> [(minute: Int64, counts: [String: Int])] {
-        let since = Moment(seconds: (now.seconds / 60).rounded(.down) * 60 - Double(minutes - 1) * 60)
+    /// Per `step` minutes over the last `minutes` (the current bucket included), how many runs
+    /// ended how; counted by the store.
+    public static func series(store: any JobStore, minutes: Int, step: Int = 1, now: Moment) throws(StoreError) -> [(minute: Int64, counts: [String: Int])] {
+        let step = max(1, step)
+        let buckets = max(1, (minutes + step - 1) / step)
+        let seconds = Double(step * 60)
+        let first = Int64((now.seconds / seconds).rounded(.down)) - Int64(buckets - 1)
         let outcome = Dictionary(uniqueKeysWithValues: outcomes.map { ($0.kind, $0.outcome) })
-        var buckets: [Int64: [String: Int]] = [:]
-        for (at, kind) in try store.eventTimes(kinds: outcomes.map(\.kind), since: since) {
+        var counted: [Int64: [String: Int]] = [:]
+        for (bucket, kind, count) in try store.eventCounts(kinds: outcomes.map(\.kind), since: Moment(seconds: Double(first) * seconds), bucketSeconds: step * 60) {
             guard let name = outcome[kind] else { continue }
-            buckets[Int64(at.seconds / 60), default: [:]][name, default: 0] += 1
+            counted[bucket, default: [:]][name, default: 0] += count
         }
-        let first = Int64(since.seconds / 60)
-        return (0..<Int64(minutes)).map { (first + $0, buckets[first + $0] ?? [:]) }
+        return (0..<Int64(buckets)).map { ((first + $0) * Int64(step), counted[first + $0] ?? [:]) }
+    }
+
+    /// The bucket, in minutes, for a chart over `minutes`: a few hundred bars at most.
+    public static func step(forMinutes minutes: Int) -> Int {
+        switch minutes {
+        case ...180: 1
+        case ...720: 5
+        case ...1440: 10
+        default: 60
+        }
     }
 
     /// Jobs finished (success or failed) a minute over the last 15 minutes.

@@ -40,7 +40,7 @@ struct CommandLineTests {
         #expect(help == 0 && text.contains("device add NAME [--url URL]") && text.contains("device list | device remove NAME"), "\(text)")
         #expect(!text.contains("account add"), "\(text)")
         let (cancelHelp, cancelText, _) = try pipeline.pipe(["cancel", "-h"])
-        #expect(cancelHelp == 0 && cancelText.contains("retry JOB | cancel JOB"), "\(cancelText)")
+        #expect(cancelHelp == 0 && cancelText.contains("cancel JOB... | cancel [--status S]"), "\(cancelText)")
         let (bad, _, badErr) = try pipeline.pipe(["events", "--json=yes"])
         #expect(bad == 2 && badErr == "seqpipe: events: option --json takes no value; see 'seqpipe events --help'\n", "\(badErr)")
         let (early, _, earlyErr) = try pipeline.pipe(["--workers", "2", "run"])

@@ -191,7 +191,7 @@ let chromiumPath: String? = ["chromium", "chromium-browser", "google-chrome"].fi
     @Test func theTerminalListsJobsShowsOneAndWatchesTheStatus() throws {
         let pipeline = try Self.workedPipeline()
         let (listed, table, _) = try pipeline.pipe(["jobs", "--status", "failed"])
-        #expect(listed == 0 && table.hasPrefix("JOB  ACCOUNT   STATUS  PRIORITY  DEVICE  ATTEMPTS  ERROR\n") && table.contains("suspended: "), "\(table)")
+        #expect(listed == 0 && table.hasPrefix("JOB  ACCOUNT   STATUS  PRIORITY  DEVICE  ATTEMPT  ERROR\n") && table.contains("suspended: "), "\(table)")
         #expect(table.split(separator: "\n").count == 2)
         let (_, json, _) = try pipeline.pipe(["jobs", "--json"])
         let all = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])

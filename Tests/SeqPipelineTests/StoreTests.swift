@@ -186,7 +186,9 @@ let day = "2026-11-23"
         #expect(try store.claim(worker: 0, device: "d0", now: 1, today: day, bootSeconds: 1)?.job.id == "x")
         #expect(try store.claim(worker: 1, device: "d1", now: 1, today: day, bootSeconds: 1) == nil)
         #expect(try store.remainingWork(today: day) == 1)  // only bob's running job
-        #expect(try store.resumeAccount("alice"))
+        #expect(try store.resumeAccount("alice", by: "test") == .changed(from: "paused (suspended (job a))"))
+        #expect(try store.resumeAccount("alice", by: "test") == .unchanged("running"))
+        #expect(try store.resumeAccount("nobody", by: "test") == .missing)
         #expect(try store.claim(worker: 1, device: "d1", now: 2, today: day, bootSeconds: 1)?.job.id == "b")
     }
 
@@ -240,19 +242,51 @@ let day = "2026-11-23"
         }
     }
 
+    /// What a change by hand found: refused, already so, changed, or no such job; and each
+    /// change an event naming who asked.
     @Test(arguments: StoreDriver.all) func retryAndCancelByHand(_ driver: StoreDriver) throws {
         let place = try driver.place()
         let store = try driver.makeStore(place)
-        _ = try store.addJobs([job("a", "alice", maxAttempts: 1), job("b", "bob")])
+        _ = try store.addJobs([job("a", "alice", maxAttempts: 1), job("b", "bob"), job("c", "carol")])
         let claim = try #require(try store.claim(worker: 0, device: "d0", now: 0, today: day, bootSeconds: 1))
-        #expect(try !store.cancel("a"))  // claimed: the worker owns it
+        #expect(try store.cancel("a", by: "test") == .refused(.claimed))  // claimed: the worker owns it
+        #expect(try store.retry("b", by: "test") == .unchanged(.pending))
         #expect(try store.finish(claim, outcome: .retryable(message: "x"), policy: policy, now: 0, today: day))
         #expect(try store.job("a")?.status == .failed)
-        #expect(try store.retry("a"))
-        #expect(try store.job("a")?.status == .pending && store.job("a")?.attempts == 0)
-        #expect(try store.cancel("b"))
-        #expect(try !store.retry("nope"))
+        #expect(try store.retry("a", by: "alice at the terminal") == .changed(from: .failed))
+        let retried = try #require(try store.job("a"))
+        #expect(retried.status == .pending && retried.attempts == 0 && retried.runs == 1 && retried.attemptLimit == 2, "\(retried)")
+        #expect(try store.events(job: "a").contains { $0.kind == .jobRetry && $0.message == "put back to pending by alice at the terminal" })
+        #expect(try store.cancel("b", by: "test") == .changed(from: .pending))
+        #expect(try store.cancel("b", by: "test") == .unchanged(.cancelled))
+        #expect(try store.retry("nope", by: "test") == .missing)
         #expect(try store.job("b")?.status == .cancelled)
+        let c = try #require(try store.claim(worker: 0, device: "d0", now: 1, today: day, bootSeconds: 1))
+        #expect(c.job.id == "a" || c.job.id == "c")
+        #expect(try store.finish(c, outcome: .success, policy: policy, now: 2, today: day))
+        #expect(try store.cancel(c.job.id, by: "test") == .refused(.success))
+    }
+
+    /// A device paused by hand takes no claim until resumed; a held one is released at once.
+    @Test(arguments: StoreDriver.all) func devicesArePausedResumedAndReleasedByHand(_ driver: StoreDriver) throws {
+        let place = try driver.place()
+        let store = try driver.makeStore(place, devices: 1)
+        _ = try store.addJobs([job("a", "alice"), job("b", "bob")])
+        #expect(try store.pauseDevice("d0", by: "test") == .changed(from: "running"))
+        #expect(try store.pauseDevice("d0", by: "test") == .unchanged("paused"))
+        #expect(try store.claim(worker: 0, device: "d0", now: 0, today: day, bootSeconds: 1) == nil)
+        #expect(try store.resumeDevice("d0", by: "test") == .changed(from: "paused (by test)"))
+        #expect(try store.resumeDevice("d0", by: "test") == .unchanged("not paused"))
+        let now = try store.currentTime()
+        try store.holdDevice("d0", until: now + 3600, reason: "port 4723 is busy")
+        #expect(try store.claim(worker: 0, device: "d0", now: now, today: day, bootSeconds: 1) == nil)
+        guard case .changed(let from) = try store.releaseDevice("d0", by: "test") else { Issue.record("not released"); return }
+        #expect(from.hasPrefix("held until ") && from.hasSuffix("(port 4723 is busy)"), "\(from)")
+        #expect(try store.releaseDevice("d0", by: "test") == .unchanged("not held"))
+        #expect(try store.claim(worker: 0, device: "d0", now: now, today: day, bootSeconds: 1) != nil)
+        #expect(try store.pauseDevice("nope", by: "test") == .missing)
+        let kinds = try store.events(since: 0, limit: 100).map(\.kind)
+        #expect([EventKind.devicePaused, .deviceResumed, .deviceReleased].allSatisfy(kinds.contains), "\(kinds)")
     }
 
     @Test(arguments: StoreDriver.all) func migrationsAreVersionedAndIdempotent(_ driver: StoreDriver) throws {

@@ -36,8 +36,8 @@ _seqpipe() {
         serve) options="--listen --allow-actions --token-file --db --config --help --version" ;;
         stop-all) options="--db --config --help --version" ;;
         completion) options="--db --config --help --version"; if [ $words -eq 0 ] && [[ $cur != -* ]]; then COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")); return; fi ;;
-        retry) options="--db --config --help --version" ;;
-        cancel) options="--db --config --help --version" ;;
+        retry) options="--status --account --device --error --search --db --config --help --version" ;;
+        cancel) options="--status --account --device --error --search --db --config --help --version" ;;
         *) return ;;
     esac
     COMPREPLY=($(compgen -W "$options" -- "$cur"))

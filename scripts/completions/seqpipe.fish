@@ -81,3 +81,13 @@ complete -c seqpipe -n '__fish_seen_subcommand_from serve' -l listen
 complete -c seqpipe -n '__fish_seen_subcommand_from serve' -l allow-actions
 complete -c seqpipe -n '__fish_seen_subcommand_from serve' -l token-file -r -F
 complete -c seqpipe -n '__fish_seen_subcommand_from completion; and not __fish_seen_subcommand_from bash zsh fish' -a 'bash zsh fish'
+complete -c seqpipe -n '__fish_seen_subcommand_from retry' -l status
+complete -c seqpipe -n '__fish_seen_subcommand_from retry' -l account
+complete -c seqpipe -n '__fish_seen_subcommand_from retry' -l device
+complete -c seqpipe -n '__fish_seen_subcommand_from retry' -l error
+complete -c seqpipe -n '__fish_seen_subcommand_from retry' -l search
+complete -c seqpipe -n '__fish_seen_subcommand_from cancel' -l status
+complete -c seqpipe -n '__fish_seen_subcommand_from cancel' -l account
+complete -c seqpipe -n '__fish_seen_subcommand_from cancel' -l device
+complete -c seqpipe -n '__fish_seen_subcommand_from cancel' -l error
+complete -c seqpipe -n '__fish_seen_subcommand_from cancel' -l search

@@ -25,11 +25,7 @@ extension Invocation {
 
     func jobsCommand() {
         expect(0, "options only: seqpipe jobs [--status S] [--account A] [--device D] [--error TYPE] [--search TEXT] [--json]")
-        if let status = options.value("--status"), JobStatus(rawValue: status) == nil {
-            usage("--status '\(status)' must be one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        let query = JobQuery(status: options.value("--status"), account: options.value("--account"), device: options.value("--device"),
-                             errorType: options.value("--error"), search: options.value("--search"))
+        let query = jobQuery()
         let jobs = storeCall { () throws(StoreError) in try openStore().jobs() }.filter(query.matches)
         printOut(options.has("--json") ? JSON.encode(.object([("total", .integer(Int64(jobs.count))), ("jobs", .array(jobs.map(Dashboard.jobJSON)))])) + "\n"
                  : Listing.jobs(jobs))

@@ -21,7 +21,7 @@ extension Invocation {
     }
 
     func deviceCommand() {
-        guard let sub = words.first else { usage("expected add, list or remove") }
+        guard let sub = words.first else { usage("expected add, list, remove, pause, resume or release") }
         let store = openStore()
         switch sub {
         case "add":
@@ -51,7 +51,13 @@ extension Invocation {
                 fail("no device '\(name)'; see 'seqpipe device list'", 1)
             }
             printOut("device \(name) removed\n")
-        default: usage("expected add, list or remove, not '\(sub)'")
+        case "pause", "resume", "release":
+            if words.count != 2 { usage("expected a device name: seqpipe device \(sub) NAME") }
+            let action = HandActions.DeviceAction(rawValue: sub)!
+            let said = storeCall { () throws(StoreError) in try HandActions.device(action, words[1], by: HandActions.terminalUser, store: store) }
+            if said.failure != 0 { fail(said.text, 1) }
+            printOut(said.text + "\n")
+        default: usage("expected add, list, remove, pause, resume or release, not '\(sub)'")
         }
     }
 
@@ -71,10 +77,9 @@ extension Invocation {
             printOut(Listing.accounts(storeCall { () throws(StoreError) in try store.accounts() }, successesToday: done, now: Moment.now()))
         case "resume":
             if words.count != 2 { usage("expected an account name") }
-            if !storeCall({ () throws(StoreError) in try store.resumeAccount(words[1]) }) {
-                fail("no account '\(words[1])'; see 'seqpipe account list'", 1)
-            }
-            printOut("account \(words[1]) resumed\n")
+            let said = storeCall { () throws(StoreError) in try HandActions.resumeAccount(words[1], by: HandActions.terminalUser, store: store) }
+            if said.failure != 0 { fail(said.text, 1) }
+            printOut(said.text + "\n")
         default: usage("expected add, list or resume, not '\(sub)'")
         }
     }
@@ -161,15 +166,29 @@ extension Invocation {
         } catch { fail(error.message, 1) }
     }
 
+    /// `retry JOB...` or `retry --status S ...` (and cancel): each job by id, or every job a
+    /// filter matches, with one line that counts what changed.
     func retryOrCancel() {
-        expect(1, "a job id")
-        let id = words[0]
-        let store = openStore()
-        let changed = storeCall { () throws(StoreError) in command.name == "retry" ? try store.retry(id) : try store.cancel(id) }
-        if !changed {
-            guard let job = storeCall({ () throws(StoreError) in try store.job(id) }) else { fail("no job '\(id)'; see 'seqpipe status'", 1) }
-            fail("job \(id) is \(job.status.rawValue); \(command.name == "retry" ? "only a failed, cancelled or retrying job can be retried" : "a claimed or running job cannot be cancelled; stop it first, a finished one need not be")", 1)
+        guard let action = HandActions.JobAction(rawValue: command.name) else { usage("unknown action") }
+        let query = jobQuery()
+        let filtered = [query.status, query.account, query.device, query.errorType, query.search].contains { !($0 ?? "").isEmpty }
+        if words.isEmpty == !filtered {
+            usage("give job ids or filters (--status, --account, --device, --error, --search), one or the other")
         }
-        printOut("job \(id) \(command.name == "retry" ? "back to pending" : "cancelled")\n")
+        let store = openStore()
+        var worst = 0
+        if filtered {
+            let (lines, summary) = storeCall { () throws(StoreError) in try HandActions.jobs(action, matching: query, by: HandActions.terminalUser, store: store) }
+            for line in lines where line.failure != 0 { reporter.error(line.text) }
+            printOut(summary.text + "\n")
+            worst = summary.failure
+        } else {
+            for id in words {
+                let said = storeCall { () throws(StoreError) in try HandActions.job(action, id, by: HandActions.terminalUser, store: store) }
+                if said.failure == 0 { printOut(said.text + "\n") } else { reporter.error(said.text) }
+                worst = max(worst, said.failure)
+            }
+        }
+        if worst != 0 { ProcessExit.now(1) }
     }
 }

@@ -86,6 +86,15 @@ public struct Invocation: Sendable {
         return value
     }
 
+    /// The job filters of `jobs`, `retry` and `cancel`: --status, --account, --device, --error, --search.
+    func jobQuery() -> JobQuery {
+        if let status = options.value("--status"), JobStatus(rawValue: status) == nil {
+            usage("--status '\(status)' must be one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return JobQuery(status: options.value("--status"), account: options.value("--account"), device: options.value("--device"),
+                        errorType: options.value("--error"), search: options.value("--search"))
+    }
+
     func expect(_ count: Int, _ what: String) {
         if words.count != count { usage("expected \(what)") }
     }

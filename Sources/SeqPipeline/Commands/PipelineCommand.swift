@@ -27,6 +27,9 @@ public struct PipelineCommand: Sendable {
     public static let globalOptions = [OptionSpec("--db", kind: .value), OptionSpec("--config", kind: .value), OptionSpec("-h", "--help"), OptionSpec("--version")]
 
     /// What seeding takes: folders (each file a job over the accounts in turn) and CSVs.
+    /// The job filters `jobs`, `retry` and `cancel` take.
+    static let jobFilters = [OptionSpec("--status", kind: .value), OptionSpec("--account", kind: .value), OptionSpec("--device", kind: .value),
+                             OptionSpec("--error", kind: .value), OptionSpec("--search", kind: .value)]
     static let seedOptions = [OptionSpec("--folder", kind: .value), OptionSpec("--accounts", kind: .values), OptionSpec("--csv", kind: .value),
                               OptionSpec("--export", kind: .value), OptionSpec("--priority", kind: .value), OptionSpec("--max-attempts", kind: .value)]
 
@@ -47,6 +50,10 @@ public struct PipelineCommand: Sendable {
               device list | device remove NAME [--force]
                                             --force: a device in use is drained first (its
                                             worker finishes its job, then stops).
+              device pause NAME | device resume NAME | device release NAME
+                                            Pause: its worker finishes its job, then claims
+                                            nothing until resumed. Release: end a hold (after
+                                            trouble or a busy port) now.
             """),
         PipelineCommand("account", options: [OptionSpec("--daily-limit", kind: .value)], hidden: false, run: { $0.accountCommand() },
                         help: """
@@ -90,7 +97,7 @@ public struct PipelineCommand: Sendable {
                                             accounts and devices with their success rates, and
                                             why jobs wait; --watch redraws it every 2 s.
             """),
-        PipelineCommand("jobs", options: [OptionSpec("--status", kind: .value), OptionSpec("--account", kind: .value), OptionSpec("--device", kind: .value), OptionSpec("--error", kind: .value), OptionSpec("--search", kind: .value), OptionSpec("--json")], hidden: false, run: { $0.jobsCommand() },
+        PipelineCommand("jobs", options: Self.jobFilters + [OptionSpec("--json")], hidden: false, run: { $0.jobsCommand() },
                         help: """
               jobs [--status S] [--account A] [--device D] [--error TYPE] [--search TEXT] [--json]
                                             The jobs, filtered.
@@ -138,11 +145,16 @@ public struct PipelineCommand: Sendable {
                         help: """
               completion bash|zsh|fish      Print seqpipe's completion script for that shell.
             """),
-        PipelineCommand("retry", options: [], hidden: false, run: { $0.retryOrCancel() },
+        PipelineCommand("retry", options: Self.jobFilters, hidden: false, run: { $0.retryOrCancel() },
                         help: """
-              retry JOB | cancel JOB
+              retry JOB... | retry [--status S] [--account A] [--device D] [--error TYPE] [--search TEXT]
+              cancel JOB... | cancel [--status S] [--account A] [--device D] [--error TYPE] [--search TEXT]
+                                            Retry: a failed, cancelled or retrying job goes back
+                                            to pending with a fresh budget of attempts. Cancel: a
+                                            pending, retrying or failed one. With filters, every
+                                            job they match, and one line counting what changed.
             """),
-        PipelineCommand("cancel", options: [], hidden: false, run: { $0.retryOrCancel() }, // shown with retry
+        PipelineCommand("cancel", options: Self.jobFilters, hidden: false, run: { $0.retryOrCancel() }, // shown with retry
                         help: ""),
         PipelineCommand("worker", options: MemberOrders.options(for: .worker), hidden: true, run: { $0.workerCommand() },
                         help: ""),
