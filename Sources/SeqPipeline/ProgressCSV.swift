@@ -126,15 +126,25 @@ public enum ProgressCSV {
     /// Jobs from a progress CSV. A claimed or running row (a run that died) comes back pending.
     /// - Throws: `ConfigError` naming the line and the column.
     public static func importJobs(_ text: String, file: String, defaultMaxAttempts: Int) throws(ConfigError) -> [Job] {
-        try importRows(text, file: file, defaultMaxAttempts: defaultMaxAttempts).map(\.job)
+        let read = try importRows(text, file: file, defaultMaxAttempts: defaultMaxAttempts)
+        if let first = read.problems.first?.message {
+            let more = read.problems.count - 1
+            throw ConfigError(message: first + (more > 0 ? " (and \(more) more bad row\(more == 1 ? "" : "s"); 'seqpipe import-csv \(file)' lists them all)" : ""))
+        }
+        return read.rows.map(\.job)
     }
 
-    /// The jobs with the line each came from. A column beyond the original's (and
-    /// `priority`) is a payload field; a job id seen twice is an error naming both lines.
-    public static func importRows(_ text: String, file: String, defaultMaxAttempts: Int) throws(ConfigError) -> [(job: Job, line: Int)] {
+    /// The smallest header a CSV of new jobs needs; any further column is a payload field.
+    public static let minimalHeader = "job_id,account,video_path,caption"
+
+    /// The jobs with the line each came from, and every bad row (one line each, FILE:LINE:
+    /// why). A column beyond the original's (and `priority`) is a payload field; a job id
+    /// seen twice is an error naming both lines. Throws for what spoils the whole file (no
+    /// header, a quote never closed, a column named twice).
+    public static func importRows(_ text: String, file: String, defaultMaxAttempts: Int) throws(ConfigError) -> (rows: [(job: Job, line: Int)], problems: [(line: Int, message: String)]) {
         let (rows, rowLines, badLine) = parseLines(text)
         if let badLine { throw ConfigError(message: "\(file):\(badLine): a quoted field never ends; close its double quote") }
-        guard let first = rows.first else { throw ConfigError(message: "\(file): empty; expected a header line: \(header.joined(separator: ","))") }
+        guard let first = rows.first else { throw ConfigError(message: "\(file): empty; expected a header line such as \(minimalHeader)") }
         var column: [String: Int] = [:]
         for (index, name) in first.enumerated() {
             let name = name.trimmingSpaces
@@ -144,14 +154,17 @@ public enum ProgressCSV {
             column[name] = index
         }
         for required in ["job_id", "account"] where column[required] == nil {
-            throw ConfigError(message: "\(file):1: no '\(required)' column; expected a header line: \(header.joined(separator: ","))")
+            throw ConfigError(message: "\(file):1: no '\(required)' column; expected a header line such as \(minimalHeader) (any further column is a field of the job)")
         }
         var jobs: [(job: Job, line: Int)] = []
+        var problems: [(line: Int, message: String)] = []
         var seen: [String: Int] = [:]
         let fields = column.filter { !header.contains($0.key) && $0.key != "priority" && !$0.key.isEmpty }.sorted { $0.value < $1.value }
         for (offset, row) in rows.dropFirst().enumerated() {
             let line = rowLines[offset + 1]
             if row.allSatisfy({ $0.isEmpty }) { continue }
+            // A bad row is reported and the next one read: every bad row is said at once.
+            do throws(ConfigError) {
             if row.count > first.count {
                 throw ConfigError(message: "\(file):\(line): \(row.count) values but the header names \(first.count) columns; quote a value that holds a comma, or name the column")
             }
@@ -208,8 +221,11 @@ public enum ProgressCSV {
             job.attempts = try number("attempts", 0)
             job.maxAttempts = max(1, try number("max_attempts", defaultMaxAttempts))
             jobs.append((job, line))
+            } catch {
+                problems.append((line, error.message))
+            }
         }
-        return jobs
+        return (jobs, problems)
     }
 }
 

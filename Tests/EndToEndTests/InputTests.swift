@@ -30,6 +30,28 @@ import Testing
         #expect(bom.0 == 0 && bom.2 == 1, "a UTF-8 byte order mark is no column name: \(bom)")
     }
 
+    /// Every bad row is said, each with its line, and nothing is imported; a header without
+    /// the needed columns is told the smallest one; the command's help lists the columns.
+    @Test func everyBadRowIsReportedAndTheSmallestHeaderNamed() throws {
+        let rows = try importing(Array("job_id,account,mode,priority\na1,acct,ok,P1\n,acct,ok,\na3,,ok,\na4,acct,ok,urgent\na1,b,ok,\n".utf8))
+        let lines = rows.1.split(separator: "\n").map(String.init)
+        #expect(rows.0 == 1 && rows.2 == 0, "\(rows)")
+        #expect(lines == [
+            "seqpipe: jobs.csv:3: job_id is empty; every job needs an id",
+            "seqpipe: jobs.csv:4: account is empty for job a3",
+            "seqpipe: jobs.csv:5: priority 'urgent' is not P0 (first) to P3, high, normal, low, or a whole number (higher first)",
+            "seqpipe: jobs.csv:6: job 'a1' is on line 2 too; give each job its own id",
+            "seqpipe: jobs.csv: 4 bad rows; nothing imported",
+        ], "\(lines)")
+        let plain = try importing(Array("id,name\n1,x\n".utf8))
+        #expect(plain.0 == 1 && plain.1.contains("no 'job_id' column; expected a header line such as job_id,account,video_path,caption")
+                && !plain.1.contains("worker_id"), "\(plain)")
+        let pipeline = try PipelineSandbox(devices: 0)
+        let (status, help, _) = try pipeline.pipe(["import-csv", "--help"])
+        #expect(status == 0 && help.contains("job_id,account,video_path,caption") && help.contains("max_attempts, retry_at, error_type")
+                && help.contains("Every bad"), "\(help)")
+    }
+
     @Test func aDayTheMonthDoesNotHaveIsNoTime() throws {
         let pipeline = try PipelineSandbox(devices: 1)
         let (status, _, err) = try pipeline.pipe(["events", "--since", "2026-02-30T00:00:00Z"])

@@ -128,13 +128,26 @@ extension Invocation {
         let store = openStore()
         let config = loadConfig(store: store)
         let rows: [(job: Job, line: Int)]
-        do { rows = try ProgressCSV.importRows(ProgressCSV.text(bytes, file: words[0]), file: words[0], defaultMaxAttempts: config.maxAttempts) } catch {
+        var problems: [(line: Int, text: String)]
+        do {
+            let read = try ProgressCSV.importRows(ProgressCSV.text(bytes, file: words[0]), file: words[0], defaultMaxAttempts: config.maxAttempts)
+            rows = read.rows
+            problems = read.problems.map { ($0.line, $0.message) }
+        } catch {
             fail(error.message, 1)
         }
+        // Every bad row, each on its own line, in the file's order; nothing is imported then.
         let known = Set(storeCall { () throws(StoreError) in try store.jobs() }.map(\.id))
         for (job, line) in rows {
-            if known.contains(job.id) { fail("\(words[0]):\(line): job '\(job.id)' is already in the store; give it another id, or drop the row", 1) }
-            if let missing = Placeholders.missing(for: job, config: config) { fail("\(words[0]):\(line): job \(job.id): \(missing)", 1) }
+            if known.contains(job.id) {
+                problems.append((line, "\(words[0]):\(line): job '\(job.id)' is already in the store; give it another id, or drop the row"))
+            } else if let missing = Placeholders.missing(for: job, config: config) {
+                problems.append((line, "\(words[0]):\(line): job \(job.id): \(missing)"))
+            }
+        }
+        if !problems.isEmpty {
+            for problem in problems.sorted(by: { $0.line < $1.line }) { reporter.error(problem.text) }
+            fail("\(words[0]): \(problems.count) bad row\(problems.count == 1 ? "" : "s"); nothing imported", 1)
         }
         let ids = storeCall { () throws(StoreError) in try store.addJobs(rows.map(\.job)) }
         printOut("imported \(ids.count) job\(ids.count == 1 ? "" : "s")\n")

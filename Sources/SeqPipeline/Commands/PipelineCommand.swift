@@ -74,6 +74,16 @@ public struct PipelineCommand: Sendable {
         PipelineCommand("import-csv", options: [], hidden: false, run: { $0.importCsvCommand() },
                         help: """
               import-csv FILE | export-csv [FILE]
+                                            The CSV (RFC 4180; times ISO 8601 UTC) needs a
+                                            header; the smallest is job_id,account,video_path,caption
+                                            and any further column is a field of the job ({KEY} in
+                                            steps). export-csv writes the original's progress
+                                            columns: job_id, account, video_path, caption, status,
+                                            worker_id, claimed_at, completed_at, error, attempts,
+                                            max_attempts, retry_at, error_type; then priority (P0-P3)
+                                            and one per field, which import-csv reads back. Every bad
+                                            row is reported as FILE:LINE: why (exit 1), and then
+                                            nothing is imported.
             """),
         PipelineCommand("export-csv", options: [], hidden: false, run: { $0.exportCsvCommand() }, // shown with import-csv
                         help: ""),
