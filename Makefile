@@ -62,7 +62,7 @@ completions:
 # by the browser test (it needs chromium).
 dashboard-picture:
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --filter aHeadlessBrowserShowsDevicesJobsAFailureAndTheChartAndFollowsANewJob
+	$(SWIFT) test --skip-build --filter theOperatorActsFromThePageInAHeadlessBrowser
 	cp .build/dashboard.png man/dashboard.png
 
 bench: build

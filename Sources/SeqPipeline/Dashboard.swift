@@ -7,7 +7,9 @@ import SeqSystem
 ///   GET  /                     the page (HTML, its script and its chart inline; nothing fetched from elsewhere)
 ///   GET  /api/status           `status --json`, plus the queue, its time to empty and whether actions are on
 ///   GET  /api/jobs             jobs, filtered: ?status= &account= &device= &error= &q= &limit= (default 200)
-///   GET  /api/jobs/ID          one job: its fields, its events, why it waits
+///   GET  /api/jobs/ID          one job: its fields, its events, its step runs' output, why it waits
+///   GET  /jobs/ID              the page, opened at that job (a job's address, to link or bookmark)
+///   GET  /api/events           the latest events, oldest first: ?limit= (default 50, at most 500)
 ///   GET  /api/throughput       runs ended by outcome per bucket: ?minutes= (default 180, at most 10080);
 ///                              buckets of step_minutes (1 up to 3 h, 5, 10, then 60 for a week)
 ///   GET  /metrics              the same figures in the Prometheus text format
@@ -152,13 +154,15 @@ public struct Dashboard {
             return .error(401, "this dashboard listens beyond loopback: send the token (Authorization: Bearer TOKEN, or ?token=TOKEN)")
         }
         let parts = request.path.split(separator: "/").map(String.init)
-        let known = parts.isEmpty || parts == ["metrics"] || (parts.first == "api" && (2...4).contains(parts.count))
+        // The page answers at / and at /jobs/ID, a job's own address (it opens that job).
+        let page = parts.isEmpty || (parts.count == 2 && parts[0] == "jobs")
+        let known = page || parts == ["metrics"] || (parts.first == "api" && (2...4).contains(parts.count))
         do {
             if request.method == "POST" { return try act(request, parts) }
             guard request.method == "GET" || request.method == "HEAD" else {
                 return known ? .error(405, "\(request.method) is not served here; pages are GET, actions POST") : .error(404, "no such page: \(request.path)")
             }
-            if parts.isEmpty { return HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", body: DashboardPage.html) }
+            if page { return HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", body: DashboardPage.html) }
             let key = request.path + "?" + request.query.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "&")
             if let kept = cache.answer(key, maximumAge: cacheSeconds) { return kept }
             let answer = try read(request, parts)
@@ -181,6 +185,12 @@ public struct Dashboard {
         if parts == ["api", "status"] { return .json(try status()) }
         if parts == ["api", "jobs"] { return try jobs(request.query) }
         if parts.count == 3 && parts[0] == "api" && parts[1] == "jobs" { return try job(parts[2]) }
+        if parts == ["api", "events"] {
+            guard let limit = Self.number(request.query["limit"], default: 50, range: 1...500) else {
+                return .error(400, "limit must be a whole number from 1 to 500")
+            }
+            return HTTPResponse(status: 200, contentType: "application/json", body: Listing.events(try store.events(since: nil, limit: limit), json: true))
+        }
         if parts == ["api", "throughput"] {
             guard let minutes = Self.number(request.query["minutes"], default: 180, range: 1...10080) else {
                 return .error(400, "minutes must be a whole number from 1 to 10080 (7 days)")

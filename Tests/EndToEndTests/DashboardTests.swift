@@ -164,6 +164,15 @@ let chromiumPath: String? = ["chromium", "chromium-browser", "google-chrome"].fi
         #expect((detail["events"] as? [[String: Any]])?.contains { $0["kind"] as? String == "account-paused" } == true, "\(detail)")
         let chart = httpGet(port, "/api/throughput?minutes=30")
         #expect(chart.status == 200 && chart.body.contains("\"success\":5"), "\(chart.body)")
+        // A week, in hour buckets counted by the store; the page at a job's address; the latest events.
+        let week = try #require(try JSONSerialization.jsonObject(with: Data(httpGet(port, "/api/throughput?minutes=10080").body.utf8)) as? [String: Any])
+        let buckets = week["minutes"] as? [[String: Any]] ?? []
+        #expect(week["step_minutes"] as? Int == 60 && buckets.count == 168 && buckets.reduce(0) { $0 + ($1["success"] as? Int ?? 0) } == 5, "\(week)")
+        #expect(httpGet(port, "/api/throughput?minutes=10081").status == 400)
+        let jobPage = httpGet(port, "/jobs/bad")
+        #expect(jobPage.status == 200 && jobPage.head.contains("text/html") && jobPage.body.contains("<title>seqpipe</title>"))
+        let events = try #require(try JSONSerialization.jsonObject(with: Data(httpGet(port, "/api/events?limit=3").body.utf8)) as? [[String: Any]])
+        #expect(events.count == 3 && events.allSatisfy { $0["kind"] is String && $0["message"] is String }, "\(events)")
 
         // /metrics parses as the text format: comments, or NAME{LABELS} VALUE.
         let metrics = httpGet(port, "/metrics")
@@ -277,7 +286,7 @@ let chromiumPath: String? = ["chromium", "chromium-browser", "google-chrome"].fi
         }
         let before = try render()
         for device in ["d0", "d1", "d2"] { #expect(before.contains("<td>\(device)</td>"), "device \(device)") }
-        #expect(before.contains("<td>bad</td>") && before.contains("suspended: "), "the failed job and its reason")
+        #expect(before.contains("<a href=\"/jobs/bad\">bad</a>") && before.contains("suspended: "), "the failed job and its reason")
         #expect(before.contains("<svg") && before.contains("class=\"bar success\""), "the chart")
         #expect(before.contains("6 matching"), "the job count")
         #expect(!before.contains("id=\"updated\">failed"), "no fetch failed: \(before)")
@@ -290,22 +299,66 @@ let chromiumPath: String? = ["chromium", "chromium-browser", "google-chrome"].fi
         var after = ""
         #expect(waitUntil(30) {
             after = (try? render()) ?? ""
-            return after.contains("<td>later</td>")
+            return after.contains("<a href=\"/jobs/later\">later</a>")
         }, "the new job")
         #expect(after.contains("7 matching"), "the job count")
         #expect(after.contains("success 6"), "the chart's legend counts it")
 
-        // A picture for people to look at, kept beside the build.
-        let picture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent(".build/dashboard.png").path
-        let shot = try pipeline.sandbox.start(chromiumPath!, [
-            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars", "--user-data-dir=\(pipeline.sandbox.path("chromium"))",
-            "--window-size=1400,1000", "--virtual-time-budget=6000", "--screenshot=\(picture)", "http://127.0.0.1:\(port)/",
-        ])
-        #expect(shot.wait(90) == 0)
-        #expect(FileManager.default.fileExists(atPath: picture))
-        print("dashboard: screenshot in \(picture)")
         server.signal(SIGTERM)
         #expect(server.wait(10) == 0)
+    }
+
+    /// The Python that has Selenium (Debian's python3-selenium), if any.
+    static let seleniumPython: String? = ["/usr/bin/python3", "python3"].compactMap(pathOf).first { python in
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: python)
+        probe.arguments = ["-c", "import selenium"]
+        probe.standardError = FileHandle.nullDevice
+        guard (try? probe.run()) != nil else { return false }
+        probe.waitUntilExit()
+        return probe.terminationStatus == 0
+    }
+    static let chromedriverPath: String? = pathOf("chromedriver")
+
+    /// The operator's desk, driven in headless Chromium as a person would: a job opened by its
+    /// address, a failed job retried and a pending one cancelled by their buttons, a filter
+    /// retried in bulk, a device paused and resumed; each effect then read from the store.
+    @Test(.enabled(if: chromiumPath != nil && chromedriverPath != nil && seleniumPython != nil,
+                   "no chromium, chromedriver or Selenium here (apt-get install chromium chromium-driver python3-selenium): the page's actions test skips; .ci/run installs them"),
+          .timeLimit(.minutes(3)))
+    func theOperatorActsFromThePageInAHeadlessBrowser() throws {
+        let pipeline = try Self.workedPipeline()
+        try pipeline.addJobs([("f1", "suspended", "acct-f1"), ("f2", "suspended", "acct-f2")])
+        #expect(try pipeline.pipe(["run", "--once"], seconds: 60).0 == 0)
+        try pipeline.addJobs([("p1", "ok", "acct-p1")])
+        let (server, port) = try Self.serve(pipeline, ["--allow-actions"])
+        defer { server.signal(SIGTERM); _ = server.wait(10) }
+        #expect(waitUntil(10) { server.stdout.contains("their token: ") }, "\(server.stdout)")
+        let token = try #require(server.stdout.split(separator: "\n").first { $0.contains("their token: ") }?.split(separator: " ").last.map(String.init))
+
+        let picture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/dashboard.png").path
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("scripts/drive-dashboard.py").path
+        let drive = try pipeline.sandbox.start(Self.seleniumPython!, [
+            script, "http://127.0.0.1:\(port)", token, picture, try #require(pathOf(chromiumPath!)),
+            try #require(Self.chromedriverPath), pipeline.sandbox.path("chromium-profile"),
+        ])
+        #expect(drive.wait(150) == 0, "\(drive.stdout)\(drive.stderr.suffix(3000))")
+        print("dashboard, driven:\n\(drive.stdout)")
+        #expect(!drive.stdout.contains("FAILED"), "\(drive.stdout)")
+
+        // Each effect, as the store has it, recorded under the token's name.
+        let jobs = try pipeline.jobs()
+        #expect(jobs["bad"]?.status == "pending" && jobs["p1"]?.status == "cancelled", "\(jobs)")
+        #expect(jobs["f1"]?.status == "pending" && jobs["f2"]?.status == "pending", "\(jobs)")
+        let devices = try pipeline.status()["devices"] as? [[String: Any]] ?? []
+        #expect(devices.first { $0["name"] as? String == "d1" }?["paused"] as? Bool == false, "\(devices)")
+        let events = try pipeline.pipe(["events", "--limit", "100"]).1
+        for line in ["job-retry", "job-cancelled", "device-paused", "device-resumed"] {
+            #expect(events.split(separator: "\n").contains { $0.contains(line) && $0.contains("by the page (token printed at start)") }, "\(line): \(events)")
+        }
+        #expect(FileManager.default.fileExists(atPath: picture))
+        print("dashboard: screenshot in \(picture)")
     }
 }

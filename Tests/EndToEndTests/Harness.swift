@@ -18,9 +18,13 @@ let makeSeqPath = (seqexecPath as NSString).deletingLastPathComponent + "/make-s
 let toolsDirectory = (seqexecPath as NSString).deletingLastPathComponent
 
 /// Whether `name` is a program on this process's PATH (an optional tool a test needs).
-func commandOnPath(_ name: String) -> Bool {
+func commandOnPath(_ name: String) -> Bool { pathOf(name) != nil }
+
+/// Where `name` is found on PATH (an absolute name as it is), or nil.
+func pathOf(_ name: String) -> String? {
+    if name.hasPrefix("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }
     let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-    return path.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/\(name)") }
+    return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
 }
 
 /// Polls `condition` until it holds or `seconds` pass: waiting on a file or a process, never a
