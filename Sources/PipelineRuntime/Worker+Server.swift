@@ -47,6 +47,16 @@ extension Worker {
         }
     }
 
+    /// A hold for a port clash on a port this worker no longer uses (the config's ports were
+    /// moved, then the run started again) is void: ended now, not waited out.
+    mutating func releaseHoldOfAnotherPort() {
+        let port = config.appiumPort(worker: index)
+        guard let device = try? store.device(deviceName), device.serverState == .portBusy, let clashed = device.serverPort, clashed != port,
+              let until = device.cooldownUntil, until > Moment.now() else { return }
+        log("the hold for the clash on port \(clashed) ends: this worker's server port is \(port) now")
+        _ = try? store.releaseDevice(deviceName, by: "worker \(index), whose server port moved from \(clashed) to \(port)")
+    }
+
     /// Starts the server and waits (up to `health.server_start_seconds`) until its status URL
     /// answers, or, without one, until its port is listened on.
     mutating func startServer(_ device: Device, argv template: [String]) throws(StoreError) -> ServerStart {
@@ -56,10 +66,15 @@ extension Worker {
             return .failed("server \(GuardedCommand.displayCommand(template)): \(error.message)")
         }
         if let busy = busyPort(device, port: port) {
-            log(busy)
+            // One clash is one event and one alert: the same holder found again on a later
+            // try (after each hold) is said in the worker's log only.
+            let again = device.serverState == .portBusy && device.serverPort == port && device.serverNote == busy
+            log(again ? "still: \(busy)" : busy)
             try store.recordServer(device: deviceName, state: .portBusy, process: nil, port: port, note: busy, now: Moment.now())
-            try store.addEvent(Event(at: Moment.now(), kind: .deviceServerPortBusy, device: deviceName, worker: index, message: busy))
-            _ = try store.raiseAlert("server-port:\(deviceName)", kind: .serverPort, message: busy, now: Moment.now())
+            if !again {
+                try store.addEvent(Event(at: Moment.now(), kind: .deviceServerPortBusy, device: deviceName, worker: index, message: busy))
+                _ = try store.raiseAlert("server-port:\(deviceName)", kind: .serverPort, message: busy, now: Moment.now())
+            }
             return .portBusy(busy)
         }
         _ = try store.clearAlert("server-port:\(deviceName)", now: Moment.now())

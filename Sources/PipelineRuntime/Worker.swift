@@ -177,6 +177,7 @@ public struct Worker {
         // However the worker leaves, its server goes first.
         defer { stopServer(reason: orphaned ? "the orchestrator is gone" : "the worker stopped") }
         log("started: device \(deviceName), appium port \(config.appiumPort(worker: index)), system ports \(config.systemPort(worker: index))-\(config.systemPort(worker: index) + config.systemPortStride - 1)")
+        releaseHoldOfAnotherPort()
         while !stopping {
             do {
                 noteSignals()

@@ -159,10 +159,13 @@ extension SQLJobStore {
     public func holdDevice(_ name: String, until: Moment, reason: String) throws(StoreError) {
         let until = try databaseTime(until)
         try connection.write { () throws(StoreError) in
+            // The same reason again (a clash found after each hold) is one event, not one a hold.
+            let said = try connection.query("SELECT last_error, healthy FROM devices WHERE name = ?1", [.text(name)]).first
+            let again = said?["last_error"].string == reason && said?["healthy"].int == 0
             try connection.run(
                 "UPDATE devices SET healthy = 0, cooldown_until = ?2, last_error = ?3 WHERE name = ?1",
                 [.text(name), .time(until), .text(reason)])
-            try insertEvent(Event(at: try databaseTime(Moment.now()), kind: .deviceUnhealthy, device: name, message: reason))
+            if !again { try insertEvent(Event(at: try databaseTime(Moment.now()), kind: .deviceUnhealthy, device: name, message: reason)) }
         }
     }
 

@@ -125,4 +125,53 @@ import Testing
         run.signal(SIGTERM)
         #expect(run.wait(30) == 0, "\(run.stderr)")
     }
+
+    /// A clash is one event and one alert however often the worker finds it again; the waiting
+    /// jobs name the held device in a few words, and its reason is said once, under devices;
+    /// moving the ports and starting the run again ends the hold at once.
+    @Test(.timeLimit(.minutes(3))) func aPortClashIsSaidOnceAndMovingThePortsEndsItsHold() throws {
+        let port = Self.port(3)
+        let pipeline = try Self.pipeline(port: port)
+        let sandbox = pipeline.sandbox
+        let squatter = try sandbox.start(simDirectory + "/sim-device", ["--port", String(port)])
+        defer { squatter.signal(SIGTERM); _ = squatter.wait(10) }
+        #expect(waitUntil(20) { squatter.stdout.hasPrefix("ready") || !squatter.isRunning }, "\(squatter.stderr)")
+        try pipeline.addJobs((0..<5).map { ("j\($0)", "ok", "acct\($0)") })
+        var run = try pipeline.start(["run", "--workers", "1"])
+        // The worker finds the clash again after each 0.5 s hold: three times, in its log.
+        let log = ".seqpipe/logs/worker_0.log"
+        #expect(waitUntil(60) { sandbox.read(log).components(separatedBy: "is already in use by pid \(squatter.pid)").count > 3 }, "\(sandbox.read(log))")
+        var events = try Self.events(pipeline)
+        #expect(events.components(separatedBy: "device-server-port-busy").count == 2, "one event for one clash: \(events)")
+        #expect(events.components(separatedBy: "device-unhealthy").count == 2, "one hold event for one clash: \(events)")
+        let alerts = try pipeline.status()["alerts"] as? [[String: Any]] ?? []
+        #expect(alerts.filter { ($0["key"] as? String)?.hasPrefix("server-port:") == true }.count == 1, "\(alerts)")
+        // The clash's words once, under devices; each waiting job a short line.
+        let (_, status, _) = try pipeline.pipe(["status"])
+        let (devicesPart, alertsPart) = (status.components(separatedBy: "\ndevices:\n"), status.components(separatedBy: "\nalerts:\n"))
+        #expect(devicesPart.count == 2 && devicesPart[1].contains("already in use by pid \(squatter.pid)"), "\(status)")
+        #expect(alertsPart.count == 2 && alertsPart[1].components(separatedBy: "already in use by pid \(squatter.pid)").count == 2, "once under devices, once as the alert: \(status)")
+        let waiting = try pipeline.status()["waiting"] as? [[String: Any]] ?? []
+        #expect(waiting.count == 5 && waiting.allSatisfy { ($0["reason"] as? String ?? "").count < 120 }, "\(waiting)")
+        run.signal(SIGTERM)
+        #expect(run.wait(30) == 0, "\(run.stderr)")
+
+        // A long hold, then the ports move: the next run does not wait it out.
+        #expect(try pipeline.pipe(["config", "set", "health.restart_wait_seconds", "600"]).0 == 0)
+        run = try pipeline.start(["run", "--workers", "1"])
+        #expect(waitUntil(60) {
+            let devices = (try? pipeline.status()["devices"] as? [[String: Any]]) ?? []
+            return devices.first?["cooldown_until"] is String
+        }, "held: \(run.stderr)")
+        run.signal(SIGTERM)
+        #expect(run.wait(30) == 0, "\(run.stderr)")
+        #expect(try pipeline.pipe(["config", "set", "workers.appium_port_base", String(port + 1)]).0 == 0)
+        run = try pipeline.start(["run", "--workers", "1"])
+        defer { run.signal(SIGTERM); _ = run.wait(30) }
+        #expect(waitUntil(60) { (try? pipeline.jobs().values.allSatisfy { $0.status == "success" }) ?? false },
+                "the jobs ran long before the 600 s hold would have ended: \(run.stderr)")
+        events = try Self.events(pipeline)
+        #expect(events.contains("device-released") && events.contains("whose server port moved from \(port) to \(port + 1)"), "\(events)")
+        #expect(try pipeline.status()["alerts"].map { "\($0)" }?.contains("server-port:") == false, "the alert cleared once the server started")
+    }
 }
