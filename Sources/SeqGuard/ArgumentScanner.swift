@@ -156,7 +156,8 @@ public enum HelpText {
     /// The lines of `help`'s COMMANDS section that describe `command`, under the USAGE line:
     /// a line at the section's first indent starts a command (its first word, and each word
     /// after a `|`, name it), deeper lines continue it. Nil when no line names `command`.
-    public static func command(_ command: String, of help: String, tool: String) -> String? {
+    /// `details`, the command's own (its options, formats and exits), follow the lines.
+    public static func command(_ command: String, of help: String, tool: String, details: String = "") -> String? {
         func indent(_ line: Substring) -> Int { line.prefix { $0 == " " }.count }
         let lines = help.split(separator: "\n", omittingEmptySubsequences: false)
         guard let start = lines.firstIndex(where: { $0.dropFirst(indent($0)) == "COMMANDS:" }) else { return nil }
@@ -176,7 +177,8 @@ public enum HelpText {
         }
         guard !found.isEmpty else { return nil }
         let usage = lines.lazy.map { $0.dropFirst(indent($0)) }.first { $0.hasPrefix("USAGE:") }.map(String.init) ?? "USAGE: \(tool) COMMAND"
-        return usage + "\n\nCOMMANDS:\n" + found.map { "  " + $0 }.joined(separator: "\n")
+        let own = details.isEmpty ? "" : "\n\n" + details.split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : "  " + $0 }.joined(separator: "\n")
+        return usage + "\n\nCOMMANDS:\n" + found.map { "  " + $0 }.joined(separator: "\n") + own
             + "\n\nOptions go before or after the command; see '\(tool) --help' for the rest.\n"
     }
 }

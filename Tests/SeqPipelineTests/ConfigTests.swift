@@ -199,3 +199,16 @@ import TestSupport
         }
     }
 }
+
+/// Each command's own help: every option it declares is named there, and how it exits.
+@Suite struct CommandHelpTests {
+    @Test func everyCommandsHelpNamesItsOptionsAndItsExits() {
+        for command in PipelineCommand.all where !command.hidden && !command.help.isEmpty {
+            let details = command.details
+            #expect(details.contains("EXIT: 0"), "\(command.name)'s help says how it exits")
+            for option in command.options.flatMap(\.names) {
+                #expect(details.contains(option), "\(command.name) --help names \(option)")
+            }
+        }
+    }
+}
