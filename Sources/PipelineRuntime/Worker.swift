@@ -322,9 +322,9 @@ public struct Worker {
             }
             let stepStarted = Clock.monotonicNanoseconds()
             switch runStep(step, argv: argv, check: check, claim: claim, progress: progress, firstRunOfJob: job.runs == 1 && progress == job.progress && job.progress == 0) {
-            case .done:
+            case .done(let output):
                 progress += 1
-                let (done, took) = (progress, (name: step.name, seconds: Double(Clock.monotonicNanoseconds() - stepStarted) / 1e9))
+                let (done, took) = (progress, CompletedStep(name: step.name, seconds: Double(Clock.monotonicNanoseconds() - stepStarted) / 1e9, output: output))
                 guard let recorded = try stored("job \(job.id)'s progress", { () throws(StoreError) in
                     try store.recordProgress(claim, progress: done, bootSeconds: Clock.secondsSinceBoot(), completed: took)
                 }) else { return nil }
@@ -394,7 +394,8 @@ public struct Worker {
     }
 
     enum StepOutcome {
-        case done
+        /// Done, with its run's output (nil when its check said it was done already).
+        case done(StepOutput?)
         case failed(JobOutcome)
     }
 
@@ -410,7 +411,7 @@ public struct Worker {
                 if orphaned { return .failed(.stopped) }
                 if result.succeeded {
                     log("job \(claim.job.id): step \(step.name): check says it is already done")
-                    return .done
+                    return .done(nil)
                 }
                 if result.run.stopRequested { noteSignals(); stopping = true; return .failed(.stopped) }
             }
@@ -430,15 +431,18 @@ public struct Worker {
                 // The heartbeat also asks whether the claim is still this worker's: one taken
                 // back (its host lost its lease, another host took the job) ends the step now.
                 tick: (config.heartbeatSeconds, { (try? store.recordProgress(token, progress: progress, bootSeconds: Clock.secondsSinceBoot(), completed: nil)) ?? true }))
-            // Kept with the job for `show` and the page; a store that cannot take it loses
-            // only this copy (the worker's log has it too).
-            try? store.recordOutput(StepOutput(job: claim.job.id, run: claim.job.runs, step: step.name, attempt: attempt, at: Moment.now(),
-                                               ending: result.endingText, text: result.output))
+            // Kept with the job for `show` and the page: a success's in the write of the
+            // step's progress, a failure's now (a store that cannot take it loses only this
+            // copy; the worker's log has it too).
+            let output = StepOutput(job: claim.job.id, run: claim.job.runs, step: step.name, attempt: attempt, at: Moment.now(),
+                                    ending: result.endingText, succeeded: result.succeeded, text: result.output)
             if result.run.abandoned {
                 log("job \(claim.job.id): its claim was taken back while step \(step.name) ran; ended the step")
+                try? store.recordOutput(output)
                 return .failed(.stopped)
             }
-            if result.succeeded { return .done }
+            if result.succeeded { return .done(output) }
+            try? store.recordOutput(output)
             if orphaned { return .failed(.stopped) }
             let message = "step \(step.name): \(result.endingText)\(result.lastLine.isEmpty ? "" : ": \(result.lastLine)")"
             switch result.run.ending {

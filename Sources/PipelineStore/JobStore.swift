@@ -60,9 +60,10 @@ public protocol JobStore: AnyObject {
     /// Records that steps before `progress` are done.
     /// The job's progress (its steps done), with the step that just completed and its time
     /// (a histogram of /metrics); nil for a heartbeat.
-    func recordProgress(_ claim: ClaimedJob, progress: Int, bootSeconds: Double, completed step: (name: String, seconds: Double)?) throws(StoreError) -> Bool
+    func recordProgress(_ claim: ClaimedJob, progress: Int, bootSeconds: Double, completed step: CompletedStep?) throws(StoreError) -> Bool
     /// Keeps the tail of a step run's output (its last `StepOutput.kept` bytes) with the job,
-    /// the latest `StepOutput.perJob` of them.
+    /// the latest `StepOutput.runsKept` runs of each step, and counts the run
+    /// (seqpipe_step_attempts_total). A success's goes with its progress (`CompletedStep`).
     func recordOutput(_ output: StepOutput) throws(StoreError)
     /// A job's kept step outputs, oldest first.
     func outputs(job: String) throws(StoreError) -> [StepOutput]
@@ -214,14 +215,16 @@ public struct StepOutput: Sendable, Equatable {
     public var attempt: Int
     public var at: Moment
     public var ending: String
+    /// Whether the command exited 0 (the outcome label of seqpipe_step_attempts_total).
+    public var succeeded: Bool
     public var text: String
 
-    /// Bytes of a run's output kept (its end), and runs kept per job.
+    /// Bytes of a run's output kept (its end), and runs of each step kept per job.
     public static let kept = 16384
-    public static let perJob = 20
+    public static let runsKept = 8
 
-    public init(job: String, run: Int, step: String, attempt: Int, at: Moment, ending: String, text: String) {
-        (self.job, self.run, self.step, self.attempt, self.at, self.ending) = (job, run, step, attempt, at, ending)
+    public init(job: String, run: Int, step: String, attempt: Int, at: Moment, ending: String, succeeded: Bool, text: String) {
+        (self.job, self.run, self.step, self.attempt, self.at, self.ending, self.succeeded) = (job, run, step, attempt, at, ending, succeeded)
         // The end, cut at a character boundary.
         var utf8 = Array(text.utf8)
         if utf8.count > Self.kept {
@@ -229,5 +232,17 @@ public struct StepOutput: Sendable, Equatable {
             while let first = utf8.first, first & 0xC0 == 0x80 { utf8.removeFirst() }
         }
         self.text = String(decoding: utf8, as: UTF8.self)
+    }
+}
+
+/// A step that just completed, as its progress write records it: its time (a histogram of
+/// /metrics) and its run's output (kept with the job), in the same transaction.
+public struct CompletedStep: Sendable {
+    public var name: String
+    public var seconds: Double
+    public var output: StepOutput?
+
+    public init(name: String, seconds: Double, output: StepOutput? = nil) {
+        (self.name, self.seconds, self.output) = (name, seconds, output)
     }
 }

@@ -174,7 +174,8 @@ extension SQLJobStore {
 
     static func claimText(index: String, rowLocks: String) -> String { """
         UPDATE jobs SET status = 'claimed', worker = ?1, device = ?2, claim_token = ?3, claimed_at = ?4, host = ?7,
-            claimed_boot = ?6, heartbeat_boot = ?6, attempts = attempts + 1, runs = runs + 1, retry_at = NULL
+            claimed_boot = ?6, heartbeat_boot = ?6, attempts = attempts + 1, runs = runs + 1, retry_at = NULL,
+            first_claimed_at = COALESCE(first_claimed_at, ?4)
         WHERE id = (
             SELECT j.id FROM jobs j \(index) JOIN accounts a ON a.name = j.account
             WHERE j.status IN ('pending', 'retrying')
@@ -210,12 +211,6 @@ extension SQLJobStore {
                 try connection.run("UPDATE workers SET state = 'running', job = ?2, heartbeat_boot = ?3, state_since = ?5 WHERE idx = ?1 AND host = ?4",
                                    [.integer(Int64(worker)), .text(job.id), .real(bootSeconds), .text(host), .time(now)])
             }
-            // Claimable since its creation, or since its retry time when it had to wait one.
-            let created = job.createdAt ?? now
-            var tally = Tally()
-            tally.count(.claims, [("host", host)])
-            tally.observe(.claimWait, [("host", host)], seconds: now - max(created, job.retryAt ?? created))
-            try record(tally)
             return ClaimedJob(job: job, token: token)
         }
     }
@@ -234,8 +229,9 @@ extension SQLJobStore {
         }
     }
 
-    public func recordProgress(_ claim: ClaimedJob, progress: Int, bootSeconds: Double, completed step: (name: String, seconds: Double)?) throws(StoreError) -> Bool {
+    public func recordProgress(_ claim: ClaimedJob, progress: Int, bootSeconds: Double, completed step: CompletedStep?) throws(StoreError) -> Bool {
         let bootSeconds = try databaseTime(boot: bootSeconds)
+        if dialect == .postgresql, let step { return try recordProgressInOneStatement(claim, progress: progress, bootSeconds: bootSeconds, step: step) }
         return try writeOne { () throws(StoreError) -> Bool in
             let recorded = try connection.run(
                 "UPDATE jobs SET progress = ?3, heartbeat_boot = ?4 WHERE id = ?1 AND claim_token = ?2 AND status IN ('claimed', 'running')",
@@ -243,6 +239,7 @@ extension SQLJobStore {
             if recorded, let step {
                 var tally = Tally()
                 tally.observe(.stepDuration, [("step", step.name), ("host", claim.job.host ?? host)], seconds: step.seconds)
+                if let output = step.output { try keep(output, into: &tally) }
                 try record(tally)
             }
             return recorded
@@ -363,6 +360,25 @@ extension SQLJobStore {
             }
             return ids
         }
+    }
+
+    /// PostgreSQL: the progress, the step's output and its counts in one statement (one round
+    /// trip, one transaction), each written only when the claim still holds.
+    func recordProgressInOneStatement(_ claim: ClaimedJob, progress: Int, bootSeconds: Double, step: CompletedStep) throws(StoreError) -> Bool {
+        var values: [SQLValue] = [.text(claim.job.id), .text(claim.token), .integer(Int64(progress)), .real(bootSeconds)]
+        var parts = ["p AS (UPDATE jobs SET progress = ?3, heartbeat_boot = ?4 WHERE id = ?1 AND claim_token = ?2 AND status IN ('claimed', 'running') RETURNING id)"]
+        var tally = Tally()
+        tally.observe(.stepDuration, [("step", step.name), ("host", claim.job.host ?? host)], seconds: step.seconds)
+        if let output = step.output {
+            let keeping = try keepStatement(output, firstParameter: values.count + 1, from: "p")
+            parts.append("o AS (\(keeping.sql))")
+            values += keeping.values
+            tally.count(.stepAttempts, stepAttemptLabels(output))
+        }
+        let counting = tallyStatement(tally, firstParameter: values.count + 1, from: "p")
+        parts.append("c AS (\(counting.sql))")
+        values += counting.values
+        return try connection.query("WITH " + parts.joined(separator: ",\n") + "\nSELECT COUNT(*) AS n FROM p", values).first?["n"].int == 1
     }
 
     /// What an attempt's end adds to the counts: the attempt by outcome, its duration, and

@@ -12,16 +12,25 @@ public struct CounterFamily: Sendable, Equatable {
 
     public var isHistogram: Bool { bounds != nil }
 
+    /// The bucket `value` falls in, as SQL: the index of the first bound it is not above
+    /// (the last is +Inf), as `Tally.observe` computes it.
+    func bucketSQL(of value: String) -> String {
+        let bounds = self.bounds ?? []
+        return "CASE " + bounds.enumerated().map { "WHEN \(value) <= \($0.element) THEN \($0.offset)" }.joined(separator: " ") + " ELSE \(bounds.count) END"
+    }
+
     /// Upper bounds for durations from a tenth of a second to four hours.
     static let durationBounds: [Double] = [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400]
 
-    public static let claims = CounterFamily(name: "seqpipe_claims_total", help: "Jobs claimed by a worker.", bounds: nil)
+    public static let claims = CounterFamily(name: "seqpipe_claims_total", help: "Claims of jobs by workers, on every host.", bounds: nil)
+    public static let stepAttempts = CounterFamily(
+        name: "seqpipe_step_attempts_total", help: "Runs of a step's command, by step and outcome (success or failure).", bounds: nil)
     public static let attempts = CounterFamily(
         name: "seqpipe_job_attempts_total", help: "Attempts of jobs that ended, by outcome (lost: its worker or run died).", bounds: nil)
     public static let finished = CounterFamily(
         name: "seqpipe_jobs_finished_total", help: "Jobs that reached a final state, by outcome (success or failed).", bounds: nil)
     public static let claimWait = CounterFamily(
-        name: "seqpipe_job_claim_wait_seconds", help: "Time from a job becoming claimable (its creation, or its retry time) to its claim.",
+        name: "seqpipe_job_claim_wait_seconds", help: "Time from a job's creation to its first claim.",
         bounds: durationBounds)
     public static let attemptDuration = CounterFamily(
         name: "seqpipe_job_attempt_duration_seconds", help: "Time from a job's claim to its attempt's end.", bounds: durationBounds)
@@ -29,7 +38,7 @@ public struct CounterFamily: Sendable, Equatable {
         name: "seqpipe_step_duration_seconds", help: "Time a step that completed took.", bounds: durationBounds)
 
     /// Every family, in the order /metrics shows them.
-    public static let all: [CounterFamily] = [.claims, .attempts, .finished, .claimWait, .attemptDuration, .stepDuration]
+    public static let all: [CounterFamily] = [.claims, .attempts, .finished, .stepAttempts, .claimWait, .attemptDuration, .stepDuration]
 }
 
 /// One stored count: a family, its label set (Prometheus text, sorted by name), a bucket
@@ -86,25 +95,49 @@ extension SQLJobStore {
     /// Adds `tally` to the stored counts. Inside the caller's transaction.
     func record(_ tally: Tally) throws(StoreError) {
         guard !tally.rows.isEmpty else { return }
+        let statement = tallyStatement(tally, firstParameter: 1, from: nil)
+        try connection.run(statement.sql, statement.values)
+    }
+
+    /// The upsert of `tally`'s rows, its parameters numbered from `first`; with `from`, the
+    /// rows are written only when that CTE has a row (PostgreSQL: part of one statement).
+    func tallyStatement(_ tally: Tally, firstParameter first: Int, from gate: String?) -> (sql: String, values: [SQLValue]) {
         var values: [SQLValue] = []
         var tuples: [String] = []
         for row in tally.rows {
-            let first = values.count
+            let start = first + values.count
             values += [.text(row.family), .text(row.labels), .integer(Int64(row.bucket)), .integer(Int64(row.count)), .real(row.sum)]
-            tuples.append("(" + (1...5).map { "?\(first + $0)" }.joined(separator: ", ") + ")")
+            tuples.append("(" + (0..<5).map { "?\(start + $0)" }.joined(separator: ", ") + ")")
         }
-        try connection.run(
-            """
-            INSERT INTO counters(family, labels, bucket, count, sum) VALUES \(tuples.joined(separator: ", "))
+        let rows = gate.map { "SELECT v.* FROM (VALUES \(tuples.joined(separator: ", "))) AS v(family, labels, bucket, count, sum), \($0)" }
+            ?? "VALUES \(tuples.joined(separator: ", "))"
+        return ("""
+            INSERT INTO counters(family, labels, bucket, count, sum) \(rows)
             ON CONFLICT(family, labels, bucket) DO UPDATE SET count = counters.count + excluded.count, sum = counters.sum + excluded.sum
             """, values)
     }
 
-    /// Every stored count, by family, labels and bucket.
+    /// Every stored count, by family, labels and bucket; and the two that the jobs table
+    /// holds already, read from it rather than written at each claim (the hottest write):
+    /// claims (the sum of every job's runs; jobs are never deleted, so it only grows) and
+    /// the wait of each job's first claim (first_claimed_at - created_at).
     public func counterSamples() throws(StoreError) -> [CounterSample] {
-        try connection.query("SELECT * FROM counters ORDER BY family, labels, bucket").map { row in
+        var samples = try connection.query("SELECT * FROM counters ORDER BY family, labels, bucket").map { row in
             CounterSample(family: row["family"].string ?? "", labels: row["labels"].string ?? "", bucket: Int(row["bucket"].int ?? -1),
                           count: row["count"].int ?? 0, sum: row["sum"].double ?? 0)
         }
+        let claims = try connection.query("SELECT COALESCE(SUM(runs), 0) AS n FROM jobs").first?["n"].int ?? 0
+        samples.append(CounterSample(family: CounterFamily.claims.name, labels: "", bucket: -1, count: claims, sum: 0))
+        let bucket = CounterFamily.claimWait.bucketSQL(of: "w")
+        for row in try connection.query(
+            """
+            SELECT \(bucket) AS b, COUNT(*) AS n, SUM(w) AS s
+            FROM (SELECT CASE WHEN first_claimed_at > created_at THEN first_claimed_at - created_at ELSE 0 END AS w
+                  FROM jobs WHERE first_claimed_at IS NOT NULL) AS waits GROUP BY b
+            """) {
+            samples.append(CounterSample(family: CounterFamily.claimWait.name, labels: "", bucket: Int(row["b"].int ?? 0),
+                                         count: row["n"].int ?? 0, sum: row["s"].double ?? 0))
+        }
+        return samples
     }
 }

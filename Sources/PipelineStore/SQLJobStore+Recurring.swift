@@ -312,22 +312,45 @@ extension SQLJobStore {
     }
 
     public func recordOutput(_ output: StepOutput) throws(StoreError) {
-        let at = try databaseTime(output.at)
         try connection.write { () throws(StoreError) in
-            try connection.run(
-                "INSERT INTO outputs(job, run, step, attempt, at, ending, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                [.text(output.job), .integer(Int64(output.run)), .text(output.step), .integer(Int64(output.attempt)), .time(at),
-                 .text(output.ending), .text(output.text)])
-            try connection.run(
-                "DELETE FROM outputs WHERE job = ?1 AND id NOT IN (SELECT id FROM outputs WHERE job = ?1 ORDER BY id DESC LIMIT ?2)",
-                [.text(output.job), .integer(Int64(StepOutput.perJob))])
+            var tally = Tally()
+            try keep(output, into: &tally)
+            try record(tally)
         }
     }
 
+    /// Writes `output` over its slot, inside the caller's transaction, and counts the run in
+    /// `tally`. A job keeps the latest `StepOutput.runsKept` runs of each step (each with up
+    /// to 4 of the step's own tries): one upsert, no trimming pass.
+    func keep(_ output: StepOutput, into tally: inout Tally) throws(StoreError) {
+        let keeping = try keepStatement(output, firstParameter: 1, from: nil)
+        try connection.run(keeping.sql, keeping.values)
+        tally.count(.stepAttempts, stepAttemptLabels(output))
+    }
+
+    /// The upsert of `output` into its slot, its parameters numbered from `first`; with
+    /// `from`, written only when that CTE has a row (PostgreSQL: part of one statement).
+    func keepStatement(_ output: StepOutput, firstParameter first: Int, from gate: String?) throws(StoreError) -> (sql: String, values: [SQLValue]) {
+        let slot = (output.run % StepOutput.runsKept) * 4 + min(max(output.attempt, 1), 4) - 1
+        let marks = (0..<8).map { "?\(first + $0)" }.joined(separator: ", ")
+        return ("""
+            INSERT INTO outputs(job, step, slot, run, attempt, at, ending, text) \(gate.map { "SELECT \(marks) FROM \($0)" } ?? "VALUES (\(marks))")
+            ON CONFLICT(job, step, slot) DO UPDATE SET run = excluded.run, attempt = excluded.attempt, at = excluded.at,
+                ending = excluded.ending, text = excluded.text
+            """,
+            [.text(output.job), .text(output.step), .integer(Int64(slot)), .integer(Int64(output.run)), .integer(Int64(output.attempt)),
+             .time(try databaseTime(output.at)), .text(output.ending), .text(output.text)])
+    }
+
+    func stepAttemptLabels(_ output: StepOutput) -> [(String, String)] {
+        [("step", output.step), ("outcome", output.succeeded ? "success" : "failure"), ("host", host)]
+    }
+
     public func outputs(job: String) throws(StoreError) -> [StepOutput] {
-        try connection.query("SELECT * FROM outputs WHERE job = ?1 ORDER BY id", [.text(job)]).map { row in
+        try connection.query("SELECT * FROM outputs WHERE job = ?1 ORDER BY run, at, attempt", [.text(job)]).map { row in
             StepOutput(job: job, run: Int(row["run"].int ?? 0), step: row["step"].string ?? "", attempt: Int(row["attempt"].int ?? 0),
-                       at: row["at"].moment ?? 0, ending: row["ending"].string ?? "", text: row["text"].string ?? "")
+                       at: row["at"].moment ?? 0, ending: row["ending"].string ?? "", succeeded: row["ending"].string == "exit 0",
+                       text: row["text"].string ?? "")
         }
     }
 }

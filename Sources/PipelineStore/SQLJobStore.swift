@@ -218,12 +218,14 @@ public final class SQLJobStore: JobStore {
         ALTER TABLE devices ADD COLUMN paused_reason TEXT;
         ALTER TABLE workers ADD COLUMN state_since REAL;
         """,
-        // 12: the tail of each step run's output, the latest few per job, for `show` and the page.
+        // 12: the tail of each step run's output, the latest few runs of each step per job (a
+        // slot each, overwritten), for `show` and the page.
         """
         CREATE TABLE outputs(
-            id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, run INTEGER NOT NULL, step TEXT NOT NULL,
-            attempt INTEGER NOT NULL, at REAL NOT NULL, ending TEXT NOT NULL, text TEXT NOT NULL);
-        CREATE INDEX outputs_job ON outputs(job, id);
+            job TEXT NOT NULL, step TEXT NOT NULL, slot INTEGER NOT NULL, run INTEGER NOT NULL,
+            attempt INTEGER NOT NULL, at REAL NOT NULL, ending TEXT NOT NULL, text TEXT NOT NULL,
+            PRIMARY KEY(job, step, slot));
+        ALTER TABLE jobs ADD COLUMN first_claimed_at REAL;
         """,
     ]
 

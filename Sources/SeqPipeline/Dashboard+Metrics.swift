@@ -63,8 +63,9 @@ extension Dashboard {
             guard let rows = byFamily[family.name], !rows.isEmpty else { continue }
             text += "# HELP \(family.name) \(family.help)\n# TYPE \(family.name) \(family.isHistogram ? "histogram" : "counter")\n"
             for (labels, group) in Dictionary(grouping: rows, by: \.labels).sorted(by: { $0.key < $1.key }) {
+                let set = labels.isEmpty ? "" : "{\(labels)}"
                 guard let bounds = family.bounds else {
-                    text += "\(family.name){\(labels)} \(group.reduce(0) { $0 + $1.count })\n"
+                    text += "\(family.name)\(set) \(group.reduce(0) { $0 + $1.count })\n"
                     continue
                 }
                 let separator = labels.isEmpty ? "" : ","
@@ -73,8 +74,8 @@ extension Dashboard {
                     cumulative += group.filter { $0.bucket == index }.reduce(0) { $0 + $1.count }
                     text += "\(family.name)_bucket{\(labels)\(separator)le=\"\(bound)\"} \(cumulative)\n"
                 }
-                text += "\(family.name)_sum{\(labels)} \(sampleText(group.reduce(0) { $0 + $1.sum }))\n"
-                text += "\(family.name)_count{\(labels)} \(cumulative)\n"
+                text += "\(family.name)_sum\(set) \(sampleText(group.reduce(0) { $0 + $1.sum }))\n"
+                text += "\(family.name)_count\(set) \(cumulative)\n"
             }
         }
         return text

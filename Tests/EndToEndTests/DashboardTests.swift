@@ -105,6 +105,9 @@ let chromiumPath: String? = ["chromium", "chromium-browser", "google-chrome"].fi
         let metrics = httpGet(port, "/metrics")
         #expect(metrics.body.contains("# TYPE seqpipe_job_attempts_total counter") && metrics.body.contains("# TYPE seqpipe_job_attempt_duration_seconds histogram"),
                 "\(metrics.body)")
+        // workedPipeline: five steps exited 0, one failed (the suspended account's).
+        #expect(metrics.body.contains(",outcome=\"success\",step=\"post\"} 5\n") && metrics.body.contains(",outcome=\"failure\",step=\"post\"} 1\n"),
+                "\(metrics.body)")
         let file = try pipeline.sandbox.write("metrics.txt", metrics.body)
         let check = try pipeline.sandbox.start("/bin/sh", ["-c", "promtool check metrics < '\(file)'"])
         #expect(check.wait(30) == 0 && check.stdout.isEmpty && check.stderr.isEmpty, "promtool: \(check.stdout)\(check.stderr)")

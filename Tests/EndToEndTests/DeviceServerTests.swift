@@ -161,7 +161,9 @@ import Testing
         run = try pipeline.start(["run", "--workers", "1"])
         #expect(waitUntil(60) {
             let devices = (try? pipeline.status()["devices"] as? [[String: Any]]) ?? []
-            return devices.first?["cooldown_until"] is String
+            // This run's hold (600 s), not what is left of the last one's (0.5 s).
+            guard let text = devices.first?["cooldown_until"] as? String, let until = ISO8601DateFormatter().date(from: text) else { return false }
+            return until.timeIntervalSinceNow > 300
         }, "held: \(run.stderr)")
         run.signal(SIGTERM)
         #expect(run.wait(30) == 0, "\(run.stderr)")
