@@ -13,6 +13,9 @@ public struct JobQuery: Sendable {
         (self.status, self.account, self.device, self.errorType, self.search) = (status, account, device, errorType, search)
     }
 
+    /// No filter given: it matches every job.
+    public var isEmpty: Bool { [status, account, device, errorType, search].allSatisfy { ($0 ?? "").isEmpty } }
+
     public func matches(_ job: Job) -> Bool {
         func wanted(_ filter: String?, _ value: String?) -> Bool { (filter ?? "").isEmpty || filter == value }
         guard wanted(status, job.status.rawValue), wanted(account, job.account), wanted(device, job.device), wanted(errorType, job.errorType)

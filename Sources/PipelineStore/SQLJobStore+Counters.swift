@@ -54,18 +54,7 @@ public struct CounterSample: Sendable, Equatable {
 /// The Prometheus text format's rules for label sets.
 public enum PrometheusText {
     /// A label value as the format wants it: backslash, double quote and newline escaped.
-    public static func escaped(_ value: String) -> String {
-        var out = ""
-        for character in value {
-            switch character {
-            case "\\": out += "\\\\"
-            case "\"": out += "\\\""
-            case "\n": out += "\\n"
-            default: out.append(character)
-            }
-        }
-        return out
-    }
+    public static func escaped(_ value: String) -> String { escaping(value, ["\\": "\\\\", "\"": "\\\"", "\n": "\\n"]) }
 
     /// `a="1",b="2"`, by label name.
     public static func labels(_ pairs: [(String, String)]) -> String {
@@ -140,4 +129,13 @@ extension SQLJobStore {
         }
         return samples
     }
+}
+
+/// `text` with each character that `replacements` names written as its replacement.
+func escaping(_ text: String, _ replacements: [Character: String]) -> String {
+    var out = ""
+    for character in text {
+        if let replacement = replacements[character] { out += replacement } else { out.append(character) }
+    }
+    return out
 }

@@ -96,18 +96,7 @@ public final class SQLiteConnection {
     }
 
     /// A path as the path of a `file:` URI: `%`, `?` and `#` escaped.
-    static func uriPath(_ path: String) -> String {
-        var out = ""
-        for character in path {
-            switch character {
-            case "%": out += "%25"
-            case "?": out += "%3f"
-            case "#": out += "%23"
-            default: out.append(character)
-            }
-        }
-        return out
-    }
+    static func uriPath(_ path: String) -> String { escaping(path, ["%": "%25", "?": "%3f", "#": "%23"]) }
 
     deinit {
         for (_, statement) in cache { sqlite3_finalize(statement) }

@@ -235,14 +235,20 @@ public struct Dashboard {
 
     public static func jobJSON(_ job: Job) -> JSON.Value { JobDetail.json(of: job) }
 
+    /// The filters of /api/jobs and the bulk actions: ?status= &account= &device= &error= &q=;
+    /// nil for a status that is none (`badStatus`).
+    static func jobFilter(_ query: [String: String]) -> JobQuery? {
+        if let status = query["status"], !status.isEmpty, JobStatus(rawValue: status) == nil { return nil }
+        return JobQuery(status: query["status"], account: query["account"], device: query["device"], errorType: query["error"], search: query["q"])
+    }
+
+    static var badStatus: HTTPResponse { .error(400, "status must be one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", "))") }
+
     func jobs(_ query: [String: String]) throws(StoreError) -> HTTPResponse {
-        if let status = query["status"], !status.isEmpty, JobStatus(rawValue: status) == nil {
-            return .error(400, "status must be one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
+        guard let filter = Self.jobFilter(query) else { return Self.badStatus }
         guard let limit = Self.number(query["limit"], default: 200, range: 1...10_000) else {
             return .error(400, "limit must be a whole number from 1 to 10000")
         }
-        let filter = JobQuery(status: query["status"], account: query["account"], device: query["device"], errorType: query["error"], search: query["q"])
         let found = try store.jobs(matching: filter, limit: limit)
         return .json(.object([("total", .integer(Int64(found.total))), ("jobs", .array(found.jobs.map(Self.jobJSON)))]))
     }
@@ -265,12 +271,8 @@ public struct Dashboard {
         }
         if parts.count == 3 && parts[0] == "api" && parts[1] == "jobs", let action = HandActions.JobAction(rawValue: parts[2]) {
             // Bulk, over the filters of /api/jobs (at least one, so an empty form retries nothing by accident).
-            let query = request.query
-            if let status = query["status"], !status.isEmpty, JobStatus(rawValue: status) == nil {
-                return .error(400, "status must be one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            let filter = JobQuery(status: query["status"], account: query["account"], device: query["device"], errorType: query["error"], search: query["q"])
-            guard HandActions.describe(filter) != "every job" else {
+            guard let filter = Self.jobFilter(request.query) else { return Self.badStatus }
+            guard !filter.isEmpty else {
                 return .error(400, "a bulk \(action.rawValue) needs at least one filter (?status= &account= &device= &error= &q=)")
             }
             let (lines, summary) = try HandActions.jobs(action, matching: filter, by: actor, store: store)

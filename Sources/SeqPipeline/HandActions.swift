@@ -80,9 +80,9 @@ public enum HandActions {
 
     /// "status failed, account A" (or "every job").
     static func describe(_ query: JobQuery) -> String {
-        let parts = [("status", query.status), ("account", query.account), ("device", query.device), ("error", query.errorType), ("search", query.search)]
-            .compactMap { name, value in value.flatMap { $0.isEmpty ? nil : "\(name) \($0)" } }
-        return parts.isEmpty ? "every job" : parts.joined(separator: ", ")
+        guard !query.isEmpty else { return "every job" }
+        return [("status", query.status), ("account", query.account), ("device", query.device), ("error", query.errorType), ("search", query.search)]
+            .compactMap { name, value in value.flatMap { $0.isEmpty ? nil : "\(name) \($0)" } }.joined(separator: ", ")
     }
 
     public static func resumeAccount(_ name: String, by: String, store: any JobStore) throws(StoreError) -> Said {

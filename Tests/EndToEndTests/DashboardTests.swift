@@ -257,6 +257,15 @@ let chromiumPath: String? = ["chromium", "chromium-browser", "google-chrome"].fi
         #expect(try pipeline.jobs()["bad"]?.status == "pending")
         #expect(httpPost(port, "/api/jobs/ok0/cancel", headers: "X-Seqpipe-Token: \(token)\r\n").status == 409)
         #expect(httpPost(port, "/api/accounts/acct-bad/resume", headers: "X-Seqpipe-Token: \(token)\r\n").status == 200)
+        // A bulk action needs a filter, and a status that is one; a device action names one.
+        let auth = "Authorization: Bearer \(token)\r\n"
+        #expect(httpPost(port, "/api/jobs/retry", headers: auth).status == 400)
+        #expect(httpPost(port, "/api/jobs/cancel?status=bogus", headers: auth).status == 400)
+        let bulk = httpPost(port, "/api/jobs/cancel?status=pending", headers: auth)
+        #expect(bulk.status == 200 && bulk.body.contains("cancelled 1 of the 1 job matching status pending"), "\(bulk.body)")
+        #expect(httpPost(port, "/api/devices/nope/pause", headers: auth).status == 404)
+        let paused = httpPost(port, "/api/devices/d0/pause", headers: auth)
+        #expect(paused.status == 200 && paused.body.contains("device d0 paused"), "\(paused.body)")
         server.signal(SIGTERM)
         #expect(server.wait(10) == 0)
 

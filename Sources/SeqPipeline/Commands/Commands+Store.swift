@@ -184,7 +184,7 @@ extension Invocation {
     func retryOrCancel() {
         guard let action = HandActions.JobAction(rawValue: command.name) else { usage("unknown action") }
         let query = jobQuery()
-        let filtered = [query.status, query.account, query.device, query.errorType, query.search].contains { !($0 ?? "").isEmpty }
+        let filtered = !query.isEmpty
         if words.isEmpty == !filtered {
             usage("give job ids or filters (--status, --account, --device, --error, --search), one or the other")
         }
