@@ -70,6 +70,17 @@ try:
     step("the bulk retry is counted", lambda: "retried 2 of the 2 jobs matching status failed" in said())
     Select(driver.find_element(By.ID, "f-status")).select_by_value("")
 
+    # A waiting job's reason is in its own column, not in the error column.
+    def cells(job):
+        row = driver.find_elements(By.CSS_SELECTOR, f'tr[data-job="{job}"] td')
+        return [cell.get_attribute("title") or cell.text for cell in row]
+    step("a wait reason is not an error", lambda: len(cells("f1")) > 7 and cells("f1")[6] == "" and "paused" in cells("f1")[7])
+
+    # The chart's range is the user's: a week, in hour bars, with its scale.
+    Select(driver.find_element(By.ID, "range")).select_by_value("10080")
+    step("the chart spans a week", lambda: "runs per 60 minutes" in driver.find_element(By.ID, "chart").text)
+    Select(driver.find_element(By.ID, "range")).select_by_value("180")
+
     def device_row():
         return next((row for row in driver.find_elements(By.CSS_SELECTOR, "#devices tbody tr")
                      if row.find_elements(By.TAG_NAME, "td") and row.find_elements(By.TAG_NAME, "td")[0].text == "d1"), None)

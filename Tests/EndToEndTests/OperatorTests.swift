@@ -105,10 +105,12 @@ import Testing
         try pipeline.addJobs([("bad", "suspended", "a2")])
         let (code, _, err) = try pipeline.pipe(["run", "--once"])
         try #require(code == 0, "run: \(err)")
-        // a2 is paused now: its job waits for a resume, a1's can run.
+        // a2 is paused now: its job waits for a resume, a1's can run; c waits until 2099.
         try pipeline.addJobs([("a", "ok", "a1"), ("b", "ok", "a2")])
+        let later = try pipeline.sandbox.write("later.csv", "job_id,account,status,retry_at,mode\nc,a3,retrying,2099-01-01T00:00:00Z,ok\n")
+        #expect(try pipeline.pipe(["import-csv", later]).0 == 0)
         let status = try pipeline.status()
-        #expect(status["queue"] as? Int == 2 && status["runnable_now"] as? Int == 1, "\(status)")
+        #expect(status["queue"] as? Int == 3 && status["runnable_now"] as? Int == 1, "\(status)")
         #expect(status["time_to_empty_seconds"] is NSNull && status["orchestrator_runs"] as? Bool == false, "\(status)")
         let (_, text, _) = try pipeline.pipe(["status"])
         #expect(text.contains("no orchestrator runs, so nothing empties it") && !text.contains("empty in about"), "\(text)")
