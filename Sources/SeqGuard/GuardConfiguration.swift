@@ -37,6 +37,8 @@ public struct GuardConfiguration: Sendable {
     public var minimumAvailableMegabytes: Int?
     /// Take the user's machine-wide lock instead of the project's.
     public var machineWide = false
+    /// Guard a resource by name (`--lock NAME`) instead of a project directory.
+    public var lockName: String?
     public var gitMode = GitMode.auto
     /// Seconds to wait for another git operation of the repository.
     public var gitWait: Double = 10
@@ -75,12 +77,17 @@ public struct GuardConfiguration: Sendable {
 
     /// The project, found from the flags, the environment and the current directory.
     public func project() throws(GuardFailure) -> Project {
-        try Project.resolve(explicit: projectPath, searchingFrom: searchDirectory)
+        if let lockName {
+            if let projectPath { throw GuardFailure(exitCode: 2, "--lock \(lockName) and --project \(projectPath) are two different locks; give one") }
+            return try Project.named(lockName)
+        }
+        return try Project.resolve(explicit: projectPath, searchingFrom: searchDirectory)
     }
 
     /// The locks a run takes, outermost first; see LOCK ORDER in seqguard(7). The machine
     /// lane is outermost; a make lock comes before the executor lock it guards.
     public func lockPlan() throws(GuardFailure) -> [(Project, LockNamespace)] {
+        try refuseTwoLanes()
         if machineWide {
             return takesMakeLock ? [(.machine, .seqexec), (try project(), .make)] : [(.machine, .seqexec)]
         }
@@ -91,6 +98,7 @@ public struct GuardConfiguration: Sendable {
     /// The lane whose lock runs commands and keeps the history: the machine's with
     /// `--machine`, else the project's executor lock, with its state directory.
     public func openState() throws(GuardFailure) -> (Project, StateDirectory) {
+        try refuseTwoLanes()
         let project = machineWide ? Project.machine : try project()
         return (project, try StateDirectory.open(project: project, base: stateBase, namespace: .seqexec))
     }
@@ -99,6 +107,7 @@ public struct GuardConfiguration: Sendable {
     /// make-seq would otherwise start the moment the emergency stop is over), or the machine
     /// lane. Lanes with no state directory yet are left out.
     public func openKillAllStates() throws(GuardFailure) -> [StateDirectory] {
+        try refuseTwoLanes()
         var plan: [(Project, LockNamespace)] = [(.machine, .seqexec)]
         if !machineWide {
             let project = try project()
@@ -116,5 +125,10 @@ public struct GuardConfiguration: Sendable {
             }
         }
         return directories
+    }
+
+    /// `--machine` with `--lock`: two lanes where a run takes one.
+    func refuseTwoLanes() throws(GuardFailure) {
+        if machineWide, let lockName { throw GuardFailure(exitCode: 2, "--lock \(lockName) and --machine are two different locks; give one") }
     }
 }

@@ -12,6 +12,12 @@ public enum GuardOptions {
             symlink, bind mount or rename meets the same lock.
             """, summary: "project root", completes: .directory, environment: "PROJECT", emptyIsUnset: true,
             apply: { configuration, value, _ in configuration.projectPath = value }),
+        ToolOption(OptionSpec("--lock", kind: .value), "NAME", help: """
+            Guard the resource NAME instead of a project: every
+            command given the same NAME, from any directory, waits
+            in one line (as flock callers of one lock file).
+            """, summary: "guard a named resource, not a project", environment: "LOCK", emptyIsUnset: true,
+            apply: { configuration, value, _ in configuration.lockName = value }),
         ToolOption(OptionSpec("--state-dir", kind: .value), "DIR", help: """
             Base of the lock state, yours and private like the
             default (default: /tmp/seqguard-<uid>).

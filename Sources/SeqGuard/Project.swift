@@ -45,6 +45,17 @@ public struct Project: Sendable, Equatable {
         Project(directory: real, status: try FileSystem.status(real))
     }
 
+    /// A lock known by its name alone (`--lock NAME`): every caller that names it, from any
+    /// directory, meets the same lock, as flock(1) callers meet on one lock file.
+    /// - Throws: `GuardFailure` (2) for a name that is empty, longer than 200 bytes, or
+    ///   holds a control character.
+    public static func named(_ name: String) throws(GuardFailure) -> Project {
+        guard !name.isEmpty, name.utf8.count <= 200, !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            throw GuardFailure(exitCode: 2, "--lock needs a name of 1 to 200 bytes without control characters, such as deploy-staging")
+        }
+        return Project(root: "lock \(name)", identity: "lock \(name)")
+    }
+
     /// The user's machine-wide lane (`--machine`): one lock for every project, state in
     /// `<base>/seq-exec-machine/`.
     public static let machine = Project(root: "(machine-wide)", hash: "machine")

@@ -5,7 +5,7 @@
 # typed: the first word that is not an option of seqexec or an option's value.
 function __seqexec_command_start
     set -l words (commandline -opc)
-    set -l with_value -p --project --state-dir -t --timeout --kill-grace -w --wait-timeout --slots --priority -m --memory-limit -i --check-interval --memory-metric --memory-action --min-available --git-wait -n --lines --wait --cancel --completion
+    set -l with_value -p --project --lock --state-dir -t --timeout --kill-grace -w --wait-timeout --slots --priority -m --memory-limit -i --check-interval --memory-metric --memory-action --min-available --git-wait -n --lines --wait --cancel --completion
     set -l i 2
     while test $i -le (count $words)
         set -l word $words[$i]
@@ -36,6 +36,7 @@ end
 
 set -l c complete -c seqexec -n __seqexec_no_command
 $c -s p -l project -x -a '(__fish_complete_directories)' -d 'Project root'
+$c -l lock -x -d 'Guard a named resource, not a project'
 $c -l state-dir -x -a '(__fish_complete_directories)' -d 'Base of the lock state'
 $c -s t -l timeout -x -d 'End the tree after S seconds, exit 124'
 $c -l kill-grace -x -d 'Seconds from SIGTERM to SIGKILL'
