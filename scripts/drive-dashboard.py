@@ -11,6 +11,7 @@ The store behind URL holds: job `bad` failed, job `p1` pending, jobs `f1` and `f
 import sys
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -22,7 +23,9 @@ for argument in ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
                  "--window-size=1280,1000", f"--user-data-dir={profile}"]:
     options.add_argument(argument)
 driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-wait = WebDriverWait(driver, 20)
+# The page redraws its tables every 2 s: an element found just before a redraw is stale;
+# the wait then looks again rather than failing.
+wait = WebDriverWait(driver, 20, ignored_exceptions=[StaleElementReferenceException])
 failed = False
 
 
@@ -72,8 +75,9 @@ try:
 
     # A waiting job's reason is in its own column, not in the error column.
     def cells(job):
-        row = driver.find_elements(By.CSS_SELECTOR, f'tr[data-job="{job}"] td')
-        return [cell.get_attribute("title") or cell.text for cell in row]
+        # Read in one call, so a redraw cannot come between two cells.
+        return driver.execute_script(
+            "return [...document.querySelectorAll(`tr[data-job='${arguments[0]}'] td`)].map(td => td.title || td.textContent)", job)
     step("a wait reason is not an error", lambda: len(cells("f1")) > 7 and cells("f1")[6] == "" and "paused" in cells("f1")[7])
 
     # The chart's range is the user's: a week, in hour bars, with its scale.
