@@ -18,6 +18,8 @@ public struct AcquireRequest: Sendable {
     public var historyProject: String?
     /// The grace between SIGTERM and SIGKILL for an unsupervised holder's tree past its deadline.
     public var killGrace: Double = 5
+    /// `--order newest-first`: marked so in the queue, and replaced by a newer such waiter.
+    public var newestFirst = false
 
     public init(command: String) { self.command = command }
 }
@@ -28,5 +30,7 @@ public enum Acquisition: Sendable {
     /// A guarded command of the live holder called again: run straight through, no lock.
     case passThrough
     case gaveUp(waitedSeconds: Double, holder: String?)
+    /// A newer waiter asking newest-first took our place (its pid and command).
+    case replaced(by: QueueEntry)
     case interrupted(signal: Signal)
 }

@@ -39,6 +39,9 @@ public struct GuardConfiguration: Sendable {
     public var machineWide = false
     /// Guard a resource by name (`--lock NAME`) instead of a project directory.
     public var lockName: String?
+    /// `--order newest-first`: a newer waiter that asks the same replaces this one in the
+    /// line (deploy only the latest); this one exits 76 naming it.
+    public var newestFirst = false
     public var gitMode = GitMode.auto
     /// Seconds to wait for another git operation of the repository.
     public var gitWait: Double = 10
@@ -78,7 +81,7 @@ public struct GuardConfiguration: Sendable {
     /// The project, found from the flags, the environment and the current directory.
     public func project() throws(GuardFailure) -> Project {
         if let lockName {
-            if let projectPath { throw GuardFailure(exitCode: 2, "--lock \(lockName) and --project \(projectPath) are two different locks; give one") }
+            if let projectPath { throw GuardFailure("--lock \(lockName) and --project \(projectPath) are two different locks; give one") }
             return try Project.named(lockName)
         }
         return try Project.resolve(explicit: projectPath, searchingFrom: searchDirectory)
@@ -129,6 +132,6 @@ public struct GuardConfiguration: Sendable {
 
     /// `--machine` with `--lock`: two lanes where a run takes one.
     func refuseTwoLanes() throws(GuardFailure) {
-        if machineWide, let lockName { throw GuardFailure(exitCode: 2, "--lock \(lockName) and --machine are two different locks; give one") }
+        if machineWide, let lockName { throw GuardFailure("--lock \(lockName) and --machine are two different locks; give one") }
     }
 }

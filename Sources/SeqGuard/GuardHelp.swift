@@ -43,6 +43,7 @@ public enum GuardHelp {
                    line says so, or says it was the kernel's OOM killer or a kill -9
           75       gave up waiting for the lock (--wait-timeout), for memory
                    (--min-available), or for another git operation (--git-wait)
+          76       replaced while waiting by a newer run (--order newest-first)
           125      seqexec itself failed: bad usage, unsafe or unusable state, a
                    stale git lock file, or its supervisor was killed (a line names
                    the command, which runs on unsupervised, holding the lock)
@@ -97,6 +98,7 @@ public enum GuardHelp {
               124      make timed out (TIMEOUT)
               137      the memory monitor ended make's tree (MEMORY_LIMIT_MB)
               75       gave up waiting for the lock (WAIT_TIMEOUT) or for memory
+              76       replaced while waiting by a newer make (ORDER=newest-first)
               125      make-seq itself failed: bad setting, unsafe or unusable state
               126      the make program could not be executed
               127      the make program was not found

@@ -53,6 +53,14 @@ public enum GuardOptions {
             arrival (default: normal).
             """, summary: "queue priority", completes: .words(Priority.allCases.map(\.rawValue)), environment: "PRIORITY",
             apply: { configuration, value, name throws(GuardFailure) in configuration.priority = try Setting.priority(value ?? "", name) }),
+        ToolOption(OptionSpec("--order", kind: .value), "O", help: """
+            oldest-first (default): waiters run in arrival order.
+            newest-first: a newer waiter that also asks newest-first
+            takes the place of the older ones still waiting, which
+            exit 76 naming it (deploy only the latest).
+            """, summary: "oldest-first, or newest-first: a newer waiter replaces older ones",
+            completes: .words(["oldest-first", "newest-first"]), environment: "ORDER",
+            apply: { configuration, value, name throws(GuardFailure) in configuration.newestFirst = try Setting.newestFirst(value ?? "", name) }),
         ToolOption(OptionSpec("-v", "--verbose"), help: "Log each step to stderr, prefixed [SEQUENTIAL].", summary: "log each step to stderr",
                    environment: "VERBOSE", legacy: "VERBOSE", apply: { configuration, value, _ in configuration.verbose = value.map(Setting.flag) ?? true }),
         ToolOption(OptionSpec("-q", "--quiet"), help: "Print nothing but errors.", summary: "print nothing but errors",

@@ -129,6 +129,7 @@ struct GuardedRun {
             announce = nil
             request.historyProject = index == home ? project.root : nil
             request.killGrace = configuration.killGrace
+            request.newestFirst = configuration.newestFirst
             // Memory admission comes last, just before the command would start.
             if index == lanes.count - 1 { request.minimumAvailableBytes = configuration.minimumAvailableMegabytes.map { Int64($0) << 20 } }
             if lanes[index].project == .machine, inheritedTokens.keys.contains(where: { $0 != directory.name }) {
@@ -147,6 +148,11 @@ struct GuardedRun {
                 releaseAll()
                 record(.interrupted, status: signal.shellExitCode)
                 return signal.shellExitCode
+            case .replaced(let newer):
+                reporter.error("replaced by a newer run, pid \(newer.process.pid) '\(LockWaiter.shortened(newer.command))' (--order newest-first); '\(command)' was not run")
+                releaseAll()
+                record(.replaced, status: ExitCode.replaced)
+                return ExitCode.replaced
             case .acquired(let held, _):
                 lanes[index].held = held
             }

@@ -7,7 +7,7 @@ public struct HistoryRecord: Sendable {
     /// kernel's OOM killer), `gave_up` and `interrupted` (while waiting), `not_started`.
     public enum Ending: String, Sendable {
         case exit, signal, timeout, memory, killed, oom
-        case gaveUp = "gave_up", interrupted, notStarted = "not_started"
+        case gaveUp = "gave_up", interrupted, notStarted = "not_started", replaced
         /// Its seqexec and supervisor were killed: whoever cleared its claim recorded it.
         case holderKilled = "holder_killed"
     }

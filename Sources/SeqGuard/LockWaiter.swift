@@ -35,6 +35,8 @@ public struct LockWaiter {
         /// `memoryShort` is MemAvailable when it is our turn but memory keeps us queued;
         /// `blocked`, that it is our turn but our stderr takes nothing (we let others pass).
         case waiting(live: [Claim], ahead: [QueueEntry], position: Int, total: Int, memoryShort: Int64?, blocked: Bool)
+        /// A newer newest-first waiter took our place; our line is gone.
+        case replaced(by: QueueEntry)
     }
 
     /// Waits for a slot, in queue order, and takes it.
@@ -64,6 +66,7 @@ public struct LockWaiter {
         switch state {
         case .acquired(let held): return .acquired(held, waitedSeconds: 0)
         case .passThrough: return .passThrough
+        case .replaced(let newer): return .replaced(by: newer)
         case .waiting: break
         }
         reporter.step("queued: \(request.command) (pid \(me.pid))")
@@ -123,6 +126,7 @@ public struct LockWaiter {
                 state = try evaluate(me: me, mine: &mine, request: request, record: record(), firstCall: false)
             }
         }
+        if case .replaced(let newer) = state { return .replaced(by: newer) }
         guard case .acquired(let held) = state else { return .passThrough }
         reporter.step("acquired \(held.name) after \(formatDuration(waited()))")
         return .acquired(held, waitedSeconds: waited())
@@ -164,6 +168,13 @@ public struct LockWaiter {
             if !entries.contains(where: { $0.process == me }), let held = try joinTheLine(
                 me: me, mine: &mine, entries: &entries, changed: &changed, request: request, record: record, live: live, doorClosed: doorClosed) {
                 return .acquired(held)
+            }
+            // Newest first: a live newer waiter that asked it too takes our place.
+            if request.newestFirst, let arrived = entries.first(where: { $0.process == me })?.queuedAt,
+               let newer = entries.last(where: { $0.process != me && $0.queuedAt > arrived && $0.extra.contains(WaitQueue.newestFirstMark) && queue.isLive($0) }) {
+                entries.removeAll { $0.process == me }
+                try queue.write(entries)
+                return .replaced(by: newer)
             }
             let ordered = QueueSnapshot(entries: entries).ordered
             let free = doorClosed ? 0 : Self.freeSlots(asking: request.slots, live: live)
@@ -238,6 +249,7 @@ public struct LockWaiter {
         // First arrival, or our line was lost: (re)add it with its original arrival time,
         // holding our waiter's lock first so the line is live from the moment it exists.
         var entry = mine ?? QueueEntry(process: me, queuedAt: Clock.wallTime(), command: request.command, priority: request.priority)
+        if mine == nil && request.newestFirst { entry.extra.append(WaitQueue.newestFirstMark) }
         // A caller that can start at once never needs a line: the mutex is held from
         // this look to the claim, so nobody can see the queue in between.
         if mine == nil, request.minimumAvailableBytes == nil, !doorClosed,

@@ -47,11 +47,11 @@ public struct Project: Sendable, Equatable {
 
     /// A lock known by its name alone (`--lock NAME`): every caller that names it, from any
     /// directory, meets the same lock, as flock(1) callers meet on one lock file.
-    /// - Throws: `GuardFailure` (2) for a name that is empty, longer than 200 bytes, or
+    /// - Throws: `GuardFailure` (125, bad usage) for a name that is empty, longer than 200 bytes, or
     ///   holds a control character.
     public static func named(_ name: String) throws(GuardFailure) -> Project {
         guard !name.isEmpty, name.utf8.count <= 200, !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
-            throw GuardFailure(exitCode: 2, "--lock needs a name of 1 to 200 bytes without control characters, such as deploy-staging")
+            throw GuardFailure("--lock needs a name of 1 to 200 bytes without control characters, such as deploy-staging")
         }
         return Project(root: "lock \(name)", identity: "lock \(name)")
     }

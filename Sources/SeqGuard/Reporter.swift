@@ -108,6 +108,8 @@ public enum ExitCode {
     public static let cannotExecute: Int32 = 126
     public static let notFound: Int32 = 127
     public static let gaveUpWaiting: Int32 = 75
+    /// A newer waiter asking `--order newest-first` took this one's place in the line.
+    public static let replaced: Int32 = 76
     /// The memory monitor ended the command (128 + SIGKILL, as a shell reports a kill -9).
     public static let memoryLimit: Int32 = 137
 }

@@ -66,6 +66,15 @@ public enum Setting {
         return priority
     }
 
+    /// `--order`: whether a newer waiter of the same order replaces the older ones.
+    public static func newestFirst(_ text: String, _ name: String) throws(GuardFailure) -> Bool {
+        switch text {
+        case "oldest-first": return false
+        case "newest-first": return true
+        default: throw GuardFailure("invalid \(name) '\(text)': expected oldest-first or newest-first")
+        }
+    }
+
     public static func memoryMetric(_ text: String, _ name: String) throws(GuardFailure) -> MemoryMetric {
         guard let metric = MemoryMetric(rawValue: text) else { throw GuardFailure("invalid \(name) '\(text)': expected rss or pss") }
         return metric

@@ -128,6 +128,8 @@ public struct WaitQueue: Sendable {
     /// (a full pipe, a terminal stopped with Ctrl-S): it does not take the turn, and the line
     /// moves past it until its output moves again.
     public static let blockedMark = "out=blocked"
+    /// The waiter asked `--order newest-first`: a newer one so marked replaces it.
+    public static let newestFirstMark = "order=newest"
 
     /// Whether `entry`'s waiter says its stderr is blocked.
     public static func isBlocked(_ entry: QueueEntry) -> Bool { entry.extra.contains(blockedMark) }

@@ -42,13 +42,13 @@ struct NamedLockTests {
         #expect(killed == 0, "\(killErr)")
         #expect(holder.wait(30) != 0, "the holder was ended")
         #expect(!sandbox.isAlive(Int32(sandbox.read("pid-holder").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0))
-        // Bad names and two lanes at once are refused with one line, exit 2.
+        // Bad names and two lanes at once are refused with one line, exit 125 (bad usage).
         let (named, _, namedErr) = try sandbox.run(["--lock", "", "true"])
-        #expect(named == 2 && namedErr == "seqexec: --lock needs a name of 1 to 200 bytes without control characters, such as deploy-staging\n", "\(namedErr)")
+        #expect(named == 125 && namedErr == "seqexec: --lock needs a name of 1 to 200 bytes without control characters, such as deploy-staging\n", "\(namedErr)")
         let (both, _, bothErr) = try sandbox.run(["--lock", "x", "--machine", "true"])
-        #expect(both == 2 && bothErr == "seqexec: --lock x and --machine are two different locks; give one\n", "\(bothErr)")
+        #expect(both == 125 && bothErr == "seqexec: --lock x and --machine are two different locks; give one\n", "\(bothErr)")
         let (project, _, projectErr) = try sandbox.run(["--lock", "x", "-p", sandbox.project, "true"])
-        #expect(project == 2 && projectErr.hasPrefix("seqexec: --lock x and --project "), "\(projectErr)")
+        #expect(project == 125 && projectErr.hasPrefix("seqexec: --lock x and --project "), "\(projectErr)")
     }
 
     @Test func makeSeqTakesTheNamedLockFromItsEnvironment() throws {
@@ -65,5 +65,34 @@ struct NamedLockTests {
         sandbox.release(hold)
         #expect(holder.wait() == 0 && make.wait(30) == 0, "\(make.stderr)")
         #expect(make.stdout.contains("made"), "\(make.stdout)")
+    }
+
+    /// `--order newest-first` (deploy only the latest): of a burst waiting behind a holder,
+    /// each newer one takes the place of the older ones, which exit 76 naming it; a waiter
+    /// that did not ask it keeps its place.
+    @Test func newestFirstRunsOnlyTheNewestOfABurst() throws {
+        let sandbox = try Sandbox()
+        let job = try jobScript(sandbox)
+        let hold = sandbox.fifo("hold")
+        let holder = try sandbox.seqexec(["-q", "--lock", "deploy", job, "holder", hold])
+        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let patient = try sandbox.seqexec(["-q", "--lock", "deploy", job, "patient"])
+        #expect(waitUntil { sandbox.queueLines.count == 1 })
+        var burst: [Child] = []
+        for index in 1...3 {
+            burst.append(try sandbox.seqexec(["-q", "--lock", "deploy", "--order", "newest-first", job, "deploy\(index)"]))
+            // Handshake: each joins the line before the next comes (and takes the older one's place).
+            #expect(waitUntil { sandbox.queueLines.contains { $0.contains("deploy\(index)") } }, "\(sandbox.queueLines)")
+        }
+        let newest = burst[2]
+        for older in burst.prefix(2) {
+            #expect(older.wait(30) == 76, "\(older.stderr)")
+            #expect(older.stderr.contains("replaced by a newer run, pid \(newest.pid) '") && older.stderr.contains("(--order newest-first)"), "\(older.stderr)")
+        }
+        sandbox.release(hold)
+        #expect(holder.wait() == 0 && patient.wait() == 0 && newest.wait() == 0, "\(newest.stderr)")
+        #expect(sandbox.lines("order") == ["holder", "patient", "deploy3"] && sandbox.read("overlap") == "")
+        let (bad, _, badErr) = try sandbox.run(["--order", "latest", "true"])
+        #expect(bad == 125 && badErr.contains("invalid --order 'latest': expected oldest-first or newest-first"), "\(badErr)")
     }
 }

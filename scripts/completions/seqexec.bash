@@ -4,11 +4,11 @@
 _seqexec() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
     local options="-p --project --lock --state-dir -t --timeout --kill-grace -w --wait-timeout --slots
-        --priority -v --verbose -q --quiet --machine -m --memory-limit -i --check-interval
+        --priority --order -v --verbose -q --quiet --machine -m --memory-limit -i --check-interval
         --memory-metric --memory-action --min-available --git-wait --git-guard --no-git-wait
         --clean-stale-git-locks --status --history -n --lines --json --kill-all --submit --wait
         --tail --runs --cancel --completion -h --help --version"
-    local with_value=" -p --project --lock --state-dir -t --timeout --kill-grace -w --wait-timeout --slots --priority -m --memory-limit -i --check-interval --memory-metric --memory-action --min-available --git-wait -n --lines --wait --cancel --completion "
+    local with_value=" -p --project --lock --state-dir -t --timeout --kill-grace -w --wait-timeout --slots --priority --order -m --memory-limit -i --check-interval --memory-metric --memory-action --min-available --git-wait -n --lines --wait --cancel --completion "
     # Where the command starts: the first word that is not an option or an option's value.
     local i=1
     while [ "$i" -lt "$COMP_CWORD" ]; do
@@ -28,6 +28,7 @@ _seqexec() {
     fi
     case "$prev" in
         --priority) COMPREPLY=($(compgen -W "high normal low" -- "$cur")); return ;;
+        --order) COMPREPLY=($(compgen -W "oldest-first newest-first" -- "$cur")); return ;;
         --memory-metric) COMPREPLY=($(compgen -W "rss pss" -- "$cur")); return ;;
         --memory-action) COMPREPLY=($(compgen -W "tree largest" -- "$cur")); return ;;
         --completion) COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")); return ;;
