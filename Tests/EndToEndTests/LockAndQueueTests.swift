@@ -18,11 +18,12 @@ func jobScript(_ sandbox: Sandbox) throws -> String {
     """)
 }
 
-/// A holder blocked on a FIFO until the test releases it, already running.
-func blockedHolder(_ sandbox: Sandbox) throws -> (job: String, hold: String, holder: Child) {
+/// A holder blocked on a FIFO until the test releases it, already running (with `options`,
+/// such as `--lock NAME`, before its command).
+func blockedHolder(_ sandbox: Sandbox, _ options: [String] = []) throws -> (job: String, hold: String, holder: Child) {
     let job = try jobScript(sandbox)
     let hold = sandbox.fifo("hold")
-    let holder = try sandbox.seqexec(["-q", job, "holder", hold])
+    let holder = try sandbox.seqexec(["-q"] + options + [job, "holder", hold])
     #expect(waitUntil { sandbox.lines("order") == ["holder"] })
     return (job, hold, holder)
 }

@@ -8,12 +8,9 @@ import Testing
 struct NamedLockTests {
     @Test func callersFromAnyDirectoryShareTheNamedLockAndNothingElse() throws {
         let sandbox = try Sandbox()
-        let job = try jobScript(sandbox)
         let elsewhere = sandbox.root + "/elsewhere"
         try FileManager.default.createDirectory(atPath: elsewhere, withIntermediateDirectories: true)
-        let hold = sandbox.fifo("hold")
-        let holder = try sandbox.seqexec(["-q", "--lock", "deploy", job, "holder", hold])
-        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let (job, hold, holder) = try blockedHolder(sandbox, ["--lock", "deploy"])
         // Another directory, the same name: it waits in the lock's line.
         let waiter = try sandbox.start(seqexecPath, ["-q", "--lock", "deploy", job, "waiter"], directory: elsewhere)
         #expect(waitUntil { sandbox.queueLines.count == 1 }, "\(waiter.stderr)")
@@ -34,10 +31,7 @@ struct NamedLockTests {
 
     @Test func killAllOfANameEndsItsHolderAndBadNamesAreRefused() throws {
         let sandbox = try Sandbox()
-        let job = try jobScript(sandbox)
-        let hold = sandbox.fifo("hold")
-        let holder = try sandbox.seqexec(["-q", "--lock", "deploy", job, "holder", hold])
-        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let (_, _, holder) = try blockedHolder(sandbox, ["--lock", "deploy"])
         let (killed, _, killErr) = try sandbox.run(["--lock", "deploy", "--kill-all"])
         #expect(killed == 0, "\(killErr)")
         #expect(holder.wait(30) != 0, "the holder was ended")
@@ -53,11 +47,8 @@ struct NamedLockTests {
 
     @Test func makeSeqTakesTheNamedLockFromItsEnvironment() throws {
         let sandbox = try Sandbox()
-        let job = try jobScript(sandbox)
         _ = try sandbox.write("Makefile", "all:\n\t@echo made\n")
-        let hold = sandbox.fifo("hold")
-        let holder = try sandbox.seqexec(["-q", "--lock", "deploy", job, "holder", hold])
-        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let (_, hold, holder) = try blockedHolder(sandbox, ["--lock", "deploy"])
         let make = try sandbox.makeSeq(["all"], environment: ["MAKE_SEQ_LOCK": "deploy"])
         // It waits in the named lock's line (its make lock comes first, then the executor lock).
         #expect(waitUntil { sandbox.queueLines.count == 1 }, "\(make.stderr)")
@@ -72,10 +63,7 @@ struct NamedLockTests {
     /// that did not ask it keeps its place.
     @Test func newestFirstRunsOnlyTheNewestOfABurst() throws {
         let sandbox = try Sandbox()
-        let job = try jobScript(sandbox)
-        let hold = sandbox.fifo("hold")
-        let holder = try sandbox.seqexec(["-q", "--lock", "deploy", job, "holder", hold])
-        #expect(waitUntil { sandbox.lines("order") == ["holder"] })
+        let (job, hold, holder) = try blockedHolder(sandbox, ["--lock", "deploy"])
         let patient = try sandbox.seqexec(["-q", "--lock", "deploy", job, "patient"])
         #expect(waitUntil { sandbox.queueLines.count == 1 })
         var burst: [Child] = []
