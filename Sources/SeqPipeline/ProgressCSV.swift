@@ -159,58 +159,78 @@ public enum ProgressCSV {
         var jobs: [(job: Job, line: Int)] = []
         var problems: [(line: Int, message: String)] = []
         var seen: [String: Int] = [:]
-        let fields = column.filter { !header.contains($0.key) && $0.key != "priority" && !$0.key.isEmpty }.sorted { $0.value < $1.value }
-        for (offset, row) in rows.dropFirst().enumerated() {
+        let fields = column.filter { !header.contains($0.key) && $0.key != "priority" && !$0.key.isEmpty }.sorted { $0.value < $1.value }.map(\.key)
+        for (offset, values) in rows.dropFirst().enumerated() {
             let line = rowLines[offset + 1]
-            if row.allSatisfy({ $0.isEmpty }) { continue }
+            if values.allSatisfy({ $0.isEmpty }) { continue }
             // A bad row is reported and the next one read: every bad row is said at once.
+            let row = Row(values: values, column: column, file: file, line: line)
             do throws(ConfigError) {
-            if row.count > first.count {
-                throw ConfigError(message: "\(file):\(line): \(row.count) values but the header names \(first.count) columns; quote a value that holds a comma, or name the column")
-            }
-            func value(_ name: String) -> String {
-                guard let index = column[name], index < row.count else { return "" }
-                return row[index]
-            }
-            func time(_ name: String) throws(ConfigError) -> Moment? {
-                let text = value(name)
-                if text.isEmpty { return nil }
-                guard let seconds = ZoneCalendar.parseISO(text) else {
-                    throw ConfigError(message: "\(file):\(line): \(name) '\(text)' is not a time; expected YYYY-MM-DDTHH:MM:SS (UTC)")
+                if values.count > first.count {
+                    throw row.problem("\(values.count) values but the header names \(first.count) columns; quote a value that holds a comma, or name the column")
                 }
-                return Moment(seconds: seconds)
+                let job = try row.job(fields: fields, defaultMaxAttempts: defaultMaxAttempts)
+                if let earlier = seen[job.id] { throw row.problem("job '\(job.id)' is on line \(earlier) too; give each job its own id") }
+                seen[job.id] = line
+                jobs.append((job, line))
+            } catch {
+                problems.append((line, error.message))
             }
-            func number(_ name: String, _ fallback: Int) throws(ConfigError) -> Int {
-                let text = value(name)
-                if text.isEmpty { return fallback }
-                guard let number = Int(text), number >= 0 else {
-                    throw ConfigError(message: "\(file):\(line): \(name) '\(text)' is not a whole number ≥ 0")
-                }
-                return number
-            }
+        }
+        return (jobs, problems)
+    }
+
+    /// One row of an imported CSV, read by column name.
+    struct Row {
+        var values: [String]
+        var column: [String: Int]
+        var file: String
+        var line: Int
+
+        func problem(_ message: String) -> ConfigError { ConfigError(message: "\(file):\(line): \(message)") }
+
+        func value(_ name: String) -> String {
+            guard let index = column[name], index < values.count else { return "" }
+            return values[index]
+        }
+
+        func time(_ name: String) throws(ConfigError) -> Moment? {
+            let text = value(name)
+            if text.isEmpty { return nil }
+            guard let seconds = ZoneCalendar.parseISO(text) else { throw problem("\(name) '\(text)' is not a time; expected YYYY-MM-DDTHH:MM:SS (UTC)") }
+            return Moment(seconds: seconds)
+        }
+
+        func number(_ name: String, _ fallback: Int) throws(ConfigError) -> Int {
+            let text = value(name)
+            if text.isEmpty { return fallback }
+            guard let number = Int(text), number >= 0 else { throw problem("\(name) '\(text)' is not a whole number ≥ 0") }
+            return number
+        }
+
+        /// The job this row describes; a claimed or running one comes back pending.
+        func job(fields: [String], defaultMaxAttempts: Int) throws(ConfigError) -> Job {
             let id = value("job_id")
             let account = value("account")
-            guard !id.isEmpty else { throw ConfigError(message: "\(file):\(line): job_id is empty; every job needs an id") }
-            guard !account.isEmpty else { throw ConfigError(message: "\(file):\(line): account is empty for job \(id)") }
-            if let first = seen[id] { throw ConfigError(message: "\(file):\(line): job '\(id)' is on line \(first) too; give each job its own id") }
-            seen[id] = line
+            guard !id.isEmpty else { throw problem("job_id is empty; every job needs an id") }
+            guard !account.isEmpty else { throw problem("account is empty for job \(id)") }
             var job = Job(id: id, account: account)
             if !value("priority").isEmpty {
                 guard let priority = Priority.jobNumber(value("priority")) else {
-                    throw ConfigError(message: "\(file):\(line): priority '\(value("priority"))' is not \(Priority.jobVocabulary)")
+                    throw problem("priority '\(value("priority"))' is not \(Priority.jobVocabulary)")
                 }
                 job.priority = priority
             }
             let statusText = value("status").isEmpty ? "pending" : value("status")
             guard let status = JobStatus(rawValue: statusText) else {
-                throw ConfigError(message: "\(file):\(line): status '\(statusText)' is not one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw problem("status '\(statusText)' is not one of \(JobStatus.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             job.status = status == .claimed || status == .running ? .pending : status
             if !value("video_path").isEmpty { job.payload.append(("video", value("video_path"))) }
             if !value("caption").isEmpty { job.payload.append(("caption", value("caption"))) }
-            for (key, _) in fields where !value(key).isEmpty { job.payload.append((key, value(key))) }
+            for key in fields where !value(key).isEmpty { job.payload.append((key, value(key))) }
             if !value("worker_id").isEmpty {
-                guard let worker = Int(value("worker_id")) else { throw ConfigError(message: "\(file):\(line): worker_id '\(value("worker_id"))' is not a number") }
+                guard let worker = Int(value("worker_id")) else { throw problem("worker_id '\(value("worker_id"))' is not a number") }
                 job.worker = worker
             }
             job.claimedAt = try time("claimed_at")
@@ -220,12 +240,8 @@ public enum ProgressCSV {
             job.errorType = value("error_type").isEmpty ? nil : value("error_type")
             job.attempts = try number("attempts", 0)
             job.maxAttempts = max(1, try number("max_attempts", defaultMaxAttempts))
-            jobs.append((job, line))
-            } catch {
-                problems.append((line, error.message))
-            }
+            return job
         }
-        return (jobs, problems)
     }
 }
 
