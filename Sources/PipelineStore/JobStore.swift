@@ -166,9 +166,6 @@ public protocol JobStore: AnyObject {
     func addEvent(_ event: Event) throws(StoreError)
     /// Every event of one job, oldest first.
     func events(job: String) throws(StoreError) -> [Event]
-    /// When events of `kinds` happened since `since` (the dashboard's chart), oldest first.
-    /// `kinds` are the store's own names, never input.
-    func eventTimes(kinds: [EventKind], since: Moment) throws(StoreError) -> [(at: Moment, kind: EventKind)]
     /// How many events of each of `kinds` fell in each `bucketSeconds`-long bucket since
     /// `since` (bucket: seconds since the epoch / bucketSeconds, rounded down), counted by the
     /// store: a week of events is a few hundred rows, not every event.

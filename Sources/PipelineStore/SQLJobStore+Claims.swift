@@ -237,8 +237,7 @@ extension SQLJobStore {
                 "UPDATE jobs SET progress = ?3, heartbeat_boot = ?4 WHERE id = ?1 AND claim_token = ?2 AND status IN ('claimed', 'running')",
                 [.text(claim.job.id), .text(claim.token), .integer(Int64(progress)), .real(bootSeconds)]) == 1
             if recorded, let step {
-                var tally = Tally()
-                tally.observe(.stepDuration, [("step", step.name), ("host", claim.job.host ?? host)], seconds: step.seconds)
+                var tally = stepTally(step, of: claim)
                 if let output = step.output { try keep(output, into: &tally) }
                 try record(tally)
             }
@@ -367,8 +366,7 @@ extension SQLJobStore {
     func recordProgressInOneStatement(_ claim: ClaimedJob, progress: Int, bootSeconds: Double, step: CompletedStep) throws(StoreError) -> Bool {
         var values: [SQLValue] = [.text(claim.job.id), .text(claim.token), .integer(Int64(progress)), .real(bootSeconds)]
         var parts = ["p AS (UPDATE jobs SET progress = ?3, heartbeat_boot = ?4 WHERE id = ?1 AND claim_token = ?2 AND status IN ('claimed', 'running') RETURNING id)"]
-        var tally = Tally()
-        tally.observe(.stepDuration, [("step", step.name), ("host", claim.job.host ?? host)], seconds: step.seconds)
+        var tally = stepTally(step, of: claim)
         if let output = step.output {
             let keeping = try keepStatement(output, firstParameter: values.count + 1, from: "p")
             parts.append("o AS (\(keeping.sql))")
@@ -379,6 +377,13 @@ extension SQLJobStore {
         parts.append("c AS (\(counting.sql))")
         values += counting.values
         return try connection.query("WITH " + parts.joined(separator: ",\n") + "\nSELECT COUNT(*) AS n FROM p", values).first?["n"].int == 1
+    }
+
+    /// What a completed step adds to the counts: its time.
+    func stepTally(_ step: CompletedStep, of claim: ClaimedJob) -> Tally {
+        var tally = Tally()
+        tally.observe(.stepDuration, [("step", step.name), ("host", claim.job.host ?? host)], seconds: step.seconds)
+        return tally
     }
 
     /// What an attempt's end adds to the counts: the attempt by outcome, its duration, and

@@ -288,14 +288,6 @@ extension SQLJobStore {
         try connection.query("SELECT * FROM events WHERE job = ?1 ORDER BY id", [.text(job)]).map(Self.event(from:))
     }
 
-    /// Times and kinds of the events of `kinds` at or after `since`, oldest first.
-    public func eventTimes(kinds: [EventKind], since: Moment) throws(StoreError) -> [(at: Moment, kind: EventKind)] {
-        // The kinds are this program's own names, never input.
-        let list = kinds.map { "'\($0.rawValue)'" }.joined(separator: ", ")
-        return try connection.query("SELECT at, kind FROM events WHERE at >= ?1 AND kind IN (\(list)) ORDER BY id", [.time(since)])
-            .map { ($0["at"].moment ?? 0, EventKind(rawValue: $0["kind"].string ?? "")) }
-    }
-
     public func eventCounts(kinds: [EventKind], since: Moment, bucketSeconds: Int) throws(StoreError) -> [(bucket: Int64, kind: EventKind, count: Int)] {
         // The kinds are this program's own names, never input; FLOOR, as PostgreSQL's cast rounds.
         let list = kinds.map { "'\($0.rawValue)'" }.joined(separator: ", ")

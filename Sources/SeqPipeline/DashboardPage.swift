@@ -63,6 +63,10 @@ enum DashboardPage {
       for(const i of items){const tr=document.createElement("tr");make(tr,i);body.appendChild(tr);}}
     function button(parent,text,path,question){const b=document.createElement("button");b.textContent=text;b.dataset.action=path;
       b.onclick=e=>{e.stopPropagation();if(question&&!confirm(question))return;act(path);};parent.append(b);return b;}
+    // A job's buttons, by what its status allows (the store decides again): retry, cancel.
+    function jobButtons(parent,j){if(!actions)return;const id=encodeURIComponent(j.id);
+      if(["failed","cancelled","retrying"].includes(j.status))button(parent,"retry","/api/jobs/"+id+"/retry");
+      if(["pending","retrying","failed"].includes(j.status))button(parent,"cancel","/api/jobs/"+id+"/cancel");}
     function rate(r){if(!r||!r.attempts)return "–";return Math.round(100*r.success_rate)+"% of "+r.attempts;}
     function ago(s){if(s==null)return "";if(s<90)return Math.round(s)+" s";if(s<5400)return Math.round(s/60)+" min";if(s<172800)return (s/3600).toFixed(1)+" h";return (s/86400).toFixed(1)+" d";}
     function since(t){return t?ago((Date.now()-Date.parse(t))/1000)+" ago":"";}
@@ -106,9 +110,7 @@ enum DashboardPage {
         h.textContent="attempt "+o.attempt+", step "+o.step+(o.step_attempt>1?" (its try "+o.step_attempt+")":"")+": "+o.ending+", "+o.at;
         const p=document.createElement("pre");p.className="output";p.textContent=o.text||"(no output)";outs.append(h,p);}
       const a=$("jobactions");a.replaceChildren();
-      if(actions){const id=encodeURIComponent(j.id);
-        if(["failed","cancelled","retrying"].includes(j.status))button(a,"retry","/api/jobs/"+id+"/retry");
-        if(["pending","retrying","failed"].includes(j.status))button(a,"cancel","/api/jobs/"+id+"/cancel");}
+      jobButtons(a,j);
     }
     async function refresh(){
       try{
@@ -149,9 +151,7 @@ enum DashboardPage {
           link.onclick=e=>{e.preventDefault();};td.append(link);
           cell(tr,j.account);cell(tr,j.status,j.status=="failed"?"bad":j.status=="success"?"ok":"");cell(tr,j.priority);cell(tr,j.device||"");cell(tr,j.attempt+"/"+j.attempt_limit);
           clip(tr,j.error?(j.error_type?j.error_type+": ":"")+j.error:"","bad");clip(tr,reasons[j.id]||"","warn");
-          const b=cell(tr,"");if(actions){const id=encodeURIComponent(j.id);
-            if(["failed","cancelled","retrying"].includes(j.status))button(b,"retry","/api/jobs/"+id+"/retry");
-            if(["pending","retrying","failed"].includes(j.status))button(b,"cancel","/api/jobs/"+id+"/cancel");}});
+          jobButtons(cell(tr,""),j);});
         const events=await get("/api/events?limit=50");
         fill("events",events.slice().reverse(),(tr,e)=>{cell(tr,clock(e.at),"",e.at);cell(tr,e.kind);cell(tr,e.job||e.device||e.account||"");clip(tr,e.message);});
         drawChart(await get("/api/throughput?minutes="+$("range").value));

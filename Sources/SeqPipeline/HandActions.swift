@@ -33,8 +33,14 @@ public enum HandActions {
     }
 
     public static func job(_ action: JobAction, _ id: String, by: String, store: any JobStore) throws(StoreError) -> Said {
-        let result = try action == .retry ? store.retry(id, by: by) : store.cancel(id, by: by)
-        return words(action, id, result)
+        words(action, id, try perform(action, id, by: by, store: store))
+    }
+
+    static func perform(_ action: JobAction, _ id: String, by: String, store: any JobStore) throws(StoreError) -> HandResult<JobStatus> {
+        switch action {
+        case .retry: try store.retry(id, by: by)
+        case .cancel: try store.cancel(id, by: by)
+        }
     }
 
     static func words(_ action: JobAction, _ id: String, _ result: HandResult<JobStatus>) -> Said {
@@ -63,7 +69,7 @@ public enum HandActions {
         var lines: [Said] = []
         var (changed, unchanged, refused) = (0, 0, 0)
         for id in ids {
-            let result = try action == .retry ? store.retry(id, by: by) : store.cancel(id, by: by)
+            let result = try perform(action, id, by: by, store: store)
             switch result {
             case .changed: changed += 1
             case .unchanged: unchanged += 1

@@ -43,6 +43,6 @@ public enum Throughput {
 
     /// Jobs finished (success or failed) a minute over the last 15 minutes.
     public static func finishedPerMinute(store: any JobStore, now: Moment) throws(StoreError) -> Double {
-        Double(try store.eventTimes(kinds: Array(finishing), since: now - 900).count) / 15
+        Double(try store.eventCounts(kinds: Array(finishing), since: now - 900, bucketSeconds: 900).reduce(0) { $0 + $1.count }) / 15
     }
 }

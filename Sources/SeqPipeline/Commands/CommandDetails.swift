@@ -9,7 +9,11 @@ extension PipelineCommand {
         125 no store, or a bad config.
         """
 
-    var details: String { Self.details[name] ?? "" }
+    /// Its details; a command shown with another in `--help` (cancel with retry, export-csv
+    /// with import-csv) has that one's.
+    var details: String { Self.details[name] ?? Self.details[Self.shownWith[name] ?? ""] ?? "" }
+
+    static let shownWith = ["cancel": "retry", "export-csv": "import-csv"]
 
     static let details: [String: String] = [
         "init": """

@@ -54,9 +54,7 @@ extension Invocation {
         case "pause", "resume", "release":
             if words.count != 2 { usage("expected a device name: seqpipe device \(sub) NAME") }
             let action = HandActions.DeviceAction(rawValue: sub)!
-            let said = storeCall { () throws(StoreError) in try HandActions.device(action, words[1], by: HandActions.terminalUser, store: store) }
-            if said.failure != 0 { fail(said.text, 1) }
-            printOut(said.text + "\n")
+            say(storeCall { () throws(StoreError) in try HandActions.device(action, words[1], by: HandActions.terminalUser, store: store) })
         default: usage("expected add, list, remove, pause, resume or release, not '\(sub)'")
         }
     }
@@ -77,9 +75,7 @@ extension Invocation {
             printOut(Listing.accounts(storeCall { () throws(StoreError) in try store.accounts() }, successesToday: done, now: Moment.now()))
         case "resume":
             if words.count != 2 { usage("expected an account name") }
-            let said = storeCall { () throws(StoreError) in try HandActions.resumeAccount(words[1], by: HandActions.terminalUser, store: store) }
-            if said.failure != 0 { fail(said.text, 1) }
-            printOut(said.text + "\n")
+            say(storeCall { () throws(StoreError) in try HandActions.resumeAccount(words[1], by: HandActions.terminalUser, store: store) })
         default: usage("expected add, list or resume, not '\(sub)'")
         }
     }
@@ -177,6 +173,12 @@ extension Invocation {
                 priority: priority(), maxAttempts: number("--max-attempts", default: config.maxAttempts, minimum: 1),
                 export: options.value("--export"), config: config))
         } catch { fail(error.message, 1) }
+    }
+
+    /// What a change by hand found: on stdout, or on stderr with exit 1 when nothing could change.
+    func say(_ said: HandActions.Said) {
+        if said.failure != 0 { fail(said.text, 1) }
+        printOut(said.text + "\n")
     }
 
     /// `retry JOB...` or `retry --status S ...` (and cancel): each job by id, or every job a

@@ -40,7 +40,7 @@ public struct Invocation: Sendable {
         do { options = try ArgumentScanner.scan(Array(leading.positional.dropFirst()), options: PipelineCommand.globalOptions + command.options) } catch {
             bad("\(name): \(error.message); see 'seqpipe \(name) --help'")
         }
-        options.answerHelpAndVersion(tool: "seqpipe", version: version, help: HelpText.command(name, of: SeqPipelineHelp.text, tool: "seqpipe", details: command.name == "cancel" ? PipelineCommand.named("retry")?.details ?? "" : command.name == "export-csv" ? PipelineCommand.named("import-csv")?.details ?? "" : command.details)
+        options.answerHelpAndVersion(tool: "seqpipe", version: version, help: HelpText.command(name, of: SeqPipelineHelp.text, tool: "seqpipe", details: command.details)
             ?? "seqpipe \(name): started by 'seqpipe run' only; see 'seqpipe --help'\n")
         return Invocation(command: command, leading: leading, options: options)
     }
