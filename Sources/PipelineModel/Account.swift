@@ -1,3 +1,4 @@
+import SeqDatabase
 import SeqGuard
 import SeqSystem
 

@@ -1,3 +1,5 @@
+import SeqDatabase
+
 /// What an alert is about, as the store records it (the alert's key names the instance:
 /// `hung:feed`, `server-port:d1`). The stored word is the raw value; one this version does not
 /// name (a newer version wrote it) is read and shown as it is.

@@ -1,3 +1,5 @@
+import SeqDatabase
+
 /// Where alerts go besides the store: `alerts.notify`, an argv run for each raise and clear
 /// ({kind}, {message}, {key}, {state} filled in), and `alerts.file`, a JSON-lines file other
 /// tools tail. Neither is required.

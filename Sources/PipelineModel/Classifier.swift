@@ -1,3 +1,5 @@
+import SeqDatabase
+
 /// Which budget a failed step is charged to.
 public enum FailureClass: Equatable, Sendable {
     case permanent(type: String)

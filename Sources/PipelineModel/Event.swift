@@ -1,3 +1,5 @@
+import SeqDatabase
+
 /// One line of the events table: what happened, to what.
 public struct Event: Sendable, Equatable {
     public var at: Moment

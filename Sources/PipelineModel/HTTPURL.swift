@@ -1,3 +1,5 @@
+import SeqDatabase
+
 /// The one form of URL the pipeline takes for a device's status: `http://HOST:PORT/PATH`.
 public enum HTTPURL {
     /// `http://host:port/path` split (an IPv6 address in brackets: `http://[::1]:4723/`);

@@ -1,3 +1,4 @@
+import SeqDatabase
 import SeqGuard
 
 /// What becomes of a job when an attempt ends, decided from the outcome and the job's

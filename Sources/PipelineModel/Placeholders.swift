@@ -1,3 +1,4 @@
+import SeqDatabase
 import SeqSystem
 
 /// Fills `{placeholders}` in a step's argv from a job and its worker.

@@ -1,3 +1,5 @@
+import SeqDatabase
+
 /// Attempts, outcomes and response times of a device or an account over a window (the
 /// store counts them by the hour).
 public struct Rates: Sendable, Equatable {

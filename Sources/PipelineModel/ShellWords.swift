@@ -1,3 +1,5 @@
+import SeqDatabase
+
 /// A command line as an argv, split the way a shell splits words but with nothing else of a
 /// shell: `'…'` is literal, `"…"` keeps spaces (a backslash escapes `"`, `\`, `$` and a
 /// backquote in it), a backslash outside quotes escapes the next character. Unquoted `|`, `;`,

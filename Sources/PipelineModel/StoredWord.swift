@@ -1,3 +1,5 @@
+import SeqDatabase
+
 /// A state or kind the store records as a word: a worker's state, a host's, a recurring
 /// job's, an alert's kind. The word is the raw value; one this version does not name (a newer
 /// version wrote it) is read and shown as it is, never refused. `Of` tells the kinds apart,

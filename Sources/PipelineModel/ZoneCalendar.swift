@@ -1,3 +1,4 @@
+import SeqDatabase
 import SeqSystem
 
 /// Calendar days in a named time zone, for daily limits and "today" counts: read from the

@@ -1,5 +1,6 @@
 import PipelineStore
 import PipelineModel
+import SeqDatabase
 import SeqSystem
 
 /// One HTTP/1.0 GET, enough for a device server's status endpoint: no TLS, no redirects, no

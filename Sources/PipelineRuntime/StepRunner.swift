@@ -1,5 +1,6 @@
 import PipelineStore
 import PipelineModel
+import SeqDatabase
 import SeqGuard
 import SeqSystem
 

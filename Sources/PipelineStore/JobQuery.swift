@@ -1,4 +1,5 @@
 import PipelineModel
+import SeqDatabase
 /// Which jobs `seqpipe jobs` and /api/jobs list: each filter empty or nil matches any job.
 public struct JobQuery: Sendable {
     public var status: String?

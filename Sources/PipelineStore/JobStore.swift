@@ -1,4 +1,5 @@
 import PipelineModel
+import SeqDatabase
 import SeqSystem
 
 /// Where jobs, accounts, devices, workers and events live: one SQLite file, or PostgreSQL for

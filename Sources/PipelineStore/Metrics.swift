@@ -1,4 +1,5 @@
 import PipelineModel
+import SeqDatabase
 import SeqSystem
 
 /// Response times, attempts and outcomes per device and per account, kept as hourly counts

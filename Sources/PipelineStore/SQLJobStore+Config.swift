@@ -1,4 +1,5 @@
 import PipelineModel
+import SeqDatabase
 import SeqGuard
 
 /// One version of the pipeline's config as the store keeps it: its JSON text, when it was

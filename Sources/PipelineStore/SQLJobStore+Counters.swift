@@ -1,4 +1,5 @@
 import PipelineModel
+import SeqDatabase
 
 /// A family of cumulative counts that /metrics shows: a counter (how many times something
 /// happened) or a histogram (how long it took, in buckets), in Prometheus's sense and with

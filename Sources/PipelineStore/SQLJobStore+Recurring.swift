@@ -1,4 +1,5 @@
 import PipelineModel
+import SeqDatabase
 import SeqGuard
 import SeqSystem
 

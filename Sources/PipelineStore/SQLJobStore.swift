@@ -1,4 +1,5 @@
 import PipelineModel
+import SeqDatabase
 import SeqGuard
 import SeqSystem
 
@@ -292,24 +293,10 @@ public final class SQLJobStore: JobStore {
         }
     }
 
-    /// PostgreSQL: each version in its own transaction, all under a session advisory lock,
-    /// so two hosts running `init` or `migrate` at once take turns and the second finds the
-    /// work done.
+    /// PostgreSQL: the shared runner, with seqpipe's versions counted in `schema_version`.
     func migratePostgreSQL() throws(StoreError) {
-        let key = PostgreSQLConnection.writeLockKey + 1
-        try connection.execute("SELECT pg_advisory_lock(\(key))")
-        defer { try? connection.execute("SELECT pg_advisory_unlock(\(key))") }
-        try connection.execute("CREATE TABLE IF NOT EXISTS schema_version(version BIGINT NOT NULL)")
-        let current = Int(try connection.query("SELECT MAX(version) AS v FROM schema_version").first?["v"].int ?? 0)
-        if current > Self.postgresMigrations.count {
-            throw StoreError("store \(connection.name) has schema version \(current), newer than this seqpipe's \(Self.postgresMigrations.count); use a newer seqpipe")
-        }
-        for version in current..<Self.postgresMigrations.count {
-            try connection.write { () throws(StoreError) in
-                try connection.execute(Self.postgresMigrations[version])
-                try connection.run("INSERT INTO schema_version(version) VALUES (?1)", [.integer(Int64(version + 1))])
-            }
-        }
+        guard let connection = connection as? PostgreSQLConnection else { return }
+        try PostgreSQLMigrations(table: "schema_version", versions: Self.postgresMigrations, tool: "seqpipe").apply(to: connection)
     }
 
     static func text(_ value: String) -> SQLValue { .text(value) }

@@ -1,4 +1,5 @@
 import PipelineModel
+import SeqDatabase
 import CSQLite
 import SeqSystem
 
@@ -204,4 +205,14 @@ public final class SQLiteConnection {
         try query(sql, parameters)
         return Int(sqlite3_changes(handle))
     }
+}
+
+extension SQLiteConnection: SQLDatabase {
+    public var name: String { path }
+    /// A file is there or not: it has no outages to ride out.
+    public var outage: StoreOutage? { nil }
+    public func takeRecovered() -> StoreOutage? { nil }
+    /// Takes the write lock at once (waiting out the busy timeout), so a read-then-write never
+    /// fails with SQLITE_BUSY halfway through.
+    public var beginWrite: String { "BEGIN IMMEDIATE" }
 }

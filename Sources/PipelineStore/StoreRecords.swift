@@ -1,4 +1,5 @@
 import PipelineModel
+import SeqDatabase
 
 // What the store says about claims, hosts, alerts, checks and notifications: records it
 // makes from its rows and hands to the runtime and the surfaces.

@@ -42,6 +42,15 @@ public struct GuardConfiguration: Sendable {
     /// `--order newest-first`: a newer waiter that asks the same replaces this one in the
     /// line (deploy only the latest); this one exits 76 naming it.
     public var newestFirst = false
+    /// `--store postgresql://…`: the named lock is one line for every host using that database.
+    public var store: String?
+    /// Seconds a shared lock's holder or waiter stays alive without renewing (`--lease`).
+    public var lease: Double = 15
+    /// What this host is called in a shared lock's rows (`--host`); nil: the machine's name.
+    public var hostName: String?
+    /// `--cancel-running`: joining a shared lock ends the runs that hold it (GitHub's
+    /// cancel-in-progress); they exit 76 naming this run.
+    public var cancelRunning = false
     public var gitMode = GitMode.auto
     /// Seconds to wait for another git operation of the repository.
     public var gitWait: Double = 10
@@ -130,8 +139,13 @@ public struct GuardConfiguration: Sendable {
         return directories
     }
 
-    /// `--machine` with `--lock`: two lanes where a run takes one.
+    /// `--machine` with `--lock`: two lanes where a run takes one. A store without a lock
+    /// name, or the store's modes without a store, ask for what does not exist.
     func refuseTwoLanes() throws(GuardFailure) {
         if machineWide, let lockName { throw GuardFailure("--lock \(lockName) and --machine are two different locks; give one") }
+        if store != nil, lockName == nil {
+            throw GuardFailure("--store keeps a named lock: add --lock NAME (every host names the resource the same way; a directory is not the same on two hosts)")
+        }
+        if cancelRunning, store == nil { throw GuardFailure("--cancel-running ends runs holding a shared lock: add --store URL and --lock NAME") }
     }
 }

@@ -61,6 +61,29 @@ public enum GuardOptions {
             """, summary: "oldest-first, or newest-first: a newer waiter replaces older ones",
             completes: .words(["oldest-first", "newest-first"]), environment: "ORDER",
             apply: { configuration, value, name throws(GuardFailure) in configuration.newestFirst = try Setting.newestFirst(value ?? "", name) }),
+        ToolOption(OptionSpec("--store", kind: .value), "URL", help: """
+            With --lock: keep the lock in the PostgreSQL database
+            at URL (postgresql://...), one line for every host
+            that uses it, in the database's arrival order. The
+            command gets the lock's fencing token in SEQEXEC_FENCE.
+            """, summary: "keep a --lock in PostgreSQL: one line across hosts", environment: "STORE", emptyIsUnset: true,
+            apply: { configuration, value, name throws(GuardFailure) in configuration.store = try Setting.storeURL(value ?? "", name) }),
+        ToolOption(OptionSpec("--lease", kind: .value), "S", help: """
+            With --store: seconds a host that stops renewing (dead,
+            frozen, cut off) keeps its place or the lock; a holder
+            that cannot renew ends its command before (default: 15).
+            """, summary: "seconds a silent host keeps a shared lock", environment: "LEASE",
+            apply: { configuration, value, name throws(GuardFailure) in configuration.lease = try Setting.lease(value ?? "", name) }),
+        ToolOption(OptionSpec("--host", kind: .value), "NAME", help: """
+            With --store: this host's name in the line (default:
+            the machine's host name).
+            """, summary: "this host's name in a shared lock", environment: "HOST", emptyIsUnset: true,
+            apply: { configuration, value, _ in configuration.hostName = value }),
+        ToolOption(OptionSpec("--cancel-running"), help: """
+            With --store: end the runs holding the lock now (they
+            exit 76 naming this run), as GitHub's cancel-in-progress.
+            """, summary: "end the runs holding the shared lock", environment: "CANCEL_RUNNING",
+            apply: { configuration, value, _ in configuration.cancelRunning = value.map(Setting.flag) ?? true }),
         ToolOption(OptionSpec("-v", "--verbose"), help: "Log each step to stderr, prefixed [SEQUENTIAL].", summary: "log each step to stderr",
                    environment: "VERBOSE", legacy: "VERBOSE", apply: { configuration, value, _ in configuration.verbose = value.map(Setting.flag) ?? true }),
         ToolOption(OptionSpec("-q", "--quiet"), help: "Print nothing but errors.", summary: "print nothing but errors",

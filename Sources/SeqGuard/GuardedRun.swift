@@ -25,6 +25,8 @@ struct GuardedRun {
     /// Where the front hears of the command's process (so that it can name it if this
     /// supervisor is killed) and, at the end, the status.
     var frontReport: FileDescriptor?
+    /// The shared lock held (`--store`), instead of the lanes' local locks.
+    var shared: SharedHold?
 
     init(_ configuration: GuardConfiguration, front: ProcessIdentity, signals: SignalReceiver, reporter: Reporter) throws(GuardFailure) {
         self.configuration = configuration
@@ -56,7 +58,7 @@ struct GuardedRun {
     /// Seconds since arrival: the locks, memory admission and git all count as waiting.
     func waitedSoFar() -> Double { Double(Clock.monotonicNanoseconds() - arrival) / 1e9 }
 
-    var holdsNoLock: Bool { lanes.allSatisfy { $0.held == nil } }
+    var holdsNoLock: Bool { lanes.allSatisfy { $0.held == nil } && shared == nil }
 
     func historyEntry(_ ended: HistoryRecord.Ending, status: Int32, waited: Double) -> HistoryRecord {
         HistoryRecord(
@@ -86,6 +88,8 @@ struct GuardedRun {
 
     /// Releases every lock still held, innermost first.
     mutating func releaseAll() {
+        shared?.release()
+        shared = nil
         for index in lanes.indices.reversed() {
             guard let held = lanes[index].held else { continue }
             let directory = lanes[index].directory
@@ -104,6 +108,7 @@ struct GuardedRun {
     /// since the ancestor's lock already excludes what those would. Nil once every lock is
     /// taken or passed; the exit status when the wait ended without them.
     mutating func takeLocks() throws(GuardFailure) -> Int32? {
+        if let store = configuration.store { return try takeSharedLock(url: store) }
         // (With one lock there is nothing outside it; the waiter's own check passes it through.)
         let innermostInherited = lanes.count < 2 ? nil : lanes.lastIndex { lane in
             inheritedTokens[lane.directory.name].map { LockWaiter.isHeld(by: $0, in: lane.directory) } ?? false
@@ -230,6 +235,8 @@ struct GuardedRun {
             killGrace: configuration.killGrace, memory: policy)
         // A run the command submitted (`seqexec --submit` inside it) outlives it by design:
         // it is no leftover of this one.
+        try keepSharedLease(&supervisor, tokens: &tokens)
+        environment.setVariable(tokensVariable, tokens)
         let base = configuration.stateBase
         supervisor.spareAtEnd = { RunStore.liveRelays(base: base) }
         var lanes = self.lanes
@@ -259,6 +266,9 @@ struct GuardedRun {
         if case .exited(.signaled(let signal)) = run.ending,
            let mark = KillAllMark.read(in: lanes[home].directory), mark.at >= queuedAt {
             reporter.error("'\(command)' was ended (\(signal.name)) by '\(mark.command)', pid \(mark.pid), at \(Clock.localClockTime(mark.at))")
+        }
+        if run.cancelled, let (sharedEnded, sharedStatus) = sharedEnding() {
+            (ended, status, signalName) = (sharedEnded, sharedStatus, ended == .signal ? signalName : nil)
         }
         if case .couldNotStart(let error) = run.ending {
             status = GuardedCommand.reportSpawnFailure(error, configuration.arguments, reporter)
@@ -300,6 +310,8 @@ struct GuardedRun {
         if !homeHeld {
             do { try history.record(finished) } catch { failure = error }
         }
+        shared?.release()
+        shared = nil
         if let failure {
             reporter.error("\(failure.message); the run itself is unaffected")
         }

@@ -8,6 +8,8 @@ public struct HistoryRecord: Sendable {
     public enum Ending: String, Sendable {
         case exit, signal, timeout, memory, killed, oom
         case gaveUp = "gave_up", interrupted, notStarted = "not_started", replaced
+        /// A shared lock's lease could not be kept: the tree was ended before it ran out.
+        case leaseLost = "lease_lost"
         /// Its seqexec and supervisor were killed: whoever cleared its claim recorded it.
         case holderKilled = "holder_killed"
     }

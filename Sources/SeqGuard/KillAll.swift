@@ -14,6 +14,7 @@ public enum KillAll {
     /// or the error on stderr. Returns the exit status.
     @available(*, noasync)
     public static func runAndReport(_ configuration: GuardConfiguration) -> Int32 {
+        if configuration.store != nil { return SharedLockReport.killAll(configuration) }
         let tool = configuration.toolName
         do {
             let ended = try run(configuration)

@@ -110,6 +110,9 @@ public enum ExitCode {
     public static let gaveUpWaiting: Int32 = 75
     /// A newer waiter asking `--order newest-first` took this one's place in the line.
     public static let replaced: Int32 = 76
+    /// A shared lock's lease could not be renewed (the store did not answer, or the lease ran
+    /// out): the command's tree was ended before another host could take the lock.
+    public static let leaseLost: Int32 = 77
     /// The memory monitor ended the command (128 + SIGKILL, as a shell reports a kill -9).
     public static let memoryLimit: Int32 = 137
 }

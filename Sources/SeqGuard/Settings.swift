@@ -1,3 +1,4 @@
+import SeqDatabase
 import SeqSystem
 
 /// Reading settings from text: the environment and flags share these, so `seqexec` and
@@ -86,6 +87,21 @@ public enum Setting {
     }
 
     /// A yes/no variable: empty, 0, false, no and off are no; anything else is yes.
+    /// A shared lock's store: a PostgreSQL URL.
+    public static func storeURL(_ text: String, _ name: String) throws(GuardFailure) -> String {
+        guard PostgreSQLConnection.isURL(text) else {
+            throw GuardFailure("\(name) needs a PostgreSQL URL such as postgresql://ci@db.example/locks, not '\(text)'")
+        }
+        return text
+    }
+
+    /// A lease: seconds, at least one (a renewal every third of it must be possible).
+    public static func lease(_ text: String, _ name: String) throws(GuardFailure) -> Double {
+        let value = try seconds(text, name)
+        guard value >= 1 else { throw GuardFailure("\(name) needs at least 1 second (renewed every third of it), not '\(text)'") }
+        return value
+    }
+
     public static func flag(_ value: String) -> Bool { !["", "0", "false", "no", "off"].contains(value.lowercased()) }
 }
 

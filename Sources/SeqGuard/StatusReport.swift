@@ -183,6 +183,7 @@ extension StatusReport {
     /// status. An unsupervised holder past its deadline is ended first (and said so on stderr).
     @available(*, noasync)
     public static func show(_ configuration: GuardConfiguration, json: Bool) -> Int32 {
+        if configuration.store != nil { return SharedLockReport.show(configuration, json: json) }
         do {
             var report = try read(configuration)
             if !ProjectLock.endOverdue(report.claims, killGrace: configuration.killGrace, reporter: configuration.reporter).isEmpty {
@@ -199,6 +200,7 @@ extension StatusReport {
     /// `make-seq --status`: the make lock's report and the executor lock's, one after the
     /// other, or one JSON object with both.
     public static func showMakeAndExecutor(_ configuration: GuardConfiguration, json: Bool) -> Int32 {
+        if configuration.store != nil { return SharedLockReport.show(configuration, json: json) }
         do {
             var reports: [(String, StatusReport)] = []
             for (project, namespace) in try configuration.lockPlan() {

@@ -188,7 +188,7 @@ extension Supervisor {
             let ready = Poll.readable([signals.descriptor] + (supervisor.cancel.map { [$0] } ?? []), timeoutMilliseconds: wait)
             if ready.contains(1) {
                 result.cancelled = true
-                return endNow("the process this run serves is gone: ending '\(display)' now")
+                return endNow(supervisor.cancelNotice?() ?? "the process this run serves is gone: ending '\(display)' now")
             }
             guard ready.contains(0) else { return nil }
             for received in signals.drain() where received.signal != .child {

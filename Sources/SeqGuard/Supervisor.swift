@@ -74,6 +74,8 @@ public struct Supervisor {
     /// serves, so that nothing it started outlives it for long.
     public var cancel: FileDescriptor?
     public var cancelGrace = 0.5
+    /// What is said when `cancel` ends the run; nil: the process it serves is gone.
+    public var cancelNotice: (() -> String)?
     /// Children of this process that are not the command's (a worker's device server): left
     /// out of its memory and never ended with its tree.
     public var spared: Set<Int32> = []

@@ -1,5 +1,6 @@
 import PipelineStore
 import PipelineModel
+import SeqDatabase
 import SeqSystem
 
 /// The config a page or a watched status shows: the version the running orchestrators use,

@@ -1,5 +1,6 @@
 import PipelineStore
 import PipelineModel
+import SeqDatabase
 /// The dashboard's one page: its style, its script and its chart are all here (no CDN, no
 /// font, nothing fetched but the store's own /api/), so it works on a farm without internet.
 /// It polls the API every 2 s; every value is put in with textContent, never as HTML.

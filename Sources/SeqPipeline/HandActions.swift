@@ -1,5 +1,6 @@
 import PipelineStore
 import PipelineModel
+import SeqDatabase
 import SeqSystem
 
 /// The changes an operator asks by hand, from the terminal (`retry`, `cancel`, `account

@@ -1,5 +1,6 @@
 import PipelineStore
 import PipelineModel
+import SeqDatabase
 import SeqGuard
 
 /// One job as `seqpipe show` and `/api/jobs/ID` give it: its fields, its events, and why it

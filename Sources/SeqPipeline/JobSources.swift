@@ -1,5 +1,6 @@
 import PipelineStore
 import PipelineModel
+import SeqDatabase
 import SeqSystem
 
 /// Jobs made from files: `seqpipe add-folder`.

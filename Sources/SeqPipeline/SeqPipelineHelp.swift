@@ -1,5 +1,6 @@
 import PipelineStore
 import PipelineModel
+import SeqDatabase
 /// `seqpipe --help`: man/seqpipe.1 documents every option in it (DocumentationTests checks).
 public enum SeqPipelineHelp {
     public static let text = overview + PipelineCommand.commandsSection + "\n\n" + reference

@@ -1,5 +1,6 @@
 import PipelineStore
 import PipelineModel
+import SeqDatabase
 import SeqSystem
 
 /// Jobs finished over time, from the events: the dashboard's chart, /metrics, and the queue's

@@ -1,6 +1,7 @@
 // seqpipe: reads the command line and runs the command it names. Each command is declared
 // once, with its options, help and body, in SeqPipeline's PipelineCommand.all.
 
+import SeqDatabase
 import SeqGuard
 import SeqPipeline
 import SeqSystem

@@ -1,5 +1,6 @@
 @testable import PipelineModel
 @testable import PipelineRuntime
+import SeqDatabase
 import SeqSystem
 import Testing
 

@@ -1,6 +1,7 @@
 @testable import PipelineStore
 @testable import PipelineModel
 @testable import SeqPipeline
+import SeqDatabase
 import Testing
 import TestSupport
 

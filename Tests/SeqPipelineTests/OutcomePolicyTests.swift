@@ -1,5 +1,6 @@
 @testable import PipelineModel
 @testable import SeqPipeline
+import SeqDatabase
 import Testing
 
 /// The outcome policy is a pure function: the same outcome, counters and generator give the

@@ -1,5 +1,6 @@
 @testable import PipelineModel
 @testable import SeqPipeline
+import SeqDatabase
 import SeqSystem
 import Testing
 import TestSupport

@@ -1,3 +1,4 @@
+import SeqDatabase
 import Glibc
 @testable import PipelineModel
 @testable import SeqPipeline

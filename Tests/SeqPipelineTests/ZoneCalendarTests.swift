@@ -1,3 +1,4 @@
+import SeqDatabase
 import Foundation
 @testable import PipelineModel
 @testable import SeqPipeline

@@ -1,3 +1,5 @@
+import SeqDatabase
+
 /// What `seqpipe COMMAND --help` says beyond the command's lines in `seqpipe --help`: each
 /// of its options, the formats it reads or writes, and how it exits. Kept here, apart from
 /// the declarations, so `--help`'s overview stays one screen; a test checks that every

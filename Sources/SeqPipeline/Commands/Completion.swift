@@ -1,3 +1,4 @@
+import SeqDatabase
 import SeqGuard
 
 /// seqpipe's shell completions, made from the commands' declarations (`seqpipe completion

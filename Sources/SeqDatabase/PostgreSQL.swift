@@ -1,4 +1,3 @@
-import PipelineModel
 import CPostgreSQL
 import SeqSystem
 
@@ -17,6 +16,8 @@ public final class PostgreSQLConnection: SQLDatabase {
     /// that does not answer must not hold a member up for minutes).
     let connectionString: String
     public let name: String
+    /// Statements every new session runs first (the server's keepalives), or "".
+    let sessionSettings: String
     var translated: [String: String] = [:]
     /// Statements prepared on this connection, by SQL text and parameter types: each is
     /// parsed and planned once, not once per call (and again after a reconnect).
@@ -27,9 +28,12 @@ public final class PostgreSQLConnection: SQLDatabase {
     /// The advisory lock every writer of this database takes (an arbitrary constant: "seqp").
     public static let writeLockKey: Int64 = 0x7365_7170
 
-    /// Connects to `url` (`postgresql://USER:PASSWORD@HOST:PORT/DB?host=/socket/dir`).
+    /// Connects to `url` (`postgresql://USER:PASSWORD@HOST:PORT/DB?host=/socket/dir`). With
+    /// `deadPeerSeconds`, a peer that stops answering is noticed within about that long on both
+    /// ends: TCP keepalives and a user timeout on this side, the server's keepalives on its
+    /// side (a URL that names its own keepalive settings keeps them; a Unix socket needs none).
     /// - Throws: `StoreError` naming the URL (password hidden) and the fix.
-    public init(url: String) throws(StoreError) {
+    public init(url: String, deadPeerSeconds: Double? = nil) throws(StoreError) {
         name = Self.redacted(url)
         var error = [CChar](repeating: 0, count: 512)
         guard let api = cseq_libpq_load(&error, error.count) else {
@@ -37,7 +41,16 @@ public final class PostgreSQLConnection: SQLDatabase {
             throw StoreError("cannot use the PostgreSQL store \(name): libpq is not installed (\(reason)); install it (apt-get install libpq5)")
         }
         self.api = api
-        connectionString = url.contains("connect_timeout=") ? url : url + (url.contains("?") ? "&" : "?") + "connect_timeout=10"
+        var settings: [String] = url.contains("connect_timeout=") ? [] : ["connect_timeout=10"]
+        var sessionSettings = ""
+        if let deadPeerSeconds, !url.contains("keepalives") {
+            let idle = max(1, Int(deadPeerSeconds / 2)), interval = max(1, Int(deadPeerSeconds / 6))
+            settings += ["keepalives=1", "keepalives_idle=\(idle)", "keepalives_interval=\(interval)", "keepalives_count=3",
+                         "tcp_user_timeout=\(Int(deadPeerSeconds * 1000))"]
+            sessionSettings = "SET tcp_keepalives_idle = \(idle); SET tcp_keepalives_interval = \(interval); SET tcp_keepalives_count = 3"
+        }
+        connectionString = settings.isEmpty ? url : url + (url.contains("?") ? "&" : "?") + settings.joined(separator: "&")
+        self.sessionSettings = sessionSettings
         do { handle = try connect() } catch where Self.isRefusal(error.message) {
             // At the first connection, a refusal is the URL's fault, not an outage: said at
             // once rather than waited out. (Later, a refusal mid-run is waited out like any
@@ -71,6 +84,7 @@ public final class PostgreSQLConnection: SQLDatabase {
                              code: StoreError.unreachable)
         }
         cseq_pq_quiet(api, connection)
+        if !sessionSettings.isEmpty, let result = api.pointee.PQexec(connection, sessionSettings) { api.pointee.PQclear(result) }
         return connection
     }
 
@@ -115,6 +129,11 @@ public final class PostgreSQLConnection: SQLDatabase {
         let error = StoreError("store \(name) unreachable since \(Clock.localDateTime(Clock.wallTime())): \(message); retrying", code: StoreError.unreachable)
         if outage == nil { outage = StoreOutage(since: Moment.now(), error: error) }
         return error
+    }
+
+    /// Whether `location` is a PostgreSQL URL (`postgresql://` or `postgres://`) rather than a path.
+    public static func isURL(_ location: String) -> Bool {
+        location.hasPrefix("postgresql://") || location.hasPrefix("postgres://")
     }
 
     /// The URL with its password replaced by `***`, in the authority and in a `password=` parameter.

@@ -1,4 +1,3 @@
-import PipelineModel
 import SeqSystem
 
 /// What the store needs of a database connection: statements with `?N` parameters, rows by
@@ -50,16 +49,6 @@ extension SQLDatabase {
     }
 }
 
-extension SQLiteConnection: SQLDatabase {
-    public var name: String { path }
-    /// A file is there or not: it has no outages to ride out.
-    public var outage: StoreOutage? { nil }
-    public func takeRecovered() -> StoreOutage? { nil }
-    /// Takes the write lock at once (waiting out the busy timeout), so a read-then-write never
-    /// fails with SQLITE_BUSY halfway through.
-    public var beginWrite: String { "BEGIN IMMEDIATE" }
-}
-
 /// A value bound to or read from a statement.
 public enum SQLValue: Sendable, Equatable {
     case null
@@ -105,6 +94,11 @@ public enum SQLValue: Sendable, Equatable {
 public struct SQLRow: Sendable {
     public var columns: [String]
     public var values: [SQLValue]
+
+    public init(columns: [String], values: [SQLValue]) {
+        self.columns = columns
+        self.values = values
+    }
 
     public subscript(_ name: String) -> SQLValue {
         guard let index = columns.firstIndex(of: name) else { return .null }

@@ -1,0 +1,262 @@
+import Foundation
+import Glibc
+import SeqSystem
+import Testing
+
+/// `--lock NAME --store postgresql://…`: one line for a named resource across hosts, kept
+/// in the suite's throwaway PostgreSQL server. Each "host" is a process tree of its own, with
+/// its own --host name and its own local state directory; they share only the database.
+@Suite(.serialized, .timeLimit(.minutes(4)), .enabled(if: farmDatabase != nil && commandOnPath("psql"),
+                                                      "SEQPIPE_TEST_PG is not set (or psql is missing): the shared-lock tests need a PostgreSQL server; 'make test' starts one when it is installed"))
+struct SharedLockTests {
+    /// A schema of the test's own in the suite's database, dropped at the end, and hosts.
+    final class Farm {
+        let sandbox: Sandbox
+        let url: String
+        let schema: String
+
+        init() throws {
+            sandbox = try Sandbox()
+            let base = try #require(farmDatabase)
+            schema = "locks_" + String(UInt64.random(in: 0..<UInt64.max), radix: 16)
+            let create = try sandbox.start("/usr/bin/env", ["psql", "-q", base, "-c", "CREATE SCHEMA \(schema)"])
+            try #require(create.wait(30) == 0, "\(create.stderr)")
+            url = Self.inSchema(base, schema)
+        }
+
+        static func inSchema(_ base: String, _ schema: String) -> String {
+            base + (base.contains("?") ? "&" : "?") + "options=-csearch_path%3D\(schema)"
+        }
+
+        deinit {
+            if let base = farmDatabase, let drop = try? sandbox.start("/usr/bin/env", ["psql", "-q", base, "-c", "DROP SCHEMA \(schema) CASCADE"]) {
+                _ = drop.wait(30)
+            }
+        }
+
+        /// `seqexec ARGS` on host `host`: its own name and local state, the shared store.
+        func seqexec(_ arguments: [String], host: String, url: String? = nil) throws -> Child {
+            let state = sandbox.root + "/state-" + host
+            try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+            return try sandbox.start(seqexecPath, arguments, environment: [
+                "SEQEXEC_STATE_DIR": state, "SEQEXEC_HOST": host, "SEQEXEC_STORE": url ?? self.url,
+            ])
+        }
+
+        /// `--status --json` of `lock`, as host `host` sees it.
+        func status(_ lock: String, host: String = "observer") throws -> [String: Any] {
+            let child = try seqexec(["--lock", lock, "--status", "--json"], host: host)
+            try #require(child.wait(30) == 0, "\(child.stderr)")
+            return try #require(try JSONSerialization.jsonObject(with: Data(child.stdout.utf8)) as? [String: Any])
+        }
+
+        func count(_ key: String, of lock: String) -> Int {
+            ((try? status(lock))?[key] as? [Any])?.count ?? -1
+        }
+
+        /// A command that logs its start (label, fencing token) and end to `log`, one
+        /// O_APPEND line each, holding the lock until `release` exists (or for `seconds`).
+        func job() throws -> String {
+            try sandbox.script("job.sh", """
+            log=$1 label=$2 hold=$3
+            trap 'echo "end $label" >> "$log"; exit 143' TERM
+            echo "start $label $SEQEXEC_FENCE $(date +%s.%N)" >> "$log"
+            echo $$ > "$log.$label.pid"
+            if [ -n "$hold" ]; then while [ ! -e "$hold" ]; do sleep 0.02; done; else sleep 0.05; fi
+            echo "end $label $(date +%s.%N)" >> "$log"
+            """)
+        }
+    }
+
+    /// 3 hosts × 10 runs of one lock: never two at once, each once, in the database's arrival
+    /// order (the run ids it gave), with fencing tokens that grow with every hand-over.
+    @Test func threeHostsTakeTurnsInTheDatabasesArrivalOrder() throws {
+        let farm = try Farm()
+        let job = try farm.job()
+        let log = farm.sandbox.path("log")
+        var runs: [(label: String, child: Child)] = []
+        for index in 0..<10 {
+            for host in ["a", "b", "c"] {
+                let label = "\(host)\(index)"
+                runs.append((label, try farm.seqexec(["-v", "--lock", "turns", "--lease", "3", job, log, label, ""], host: host)))
+            }
+        }
+        for (label, child) in runs { #expect(child.wait(120) == 0, "\(label): \(child.stderr)") }
+        // The database's arrival order: each run's id, from its verbose line.
+        var idOf: [String: Int] = [:]
+        for (label, child) in runs {
+            let line = child.stderr.split(separator: "\n").first { $0.contains("as run ") }
+            idOf[label] = line.flatMap { Int($0.split(separator: " ").last ?? "") }
+        }
+        let lines = farm.sandbox.lines("log")
+        var started: [String] = []
+        var fences: [Int] = []
+        var overlaps = 0
+        var running: String?
+        for line in lines {
+            let fields = line.split(separator: " ").map(String.init)
+            if fields[0] == "start" {
+                if running != nil { overlaps += 1 }
+                running = fields[1]
+                started.append(fields[1])
+                fences.append(Int(fields[2]) ?? -1)
+            } else {
+                if running != fields[1] { overlaps += 1 }
+                running = nil
+            }
+        }
+        print("shared lock, 3 hosts x 10 runs: \(started.count) started, \(Set(started).count) distinct, \(overlaps) overlaps")
+        #expect(started.count == 30 && Set(started).count == 30 && overlaps == 0, "\(lines)")
+        #expect(started == started.sorted { (idOf[$0] ?? 0) < (idOf[$1] ?? 0) }, "start order \(started) is not the arrival order \(idOf)")
+        #expect(fences == fences.sorted() && Set(fences).count == 30, "\(fences)")
+        #expect(farm.count("holders", of: "turns") == 0 && farm.count("queue", of: "turns") == 0)
+    }
+
+    /// kill -9 of the holder's whole host (its seqexec, supervisor and command): the lock is
+    /// the next host's within the lease and a second.
+    @Test func aHostKilledWholeHandsTheLockOnWithinTheLease() throws {
+        let farm = try Farm()
+        let job = try farm.job()
+        let log = farm.sandbox.path("log")
+        let holder = try farm.seqexec(["--lock", "handoff", "--lease", "2", job, log, "a", farm.sandbox.path("never")], host: "a")
+        #expect(waitUntil { farm.sandbox.read("log").contains("start a") }, "\(holder.stderr)")
+        let waiter = try farm.seqexec(["--lock", "handoff", "--lease", "2", job, log, "b", ""], host: "b")
+        #expect(waitUntil { farm.count("queue", of: "handoff") == 1 }, "\(waiter.stderr)")
+        let killed = FarmTests.killTree(holder.pid)
+        let killedAt = Date().timeIntervalSince1970
+        #expect(waiter.wait(30) == 0, "\(waiter.stderr)")
+        let start = farm.sandbox.lines("log").first { $0.hasPrefix("start b") }?.split(separator: " ").last.flatMap { Double($0) } ?? 0
+        print("shared lock, kill -9 of a host: the next host started \(String(format: "%.2f", start - killedAt)) s after (lease 2 s)")
+        #expect(start > killedAt && start - killedAt <= 3, "handed on after \(start - killedAt) s")
+        #expect(killed.allSatisfy { !farm.sandbox.isAlive($0) })
+    }
+
+    /// A host cut off from the database (its connection goes through a relay that is then
+    /// stopped: nothing answers, nothing is refused) ends its command before the lease runs
+    /// out, and exits 77; the other host starts only after that.
+    @Test func aHostCutOffEndsItsCommandBeforeAnotherStarts() throws {
+        guard commandOnPath("python3") else {
+            print("skipped: python3 is missing (the cut-off test relays the database's socket through it)")
+            return
+        }
+        let farm = try Farm()
+        let job = try farm.job()
+        let log = farm.sandbox.path("log")
+        let base = try #require(farmDatabase)
+        let socketDirectory = try #require(base.split(separator: "?").last?.split(separator: "&").first { $0.hasPrefix("host=") }?.dropFirst(5))
+        let relayDirectory = farm.sandbox.root + "/relay"
+        try FileManager.default.createDirectory(atPath: relayDirectory, withIntermediateDirectories: true)
+        let relayScript = try farm.sandbox.script("relay.py", """
+        import os, socket, sys, threading
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(os.path.join(sys.argv[1], ".s.PGSQL.5432"))
+        server.listen(64)
+        open(os.path.join(sys.argv[1], "ready"), "w").write("ready")
+        def pump(source, sink):
+            try:
+                while True:
+                    data = source.recv(65536)
+                    if not data:
+                        break
+                    sink.sendall(data)
+            except OSError:
+                pass
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        while True:
+            client, _ = server.accept()
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(os.path.join(sys.argv[2], ".s.PGSQL.5432"))
+            threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+        """, interpreter: "/usr/bin/env python3")
+        let relay = try farm.sandbox.start(relayScript, [relayDirectory, String(socketDirectory)])
+        defer { relay.signal(SIGCONT); relay.signal(SIGKILL) }
+        #expect(waitUntil { FileManager.default.fileExists(atPath: relayDirectory + "/ready") }, "\(relay.stderr)")
+        let relayed = Farm.inSchema(base.replacingOccurrences(of: "host=\(socketDirectory)", with: "host=\(relayDirectory)"), farm.schema)
+        let holder = try farm.seqexec(["--lock", "cut", "--lease", "3", job, log, "a", farm.sandbox.path("never")], host: "a", url: relayed)
+        #expect(waitUntil { farm.sandbox.read("log").contains("start a") }, "\(holder.stderr)")
+        let waiter = try farm.seqexec(["--lock", "cut", "--lease", "3", job, log, "b", ""], host: "b")
+        #expect(waitUntil { farm.count("queue", of: "cut") == 1 }, "\(waiter.stderr)")
+        relay.signal(SIGSTOP)
+        #expect(holder.wait(30) == 77, "\(holder.stderr)")
+        #expect(holder.stderr.contains("cannot renew the lease on 'cut'") && holder.stderr.contains("before the 3s lease runs out"), "\(holder.stderr)")
+        #expect(waiter.wait(30) == 0, "\(waiter.stderr)")
+        let lines = farm.sandbox.lines("log")
+        print("shared lock, a host cut off: \(lines)")
+        #expect(lines.count == 4 && lines[0].hasPrefix("start a") && lines[1] == "end a" && lines[2].hasPrefix("start b"), "\(lines)")
+    }
+
+    /// `--order newest-first` across hosts: of a burst behind a holder, the older ones exit 76
+    /// naming the newest, which alone runs; `--status` names every host in order meanwhile.
+    @Test func newestFirstRunsOnlyTheNewestOfABurstAndStatusShowsEveryHost() throws {
+        let farm = try Farm()
+        let job = try farm.job()
+        let log = farm.sandbox.path("log")
+        let release = farm.sandbox.path("release")
+        let holder = try farm.seqexec(["--lock", "deploy", job, log, "holder", release], host: "a")
+        #expect(waitUntil { farm.sandbox.read("log").contains("start holder") }, "\(holder.stderr)")
+        var burst: [Child] = []
+        for (index, host) in ["b", "c", "b"].enumerated() {
+            burst.append(try farm.seqexec(["--lock", "deploy", "--order", "newest-first", job, log, "deploy\(index)", ""], host: host))
+            #expect(waitUntil { farm.count("queue", of: "deploy") == 1 && (try? farm.status("deploy"))
+                .flatMap { ($0["queue"] as? [[String: Any]])?.first?["command"] as? String }?.contains("deploy\(index)") == true }, "\(burst.last!.stderr)")
+        }
+        let status = try farm.seqexec(["--lock", "deploy", "--status"], host: "c")
+        #expect(status.wait(30) == 0)
+        #expect(status.stdout.contains("holder:   host a pid ") && status.stdout.contains("fence ") && status.stdout.contains("lease ")
+                && status.stdout.contains("1. host b pid \(burst[2].pid)"), "\(status.stdout)")
+        // Each was replaced by the one that came next, and says which: host and pid.
+        for (older, newer, host) in [(burst[0], burst[1], "c"), (burst[1], burst[2], "b")] {
+            #expect(older.wait(30) == 76, "\(older.stderr)")
+            #expect(older.stderr.contains("replaced by a newer run, host \(host) pid \(newer.pid) '"), "\(older.stderr)")
+        }
+        try "go".write(toFile: release, atomically: true, encoding: .utf8)
+        #expect(holder.wait(30) == 0 && burst[2].wait(30) == 0, "\(burst[2].stderr)")
+        #expect(farm.sandbox.lines("log").filter { $0.hasPrefix("start") }.map { String($0.split(separator: " ")[1]) } == ["holder", "deploy2"])
+    }
+
+    /// `--kill-all` from one host ends a holder on another (within a renewal) and its
+    /// waiters; `--cancel-running` ends a holder and runs in its place.
+    @Test func killAllFromOneHostEndsAHolderOnAnotherAndCancelRunningTakesOver() throws {
+        let farm = try Farm()
+        let job = try farm.job()
+        let log = farm.sandbox.path("log")
+        let never = farm.sandbox.path("never")
+        let holder = try farm.seqexec(["--lock", "stop", "--lease", "3", job, log, "a", never], host: "a")
+        #expect(waitUntil { farm.sandbox.read("log").contains("start a") }, "\(holder.stderr)")
+        let waiter = try farm.seqexec(["--lock", "stop", job, log, "c", ""], host: "c")
+        #expect(waitUntil { farm.count("queue", of: "stop") == 1 }, "\(waiter.stderr)")
+        let stop = try farm.seqexec(["--lock", "stop", "--kill-all"], host: "b")
+        #expect(stop.wait(30) == 0, "\(stop.stderr)")
+        #expect(stop.stdout.contains("ended holder host a pid \(holder.pid)") && stop.stdout.contains("ended waiter host c"), "\(stop.stdout)")
+        #expect(holder.wait(30) == 143 && holder.stderr.contains("revoked by kill-all from host b"), "\(holder.stderr)")
+        #expect(waiter.wait(30) == 143 && waiter.stderr.contains("revoked by kill-all from host b"), "\(waiter.stderr)")
+        #expect(farm.sandbox.lines("log") == [farm.sandbox.lines("log").first ?? "", "end a"])
+
+        let second = try farm.seqexec(["--lock", "stop", job, log, "second", never], host: "a")
+        #expect(waitUntil { farm.sandbox.read("log").contains("start second") }, "\(second.stderr)")
+        let newer = try farm.seqexec(["--lock", "stop", "--cancel-running", job, log, "newer", ""], host: "b")
+        #expect(second.wait(30) == 76 && second.stderr.contains("cancelled by a newer run, host b pid \(newer.pid)"), "\(second.stderr)")
+        #expect(newer.wait(30) == 0, "\(newer.stderr)")
+        #expect(farm.sandbox.read("log").contains("start newer"))
+    }
+
+    /// Bad input: one line naming the fix, exit 125, and nothing run.
+    @Test func aStoreWithoutALockOrABadURLIsRefused() throws {
+        let farm = try Farm()
+        let (noLock, _, noLockErr) = try farm.sandbox.run(["--store", farm.url, "true"])
+        #expect(noLock == 125 && noLockErr.hasPrefix("seqexec: --store keeps a named lock: add --lock NAME"), "\(noLockErr)")
+        let (badURL, _, badErr) = try farm.sandbox.run(["--lock", "x", "--store", "/var/db", "true"])
+        #expect(badURL == 125 && badErr.hasPrefix("seqexec: --store needs a PostgreSQL URL"), "\(badErr)")
+        let (cancel, _, cancelErr) = try farm.sandbox.run(["--lock", "x", "--cancel-running", "true"])
+        #expect(cancel == 125 && cancelErr.hasPrefix("seqexec: --cancel-running ends runs holding a shared lock"), "\(cancelErr)")
+        let (lease, _, leaseErr) = try farm.sandbox.run(["--lock", "x", "--store", farm.url, "--lease", "0.5", "true"])
+        #expect(lease == 125 && leaseErr.hasPrefix("seqexec: --lease needs at least 1 second"), "\(leaseErr)")
+        let (gone, _, goneErr) = try farm.sandbox.run(["--lock", "x", "--store", "postgresql:///none?host=\(farm.sandbox.root)/nowhere", "true"])
+        #expect(gone == 125 && goneErr.hasPrefix("seqexec: cannot use the shared lock 'x': cannot connect to ") && goneErr.split(separator: "\n").count == 1, "\(goneErr)")
+    }
+}
