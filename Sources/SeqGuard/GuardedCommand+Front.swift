@@ -35,12 +35,17 @@ extension GuardedCommand {
             }
             if supervisorPid > 0 {
                 channel.write.close()
+                // A shared lock's lease lives only as long as the supervisor renews it: if the
+                // supervisor is killed, its command's tree comes to the front (a subreaper), which
+                // ends it before the lease can pass to another host.
+                let sharedGrace = configuration.store == nil ? nil : min(configuration.killGrace, configuration.lease / 5)
+                if sharedGrace != nil { _ = try? Processes.becomeChildSubreaper() }
                 // The supervisor says when the run has its place; the front's copy must not
                 // keep `--submit` waiting.
                 configuration.announce?.close()
                 defer { channel.read.close() }
                 let status = waitAsFront(supervisor: supervisorPid, signals: signals, report: channel.read, reporter: reporter,
-                                         display: displayCommand(configuration.arguments))
+                                         display: displayCommand(configuration.arguments), sharedGrace: sharedGrace)
                 // The lock is free and the run recorded: what is left of the supervisor is its
                 // exit, which need not hold up the caller. Nested under another guarded run,
                 // though, it is reaped first: an orphan still exiting would be taken for a
@@ -79,7 +84,8 @@ extension GuardedCommand {
     /// while it waits, leaves the queue); one from the terminal reached them both already.
     /// Killing the front during the run leaves the run supervised.
     @available(*, noasync)
-    static func waitAsFront(supervisor pid: Int32, signals: SignalReceiver, report: FileDescriptor, reporter: Reporter, display: String) -> Int32 {
+    static func waitAsFront(supervisor pid: Int32, signals: SignalReceiver, report: FileDescriptor, reporter: Reporter, display: String,
+                            sharedGrace: Double? = nil) -> Int32 {
         var message: [UInt8] = []
         var reportOpen = true
         while true {
@@ -94,6 +100,11 @@ extension GuardedCommand {
                 if let status = try Spawn.reap(pid) {
                     // Killed under a command that lives on: the command has not ended, and
                     // holds the lock (its tree does) until it does.
+                    if case .signaled(let signal) = status, let command = said.command, command.isAlive, let sharedGrace {
+                        reporter.error("supervisor pid \(pid) was killed (\(signal.name)); ending '\(display)' (pid \(command.pid)) and its tree: no one renews the shared lock's lease")
+                        endOrphanedTree(grace: sharedGrace)
+                        return ExitCode.toolFailure
+                    }
                     if case .signaled(let signal) = status, let command = said.command, command.isAlive {
                         reporter.error("supervisor pid \(pid) was killed (\(signal.name)); '\(display)' (pid \(command.pid)) runs on unsupervised, holding the lock; 'seqexec --status' shows it, 'seqexec --kill-all' ends it")
                         return ExitCode.toolFailure
@@ -109,6 +120,16 @@ extension GuardedCommand {
                 Processes.signalChild(pid, received.signal)
             }
         }
+    }
+}
+
+extension GuardedCommand {
+    /// Ends every process left under the front (a subreaper): the command and whatever it
+    /// started, reparented here when their supervisor died.
+    static func endOrphanedTree(grace: Double) {
+        let me = Processes.currentPid
+        let roots = Processes.descendants(of: [me]).map(\.identity)
+        Teardown.graceful(grace).run(find: Teardown.TreeFinder(roots: roots).find, reap: { while (try? Spawn.reapAny()) != nil {} })
     }
 }
 

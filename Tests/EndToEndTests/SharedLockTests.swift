@@ -131,6 +131,26 @@ struct SharedLockTests {
         #expect(killed.allSatisfy { !farm.sandbox.isAlive($0) })
     }
 
+    /// kill -9 of the holder's supervisor alone: nothing renews the lease any more, so the
+    /// front (the caller's process) ends the command's tree, before the next host may start.
+    @Test func aKilledSupervisorsCommandEndsBeforeTheLeasePasses() throws {
+        let farm = try Farm()
+        let job = try farm.job()
+        let log = farm.sandbox.path("log")
+        let holder = try farm.seqexec(["--lock", "orphan", "--lease", "3", job, log, "a", farm.sandbox.path("never")], host: "a")
+        #expect(waitUntil { farm.sandbox.read("log").contains("start a") }, "\(holder.stderr)")
+        let waiter = try farm.seqexec(["--lock", "orphan", "--lease", "3", job, log, "b", ""], host: "b")
+        #expect(waitUntil { farm.count("queue", of: "orphan") == 1 }, "\(waiter.stderr)")
+        let supervisor = try #require(Processes.descendants(of: [holder.pid]).first { $0.parent == holder.pid })
+        kill(supervisor.pid, SIGKILL)
+        #expect(holder.wait(30) == 125 && holder.stderr.contains("no one renews the shared lock's lease"), "\(holder.stderr)")
+        #expect(waiter.wait(30) == 0, "\(waiter.stderr)")
+        let lines = farm.sandbox.lines("log")
+        #expect(lines.count == 4 && lines[1] == "end a" && lines[2].hasPrefix("start b"), "\(lines)")
+        let commandPid = Int32(farm.sandbox.read("log.a.pid").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        #expect(commandPid > 0 && !farm.sandbox.isAlive(commandPid))
+    }
+
     /// A host cut off from the database (its connection goes through a relay that is then
     /// stopped: nothing answers, nothing is refused) ends its command before the lease runs
     /// out, and exits 77; the other host starts only after that.
