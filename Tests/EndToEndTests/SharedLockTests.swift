@@ -151,6 +151,72 @@ struct SharedLockTests {
         #expect(commandPid > 0 && !farm.sandbox.isAlive(commandPid))
     }
 
+    /// Chaos: 3 hosts × 8 runs of one lock while random SIGKILLs hit a run's front, its
+    /// supervisor, its command or its whole host tree. Checked from the kernel, not from the
+    /// guard: each command holds a flock(1) on a file of the test's while it runs (held by its
+    /// tree until the last process is gone), taken with -n, so a second command at once is
+    /// logged as an overlap. Invariants: no overlap, no run started twice, every run no kill
+    /// touched done once with status 0, nothing left running, nothing left in the line.
+    @Test func randomKillsOfEveryKindOfProcessNeverLetTwoRunAtOnce() throws {
+        guard commandOnPath("flock") else {
+            print("skipped: flock(1) is missing (the chaos test checks overlaps with it)")
+            return
+        }
+        let farm = try Farm()
+        let log = farm.sandbox.path("log")
+        let job = try farm.sandbox.script("chaos-job.sh", """
+        log=$1 label=$2 pause=$3
+        flock -n -E 99 "$log.lock" sh -c 'echo "start $1 $SEQEXEC_FENCE" >> "$0"; sleep "$2"; echo "end $1" >> "$0"' "$log" "$label" "$pause"
+        [ $? = 99 ] && echo "OVERLAP $label" >> "$log"
+        exit 0
+        """)
+        var generator = SystemRandomNumberGenerator()
+        var runs: [(label: String, child: Child)] = []
+        for index in 0..<8 {
+            for host in ["a", "b", "c"] {
+                let pause = String(format: "%.2f", Double.random(in: 0.3...0.8, using: &generator))
+                runs.append(("\(host)\(index)", try farm.seqexec(["--lock", "chaos", "--lease", "2", job, log, "\(host)\(index)", pause], host: host)))
+            }
+        }
+        var touched: Set<String> = []
+        var kills: [String: Int] = [:]
+        var seen: Set<Int32> = []
+        while runs.contains(where: { $0.child.isRunning }) {
+            _ = waitUntil(Double.random(in: 0.4...1.0, using: &generator)) { false }
+            // Every process of every run, as it is now: what must be gone at the end.
+            seen.formUnion(Processes.descendants(of: Set(runs.filter { $0.child.isRunning }.map(\.child.pid))).map(\.pid))
+            let live = runs.filter { $0.child.isRunning && !touched.contains($0.label) }
+            // Half the kills go to the run whose command holds the lock (the hand-over is the risk).
+            let holding = live.filter { run in Processes.descendants(of: [run.child.pid]).count >= 3 }
+            guard let victim = (Bool.random(using: &generator) && !holding.isEmpty ? holding : live).randomElement(using: &generator) else { continue }
+            let tree = Processes.descendants(of: [victim.child.pid])
+            seen.formUnion(tree.map(\.pid))
+            let supervisor = tree.first { $0.parent == victim.child.pid }
+            let command = supervisor.flatMap { supervisor in tree.first { $0.parent == supervisor.pid } }
+            let kind = ["front", "supervisor", "command", "host"].randomElement(using: &generator)!
+            switch kind {
+            case "front": kill(victim.child.pid, SIGKILL)
+            case "supervisor": if let supervisor { kill(supervisor.pid, SIGKILL) } else { continue }
+            case "command": if let command { kill(command.pid, SIGKILL) } else { continue }
+            default: seen.formUnion(FarmTests.killTree(victim.child.pid))
+            }
+            touched.insert(victim.label)
+            kills[kind, default: 0] += 1
+        }
+        let lines = farm.sandbox.lines("log")
+        let started = lines.filter { $0.hasPrefix("start ") }.map { String($0.split(separator: " ")[1]) }
+        let overlaps = lines.filter { $0.hasPrefix("OVERLAP") }
+        let untouched = runs.filter { !touched.contains($0.label) }
+        let untouchedDone = untouched.filter { run in run.child.wait(1) == 0 && lines.contains("end \(run.label)") && started.filter { $0 == run.label }.count == 1 }
+        let left = seen.filter { farm.sandbox.isAlive($0) }
+        print("shared lock chaos: \(runs.count) runs, kills \(kills.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")); \(started.count) started, \(Set(started).count) distinct, \(overlaps.count) overlaps, \(untouchedDone.count)/\(untouched.count) untouched done once, \(left.count) left running")
+        #expect(overlaps.isEmpty, "\(lines)")
+        #expect(started.count == Set(started).count, "\(started)")
+        #expect(untouchedDone.count == untouched.count, "\(untouched.map { "\($0.label): \($0.child.stderr)" })")
+        #expect(waitUntil(10) { seen.allSatisfy { !farm.sandbox.isAlive($0) } }, "left running: \(left)")
+        #expect(waitUntil(10) { farm.count("holders", of: "chaos") == 0 && farm.count("queue", of: "chaos") == 0 })
+    }
+
     /// A host cut off from the database (its connection goes through a relay that is then
     /// stopped: nothing answers, nothing is refused) ends its command before the lease runs
     /// out, and exits 77; the other host starts only after that.
