@@ -157,6 +157,7 @@ extension GuardedRun {
         }
         shared = hold
         supervisor.cancel = hold.keeper?.timer.descriptor
+        if let keeper = hold.keeper { supervisor.spared.insert(keeper.pid) }
         supervisor.cancelGrace = grace
         let keeper = hold.keeper
         let name = configuration.lockName ?? ""

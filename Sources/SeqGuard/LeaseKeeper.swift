@@ -1,77 +1,91 @@
 import SeqDatabase
 import SeqSystem
-import Synchronization
 
-/// Keeps a held shared lock's lease while the command runs, on a thread of its own, and
-/// arms the kernel timer that ends the command when the lease cannot be kept.
+/// Keeps a held shared lock's lease while the command runs, in a process of its own (a child
+/// of the supervisor that owns the database connection from then on), and arms the kernel
+/// timer that ends the command when the lease cannot be kept.
+///
+/// A process, not a thread: the release build is a static executable, and libpq, loaded at
+/// run time, brings its own C library, which knows nothing of a thread the static one
+/// started. A process also keeps a renewal stuck in a silent network out of the supervisor.
 ///
 /// The argument that two hosts never both run under the lock: the timer is set from the
 /// moment each successful renewal was *sent*, to fire `margin` seconds before `lease` runs
 /// out from then. The database computed the lease's end after it received that statement,
 /// so by its clock the lease ends later than the holder's timer assumes; and the supervisor
 /// ends the tree (SIGTERM, its grace, SIGKILL) within `margin`. Another host takes the lock
-/// only once the database's clock is past the lease's end, by then the tree is gone. A renewal
-/// stuck in a network that stopped answering cannot hold the timer back: it is the kernel's.
-/// What this cannot cover is a holder whose whole machine stops (a frozen VM, SIGSTOP of the
-/// supervisor) and wakes after the lease: its command may run a moment before the timer's
-/// expiry is seen. That is what `SEQEXEC_FENCE` is for.
-final class LeaseKeeper: @unchecked Sendable {
-    let lock: SharedLock
-    let id: Int64
-    let lease: Double
-    let margin: Double
+/// only once the database's clock is past the lease's end; by then the tree is gone. The timer
+/// is the kernel's (one timerfd, shared by the keeper and the supervisor across the fork): a
+/// keeper stuck in a network call, or killed, cannot hold it back. What this cannot cover is a
+/// holder whose whole machine stops (a frozen VM) and wakes after the lease: its command may
+/// run a moment before the timer's expiry is seen. That is what `SEQEXEC_FENCE` is for.
+final class LeaseKeeper {
     /// Readable once the command must end: the lease is about to run out unrenewed, or
     /// another run ended this one (replaced, cancelled, revoked).
     let timer: DeadlineTimer
-    let wake: (read: FileDescriptor, write: FileDescriptor)
-    let done: (read: FileDescriptor, write: FileDescriptor)
-
-    struct State {
-        var why: Why?
-        var stop = false
-        var lastError: String?
-    }
+    /// The keeper process.
+    let pid: Int32
+    /// What the keeper says (one line per news: `ended KIND BY`, `lost`, `error MESSAGE`).
+    let news: FileDescriptor
+    /// Written once to ask the keeper to give the lock back and exit.
+    let stop: FileDescriptor
+    var heard: [UInt8] = []
 
     /// Why the timer fired early.
-    enum Why: Sendable, Equatable {
+    enum Why: Equatable {
         case ended(String, by: String)
         case lost
     }
 
-    let state = Mutex(State())
-
     /// Starts keeping run `id`'s lease, whose last renewal (the acquisition) was sent at
     /// `sentAt` on the boot clock.
     init(lock: SharedLock, id: Int64, lease: Double, margin: Double, sentAt: Double) throws(Errno) {
-        self.lock = lock
-        self.id = id
-        self.lease = lease
-        self.margin = margin
         timer = try DeadlineTimer()
-        wake = try FileSystem.pipe()
-        done = try FileSystem.pipe()
         timer.fire(inSeconds: sentAt + lease - margin - Clock.secondsSinceBoot())
-        try Threads.detach { [self] in keep() }
+        let news = try FileSystem.pipe()
+        let stop = try FileSystem.pipe()
+        let pid: Int32
+        do { pid = try Processes.fork() } catch {
+            for descriptor in [news.read, news.write, stop.read, stop.write] { descriptor.close() }
+            throw error
+        }
+        if pid == 0 {
+            news.read.close()
+            stop.write.close()
+            // Nothing renews for a supervisor that is gone: its front ends the tree.
+            _ = try? Processes.setParentDeathSignal(.kill)
+            Self.keep(lock: lock, id: id, lease: lease, margin: margin, timer: timer, news: news.write, stop: stop.read)
+        }
+        news.write.close()
+        stop.read.close()
+        self.pid = pid
+        self.news = news.read
+        self.stop = stop.write
     }
 
     deinit {
-        for descriptor in [wake.read, wake.write, done.read, done.write] { descriptor.close() }
+        news.close()
+        stop.close()
     }
 
-    /// Why the command had to end, once the timer fired; nil while the lease is kept.
-    var why: Why? { state.withLock { $0.why } }
-    var lastError: String? { state.withLock { $0.lastError } }
-
-    /// The thread: renew every third of the lease (more often while the store does not
-    /// answer), re-arming the timer after each success; at the end, give the lock back.
-    func keep() {
+    /// The keeper: renew every third of the lease (every half second while the store does
+    /// not answer), re-arming the timer after each success; asked to stop, give the lock back.
+    static func keep(lock: SharedLock, id: Int64, lease: Double, margin: Double, timer: DeadlineTimer,
+                     news: FileDescriptor, stop: FileDescriptor) -> Never {
         let interval = lease / 3
         var failing = false
+        var done = false
+        var lastError = ""
         while true {
             let wait = failing ? min(interval, 0.5) : interval
-            _ = Poll.readable([wake.read], timeoutMilliseconds: Int32(wait * 1000))
-            if state.withLock({ $0.stop }) { break }
-            guard state.withLock({ $0.why }) == nil else { continue }
+            if Poll.readable([stop], timeoutMilliseconds: Int32(wait * 1000)).contains(0) {
+                // A byte: the command is over, give the lock back. The end of the pipe: the
+                // supervisor is gone while its tree may still be ending; renew no more, and let
+                // the lease run out rather than hand the lock on now.
+                if let byte = try? stop.read(upTo: 1), !byte.isEmpty { break }
+                ProcessExit.immediately(0)
+            }
+            guard !done else { continue }
             let sent = Clock.secondsSinceBoot()
             do {
                 switch try lock.renew(id) {
@@ -79,26 +93,67 @@ final class LeaseKeeper: @unchecked Sendable {
                     failing = false
                     timer.fire(inSeconds: sent + lease - margin - Clock.secondsSinceBoot())
                 case .ended(let kind, let by):
-                    state.withLock { $0.why = .ended(kind, by: by) }
+                    done = true
+                    _ = try? news.writeAll("ended \(kind) \(by)\n")
                     timer.fire(inSeconds: 0)
                 case .lost:
-                    state.withLock { $0.why = .lost }
+                    done = true
+                    _ = try? news.writeAll("lost\n")
                     timer.fire(inSeconds: 0)
                 }
             } catch {
                 failing = true
-                state.withLock { $0.lastError = error.message }
+                if error.message != lastError {
+                    lastError = error.message
+                    _ = try? news.writeAll("error \(error.message)\n")
+                }
             }
         }
         try? lock.leave(id)
-        _ = try? done.write.writeAll([1])
+        ProcessExit.immediately(0)
     }
 
-    /// Gives the lock back: the thread deletes the run's row. Waits up to `seconds` for it
-    /// (a store that does not answer cannot hold the exit up; the lease then runs out).
+    /// The keeper's lines so far.
+    func lines() -> [String] {
+        while let chunk = try? news.read(upTo: 4096), !chunk.isEmpty { heard += chunk }
+        return String(decoding: heard, as: UTF8.self).split(separator: "\n").map(String.init)
+    }
+
+    /// Why the command had to end, once the timer fired; nil while the lease is kept.
+    var why: Why? {
+        for line in lines().reversed() {
+            if line == "lost" { return .lost }
+            if line.hasPrefix("ended ") {
+                let rest = line.dropFirst(6)
+                let kind = rest.prefix { $0 != " " }
+                return .ended(String(kind), by: String(rest.dropFirst(kind.count + 1)))
+            }
+        }
+        return nil
+    }
+
+    /// The last error the keeper met renewing, if any.
+    var lastError: String? {
+        lines().last { $0.hasPrefix("error ") }.map { String($0.dropFirst(6)) }
+    }
+
+    /// Gives the lock back: the keeper deletes the run's row and exits. Waits up to `seconds`
+    /// for it; a keeper stuck on a store that does not answer is killed (the lease runs out).
     func release(waitingUpTo seconds: Double) {
-        state.withLock { $0.stop = true }
-        _ = try? wake.write.writeAll([1])
-        _ = Poll.readable([done.read], timeoutMilliseconds: Int32(seconds * 1000))
+        _ = try? stop.writeAll([1])
+        let deadline = Clock.monotonicNanoseconds() + Int64(seconds * 1e9)
+        // Reaped here, or already (by the supervisor's reaper): either way it is gone.
+        func gone() -> Bool {
+            do { return try Spawn.reap(pid) != nil } catch { return true }
+        }
+        var ended = gone()
+        while !ended, Clock.monotonicNanoseconds() < deadline {
+            _ = Poll.readable([], timeoutMilliseconds: 10)
+            ended = gone()
+        }
+        if !ended {
+            _ = Processes.signalChild(pid, .kill)
+            _ = try? Spawn.waitFor(pid)
+        }
     }
 }

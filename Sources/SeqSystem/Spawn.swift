@@ -254,6 +254,9 @@ public enum FlockWatcher {
 public enum ProcessExit {
     /// exit(3): flushes stdio and ends the process with `code`.
     public static func now(_ code: Int32) -> Never { Glibc.exit(code) }
+    /// _exit(2): ends a forked child that must not run its parent's exit handlers or flush
+    /// its parent's buffers.
+    public static func immediately(_ code: Int32) -> Never { Glibc._exit(code) }
 }
 
 extension Array where Element == [UInt8] {

@@ -1,30 +1,8 @@
 import CSeqSystem
 import Glibc
 
-/// Threads for the rare work that must not share the caller's loop: a lease renewed over a
-/// network that may stall, while the loop keeps its own deadlines.
-public enum Threads {
-    /// Starts `body` on a new detached thread. It inherits the caller's signal mask (the
-    /// guard blocks its signals before any thread exists), so signals still reach the loop.
-    public static func detach(_ body: @escaping @Sendable () -> Void) throws(Errno) {
-        final class Box { let body: @Sendable () -> Void; init(_ body: @escaping @Sendable () -> Void) { self.body = body } }
-        let context = Unmanaged.passRetained(Box(body)).toOpaque()
-        var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { context in
-            let box = Unmanaged<Box>.fromOpaque(context!).takeRetainedValue()
-            box.body()
-            return nil
-        }, context)
-        guard rc == 0 else {
-            Unmanaged<Box>.fromOpaque(context).release()
-            throw Errno(rawValue: rc)
-        }
-        pthread_detach(thread)
-    }
-}
-
 /// A kernel timer as a descriptor (timerfd on CLOCK_BOOTTIME): readable once it expires, so a
-/// poll loop wakes for it, and it runs on whatever else the process is doing (a thread stuck in
+/// poll loop wakes for it, and it runs on whatever else the process is doing (a process stuck in
 /// a network call cannot hold it back). Boot time keeps counting through a suspend, so a host
 /// that slept past its deadline finds the timer expired when it wakes.
 public final class DeadlineTimer: Sendable {
