@@ -19,6 +19,13 @@ enum { CSEQ_PG_DIAG_SQLSTATE = 'C', CSEQ_PG_DIAG_MESSAGE_PRIMARY = 'M' };
 
 typedef void (*cseq_pq_notice_processor)(void *arg, const char *message);
 
+typedef struct cseq_pg_notify {
+    char *relname;
+    int be_pid;
+    char *extra;
+    struct cseq_pg_notify *next;
+} cseq_pg_notify;
+
 struct cseq_libpq {
     PGconn *(*PQconnectdb)(const char *conninfo);
     int (*PQstatus)(const PGconn *conn);
@@ -43,6 +50,10 @@ struct cseq_libpq {
     char *(*PQcmdTuples)(PGresult *res);
     void (*PQclear)(PGresult *res);
     cseq_pq_notice_processor (*PQsetNoticeProcessor)(PGconn *conn, cseq_pq_notice_processor proc, void *arg);
+    int (*PQsocket)(const PGconn *conn);
+    int (*PQconsumeInput)(PGconn *conn);
+    cseq_pg_notify *(*PQnotifies)(PGconn *conn);
+    void (*PQfreemem)(void *ptr);
 };
 
 static inline void cseq_pq_ignore_notice(void *arg, const char *message) {
@@ -88,6 +99,10 @@ static inline const struct cseq_libpq *cseq_libpq_load(char *error, size_t size)
     CSEQ_PQ(PQcmdTuples);
     CSEQ_PQ(PQclear);
     CSEQ_PQ(PQsetNoticeProcessor);
+    CSEQ_PQ(PQsocket);
+    CSEQ_PQ(PQconsumeInput);
+    CSEQ_PQ(PQnotifies);
+    CSEQ_PQ(PQfreemem);
 #undef CSEQ_PQ
     loaded = 1;
     return &api;

@@ -24,6 +24,9 @@ public struct PostgreSQLMigrations: Sendable {
     /// the work done.
     /// - Throws: `StoreError` when the database is at a newer version than this tool knows.
     public func apply(to connection: PostgreSQLConnection) throws(StoreError) {
+        // Already there (every use but the first): one read, no lock.
+        let made = try connection.query("SELECT to_regclass(?1)::text AS made", [.text(table)]).first?["made"].string != nil
+        if made, try current(on: connection) == versions.count { return }
         try connection.execute("SELECT pg_advisory_lock(\(Self.lockKey))")
         defer { try? connection.execute("SELECT pg_advisory_unlock(\(Self.lockKey))") }
         try connection.execute("CREATE TABLE IF NOT EXISTS \(table)(version BIGINT NOT NULL)")

@@ -16,7 +16,8 @@ public final class PostgreSQLConnection: SQLDatabase {
     /// that does not answer must not hold a member up for minutes).
     let connectionString: String
     public let name: String
-    /// Statements every new session runs first (the server's keepalives), or "".
+    /// Statements every new session runs first (the server's keepalives, the channels it
+    /// listens on), or "".
     let sessionSettings: String
     var translated: [String: String] = [:]
     /// Statements prepared on this connection, by SQL text and parameter types: each is
@@ -33,7 +34,7 @@ public final class PostgreSQLConnection: SQLDatabase {
     /// ends: TCP keepalives and a user timeout on this side, the server's keepalives on its
     /// side (a URL that names its own keepalive settings keeps them; a Unix socket needs none).
     /// - Throws: `StoreError` naming the URL (password hidden) and the fix.
-    public init(url: String, deadPeerSeconds: Double? = nil) throws(StoreError) {
+    public init(url: String, deadPeerSeconds: Double? = nil, listening channels: [String] = []) throws(StoreError) {
         name = Self.redacted(url)
         var error = [CChar](repeating: 0, count: 512)
         guard let api = cseq_libpq_load(&error, error.count) else {
@@ -50,7 +51,7 @@ public final class PostgreSQLConnection: SQLDatabase {
             sessionSettings = "SET tcp_keepalives_idle = \(idle); SET tcp_keepalives_interval = \(interval); SET tcp_keepalives_count = 3"
         }
         connectionString = settings.isEmpty ? url : url + (url.contains("?") ? "&" : "?") + settings.joined(separator: "&")
-        self.sessionSettings = sessionSettings
+        self.sessionSettings = ([sessionSettings] + channels.map { "LISTEN \($0)" }).filter { !$0.isEmpty }.joined(separator: "; ")
         do { handle = try connect() } catch where Self.isRefusal(error.message) {
             // At the first connection, a refusal is the URL's fault, not an outage: said at
             // once rather than waited out. (Later, a refusal mid-run is waited out like any
@@ -303,6 +304,25 @@ public final class PostgreSQLConnection: SQLDatabase {
         for (index, byte) in utf8.enumerated() { pointer[index] = CChar(bitPattern: byte) }
         pointer[utf8.count] = 0
         return pointer
+    }
+
+    /// The session's socket, to wait on for notifications; nil while there is no session.
+    public var socket: FileDescriptor? { handle.map { FileDescriptor(rawValue: api.pointee.PQsocket($0)) } }
+
+    /// The notifications that arrived (channel, payload), read from the socket without
+    /// waiting. A session found gone is dropped (the next statement reconnects and listens again).
+    public func notifications() -> [(channel: String, payload: String)] {
+        guard let handle else { return [] }
+        if api.pointee.PQconsumeInput(handle) == 0 {
+            _ = lose(Self.firstLine(api.pointee.PQerrorMessage(handle)))
+            return []
+        }
+        var result: [(String, String)] = []
+        while let notice = api.pointee.PQnotifies(handle) {
+            result.append((Self.string(notice.pointee.relname), Self.string(notice.pointee.extra)))
+            api.pointee.PQfreemem(notice)
+        }
+        return result
     }
 
     /// One round trip: the transaction and the store's write lock.

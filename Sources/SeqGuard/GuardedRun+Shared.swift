@@ -92,9 +92,13 @@ extension GuardedRun {
                 record(.gaveUp, status: ExitCode.gaveUpWaiting)
                 return ExitCode.gaveUpWaiting
             }
-            // The next in line looks often, so a lock given back passes on within 50 ms.
-            let pause: Int32 = position <= 1 ? 50 : 250
-            guard Poll.readable([signals.descriptor], timeoutMilliseconds: pause).contains(0) else { continue }
+            // A lock given back is announced, and the line looks at once; the looks between
+            // renew this run's place and notice a holder whose lease ran out (the next in line
+            // looks most often).
+            let pause = Int32(min(position <= 1 ? 0.25 : 1, configuration.lease / 3) * 1000)
+            let ready = Poll.readable([signals.descriptor] + (lock.connection.socket.map { [$0] } ?? []), timeoutMilliseconds: pause)
+            if ready.contains(1) { _ = lock.changed() }
+            guard ready.contains(0) else { continue }
             for received in signals.drain() where [.interrupt, .terminate, .hangup, .quit].contains(received.signal) {
                 try? lock.leave(id)
                 reporter.error("interrupted by \(received.signal.name) while waiting for '\(name)'; '\(command)' was not run")

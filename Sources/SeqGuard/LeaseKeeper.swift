@@ -146,11 +146,15 @@ final class LeaseKeeper {
         func gone() -> Bool {
             do { return try Spawn.reap(pid) != nil } catch { return true }
         }
+        // Its end closes the news pipe: wait on that, not on a clock.
         var ended = gone()
         while !ended, Clock.monotonicNanoseconds() < deadline {
-            _ = Poll.readable([], timeoutMilliseconds: 10)
-            ended = gone()
+            _ = lines()
+            let left = max(1, (deadline - Clock.monotonicNanoseconds()) / 1_000_000)
+            _ = Poll.readable([news], timeoutMilliseconds: Int32(clamping: left))
+            ended = gone() || (try? news.read(upTo: 1)).map { $0.isEmpty } == true
         }
+        if ended { _ = try? Spawn.waitFor(pid) }
         if !ended {
             _ = Processes.signalChild(pid, .kill)
             _ = try? Spawn.waitFor(pid)

@@ -21,7 +21,7 @@ public final class SharedLock: @unchecked Sendable {
     public init(name: String, url: String, host: String, lease: Double) throws(StoreError) {
         self.name = name
         self.host = host
-        connection = try PostgreSQLConnection(url: url, deadPeerSeconds: lease)
+        connection = try PostgreSQLConnection(url: url, deadPeerSeconds: lease, listening: [Self.channel])
         try Self.migrations.apply(to: connection)
     }
 
@@ -49,6 +49,20 @@ public final class SharedLock: @unchecked Sendable {
         CREATE SEQUENCE IF NOT EXISTS guard_fences;
         """,
     ], tool: "seqexec")
+
+    /// Where a change to a lock's line is announced (the payload is the lock's name): a lock
+    /// given back, a waiter replaced, a kill-all. Waiters wake on it rather than poll fast.
+    static let channel = "seqexec_locks"
+
+    /// Says in the current transaction (on commit) that the line of this lock changed.
+    func announce() throws(StoreError) {
+        try connection.query("SELECT pg_notify('\(Self.channel)', ?1)::text AS sent", [.text(name)])
+    }
+
+    /// Whether a change to this lock's line was announced since the last call.
+    public func changed() -> Bool {
+        connection.notifications().contains { $0.channel == Self.channel && $0.payload == name }
+    }
 
     /// The database's clock, in seconds since the epoch.
     static let now = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
@@ -141,6 +155,7 @@ public final class SharedLock: @unchecked Sendable {
                       .integer(arrival.newestFirst ? 1 : 0), .real(arrival.lease)])
             guard let id = row.first?["id"].int else { throw StoreError("\(connection.name): the new run's row has no id") }
             let me = "host \(host) pid \(arrival.process.pid) '\(LockWaiter.shortened(arrival.command))' (run \(id))"
+            if arrival.newestFirst || arrival.cancelRunning { try announce() }
             if arrival.newestFirst {
                 try connection.run("""
                     UPDATE guard_runs SET ended = 'replaced', ended_by = ?3
@@ -205,7 +220,10 @@ public final class SharedLock: @unchecked Sendable {
 
     /// Leaves the line, or gives the lock back.
     public func leave(_ id: Int64) throws(StoreError) {
-        try connection.run("DELETE FROM guard_runs WHERE id = ?1", [.integer(id)])
+        try deciding { () throws(StoreError) in
+            try connection.run("DELETE FROM guard_runs WHERE id = ?1", [.integer(id)])
+            try announce()
+        }
     }
 
     /// Every run of the lock whose lease has not run out, holders first, then the line in
@@ -236,7 +254,8 @@ public final class SharedLock: @unchecked Sendable {
     /// look. Returns the runs it marked.
     public func revokeAll(by: String) throws(StoreError) -> [Run] {
         try deciding { () throws(StoreError) -> [Run] in
-            try connection.query("""
+            try announce()
+            return try connection.query("""
                 UPDATE guard_runs SET ended = 'revoked', ended_by = ?2
                 WHERE lock_name = ?1 AND ended IS NULL AND lease_until >= \(Self.now)
                 RETURNING id, host, pid, command, priority, slots, arrived_at, lease_until, holding_since, fence, ended, ended_by
