@@ -34,6 +34,9 @@ public enum GuardHelp {
           SEQEXEC_TOKENS                    Set by seqexec for the command it runs, so a
                                             nested seqexec of the same project runs
                                             straight through instead of waiting for itself.
+          SEQEXEC_FENCE                     Set by seqexec for a command holding a --store
+                                            lock: a token that grows with every hand-over,
+                                            for the resource to refuse a stale holder.
 
         EXIT STATUS:
           N        the command's own exit status
@@ -43,7 +46,10 @@ public enum GuardHelp {
                    line says so, or says it was the kernel's OOM killer or a kill -9
           75       gave up waiting for the lock (--wait-timeout), for memory
                    (--min-available), or for another git operation (--git-wait)
-          76       replaced while waiting by a newer run (--order newest-first)
+          76       replaced while waiting by a newer run (--order newest-first),
+                   or ended running by one asking --cancel-running
+          77       a shared lock's lease could not be renewed: the command's
+                   tree was ended before another host could take the lock
           125      seqexec itself failed: bad usage, unsafe or unusable state, a
                    stale git lock file, or its supervisor was killed (a line names
                    the command, which runs on unsupervised, holding the lock)
@@ -98,7 +104,9 @@ public enum GuardHelp {
               124      make timed out (TIMEOUT)
               137      the memory monitor ended make's tree (MEMORY_LIMIT_MB)
               75       gave up waiting for the lock (WAIT_TIMEOUT) or for memory
-              76       replaced while waiting by a newer make (ORDER=newest-first)
+              76       replaced while waiting by a newer make (ORDER=newest-first),
+                       or ended running by one asking CANCEL_RUNNING
+              77       a shared lock's lease could not be renewed (STORE)
               125      make-seq itself failed: bad setting, unsafe or unusable state
               126      the make program could not be executed
               127      the make program was not found

@@ -5,7 +5,7 @@
 # typed: the first word that is not an option of seqexec or an option's value.
 function __seqexec_command_start
     set -l words (commandline -opc)
-    set -l with_value -p --project --lock --state-dir -t --timeout --kill-grace -w --wait-timeout --slots --priority --order -m --memory-limit -i --check-interval --memory-metric --memory-action --min-available --git-wait -n --lines --wait --cancel --completion
+    set -l with_value -p --project --lock --state-dir -t --timeout --kill-grace -w --wait-timeout --slots --priority --order --store --lease --host -m --memory-limit -i --check-interval --memory-metric --memory-action --min-available --git-wait -n --lines --wait --cancel --completion
     set -l i 2
     while test $i -le (count $words)
         set -l word $words[$i]
@@ -44,6 +44,10 @@ $c -s w -l wait-timeout -x -d 'Give up waiting after S seconds, exit 75'
 $c -l slots -x -d 'Commands of the project that may run at once'
 $c -l priority -x -a 'high normal low' -d 'Queue priority'
 $c -l order -x -a 'oldest-first newest-first' -d 'Oldest-first, or newest-first: a newer waiter replaces older ones'
+$c -l store -x -d 'Keep a --lock in PostgreSQL: one line across hosts'
+$c -l lease -x -d 'Seconds a silent host keeps a shared lock'
+$c -l host -x -d 'This host\'s name in a shared lock'
+$c -l cancel-running -d 'End the runs holding the shared lock'
 $c -s v -l verbose -d 'Log each step to stderr'
 $c -s q -l quiet -d 'Print nothing but errors'
 $c -l machine -d 'Take the machine-wide lock'
