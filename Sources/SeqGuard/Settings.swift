@@ -57,8 +57,13 @@ public enum Setting {
 
     /// The gap between memory samples: seconds, at least 0.01.
     public static func interval(_ text: String, _ name: String) throws(GuardFailure) -> Double {
+        try seconds(text, name, atLeast: 0.01, minimum: "0.01", ", e.g. 5")
+    }
+
+    /// Seconds, at least `least` (said as `minimum`, and why after it).
+    static func seconds(_ text: String, _ name: String, atLeast least: Double, minimum: String, _ why: String) throws(GuardFailure) -> Double {
         let value = try seconds(text, name)
-        guard value >= 0.01 else { throw GuardFailure("invalid \(name) '\(text)': expected seconds of at least 0.01, e.g. 5") }
+        guard value >= least else { throw GuardFailure("invalid \(name) '\(text)': expected seconds of at least \(minimum)\(why)") }
         return value
     }
 
@@ -97,9 +102,7 @@ public enum Setting {
 
     /// A lease: seconds, at least one (a renewal every third of it must be possible).
     public static func lease(_ text: String, _ name: String) throws(GuardFailure) -> Double {
-        let value = try seconds(text, name)
-        guard value >= 1 else { throw GuardFailure("\(name) needs at least 1 second (renewed every third of it), not '\(text)'") }
-        return value
+        try seconds(text, name, atLeast: 1, minimum: "1", " (it is renewed every third of it)")
     }
 
     public static func flag(_ value: String) -> Bool { !["", "0", "false", "no", "off"].contains(value.lowercased()) }

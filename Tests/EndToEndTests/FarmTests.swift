@@ -6,6 +6,30 @@ import Testing
 /// The PostgreSQL server `make test` starts (scripts/with-postgres), if any.
 let farmDatabase: String? = ProcessInfo.processInfo.environment["SEQPIPE_TEST_PG"].flatMap { $0.isEmpty ? nil : $0 }
 
+/// A schema of a test's own in the suite's PostgreSQL database (its tables meet no other
+/// test's), dropped when the test is done.
+final class ThrowawaySchema {
+    let name: String
+    /// The database's URL with this schema first on the search path.
+    let url: String
+    let sandbox: Sandbox
+
+    init(_ sandbox: Sandbox, prefix: String) throws {
+        self.sandbox = sandbox
+        let base = try #require(farmDatabase)
+        name = prefix + String(UInt64.random(in: 0..<UInt64.max), radix: 16)
+        let create = try sandbox.start("/usr/bin/env", ["psql", "-q", base, "-c", "CREATE SCHEMA \(name)"])
+        try #require(create.wait(30) == 0, "\(create.stderr)")
+        url = base + (base.contains("?") ? "&" : "?") + "options=-csearch_path%3D\(name)"
+    }
+
+    deinit {
+        if let base = farmDatabase, let drop = try? sandbox.start("/usr/bin/env", ["psql", "-q", base, "-c", "DROP SCHEMA \(name) CASCADE"]) {
+            _ = drop.wait(30)
+        }
+    }
+}
+
 /// Two hosts of a farm on one machine: two orchestrators with their own --host, devices,
 /// working directories and lock state, sharing one PostgreSQL store (a schema of the test's
 /// own, dropped at the end).
@@ -14,23 +38,13 @@ let farmDatabase: String? = ProcessInfo.processInfo.environment["SEQPIPE_TEST_PG
 struct FarmTests {
     final class Farm {
         let pipeline: PipelineSandbox
-        let url: String
-        let schema: String
+        let schema: ThrowawaySchema
+        var url: String { schema.url }
 
         init() throws {
             pipeline = try PipelineSandbox(devices: 0)
-            let base = try #require(farmDatabase)
-            schema = "farm_" + String(UInt64.random(in: 0..<UInt64.max), radix: 16)
-            let create = try pipeline.sandbox.start("/usr/bin/env", ["psql", "-q", base, "-c", "CREATE SCHEMA \(schema)"])
-            try #require(create.wait(30) == 0, "\(create.stderr)")
-            url = base + (base.contains("?") ? "&" : "?") + "options=-csearch_path%3D\(schema)"
+            schema = try ThrowawaySchema(pipeline.sandbox, prefix: "farm_")
             for host in ["a", "b"] { try FileManager.default.createDirectory(atPath: pipeline.sandbox.path(host + "/state"), withIntermediateDirectories: true) }
-        }
-
-        deinit {
-            if let base = farmDatabase, let drop = try? pipeline.sandbox.start("/usr/bin/env", ["psql", "-q", base, "-c", "DROP SCHEMA \(schema) CASCADE"]) {
-                _ = drop.wait(30)
-            }
         }
 
         /// `seqpipe ARGS` as host `host` (its own directory and lock state), to completion.

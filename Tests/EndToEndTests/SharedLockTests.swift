@@ -12,26 +12,12 @@ struct SharedLockTests {
     /// A schema of the test's own in the suite's database, dropped at the end, and hosts.
     final class Farm {
         let sandbox: Sandbox
-        let url: String
-        let schema: String
+        let schema: ThrowawaySchema
+        var url: String { schema.url }
 
         init() throws {
             sandbox = try Sandbox()
-            let base = try #require(farmDatabase)
-            schema = "locks_" + String(UInt64.random(in: 0..<UInt64.max), radix: 16)
-            let create = try sandbox.start("/usr/bin/env", ["psql", "-q", base, "-c", "CREATE SCHEMA \(schema)"])
-            try #require(create.wait(30) == 0, "\(create.stderr)")
-            url = Self.inSchema(base, schema)
-        }
-
-        static func inSchema(_ base: String, _ schema: String) -> String {
-            base + (base.contains("?") ? "&" : "?") + "options=-csearch_path%3D\(schema)"
-        }
-
-        deinit {
-            if let base = farmDatabase, let drop = try? sandbox.start("/usr/bin/env", ["psql", "-q", base, "-c", "DROP SCHEMA \(schema) CASCADE"]) {
-                _ = drop.wait(30)
-            }
+            schema = try ThrowawaySchema(sandbox, prefix: "locks_")
         }
 
         /// `seqexec ARGS` on host `host`: its own name and local state, the shared store.
@@ -52,6 +38,18 @@ struct SharedLockTests {
 
         func count(_ key: String, of lock: String) -> Int {
             ((try? status(lock))?[key] as? [Any])?.count ?? -1
+        }
+
+        /// A holder on host a, inside its command until `release` exists, and a waiter on
+        /// host b behind it, both with `lease`; returns once the waiter is in the line.
+        func holderAndWaiter(_ lock: String, lease: String, holderURL: String? = nil) throws -> (holder: Child, waiter: Child, log: String) {
+            let job = try self.job()
+            let log = sandbox.path("log")
+            let holder = try seqexec(["--lock", lock, "--lease", lease, job, log, "a", sandbox.path("never")], host: "a", url: holderURL)
+            #expect(waitUntil { sandbox.read("log").contains("start a") }, "\(holder.stderr)")
+            let waiter = try seqexec(["--lock", lock, "--lease", lease, job, log, "b", ""], host: "b")
+            #expect(waitUntil { count("queue", of: lock) == 1 }, "\(waiter.stderr)")
+            return (holder, waiter, log)
         }
 
         /// A command that logs its start (label, fencing token) and end to `log`, one
@@ -116,12 +114,7 @@ struct SharedLockTests {
     /// the next host's within the lease and a second.
     @Test func aHostKilledWholeHandsTheLockOnWithinTheLease() throws {
         let farm = try Farm()
-        let job = try farm.job()
-        let log = farm.sandbox.path("log")
-        let holder = try farm.seqexec(["--lock", "handoff", "--lease", "2", job, log, "a", farm.sandbox.path("never")], host: "a")
-        #expect(waitUntil { farm.sandbox.read("log").contains("start a") }, "\(holder.stderr)")
-        let waiter = try farm.seqexec(["--lock", "handoff", "--lease", "2", job, log, "b", ""], host: "b")
-        #expect(waitUntil { farm.count("queue", of: "handoff") == 1 }, "\(waiter.stderr)")
+        let (holder, waiter, _) = try farm.holderAndWaiter("handoff", lease: "2")
         let killed = FarmTests.killTree(holder.pid)
         let killedAt = Date().timeIntervalSince1970
         #expect(waiter.wait(30) == 0, "\(waiter.stderr)")
@@ -135,12 +128,7 @@ struct SharedLockTests {
     /// front (the caller's process) ends the command's tree, before the next host may start.
     @Test func aKilledSupervisorsCommandEndsBeforeTheLeasePasses() throws {
         let farm = try Farm()
-        let job = try farm.job()
-        let log = farm.sandbox.path("log")
-        let holder = try farm.seqexec(["--lock", "orphan", "--lease", "3", job, log, "a", farm.sandbox.path("never")], host: "a")
-        #expect(waitUntil { farm.sandbox.read("log").contains("start a") }, "\(holder.stderr)")
-        let waiter = try farm.seqexec(["--lock", "orphan", "--lease", "3", job, log, "b", ""], host: "b")
-        #expect(waitUntil { farm.count("queue", of: "orphan") == 1 }, "\(waiter.stderr)")
+        let (holder, waiter, _) = try farm.holderAndWaiter("orphan", lease: "3")
         let supervisor = try #require(Processes.descendants(of: [holder.pid]).first { $0.parent == holder.pid })
         kill(supervisor.pid, SIGKILL)
         #expect(holder.wait(30) == 125 && holder.stderr.contains("no one renews the shared lock's lease"), "\(holder.stderr)")
@@ -228,8 +216,6 @@ struct SharedLockTests {
             return
         }
         let farm = try Farm()
-        let job = try farm.job()
-        let log = farm.sandbox.path("log")
         let base = try #require(farmDatabase)
         let socketDirectory = try #require(base.split(separator: "?").last?.split(separator: "&").first { $0.hasPrefix("host=") }?.dropFirst(5))
         let relayDirectory = farm.sandbox.root + "/relay"
@@ -264,11 +250,8 @@ struct SharedLockTests {
         let relay = try farm.sandbox.start(relayScript, [relayDirectory, String(socketDirectory)])
         defer { relay.signal(SIGCONT); relay.signal(SIGKILL) }
         #expect(waitUntil { FileManager.default.fileExists(atPath: relayDirectory + "/ready") }, "\(relay.stderr)")
-        let relayed = Farm.inSchema(base.replacingOccurrences(of: "host=\(socketDirectory)", with: "host=\(relayDirectory)"), farm.schema)
-        let holder = try farm.seqexec(["--lock", "cut", "--lease", "3", job, log, "a", farm.sandbox.path("never")], host: "a", url: relayed)
-        #expect(waitUntil { farm.sandbox.read("log").contains("start a") }, "\(holder.stderr)")
-        let waiter = try farm.seqexec(["--lock", "cut", "--lease", "3", job, log, "b", ""], host: "b")
-        #expect(waitUntil { farm.count("queue", of: "cut") == 1 }, "\(waiter.stderr)")
+        let relayed = farm.url.replacingOccurrences(of: "host=\(socketDirectory)", with: "host=\(relayDirectory)")
+        let (holder, waiter, _) = try farm.holderAndWaiter("cut", lease: "3", holderURL: relayed)
         relay.signal(SIGSTOP)
         #expect(holder.wait(30) == 77, "\(holder.stderr)")
         #expect(holder.stderr.contains("cannot renew the lease on 'cut'") && holder.stderr.contains("before the 3s lease runs out"), "\(holder.stderr)")
@@ -343,7 +326,7 @@ struct SharedLockTests {
         let (cancel, _, cancelErr) = try farm.sandbox.run(["--lock", "x", "--cancel-running", "true"])
         #expect(cancel == 125 && cancelErr.hasPrefix("seqexec: --cancel-running ends runs holding a shared lock"), "\(cancelErr)")
         let (lease, _, leaseErr) = try farm.sandbox.run(["--lock", "x", "--store", farm.url, "--lease", "0.5", "true"])
-        #expect(lease == 125 && leaseErr.hasPrefix("seqexec: --lease needs at least 1 second"), "\(leaseErr)")
+        #expect(lease == 125 && leaseErr.hasPrefix("seqexec: invalid --lease '0.5': expected seconds of at least 1 "), "\(leaseErr)")
         let (gone, _, goneErr) = try farm.sandbox.run(["--lock", "x", "--store", "postgresql:///none?host=\(farm.sandbox.root)/nowhere", "true"])
         #expect(gone == 125 && goneErr.hasPrefix("seqexec: cannot use the shared lock 'x': cannot connect to ") && goneErr.split(separator: "\n").count == 1, "\(goneErr)")
     }
