@@ -155,7 +155,7 @@ extension GuardedRun {
         let grace = min(configuration.killGrace, configuration.lease / 5)
         let margin = grace + max(0.2, configuration.lease / 10)
         do {
-            hold.keeper = try LeaseKeeper(lock: hold.lock, id: hold.id, lease: configuration.lease, margin: margin, sentAt: hold.sentAt)
+            hold.keeper = try LeaseKeeper(lock: hold.lock, id: hold.id, lease: configuration.lease, margin: margin, sentAt: hold.sentAt, grace: grace)
         } catch {
             throw GuardFailure("cannot start the lease keeper: \(error)", errno: error)
         }

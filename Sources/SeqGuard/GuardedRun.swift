@@ -243,8 +243,10 @@ struct GuardedRun {
         let timeout = configuration.timeout
         var deadline: WallTime?
         let frontReport = frontReport
+        let keeper = shared?.keeper
         let run = supervisor.run(configuration.commandBytes, environment: environment) { child in
             _ = try? frontReport?.writeAll(FrontReport.started(child))
+            keeper?.tell(command: child)
             // The command's time limit plus the grace its teardown gets: past this, an
             // unsupervised tree is ended by whoever finds it.
             deadline = timeout.map { Clock.wallTime().adding(seconds: $0 + configuration.killGrace) }

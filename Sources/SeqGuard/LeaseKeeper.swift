@@ -29,6 +29,8 @@ final class LeaseKeeper {
     let news: FileDescriptor
     /// Written once to ask the keeper to give the lock back and exit.
     let stop: FileDescriptor
+    /// Where the keeper hears of the command's process once it started.
+    let told: FileDescriptor
     var heard: [UInt8] = []
 
     /// Why the timer fired early.
@@ -39,78 +41,46 @@ final class LeaseKeeper {
 
     /// Starts keeping run `id`'s lease, whose last renewal (the acquisition) was sent at
     /// `sentAt` on the boot clock.
-    init(lock: SharedLock, id: Int64, lease: Double, margin: Double, sentAt: Double) throws(Errno) {
+    /// - Parameter grace: from SIGTERM to SIGKILL when the keeper itself ends the tree (its
+    ///   supervisor is gone).
+    init(lock: SharedLock, id: Int64, lease: Double, margin: Double, sentAt: Double, grace: Double) throws(Errno) {
         timer = try DeadlineTimer()
         timer.fire(inSeconds: sentAt + lease - margin - Clock.secondsSinceBoot())
         let news = try FileSystem.pipe()
         let stop = try FileSystem.pipe()
+        let told = try FileSystem.pipe()
         let pid: Int32
         do { pid = try Processes.fork() } catch {
-            for descriptor in [news.read, news.write, stop.read, stop.write] { descriptor.close() }
+            for descriptor in [news.read, news.write, stop.read, stop.write, told.read, told.write] { descriptor.close() }
             throw error
         }
         if pid == 0 {
             news.read.close()
             stop.write.close()
-            // Nothing renews for a supervisor that is gone: its front ends the tree.
-            _ = try? Processes.setParentDeathSignal(.kill)
-            Self.keep(lock: lock, id: id, lease: lease, margin: margin, timer: timer, news: news.write, stop: stop.read)
+            told.write.close()
+            var keeper = Keeper(lock: lock, id: id, lease: lease, margin: margin, grace: grace, timer: timer,
+                                news: news.write, stop: stop.read, told: told.read)
+            keeper.keep()
         }
         news.write.close()
         stop.read.close()
+        told.read.close()
         self.pid = pid
         self.news = news.read
         self.stop = stop.write
+        self.told = told.write
     }
 
     deinit {
         news.close()
         stop.close()
+        told.close()
     }
 
-    /// The keeper: renew every third of the lease (every half second while the store does
-    /// not answer), re-arming the timer after each success; asked to stop, give the lock back.
-    static func keep(lock: SharedLock, id: Int64, lease: Double, margin: Double, timer: DeadlineTimer,
-                     news: FileDescriptor, stop: FileDescriptor) -> Never {
-        let interval = lease / 3
-        var failing = false
-        var done = false
-        var lastError = ""
-        while true {
-            let wait = failing ? min(interval, 0.5) : interval
-            if Poll.readable([stop], timeoutMilliseconds: Int32(wait * 1000)).contains(0) {
-                // A byte: the command is over, give the lock back. The end of the pipe: the
-                // supervisor is gone while its tree may still be ending; renew no more, and let
-                // the lease run out rather than hand the lock on now.
-                if let byte = try? stop.read(upTo: 1), !byte.isEmpty { break }
-                ProcessExit.immediately(0)
-            }
-            guard !done else { continue }
-            let sent = Clock.secondsSinceBoot()
-            do {
-                switch try lock.renew(id) {
-                case .renewed:
-                    failing = false
-                    timer.fire(inSeconds: sent + lease - margin - Clock.secondsSinceBoot())
-                case .ended(let kind, let by):
-                    done = true
-                    _ = try? news.writeAll("ended \(kind) \(by)\n")
-                    timer.fire(inSeconds: 0)
-                case .lost:
-                    done = true
-                    _ = try? news.writeAll("lost\n")
-                    timer.fire(inSeconds: 0)
-                }
-            } catch {
-                failing = true
-                if error.message != lastError {
-                    lastError = error.message
-                    _ = try? news.writeAll("error \(error.message)\n")
-                }
-            }
-        }
-        try? lock.leave(id)
-        ProcessExit.immediately(0)
+    /// Tells the keeper which process the command is, so that it can end the command's tree
+    /// should the supervisor die.
+    func tell(command: ProcessIdentity) {
+        _ = try? told.writeAll(FrontReport.started(command))
     }
 
     /// The keeper's lines so far.
@@ -159,5 +129,78 @@ final class LeaseKeeper {
             _ = Processes.signalChild(pid, .kill)
             _ = try? Spawn.waitFor(pid)
         }
+    }
+}
+
+/// The keeper process's part: renew every third of the lease (every half second while the
+/// store does not answer), re-arming the timer after each success; asked to stop, give the
+/// lock back. If the supervisor dies (its end of `stop` closes), renew no more and end the
+/// command's tree: with the supervisor and the front both gone, no one else would, and the
+/// lease is about to pass to another host.
+struct Keeper {
+    let lock: SharedLock
+    let id: Int64
+    let lease: Double
+    let margin: Double
+    let grace: Double
+    let timer: DeadlineTimer
+    let news: FileDescriptor
+    let stop: FileDescriptor
+    let told: FileDescriptor
+    var command: ProcessIdentity?
+    var heard: [UInt8] = []
+
+    mutating func keep() -> Never {
+        let interval = lease / 3
+        var failing = false
+        var done = false
+        var lastError = ""
+        while true {
+            let wait = failing ? min(interval, 0.5) : interval
+            let ready = Poll.readable(command == nil ? [stop, told] : [stop], timeoutMilliseconds: Int32(wait * 1000))
+            if ready.contains(1) { listen() }
+            if ready.contains(0) {
+                // A byte: the command is over, give the lock back. The end of the pipe: the
+                // supervisor is gone while its tree may still run; end it, and let the lease
+                // run out rather than hand the lock on now.
+                if let byte = try? stop.read(upTo: 1), !byte.isEmpty { break }
+                listen()
+                if let command, command.isAlive {
+                    Teardown.graceful(grace).run(find: Teardown.TreeFinder(roots: [command]).find)
+                }
+                ProcessExit.immediately(0)
+            }
+            guard !done else { continue }
+            let sent = Clock.secondsSinceBoot()
+            do {
+                switch try lock.renew(id) {
+                case .renewed:
+                    failing = false
+                    timer.fire(inSeconds: sent + lease - margin - Clock.secondsSinceBoot())
+                case .ended(let kind, let by):
+                    done = true
+                    _ = try? news.writeAll("ended \(kind) \(by)\n")
+                    timer.fire(inSeconds: 0)
+                case .lost:
+                    done = true
+                    _ = try? news.writeAll("lost\n")
+                    timer.fire(inSeconds: 0)
+                }
+            } catch {
+                failing = true
+                if error.message != lastError {
+                    lastError = error.message
+                    _ = try? news.writeAll("error \(error.message)\n")
+                }
+            }
+        }
+        try? lock.leave(id)
+        ProcessExit.immediately(0)
+    }
+
+    /// Reads the command's identity from the supervisor.
+    mutating func listen() {
+        while let chunk = try? told.read(upTo: 64), !chunk.isEmpty { heard += chunk }
+        if let started = FrontReport.decode(heard).command { command = started }
     }
 }

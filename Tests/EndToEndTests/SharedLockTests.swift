@@ -124,14 +124,22 @@ struct SharedLockTests {
         #expect(killed.allSatisfy { !farm.sandbox.isAlive($0) })
     }
 
-    /// kill -9 of the holder's supervisor alone: nothing renews the lease any more, so the
-    /// front (the caller's process) ends the command's tree, before the next host may start.
-    @Test func aKilledSupervisorsCommandEndsBeforeTheLeasePasses() throws {
+    /// kill -9 of the holder's supervisor: nothing renews the lease any more, so the front
+    /// (the caller's process) ends the command's tree, before the next host may start; with the
+    /// front killed first, the lease keeper does.
+    @Test(arguments: [false, true]) func aKilledSupervisorsCommandEndsBeforeTheLeasePasses(frontKilledFirst: Bool) throws {
         let farm = try Farm()
         let (holder, waiter, _) = try farm.holderAndWaiter("orphan", lease: "3")
         let supervisor = try #require(Processes.descendants(of: [holder.pid]).first { $0.parent == holder.pid })
+        farm.sandbox.extraPids += Processes.descendants(of: [holder.pid]).map(\.pid)
+        if frontKilledFirst {
+            holder.signal(SIGKILL)
+            #expect(holder.wait(30) == 137)
+        }
         kill(supervisor.pid, SIGKILL)
-        #expect(holder.wait(30) == 125 && holder.stderr.contains("no one renews the shared lock's lease"), "\(holder.stderr)")
+        if !frontKilledFirst {
+            #expect(holder.wait(30) == 125 && holder.stderr.contains("no one renews the shared lock's lease"), "\(holder.stderr)")
+        }
         #expect(waiter.wait(30) == 0, "\(waiter.stderr)")
         let lines = farm.sandbox.lines("log")
         #expect(lines.count == 4 && lines[1] == "end a" && lines[2].hasPrefix("start b"), "\(lines)")
@@ -140,7 +148,7 @@ struct SharedLockTests {
     }
 
     /// Chaos: 3 hosts × 8 runs of one lock while random SIGKILLs hit a run's front, its
-    /// supervisor, its command or its whole host tree. Checked from the kernel, not from the
+    /// supervisor, both (the front first), its command or its whole host tree. Checked from the kernel, not from the
     /// guard: each command holds a flock(1) on a file of the test's while it runs (held by its
     /// tree until the last process is gone), taken with -n, so a second command at once is
     /// logged as an overlap. Invariants: no overlap, no run started twice, every run no kill
@@ -181,10 +189,15 @@ struct SharedLockTests {
             seen.formUnion(tree.map(\.pid))
             let supervisor = tree.first { $0.parent == victim.child.pid }
             let command = supervisor.flatMap { supervisor in tree.first { $0.parent == supervisor.pid } }
-            let kind = ["front", "supervisor", "command", "host"].randomElement(using: &generator)!
+            let kind = ["front", "supervisor", "front+supervisor", "command", "host"].randomElement(using: &generator)!
             switch kind {
             case "front": kill(victim.child.pid, SIGKILL)
             case "supervisor": if let supervisor { kill(supervisor.pid, SIGKILL) } else { continue }
+            case "front+supervisor":
+                guard let supervisor else { continue }
+                kill(victim.child.pid, SIGKILL)
+                _ = victim.child.wait(5)
+                kill(supervisor.pid, SIGKILL)
             case "command": if let command { kill(command.pid, SIGKILL) } else { continue }
             default: seen.formUnion(FarmTests.killTree(victim.child.pid))
             }
