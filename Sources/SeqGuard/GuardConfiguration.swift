@@ -33,6 +33,22 @@ public struct GuardConfiguration: Sendable {
     public var checkInterval: Double = 5
     public var memoryMetric = MemoryMetric.rss
     public var memoryAction = MemoryAction.tree
+    /// `--kernel-limits`: the memory limit is also the kernel's (a cgroup per run).
+    public var kernelMemoryLimit = false
+    /// `--cpus N`, `--cpu-weight W`, `--io-weight W`: enforced by the kernel (cgroup).
+    public var cpus: Double?
+    public var cpuWeight: Int?
+    public var ioWeight: Int?
+
+    /// What the kernel is asked to enforce for this run.
+    public var kernelLimits: KernelLimits {
+        var limits = KernelLimits()
+        if kernelMemoryLimit && memoryLimitMegabytes > 0 { limits.memoryBytes = Int64(memoryLimitMegabytes) << 20 }
+        limits.cpus = cpus
+        limits.cpuWeight = cpuWeight
+        limits.ioWeight = ioWeight
+        return limits
+    }
     /// MiB of MemAvailable needed before the command may start.
     public var minimumAvailableMegabytes: Int?
     /// Take the user's machine-wide lock instead of the project's.

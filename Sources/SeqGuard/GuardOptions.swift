@@ -102,6 +102,28 @@ public enum GuardOptions {
             apply: { configuration, value, name throws(GuardFailure) in
                 configuration.memoryLimitMegabytes = try Setting.wholeNumber(value ?? "", name, minimum: 0)
             }),
+        ToolOption(OptionSpec("--kernel-limits"), help: """
+            Have the kernel enforce the memory limit too (a cgroup
+            per run, cgroup v1 as root): every page the tree
+            charges counts, tmpfs files included, and a ceiling
+            4% above it stops what outgrows the monitor.
+            """, summary: "the kernel enforces the memory limit (cgroup)", environment: "KERNEL_LIMITS",
+            apply: { configuration, value, _ in configuration.kernelMemoryLimit = value.map(Setting.flag) ?? true }),
+        ToolOption(OptionSpec("--cpus", kind: .value), "N", help: """
+            Hold the command's tree to N CPUs (a kernel quota,
+            e.g. 0.5 or 2); refused where no cpu cgroup exists.
+            """, summary: "a CPU quota for the tree", environment: "CPUS",
+            apply: { configuration, value, name throws(GuardFailure) in configuration.cpus = try Setting.cpus(value ?? "", name) }),
+        ToolOption(OptionSpec("--cpu-weight", kind: .value), "W", help: """
+            The tree's CPU share against others, 1 to 10000
+            (default 100), as systemd's CPUWeight.
+            """, summary: "the tree's CPU share, 1-10000", environment: "CPU_WEIGHT",
+            apply: { configuration, value, name throws(GuardFailure) in configuration.cpuWeight = try Setting.wholeNumber(value ?? "", name, minimum: 1, maximum: 10000) }),
+        ToolOption(OptionSpec("--io-weight", kind: .value), "W", help: """
+            The tree's disk share, 1 to 10000 (default 100), as
+            systemd's IOWeight; refused where the kernel has none.
+            """, summary: "the tree's disk share, 1-10000", environment: "IO_WEIGHT",
+            apply: { configuration, value, name throws(GuardFailure) in configuration.ioWeight = try Setting.wholeNumber(value ?? "", name, minimum: 1, maximum: 10000) }),
         ToolOption(OptionSpec("-i", "--check-interval", kind: .value), "S", help: """
             Longest gap between memory samples; they come faster
             at start-up and near the limit (default: 5).

@@ -236,6 +236,8 @@ struct GuardedRun {
         // A run the command submitted (`seqexec --submit` inside it) outlives it by design:
         // it is no leftover of this one.
         try keepSharedLease(&supervisor, tokens: &tokens)
+        supervisor.cgroup = try kernelCgroup(owner: supervisorIdentity)
+        defer { supervisor.cgroup?.remove() }
         environment.setVariable(tokensVariable, tokens)
         let base = configuration.stateBase
         supervisor.spareAtEnd = { RunStore.liveRelays(base: base) }
@@ -287,9 +289,25 @@ struct GuardedRun {
             finished.metric = policy?.metric
             finished.memoryLimitMegabytes = policy == nil ? nil : configuration.memoryLimitMegabytes
             finished.largestProcessBytes = Processes.reapedChildrenPeakResident()
+            finished.enforcement = run.enforcement
         }
         recordAndRelease(finished)
         return status
+    }
+
+    /// The run's cgroups when the kernel is asked to enforce a limit. A memory limit the kernel
+    /// cannot enforce here falls back to the /proc monitor, said once; a CPU or I/O limit is
+    /// never silently dropped: the run ends unrun.
+    func kernelCgroup(owner: ProcessIdentity) throws(GuardFailure) -> RunCgroup? {
+        var limits = configuration.kernelLimits
+        do {
+            return try RunCgroup.make(limits, owner: owner)
+        } catch where limits.memoryBytes != nil {
+            limits.memoryBytes = nil
+            guard limits.isEmpty else { throw error }
+            reporter.notice("\(error.message); the memory limit is sampled from /proc instead")
+            return nil
+        }
     }
 
     /// Writes the finished run's history line and releases every lock. The line is written

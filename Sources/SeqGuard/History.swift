@@ -26,6 +26,8 @@ public struct HistoryRecord: Sendable {
     public var signal: String?
     /// The largest tree total the monitor saw, by `metric`; nil with the monitor off.
     public var peakTreeBytes: Int64?
+    /// Who enforced the memory limit: "kernel" (a cgroup) or "sampled" (/proc).
+    public var enforcement: String?
     /// Of it: the most held at once in tmpfs files and memfds the tree had open.
     public var peakSharedFileBytes: Int64?
     public var metric: MemoryMetric?
@@ -58,6 +60,7 @@ public struct HistoryRecord: Sendable {
             ("ended", .string(ended.rawValue)),
             ("signal", signal.map(JSON.Value.string) ?? .null),
             ("peak_tree_kb", optional(peakTreeBytes.map { $0 / 1024 })),
+            ("enforcement", enforcement.map { .string($0) } ?? .null),
             ("tmpfs_kb", optional(peakSharedFileBytes.map { $0 / 1024 })),
             ("metric", metric.map { .string($0.rawValue) } ?? .null),
             ("memory_limit_mb", optional(memoryLimitMegabytes.map(Int64.init))),
@@ -83,6 +86,7 @@ public struct HistoryRecord: Sendable {
         runMilliseconds = value["run_ms"]?.integer
         signal = value["signal"]?.string
         peakTreeBytes = value["peak_tree_kb"]?.integer.map { $0 * 1024 }
+        enforcement = value["enforcement"]?.string
         peakSharedFileBytes = value["tmpfs_kb"]?.integer.map { $0 * 1024 }
         metric = value["metric"]?.string.flatMap(MemoryMetric.init(rawValue:))
         memoryLimitMegabytes = value["memory_limit_mb"]?.integer.map { Int($0) }

@@ -92,6 +92,15 @@ public enum Setting {
     }
 
     /// A yes/no variable: empty, 0, false, no and off are no; anything else is yes.
+    /// A CPU quota: a number of CPUs above 0 and at most 1024 (`0.5`, `2`).
+    public static func cpus(_ text: String, _ name: String) throws(GuardFailure) -> Double {
+        guard !text.isEmpty, text.utf8.count <= 12, text.utf8.allSatisfy({ ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || $0 == UInt8(ascii: ".") }),
+              let value = Double(text), value > 0, value <= 1024 else {
+            throw GuardFailure("invalid \(name) '\(text)': expected a number of CPUs above 0, e.g. 0.5 or 2")
+        }
+        return value
+    }
+
     /// A shared lock's store: a PostgreSQL URL.
     public static func storeURL(_ text: String, _ name: String) throws(GuardFailure) -> String {
         guard PostgreSQLConnection.isURL(text) else {

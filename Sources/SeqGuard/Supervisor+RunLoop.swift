@@ -30,6 +30,12 @@ extension Supervisor {
         var nextOutputCheck: Int64
         var released: Int64 = 0
         var outputSeen: Int64 = 0
+        /// The cgroup's usage crossed the limit: its charge is looked at every 50 ms until it
+        /// is back under (page cache counts in the usage and is reclaimed, not the tree's).
+        var kernelNear = false
+        var nextKernelLook = Int64.max
+        /// The kernel enforces the memory limit: the /proc samples only warn at half of it.
+        var kernelEnforced: Bool { supervisor.cgroup?.limits.memoryBytes != nil }
 
         init(_ supervisor: Supervisor, child: ProcessIdentity, display: String, started: Int64) {
             self.supervisor = supervisor
@@ -48,6 +54,11 @@ extension Supervisor {
             nextSample = firstLook
             nextTick = supervisor.tick.map { started + Int64($0.interval * 1e9) }
             nextOutputCheck = started + 50_000_000
+            if supervisor.cgroup?.limits.memoryBytes != nil {
+                result.enforcement = "kernel"
+            } else if supervisor.memory != nil {
+                result.enforcement = "sampled"
+            }
         }
 
         /// The reaping callback: the command's own status, when it is the one reaped.
@@ -67,6 +78,7 @@ extension Supervisor {
                     oomBaselineDue = false
                 }
                 if let ended = lookAtMemory(now) { return ended }
+                if let ended = lookAtKernelMemory(now) { return ended }
                 victims = victims.filter(\.isAlive)
                 if let ended = waitForTheNextLook() { return ended }
             }
@@ -75,6 +87,8 @@ extension Supervisor {
 
         func finished() -> SupervisedRun {
             result.runNanoseconds = Clock.monotonicNanoseconds() - started
+            // The kernel's count is exact (a page shared by many processes once): it is the peak.
+            if let peak = supervisor.cgroup?.memoryPeak, kernelEnforced { result.peakTreeBytes = peak }
             if let monitor, monitor.samplesTaken > 0 { result.peakSharedFileBytes = monitor.peakSharedFiles }
             return result
         }
@@ -137,7 +151,7 @@ extension Supervisor {
             nextSample = now + Int64(delay * 1e9)
             let limit = sampler.policy.limitBytes
             let biggest = usage.biggest.map { "; biggest \($0.description)" } ?? ""
-            guard usage.total >= limit else {
+            guard usage.total >= limit, !kernelEnforced else {
                 if !warned && usage.total * 2 >= limit {
                     warned = true
                     reporter.warning("memory: '\(display)' uses \(formatMegabytes(usage.total)) (\(sampler.policy.metric.rawValue)), over half its \(formatMegabytes(limit)) limit\(biggest)")
@@ -183,10 +197,17 @@ extension Supervisor {
             if let nextTick { wake = min(wake, nextTick) }
             if supervisor.outputCap != nil && supervisor.output != nil { wake = min(wake, nextOutputCheck) }
             if oomBaselineDue { wake = min(wake, firstLook) }
+            if kernelNear { wake = min(wake, nextKernelLook) }
             let wait: Int32 = wake == Int64.max ? -1 : Int32(clamping: max(0, wake - now) / 1_000_000 + 1)
             let signals = supervisor.signals
-            let ready = Poll.readable([signals.descriptor] + (supervisor.cancel.map { [$0] } ?? []), timeoutMilliseconds: wait)
-            if ready.contains(1) {
+            let threshold = supervisor.cgroup?.threshold
+            let ready = Poll.readable([signals.descriptor] + (supervisor.cancel.map { [$0] } ?? []) + (threshold.map { [$0.descriptor] } ?? []),
+                                      timeoutMilliseconds: wait)
+            if let threshold, ready.contains(supervisor.cancel == nil ? 1 : 2), threshold.take() > 0 {
+                kernelNear = true
+                nextKernelLook = 0
+            }
+            if supervisor.cancel != nil, ready.contains(1) {
                 result.cancelled = true
                 return endNow(supervisor.cancelNotice?() ?? "the process this run serves is gone: ending '\(display)' now")
             }
@@ -208,9 +229,28 @@ extension Supervisor {
             return nil
         }
 
+        /// The cgroup's charge, once its usage crossed the limit: what the tree holds (its
+        /// processes' memory, its tmpfs files, swap), not the page cache the kernel reclaims.
+        func lookAtKernelMemory(_ now: Int64) -> SupervisedRun? {
+            guard kernelNear, nextKernelLook <= now, let cgroup = supervisor.cgroup, let limit = cgroup.limits.memoryBytes else { return nil }
+            let charged = cgroup.memoryCharged ?? 0
+            if charged >= limit {
+                return endTree(.memoryExceeded, grace: supervisor.killGrace) {
+                    reporter.error("memory limit \(formatMegabytes(limit)) reached by '\(display)': \(formatMegabytes(charged)) charged to its cgroup (processes, tmpfs files, swap; counted by the kernel), peak \(formatMegabytes(cgroup.memoryPeak ?? charged)); ending its process tree (exit 137)")
+                }
+            }
+            kernelNear = (cgroup.memoryUsage ?? 0) >= limit
+            nextKernelLook = now + 50_000_000
+            return nil
+        }
+
         /// The command is gone; anything it left behind is still ours to end.
         func afterTheCommand() -> SupervisedRun {
             result.peakTreeBytes = monitor?.peak
+            if let cgroup = supervisor.cgroup, let limit = cgroup.limits.memoryBytes, cgroup.oomKills > 0 {
+                commandEndedForMemory = true
+                reporter.error("memory limit \(formatMegabytes(limit)) reached by '\(display)': the kernel ended \(cgroup.oomKills) process\(cgroup.oomKills == 1 ? "" : "es") of it at its cgroup's ceiling \(formatMegabytes(RunCgroup.ceiling(limit))) (exit 137)")
+            }
             result.ending = commandEndedForMemory ? .memoryExceeded : status.map(RunEnding.exited) ?? .timedOut
             if !tree.reapEnded({ _, _ in }) {
                 if let spareAtEnd = supervisor.spareAtEnd { tree.spared.formUnion(spareAtEnd()) }

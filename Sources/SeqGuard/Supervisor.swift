@@ -33,6 +33,8 @@ public struct SupervisedRun: Sendable {
     public var cancelled = false
     /// The tick said the run serves no one any more: the tree was ended at once.
     public var abandoned = false
+    /// Who enforced the memory limit: "kernel" (a cgroup) or "sampled" (/proc); nil without one.
+    public var enforcement: String?
 
     public init(ending: RunEnding, child: ProcessIdentity? = nil) {
         self.ending = ending
@@ -74,6 +76,8 @@ public struct Supervisor {
     /// serves, so that nothing it started outlives it for long.
     public var cancel: FileDescriptor?
     public var cancelGrace = 0.5
+    /// The run's cgroups, when the kernel enforces limits: the command is spawned inside them.
+    public var cgroup: RunCgroup?
     /// What is said when `cancel` ends the run; nil: the process it serves is gone.
     public var cancelNotice: (() -> String)?
     /// Children of this process that are not the command's (a worker's device server): left
@@ -109,6 +113,15 @@ public struct Supervisor {
         let started = Clock.monotonicNanoseconds()
         let pid: Int32
         do {
+            // Born in the run's cgroups: this process steps in for the spawn and back out.
+            if let cgroup {
+                do { try cgroup.enter() } catch {
+                    cgroup.leave()
+                    reporter.error("\(error.message); '\(GuardedCommand.displayCommand(arguments.map { String(decoding: $0, as: UTF8.self) }))' was not run")
+                    return SupervisedRun(ending: .couldNotStart(error.errno ?? .notPermitted))
+                }
+            }
+            defer { cgroup?.leave() }
             pid = try Spawn.spawn(
                 arguments, environment: environment, resetSignals: signals.signalsToReset(),
                 input: input, output: output, passing: passing)

@@ -27,3 +27,23 @@ public final class DeadlineTimer: Sendable {
     /// Whether it has fired (without waiting).
     public var hasFired: Bool { Poll.readable([descriptor], timeoutMilliseconds: 0).contains(0) }
 }
+
+/// An event counter as a descriptor (eventfd): readable once the kernel (or another
+/// process) has signalled it, as a cgroup's memory threshold does.
+public final class EventCounter: Sendable {
+    public let descriptor: FileDescriptor
+
+    public init() throws(Errno) {
+        let raw = eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK))
+        guard raw >= 0 else { throw Errno.current }
+        descriptor = FileDescriptor(rawValue: raw)
+    }
+
+    deinit { descriptor.close() }
+
+    /// The count signalled since the last call (0 when none), which resets it.
+    public func take() -> UInt64 {
+        guard let bytes = try? descriptor.read(upTo: 8), bytes.count == 8 else { return 0 }
+        return bytes.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) }
+    }
+}

@@ -19,6 +19,7 @@
 #include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
+#include <sys/eventfd.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>

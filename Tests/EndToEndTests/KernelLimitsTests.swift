@@ -1,0 +1,131 @@
+import Foundation
+import Glibc
+import SeqSystem
+import Testing
+
+/// This process's own cgroup v1 directory for `controller`, if it may make cgroups there.
+func ownCgroup(_ controller: String) -> String? {
+    guard getuid() == 0, let text = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8) else { return nil }
+    for line in text.split(separator: "\n") {
+        let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+        guard fields.count == 3, fields[1].split(separator: ",").contains(Substring(controller)) else { continue }
+        let path = "/sys/fs/cgroup/\(fields[1])" + (fields[2] == "/" ? "" : String(fields[2]))
+        return access(path, W_OK) == 0 && FileManager.default.fileExists(atPath: path + "/cgroup.procs") ? path : nil
+    }
+    return nil
+}
+
+/// `--kernel-limits`, `--cpus`, `--io-weight`: limits the kernel enforces through a cgroup per
+/// run (cgroup v1, as root: this machine and CI). Where there is none (not root, cgroup v2
+/// without delegation) the suite skips with a note.
+@Suite(.serialized, .timeLimit(.minutes(3)), .enabled(if: ownCgroup("memory") != nil && commandOnPath("python3"),
+                                                      "no writable cgroup v1 memory hierarchy (not root, or cgroup v2) or no python3: the kernel-limit tests skip"))
+struct KernelLimitsTests {
+    /// The run cgroups left under this process's `seqguard` parent for `controller`.
+    func leftCgroups(_ controller: String) -> [String] {
+        guard let own = ownCgroup(controller) else { return [] }
+        return ((try? FileManager.default.contentsOfDirectory(atPath: own + "/seqguard")) ?? []).filter { $0.hasPrefix("run-") }
+    }
+
+    /// The fork bomb the /proc sampler cannot outrun (thousands of processes each touching
+    /// 2 MB): under the kernel's limit its peak stays within 1.05 of it, and it is ended with
+    /// the memory-limit line; nothing of it and no cgroup is left.
+    @Test func aForkBombPeaksWithinTheLimitAndIsEnded() throws {
+        let sandbox = try Sandbox()
+        let bomb = try sandbox.script("bomb.py", """
+        import os, time
+        for _ in range(3500):
+            try:
+                pid = os.fork()
+            except OSError:
+                time.sleep(0.01)
+                continue
+            if pid == 0:
+                block = bytearray(2 << 20)
+                for i in range(0, len(block), 4096):
+                    block[i] = 1
+                time.sleep(600)
+                os._exit(0)
+        time.sleep(600)
+        """, interpreter: "/usr/bin/env python3")
+        let (status, _, stderr) = try sandbox.run(["--kernel-limits", "-m", "300", bomb], seconds: 120)
+        #expect(status == 137, "\(stderr)")
+        #expect(stderr.contains("memory limit 300 MB reached by"), "\(stderr)")
+        let record = try #require(sandbox.history.last)
+        let peak = (record["peak_tree_kb"] as? Int ?? 0) * 1024
+        print("kernel limit: fork bomb under -m 300 peaked at \(peak >> 20) MB (\(String(format: "%.3f", Double(peak) / Double(300 << 20))) of the limit)")
+        #expect(peak > 0 && Double(peak) <= 1.05 * Double(300 << 20), "peak \(peak)")
+        #expect(record["enforcement"] as? String == "kernel" && record["ended"] as? String == "memory", "\(record)")
+        #expect(leftCgroups("memory").isEmpty)
+    }
+
+    /// 400 MB written to a tmpfs file and closed, under a 100 MB limit: the kernel counts the
+    /// file's pages (the /proc sampler cannot), and the writer is stopped.
+    @Test func aTmpfsFileWrittenAndClosedIsCountedAndStopped() throws {
+        let sandbox = try Sandbox()
+        let file = "/dev/shm/seqguard-test-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
+        defer { unlink(file) }
+        let (status, _, stderr) = try sandbox.run(["--kernel-limits", "-m", "100", "sh", "-c", "head -c 400M /dev/zero > \(file); sleep 30"], seconds: 60)
+        let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
+        print("kernel limit: tmpfs writer under -m 100 stopped with the file at \(size >> 20) MB")
+        // Ended by the supervisor at the threshold, or (a writer this fast) by the kernel at the
+        // ceiling first: both are the memory-limit ending.
+        #expect(status == 137 && stderr.contains("memory limit 100 MB reached by"), "\(stderr)")
+        #expect(sandbox.history.last?["enforcement"] as? String == "kernel" && sandbox.history.last?["ended"] as? String == "memory")
+        #expect(size < 110 << 20, "\(size)")
+        #expect(leftCgroups("memory").isEmpty)
+    }
+
+    /// `--cpus 0.5` holds a busy loop to half a CPU over 5 s (±10%).
+    @Test func aCPUQuotaHoldsABusyLoop() throws {
+        guard ownCgroup("cpu") != nil else {
+            print("skipped: no writable cgroup v1 cpu hierarchy")
+            return
+        }
+        let sandbox = try Sandbox()
+        let busy = try sandbox.script("busy.py", """
+        import os, time
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            pass
+        t = os.times()
+        print(t.user + t.system)
+        """, interpreter: "/usr/bin/env python3")
+        let (status, stdout, stderr) = try sandbox.run(["--cpus", "0.5", busy], seconds: 60)
+        #expect(status == 0, "\(stderr)")
+        let used = Double(stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        print("kernel limit: --cpus 0.5 held a 5 s busy loop to \(String(format: "%.2f", used)) s of CPU (\(String(format: "%.2f", used / 5)) CPU)")
+        #expect(used >= 2.25 && used <= 2.75, "\(used) s of CPU in 5 s")
+        #expect(leftCgroups("cpu").isEmpty)
+    }
+
+    /// A supervisor SIGKILLed with its command: its cgroup is left, and the next run removes it.
+    @Test func aKilledSupervisorsCgroupIsRemovedByTheNextRun() throws {
+        let sandbox = try Sandbox()
+        let ready = sandbox.path("ready")
+        let holder = try sandbox.seqexec(["--kernel-limits", "-m", "100", "sh", "-c", "touch \(ready); exec sleep 60"])
+        #expect(waitUntil { FileManager.default.fileExists(atPath: ready) }, "\(holder.stderr)")
+        #expect(leftCgroups("memory").count == 1)
+        _ = FarmTests.killTree(holder.pid)
+        let (status, _, stderr) = try sandbox.run(["--kernel-limits", "-m", "100", "true"])
+        #expect(status == 0, "\(stderr)")
+        #expect(waitUntil(5) { leftCgroups("memory").isEmpty }, "\(leftCgroups("memory"))")
+    }
+
+    /// What cannot be enforced is refused with one line, never silently dropped; bad numbers too.
+    @Test func whatTheKernelCannotEnforceIsRefused() throws {
+        let sandbox = try Sandbox()
+        let (cpus, _, cpusErr) = try sandbox.run(["--cpus", "0", "true"])
+        #expect(cpus == 125 && cpusErr.hasPrefix("seqexec: invalid --cpus '0': expected a number of CPUs above 0"), "\(cpusErr)")
+        let (weight, _, weightErr) = try sandbox.run(["--io-weight", "20000", "true"])
+        #expect(weight == 125 && weightErr.hasPrefix("seqexec: invalid --io-weight '20000'"), "\(weightErr)")
+        let hasWeight = ownCgroup("blkio").map { own in ["blkio.weight", "blkio.bfq.weight"].contains { FileManager.default.fileExists(atPath: own + "/" + $0) } } ?? false
+        let (io, out, ioErr) = try sandbox.run(["--io-weight", "200", "sh", "-c", "echo ran"])
+        if hasWeight || ownCgroup("blkio") == nil {
+            print("note: this kernel's blkio \(hasWeight ? "has a weight" : "hierarchy is not usable"); the refusal of --io-weight is not exercised here")
+        } else {
+            #expect(io == 125 && out.isEmpty && ioErr.contains("--io-weight cannot be enforced here"), "\(ioErr)")
+        }
+        #expect(leftCgroups("blkio").isEmpty && leftCgroups("memory").isEmpty)
+    }
+}
