@@ -33,8 +33,13 @@ public struct GuardConfiguration: Sendable {
     public var checkInterval: Double = 5
     public var memoryMetric = MemoryMetric.rss
     public var memoryAction = MemoryAction.tree
-    /// `--kernel-limits`: the memory limit is also the kernel's (a cgroup per run).
-    public var kernelMemoryLimit = false
+    /// Whether the kernel enforces the memory limit (a cgroup per run): nil, the default, when
+    /// a limit was given (`-m`, MEMORY_LIMIT_MB) and the monitor's rss-and-tree defaults stand;
+    /// `--kernel-limits` (1) always, SEQEXEC_KERNEL_LIMITS=0 never.
+    public var kernelMemoryLimit: Bool?
+    /// `-m` or its variable was given: the default 2048 MB stays the sampler's alone, so a
+    /// run that asked for no limit pays nothing for a cgroup.
+    public var memoryLimitGiven = false
     /// `--cpus N`, `--cpu-weight W`, `--io-weight W`: enforced by the kernel (cgroup).
     public var cpus: Double?
     public var cpuWeight: Int?
@@ -43,7 +48,8 @@ public struct GuardConfiguration: Sendable {
     /// What the kernel is asked to enforce for this run.
     public var kernelLimits: KernelLimits {
         var limits = KernelLimits()
-        if kernelMemoryLimit && memoryLimitMegabytes > 0 { limits.memoryBytes = Int64(memoryLimitMegabytes) << 20 }
+        let kernel = kernelMemoryLimit ?? (memoryLimitGiven && memoryMetric == .rss && memoryAction == .tree)
+        if kernel && memoryLimitMegabytes > 0 { limits.memoryBytes = Int64(memoryLimitMegabytes) << 20 }
         limits.cpus = cpus
         limits.cpuWeight = cpuWeight
         limits.ioWeight = ioWeight

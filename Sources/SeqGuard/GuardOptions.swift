@@ -101,12 +101,14 @@ public enum GuardOptions {
             """, summary: "end the tree past MB MiB, exit 137", environment: "MEMORY_LIMIT_MB", legacy: "MEMORY_LIMIT_MB",
             apply: { configuration, value, name throws(GuardFailure) in
                 configuration.memoryLimitMegabytes = try Setting.wholeNumber(value ?? "", name, minimum: 0)
+                configuration.memoryLimitGiven = true
             }),
         ToolOption(OptionSpec("--kernel-limits"), help: """
-            Have the kernel enforce the memory limit too (a cgroup
-            per run, cgroup v1 as root): every page the tree
-            charges counts, tmpfs files included, and a ceiling
-            4% above it stops what outgrows the monitor.
+            Have the kernel enforce the memory limit (a cgroup per
+            run; cgroup v1 as root). The default when -m is given
+            and a cgroup can be made; SEQEXEC_KERNEL_LIMITS=0 keeps
+            the /proc monitor alone. Every page the tree charges
+            counts, tmpfs files too; a ceiling 4% above is final.
             """, summary: "the kernel enforces the memory limit (cgroup)", environment: "KERNEL_LIMITS",
             apply: { configuration, value, _ in configuration.kernelMemoryLimit = value.map(Setting.flag) ?? true }),
         ToolOption(OptionSpec("--cpus", kind: .value), "N", help: """

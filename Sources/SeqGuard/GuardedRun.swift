@@ -305,7 +305,9 @@ struct GuardedRun {
         } catch where limits.memoryBytes != nil {
             limits.memoryBytes = nil
             guard limits.isEmpty else { throw error }
-            reporter.notice("\(error.message); the memory limit is sampled from /proc instead")
+            // Asked for by name, the fallback is said; the default's is logged with -v only.
+            let message = "\(error.message); the memory limit is sampled from /proc instead"
+            if configuration.kernelMemoryLimit == true { reporter.notice(message) } else { reporter.step(message) }
             return nil
         }
     }

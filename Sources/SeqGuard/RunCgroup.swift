@@ -179,6 +179,14 @@ public final class RunCgroup {
         return (fields["total_rss"] ?? 0) + (fields["total_shmem"] ?? 0) + (fields["total_swap"] ?? 0)
     }
 
+    /// The process of the cgroup with the most resident memory now, for the ending's line.
+    public func biggestProcess() -> ProcessUsage? {
+        processes().compactMap { pid -> ProcessUsage? in
+            guard let stat = try? ProcStat.read(pid) else { return nil }
+            return ProcessUsage(identity: stat.identity, command: stat.command, bytes: stat.residentPages * SystemMemory.pageSize)
+        }.max { $0.bytes < $1.bytes }
+    }
+
     /// How many processes the kernel's OOM killer ended inside the cgroup (at its ceiling).
     public var oomKills: Int64 {
         guard let directory = memoryDirectory else { return 0 }

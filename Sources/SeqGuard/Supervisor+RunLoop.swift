@@ -235,8 +235,9 @@ extension Supervisor {
             guard kernelNear, nextKernelLook <= now, let cgroup = supervisor.cgroup, let limit = cgroup.limits.memoryBytes else { return nil }
             let charged = cgroup.memoryCharged ?? 0
             if charged >= limit {
+                let biggest = cgroup.biggestProcess().map { "; biggest \($0.description)" } ?? ""
                 return endTree(.memoryExceeded, grace: supervisor.killGrace) {
-                    reporter.error("memory limit \(formatMegabytes(limit)) reached by '\(display)': \(formatMegabytes(charged)) charged to its cgroup (processes, tmpfs files, swap; counted by the kernel), peak \(formatMegabytes(cgroup.memoryPeak ?? charged)); ending its process tree (exit 137)")
+                    reporter.error("memory limit \(formatMegabytes(limit)) reached by '\(display)': \(formatMegabytes(charged)) charged to its cgroup (processes, tmpfs files, swap; counted by the kernel), peak \(formatMegabytes(cgroup.memoryPeak ?? charged))\(biggest); ending its process tree (exit 137)")
                 }
             }
             kernelNear = (cgroup.memoryUsage ?? 0) >= limit

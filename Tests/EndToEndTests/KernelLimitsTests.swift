@@ -21,10 +21,15 @@ func ownCgroup(_ controller: String) -> String? {
 @Suite(.serialized, .timeLimit(.minutes(3)), .enabled(if: ownCgroup("memory") != nil && commandOnPath("python3"),
                                                       "no writable cgroup v1 memory hierarchy (not root, or cgroup v2) or no python3: the kernel-limit tests skip"))
 struct KernelLimitsTests {
-    /// The run cgroups left under this process's `seqguard` parent for `controller`.
+    /// The run cgroups left under this process's `seqguard` parent for `controller` by
+    /// supervisors that are gone (a run of a test running beside this one has a live one).
     func leftCgroups(_ controller: String) -> [String] {
         guard let own = ownCgroup(controller) else { return [] }
-        return ((try? FileManager.default.contentsOfDirectory(atPath: own + "/seqguard")) ?? []).filter { $0.hasPrefix("run-") }
+        return ((try? FileManager.default.contentsOfDirectory(atPath: own + "/seqguard")) ?? []).filter { name in
+            let parts = name.split(separator: "-")
+            guard parts.count == 3, let pid = Int32(parts[1]), let start = UInt64(parts[2]) else { return false }
+            return (try? ProcStat.read(pid).startTime) != start
+        }
     }
 
     /// The fork bomb the /proc sampler cannot outrun (thousands of processes each touching
@@ -105,11 +110,15 @@ struct KernelLimitsTests {
         let ready = sandbox.path("ready")
         let holder = try sandbox.seqexec(["--kernel-limits", "-m", "100", "sh", "-c", "touch \(ready); exec sleep 60"])
         #expect(waitUntil { FileManager.default.fileExists(atPath: ready) }, "\(holder.stderr)")
-        #expect(leftCgroups("memory").count == 1)
+        let supervisor = try #require(Processes.descendants(of: [holder.pid]).first { $0.parent == holder.pid })
+        let name = "run-\(supervisor.pid)-\(supervisor.startTime)"
+        let own = try #require(ownCgroup("memory"))
+        #expect(FileManager.default.fileExists(atPath: own + "/seqguard/" + name))
         _ = FarmTests.killTree(holder.pid)
+        #expect(waitUntil(5) { leftCgroups("memory").contains(name) }, "the killed supervisor's cgroup is left")
         let (status, _, stderr) = try sandbox.run(["--kernel-limits", "-m", "100", "true"])
         #expect(status == 0, "\(stderr)")
-        #expect(waitUntil(5) { leftCgroups("memory").isEmpty }, "\(leftCgroups("memory"))")
+        #expect(waitUntil(5) { !FileManager.default.fileExists(atPath: own + "/seqguard/" + name) }, "\(leftCgroups("memory"))")
     }
 
     /// What cannot be enforced is refused with one line, never silently dropped; bad numbers too.
