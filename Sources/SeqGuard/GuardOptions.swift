@@ -108,7 +108,7 @@ public enum GuardOptions {
             run; cgroup v1 as root). The default when -m is given
             and a cgroup can be made; SEQEXEC_KERNEL_LIMITS=0 keeps
             the /proc monitor alone. Every page the tree charges
-            counts, tmpfs files too; a ceiling 4% above is final.
+            counts, tmpfs files too; a ceiling 3% above is final.
             """, summary: "the kernel enforces the memory limit (cgroup)", environment: "KERNEL_LIMITS",
             apply: { configuration, value, _ in configuration.kernelMemoryLimit = value.map(Setting.flag) ?? true }),
         ToolOption(OptionSpec("--cpus", kind: .value), "N", help: """

@@ -33,8 +33,9 @@ public final class RunCgroup {
     /// Held open for the threshold's registration.
     let usageFile: FileDescriptor?
 
-    /// The ceiling above the limit: 4%, so a tree's peak stays within 1.05 of the limit.
-    public static func ceiling(_ limit: Int64) -> Int64 { limit + limit / 25 }
+    /// The ceiling above the limit: 3%, so a tree's peak (and its supervisor's few MB beside it)
+    /// stays within 1.05 of the limit.
+    public static func ceiling(_ limit: Int64) -> Int64 { limit + limit / 32 }
 
     init(directories: [(controller: String, path: String, home: String)], limits: KernelLimits, threshold: EventCounter?, usageFile: FileDescriptor?) {
         self.directories = directories
