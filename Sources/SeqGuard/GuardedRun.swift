@@ -246,6 +246,7 @@ struct GuardedRun {
         var deadline: WallTime?
         let frontReport = frontReport
         let keeper = shared?.keeper
+        let enforcement = supervisor.cgroup?.limits.memoryBytes != nil ? "kernel" : policy == nil ? nil : "sampled"
         let run = supervisor.run(configuration.commandBytes, environment: environment) { child in
             _ = try? frontReport?.writeAll(FrontReport.started(child))
             keeper?.tell(command: child)
@@ -259,6 +260,7 @@ struct GuardedRun {
                 record.child = child
                 record.deadline = deadline
                 record.waitingFor = nil
+                record.enforcement = enforcement
                 let directory = lanes[index].directory
                 try? directory.withMutex { ProjectLock(directory: directory).update(&held, record: record) }
                 lanes[index].held = held

@@ -32,6 +32,8 @@ public struct OwnerRecord: Sendable, Equatable {
     /// in another one (the holder ran under `unshare -p`) cannot look them up, and judges the
     /// claim by its flocks alone. Nil in an older record: taken as the reader's own.
     public var pidNamespace: UInt64?
+    /// Who enforces the memory limit of the running command: "kernel" or "sampled".
+    public var enforcement: String?
 
     public init(holder: ProcessIdentity, host: String, since: WallTime, command: String, token: String, child: ProcessIdentity? = nil) {
         self.holder = holder
@@ -51,6 +53,7 @@ public struct OwnerRecord: Sendable, Equatable {
         if let waitingFor { text += "waiting_for=\(PercentEncoding.encode(waitingFor))\n" }
         if slots != 1 { text += "slots=\(slots)\n" }
         if let pidNamespace { text += "pidns=\(pidNamespace)\n" }
+        if let enforcement { text += "memory=\(enforcement)\n" }
         if let heartbeat, let heartbeatBootSeconds {
             text += "heartbeat=\(heartbeat)\nheartbeat_boot=\(heartbeatBootSeconds)\n"
         }
@@ -91,6 +94,7 @@ public struct OwnerRecord: Sendable, Equatable {
         slots = fields["slots"].flatMap { Int($0) }.map { max(1, $0) } ?? 1
         waitingFor = fields["waiting_for"].flatMap { PercentEncoding.decode($0) }
         pidNamespace = fields["pidns"].flatMap { UInt64($0) }
+        enforcement = fields["memory"].flatMap { ["kernel", "sampled"].contains($0) ? String($0) : nil }
     }
 
     /// Whether the pids of this record can be looked up here: they are of this process's

@@ -107,7 +107,8 @@ public struct StatusReport {
             if record.child == nil, let git = Self.gitWait(record) {
                 flags += ", waiting for git: \(git.lock.isEmpty ? "" : "\(git.lock) ")\(git.pid > 0 ? "held by pid \(git.pid)" : "")"
             }
-            lines.append("holder:   pid \(record.holder.pid)\(child), '\(record.command)', since \(Clock.localClockTime(record.since)) (\(elapsed))\(slot)\(flags)")
+            let memory = record.enforcement == "kernel" ? ", memory limit kept by the kernel" : ""
+            lines.append("holder:   pid \(record.holder.pid)\(child), '\(record.command)', since \(Clock.localClockTime(record.since)) (\(elapsed))\(slot)\(memory)\(flags)")
         }
         let ordered = queue.ordered
         lines.append("queue:    \(ordered.isEmpty ? "empty" : "\(ordered.count) waiting")")
@@ -143,6 +144,7 @@ public struct StatusReport {
                     } ?? .null : .null),
                     ("stopped", .bool(record.pidsAreOurs && [record.supervisor, record.child].compactMap { $0 }.contains { (try? ProcStat.read($0.pid))?.state == "T" })),
                     ("command", .string(record.command)),
+                    ("memory_enforcement", record.enforcement.map { .string($0) } ?? .null),
                     ("host", .string(record.host)),
                     ("since", .string(Clock.isoUTC(record.since))),
                     ("elapsed_seconds", .number(max(0, record.since.seconds(until: now)))),

@@ -110,6 +110,11 @@ struct KernelLimitsTests {
         let ready = sandbox.path("ready")
         let holder = try sandbox.seqexec(["--kernel-limits", "-m", "100", "sh", "-c", "touch \(ready); exec sleep 60"])
         #expect(waitUntil { FileManager.default.fileExists(atPath: ready) }, "\(holder.stderr)")
+        // --status says who keeps the running command's memory limit.
+        let (_, json, _) = try sandbox.run(["--status", "--json"])
+        #expect(json.contains("\"memory_enforcement\":\"kernel\""), "\(json)")
+        let (_, text, _) = try sandbox.run(["--status"])
+        #expect(text.contains("memory limit kept by the kernel"), "\(text)")
         let supervisor = try #require(Processes.descendants(of: [holder.pid]).first { $0.parent == holder.pid })
         let name = "run-\(supervisor.pid)-\(supervisor.startTime)"
         let own = try #require(ownCgroup("memory"))
