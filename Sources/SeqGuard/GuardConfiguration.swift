@@ -40,6 +40,9 @@ public struct GuardConfiguration: Sendable {
     /// `-m` or its variable was given: the default 2048 MB stays the sampler's alone, so a
     /// run that asked for no limit pays nothing for a cgroup.
     public var memoryLimitGiven = false
+    /// `--pool NAME`: the run is one of the pool's (its file under the state base), which
+    /// share its memory, CPU and slots across projects.
+    public var poolName: String?
     /// `--cpus N`, `--cpu-weight W`, `--io-weight W`: enforced by the kernel (cgroup).
     public var cpus: Double?
     public var cpuWeight: Int?
@@ -122,6 +125,17 @@ public struct GuardConfiguration: Sendable {
     /// lane is outermost; a make lock comes before the executor lock it guards.
     public func lockPlan() throws(GuardFailure) -> [(Project, LockNamespace)] {
         try refuseTwoLanes()
+        // A pool's lane is outermost: its slots hold back runs of every project in it.
+        if let pool = try pool() { return [(pool.project, .seqexec)] + (try localPlan()) }
+        return try localPlan()
+    }
+
+    /// The pool named by `--pool`, read from its file; nil without one.
+    public func pool() throws(GuardFailure) -> Pool? {
+        try poolName.map { name throws(GuardFailure) in try Pool.load(name, base: stateBase) }
+    }
+
+    func localPlan() throws(GuardFailure) -> [(Project, LockNamespace)] {
         if machineWide {
             return takesMakeLock ? [(.machine, .seqexec), (try project(), .make)] : [(.machine, .seqexec)]
         }

@@ -111,6 +111,12 @@ public enum GuardOptions {
             counts, tmpfs files too; a ceiling 3% above is final.
             """, summary: "the kernel enforces the memory limit (cgroup)", environment: "KERNEL_LIMITS",
             apply: { configuration, value, _ in configuration.kernelMemoryLimit = value.map(Setting.flag) ?? true }),
+        ToolOption(OptionSpec("--pool", kind: .value), "NAME", help: """
+            Run as one of pool NAME's runs, which share the limits
+            of <base>/pools/NAME (memory_mb=, cpus=, slots=) across
+            projects: slots at once, memory and CPUs together.
+            """, summary: "share a pool's memory, CPUs and slots", environment: "POOL", emptyIsUnset: true,
+            apply: { configuration, value, _ in configuration.poolName = value }),
         ToolOption(OptionSpec("--cpus", kind: .value), "N", help: """
             Hold the command's tree to N CPUs (a kernel quota,
             e.g. 0.5 or 2); refused where no cpu cgroup exists.

@@ -11,6 +11,8 @@ public enum GuardedCommand {
         var project: Project
         var directory: StateDirectory
         var held: HeldClaim?
+        /// The lane's own slots (a pool's), instead of the run's `--slots`.
+        var slots: Int?
     }
 
     /// The supervisor's part, with `front` the process the caller started: it names the run

@@ -22,6 +22,8 @@ struct GuardedRun {
     let queuedAt = Clock.wallTime()
     let arrival = Clock.monotonicNanoseconds()
     let history: History
+    /// The run's pool (`--pool`), read once.
+    let pool: Pool?
     /// Where the front hears of the command's process (so that it can name it if this
     /// supervisor is killed) and, at the end, the status.
     var frontReport: FileDescriptor?
@@ -34,9 +36,11 @@ struct GuardedRun {
         self.signals = signals
         self.reporter = reporter
         var lanes: [GuardedCommand.Lane] = []
+        pool = try configuration.pool()
         do {
             for (project, namespace) in try configuration.lockPlan() {
-                lanes.append(.init(project: project, directory: try StateDirectory.open(project: project, base: configuration.stateBase, namespace: namespace), held: nil))
+                lanes.append(.init(project: project, directory: try StateDirectory.open(project: project, base: configuration.stateBase, namespace: namespace),
+                                   held: nil, slots: project == pool?.project ? pool?.slots : nil))
             }
         } catch {
             for lane in lanes { lane.directory.close() }
@@ -126,7 +130,7 @@ struct GuardedRun {
             }
             let directory = lanes[index].directory
             var request = AcquireRequest(command: command)
-            request.slots = configuration.slots
+            request.slots = lanes[index].slots ?? configuration.slots
             request.priority = configuration.priority
             request.waitTimeout = configuration.waitTimeout.map { max(0, $0 - waitedSoFar()) }
             request.inheritedTokens = inheritedTokens
@@ -303,8 +307,8 @@ struct GuardedRun {
     func kernelCgroup(owner: ProcessIdentity) throws(GuardFailure) -> RunCgroup? {
         var limits = configuration.kernelLimits
         do {
-            return try RunCgroup.make(limits, owner: owner)
-        } catch where limits.memoryBytes != nil {
+            return try RunCgroup.make(limits, owner: owner, pool: pool)
+        } catch where limits.memoryBytes != nil && pool == nil {
             limits.memoryBytes = nil
             guard limits.isEmpty else { throw error }
             // Asked for by name, the fallback is said; the default's is logged with -v only.

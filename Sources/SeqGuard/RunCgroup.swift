@@ -32,6 +32,8 @@ public final class RunCgroup {
     public let threshold: EventCounter?
     /// Held open for the threshold's registration.
     let usageFile: FileDescriptor?
+    /// The run's pool, whose parent cgroup holds its memory limit.
+    public internal(set) var pool: Pool?
 
     /// The ceiling above the limit: 3%, so a tree's peak (and its supervisor's few MB beside it)
     /// stays within 1.05 of the limit.
@@ -51,11 +53,14 @@ public final class RunCgroup {
     /// - Throws: `GuardFailure` naming what cannot be enforced here and the fix: a memory limit
     ///   without a usable memory controller is for the caller to fall back from; a CPU or I/O
     ///   limit is never silently ignored.
-    public static func make(_ limits: KernelLimits, owner: ProcessIdentity) throws(GuardFailure) -> RunCgroup? {
-        guard !limits.isEmpty else { return nil }
+    /// - Parameter pool: the run's pool (`--pool`): its cgroup is nested in the pool's, which
+    ///   enforces the pool's memory and CPU limits on all of its runs together.
+    public static func make(_ limits: KernelLimits, owner: ProcessIdentity, pool: Pool? = nil) throws(GuardFailure) -> RunCgroup? {
+        let poolLimits = pool?.limits ?? KernelLimits()
+        guard !limits.isEmpty || !poolLimits.isEmpty else { return nil }
         var needed: [String] = []
-        if limits.memoryBytes != nil { needed.append("memory") }
-        if limits.cpus != nil || limits.cpuWeight != nil { needed.append("cpu") }
+        if limits.memoryBytes != nil || poolLimits.memoryBytes != nil { needed.append("memory") }
+        if limits.cpus != nil || limits.cpuWeight != nil || poolLimits.cpus != nil { needed.append("cpu") }
         if limits.ioWeight != nil { needed.append("blkio") }
         let name = "run-\(owner.pid)-\(owner.startTime)"
         var made: [(controller: String, path: String, home: String)] = []
@@ -64,22 +69,58 @@ public final class RunCgroup {
                 RunCgroup(directories: made, limits: limits, threshold: nil, usageFile: nil).remove()
                 throw GuardFailure("no cgroup v1 \(controller) controller this process may use (\(CgroupHierarchy.why(controller))); run as root on a cgroup v1 machine, or drop the option that needs it")
             }
-            let parent = home + "/seqguard"
-            do throws(Errno) {
-                if !FileSystem.exists(parent) { try? FileSystem.makeDirectory(parent, mode: 0o755) }
-                removeStale(in: parent)
-                try FileSystem.makeDirectory(parent + "/" + name, mode: 0o755)
+            let parent = home + "/seqguard" + (pool.map { "/pool-\($0.name)" } ?? "")
+            do throws(GuardFailure) {
+                try makeRunDirectory(parent + "/" + name, in: parent, pool: pool, controller: controller)
             } catch {
                 RunCgroup(directories: made, limits: limits, threshold: nil, usageFile: nil).remove()
-                throw GuardFailure("cannot make the run's cgroup in \(parent): \(error); run as root on a cgroup v1 machine, or drop the kernel limits", errno: error)
+                throw error
             }
             made.append((controller, parent + "/" + name, home))
         }
         do {
-            return try configure(made, limits)
+            let cgroup = try configure(made, limits)
+            cgroup.pool = pool
+            return cgroup
         } catch {
             RunCgroup(directories: made, limits: limits, threshold: nil, usageFile: nil).remove()
             throw error
+        }
+    }
+
+    /// Makes `path` in `parent` (and the parents, which another run may be removing as it
+    /// ends: tried again), writing the pool's limits into a pool's parent.
+    static func makeRunDirectory(_ path: String, in parent: String, pool: Pool?, controller: String) throws(GuardFailure) {
+        var attempt = 0
+        while true {
+            attempt += 1
+            let seqguard = pool == nil ? parent : String(parent[..<(parent.lastIndex(of: "/") ?? parent.endIndex)])
+            if !FileSystem.exists(seqguard) { try? FileSystem.makeDirectory(seqguard, mode: 0o755) }
+            if let pool, !FileSystem.exists(parent) {
+                try? FileSystem.makeDirectory(parent, mode: 0o755)
+                try? writePoolLimits(pool, into: parent, controller: controller)
+            }
+            removeStale(in: parent)
+            do throws(Errno) {
+                try FileSystem.makeDirectory(path, mode: 0o755)
+                return
+            } catch where error == .noSuchFile && attempt < 5 {
+                continue
+            } catch {
+                throw GuardFailure("cannot make the run's cgroup \(path): \(error); run as root on a cgroup v1 machine, or drop the kernel limits", errno: error)
+            }
+        }
+    }
+
+    /// The pool's memory ceiling (swap included) and CPU quota, on its parent cgroup.
+    static func writePoolLimits(_ pool: Pool, into path: String, controller: String) throws(GuardFailure) {
+        if controller == "memory", let memory = pool.memoryBytes {
+            try write(path + "/memory.limit_in_bytes", String(memory))
+            if FileSystem.exists(path + "/memory.memsw.limit_in_bytes") { try? write(path + "/memory.memsw.limit_in_bytes", String(memory)) }
+        }
+        if controller == "cpu", let cpus = pool.cpus {
+            let period = Int64(read(path + "/cpu.cfs_period_us")) ?? 100_000
+            try write(path + "/cpu.cfs_quota_us", String(max(1000, Int64(cpus * Double(period)))))
         }
     }
 
@@ -188,22 +229,37 @@ public final class RunCgroup {
         }.max { $0.bytes < $1.bytes }
     }
 
-    /// How many processes the kernel's OOM killer ended inside the cgroup (at its ceiling).
-    public var oomKills: Int64 {
-        guard let directory = memoryDirectory else { return 0 }
-        for line in Self.read(directory + "/memory.oom_control").split(separator: "\n") where line.hasPrefix("oom_kill ") {
+    /// Whether the run's own ceiling was reached (rather than its pool's): its failure count.
+    public var ownCeilingReached: Bool {
+        limits.memoryBytes != nil && (memoryDirectory.flatMap { Int64(Self.read($0 + "/memory.failcnt")) } ?? 0) > 0
+    }
+
+    static func oomKills(in directory: String) -> Int64 {
+        for line in read(directory + "/memory.oom_control").split(separator: "\n") where line.hasPrefix("oom_kill ") {
             return Int64(line.dropFirst(9)) ?? 0
         }
         return 0
     }
 
+    /// How many processes of the run the kernel's OOM killer ended (at its ceiling or its
+    /// pool's: the kill is counted where the process was).
+    public var oomKills: Int64 {
+        memoryDirectory.map(Self.oomKills(in:)) ?? 0
+    }
+
     /// Removes the run's cgroups once nothing is left in them (a moment after the last
     /// process's exit, the kernel may still hold it: tried for up to a second).
     public func remove() {
-        for (_, path, _) in directories.reversed() {
+        for (_, path, home) in directories.reversed() {
             let deadline = Clock.monotonicNanoseconds() + 1_000_000_000
             while (try? FileSystem.removeDirectory(path)) == nil, FileSystem.exists(path), Clock.monotonicNanoseconds() < deadline {
                 _ = Poll.readable([], timeoutMilliseconds: 10)
+            }
+            // The pool's and the seqguard parent go too once no other run is in them (another
+            // run's makes them again): nothing of seqexec stays in the hierarchy.
+            var parent = String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
+            while parent.count > home.count, parent.hasPrefix(home + "/seqguard"), (try? FileSystem.removeDirectory(parent)) != nil {
+                parent = String(parent[..<(parent.lastIndex(of: "/") ?? parent.endIndex)])
             }
         }
     }

@@ -248,9 +248,15 @@ extension Supervisor {
         /// The command is gone; anything it left behind is still ours to end.
         func afterTheCommand() -> SupervisedRun {
             result.peakTreeBytes = monitor?.peak
-            if let cgroup = supervisor.cgroup, let limit = cgroup.limits.memoryBytes, cgroup.oomKills > 0 {
-                commandEndedForMemory = true
-                reporter.error("memory limit \(formatMegabytes(limit)) reached by '\(display)': the kernel ended \(cgroup.oomKills) process\(cgroup.oomKills == 1 ? "" : "es") of it at its cgroup's ceiling \(formatMegabytes(RunCgroup.ceiling(limit))) (exit 137)")
+            if let cgroup = supervisor.cgroup, cgroup.oomKills > 0 {
+                let kills = "\(cgroup.oomKills) process\(cgroup.oomKills == 1 ? "" : "es")"
+                if let pool = cgroup.pool, let limit = pool.memoryBytes, !cgroup.ownCeilingReached {
+                    commandEndedForMemory = true
+                    reporter.error("pool '\(pool.name)' reached its memory limit \(formatMegabytes(limit)), shared by all its runs: the kernel ended \(kills) of '\(display)' (exit 137)")
+                } else if let limit = cgroup.limits.memoryBytes {
+                    commandEndedForMemory = true
+                    reporter.error("memory limit \(formatMegabytes(limit)) reached by '\(display)': the kernel ended \(kills) of it at its cgroup's ceiling \(formatMegabytes(RunCgroup.ceiling(limit))) (exit 137)")
+                }
             }
             result.ending = commandEndedForMemory ? .memoryExceeded : status.map(RunEnding.exited) ?? .timedOut
             if !tree.reapEnded({ _, _ in }) {

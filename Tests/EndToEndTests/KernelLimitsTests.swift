@@ -126,6 +126,66 @@ struct KernelLimitsTests {
         #expect(waitUntil(5) { !FileManager.default.fileExists(atPath: own + "/seqguard/" + name) }, "\(leftCgroups("memory"))")
     }
 
+    /// Writes pool `name`'s file in the sandbox's state base.
+    func pool(_ sandbox: Sandbox, _ name: String, _ text: String) throws {
+        try FileManager.default.createDirectory(atPath: sandbox.state + "/pools", withIntermediateDirectories: true)
+        try text.write(toFile: sandbox.state + "/pools/" + name, atomically: true, encoding: .utf8)
+    }
+
+    /// Two projects in one pool: its slots hold the second back while the first runs, and
+    /// its memory limit is shared: two runs of 130 MB each do not both fit in 200 MB, and the
+    /// one the kernel ends says it was the pool's limit. Nothing of the pool stays in the
+    /// hierarchy afterwards.
+    @Test func twoProjectsInOnePoolShareItsSlotsAndItsMemory() throws {
+        let sandbox = try Sandbox()
+        let other = sandbox.root + "/other"
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+        let name = "t\(getpid())"
+        try pool(sandbox, name, "# one at a time\nslots=1\n")
+        let (job, hold, holder) = try blockedHolder(sandbox, ["--pool", name])
+        let second = try sandbox.seqexec(["-q", "--pool", name, "-p", other, job, "second"])
+        // It waits in the pool's line (its own project is free).
+        func waiting() -> Bool {
+            ((try? FileManager.default.contentsOfDirectory(atPath: sandbox.state)) ?? []).contains { lane in
+                ((try? String(contentsOfFile: sandbox.state + "/" + lane + "/queue.txt", encoding: .utf8)) ?? "").contains("second")
+            }
+        }
+        #expect(waitUntil { waiting() }, "\(second.stderr)")
+        #expect(second.isRunning && sandbox.lines("order") == ["holder"])
+        sandbox.release(hold)
+        #expect(holder.wait() == 0 && second.wait(30) == 0, "\(second.stderr)")
+        #expect(sandbox.lines("order") == ["holder", "second"])
+
+        let shared = "s\(getpid())"
+        try pool(sandbox, shared, "memory_mb=200\nslots=2\n")
+        let alloc = try sandbox.allocator()
+        let (readyA, readyB, release) = (sandbox.path("readyA"), sandbox.path("readyB"), sandbox.path("release"))
+        let first = try sandbox.seqexec(["--pool", shared, alloc, "130", readyA, release])
+        #expect(waitUntil { FileManager.default.fileExists(atPath: readyA) }, "\(first.stderr)")
+        let next = try sandbox.seqexec(["--pool", shared, "-p", other, alloc, "130", readyB, release])
+        #expect(waitUntil(30) { !first.isRunning || !next.isRunning }, "the pool's 200 MB cannot hold both")
+        _ = FileManager.default.createFile(atPath: release, contents: nil)
+        let statuses = [first.wait(30), next.wait(30)]
+        print("kernel limit: two 130 MB runs in a 200 MB pool ended \(statuses.map { "\($0 ?? -1)" })")
+        #expect(statuses.contains(137) && statuses.contains(0), "\(statuses) \(first.stderr) \(next.stderr)")
+        #expect((first.stderr + next.stderr).contains("pool '\(shared)' reached its memory limit 200 MB"), "\(first.stderr)\(next.stderr)")
+        let own = try #require(ownCgroup("memory"))
+        #expect(waitUntil(5) { !FileManager.default.fileExists(atPath: own + "/seqguard/pool-\(shared)") })
+        #expect(!FileManager.default.fileExists(atPath: own + "/seqguard/pool-\(name)"))
+    }
+
+    /// A pool with no file, or a file with a line it cannot take: one line naming the fix.
+    @Test func aMissingOrBadPoolIsRefused() throws {
+        let sandbox = try Sandbox()
+        let (missing, _, missingErr) = try sandbox.run(["--pool", "nowhere", "true"])
+        #expect(missing == 125 && missingErr.hasPrefix("seqexec: no pool 'nowhere': cannot read ") && missingErr.contains("write it with lines such as memory_mb=8192"), "\(missingErr)")
+        try pool(sandbox, "bad", "slots=2\nmemory=8G\n")
+        let (bad, _, badErr) = try sandbox.run(["--pool", "bad", "true"])
+        #expect(bad == 125 && badErr.contains("pools/bad:2: unknown key 'memory'; the keys are memory_mb, cpus, slots"), "\(badErr)")
+        let (name, _, nameErr) = try sandbox.run(["--pool", "../x", "true"])
+        #expect(name == 125 && nameErr.hasPrefix("seqexec: --pool needs a name of letters, digits"), "\(nameErr)")
+    }
+
     /// What cannot be enforced is refused with one line, never silently dropped; bad numbers too.
     @Test func whatTheKernelCannotEnforceIsRefused() throws {
         let sandbox = try Sandbox()

@@ -5,11 +5,11 @@ _seqexec() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
     local options="-p --project --lock --state-dir -t --timeout --kill-grace -w --wait-timeout --slots
         --priority --order --store --lease --host --cancel-running -v --verbose -q --quiet
-        --machine -m --memory-limit --kernel-limits --cpus --cpu-weight --io-weight -i
+        --machine -m --memory-limit --kernel-limits --pool --cpus --cpu-weight --io-weight -i
         --check-interval --memory-metric --memory-action --min-available --git-wait --git-guard
         --no-git-wait --clean-stale-git-locks --status --history -n --lines --json --kill-all
         --submit --wait --tail --runs --cancel --completion -h --help --version"
-    local with_value=" -p --project --lock --state-dir -t --timeout --kill-grace -w --wait-timeout --slots --priority --order --store --lease --host -m --memory-limit --cpus --cpu-weight --io-weight -i --check-interval --memory-metric --memory-action --min-available --git-wait -n --lines --wait --cancel --completion "
+    local with_value=" -p --project --lock --state-dir -t --timeout --kill-grace -w --wait-timeout --slots --priority --order --store --lease --host -m --memory-limit --pool --cpus --cpu-weight --io-weight -i --check-interval --memory-metric --memory-action --min-available --git-wait -n --lines --wait --cancel --completion "
     # Where the command starts: the first word that is not an option or an option's value.
     local i=1
     while [ "$i" -lt "$COMP_CWORD" ]; do
@@ -38,8 +38,8 @@ _seqexec() {
             # The submitted runs' ids, from seqexec itself.
             COMPREPLY=($(compgen -W "$(seqexec --runs 2>/dev/null | awk 'NR > 1 { print $1 }')" -- "$cur")); return ;;
         --lock | -t | --timeout | --kill-grace | -w | --wait-timeout | --slots | --store | \
-            --lease | --host | -m | --memory-limit | --cpus | --cpu-weight | --io-weight | -i | \
-            --check-interval | --min-available | --git-wait | -n | --lines) return ;;
+            --lease | --host | -m | --memory-limit | --pool | --cpus | --cpu-weight | --io-weight | \
+            -i | --check-interval | --min-available | --git-wait | -n | --lines) return ;;
     esac
     case "$cur" in
         -*) COMPREPLY=($(compgen -W "$options" -- "$cur")) ;;

@@ -5,7 +5,7 @@
 # typed: the first word that is not an option of seqexec or an option's value.
 function __seqexec_command_start
     set -l words (commandline -opc)
-    set -l with_value -p --project --lock --state-dir -t --timeout --kill-grace -w --wait-timeout --slots --priority --order --store --lease --host -m --memory-limit --cpus --cpu-weight --io-weight -i --check-interval --memory-metric --memory-action --min-available --git-wait -n --lines --wait --cancel --completion
+    set -l with_value -p --project --lock --state-dir -t --timeout --kill-grace -w --wait-timeout --slots --priority --order --store --lease --host -m --memory-limit --pool --cpus --cpu-weight --io-weight -i --check-interval --memory-metric --memory-action --min-available --git-wait -n --lines --wait --cancel --completion
     set -l i 2
     while test $i -le (count $words)
         set -l word $words[$i]
@@ -53,6 +53,7 @@ $c -s q -l quiet -d 'Print nothing but errors'
 $c -l machine -d 'Take the machine-wide lock'
 $c -s m -l memory-limit -x -d 'End the tree past MB MiB, exit 137'
 $c -l kernel-limits -d 'The kernel enforces the memory limit (cgroup)'
+$c -l pool -x -d 'Share a pool\'s memory, CPUs and slots'
 $c -l cpus -x -d 'A CPU quota for the tree'
 $c -l cpu-weight -x -d 'The tree\'s CPU share, 1-10000'
 $c -l io-weight -x -d 'The tree\'s disk share, 1-10000'
