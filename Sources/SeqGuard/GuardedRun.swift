@@ -232,17 +232,16 @@ struct GuardedRun {
             let entry = "\(lane.directory.name)=\(token)"
             tokens = tokens.isEmpty ? entry : tokens + "," + entry
         }
-        environment.setVariable(tokensVariable, tokens)
         let policy = configuration.memoryPolicy
         var supervisor = Supervisor(
             signals: signals, reporter: reporter, timeout: configuration.timeout,
             killGrace: configuration.killGrace, memory: policy)
-        // A run the command submitted (`seqexec --submit` inside it) outlives it by design:
-        // it is no leftover of this one.
         try keepSharedLease(&supervisor, tokens: &tokens)
         supervisor.cgroup = try kernelCgroup(owner: supervisorIdentity)
         defer { supervisor.cgroup?.remove() }
         environment.setVariable(tokensVariable, tokens)
+        // A run the command submitted (`seqexec --submit` inside it) outlives it by design:
+        // it is no leftover of this one.
         let base = configuration.stateBase
         supervisor.spareAtEnd = { RunStore.liveRelays(base: base) }
         var lanes = self.lanes

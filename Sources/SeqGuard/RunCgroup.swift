@@ -21,8 +21,10 @@ public struct KernelLimits: Sendable, Equatable {
 /// Memory: a threshold at the limit (an eventfd the kernel signals when the usage crosses it)
 /// lets the supervisor end the tree gracefully at once; a hard ceiling a little above
 /// (`memory.limit_in_bytes`, and `memory.memsw.limit_in_bytes` so swap is included) is the
-/// backstop nothing can outrun. The usage counts every page the tree charges: its processes,
-/// tmpfs files it wrote and closed, its page cache.
+/// backstop nothing can outrun. The kernel's usage counts every page the tree charges: its
+/// processes' memory, tmpfs files it wrote and closed, swap, and the page cache of the files
+/// it read, which the kernel reclaims at the ceiling; so the supervisor ends the tree on what
+/// it holds (`memoryCharged`: the usage without that cache).
 public final class RunCgroup {
     /// Per controller ("memory", "cpu", "blkio"): the run's directory and the one this
     /// process came from.
@@ -66,14 +68,14 @@ public final class RunCgroup {
         var made: [(controller: String, path: String, home: String)] = []
         for controller in needed {
             guard let home = CgroupHierarchy.own(controller) else {
-                RunCgroup(directories: made, limits: limits, threshold: nil, usageFile: nil).remove()
+                discard(made)
                 throw GuardFailure("no cgroup v1 \(controller) controller this process may use (\(CgroupHierarchy.why(controller))); run as root on a cgroup v1 machine, or drop the option that needs it")
             }
             let parent = home + "/seqguard" + (pool.map { "/pool-\($0.name)" } ?? "")
             do throws(GuardFailure) {
                 try makeRunDirectory(parent + "/" + name, in: parent, pool: pool, controller: controller)
             } catch {
-                RunCgroup(directories: made, limits: limits, threshold: nil, usageFile: nil).remove()
+                discard(made)
                 throw error
             }
             made.append((controller, parent + "/" + name, home))
@@ -83,9 +85,14 @@ public final class RunCgroup {
             cgroup.pool = pool
             return cgroup
         } catch {
-            RunCgroup(directories: made, limits: limits, threshold: nil, usageFile: nil).remove()
+            discard(made)
             throw error
         }
+    }
+
+    /// Removes cgroups made before a later step failed.
+    static func discard(_ made: [(controller: String, path: String, home: String)]) {
+        RunCgroup(directories: made, limits: KernelLimits(), threshold: nil, usageFile: nil).remove()
     }
 
     /// Makes `path` in `parent` (and the parents, which another run may be removing as it
@@ -114,14 +121,20 @@ public final class RunCgroup {
 
     /// The pool's memory ceiling (swap included) and CPU quota, on its parent cgroup.
     static func writePoolLimits(_ pool: Pool, into path: String, controller: String) throws(GuardFailure) {
-        if controller == "memory", let memory = pool.memoryBytes {
-            try write(path + "/memory.limit_in_bytes", String(memory))
-            if FileSystem.exists(path + "/memory.memsw.limit_in_bytes") { try? write(path + "/memory.memsw.limit_in_bytes", String(memory)) }
-        }
-        if controller == "cpu", let cpus = pool.cpus {
-            let period = Int64(read(path + "/cpu.cfs_period_us")) ?? 100_000
-            try write(path + "/cpu.cfs_quota_us", String(max(1000, Int64(cpus * Double(period)))))
-        }
+        if controller == "memory", let memory = pool.memoryBytes { try writeMemoryCeiling(memory, into: path) }
+        if controller == "cpu", let cpus = pool.cpus { try writeQuota(cpus, into: path) }
+    }
+
+    /// A hard memory ceiling, swap included where the kernel accounts it (swapaccount=1).
+    static func writeMemoryCeiling(_ bytes: Int64, into path: String) throws(GuardFailure) {
+        try write(path + "/memory.limit_in_bytes", String(bytes))
+        if FileSystem.exists(path + "/memory.memsw.limit_in_bytes") { try? write(path + "/memory.memsw.limit_in_bytes", String(bytes)) }
+    }
+
+    /// A CFS quota of `cpus` CPUs per period.
+    static func writeQuota(_ cpus: Double, into path: String) throws(GuardFailure) {
+        let period = Int64(read(path + "/cpu.cfs_period_us")) ?? 100_000
+        try write(path + "/cpu.cfs_quota_us", String(max(1000, Int64(cpus * Double(period)))))
     }
 
     /// Writes the limits into the new directories and registers the memory threshold.
@@ -132,25 +145,23 @@ public final class RunCgroup {
             switch controller {
             case "memory":
                 guard let limit = limits.memoryBytes else { continue }
-                try write(path + "/memory.limit_in_bytes", String(ceiling(limit)))
-                // Swap counts too where the kernel accounts it (swapaccount=1).
-                if FileSystem.exists(path + "/memory.memsw.limit_in_bytes") {
-                    try? write(path + "/memory.memsw.limit_in_bytes", String(ceiling(limit)))
-                }
+                try writeMemoryCeiling(ceiling(limit), into: path)
                 do {
+                    // One counter for both: the usage crossing the limit, and an OOM kill at the
+                    // ceiling (after which the rest of the tree is ended at once).
                     let counter = try EventCounter()
                     let usage = try FileSystem.open(path + "/memory.usage_in_bytes", [.readOnly])
                     try write(path + "/cgroup.event_control", "\(counter.descriptor.rawValue) \(usage.rawValue) \(limit)")
+                    let oom = try FileSystem.open(path + "/memory.oom_control", [.readOnly])
+                    defer { oom.close() }
+                    try write(path + "/cgroup.event_control", "\(counter.descriptor.rawValue) \(oom.rawValue)")
                     threshold = counter
                     usageFile = usage
                 } catch {
                     throw GuardFailure("cannot watch the memory of the run's cgroup: \(error)")
                 }
             case "cpu":
-                if let cpus = limits.cpus {
-                    let period = Int64(read(path + "/cpu.cfs_period_us")) ?? 100_000
-                    try write(path + "/cpu.cfs_quota_us", String(max(1000, Int64(cpus * Double(period)))))
-                }
+                if let cpus = limits.cpus { try writeQuota(cpus, into: path) }
                 if let weight = limits.cpuWeight {
                     // systemd's mapping: CPUWeight 100 is cpu.shares 1024.
                     try write(path + "/cpu.shares", String(min(262_144, max(2, weight * 1024 / 100))))

@@ -233,6 +233,15 @@ extension Supervisor {
         /// processes' memory, its tmpfs files, swap), not the page cache the kernel reclaims.
         func lookAtKernelMemory(_ now: Int64) -> SupervisedRun? {
             guard kernelNear, nextKernelLook <= now, let cgroup = supervisor.cgroup, let limit = cgroup.limits.memoryBytes else { return nil }
+            // The kernel ended a process at the ceiling first (a tree growing faster than a
+            // wake-up): the rest of the tree goes now, as at the limit.
+            if cgroup.oomKills > 0 {
+                commandEndedForMemory = true
+                let kills = "\(cgroup.oomKills) process\(cgroup.oomKills == 1 ? "" : "es")"
+                return endTree(.memoryExceeded, grace: supervisor.killGrace) {
+                    reporter.error("memory limit \(formatMegabytes(limit)) reached by '\(display)': the kernel ended \(kills) of it at its cgroup's ceiling \(formatMegabytes(RunCgroup.ceiling(limit))), peak \(formatMegabytes(cgroup.memoryPeak ?? limit)); ending the rest of its tree (exit 137)")
+                }
+            }
             let charged = cgroup.memoryCharged ?? 0
             if charged >= limit {
                 let biggest = cgroup.biggestProcess().map { "; biggest \($0.description)" } ?? ""
