@@ -138,7 +138,14 @@ struct KillAllSearch {
             } else if let record = claim.record {
                 roots[record.holder] = command
                 if let child = record.child { roots[child] = command }
-                if let supervisor = record.supervisor { roots[supervisor] = command; supervisors[supervisor] = command }
+                if let supervisor = record.supervisor {
+                    roots[supervisor] = command
+                    supervisors[supervisor] = command
+                    // The run's cgroup holds what no parent link or open file shows any more.
+                    for pid in RunCgroup.processes(ofRunSupervisedBy: supervisor) {
+                        if let identity = try? ProcStat.read(pid).identity { roots[identity] = command }
+                    }
+                }
             }
             // Waiters watching the lock hold its file open too; they are ended as waiters.
             if let owner = claim.ownerFile {

@@ -275,6 +275,23 @@ public final class RunCgroup {
         }
     }
 
+    /// The processes in the cgroups of the run `supervisor` supervises (or supervised): its
+    /// tree as the kernel keeps it, daemons that double-forked and orphans of a killed
+    /// supervisor included. For `--kill-all`; empty where this process sees no cgroups.
+    public static func processes(ofRunSupervisedBy supervisor: ProcessIdentity) -> Set<Int32> {
+        let name = "run-\(supervisor.pid)-\(supervisor.startTime)"
+        var pids = Set<Int32>()
+        for controller in ["memory", "cpu", "blkio"] {
+            guard let home = CgroupHierarchy.own(controller) else { continue }
+            let base = home + "/seqguard"
+            let pools = ((try? FileSystem.contents(ofDirectory: base)) ?? []).filter { $0.hasPrefix("pool-") }
+            for directory in [base + "/" + name] + pools.map({ base + "/" + $0 + "/" + name }) {
+                for line in read(directory + "/cgroup.procs").split(separator: "\n") { if let pid = Int32(line) { pids.insert(pid) } }
+            }
+        }
+        return pids
+    }
+
     /// Removes the cgroups of runs whose supervisor is gone (SIGKILLed) and that hold no
     /// process any more.
     static func removeStale(in parent: String) {

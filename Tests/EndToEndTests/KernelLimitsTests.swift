@@ -126,6 +126,27 @@ struct KernelLimitsTests {
         #expect(waitUntil(5) { !FileManager.default.fileExists(atPath: own + "/seqguard/" + name) }, "\(leftCgroups("memory"))")
     }
 
+    /// A daemon the command double-forked, with every descriptor closed, whose seqexec and
+    /// supervisor are then killed: no parent link and no open file lead to it any more, but
+    /// the run's cgroup still holds it, and `--kill-all` ends it from there.
+    @Test func killAllEndsWhatTheCgroupHoldsAfterTheSupervisorIsGone() throws {
+        let sandbox = try Sandbox()
+        let ready = sandbox.path("ready"), daemon = sandbox.path("daemon.pid")
+        let holder = try sandbox.seqexec(["-m", "200", "sh", "-c",
+            "(setsid sh -c 'echo $$ > \(daemon); exec sleep 300' </dev/null >/dev/null 2>&1 &); touch \(ready); exec sleep 300"])
+        #expect(waitUntil { FileManager.default.fileExists(atPath: ready) && !sandbox.read("daemon.pid").isEmpty }, "\(holder.stderr)")
+        let daemonPid = try #require(Int32(sandbox.read("daemon.pid").trimmingCharacters(in: .whitespacesAndNewlines)))
+        sandbox.extraPids.append(daemonPid)
+        let supervisor = try #require(Processes.descendants(of: [holder.pid]).first { $0.parent == holder.pid })
+        sandbox.extraPids += Processes.descendants(of: [holder.pid]).map(\.pid)
+        kill(holder.pid, SIGKILL)
+        kill(supervisor.pid, SIGKILL)
+        #expect(waitUntil { (try? ProcStat.read(daemonPid).parent) == 1 || !sandbox.isAlive(supervisor.pid) })
+        let (status, stdout, stderr) = try sandbox.run(["--kill-all"])
+        #expect(status == 0, "\(stderr)")
+        #expect(waitUntil(10) { !sandbox.isAlive(daemonPid) }, "the daemon outlived --kill-all: \(stdout)")
+    }
+
     /// Writes pool `name`'s file in the sandbox's state base.
     func pool(_ sandbox: Sandbox, _ name: String, _ text: String) throws {
         try FileManager.default.createDirectory(atPath: sandbox.state + "/pools", withIntermediateDirectories: true)
