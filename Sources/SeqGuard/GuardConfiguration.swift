@@ -183,5 +183,8 @@ public struct GuardConfiguration: Sendable {
             throw GuardFailure("--store keeps a named lock: add --lock NAME (every host names the resource the same way; a directory is not the same on two hosts)")
         }
         if cancelRunning, store == nil { throw GuardFailure("--cancel-running ends runs holding a shared lock: add --store URL and --lock NAME") }
+        if store != nil, minimumAvailableMegabytes != nil {
+            throw GuardFailure("--min-available is not kept for a lock in a store (a host's free memory is no line's business across hosts); drop one of them")
+        }
     }
 }

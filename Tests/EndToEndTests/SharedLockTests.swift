@@ -338,6 +338,8 @@ struct SharedLockTests {
         #expect(badURL == 125 && badErr.hasPrefix("seqexec: --store needs a PostgreSQL URL"), "\(badErr)")
         let (cancel, _, cancelErr) = try farm.sandbox.run(["--lock", "x", "--cancel-running", "true"])
         #expect(cancel == 125 && cancelErr.hasPrefix("seqexec: --cancel-running ends runs holding a shared lock"), "\(cancelErr)")
+        let (memory, _, memoryErr) = try farm.sandbox.run(["--lock", "x", "--store", farm.url, "--min-available", "100", "true"])
+        #expect(memory == 125 && memoryErr.hasPrefix("seqexec: --min-available is not kept for a lock in a store"), "\(memoryErr)")
         let (lease, _, leaseErr) = try farm.sandbox.run(["--lock", "x", "--store", farm.url, "--lease", "0.5", "true"])
         #expect(lease == 125 && leaseErr.hasPrefix("seqexec: invalid --lease '0.5': expected seconds of at least 1 "), "\(leaseErr)")
         let (gone, _, goneErr) = try farm.sandbox.run(["--lock", "x", "--store", "postgresql:///none?host=\(farm.sandbox.root)/nowhere", "true"])
