@@ -93,11 +93,15 @@ final class Sandbox {
     }
 
     deinit {
+        // A test that ended with a child still running (it failed, or gave up waiting) may
+        // leave that child's supervisor running its command on: killing a front leaves the
+        // run supervised, by design.
+        let unfinished = children.contains { $0.isRunning }
         for child in children where child.isRunning { kill(child.pid, SIGKILL) }
-        // Submitted runs are no children of the test: the guard's own emergency stop ends
-        // them, by the identities their state records.
+        // Those, and submitted runs, which are no children of the test: the guard's own
+        // emergency stop ends them, by the identities their state records.
         if let lanes = try? FileManager.default.contentsOfDirectory(atPath: state),
-           lanes.contains(where: { FileManager.default.fileExists(atPath: "\(state)/\($0)/runs") }),
+           unfinished || lanes.contains(where: { FileManager.default.fileExists(atPath: "\(state)/\($0)/runs") }),
            let stop = try? Child(seqexecPath, ["-q", "--kill-all"], environment: environment, directory: project, outputPrefix: "\(root)/kill-all") {
             _ = stop.wait(30)
         }
