@@ -42,6 +42,8 @@ public enum KillAll {
         for directory in directories {
             ended += try run(directory, killGrace: configuration.killGrace, historyProject: directory.namespace == .seqexec ? project : nil)
         }
+        // A killed supervisor's run cgroup, emptied just now, goes too (else the next run's).
+        if !ended.isEmpty { RunCgroup.removeStaleRuns() }
         return ended
     }
 

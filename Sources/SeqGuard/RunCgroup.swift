@@ -292,6 +292,23 @@ public final class RunCgroup {
         return pids
     }
 
+    /// Removes, in every hierarchy this process may use, the cgroups of runs whose supervisor
+    /// is gone and that hold no process, then the pool and seqguard parents left empty
+    /// (`--kill-all`, once it has ended a killed supervisor's tree).
+    public static func removeStaleRuns() {
+        for controller in ["memory", "cpu", "blkio"] {
+            guard let home = CgroupHierarchy.own(controller) else { continue }
+            let base = home + "/seqguard"
+            let pools = ((try? FileSystem.contents(ofDirectory: base)) ?? []).filter { $0.hasPrefix("pool-") }
+            for pool in pools {
+                removeStale(in: base + "/" + pool)
+                try? FileSystem.removeDirectory(base + "/" + pool)
+            }
+            removeStale(in: base)
+            try? FileSystem.removeDirectory(base)
+        }
+    }
+
     /// Removes the cgroups of runs whose supervisor is gone (SIGKILLed) and that hold no
     /// process any more.
     static func removeStale(in parent: String) {

@@ -15,23 +15,74 @@ func ownCgroup(_ controller: String) -> String? {
     return nil
 }
 
+/// Cgroups of one test's own under this process's, one per v1 controller: seqexec started in
+/// them makes its `seqguard` parent there, so what the test finds left is its own runs' alone
+/// (other suites run beside it, and a supervisor one of them kills leaves its run's cgroup
+/// until a next run). Removed at the end; ones a killed test run left are removed by the next.
+final class CgroupScope {
+    let sandbox: Sandbox
+    var directories: [String: String] = [:]
+    let wrapper: String
+
+    init(_ sandbox: Sandbox) throws {
+        self.sandbox = sandbox
+        let name = "seqguard-test-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
+        for controller in ["memory", "cpu", "blkio"] {
+            guard let own = ownCgroup(controller) else { continue }
+            for stale in ((try? FileManager.default.contentsOfDirectory(atPath: own)) ?? []) where stale.hasPrefix("seqguard-test-") {
+                let pid = Int32(stale.split(separator: "-")[2]) ?? 0
+                if pid != getpid() && kill(pid, 0) != 0 { Self.remove(own + "/" + stale) }
+            }
+            try FileManager.default.createDirectory(atPath: own + "/" + name, withIntermediateDirectories: false)
+            directories[controller] = own + "/" + name
+        }
+        wrapper = try sandbox.script("in-scope-\(name).sh", """
+        for d in \(directories.values.map { "'\($0)'" }.joined(separator: " ")); do echo $$ > "$d/cgroup.procs"; done
+        exec "$@"
+        """)
+    }
+
+    deinit {
+        for directory in directories.values {
+            _ = waitUntil(5) { Self.remove(directory) }
+        }
+    }
+
+    /// Removes a scope's directory and what seqexec left in it; whether it is gone.
+    @discardableResult
+    static func remove(_ directory: String) -> Bool {
+        let seqguard = directory + "/seqguard"
+        for entry in ((try? FileManager.default.contentsOfDirectory(atPath: seqguard)) ?? []) where entry.hasPrefix("pool-") || entry.hasPrefix("run-") {
+            rmdir(seqguard + "/" + entry)
+        }
+        rmdir(seqguard)
+        return rmdir(directory) == 0 || !FileManager.default.fileExists(atPath: directory)
+    }
+
+    /// `seqexec ARGS` started inside the scope.
+    func seqexec(_ arguments: [String]) throws -> Child {
+        try sandbox.start(wrapper, [seqexecPath] + arguments)
+    }
+
+    func run(_ arguments: [String], seconds: Double = 30) throws -> (Int32?, String, String) {
+        let child = try seqexec(arguments)
+        let status = child.wait(seconds)
+        return (status, child.stdout, child.stderr)
+    }
+
+    /// The run and pool cgroups left in the scope for `controller`.
+    func left(_ controller: String) -> [String] {
+        guard let directory = directories[controller] else { return [] }
+        return (try? FileManager.default.contentsOfDirectory(atPath: directory + "/seqguard")) ?? []
+    }
+}
+
 /// `--kernel-limits`, `--cpus`, `--io-weight`: limits the kernel enforces through a cgroup per
 /// run (cgroup v1, as root: this machine and CI). Where there is none (not root, cgroup v2
 /// without delegation) the suite skips with a note.
 @Suite(.serialized, .timeLimit(.minutes(3)), .enabled(if: ownCgroup("memory") != nil && commandOnPath("python3"),
                                                       "no writable cgroup v1 memory hierarchy (not root, or cgroup v2) or no python3: the kernel-limit tests skip"))
 struct KernelLimitsTests {
-    /// The run cgroups left under this process's `seqguard` parent for `controller` by
-    /// supervisors that are gone (a run of a test running beside this one has a live one).
-    func leftCgroups(_ controller: String) -> [String] {
-        guard let own = ownCgroup(controller) else { return [] }
-        return ((try? FileManager.default.contentsOfDirectory(atPath: own + "/seqguard")) ?? []).filter { name in
-            let parts = name.split(separator: "-")
-            guard parts.count == 3, let pid = Int32(parts[1]), let start = UInt64(parts[2]) else { return false }
-            return (try? ProcStat.read(pid).startTime) != start
-        }
-    }
-
     /// The fork bomb the /proc sampler cannot outrun (thousands of processes each touching
     /// 2 MB): under the kernel's limit its peak stays within 1.05 of it, and it is ended with
     /// the memory-limit line; nothing of it and no cgroup is left.
@@ -53,7 +104,8 @@ struct KernelLimitsTests {
                 os._exit(0)
         time.sleep(600)
         """, interpreter: "/usr/bin/env python3")
-        let (status, _, stderr) = try sandbox.run(["--kernel-limits", "-m", "300", bomb], seconds: 120)
+        let scope = try CgroupScope(sandbox)
+        let (status, _, stderr) = try scope.run(["--kernel-limits", "-m", "300", bomb], seconds: 120)
         #expect(status == 137, "\(stderr)")
         #expect(stderr.contains("memory limit 300 MB reached by"), "\(stderr)")
         let record = try #require(sandbox.history.last)
@@ -61,7 +113,7 @@ struct KernelLimitsTests {
         print("kernel limit: fork bomb under -m 300 peaked at \(peak >> 20) MB (\(String(format: "%.3f", Double(peak) / Double(300 << 20))) of the limit)")
         #expect(peak > 0 && Double(peak) <= 1.05 * Double(300 << 20), "peak \(peak)")
         #expect(record["enforcement"] as? String == "kernel" && record["ended"] as? String == "memory", "\(record)")
-        #expect(leftCgroups("memory").isEmpty)
+        #expect(scope.left("memory").isEmpty, "\(scope.left("memory"))")
     }
 
     /// 400 MB written to a tmpfs file and closed, under a 100 MB limit: the kernel counts the
@@ -70,7 +122,8 @@ struct KernelLimitsTests {
         let sandbox = try Sandbox()
         let file = "/dev/shm/seqguard-test-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
         defer { unlink(file) }
-        let (status, _, stderr) = try sandbox.run(["--kernel-limits", "-m", "100", "sh", "-c", "head -c 400M /dev/zero > \(file); sleep 30"], seconds: 60)
+        let scope = try CgroupScope(sandbox)
+        let (status, _, stderr) = try scope.run(["--kernel-limits", "-m", "100", "sh", "-c", "head -c 400M /dev/zero > \(file); sleep 30"], seconds: 60)
         let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
         print("kernel limit: tmpfs writer under -m 100 stopped with the file at \(size >> 20) MB")
         // Ended by the supervisor at the threshold, or (a writer this fast) by the kernel at the
@@ -78,7 +131,7 @@ struct KernelLimitsTests {
         #expect(status == 137 && stderr.contains("memory limit 100 MB reached by"), "\(stderr)")
         #expect(sandbox.history.last?["enforcement"] as? String == "kernel" && sandbox.history.last?["ended"] as? String == "memory")
         #expect(size < 110 << 20, "\(size)")
-        #expect(leftCgroups("memory").isEmpty)
+        #expect(scope.left("memory").isEmpty, "\(scope.left("memory"))")
     }
 
     /// `--cpus 0.5` holds a busy loop to half a CPU over 5 s (±10%).
@@ -96,12 +149,13 @@ struct KernelLimitsTests {
         t = os.times()
         print(t.user + t.system)
         """, interpreter: "/usr/bin/env python3")
-        let (status, stdout, stderr) = try sandbox.run(["--cpus", "0.5", busy], seconds: 60)
+        let scope = try CgroupScope(sandbox)
+        let (status, stdout, stderr) = try scope.run(["--cpus", "0.5", busy], seconds: 60)
         #expect(status == 0, "\(stderr)")
         let used = Double(stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         print("kernel limit: --cpus 0.5 held a 5 s busy loop to \(String(format: "%.2f", used)) s of CPU (\(String(format: "%.2f", used / 5)) CPU)")
         #expect(used >= 2.25 && used <= 2.75, "\(used) s of CPU in 5 s")
-        #expect(leftCgroups("cpu").isEmpty)
+        #expect(scope.left("cpu").isEmpty, "\(scope.left("cpu"))")
     }
 
     /// A supervisor SIGKILLed with its command: its cgroup is left, and the next run removes it.
@@ -120,10 +174,11 @@ struct KernelLimitsTests {
         let own = try #require(ownCgroup("memory"))
         #expect(FileManager.default.fileExists(atPath: own + "/seqguard/" + name))
         _ = FarmTests.killTree(holder.pid)
-        #expect(waitUntil(5) { leftCgroups("memory").contains(name) }, "the killed supervisor's cgroup is left")
+        #expect(waitUntil(5) { FileManager.default.fileExists(atPath: own + "/seqguard/" + name) && !supervisor.identity.isAlive },
+                "the killed supervisor's cgroup is left")
         let (status, _, stderr) = try sandbox.run(["--kernel-limits", "-m", "100", "true"])
         #expect(status == 0, "\(stderr)")
-        #expect(waitUntil(5) { !FileManager.default.fileExists(atPath: own + "/seqguard/" + name) }, "\(leftCgroups("memory"))")
+        #expect(waitUntil(5) { !FileManager.default.fileExists(atPath: own + "/seqguard/" + name) }, "\(name) is left")
     }
 
     /// A daemon the command double-forked, with every descriptor closed, whose seqexec and
@@ -145,6 +200,9 @@ struct KernelLimitsTests {
         let (status, stdout, stderr) = try sandbox.run(["--kill-all"])
         #expect(status == 0, "\(stderr)")
         #expect(waitUntil(10) { !sandbox.isAlive(daemonPid) }, "the daemon outlived --kill-all: \(stdout)")
+        // The killed supervisor's cgroup, emptied, goes with it.
+        let own = try #require(ownCgroup("memory"))
+        #expect(!FileManager.default.fileExists(atPath: own + "/seqguard/run-\(supervisor.pid)-\(supervisor.startTime)"))
     }
 
     /// Writes pool `name`'s file in the sandbox's state base.
@@ -215,12 +273,13 @@ struct KernelLimitsTests {
         let (weight, _, weightErr) = try sandbox.run(["--io-weight", "20000", "true"])
         #expect(weight == 125 && weightErr.hasPrefix("seqexec: invalid --io-weight '20000'"), "\(weightErr)")
         let hasWeight = ownCgroup("blkio").map { own in ["blkio.weight", "blkio.bfq.weight"].contains { FileManager.default.fileExists(atPath: own + "/" + $0) } } ?? false
-        let (io, out, ioErr) = try sandbox.run(["--io-weight", "200", "sh", "-c", "echo ran"])
+        let scope = try CgroupScope(sandbox)
+        let (io, out, ioErr) = try scope.run(["--io-weight", "200", "sh", "-c", "echo ran"])
         if hasWeight || ownCgroup("blkio") == nil {
             print("note: this kernel's blkio \(hasWeight ? "has a weight" : "hierarchy is not usable"); the refusal of --io-weight is not exercised here")
         } else {
             #expect(io == 125 && out.isEmpty && ioErr.contains("--io-weight cannot be enforced here"), "\(ioErr)")
         }
-        #expect(leftCgroups("blkio").isEmpty && leftCgroups("memory").isEmpty)
+        #expect(scope.left("blkio").isEmpty, "\(scope.left("blkio"))")
     }
 }
