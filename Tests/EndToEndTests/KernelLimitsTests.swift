@@ -174,8 +174,9 @@ struct KernelLimitsTests {
         let own = try #require(ownCgroup("memory"))
         #expect(FileManager.default.fileExists(atPath: own + "/seqguard/" + name))
         _ = FarmTests.killTree(holder.pid)
-        #expect(waitUntil(5) { FileManager.default.fileExists(atPath: own + "/seqguard/" + name) && !supervisor.identity.isAlive },
-                "the killed supervisor's cgroup is left")
+        // Nothing of the killed run removes it now; the next run does (or a run of another
+        // suite beside this one, which is as good).
+        #expect(waitUntil(5) { !supervisor.identity.isAlive })
         let (status, _, stderr) = try sandbox.run(["--kernel-limits", "-m", "100", "true"])
         #expect(status == 0, "\(stderr)")
         #expect(waitUntil(5) { !FileManager.default.fileExists(atPath: own + "/seqguard/" + name) }, "\(name) is left")
