@@ -11,7 +11,7 @@ struct SharedHold {
     let sentAt: Double
     var keeper: LeaseKeeper?
 
-    /// Gives the lock back (the keeper's thread does, when it runs).
+    /// Gives the lock back (the keeper process does, once it runs).
     func release() {
         if let keeper { keeper.release(waitingUpTo: 2) } else { try? lock.leave(id) }
     }
@@ -32,11 +32,14 @@ extension GuardedRun {
         } catch {
             throw GuardFailure("cannot use the shared lock '\(name)': \(error.message)", cause: error)
         }
+        // The run has its place once it is in the line (or passes through): `--submit` returns.
         var announce = configuration.announce
-        defer {
+        func placed() {
             _ = try? announce?.writeAll([0x71])
             announce?.close()
+            announce = nil
         }
+        defer { placed() }
         if let inherited = inheritedTokens[sharedTokenKey].flatMap({ Int64($0) }), (try? lock.holds(inherited)) == true {
             reporter.step("nested call inside the holder of '\(name)': not taking it again")
             return nil
@@ -44,14 +47,21 @@ extension GuardedRun {
         let asking = SharedLock.Arrival(process: front, command: command, priority: configuration.priority, slots: configuration.slots,
                                          lease: configuration.lease, newestFirst: configuration.newestFirst,
                                          cancelRunning: configuration.cancelRunning)
-        var id = try storeCall(lock) { () throws(StoreError) in try lock.join(asking) }
-        _ = try? announce?.writeAll([0x71])
-        announce?.close()
-        announce = nil
+        let id = try storeCall(lock) { () throws(StoreError) in try lock.join(asking) }
+        placed()
         reporter.step("queued for '\(name)' in \(lock.connection.name) as run \(id)")
+        return try waitInLine(lock, id: id, asking: asking)
+    }
+
+    /// Looks at the line until run `id` holds the lock (nil), or its wait ends: replaced,
+    /// revoked, given up, interrupted (the exit status). A place that ran out (the host was
+    /// stopped or cut off past its lease) is taken again at the back.
+    mutating func waitInLine(_ lock: SharedLock, id first: Int64, asking: SharedLock.Arrival) throws(GuardFailure) -> Int32? {
+        let name = lock.name
+        var id = first
         let deadline = configuration.waitTimeout.map { arrival(plus: $0) }
         var said = (line: "", at: Int64(0))
-        var unreachableSince: Int64?
+        var saidUnreachable = false
         while true {
             let sentAt = Clock.secondsSinceBoot()
             var position = 2
@@ -69,14 +79,12 @@ extension GuardedRun {
                     lost = true
                 case .waiting(let place, let total, let holders):
                     position = place
-                    unreachableSince = nil
+                    saidUnreachable = false
                     say(waitingLine(name, position: place, total: total, holders: holders), &said)
                 }
             } catch where error.isUnreachable {
-                if unreachableSince == nil {
-                    unreachableSince = Clock.monotonicNanoseconds()
-                    reporter.notice("\(error.message); still waiting for '\(name)'")
-                }
+                if !saidUnreachable { reporter.notice("\(error.message); still waiting for '\(name)'") }
+                saidUnreachable = true
             } catch {
                 try? lock.leave(id)
                 throw GuardFailure("cannot wait for the shared lock '\(name)': \(error.message)", cause: error)
@@ -97,7 +105,7 @@ extension GuardedRun {
             // looks most often).
             let pause = Int32(min(position <= 1 ? 0.25 : 1, configuration.lease / 3) * 1000)
             let ready = Poll.readable([signals.descriptor] + (lock.connection.socket.map { [$0] } ?? []), timeoutMilliseconds: pause)
-            if ready.contains(1) { _ = lock.changed() }
+            if ready.contains(1) { lock.takeAnnouncements() }
             guard ready.contains(0) else { continue }
             for received in signals.drain() where [.interrupt, .terminate, .hangup, .quit].contains(received.signal) {
                 try? lock.leave(id)
@@ -119,8 +127,8 @@ extension GuardedRun {
     }
 
     /// Another run ended this one's wait: a newer newest-first run, or a farm-wide kill-all.
-    func endedWhileWaiting(_ kind: String, by: String) -> Int32 {
-        if kind == "revoked" {
+    func endedWhileWaiting(_ kind: SharedLock.Ending, by: String) -> Int32 {
+        if kind == .revoked {
             reporter.error("the lock '\(configuration.lockName ?? "")' was revoked by \(by) while '\(command)' waited; it was not run")
             record(.interrupted, status: Signal.terminate.shellExitCode)
             return Signal.terminate.shellExitCode
@@ -154,24 +162,25 @@ extension GuardedRun {
         environment.setVariable(fenceVariable, String(hold.fence))
         let grace = min(configuration.killGrace, configuration.lease / 5)
         let margin = grace + max(0.2, configuration.lease / 10)
+        let keeper: LeaseKeeper
         do {
-            hold.keeper = try LeaseKeeper(lock: hold.lock, id: hold.id, lease: configuration.lease, margin: margin, sentAt: hold.sentAt, grace: grace)
+            keeper = try LeaseKeeper(lock: hold.lock, id: hold.id, lease: configuration.lease, margin: margin, sentAt: hold.sentAt, grace: grace)
         } catch {
             throw GuardFailure("cannot start the lease keeper: \(error)", errno: error)
         }
+        hold.keeper = keeper
         shared = hold
-        supervisor.cancel = hold.keeper?.timer.descriptor
-        if let keeper = hold.keeper { supervisor.spared.insert(keeper.pid) }
+        supervisor.cancel = keeper.timer.descriptor
+        supervisor.spared.insert(keeper.pid)
         supervisor.cancelGrace = grace
-        let keeper = hold.keeper
         let name = configuration.lockName ?? ""
         let lease = configuration.lease
         supervisor.cancelNotice = {
-            switch keeper?.why {
-            case .ended("revoked", let by)?: return "the lock '\(name)' was revoked by \(by): ending its process tree"
+            switch keeper.why {
+            case .ended(.revoked, let by)?: return "the lock '\(name)' was revoked by \(by): ending its process tree"
             case .ended(_, let by)?: return "cancelled by a newer run, \(by) (--cancel-running): ending its process tree"
             default:
-                let reason = keeper?.lastError.map { " (\($0))" } ?? ""
+                let reason = keeper.lastError.map { " (\($0))" } ?? ""
                 return "cannot renew the lease on '\(name)'\(reason): ending the process tree before the \(formatDuration(lease)) lease runs out"
             }
         }
@@ -181,7 +190,7 @@ extension GuardedRun {
     func sharedEnding() -> (HistoryRecord.Ending, Int32)? {
         guard let keeper = shared?.keeper else { return nil }
         switch keeper.why {
-        case .ended("revoked", _)?: return (.signal, Signal.terminate.shellExitCode)
+        case .ended(.revoked, _)?: return (.signal, Signal.terminate.shellExitCode)
         case .ended?: return (.replaced, ExitCode.replaced)
         default: return (.leaseLost, ExitCode.leaseLost)
         }

@@ -35,7 +35,7 @@ final class LeaseKeeper {
 
     /// Why the timer fired early.
     enum Why: Equatable {
-        case ended(String, by: String)
+        case ended(SharedLock.Ending, by: String)
         case lost
     }
 
@@ -96,7 +96,7 @@ final class LeaseKeeper {
             if line.hasPrefix("ended ") {
                 let rest = line.dropFirst(6)
                 let kind = rest.prefix { $0 != " " }
-                return .ended(String(kind), by: String(rest.dropFirst(kind.count + 1)))
+                return .ended(SharedLock.Ending(rawValue: String(kind)) ?? .revoked, by: String(rest.dropFirst(kind.count + 1)))
             }
         }
         return nil
@@ -179,7 +179,7 @@ struct Keeper {
                     timer.fire(inSeconds: sent + lease - margin - Clock.secondsSinceBoot())
                 case .ended(let kind, let by):
                     done = true
-                    _ = try? news.writeAll("ended \(kind) \(by)\n")
+                    _ = try? news.writeAll("ended \(kind.rawValue) \(by)\n")
                     timer.fire(inSeconds: 0)
                 case .lost:
                     done = true

@@ -281,13 +281,8 @@ public final class RunCgroup {
     public static func processes(ofRunSupervisedBy supervisor: ProcessIdentity) -> Set<Int32> {
         let name = "run-\(supervisor.pid)-\(supervisor.startTime)"
         var pids = Set<Int32>()
-        for controller in ["memory", "cpu", "blkio"] {
-            guard let home = CgroupHierarchy.own(controller) else { continue }
-            let base = home + "/seqguard"
-            let pools = ((try? FileSystem.contents(ofDirectory: base)) ?? []).filter { $0.hasPrefix("pool-") }
-            for directory in [base + "/" + name] + pools.map({ base + "/" + $0 + "/" + name }) {
-                for line in read(directory + "/cgroup.procs").split(separator: "\n") { if let pid = Int32(line) { pids.insert(pid) } }
-            }
+        for parent in runParents().flatMap({ $0.pools + [$0.base] }) {
+            for line in read(parent + "/" + name + "/cgroup.procs").split(separator: "\n") { if let pid = Int32(line) { pids.insert(pid) } }
         }
         return pids
     }
@@ -296,16 +291,22 @@ public final class RunCgroup {
     /// is gone and that hold no process, then the pool and seqguard parents left empty
     /// (`--kill-all`, once it has ended a killed supervisor's tree).
     public static func removeStaleRuns() {
-        for controller in ["memory", "cpu", "blkio"] {
-            guard let home = CgroupHierarchy.own(controller) else { continue }
+        for (base, pools) in runParents() {
+            for parent in pools + [base] {
+                removeStale(in: parent)
+                try? FileSystem.removeDirectory(parent)
+            }
+        }
+    }
+
+    /// Where runs' cgroups are, in each hierarchy this process may use: its `seqguard`
+    /// parent, and the pools' parents in it.
+    static func runParents() -> [(base: String, pools: [String])] {
+        ["memory", "cpu", "blkio"].compactMap { controller in
+            guard let home = CgroupHierarchy.own(controller) else { return nil }
             let base = home + "/seqguard"
             let pools = ((try? FileSystem.contents(ofDirectory: base)) ?? []).filter { $0.hasPrefix("pool-") }
-            for pool in pools {
-                removeStale(in: base + "/" + pool)
-                try? FileSystem.removeDirectory(base + "/" + pool)
-            }
-            removeStale(in: base)
-            try? FileSystem.removeDirectory(base)
+            return (base, pools.map { base + "/" + $0 })
         }
     }
 

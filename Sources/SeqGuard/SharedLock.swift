@@ -59,45 +59,59 @@ public final class SharedLock: @unchecked Sendable {
         try connection.query("SELECT pg_notify('\(Self.channel)', ?1)::text AS sent", [.text(name)])
     }
 
-    /// Whether a change to this lock's line was announced since the last call.
-    public func changed() -> Bool {
-        connection.notifications().contains { $0.channel == Self.channel && $0.payload == name }
-    }
+    /// Reads the announcements that woke a waiter (any lock's): the waiter looks again anyway.
+    public func takeAnnouncements() { _ = connection.notifications() }
 
     /// The database's clock, in seconds since the epoch.
     static let now = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
     /// The first key of the per-name advisory locks ("se"); the second is the name's hash.
     static let lockClass = 0x7365
 
+    /// How another run ended this one, as its row's `ended` says.
+    public enum Ending: String, Sendable, Equatable {
+        /// A newer newest-first run took its place in the line.
+        case replaced
+        /// A `--cancel-running` run ended it while it held the lock.
+        case cancelled
+        /// A farm-wide `--kill-all`.
+        case revoked
+
+        /// The row's ending and by whom; nil while none. A word this seqexec does not know
+        /// (a newer one wrote it) is taken as the strictest: revoked.
+        static func of(_ row: SQLRow) -> (Ending, by: String)? {
+            guard let word = row["ended"].string else { return nil }
+            return (Ending(rawValue: word) ?? .revoked, row["ended_by"].string ?? "another run")
+        }
+    }
+
     /// A run of the lock, as its row says.
-    public struct Run: Sendable, Equatable {
+    public struct Run: Sendable {
         public var id: Int64
         public var host: String
         public var pid: Int32
         public var command: String
-        public var priority: Int
+        public var priority: Priority
         public var slots: Int
         public var arrivedAt: Double
         public var leaseUntil: Double
         public var holdingSince: Double?
         public var fence: Int64?
-        /// "replaced", "cancelled" or "revoked", with whom by.
-        public var ended: String?
-        public var endedBy: String?
+        /// How another run ended this one, and by whom.
+        public var ended: (Ending, by: String)?
 
         init(_ row: SQLRow) {
             id = row["id"].int ?? 0
             host = row["host"].string ?? ""
             pid = Int32(row["pid"].int ?? 0)
             command = row["command"].string ?? ""
-            priority = Int(row["priority"].int ?? 1)
+            let rank = Int(row["priority"].int ?? 1)
+            priority = Priority.allCases.first { $0.rank == rank } ?? .normal
             slots = Int(row["slots"].int ?? 1)
             arrivedAt = row["arrived_at"].double ?? 0
             leaseUntil = row["lease_until"].double ?? 0
             holdingSince = row["holding_since"].double
             fence = row["fence"].int
-            ended = row["ended"].string
-            endedBy = row["ended_by"].string
+            ended = Ending.of(row)
         }
 
         /// `host ci-2 pid 4242 'make deploy'`.
@@ -119,8 +133,8 @@ public final class SharedLock: @unchecked Sendable {
     public enum Look: Sendable {
         case waiting(position: Int, total: Int, holders: [Run])
         case acquired(fence: Int64)
-        /// Another run ended this one's: "replaced", "cancelled" or "revoked", and by whom.
-        case ended(String, by: String)
+        /// Another run ended this one's wait, and by whom.
+        case ended(Ending, by: String)
         /// The row is gone: its lease ran out (the host was stopped or cut off) and another
         /// run's look removed it.
         case lost
@@ -158,13 +172,13 @@ public final class SharedLock: @unchecked Sendable {
             if arrival.newestFirst || arrival.cancelRunning { try announce() }
             if arrival.newestFirst {
                 try connection.run("""
-                    UPDATE guard_runs SET ended = 'replaced', ended_by = ?3
+                    UPDATE guard_runs SET ended = '\(Ending.replaced.rawValue)', ended_by = ?3
                     WHERE lock_name = ?1 AND id < ?2 AND holding_since IS NULL AND ended IS NULL AND newest_first = 1
                     """, [.text(name), .integer(id), .text(me)])
             }
             if arrival.cancelRunning {
                 try connection.run("""
-                    UPDATE guard_runs SET ended = 'cancelled', ended_by = ?2
+                    UPDATE guard_runs SET ended = '\(Ending.cancelled.rawValue)', ended_by = ?2
                     WHERE lock_name = ?1 AND holding_since IS NOT NULL AND ended IS NULL
                     """, [.text(name), .text(me)])
             }
@@ -181,12 +195,13 @@ public final class SharedLock: @unchecked Sendable {
                 UPDATE guard_runs SET lease_until = \(Self.now) + lease_seconds WHERE id = ?1 RETURNING ended, ended_by
                 """, [.integer(id)])
             guard let mine = renewed.first else { return .lost }
-            if let ended = mine["ended"].string { return .ended(ended, by: mine["ended_by"].string ?? "another run") }
+            if let (ending, by) = Ending.of(mine) { return .ended(ending, by: by) }
             try connection.run("DELETE FROM guard_runs WHERE lock_name = ?1 AND lease_until < \(Self.now)", [.text(name)])
             let runs = try self.runs()
             let holders = runs.filter { $0.holdingSince != nil }
             let waiting = runs.filter { $0.holdingSince == nil && $0.ended == nil }
-            guard let me = waiting.first(where: { $0.id == id }), let position = waiting.firstIndex(of: me) else { return .lost }
+            guard let position = waiting.firstIndex(where: { $0.id == id }) else { return .lost }
+            let me = waiting[position]
             let slots = holders.map(\.slots).reduce(me.slots, min)
             guard position == 0, holders.count < slots else { return .waiting(position: position + 1, total: waiting.count, holders: holders) }
             let taken = try connection.query("""
@@ -202,7 +217,7 @@ public final class SharedLock: @unchecked Sendable {
     /// What a holder's renewal found.
     public enum Renewal: Sendable, Equatable {
         case renewed
-        case ended(String, by: String)
+        case ended(Ending, by: String)
         /// The lease had run out by the database's clock: the lock may be someone else's.
         case lost
     }
@@ -214,7 +229,7 @@ public final class SharedLock: @unchecked Sendable {
             WHERE id = ?1 AND lease_until >= \(Self.now) RETURNING ended, ended_by
             """, [.integer(id)])
         guard let row = rows.first else { return .lost }
-        if let ended = row["ended"].string { return .ended(ended, by: row["ended_by"].string ?? "another run") }
+        if let (ending, by) = Ending.of(row) { return .ended(ending, by: by) }
         return .renewed
     }
 
@@ -256,7 +271,7 @@ public final class SharedLock: @unchecked Sendable {
         try deciding { () throws(StoreError) -> [Run] in
             try announce()
             return try connection.query("""
-                UPDATE guard_runs SET ended = 'revoked', ended_by = ?2
+                UPDATE guard_runs SET ended = '\(Ending.revoked.rawValue)', ended_by = ?2
                 WHERE lock_name = ?1 AND ended IS NULL AND lease_until >= \(Self.now)
                 RETURNING id, host, pid, command, priority, slots, arrived_at, lease_until, holding_since, fence, ended, ended_by
                 """, [.text(name), .text(by)]).map(Run.init)

@@ -42,7 +42,7 @@ public enum SharedLockReport {
         if holders.isEmpty { lines.append("holder:   none") }
         for run in holders {
             let since = run.holdingSince ?? now
-            let ending = run.ended.map { " ENDING: \($0) by \(run.endedBy ?? "another run")" } ?? ""
+            let ending = run.ended.map { " ENDING: \($0.0.rawValue) by \($0.by)" } ?? ""
             lines.append("holder:   \(run.who), since \(iso(since)) (\(formatDuration(now - since, wholeSeconds: true))), fence \(run.fence ?? 0), lease \(formatDuration(max(0, run.leaseUntil - now))) left\(ending)")
         }
         let waiting = runs.filter { $0.holdingSince == nil && $0.ended == nil }
@@ -56,13 +56,13 @@ public enum SharedLockReport {
     static func json(_ lock: SharedLock, runs: [SharedLock.Run], now: Double) -> String {
         func fields(_ run: SharedLock.Run) -> [(String, JSON.Value)] {
             [("run", .integer(run.id)), ("host", .string(run.host)), ("pid", .integer(Int64(run.pid))), ("command", .string(run.command)),
-             ("priority", .string(Priority.allCases.first { $0.rank == run.priority }?.rawValue ?? "normal")),
+             ("priority", .string(run.priority.rawValue)),
              ("arrived_at", .string(iso(run.arrivedAt))), ("lease_until", .string(iso(run.leaseUntil))),
              ("lease_seconds_left", .number(max(0, run.leaseUntil - now)))]
         }
         let holders: [JSON.Value] = runs.filter { $0.holdingSince != nil }.map { run in
             .object(fields(run) + [("since", .string(iso(run.holdingSince ?? now))), ("fence", .integer(run.fence ?? 0)),
-                                   ("ending", run.ended.map { .string($0) } ?? .null), ("ended_by", run.endedBy.map { .string($0) } ?? .null)])
+                                   ("ending", run.ended.map { .string($0.0.rawValue) } ?? .null), ("ended_by", run.ended.map { .string($0.by) } ?? .null)])
         }
         let waiting: [JSON.Value] = runs.filter { $0.holdingSince == nil && $0.ended == nil }.enumerated().map { index, run in
             .object([("position", .integer(Int64(index + 1)))] + fields(run) + [("waited_seconds", .number(max(0, now - run.arrivedAt)))])
@@ -74,13 +74,10 @@ public enum SharedLockReport {
     }
 
     static func priorityText(_ run: SharedLock.Run) -> String {
-        let priority = Priority.allCases.first { $0.rank == run.priority } ?? .normal
-        return priority == .normal ? "" : " [\(priority.rawValue)]"
+        run.priority == .normal ? "" : " [\(run.priority.rawValue)]"
     }
 
-    static func iso(_ seconds: Double) -> String {
-        Clock.isoUTC(WallTime(seconds: Int64(seconds.rounded(.down)), nanoseconds: 0))
-    }
+    static func iso(_ seconds: Double) -> String { Moment(seconds: seconds).iso }
 
     /// The farm-wide emergency stop: every run of the lock is revoked; each holder's
     /// supervisor, on whatever host, ends its tree at its next renewal (a third of its lease),

@@ -235,12 +235,9 @@ extension Supervisor {
             guard kernelNear, nextKernelLook <= now, let cgroup = supervisor.cgroup, let limit = cgroup.limits.memoryBytes else { return nil }
             // The kernel ended a process at the ceiling first (a tree growing faster than a
             // wake-up): the rest of the tree goes now, as at the limit.
-            if cgroup.oomKills > 0 {
+            if let line = kernelKills(cgroup, endingTheRest: true) {
                 commandEndedForMemory = true
-                let kills = "\(cgroup.oomKills) process\(cgroup.oomKills == 1 ? "" : "es")"
-                return endTree(.memoryExceeded, grace: supervisor.killGrace) {
-                    reporter.error("memory limit \(formatMegabytes(limit)) reached by '\(display)': the kernel ended \(kills) of it at its cgroup's ceiling \(formatMegabytes(RunCgroup.ceiling(limit))), peak \(formatMegabytes(cgroup.memoryPeak ?? limit)); ending the rest of its tree (exit 137)")
-                }
+                return endTree(.memoryExceeded, grace: supervisor.killGrace) { reporter.error(line) }
             }
             let charged = cgroup.memoryCharged ?? 0
             if charged >= limit {
@@ -254,18 +251,26 @@ extension Supervisor {
             return nil
         }
 
+        /// The line for processes of the run the kernel ended at a memory ceiling (the run's
+        /// own, or its pool's, shared by the pool's runs); nil when it ended none.
+        func kernelKills(_ cgroup: RunCgroup, endingTheRest: Bool) -> String? {
+            let count = cgroup.oomKills
+            guard count > 0 else { return nil }
+            let kills = "\(count) process\(count == 1 ? "" : "es")"
+            let end = endingTheRest ? "; ending the rest of its tree (exit 137)" : " (exit 137)"
+            if let pool = cgroup.pool, let limit = pool.memoryBytes, !cgroup.ownCeilingReached {
+                return "pool '\(pool.name)' reached its memory limit \(formatMegabytes(limit)), shared by all its runs: the kernel ended \(kills) of '\(display)'\(end)"
+            }
+            guard let limit = cgroup.limits.memoryBytes else { return nil }
+            return "memory limit \(formatMegabytes(limit)) reached by '\(display)': the kernel ended \(kills) of it at its cgroup's ceiling \(formatMegabytes(RunCgroup.ceiling(limit))), peak \(formatMegabytes(cgroup.memoryPeak ?? limit))\(end)"
+        }
+
         /// The command is gone; anything it left behind is still ours to end.
         func afterTheCommand() -> SupervisedRun {
             result.peakTreeBytes = monitor?.peak
-            if let cgroup = supervisor.cgroup, cgroup.oomKills > 0 {
-                let kills = "\(cgroup.oomKills) process\(cgroup.oomKills == 1 ? "" : "es")"
-                if let pool = cgroup.pool, let limit = pool.memoryBytes, !cgroup.ownCeilingReached {
-                    commandEndedForMemory = true
-                    reporter.error("pool '\(pool.name)' reached its memory limit \(formatMegabytes(limit)), shared by all its runs: the kernel ended \(kills) of '\(display)' (exit 137)")
-                } else if let limit = cgroup.limits.memoryBytes {
-                    commandEndedForMemory = true
-                    reporter.error("memory limit \(formatMegabytes(limit)) reached by '\(display)': the kernel ended \(kills) of it at its cgroup's ceiling \(formatMegabytes(RunCgroup.ceiling(limit))) (exit 137)")
-                }
+            if let cgroup = supervisor.cgroup, let line = kernelKills(cgroup, endingTheRest: false) {
+                commandEndedForMemory = true
+                reporter.error(line)
             }
             result.ending = commandEndedForMemory ? .memoryExceeded : status.map(RunEnding.exited) ?? .timedOut
             if !tree.reapEnded({ _, _ in }) {
