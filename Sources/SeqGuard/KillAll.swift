@@ -68,6 +68,8 @@ public enum KillAll {
         var teardown = Teardown.graceful(killGrace)
         teardown.killRounds = 5
         let report = teardown.run(find: { _ in search.targets() })
+        // What a run's cgroup still holds goes by the kernel's hand (nothing forked since escapes it).
+        for supervisor in search.supervisors { RunCgroup.killLeftovers(ofRunSupervisedBy: supervisor) }
         // Whatever is left on disk has no live owner now.
         try directory.withMutex { () throws(GuardFailure) in
             for claim in try lock.inspect() where !claim.isLive {
@@ -94,6 +96,8 @@ struct KillAllSearch {
     let queue: WaitQueue
     let me: Int32
     var roles: [ProcessIdentity: String] = [:]
+    /// The supervisors of the runs found, whose run cgroups are swept at the end.
+    var supervisors: Set<ProcessIdentity> = []
 
     mutating func targets() -> [Teardown.Target] {
         guard let (claims, snapshot) = try? directory.withMutex({ () throws(GuardFailure) in (try lock.inspect(), try queue.read()) }) else { return [] }
@@ -143,6 +147,7 @@ struct KillAllSearch {
                 if let supervisor = record.supervisor {
                     roots[supervisor] = command
                     supervisors[supervisor] = command
+                    self.supervisors.insert(supervisor)
                     // The run's cgroup holds what no parent link or open file shows any more.
                     for pid in RunCgroup.processes(ofRunSupervisedBy: supervisor) {
                         if let identity = try? ProcStat.read(pid).identity { roots[identity] = command }

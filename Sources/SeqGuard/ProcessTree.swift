@@ -7,6 +7,9 @@ public struct ProcessTree {
     /// Children that are not part of the command, with their subtrees: never sampled, never
     /// ended here (a pipeline worker's device server lives across its steps).
     public var spared: Set<Int32> = []
+    /// The processes the kernel keeps in the run's cgroups, when it has them: ended with the
+    /// tree, should one have left it.
+    public var cgroupMembers: (() -> Set<Int32>)?
 
     public init(signals: SignalReceiver, spared: Set<Int32> = []) {
         self.signals = signals
@@ -27,7 +30,10 @@ public struct ProcessTree {
 
     /// The live descendants of this process but the spared ones, found over /proc, deepest first.
     public func descendants() -> [ProcStat] {
-        Processes.descendants(of: [Processes.currentPid], sparing: spared)
+        let found = Processes.descendants(of: [Processes.currentPid], sparing: spared)
+        guard let cgroupMembers else { return found }
+        let known = Set(found.map(\.pid) + [Processes.currentPid])
+        return cgroupMembers().subtracting(known).sorted().compactMap { try? ProcStat.read($0) } + found
     }
 
     /// Ends the whole tree through the teardown: SIGTERM (and SIGCONT) to every descendant,

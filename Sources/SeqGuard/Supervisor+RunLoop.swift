@@ -44,6 +44,7 @@ extension Supervisor {
             self.started = started
             result = SupervisedRun(ending: .timedOut, child: child)
             tree = ProcessTree(signals: supervisor.signals, spared: supervisor.spared)
+            if let cgroup = supervisor.cgroup { tree.cgroupMembers = cgroup.processes }
             monitor = supervisor.memory.map { policy in
                 var monitor = MemoryMonitor(policy: policy)
                 monitor.spared = supervisor.spared
@@ -200,10 +201,10 @@ extension Supervisor {
             if kernelNear { wake = min(wake, nextKernelLook) }
             let wait: Int32 = wake == Int64.max ? -1 : Int32(clamping: max(0, wake - now) / 1_000_000 + 1)
             let signals = supervisor.signals
-            let threshold = supervisor.cgroup?.threshold
-            let ready = Poll.readable([signals.descriptor] + (supervisor.cancel.map { [$0] } ?? []) + (threshold.map { [$0.descriptor] } ?? []),
+            let alarm = supervisor.cgroup?.alarm
+            let ready = Poll.readable([signals.descriptor] + (supervisor.cancel.map { [$0] } ?? []) + (alarm.map { [$0.descriptor] } ?? []),
                                       timeoutMilliseconds: wait)
-            if let threshold, ready.contains(supervisor.cancel == nil ? 1 : 2), threshold.take() > 0 {
+            if let alarm, ready.contains(supervisor.cancel == nil ? 1 : 2), alarm.take() {
                 kernelNear = true
                 nextKernelLook = 0
             }

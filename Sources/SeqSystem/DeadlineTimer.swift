@@ -47,3 +47,29 @@ public final class EventCounter: Sendable {
         return bytes.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) }
     }
 }
+
+/// A file's changes as a descriptor (inotify, IN_MODIFY): readable once the file was modified,
+/// as a cgroup v2 `memory.events` is when one of its counts goes up.
+public final class FileChangeWatch: Sendable {
+    public let descriptor: FileDescriptor
+
+    public init(_ path: String) throws(Errno) {
+        let raw = inotify_init1(Int32(IN_CLOEXEC) | Int32(IN_NONBLOCK))
+        guard raw >= 0 else { throw Errno.current }
+        descriptor = FileDescriptor(rawValue: raw)
+        guard inotify_add_watch(raw, path, UInt32(IN_MODIFY)) >= 0 else {
+            let error = Errno.current
+            descriptor.close()
+            throw error
+        }
+    }
+
+    deinit { descriptor.close() }
+
+    /// Whether the file changed since the last call, which forgets the changes seen.
+    public func take() -> Bool {
+        var changed = false
+        while let bytes = try? descriptor.read(upTo: 4096), !bytes.isEmpty { changed = true }
+        return changed
+    }
+}

@@ -21,6 +21,7 @@ public struct Errno: Error, Equatable, Hashable, Sendable, CustomStringConvertib
     public static let invalidArgument = Errno(rawValue: EINVAL)
     public static let tooManySymlinks = Errno(rawValue: ELOOP)
     public static let directoryNotEmpty = Errno(rawValue: ENOTEMPTY)
+    public static let busy = Errno(rawValue: EBUSY)
     public static let notImplemented = Errno(rawValue: ENOSYS)
     public static let execFormatError = Errno(rawValue: ENOEXEC)
     public static let timedOut = Errno(rawValue: ETIMEDOUT)
