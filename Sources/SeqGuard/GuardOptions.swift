@@ -105,9 +105,10 @@ public enum GuardOptions {
             }),
         ToolOption(OptionSpec("--kernel-limits"), help: """
             Have the kernel enforce the memory limit (a cgroup per
-            run; cgroup v1 as root). The default when -m is given
-            and a cgroup can be made; SEQEXEC_KERNEL_LIMITS=0 keeps
-            the /proc monitor alone. Every page the tree charges
+            run: v1 as root; v2 in a parent cgroup that is root's
+            or delegated). The default when -m is given and a
+            cgroup can be made; SEQEXEC_KERNEL_LIMITS=0 keeps the
+            /proc monitor alone. Every page the tree charges
             counts, tmpfs files too; a ceiling 3% above is final.
             """, summary: "the kernel enforces the memory limit (cgroup)", environment: "KERNEL_LIMITS",
             apply: { configuration, value, _ in configuration.kernelMemoryLimit = value.map(Setting.flag) ?? true }),
