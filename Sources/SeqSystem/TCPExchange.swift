@@ -1,11 +1,13 @@
 import CSeqSystem
 import Glibc
 
-/// A TCP exchange: connect, send a request, read the reply until the peer closes. The
-/// transport under the device health probe (SeqPipeline's HTTPProbe); no protocol here.
+/// A TCP exchange: connect, send a request, read the reply until it is complete or the peer
+/// closes. The transport under the device health probe (SeqPipeline's HTTPProbe); no
+/// protocol here.
 public enum TCPExchange {
     /// Sends `request` to `host`:`port` and returns every byte of the reply (at most
-    /// `maximumReply`), all within `timeoutMilliseconds`, the name lookup included. Each
+    /// `maximumReply`) until `complete` says it is whole, or the peer closes, all within
+    /// `timeoutMilliseconds`, the name lookup included. Each
     /// address of the host is tried in turn (a `localhost` whose first address is ::1 still
     /// reaches a server that listens on 127.0.0.1 only).
     /// - Parameter cancel: once readable, the exchange gives up at once with `.operationCanceled`.
@@ -14,7 +16,7 @@ public enum TCPExchange {
     @available(*, noasync)
     public static func run(
         host: String, port: UInt16, request: [UInt8], timeoutMilliseconds: Int,
-        maximumReply: Int = 1 << 20, cancel: FileDescriptor? = nil
+        maximumReply: Int = 1 << 20, cancel: FileDescriptor? = nil, complete: ([UInt8]) -> Bool = { _ in false }
     ) throws(Errno) -> [UInt8] {
         let deadline = Clock.monotonicNanoseconds() + Int64(timeoutMilliseconds) * 1_000_000
         func left() throws(Errno) -> Int32 {
@@ -83,7 +85,11 @@ public enum TCPExchange {
         var buffer = [UInt8](repeating: 0, count: 4096)
         while reply.count < maximumReply {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n > 0 { reply += buffer[0..<n]; continue }
+            if n > 0 {
+                reply += buffer[0..<n]
+                if complete(reply) { break }
+                continue
+            }
             if n == 0 { break }
             let error = Errno.current
             guard error == .wouldBlock || error == .interrupted else { throw error }
