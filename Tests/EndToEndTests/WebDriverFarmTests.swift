@@ -11,21 +11,13 @@ let webdriverDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCompone
 /// Appium extends), each step a Selenium client driving a headless Chromium through it to post
 /// on a local page (scripts/webdriver/post-app), which logs every post.
 enum WebDriverFarm {
-    /// A python3 that imports selenium (Debian's python3-selenium is /usr/bin/python3's).
-    static let python: String? = ["/usr/bin/python3", pathOf("python3")].compactMap { $0 }.first { candidate in
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: candidate)
-        probe.arguments = ["-c", "import selenium"]
-        probe.standardError = FileHandle.nullDevice
-        guard (try? probe.run()) != nil else { return false }
-        probe.waitUntilExit()
-        return probe.terminationStatus == 0
-    }
+    /// A python3 that imports selenium (the dashboard's browser test looks for the same).
+    static var python: String? { DashboardTests.seleniumPython }
 
     /// Why the farm cannot run here, or nil.
     static let missing: String? = {
-        if !commandOnPath("chromedriver") { return "no chromedriver (apt-get install chromium-driver)" }
-        if !commandOnPath("chromium") && !commandOnPath("chromium-browser") { return "no chromium (apt-get install chromium)" }
+        if DashboardTests.chromedriverPath == nil { return "no chromedriver (apt-get install chromium-driver)" }
+        if chromiumPath == nil { return "no chromium (apt-get install chromium)" }
         if python == nil { return "no python3 with selenium (apt-get install python3-selenium)" }
         return nil
     }()
