@@ -224,6 +224,11 @@ public enum GuardOptions {
             A queued run leaves the queue; a running one's tree
             is ended (SIGTERM, then SIGKILL after --kill-grace).
             """, summary: "end a submitted run, queued or running", completes: .runs),
+        ToolOption(OptionSpec("--mcp"), help: """
+            Serve as an MCP server on stdin and stdout, for coding
+            agents: the tools run, wait, status, runs, cancel and
+            history queue and follow runs in this same line.
+            """, summary: "serve as an MCP server over stdio, for agents"),
         ToolOption(OptionSpec("--completion", kind: .value), "SHELL", help: """
             Print the completion script for SHELL (bash, zsh or
             fish), made from these declarations.
@@ -255,6 +260,11 @@ public enum GuardOptions {
             End every guarded make, command and waiter of the
             project, as 'seqexec --kill-all' does.
             """, summary: "end every guarded make, command and waiter of the project"),
+        ToolOption(OptionSpec("--mcp"), help: """
+            Serve as an MCP server on stdin and stdout, for coding
+            agents: run takes make's arguments; wait, status,
+            runs, cancel and history as in 'seqexec --mcp'.
+            """, summary: "serve as an MCP server over stdio, for agents"),
         ToolOption(OptionSpec("--completion", kind: .value), "SHELL", help: """
             Print the completion script for SHELL (bash, zsh or
             fish).

@@ -9,15 +9,27 @@ public enum Submission {
     /// queue (or the lock), and returns 0.
     @available(*, noasync)
     public static func submit(_ configuration: GuardConfiguration) -> Int32 {
-        let reporter = configuration.reporter
+        do {
+            print(try start(configuration))
+            return 0
+        } catch {
+            configuration.reporter.error(error.message)
+            return error.exitCode
+        }
+    }
+
+    /// Queues `configuration`'s command as `--submit` does and returns the run's id once the
+    /// run has its place.
+    /// - Throws: `GuardFailure` with the CLI's message and status: 127 (not found), 126 (not
+    ///   executable), or the state's failure.
+    @available(*, noasync)
+    public static func start(_ configuration: GuardConfiguration) throws(GuardFailure) -> String {
         let name = configuration.arguments[0]
         do { _ = try Spawn.lookUp(name) } catch {
             if error == .permissionDenied {
-                reporter.error("'\(name)' cannot be executed: not an executable file; fix its mode or the PATH; nothing was queued")
-                return ExitCode.cannotExecute
+                throw GuardFailure(exitCode: ExitCode.cannotExecute, "'\(name)' cannot be executed: not an executable file; fix its mode or the PATH; nothing was queued")
             }
-            reporter.error("'\(name)' not found\(name.contains("/") ? "" : " on PATH"); check the name or the PATH; nothing was queued")
-            return ExitCode.notFound
+            throw GuardFailure(exitCode: ExitCode.notFound, "'\(name)' not found\(name.contains("/") ? "" : " on PATH"); check the name or the PATH; nothing was queued")
         }
         let store: RunStore
         let log: FileDescriptor
@@ -27,11 +39,10 @@ public enum Submission {
             defer { state.close() }
             store = try RunStore(state: state)
             try store.prune(keep: RunStore.defaultKeep)
-            guard let opened = try store.directory.openFile("\(id).log", [.writeOnly, .create, .exclusive]) else { return ExitCode.toolFailure }
+            guard let opened = try store.directory.openFile("\(id).log", [.writeOnly, .create, .exclusive]) else {
+                throw GuardFailure("run \(id)'s log exists already in \(store.directory.path); submit again")
+            }
             log = opened
-        } catch {
-            reporter.error(error.message)
-            return error.exitCode
         }
         let announce: (read: FileDescriptor, write: FileDescriptor)
         let relayPid: Int32
@@ -39,8 +50,9 @@ public enum Submission {
             announce = try FileSystem.pipe()
             relayPid = try Processes.fork()
         } catch {
-            reporter.error("cannot start a supervisor for the run: \(error)")
-            return ExitCode.toolFailure
+            log.close()
+            store.close()
+            throw GuardFailure("cannot start a supervisor for the run: \(error)")
         }
         if relayPid == 0 {
             announce.read.close()
@@ -60,11 +72,9 @@ public enum Submission {
         }
         announce.read.close()
         guard placed, (try? store.run(id)) != nil else {
-            reporter.error("run \(id) did not get its place in the queue; see \(store.logPath(id))")
-            return ExitCode.toolFailure
+            throw GuardFailure("run \(id) did not get its place in the queue; see \(store.logPath(id))")
         }
-        print(id)
-        return 0
+        return id
     }
 
     /// The detached side of a submit: leads a session of its own, starts the front (the
@@ -273,21 +283,7 @@ public enum Submission {
             let runs = try store.runs()
             let states = runs.map { Self.state(of: $0, store: store, lockDirectory: lanes) }
             if json {
-                print(JSON.encode(.array(zip(runs, states).map { run, now in
-                    var fields: [(String, JSON.Value)] = [
-                        ("id", .string(run.id)), ("command", .string(run.command)),
-                        ("submitted_at", .string(Clock.isoUTC(run.submittedAt))), ("state", .string(now.name)),
-                    ]
-                    switch now {
-                    case .queued(let position, let total): fields += [("position", .integer(Int64(position))), ("queue_length", .integer(Int64(total)))]
-                    case .running(let pid, let since): fields += [("pid", .integer(Int64(pid))), ("since", .string(Clock.isoUTC(since)))]
-                    case .ended(let result):
-                        fields += [("exit_status", .integer(Int64(result.status))), ("ended", .string(result.ended)), ("ended_at", .string(Clock.isoUTC(result.endedAt)))]
-                    case .starting, .lost: break
-                    }
-                    fields.append(("log", .string(store.logPath(run.id))))
-                    return .object(fields)
-                })))
+                print(JSON.encode(.array(zip(runs, states).map { run, now in Self.json(run, now, store: store) })))
             } else if runs.isEmpty {
                 print("seqexec: no submitted runs in \(store.directory.path)")
             } else {
@@ -302,26 +298,52 @@ public enum Submission {
         }
     }
 
+    /// One run and where it is now, as `--runs --json` gives it.
+    static func json(_ run: SubmittedRun, _ now: State, store: RunStore) -> JSON.Value {
+        var fields: [(String, JSON.Value)] = [
+            ("id", .string(run.id)), ("command", .string(run.command)),
+            ("submitted_at", .string(Clock.isoUTC(run.submittedAt))), ("state", .string(now.name)),
+        ]
+        switch now {
+        case .queued(let position, let total): fields += [("position", .integer(Int64(position))), ("queue_length", .integer(Int64(total)))]
+        case .running(let pid, let since): fields += [("pid", .integer(Int64(pid))), ("since", .string(Clock.isoUTC(since)))]
+        case .ended(let result):
+            fields += [("exit_status", .integer(Int64(result.status))), ("ended", .string(result.ended)), ("ended_at", .string(Clock.isoUTC(result.endedAt)))]
+        case .starting, .lost: break
+        }
+        fields.append(("log", .string(store.logPath(run.id))))
+        return .object(fields)
+    }
+
     /// `seqexec --cancel ID`: a queued run leaves the queue (its front is asked to stop, as
     /// Ctrl-C would); a running one's command tree is ended through the one teardown
     /// (SIGTERM, the kill grace, SIGKILL). Waits for the run's status, then says what it did.
     @available(*, noasync)
     public static func cancel(_ configuration: GuardConfiguration, id: String) -> Int32 {
-        let reporter = configuration.reporter
+        do {
+            print(try cancelRun(configuration, id: id))
+            return 0
+        } catch {
+            configuration.reporter.error(error.message)
+            return error.exitCode
+        }
+    }
+
+    /// Cancels run `id` as `--cancel` does; returns what it did, in one line.
+    @available(*, noasync)
+    public static func cancelRun(_ configuration: GuardConfiguration, id: String) throws(GuardFailure) -> String {
         do {
             let (_, state) = try configuration.openState()
             defer { state.close() }
             let store = try RunStore(state: state)
             defer { store.close() }
             guard let run = try store.run(id) else {
-                reporter.error("no submitted run '\(id)' in \(store.directory.path); see 'seqexec --runs'")
-                return ExitCode.toolFailure
+                throw GuardFailure("no submitted run '\(id)' in \(store.directory.path); see 'seqexec --runs'")
             }
             let before = Self.state(of: run, store: store, lockDirectory: state)
             switch before {
             case .ended, .lost:
-                print("run \(id) has already \(before.description)")
-                return 0
+                return "run \(id) has already \(before.description)"
             case .running:
                 let children = ((try? ProjectLock(directory: state).inspect()) ?? []).compactMap { claim in
                     claim.record?.holder == run.front ? claim.record?.child : nil
@@ -336,11 +358,7 @@ public enum Submission {
                 relay.close()
             }
             let after = Self.state(of: run, store: store, lockDirectory: state)
-            print("cancelled run \(id) (it was \(before.name)); it \(after == .lost ? "is " : "has ")\(after.description)")
-            return 0
-        } catch {
-            reporter.error(error.message)
-            return error.exitCode
+            return "cancelled run \(id) (it was \(before.name)); it \(after == .lost ? "is " : "has ")\(after.description)"
         }
     }
 }

@@ -4,7 +4,7 @@ import SeqSystem
 // make-seq: make through the guard. Parse the few arguments that are make-seq's own, read
 // the environment, and hand over to SeqGuard. Nothing else lives here.
 
-enum Mode { case run, status(json: Bool), killAll, history(lines: Int, json: Bool), completion(String) }
+enum Mode { case run, status(json: Bool), killAll, history(lines: Int, json: Bool), mcp, completion(String) }
 
 func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfiguration) {
     var configuration = GuardConfiguration()
@@ -23,7 +23,7 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
         if let word = scanned.positional.first {
             throw GuardFailure("\(first) takes no make arguments, got '\(word)'; to pass them to make, put '--' first")
         }
-        let modes = ["--status", "--kill-all", "--history", "--completion"].filter(scanned.has)
+        let modes = ["--status", "--kill-all", "--history", "--mcp", "--completion"].filter(scanned.has)
         if modes.count > 1 { throw GuardFailure("\(modes[0]) and \(modes[1]) go alone; give one") }
         let lines = try scanned.options.last { $0.name == "--lines" }.map { option throws(GuardFailure) in
             try Setting.wholeNumber(option.value ?? "", option.typed, minimum: 1)
@@ -33,6 +33,7 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
         if scanned.has("--status") { return (.status(json: scanned.has("--json")), configuration) }
         if scanned.has("--history") { return (.history(lines: lines ?? 20, json: scanned.has("--json")), configuration) }
         if scanned.has("--kill-all") && !scanned.has("--json") { return (.killAll, configuration) }
+        if scanned.has("--mcp") && !scanned.has("--json") { return (.mcp, configuration) }
         throw GuardFailure("--json goes with --status or --history; see 'make-seq --help'")
     }
     let rest = arguments.first == "--" ? 1 : 0
@@ -54,6 +55,8 @@ case .killAll:
     ProcessExit.now(KillAll.runAndReport(configuration))
 case .history(let lines, let json):
     ProcessExit.now(History.show(configuration, limit: lines, json: json))
+case .mcp:
+    ProcessExit.now(MCPServer.serve(configuration))
 case .completion(let shell):
     ProcessExit.now(ShellCompletion.print(tool: "make-seq", shell: shell))
 }

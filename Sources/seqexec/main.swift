@@ -3,7 +3,7 @@ import SeqSystem
 
 // seqexec: parse flags and environment, then hand over to SeqGuard. Nothing else lives here.
 
-enum Mode: Equatable { case run, status, killAll, history, submit, wait(String), runs, cancel(String), completion(String) }
+enum Mode: Equatable { case run, status, killAll, history, submit, wait(String), runs, cancel(String), mcp, completion(String) }
 
 func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfiguration, json: Bool, lines: Int, tail: Bool, waitLimit: Double?) {
     var configuration = GuardConfiguration()
@@ -39,12 +39,13 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
         case "--tail": tail = true
         case "--runs": mode = .runs
         case "--cancel": mode = .cancel(value)
+        case "--mcp": mode = .mcp
         case "--completion": mode = .completion(value)
         default: break  // a setting, or --help and --version, answered above
         }
     }
     // One thing at a time: two of these cannot be meant together.
-    let modes = scanned.options.map(\.typed).filter { ["--status", "--history", "--kill-all", "--submit", "--wait", "--runs", "--cancel", "--completion"].contains($0) }
+    let modes = scanned.options.map(\.typed).filter { ["--status", "--history", "--kill-all", "--submit", "--wait", "--runs", "--cancel", "--mcp", "--completion"].contains($0) }
     if let second = Set(modes).count > 1 ? modes.first(where: { $0 != modes[0] }) : nil {
         throw GuardFailure("\(modes[0]) and \(second) go alone; give one")
     }
@@ -57,7 +58,7 @@ func parse(_ arguments: [String]) throws(GuardFailure) -> (Mode, GuardConfigurat
         throw GuardFailure("no command given; usage: seqexec [OPTIONS] [--] COMMAND [ARG...]")
     }
     if !runsCommand && !configuration.arguments.isEmpty {
-        throw GuardFailure("--status, --history, --runs, --wait, --cancel, --kill-all and --completion take no command; got '\(configuration.arguments[0])'")
+        throw GuardFailure("--status, --history, --runs, --wait, --cancel, --mcp, --kill-all and --completion take no command; got '\(configuration.arguments[0])'")
     }
     if json && ![.status, .history, .runs].contains(mode) { throw GuardFailure("--json goes with --status, --history or --runs") }
     if linesGiven && mode != .history { throw GuardFailure("-n/--lines goes with --history") }
@@ -88,6 +89,8 @@ case .runs:
     ProcessExit.now(Submission.list(configuration, json: json))
 case .cancel(let id):
     ProcessExit.now(Submission.cancel(configuration, id: id))
+case .mcp:
+    ProcessExit.now(MCPServer.serve(configuration))
 case .completion(let shell):
     ProcessExit.now(ShellCompletion.print(tool: "seqexec", shell: shell))
 }
