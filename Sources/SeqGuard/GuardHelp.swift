@@ -17,6 +17,7 @@ public enum GuardHelp {
                seqexec --wait ID [-w S] [--tail]
                seqexec --runs [--json]
                seqexec --cancel ID
+               seqexec --mcp
                seqexec --completion bash|zsh|fish
                seqexec --help | --version
 
@@ -75,6 +76,7 @@ public enum GuardHelp {
                    make-seq --status [--json]
                    make-seq --kill-all
                    make-seq --history [-n N] [--json]
+                   make-seq --mcp
                    make-seq --completion bash|zsh|fish
                    make-seq --help | --version
 

@@ -16,7 +16,7 @@ _make_seq_targets() {
 _make_seq() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
     if [ "$COMP_CWORD" -eq 1 ] && [[ $cur == --* ]]; then
-        COMPREPLY=($(compgen -W "--status --json --history --lines --kill-all --completion --help --version --" -- "$cur"))
+        COMPREPLY=($(compgen -W "--status --json --history --lines --kill-all --mcp --completion --help --version --" -- "$cur"))
         return
     fi
     case "$prev" in

@@ -4,6 +4,7 @@ complete -c make-seq --wraps make
 complete -c make-seq -n '__fish_is_first_arg' -l status -d 'Show both locks of the project and who waits'
 complete -c make-seq -n '__fish_is_first_arg' -l history -d 'Show the last guarded runs of the project'
 complete -c make-seq -n '__fish_is_first_arg' -l kill-all -d 'End every guarded make, command and waiter of the project'
+complete -c make-seq -n '__fish_is_first_arg' -l mcp -d 'Serve as an MCP server over stdio, for agents'
 complete -c make-seq -n '__fish_is_first_arg' -l completion -x -a 'bash zsh fish' -d 'Print the completion script for a shell'
 complete -c make-seq -n '__fish_is_first_arg' -l help -d 'Show the help'
 complete -c make-seq -n '__fish_is_first_arg' -l version -d 'Show the version'

@@ -8,7 +8,7 @@ _seqexec() {
         --machine -m --memory-limit --kernel-limits --pool --cpus --cpu-weight --io-weight -i
         --check-interval --memory-metric --memory-action --min-available --git-wait --git-guard
         --no-git-wait --clean-stale-git-locks --status --history -n --lines --json --kill-all
-        --submit --wait --tail --runs --cancel --completion -h --help --version"
+        --submit --wait --tail --runs --cancel --mcp --completion -h --help --version"
     local with_value=" -p --project --lock --state-dir -t --timeout --kill-grace -w --wait-timeout --slots --priority --order --store --lease --host -m --memory-limit --pool --cpus --cpu-weight --io-weight -i --check-interval --memory-metric --memory-action --min-available --git-wait -n --lines --wait --cancel --completion "
     # Where the command starts: the first word that is not an option or an option's value.
     local i=1

@@ -75,6 +75,7 @@ $c -l wait -x -a '(seqexec --runs 2>/dev/null | awk \'NR > 1 { print $1 }\')' -d
 $c -l tail -d 'With --wait: only the output from now on'
 $c -l runs -d 'List the submitted runs'
 $c -l cancel -x -a '(seqexec --runs 2>/dev/null | awk \'NR > 1 { print $1 }\')' -d 'End a submitted run, queued or running'
+$c -l mcp -d 'Serve as an MCP server over stdio, for agents'
 $c -l completion -x -a 'bash zsh fish' -d 'Print the completion script for a shell'
 $c -s h -l help -d 'Show the help'
 $c -l version -d 'Show the version'
