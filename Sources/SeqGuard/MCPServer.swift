@@ -94,7 +94,7 @@ public struct MCPServer {
                 reply = .failure(MCPError(code: -32602, message: "unknown tool '\(params["name"]?.string ?? "")'; the tools are \(MCPTools.names.joined(separator: ", "))"))
                 break
             }
-            var call = MCPCall(server: self, id: id, progressToken: params["_meta"]?["progressToken"])
+            var call = MCPCall(base: base, structured: structured, input: input, id: id, progressToken: params["_meta"]?["progressToken"])
             let result = MCPTools.call(name, arguments: params["arguments"] ?? .object([]), call: &call)
             pending += call.arrived
             if call.cancelled { return true }
@@ -140,24 +140,17 @@ struct MCPError: Error {
 /// One tool call in progress: it can report progress, and it watches stdin for the client's
 /// cancel while it waits (other messages that come are kept for after it).
 struct MCPCall {
-    let server: MCPServer
+    /// The server's settings: every call's defaults.
+    let base: GuardConfiguration
+    /// Whether results carry structured content (the negotiated revision has it).
+    let structured: Bool
+    let input: LineReader
     let id: JSON.Value
     let progressToken: JSON.Value?
     var arrived: [JSON.Value] = []
     var cancelled = false
     var progress: Int64 = 0
     var lastMessage = ""
-    var input: LineReader
-
-    init(server: MCPServer, id: JSON.Value, progressToken: JSON.Value?) {
-        self.server = server
-        self.id = id
-        self.progressToken = progressToken
-        input = server.input
-    }
-
-    var base: GuardConfiguration { server.base }
-    var structured: Bool { server.structured }
 
     /// Says where the call's run is, when the client asked for progress and it changed.
     mutating func report(_ message: String) {

@@ -38,11 +38,17 @@ public enum Submission {
             let (_, state) = try configuration.openState()
             defer { state.close() }
             store = try RunStore(state: state)
-            try store.prune(keep: RunStore.defaultKeep)
-            guard let opened = try store.directory.openFile("\(id).log", [.writeOnly, .create, .exclusive]) else {
-                throw GuardFailure("run \(id)'s log exists already in \(store.directory.path); submit again")
+            do throws(GuardFailure) {
+                try store.prune(keep: RunStore.defaultKeep)
+                guard let opened = try store.directory.openFile("\(id).log", [.writeOnly, .create, .exclusive]) else {
+                    throw GuardFailure("cannot create run \(id)'s log in \(store.directory.path); submit again")
+                }
+                log = opened
+            } catch {
+                // A server (--mcp) submits for as long as it lives: nothing of a failed submit stays open.
+                store.close()
+                throw error
             }
-            log = opened
         }
         let announce: (read: FileDescriptor, write: FileDescriptor)
         let relayPid: Int32
