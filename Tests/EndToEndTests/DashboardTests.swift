@@ -321,15 +321,7 @@ let chromiumPath: String? = ["chromium", "chromium-browser", "google-chrome"].fi
     }
 
     /// The Python that has Selenium (Debian's python3-selenium), if any.
-    static let seleniumPython: String? = ["/usr/bin/python3", "python3"].compactMap(pathOf).first { python in
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: python)
-        probe.arguments = ["-c", "import selenium"]
-        probe.standardError = FileHandle.nullDevice
-        guard (try? probe.run()) != nil else { return false }
-        probe.waitUntilExit()
-        return probe.terminationStatus == 0
-    }
+    static let seleniumPython = python(importing: "selenium", from: ["/usr/bin/python3", "python3"])
     static let chromedriverPath: String? = pathOf("chromedriver")
 
     /// The operator's desk, driven in headless Chromium as a person would: a job opened by its

@@ -20,6 +20,20 @@ let toolsDirectory = (seqexecPath as NSString).deletingLastPathComponent
 /// Whether `name` is a program on this process's PATH (an optional tool a test needs).
 func commandOnPath(_ name: String) -> Bool { pathOf(name) != nil }
 
+/// The first of `candidates` (paths, or names on PATH) that is a Python able to import
+/// `module` (a client library a test drives: selenium, the MCP SDK), or nil.
+func python(importing module: String, from candidates: [String]) -> String? {
+    candidates.compactMap(pathOf).first { python in
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: python)
+        probe.arguments = ["-c", "import \(module)"]
+        probe.standardError = FileHandle.nullDevice
+        guard (try? probe.run()) != nil else { return false }
+        probe.waitUntilExit()
+        return probe.terminationStatus == 0
+    }
+}
+
 /// Where `name` is found on PATH (an absolute name as it is), or nil.
 func pathOf(_ name: String) -> String? {
     if name.hasPrefix("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }

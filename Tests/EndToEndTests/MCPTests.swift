@@ -4,15 +4,7 @@ import SeqSystem
 import Testing
 
 /// A python3 with the official MCP SDK (`pip install mcp`), or nil.
-let mcpPython: String? = ["python3", "/usr/bin/python3"].compactMap(pathOf).first { python in
-    let probe = Process()
-    probe.executableURL = URL(fileURLWithPath: python)
-    probe.arguments = ["-c", "import mcp.client.stdio"]
-    probe.standardError = FileHandle.nullDevice
-    guard (try? probe.run()) != nil else { return false }
-    probe.waitUntilExit()
-    return probe.terminationStatus == 0
-}
+let mcpPython = python(importing: "mcp.client.stdio", from: ["python3", "/usr/bin/python3"])
 
 /// `seqexec --mcp` driven by the official MCP Python SDK as its client, as an agent's harness
 /// would: it starts the server over stdio, initializes, and calls the tools.
