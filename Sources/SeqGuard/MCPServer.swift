@@ -49,7 +49,14 @@ public struct MCPServer {
                 message = parsed
             }
             guard handle(message) else { return 0 }
+            Self.reapEndedRelays()
         }
+    }
+
+    /// Reaps the relays of runs this server submitted that have ended: each is a child of
+    /// this process (it forked it), and a server lives for the whole session.
+    static func reapEndedRelays() {
+        while (try? Spawn.reapAny()) != nil {}
     }
 
     /// One line as a message; a line that is not JSON is answered with a parse error.
