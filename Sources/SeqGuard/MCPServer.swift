@@ -170,8 +170,12 @@ struct MCPCall {
         ]))
     }
 
+    /// Whether the client closed its end: the call answers at once with where its run is,
+    /// and the server ends after it (the stdio transport's shutdown).
+    var inputEnded: Bool { input.ended && input.buffer.isEmpty }
+
     /// Waits up to `milliseconds` for stdin; a cancel of this call sets `cancelled`. Returns
-    /// early on any message.
+    /// early on any message, and at once once the input has ended.
     mutating func pause(milliseconds: Int32) {
         guard let line = input.nextLine(timeoutMilliseconds: milliseconds) else { return }
         guard let message = MCPServer.parse(line) else { return }

@@ -148,7 +148,7 @@ enum MCPTools {
             }
             call.report(now.description)
             let left = deadline - Clock.monotonicNanoseconds()
-            if left <= 0 {
+            if left <= 0 || call.inputEnded {
                 let waited = formatDuration(Double(Clock.monotonicNanoseconds() - started) / 1e9)
                 return result("run \(id) is still \(now.description) after \(waited); call wait with id \(id) for its end",
                               Submission.json(run, now, store: store), call: call)

@@ -182,6 +182,36 @@ struct MCPTests {
         #expect(waitUntil(30) { sandbox.lines("done") == ["holder", "agent"] }, "\(sandbox.lines("done"))")
     }
 
+    /// Without an SDK: lines in, lines out. A line that is not JSON gets a parse error, an
+    /// unknown method its error, a notification nothing; and when the client closes its input,
+    /// a call still waiting answers at once with where its run is, and the server exits 0.
+    @Test func theEndOfInputAnswersTheWaitingCallAndEndsTheServer() throws {
+        let sandbox = try Sandbox()
+        try sandbox.write("requests", """
+        {"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"1999-01-01","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}
+        {"jsonrpc":"2.0","method":"notifications/initialized"}
+        not json
+        {"jsonrpc":"2.0","id":2,"method":"resources/list"}
+        {"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"run","arguments":{"command":["sleep","30"],"wait_seconds":60}}}
+
+        """)
+        let server = try sandbox.start("/bin/sh", ["-c", "exec \"$0\" --mcp < requests", seqexecPath])
+        #expect(server.wait(20) == 0, "\(server.stderr)")
+        let replies = server.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(replies.count == 4, "\(server.stdout)")
+        // A revision it does not know gets its newest.
+        #expect((replies.first?["result"] as? [String: Any])?["protocolVersion"] as? String == "2025-11-25")
+        #expect((replies[safe: 1]?["error"] as? [String: Any])?["code"] as? Int == -32700, "\(replies)")
+        #expect((replies[safe: 2]?["error"] as? [String: Any])?["code"] as? Int == -32601, "\(replies)")
+        let run = (replies[safe: 3]?["result"] as? [String: Any])?["structuredContent"] as? [String: Any] ?? [:]
+        #expect(["starting", "running"].contains(run["state"] as? String ?? ""), "\(replies)")
+        // The run goes on: it was submitted.
+        let id = try #require(run["id"] as? String)
+        let (status, runs, _) = try sandbox.run(["--runs"])
+        #expect(status == 0 && runs.contains(id), "\(runs)")
+        #expect(try sandbox.run(["--cancel", id]).0 == 0)
+    }
+
     /// make-seq's server: run takes make's arguments, and the make runs in the project's line.
     @Test(.enabled(if: commandOnPath("make"), "no make here")) func makeSeqServesMakeTargets() throws {
         let sandbox = try Sandbox()
