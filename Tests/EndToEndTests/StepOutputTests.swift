@@ -26,7 +26,12 @@ import Testing
         }
         #expect(run.wait(5) == 0, "\(run.stderr)")
         #expect(samples > 0, "the capture was never seen")
-        #expect(largest < 64 << 20, "the capture took \(largest) bytes on disk")
+        // The cap is kept by a look every 50 ms at a writer printing up to ~1 GB/s, so what the
+        // capture holds at its peak is the cap plus what came between two looks: on a busy
+        // machine (CI runs a guest kernel and browsers beside this) a look can come late, and
+        // 72 MB was seen there once. A quarter of what was printed still shows the cap at work
+        // without timing the scheduler; with no cap it would be all 500 MB.
+        #expect(largest < 128 << 20, "the capture took \(largest) bytes on disk")
         #expect(!FileManager.default.fileExists(atPath: capture), "the capture is left behind")
         let log = pipeline.sandbox.read(".seqpipe/logs/worker_0.log")
         #expect(log.contains("earlier bytes of output dropped") && log.contains("LAST-LINE"), "\(log.suffix(300))")
