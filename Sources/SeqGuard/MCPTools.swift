@@ -129,9 +129,7 @@ enum MCPTools {
         defer { state.close() }
         let store = try RunStore(state: state)
         defer { store.close() }
-        guard let run = try store.run(id) else {
-            throw GuardFailure("no submitted run '\(id)' in \(store.directory.path); see the runs tool")
-        }
+        let run = try store.existing(id, listing: "the runs tool")
         let relay = Processes.openPidfd(run.relay)
         defer { relay?.close() }
         let deadline = Clock.monotonicNanoseconds() + Int64(seconds * 1e9)

@@ -223,13 +223,11 @@ public enum Submission {
         do throws(GuardFailure) {
             (_, state) = try configuration.openState()
             store = try RunStore(state: state)
-            guard let found = try store.run(id) else {
-                reporter.error("no submitted run '\(id)' in \(store.directory.path); see 'seqexec --runs'")
+            do throws(GuardFailure) { run = try store.existing(id, listing: "'seqexec --runs'") } catch {
                 state.close()
                 store.close()
-                return ExitCode.toolFailure
+                throw error
             }
-            run = found
             guard let opened = try store.directory.openFile("\(id).log", .readOnly) else {
                 throw GuardFailure("the log of run \(id) is gone (\(store.logPath(id))); see 'seqexec --runs'")
             }
@@ -343,9 +341,7 @@ public enum Submission {
             defer { state.close() }
             let store = try RunStore(state: state)
             defer { store.close() }
-            guard let run = try store.run(id) else {
-                throw GuardFailure("no submitted run '\(id)' in \(store.directory.path); see 'seqexec --runs'")
-            }
+            let run = try store.existing(id, listing: "'seqexec --runs'")
             let before = Self.state(of: run, store: store, lockDirectory: state)
             switch before {
             case .ended, .lost:

@@ -145,6 +145,13 @@ public struct RunStore: Sendable {
         return SubmittedRun(parsing: bytes)
     }
 
+    /// Run `id`, which the caller named: its absence is the caller's error, naming where it
+    /// was looked for and `listing` (where the runs are listed: the flag, or the tool).
+    func existing(_ id: String, listing: String) throws(GuardFailure) -> SubmittedRun {
+        guard let run = try run(id) else { throw GuardFailure("no submitted run '\(id)' in \(directory.path); see \(listing)") }
+        return run
+    }
+
     public func result(_ id: String) throws(GuardFailure) -> SubmittedRun.Result? {
         guard let bytes = try directory.readFile("\(id).result") else { return nil }
         return SubmittedRun.Result(parsing: bytes)
